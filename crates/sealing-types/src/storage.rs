@@ -1,0 +1,118 @@
+//! Sector file types and storage path kinds (reference §5.1).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One kind of sector file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    Unsealed,
+    Sealed,
+    Cache,
+    Update,
+    UpdateCache,
+    Piece,
+}
+
+impl FileType {
+    pub const ALL: [FileType; 6] = [
+        FileType::Unsealed,
+        FileType::Sealed,
+        FileType::Cache,
+        FileType::Update,
+        FileType::UpdateCache,
+        FileType::Piece,
+    ];
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::Unsealed => "unsealed",
+            FileType::Sealed => "sealed",
+            FileType::Cache => "cache",
+            FileType::Update => "update",
+            FileType::UpdateCache => "update-cache",
+            FileType::Piece => "piece",
+        }
+    }
+    /// Space needed while sealing, in tenths of the sector size (`FSOverheadSeal`).
+    pub fn seal_overhead_tenths(self) -> u64 {
+        match self {
+            FileType::Cache => 141,
+            FileType::UpdateCache => 21,
+            _ => 10,
+        }
+    }
+    /// Space needed once finalized, in tenths of the sector size (`FsOverheadFinalized`).
+    pub fn finalized_overhead_tenths(self) -> u64 {
+        match self {
+            FileType::Cache | FileType::UpdateCache => 1,
+            _ => 10,
+        }
+    }
+}
+
+/// A set of sector file types (Lotus `SectorFileType` bitmask).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FileTypes(pub u8);
+
+impl FileTypes {
+    pub const NONE: FileTypes = FileTypes(0);
+    pub fn of(types: &[FileType]) -> FileTypes {
+        FileTypes(types.iter().fold(0, |acc, t| acc | t.bit()))
+    }
+    pub fn contains(self, t: FileType) -> bool {
+        self.0 & t.bit() != 0
+    }
+    pub fn intersects(self, other: FileTypes) -> bool {
+        self.0 & other.0 != 0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = FileType> {
+        FileType::ALL.into_iter().filter(move |t| self.contains(*t))
+    }
+    /// Bytes needed to allocate these files for a sector of `sector_size` on a path of `kind`.
+    pub fn space_use(self, sector_size: u64, kind: PathType) -> u64 {
+        self.iter()
+            .map(|t| {
+                let tenths = match kind {
+                    PathType::Sealing => t.seal_overhead_tenths(),
+                    PathType::Storage => t.finalized_overhead_tenths(),
+                };
+                tenths.saturating_mul(sector_size) / 10
+            })
+            .sum()
+    }
+}
+
+impl fmt::Display for FileTypes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.iter().map(|t| t.name()).collect();
+        f.write_str(&names.join("|"))
+    }
+}
+
+/// Whether an allocation is for sealing scratch space or for long-term storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PathType {
+    Sealing,
+    Storage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_space_of_pc1_outputs_is_15_1x() {
+        let t = FileTypes::of(&[FileType::Sealed, FileType::Cache]);
+        let gib32 = 32u64 << 30;
+        assert_eq!(t.space_use(gib32, PathType::Sealing), gib32 * 151 / 10);
+        assert_eq!(t.space_use(gib32, PathType::Storage), gib32 * 11 / 10);
+        assert_eq!(t.to_string(), "sealed|cache");
+    }
+}

@@ -1,0 +1,43 @@
+//! What a worker reports about itself (reference §2.6). Lotus JSON field names.
+
+use crate::ResourceTable;
+use serde::{Deserialize, Serialize};
+
+/// Hardware of a worker as seen at connect time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerResources {
+    #[serde(rename = "MemPhysical")]
+    pub mem_physical: u64,
+    /// Total minus available, as the OS sees it.
+    #[serde(rename = "MemUsed")]
+    pub mem_used: u64,
+    #[serde(rename = "MemSwap")]
+    pub mem_swap: u64,
+    #[serde(rename = "MemSwapUsed")]
+    pub mem_swap_used: u64,
+    /// Logical cores the worker may use (its CPU-affinity mask, cgroup quota, GOMAXPROCS).
+    #[serde(rename = "CPUs")]
+    pub cpus: u64,
+    /// GPU names, one per visible device.
+    #[serde(rename = "GPUs", default, deserialize_with = "null_as_empty")]
+    pub gpus: Vec<String>,
+    /// The worker's resource table after its env overrides.
+    #[serde(rename = "Resources", default)]
+    pub resources: ResourceTable,
+}
+
+/// Go encodes an empty slice as `null`.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    #[serde(rename = "Hostname")]
+    pub hostname: String,
+    /// Only the miner's own worker with `ResourceFiltering = "disabled"` sets this.
+    #[serde(rename = "IgnoreResources", default)]
+    pub ignore_resources: bool,
+    #[serde(rename = "Resources")]
+    pub resources: WorkerResources,
+}
