@@ -1,0 +1,1129 @@
+//! The scheduler state machine.
+
+use crate::pool::Pool;
+use crate::queue::QueueKey;
+use crate::{Selector, TaskRequest, SCHED_WINDOWS};
+use sealing_types::{
+    FileTypes, PathType, RegisteredSealProof, Resources, SchedId, SectorId, TaskType, WorkerId,
+    WorkerInfo,
+};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+/// How a task is placed among the workers that can take it (`[Storage] Assigner`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Assigner {
+    /// The least utilised worker (the original's default).
+    #[default]
+    Utilization,
+    /// The worker holding the fewest tasks (assigned, preparing, running), counting those given
+    /// in this pass. The original's plain `spread` counts only the current pass, which piles
+    /// tasks that arrive one at a time onto one worker; this is its `experiment-spread-qcount`.
+    Spread,
+}
+
+impl std::str::FromStr for Assigner {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "utilization" => Ok(Assigner::Utilization),
+            "spread" | "experiment-spread-qcount" => Ok(Assigner::Spread),
+            other => Err(format!(
+                "unknown assigner {other:?}: expected \"utilization\" or \"spread\""
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub assigner: Assigner,
+}
+
+/// What the scheduler knows about a worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerSpec {
+    pub info: WorkerInfo,
+    pub task_types: BTreeSet<TaskType>,
+    /// Bytes free on the worker's best sealing path (0 if it has none).
+    pub seal_space: u64,
+    /// Bytes free on the worker's best long-term storage path (0 if it has none).
+    pub store_space: u64,
+}
+
+/// Inputs to the scheduler.
+#[derive(Clone, Debug)]
+pub enum Event {
+    WorkerAdded {
+        id: WorkerId,
+        spec: WorkerSpec,
+    },
+    /// The worker's accepted task types changed (`lotus-worker tasks enable|disable`).
+    WorkerTaskTypes {
+        id: WorkerId,
+        task_types: BTreeSet<TaskType>,
+    },
+    /// Free space on the worker's paths changed.
+    WorkerSpace {
+        id: WorkerId,
+        seal_space: u64,
+        store_space: u64,
+    },
+    /// Heartbeats answer again (or the operator enabled it).
+    WorkerEnabled(WorkerId),
+    /// Heartbeats fail: its windowed tasks go back to the queue; started tasks keep running.
+    WorkerDisabled(WorkerId),
+    /// The worker is gone: every task it held that is not finished goes back to the queue.
+    WorkerRemoved(WorkerId),
+    /// The worker now holds these files of the sector (after a task or a fetch).
+    SectorFiles {
+        sector: SectorId,
+        worker: WorkerId,
+        types: FileTypes,
+    },
+    /// The worker no longer holds these files of the sector.
+    SectorFilesGone {
+        sector: SectorId,
+        worker: WorkerId,
+        types: FileTypes,
+    },
+    Push(TaskRequest),
+    /// Remove a request that has not started (`sealing abort --sched`).
+    Cancel(SchedId),
+    /// The preparation step of a task finished on `worker`.
+    Prepared {
+        task: SchedId,
+        worker: WorkerId,
+    },
+    /// The preparation step failed; the task is dropped (the requester retries).
+    PrepareFailed {
+        task: SchedId,
+        worker: WorkerId,
+    },
+    /// The task finished (successfully or not) on `worker`; its resources are freed.
+    Done {
+        task: SchedId,
+        worker: WorkerId,
+    },
+}
+
+/// Outputs of the scheduler, for the daemon to carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Run the task's preparation step (fetch its files) on the worker.
+    Prepare { task: SchedId, worker: WorkerId },
+    /// Start the task's work on the worker.
+    Start { task: SchedId, worker: WorkerId },
+    /// The task left `from` and is back in the queue (worker disabled or removed).
+    Requeued { task: SchedId, from: WorkerId },
+    /// A queued request was removed on request.
+    Cancelled { task: SchedId },
+    /// A request was refused (for example its ID is already queued).
+    Rejected { task: SchedId, reason: String },
+}
+
+/// Where a task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    Queued,
+    /// Assigned to a scheduling window of the worker (`assigned(N)` in `sealing jobs`).
+    Assigned {
+        worker: WorkerId,
+        window: usize,
+    },
+    Preparing {
+        worker: WorkerId,
+    },
+    /// Prepared, waiting for room in the active pool.
+    Prepared {
+        worker: WorkerId,
+    },
+    Running {
+        worker: WorkerId,
+    },
+}
+
+impl TaskState {
+    pub fn worker(&self) -> Option<WorkerId> {
+        match *self {
+            TaskState::Queued => None,
+            TaskState::Assigned { worker, .. }
+            | TaskState::Preparing { worker }
+            | TaskState::Prepared { worker }
+            | TaskState::Running { worker } => Some(worker),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Task {
+    pub(crate) req: TaskRequest,
+    pub(crate) key: QueueKey,
+    pub(crate) class: usize,
+    pub(crate) state: TaskState,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Window {
+    pub(crate) allocated: Pool,
+    pub(crate) todo: Vec<SchedId>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Worker {
+    pub(crate) spec: WorkerSpec,
+    pub(crate) enabled: bool,
+    pub(crate) windows: Vec<Window>,
+    /// Tasks preparing or prepared hold their preparation spec here until they enter `active`.
+    pub(crate) preparing: Pool,
+    pub(crate) active: Pool,
+    /// Tasks whose preparation finished, waiting for `active`, in queue order.
+    pub(crate) prepared: BTreeSet<(QueueKey, SchedId)>,
+    /// Per (task type, proof): tasks preparing (fetching) and tasks running, for MaxConcurrent.
+    pub(crate) preparing_count: HashMap<(TaskType, RegisteredSealProof), usize>,
+    pub(crate) running_count: HashMap<(TaskType, RegisteredSealProof), usize>,
+}
+
+impl Worker {
+    pub(crate) fn spec_of(&self, req: &TaskRequest) -> Resources {
+        self.spec
+            .info
+            .resources
+            .resources
+            .spec(req.sector.proof_type, req.task)
+    }
+    fn prep_spec_of(&self, req: &TaskRequest) -> Resources {
+        let prep = req.prepare.unwrap_or(req.task);
+        self.spec
+            .info
+            .resources
+            .resources
+            .prep_spec(req.sector.proof_type, req.task, prep)
+    }
+    fn ignore(&self) -> bool {
+        self.spec.info.ignore_resources
+    }
+    /// Whether the task could run on this worker if it were idle.
+    pub(crate) fn fits_empty(&self, req: &TaskRequest) -> Result<(), sealing_types::Shortfall> {
+        Pool::default().can_handle(&self.spec_of(req), &self.spec.info.resources, self.ignore())
+    }
+    fn utilization(&self) -> f64 {
+        let res = &self.spec.info.resources;
+        self.active.utilization(res)
+            + self.preparing.utilization(res)
+            + self
+                .windows
+                .iter()
+                .map(|w| w.allocated.utilization(res))
+                .sum::<f64>()
+    }
+    /// Tasks assigned to, preparing on, waiting on, or running on this worker.
+    fn held_tasks(&self) -> u64 {
+        let windowed: usize = self.windows.iter().map(|w| w.todo.len()).sum();
+        let counted: usize = self.preparing_count.values().sum::<usize>()
+            + self.running_count.values().sum::<usize>();
+        (windowed + self.prepared.len() + counted) as u64
+    }
+
+    pub(crate) fn open_windows(&self) -> usize {
+        if self.enabled {
+            SCHED_WINDOWS.saturating_sub(self.windows.len())
+        } else {
+            0
+        }
+    }
+}
+
+/// The part of a request that decides which workers may take it, independent of the sector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ClassKey {
+    task: TaskType,
+    proof: RegisteredSealProof,
+    selector: Selector,
+    prepare: Option<TaskType>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ClassQueue {
+    pub(crate) tasks: BTreeSet<(QueueKey, SchedId)>,
+}
+
+/// A read-only view of one worker, for stats and diagnostics.
+#[derive(Clone, Debug)]
+pub struct WorkerView<'a> {
+    pub id: WorkerId,
+    pub spec: &'a WorkerSpec,
+    pub enabled: bool,
+    pub active: Pool,
+    pub preparing: Pool,
+    /// Tasks on the worker (assigned, preparing, prepared, running) per (proof, task type).
+    pub task_counts: BTreeMap<(RegisteredSealProof, TaskType), usize>,
+    pub windows: usize,
+}
+
+/// The scheduler. See the crate docs.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    pub(crate) cfg: Config,
+    pub(crate) workers: BTreeMap<WorkerId, Worker>,
+    pub(crate) tasks: HashMap<SchedId, Task>,
+    pub(crate) classes: Vec<(ClassKey, ClassQueue)>,
+    class_index: HashMap<ClassKey, usize>,
+    /// Which workers hold which files of each sector.
+    pub(crate) locations: HashMap<SectorId, BTreeMap<WorkerId, FileTypes>>,
+    seq: u64,
+    queued: usize,
+    /// Workers whose pools changed since the last dispatch.
+    dirty: BTreeSet<WorkerId>,
+}
+
+/// One scheduling window opened for a pass.
+struct Scratch {
+    worker: WorkerId,
+    alloc: Pool,
+    counts: HashMap<TaskType, usize>,
+    todo: Vec<SchedId>,
+}
+
+/// Candidate window key: tier, score, worker order, window. Smaller is better.
+type CandKey = (u64, u64, usize, usize);
+
+impl Scheduler {
+    pub fn new(cfg: Config) -> Self {
+        Scheduler {
+            cfg,
+            ..Default::default()
+        }
+    }
+
+    /// Apply one event and return what the daemon must do.
+    pub fn handle(&mut self, ev: Event) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.apply(ev, &mut out);
+        self.schedule(&mut out);
+        out
+    }
+
+    /// Apply several events, then schedule once. Cheaper than `handle` per event.
+    pub fn handle_batch(&mut self, evs: impl IntoIterator<Item = Event>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for ev in evs {
+            self.apply(ev, &mut out);
+        }
+        self.schedule(&mut out);
+        out
+    }
+
+    /// Run one scheduling pass and dispatch, without any new event. For benchmarks.
+    pub fn run_pass(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.schedule(&mut out);
+        out
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.queued
+    }
+
+    pub fn task_state(&self, id: SchedId) -> Option<TaskState> {
+        self.tasks.get(&id).map(|t| t.state)
+    }
+
+    pub fn task_request(&self, id: SchedId) -> Option<&TaskRequest> {
+        self.tasks.get(&id).map(|t| &t.req)
+    }
+
+    /// Every task the scheduler holds, with its state. Unordered.
+    pub fn tasks(&self) -> impl Iterator<Item = (&TaskRequest, TaskState)> {
+        self.tasks.values().map(|t| (&t.req, t.state))
+    }
+
+    pub fn worker_ids(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.workers.keys().copied()
+    }
+
+    pub fn worker(&self, id: WorkerId) -> Option<WorkerView<'_>> {
+        let w = self.workers.get(&id)?;
+        let mut task_counts = BTreeMap::new();
+        for t in self.tasks.values() {
+            if t.state.worker() == Some(id) {
+                *task_counts
+                    .entry((t.req.sector.proof_type, t.req.task))
+                    .or_insert(0) += 1;
+            }
+        }
+        Some(WorkerView {
+            id,
+            spec: &w.spec,
+            enabled: w.enabled,
+            active: w.active,
+            preparing: w.preparing,
+            task_counts,
+            windows: w.windows.len(),
+        })
+    }
+
+    fn class_of(&mut self, req: &TaskRequest) -> usize {
+        let key = ClassKey {
+            task: req.task,
+            proof: req.sector.proof_type,
+            selector: req.selector,
+            prepare: req.prepare,
+        };
+        if let Some(&i) = self.class_index.get(&key) {
+            return i;
+        }
+        self.classes.push((key, ClassQueue::default()));
+        self.class_index.insert(key, self.classes.len() - 1);
+        self.classes.len() - 1
+    }
+
+    fn enqueue(&mut self, id: SchedId) {
+        let t = self.tasks.get_mut(&id).expect("task exists");
+        t.state = TaskState::Queued;
+        self.classes[t.class].1.tasks.insert((t.key, id));
+        self.queued += 1;
+    }
+
+    fn dequeue(&mut self, id: SchedId) {
+        let t = &self.tasks[&id];
+        if self.classes[t.class].1.tasks.remove(&(t.key, id)) {
+            self.queued -= 1;
+        }
+    }
+
+    fn apply(&mut self, ev: Event, out: &mut Vec<Effect>) {
+        match ev {
+            Event::WorkerAdded { id, spec } => {
+                if self.workers.contains_key(&id) {
+                    return; // duplicate registration of the same session is ignored (§3.7)
+                }
+                self.workers.insert(
+                    id,
+                    Worker {
+                        spec,
+                        enabled: true,
+                        windows: Vec::new(),
+                        preparing: Pool::default(),
+                        active: Pool::default(),
+                        prepared: BTreeSet::new(),
+                        preparing_count: HashMap::new(),
+                        running_count: HashMap::new(),
+                    },
+                );
+                self.dirty.insert(id);
+            }
+            Event::WorkerTaskTypes { id, task_types } => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.spec.task_types = task_types;
+                }
+            }
+            Event::WorkerSpace {
+                id,
+                seal_space,
+                store_space,
+            } => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.spec.seal_space = seal_space;
+                    w.spec.store_space = store_space;
+                }
+            }
+            Event::WorkerEnabled(id) => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.enabled = true;
+                    self.dirty.insert(id);
+                }
+            }
+            Event::WorkerDisabled(id) => {
+                let Some(w) = self.workers.get_mut(&id) else {
+                    return;
+                };
+                w.enabled = false;
+                let windows = std::mem::take(&mut w.windows);
+                for task in windows.into_iter().flat_map(|w| w.todo) {
+                    self.enqueue(task);
+                    out.push(Effect::Requeued { task, from: id });
+                }
+            }
+            Event::WorkerRemoved(id) => {
+                let Some(w) = self.workers.remove(&id) else {
+                    return;
+                };
+                let mut held: Vec<(QueueKey, SchedId)> = self
+                    .tasks
+                    .values()
+                    .filter(|t| t.state.worker() == Some(id))
+                    .map(|t| (t.key, t.req.id))
+                    .collect();
+                held.sort();
+                drop(w);
+                for (_, task) in held {
+                    self.enqueue(task);
+                    out.push(Effect::Requeued { task, from: id });
+                }
+                for holders in self.locations.values_mut() {
+                    holders.remove(&id);
+                }
+                self.locations.retain(|_, h| !h.is_empty());
+            }
+            Event::SectorFiles {
+                sector,
+                worker,
+                types,
+            } => {
+                let e = self
+                    .locations
+                    .entry(sector)
+                    .or_default()
+                    .entry(worker)
+                    .or_default();
+                e.0 |= types.0;
+            }
+            Event::SectorFilesGone {
+                sector,
+                worker,
+                types,
+            } => {
+                if let Some(holders) = self.locations.get_mut(&sector) {
+                    if let Some(t) = holders.get_mut(&worker) {
+                        t.0 &= !types.0;
+                        if t.is_empty() {
+                            holders.remove(&worker);
+                        }
+                    }
+                    if holders.is_empty() {
+                        self.locations.remove(&sector);
+                    }
+                }
+            }
+            Event::Push(req) => {
+                let id = req.id;
+                if self.tasks.contains_key(&id) {
+                    out.push(Effect::Rejected {
+                        task: id,
+                        reason: format!("request {id} is already scheduled"),
+                    });
+                    return;
+                }
+                self.seq += 1;
+                let key = QueueKey::new(&req, self.seq);
+                let class = self.class_of(&req);
+                self.tasks.insert(
+                    id,
+                    Task {
+                        req,
+                        key,
+                        class,
+                        state: TaskState::Queued,
+                    },
+                );
+                self.enqueue(id);
+            }
+            Event::Cancel(id) => {
+                let Some(t) = self.tasks.get(&id) else { return };
+                match t.state {
+                    TaskState::Queued => self.dequeue(id),
+                    TaskState::Assigned { worker, .. } => {
+                        if let Some(w) = self.workers.get_mut(&worker) {
+                            for win in &mut w.windows {
+                                win.todo.retain(|t| *t != id);
+                            }
+                            w.windows.retain(|win| !win.todo.is_empty());
+                        }
+                        self.dirty.insert(worker);
+                    }
+                    // Started work is stopped by the daemon, which then reports Done.
+                    _ => return,
+                }
+                self.tasks.remove(&id);
+                out.push(Effect::Cancelled { task: id });
+            }
+            Event::Prepared { task, worker } => {
+                let Some(t) = self.tasks.get_mut(&task) else {
+                    return;
+                };
+                if t.state != (TaskState::Preparing { worker }) {
+                    return; // stale report (the task was requeued meanwhile)
+                }
+                t.state = TaskState::Prepared { worker };
+                let key = t.key;
+                let ct = (t.req.task, t.req.sector.proof_type);
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    dec(&mut w.preparing_count, ct);
+                    w.prepared.insert((key, task));
+                    self.dirty.insert(worker);
+                }
+            }
+            Event::PrepareFailed { task, worker } => {
+                let Some(t) = self.tasks.get(&task) else {
+                    return;
+                };
+                if !matches!(t.state, TaskState::Preparing { worker: w } if w == worker) {
+                    return;
+                }
+                let t = self.tasks.remove(&task).expect("present");
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    let prep = w.prep_spec_of(&t.req);
+                    w.preparing.free(&prep, &w.spec.info.resources);
+                    dec(
+                        &mut w.preparing_count,
+                        (t.req.task, t.req.sector.proof_type),
+                    );
+                    self.dirty.insert(worker);
+                }
+            }
+            Event::Done { task, worker } => {
+                let Some(t) = self.tasks.get(&task) else {
+                    return;
+                };
+                if t.state != (TaskState::Running { worker }) {
+                    return;
+                }
+                let t = self.tasks.remove(&task).expect("present");
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    let spec = w.spec_of(&t.req);
+                    w.active.free(&spec, &w.spec.info.resources);
+                    dec(&mut w.running_count, (t.req.task, t.req.sector.proof_type));
+                    self.dirty.insert(worker);
+                }
+            }
+        }
+    }
+
+    /// Pass, dispatch, and again while a pass places something (a dispatch can open windows).
+    fn schedule(&mut self, out: &mut Vec<Effect>) {
+        for id in std::mem::take(&mut self.dirty) {
+            self.dispatch(id, out);
+        }
+        // Terminates: every pass that touches a worker moved at least one task out of the queue.
+        loop {
+            let touched = self.pass();
+            if touched.is_empty() {
+                break;
+            }
+            for id in touched {
+                self.dispatch(id, out);
+            }
+        }
+    }
+
+    /// Workers allowed to run the task that hold its files, if its selector prefers locality.
+    pub(crate) fn preferred_holders(&self, req: &TaskRequest) -> Option<Vec<WorkerId>> {
+        let types = match req.selector {
+            Selector::Existing { types, .. } | Selector::Move { types, .. } => types,
+            _ => return None,
+        };
+        let holders = self.locations.get(&req.sector.id)?;
+        let ok: Vec<WorkerId> = holders
+            .iter()
+            .filter(|(_, t)| t.intersects(types))
+            .map(|(w, _)| *w)
+            .filter(|w| {
+                self.workers.get(w).is_some_and(|wk| {
+                    wk.enabled
+                        && wk.spec.task_types.contains(&req.task)
+                        && wk.fits_empty(req).is_ok()
+                })
+            })
+            .collect();
+        (!ok.is_empty()).then_some(ok)
+    }
+
+    /// Whether a non-holder worker passes the selector (space on its paths).
+    pub(crate) fn selector_allows_remote(
+        &self,
+        req: &TaskRequest,
+        w: &Worker,
+    ) -> Result<(), String> {
+        let ssize = req.sector.proof_type.sector_size().0;
+        let need_space = |types: FileTypes, kind: PathType, have: u64| {
+            let need = types.space_use(ssize, kind);
+            if have >= need {
+                Ok(())
+            } else {
+                let what = match kind {
+                    PathType::Sealing => "sealing",
+                    PathType::Storage => "storage",
+                };
+                Err(format!(
+                    "no {what} path with room for {types}: need {}, {} free",
+                    sealing_types::size::size_str(need),
+                    sealing_types::size::size_str(have)
+                ))
+            }
+        };
+        match req.selector {
+            Selector::Task => Ok(()),
+            Selector::Alloc { types, path } => {
+                let have = if path == PathType::Sealing { w.spec.seal_space } else { w.spec.store_space };
+                need_space(types, path, have)
+            }
+            Selector::Existing { types, allow_fetch: true } => need_space(types, PathType::Sealing, w.spec.seal_space),
+            Selector::Existing { types, allow_fetch: false } => {
+                Err(format!("does not hold the sector's {types} files, and this task does not fetch"))
+            }
+            Selector::Move { types, allow_remote: true } => need_space(types, PathType::Storage, w.spec.store_space),
+            Selector::Move { types, allow_remote: false } => Err(format!(
+                "does not hold the sector's {types} files, and DisallowRemoteFinalize forbids moving them"
+            )),
+        }
+    }
+
+    fn score(
+        &self,
+        w: &Worker,
+        id: WorkerId,
+        pass_util: &HashMap<WorkerId, f64>,
+        pass_count: &HashMap<WorkerId, u64>,
+    ) -> u64 {
+        match self.cfg.assigner {
+            Assigner::Utilization => {
+                let u = pass_util
+                    .get(&id)
+                    .copied()
+                    .unwrap_or_else(|| w.utilization());
+                (u * 1e9) as u64
+            }
+            Assigner::Spread => w.held_tasks() + pass_count.get(&id).copied().unwrap_or(0),
+        }
+    }
+
+    /// One scheduling pass: fill open windows from the queue. Returns the workers that got
+    /// tasks.
+    fn pass(&mut self) -> Vec<WorkerId> {
+        let mut scratch: Vec<Scratch> = Vec::new();
+        let mut first_scratch: HashMap<WorkerId, usize> = HashMap::new();
+        for (id, w) in &self.workers {
+            for _ in 0..w.open_windows() {
+                first_scratch.entry(*id).or_insert(scratch.len());
+                scratch.push(Scratch {
+                    worker: *id,
+                    alloc: Pool::default(),
+                    counts: HashMap::new(),
+                    todo: Vec::new(),
+                });
+            }
+        }
+        if scratch.is_empty() || self.queued == 0 {
+            return Vec::new();
+        }
+        let worker_order: HashMap<WorkerId, usize> = self
+            .workers
+            .keys()
+            .enumerate()
+            .map(|(i, id)| (*id, i))
+            .collect();
+        let mut pass_util: HashMap<WorkerId, f64> = HashMap::new();
+        let mut pass_count: HashMap<WorkerId, u64> = HashMap::new();
+        // Per class: candidate windows (lazily built), and whether it can take no more.
+        let mut cands: HashMap<usize, BinaryHeap<Reverse<CandKey>>> = HashMap::new();
+        let mut assigned: Vec<(SchedId, usize)> = Vec::new();
+
+        // Merge the per-class queues in global queue order. A class whose candidates are used
+        // up drops out, so a pass costs O(assignments · log) rather than O(queue × windows).
+        let mut iters: Vec<_> = self.classes.iter().map(|(_, q)| q.tasks.iter()).collect();
+        let mut heads: BinaryHeap<Reverse<(QueueKey, SchedId, usize)>> = BinaryHeap::new();
+        for (ci, it) in iters.iter_mut().enumerate() {
+            if let Some((k, id)) = it.next() {
+                heads.push(Reverse((*k, *id, ci)));
+            }
+        }
+        while let Some(Reverse((_, id, ci))) = heads.pop() {
+            let task = &self.tasks[&id];
+            let req = &task.req;
+            let mut class_exhausted = false;
+            let chosen: Option<usize> = if let Some(holders) = self.preferred_holders(req) {
+                // Data locality: only the holders, even if busy (never move a sector that a
+                // local worker can process).
+                let mut best: Option<(CandKey, usize)> = None;
+                for h in holders {
+                    let Some(&first) = first_scratch.get(&h) else {
+                        continue;
+                    };
+                    let w = &self.workers[&h];
+                    let spec = w.spec_of(req);
+                    for (si, s) in scratch
+                        .iter()
+                        .enumerate()
+                        .skip(first)
+                        .take_while(|(_, s)| s.worker == h)
+                    {
+                        if !fits_scratch(s, &spec, w, req) {
+                            continue;
+                        }
+                        let key = (
+                            0,
+                            self.score(w, h, &pass_util, &pass_count),
+                            worker_order[&h],
+                            si,
+                        );
+                        if best.is_none_or(|(b, _)| key < b) {
+                            best = Some((key, si));
+                        }
+                    }
+                }
+                best.map(|(_, si)| si)
+            } else {
+                let heap = cands.entry(ci).or_insert_with(|| {
+                    let mut h = BinaryHeap::new();
+                    for (si, s) in scratch.iter().enumerate() {
+                        let w = &self.workers[&s.worker];
+                        if !w.spec.task_types.contains(&req.task)
+                            || self.selector_allows_remote(req, w).is_err()
+                            || w.fits_empty(req).is_err()
+                        {
+                            continue;
+                        }
+                        let tier = if req.selector == Selector::Task {
+                            w.spec.task_types.len() as u64
+                        } else {
+                            0
+                        };
+                        h.push(Reverse((
+                            tier,
+                            self.score(w, s.worker, &pass_util, &pass_count),
+                            worker_order[&s.worker],
+                            si,
+                        )));
+                    }
+                    h
+                });
+                let mut chosen = None;
+                while let Some(Reverse((tier, score, ord, si))) = heap.pop() {
+                    let s = &scratch[si];
+                    let w = &self.workers[&s.worker];
+                    if !fits_scratch(s, &w.spec_of(req), w, req) {
+                        continue; // allocations only grow within a pass: drop for this class
+                    }
+                    let now = self.score(w, s.worker, &pass_util, &pass_count);
+                    if now != score {
+                        heap.push(Reverse((tier, now, ord, si)));
+                        continue;
+                    }
+                    chosen = Some(si);
+                    // Stays a candidate for the next task of the class, at its new score below.
+                    heap.push(Reverse((tier, score, ord, si)));
+                    break;
+                }
+                class_exhausted = chosen.is_none()
+                    && !matches!(
+                        req.selector,
+                        Selector::Existing { .. } | Selector::Move { .. }
+                    );
+                chosen
+            };
+            if let Some(si) = chosen {
+                let s = &mut scratch[si];
+                let w = &self.workers[&s.worker];
+                let res = &w.spec.info.resources;
+                let spec = w.spec_of(req);
+                let before = s.alloc.utilization(res);
+                s.alloc.add(&spec, res);
+                let delta = s.alloc.utilization(res) - before;
+                *s.counts.entry(req.task).or_insert(0) += 1;
+                s.todo.push(id);
+                let base = w.utilization();
+                *pass_util.entry(s.worker).or_insert(base) += delta;
+                *pass_count.entry(s.worker).or_insert(0) += 1;
+                assigned.push((id, si));
+            }
+            if !class_exhausted {
+                if let Some((k, id)) = iters[ci].next() {
+                    heads.push(Reverse((*k, *id, ci)));
+                }
+            }
+        }
+        drop(iters);
+
+        let mut touched = Vec::new();
+        for (id, _) in &assigned {
+            self.dequeue(*id);
+        }
+        for s in scratch.into_iter().filter(|s| !s.todo.is_empty()) {
+            let w = self.workers.get_mut(&s.worker).expect("worker exists");
+            let window = w.windows.len();
+            for id in &s.todo {
+                self.tasks.get_mut(id).expect("task").state = TaskState::Assigned {
+                    worker: s.worker,
+                    window,
+                };
+            }
+            w.windows.push(Window {
+                allocated: s.alloc,
+                todo: s.todo,
+            });
+            if touched.last() != Some(&s.worker) {
+                touched.push(s.worker);
+            }
+        }
+        touched
+    }
+
+    /// Move the worker's tasks forward: window → preparing, prepared → active, strictly in
+    /// order, then compact the windows.
+    fn dispatch(&mut self, id: WorkerId, out: &mut Vec<Effect>) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let res = &w.spec.info.resources;
+        loop {
+            let mut progressed = false;
+            // Window → preparing: the head of the first window, in order. Never bypass the
+            // head: a large task waiting for room must not be overtaken by small ones.
+            while let Some(&head) = w.windows.first().and_then(|win| win.todo.first()) {
+                let t = self.tasks.get_mut(&head).expect("task");
+                let prep = w.prep_spec_of(&t.req);
+                let ct = (t.req.task, t.req.sector.proof_type);
+                let limit_ok = prep.max_concurrent <= 0
+                    || w.preparing_count.get(&ct).copied().unwrap_or(0)
+                        < prep.max_concurrent as usize;
+                if !limit_ok
+                    || w.preparing
+                        .can_handle(&prep, res, w.spec.info.ignore_resources)
+                        .is_err()
+                {
+                    break;
+                }
+                w.preparing.add(&prep, res);
+                w.windows[0].todo.remove(0);
+                if w.windows[0].todo.is_empty() {
+                    w.windows.remove(0);
+                    for (i, win) in w.windows.iter().enumerate() {
+                        for tid in &win.todo {
+                            if let Some(tt) = self.tasks.get_mut(tid) {
+                                tt.state = TaskState::Assigned {
+                                    worker: id,
+                                    window: i,
+                                };
+                            }
+                        }
+                    }
+                }
+                let t = self.tasks.get_mut(&head).expect("task");
+                if t.req.prepare.is_some() {
+                    t.state = TaskState::Preparing { worker: id };
+                    *w.preparing_count.entry(ct).or_insert(0) += 1;
+                    out.push(Effect::Prepare {
+                        task: head,
+                        worker: id,
+                    });
+                } else {
+                    t.state = TaskState::Prepared { worker: id };
+                    w.prepared.insert((t.key, head));
+                }
+                progressed = true;
+            }
+            // Prepared → active, in queue order, strictly.
+            while let Some(&(key, head)) = w.prepared.first() {
+                let t = self.tasks.get_mut(&head).expect("task");
+                let spec = w.spec_of(&t.req);
+                let ct = (t.req.task, t.req.sector.proof_type);
+                let limit_ok = spec.max_concurrent <= 0
+                    || w.running_count.get(&ct).copied().unwrap_or(0)
+                        < spec.max_concurrent as usize;
+                if !limit_ok
+                    || w.active
+                        .can_handle(&spec, res, w.spec.info.ignore_resources)
+                        .is_err()
+                {
+                    break;
+                }
+                w.prepared.remove(&(key, head));
+                w.active.add(&spec, res);
+                let prep = w.prep_spec_of(&t.req);
+                w.preparing.free(&prep, res);
+                *w.running_count.entry(ct).or_insert(0) += 1;
+                t.state = TaskState::Running { worker: id };
+                out.push(Effect::Start {
+                    task: head,
+                    worker: id,
+                });
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        compact_windows(w, &mut self.tasks, id);
+    }
+}
+
+fn fits_scratch(s: &Scratch, spec: &Resources, w: &Worker, req: &TaskRequest) -> bool {
+    if spec.max_concurrent > 0
+        && s.counts.get(&req.task).copied().unwrap_or(0) >= spec.max_concurrent as usize
+    {
+        return false;
+    }
+    s.alloc
+        .can_handle(spec, &w.spec.info.resources, w.spec.info.ignore_resources)
+        .is_ok()
+}
+
+fn dec(
+    m: &mut HashMap<(TaskType, RegisteredSealProof), usize>,
+    k: (TaskType, RegisteredSealProof),
+) {
+    if let Some(c) = m.get_mut(&k) {
+        *c = c.saturating_sub(1);
+        if *c == 0 {
+            m.remove(&k);
+        }
+    }
+}
+
+/// Move tasks from later windows into earlier ones where they fit, drop empty windows
+/// (`workerCompactWindows`, reference §3.7).
+fn compact_windows(w: &mut Worker, tasks: &mut HashMap<SchedId, Task>, id: WorkerId) {
+    if w.windows.len() < 2 {
+        return;
+    }
+    let res = &w.spec.info.resources;
+    let ignore = w.spec.info.ignore_resources;
+    for later in 1..w.windows.len() {
+        let mut i = 0;
+        while i < w.windows[later].todo.len() {
+            let tid = w.windows[later].todo[i];
+            let t = &tasks[&tid];
+            let spec = w.spec_of(&t.req);
+            let target = (0..later).find(|&e| {
+                w.windows[e]
+                    .allocated
+                    .can_handle(&spec, res, ignore)
+                    .is_ok()
+            });
+            if let Some(e) = target {
+                w.windows[later].todo.remove(i);
+                w.windows[later].allocated.free(&spec, res);
+                w.windows[e].allocated.add(&spec, res);
+                // Keep each window's todo in queue order.
+                let key = t.key;
+                let pos = w.windows[e].todo.partition_point(|x| tasks[x].key < key);
+                w.windows[e].todo.insert(pos, tid);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    w.windows.retain(|win| !win.todo.is_empty());
+    for (i, win) in w.windows.iter().enumerate() {
+        for tid in &win.todo {
+            if let Some(t) = tasks.get_mut(tid) {
+                t.state = TaskState::Assigned {
+                    worker: id,
+                    window: i,
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `TestWindowCompact` cases of the original.
+    use super::*;
+    use sealing_types::resources::default_table;
+    use sealing_types::{SectorRef, WorkerResources};
+    use uuid::Uuid;
+
+    const GIB: u64 = 1 << 30;
+
+    fn worker(ram_gib: u64) -> Worker {
+        Worker {
+            spec: WorkerSpec {
+                info: WorkerInfo {
+                    hostname: "fred".into(),
+                    ignore_resources: false,
+                    resources: WorkerResources {
+                        mem_physical: ram_gib * GIB,
+                        mem_swap: 512 * GIB,
+                        cpus: 32,
+                        resources: default_table().clone(),
+                        ..Default::default()
+                    },
+                },
+                task_types: Default::default(),
+                seal_space: 0,
+                store_space: 0,
+            },
+            enabled: true,
+            windows: vec![],
+            preparing: Pool::default(),
+            active: Pool::default(),
+            prepared: BTreeSet::new(),
+            preparing_count: HashMap::new(),
+            running_count: HashMap::new(),
+        }
+    }
+
+    /// Windows given as lists of task types; returns the task types per window after compaction.
+    fn compact(ram_gib: u64, windows: &[&[TaskType]]) -> Vec<Vec<TaskType>> {
+        let mut w = worker(ram_gib);
+        let mut tasks = HashMap::new();
+        let mut n = 0u128;
+        for types in windows {
+            let mut win = Window::default();
+            for t in *types {
+                n += 1;
+                let req = TaskRequest {
+                    id: SchedId::from_u128(n),
+                    sector: SectorRef {
+                        id: SectorId {
+                            miner: 1000,
+                            number: n as u64,
+                        },
+                        proof_type: RegisteredSealProof::STACKED_DRG_32GIB_V1_1,
+                    },
+                    task: *t,
+                    priority: 0,
+                    selector: Selector::Task,
+                    prepare: None,
+                };
+                win.allocated.add(&w.spec_of(&req), &w.spec.info.resources);
+                win.todo.push(req.id);
+                let key = QueueKey::new(&req, n as u64);
+                tasks.insert(
+                    req.id,
+                    Task {
+                        req,
+                        key,
+                        class: 0,
+                        state: TaskState::Queued,
+                    },
+                );
+            }
+            w.windows.push(win);
+        }
+        compact_windows(&mut w, &mut tasks, WorkerId(Uuid::nil()));
+        w.windows
+            .iter()
+            .map(|win| win.todo.iter().map(|id| tasks[id].req.task).collect())
+            .collect()
+    }
+
+    use TaskType::{AddPiece as AP, PreCommit1 as PC1};
+
+    #[test]
+    fn compact_2_pc1_windows() {
+        // Room for two PC1s (2 × 56 GiB): the second window's PC1 moves into the first.
+        assert_eq!(compact(128, &[&[PC1], &[PC1]]), vec![vec![PC1, PC1]]);
+    }
+
+    #[test]
+    fn compact_1_window() {
+        assert_eq!(compact(128, &[&[PC1, PC1]]), vec![vec![PC1, PC1]]);
+    }
+
+    #[test]
+    fn compact_2pc1_pc1ap() {
+        // The first window is full of PC1s but still has room for the 4 GiB AddPiece.
+        assert_eq!(
+            compact(128, &[&[PC1, PC1], &[PC1, AP]]),
+            vec![vec![PC1, PC1, AP], vec![PC1]]
+        );
+    }
+
+    #[test]
+    fn compact_nothing_fits() {
+        assert_eq!(compact(64, &[&[PC1], &[PC1]]), vec![vec![PC1], vec![PC1]]);
+    }
+}
