@@ -36,12 +36,8 @@ pub struct SchedDiag {
 impl Scheduler {
     /// Diagnostics for the first `limit` queued requests, in queue order.
     pub fn diag(&self, limit: usize) -> SchedDiag {
-        let mut queued: Vec<_> = self
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Queued)
-            .map(|t| (t.key, t.req.id))
-            .collect();
+        let mut queued: Vec<_> =
+            self.tasks.values().filter(|t| t.state == TaskState::Queued).map(|t| (t.key, t.req.id)).collect();
         queued.sort();
         let requests = queued
             .iter()
@@ -63,11 +59,7 @@ impl Scheduler {
                 open_windows.push(*id);
             }
         }
-        SchedDiag {
-            requests,
-            open_windows,
-            requests_not_listed: queued.len().saturating_sub(limit),
-        }
+        SchedDiag { requests, open_windows, requests_not_listed: queued.len().saturating_sub(limit) }
     }
 
     /// Why each worker does not run this queued request (one line per worker).
@@ -92,9 +84,7 @@ impl Scheduler {
                 } else if let Some(h) = holders.as_ref().filter(|h| !h.contains(wid)) {
                     let names: Vec<_> = h.iter().map(|x| x.short()).collect();
                     format!("waits for {} which hold(s) the sector's files", names.join(", "))
-                } else if let Err(e) = holders
-                    .as_ref()
-                    .map_or_else(|| self.selector_allows_remote(req, w), |_| Ok(()))
+                } else if let Err(e) = holders.as_ref().map_or_else(|| self.selector_allows_remote(req, w), |_| Ok(()))
                 {
                     e
                 } else if w.open_windows() == 0 {

@@ -42,10 +42,7 @@ pub enum Selector {
     Existing { types: FileTypes, allow_fetch: bool },
     /// Finalize's move to long-term storage: holders preferred; others with storage space
     /// only when `allow_remote`.
-    Move {
-        types: FileTypes,
-        allow_remote: bool,
-    },
+    Move { types: FileTypes, allow_remote: bool },
 }
 
 /// One request for the scheduler's queue.

@@ -19,48 +19,25 @@ pub struct Pool {
 
 impl Pool {
     /// Whether `spec` fits on top of what this pool holds on a worker with `res`.
-    pub fn can_handle(
-        &self,
-        spec: &Resources,
-        res: &WorkerResources,
-        ignore_resources: bool,
-    ) -> Result<(), Shortfall> {
+    pub fn can_handle(&self, spec: &Resources, res: &WorkerResources, ignore_resources: bool) -> Result<(), Shortfall> {
         if ignore_resources {
             return Ok(());
         }
         let ram_free = res.mem_physical.saturating_sub(self.mem_used_min);
         if spec.min_memory.saturating_add(spec.base_min_memory) > ram_free {
-            return Err(Shortfall::Ram {
-                need: spec.min_memory,
-                base: spec.base_min_memory,
-                free: ram_free,
-            });
+            return Err(Shortfall::Ram { need: spec.min_memory, base: spec.base_min_memory, free: ram_free });
         }
-        let vmem_used = self
-            .mem_used_max
-            .max(res.mem_used.saturating_add(res.mem_swap_used));
-        let vmem_free = res
-            .mem_physical
-            .saturating_add(res.mem_swap)
-            .saturating_sub(vmem_used);
+        let vmem_used = self.mem_used_max.max(res.mem_used.saturating_add(res.mem_swap_used));
+        let vmem_free = res.mem_physical.saturating_add(res.mem_swap).saturating_sub(vmem_used);
         if spec.max_memory.saturating_add(spec.base_min_memory) > vmem_free {
-            return Err(Shortfall::Vmem {
-                need: spec.max_memory,
-                base: spec.base_min_memory,
-                free: vmem_free,
-            });
+            return Err(Shortfall::Vmem { need: spec.max_memory, base: spec.base_min_memory, free: vmem_free });
         }
         let threads = spec.threads(res.cpus, res.gpus.len());
         if self.cpu_use.saturating_add(threads) > res.cpus {
-            return Err(Shortfall::Cpu {
-                need: threads,
-                in_use: self.cpu_use,
-                cpus: res.cpus,
-            });
+            return Err(Shortfall::Cpu { need: threads, in_use: self.cpu_use, cpus: res.cpus });
         }
         let util = gpu_milli(spec.gpu_utilization);
-        if !res.gpus.is_empty() && util > 0 && self.gpu_milli + util > res.gpus.len() as u64 * 1000
-        {
+        if !res.gpus.is_empty() && util > 0 && self.gpu_milli + util > res.gpus.len() as u64 * 1000 {
             return Err(Shortfall::Gpu {
                 need: spec.gpu_utilization,
                 in_use: self.gpu_milli as f64 / 1000.0,
@@ -73,40 +50,26 @@ impl Pool {
     pub fn add(&mut self, spec: &Resources, res: &WorkerResources) {
         self.mem_used_min = self.mem_used_min.saturating_add(spec.min_memory);
         self.mem_used_max = self.mem_used_max.saturating_add(spec.max_memory);
-        self.cpu_use = self
-            .cpu_use
-            .saturating_add(spec.threads(res.cpus, res.gpus.len()));
-        self.gpu_milli = self
-            .gpu_milli
-            .saturating_add(gpu_milli(spec.gpu_utilization));
+        self.cpu_use = self.cpu_use.saturating_add(spec.threads(res.cpus, res.gpus.len()));
+        self.gpu_milli = self.gpu_milli.saturating_add(gpu_milli(spec.gpu_utilization));
     }
 
     pub fn free(&mut self, spec: &Resources, res: &WorkerResources) {
         self.mem_used_min = self.mem_used_min.saturating_sub(spec.min_memory);
         self.mem_used_max = self.mem_used_max.saturating_sub(spec.max_memory);
-        self.cpu_use = self
-            .cpu_use
-            .saturating_sub(spec.threads(res.cpus, res.gpus.len()));
-        self.gpu_milli = self
-            .gpu_milli
-            .saturating_sub(gpu_milli(spec.gpu_utilization));
+        self.cpu_use = self.cpu_use.saturating_sub(spec.threads(res.cpus, res.gpus.len()));
+        self.gpu_milli = self.gpu_milli.saturating_sub(gpu_milli(spec.gpu_utilization));
     }
 
     /// The largest of the CPU, RAM, VMEM and GPU fractions this pool takes (§3.5).
     pub fn utilization(&self, res: &WorkerResources) -> f64 {
-        let mut u = if res.cpus > 0 {
-            self.cpu_use as f64 / res.cpus as f64
-        } else {
-            0.0
-        };
+        let mut u = if res.cpus > 0 { self.cpu_use as f64 / res.cpus as f64 } else { 0.0 };
         if res.mem_physical > 0 {
             u = u.max(self.mem_used_min.max(res.mem_used) as f64 / res.mem_physical as f64);
         }
         let vmem = res.mem_physical.saturating_add(res.mem_swap);
         if vmem > 0 {
-            let used = self
-                .mem_used_max
-                .max(res.mem_used.saturating_add(res.mem_swap_used));
+            let used = self.mem_used_max.max(res.mem_used.saturating_add(res.mem_swap_used));
             u = u.max(used as f64 / vmem as f64);
         }
         if !res.gpus.is_empty() {
@@ -141,18 +104,12 @@ mod tests {
     #[test]
     fn ram_shortfall_reads_like_the_issue() {
         let res = worker(64, 86, 0, 0);
-        let spec = default_table().spec(
-            RegisteredSealProof::STACKED_DRG_32GIB_V1_1,
-            TaskType::PreCommit1,
-        );
+        let spec = default_table().spec(RegisteredSealProof::STACKED_DRG_32GIB_V1_1, TaskType::PreCommit1);
         let mut p = Pool::default();
         p.add(&spec, &res);
         let err = p.can_handle(&spec, &res, false).unwrap_err();
         assert_eq!(err.to_string(), "RAM: need 56 GiB + 10 MiB, 30 GiB free");
-        assert!(
-            p.can_handle(&spec, &res, true).is_ok(),
-            "IgnoreResources accepts anything"
-        );
+        assert!(p.can_handle(&spec, &res, true).is_ok(), "IgnoreResources accepts anything");
     }
 
     #[test]
@@ -160,33 +117,20 @@ mod tests {
         let mut res = worker(8, 1, 0, 0);
         res.mem_used = 4 * GIB;
         res.mem_swap_used = 4 * GIB;
-        let spec =
-            default_table().spec(RegisteredSealProof::STACKED_DRG_2KIB_V1, TaskType::AddPiece);
-        assert!(matches!(
-            Pool::default().can_handle(&spec, &res, false),
-            Err(Shortfall::Vmem { free: 0, .. })
-        ));
+        let spec = default_table().spec(RegisteredSealProof::STACKED_DRG_2KIB_V1, TaskType::AddPiece);
+        assert!(matches!(Pool::default().can_handle(&spec, &res, false), Err(Shortfall::Vmem { free: 0, .. })));
     }
 
     #[test]
     fn gpu_accounting_is_exact() {
         let res = worker(32, 512, 0, 1);
-        let mut spec = default_table().spec(
-            RegisteredSealProof::STACKED_DRG_32GIB_V1_1,
-            TaskType::PreCommit2,
-        );
+        let mut spec = default_table().spec(RegisteredSealProof::STACKED_DRG_32GIB_V1_1, TaskType::PreCommit2);
         spec.gpu_utilization = 0.5;
         let mut p = Pool::default();
         p.add(&spec, &res);
-        assert!(
-            p.can_handle(&spec, &res, false).is_ok(),
-            "two halves share one GPU"
-        );
+        assert!(p.can_handle(&spec, &res, false).is_ok(), "two halves share one GPU");
         p.add(&spec, &res);
-        assert!(matches!(
-            p.can_handle(&spec, &res, false),
-            Err(Shortfall::Gpu { .. })
-        ));
+        assert!(matches!(p.can_handle(&spec, &res, false), Err(Shortfall::Gpu { .. })));
         p.free(&spec, &res);
         p.free(&spec, &res);
         assert!(p.is_empty());

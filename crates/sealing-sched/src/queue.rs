@@ -41,10 +41,7 @@ mod tests {
         TaskRequest {
             id: SchedId::from_u128(number as u128),
             sector: SectorRef {
-                id: SectorId {
-                    miner: 1000,
-                    number,
-                },
+                id: SectorId { miner: 1000, number },
                 proof_type: RegisteredSealProof::STACKED_DRG_2KIB_V1,
             },
             task,
@@ -55,16 +52,9 @@ mod tests {
     }
 
     fn sorted(reqs: &[TaskRequest]) -> Vec<(TaskType, u64)> {
-        let mut keyed: Vec<_> = reqs
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (QueueKey::new(r, i as u64), r))
-            .collect();
+        let mut keyed: Vec<_> = reqs.iter().enumerate().map(|(i, r)| (QueueKey::new(r, i as u64), r)).collect();
         keyed.sort_by_key(|(k, _)| *k);
-        keyed
-            .iter()
-            .map(|(_, r)| (r.task, r.sector.id.number))
-            .collect()
+        keyed.iter().map(|(_, r)| (r.task, r.sector.id.number)).collect()
     }
 
     #[test]

@@ -4,8 +4,7 @@ use crate::pool::Pool;
 use crate::queue::QueueKey;
 use crate::{Selector, TaskRequest, SCHED_WINDOWS};
 use sealing_types::{
-    FileTypes, PathType, RegisteredSealProof, Resources, SchedId, SectorId, TaskType, WorkerId,
-    WorkerInfo,
+    FileTypes, PathType, RegisteredSealProof, Resources, SchedId, SectorId, TaskType, WorkerId, WorkerInfo,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -28,9 +27,7 @@ impl std::str::FromStr for Assigner {
         match s {
             "" | "utilization" => Ok(Assigner::Utilization),
             "spread" | "experiment-spread-qcount" => Ok(Assigner::Spread),
-            other => Err(format!(
-                "unknown assigner {other:?}: expected \"utilization\" or \"spread\""
-            )),
+            other => Err(format!("unknown assigner {other:?}: expected \"utilization\" or \"spread\"")),
         }
     }
 }
@@ -186,19 +183,11 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(crate) fn spec_of(&self, req: &TaskRequest) -> Resources {
-        self.spec
-            .info
-            .resources
-            .resources
-            .spec(req.sector.proof_type, req.task)
+        self.spec.info.resources.resources.spec(req.sector.proof_type, req.task)
     }
     fn prep_spec_of(&self, req: &TaskRequest) -> Resources {
         let prep = req.prepare.unwrap_or(req.task);
-        self.spec
-            .info
-            .resources
-            .resources
-            .prep_spec(req.sector.proof_type, req.task, prep)
+        self.spec.info.resources.resources.prep_spec(req.sector.proof_type, req.task, prep)
     }
     fn ignore(&self) -> bool {
         self.spec.info.ignore_resources
@@ -211,17 +200,12 @@ impl Worker {
         let res = &self.spec.info.resources;
         self.active.utilization(res)
             + self.preparing.utilization(res)
-            + self
-                .windows
-                .iter()
-                .map(|w| w.allocated.utilization(res))
-                .sum::<f64>()
+            + self.windows.iter().map(|w| w.allocated.utilization(res)).sum::<f64>()
     }
     /// Tasks assigned to, preparing on, waiting on, or running on this worker.
     fn held_tasks(&self) -> u64 {
         let windowed: usize = self.windows.iter().map(|w| w.todo.len()).sum();
-        let counted: usize = self.preparing_count.values().sum::<usize>()
-            + self.running_count.values().sum::<usize>();
+        let counted: usize = self.preparing_count.values().sum::<usize>() + self.running_count.values().sum::<usize>();
         (windowed + self.prepared.len() + counted) as u64
     }
 
@@ -269,8 +253,11 @@ pub struct Scheduler {
     pub(crate) tasks: HashMap<SchedId, Task>,
     pub(crate) classes: Vec<(ClassKey, ClassQueue)>,
     class_index: HashMap<ClassKey, usize>,
-    /// Which workers hold which files of each sector.
+    /// Which workers hold which files of each sector, and the reverse index.
     pub(crate) locations: HashMap<SectorId, BTreeMap<WorkerId, FileTypes>>,
+    held_by: HashMap<WorkerId, BTreeSet<SectorId>>,
+    /// Every task the scheduler holds, by sector (for locality lookups).
+    by_sector: HashMap<SectorId, Vec<SchedId>>,
     seq: u64,
     queued: usize,
     /// Workers whose pools changed since the last dispatch.
@@ -285,15 +272,28 @@ struct Scratch {
     todo: Vec<SchedId>,
 }
 
+/// Where a pass reads a class's queued tasks from.
+enum ClassSource<'a> {
+    All(std::collections::btree_set::Iter<'a, (QueueKey, SchedId)>),
+    Local(std::vec::IntoIter<(QueueKey, SchedId)>),
+}
+
+impl Iterator for ClassSource<'_> {
+    type Item = (QueueKey, SchedId);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ClassSource::All(it) => it.next().copied(),
+            ClassSource::Local(it) => it.next(),
+        }
+    }
+}
+
 /// Candidate window key: tier, score, worker order, window. Smaller is better.
 type CandKey = (u64, u64, usize, usize);
 
 impl Scheduler {
     pub fn new(cfg: Config) -> Self {
-        Scheduler {
-            cfg,
-            ..Default::default()
-        }
+        Scheduler { cfg, ..Default::default() }
     }
 
     /// Apply one event and return what the daemon must do.
@@ -347,9 +347,7 @@ impl Scheduler {
         let mut task_counts = BTreeMap::new();
         for t in self.tasks.values() {
             if t.state.worker() == Some(id) {
-                *task_counts
-                    .entry((t.req.sector.proof_type, t.req.task))
-                    .or_insert(0) += 1;
+                *task_counts.entry((t.req.sector.proof_type, t.req.task)).or_insert(0) += 1;
             }
         }
         Some(WorkerView {
@@ -364,12 +362,8 @@ impl Scheduler {
     }
 
     fn class_of(&mut self, req: &TaskRequest) -> usize {
-        let key = ClassKey {
-            task: req.task,
-            proof: req.sector.proof_type,
-            selector: req.selector,
-            prepare: req.prepare,
-        };
+        let key =
+            ClassKey { task: req.task, proof: req.sector.proof_type, selector: req.selector, prepare: req.prepare };
         if let Some(&i) = self.class_index.get(&key) {
             return i;
         }
@@ -390,6 +384,17 @@ impl Scheduler {
         if self.classes[t.class].1.tasks.remove(&(t.key, id)) {
             self.queued -= 1;
         }
+    }
+
+    fn forget(&mut self, id: SchedId) -> Option<Task> {
+        let t = self.tasks.remove(&id)?;
+        if let Some(v) = self.by_sector.get_mut(&t.req.sector.id) {
+            v.retain(|x| *x != id);
+            if v.is_empty() {
+                self.by_sector.remove(&t.req.sector.id);
+            }
+        }
+        Some(t)
     }
 
     fn apply(&mut self, ev: Event, out: &mut Vec<Effect>) {
@@ -418,11 +423,7 @@ impl Scheduler {
                     w.spec.task_types = task_types;
                 }
             }
-            Event::WorkerSpace {
-                id,
-                seal_space,
-                store_space,
-            } => {
+            Event::WorkerSpace { id, seal_space, store_space } => {
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.spec.seal_space = seal_space;
                     w.spec.store_space = store_space;
@@ -449,46 +450,37 @@ impl Scheduler {
                 let Some(w) = self.workers.remove(&id) else {
                     return;
                 };
-                let mut held: Vec<(QueueKey, SchedId)> = self
-                    .tasks
-                    .values()
-                    .filter(|t| t.state.worker() == Some(id))
-                    .map(|t| (t.key, t.req.id))
-                    .collect();
+                let mut held: Vec<(QueueKey, SchedId)> =
+                    self.tasks.values().filter(|t| t.state.worker() == Some(id)).map(|t| (t.key, t.req.id)).collect();
                 held.sort();
                 drop(w);
                 for (_, task) in held {
                     self.enqueue(task);
                     out.push(Effect::Requeued { task, from: id });
                 }
-                for holders in self.locations.values_mut() {
-                    holders.remove(&id);
+                for sector in self.held_by.remove(&id).unwrap_or_default() {
+                    if let Some(holders) = self.locations.get_mut(&sector) {
+                        holders.remove(&id);
+                        if holders.is_empty() {
+                            self.locations.remove(&sector);
+                        }
+                    }
                 }
-                self.locations.retain(|_, h| !h.is_empty());
             }
-            Event::SectorFiles {
-                sector,
-                worker,
-                types,
-            } => {
-                let e = self
-                    .locations
-                    .entry(sector)
-                    .or_default()
-                    .entry(worker)
-                    .or_default();
+            Event::SectorFiles { sector, worker, types } => {
+                let e = self.locations.entry(sector).or_default().entry(worker).or_default();
                 e.0 |= types.0;
+                self.held_by.entry(worker).or_default().insert(sector);
             }
-            Event::SectorFilesGone {
-                sector,
-                worker,
-                types,
-            } => {
+            Event::SectorFilesGone { sector, worker, types } => {
                 if let Some(holders) = self.locations.get_mut(&sector) {
                     if let Some(t) = holders.get_mut(&worker) {
                         t.0 &= !types.0;
                         if t.is_empty() {
                             holders.remove(&worker);
+                            if let Some(h) = self.held_by.get_mut(&worker) {
+                                h.remove(&sector);
+                            }
                         }
                     }
                     if holders.is_empty() {
@@ -499,24 +491,14 @@ impl Scheduler {
             Event::Push(req) => {
                 let id = req.id;
                 if self.tasks.contains_key(&id) {
-                    out.push(Effect::Rejected {
-                        task: id,
-                        reason: format!("request {id} is already scheduled"),
-                    });
+                    out.push(Effect::Rejected { task: id, reason: format!("request {id} is already scheduled") });
                     return;
                 }
                 self.seq += 1;
                 let key = QueueKey::new(&req, self.seq);
                 let class = self.class_of(&req);
-                self.tasks.insert(
-                    id,
-                    Task {
-                        req,
-                        key,
-                        class,
-                        state: TaskState::Queued,
-                    },
-                );
+                self.by_sector.entry(req.sector.id).or_default().push(id);
+                self.tasks.insert(id, Task { req, key, class, state: TaskState::Queued });
                 self.enqueue(id);
             }
             Event::Cancel(id) => {
@@ -535,7 +517,7 @@ impl Scheduler {
                     // Started work is stopped by the daemon, which then reports Done.
                     _ => return,
                 }
-                self.tasks.remove(&id);
+                self.forget(id);
                 out.push(Effect::Cancelled { task: id });
             }
             Event::Prepared { task, worker } => {
@@ -561,14 +543,11 @@ impl Scheduler {
                 if !matches!(t.state, TaskState::Preparing { worker: w } if w == worker) {
                     return;
                 }
-                let t = self.tasks.remove(&task).expect("present");
+                let t = self.forget(task).expect("present");
                 if let Some(w) = self.workers.get_mut(&worker) {
                     let prep = w.prep_spec_of(&t.req);
                     w.preparing.free(&prep, &w.spec.info.resources);
-                    dec(
-                        &mut w.preparing_count,
-                        (t.req.task, t.req.sector.proof_type),
-                    );
+                    dec(&mut w.preparing_count, (t.req.task, t.req.sector.proof_type));
                     self.dirty.insert(worker);
                 }
             }
@@ -579,7 +558,7 @@ impl Scheduler {
                 if t.state != (TaskState::Running { worker }) {
                     return;
                 }
-                let t = self.tasks.remove(&task).expect("present");
+                let t = self.forget(task).expect("present");
                 if let Some(w) = self.workers.get_mut(&worker) {
                     let spec = w.spec_of(&t.req);
                     w.active.free(&spec, &w.spec.info.resources);
@@ -595,16 +574,140 @@ impl Scheduler {
         for id in std::mem::take(&mut self.dirty) {
             self.dispatch(id, out);
         }
-        // Terminates: every pass that touches a worker moved at least one task out of the queue.
-        loop {
-            let touched = self.pass();
-            if touched.is_empty() {
-                break;
-            }
-            for id in touched {
+        // Terminates: every pass that touches a worker moved at least one task out of the
+        // queue, and a task is only stolen towards a worker with fewer tasks than its holder.
+        for _ in 0..=self.workers.len() {
+            for id in std::mem::take(&mut self.dirty) {
                 self.dispatch(id, out);
             }
+            loop {
+                let touched = self.pass();
+                if touched.is_empty() {
+                    break;
+                }
+                for id in touched {
+                    self.dispatch(id, out);
+                }
+            }
+            if self.steal(out) == 0 {
+                break;
+            }
         }
+    }
+
+    /// Work stealing, beyond the original: a worker with nothing assigned takes back tasks that
+    /// wait, not started, in the last window of another worker, or prepared there but unable to
+    /// start because that worker's active pool is full (when they can start on the thief now). Without it, tasks
+    /// committed to a busy worker's window wait there while other workers sit idle once the
+    /// queue is empty (the tail of every batch). Tasks pinned by data locality stay. Returns
+    /// how many tasks moved. They go straight into a window of the thief, never back through the
+    /// queue, so a task cannot bounce between two workers.
+    fn steal(&mut self, out: &mut Vec<Effect>) -> usize {
+        const SCAN_LIMIT: usize = 4096;
+        let idle: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.enabled && w.windows.is_empty() && w.prepared.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        if idle.is_empty() {
+            return 0;
+        }
+        let mut scanned = 0;
+        let mut stolen: Vec<(WorkerId, SchedId)> = Vec::new();
+        let mut windows: Vec<(WorkerId, Window)> = Vec::new();
+        for thief in idle {
+            let t = &self.workers[&thief];
+            let mut alloc = Pool::default();
+            let mut active = t.active;
+            let mut todo: Vec<SchedId> = Vec::new();
+            'victims: for (vid, v) in &self.workers {
+                if *vid == thief {
+                    continue;
+                }
+                // Tasks in a second window wait behind a first; prepared tasks that do not fit
+                // their worker's active pool wait for running tasks to end. Lowest priority first.
+                let windowed = (v.windows.len() >= 2).then(|| v.windows.last().expect("two windows").todo.iter().rev());
+                let prepared = v.prepared.iter().rev().map(|(_, id)| id).filter(|id| {
+                    let spec = v.spec_of(&self.tasks[*id].req);
+                    v.active.can_handle(&spec, &v.spec.info.resources, v.spec.info.ignore_resources).is_err()
+                });
+                for tid in windowed.into_iter().flatten().chain(prepared) {
+                    scanned += 1;
+                    if scanned > SCAN_LIMIT {
+                        break 'victims;
+                    }
+                    if stolen.iter().any(|(_, s)| s == tid) || windows.iter().any(|(_, w)| w.todo.contains(tid)) {
+                        continue;
+                    }
+                    let task = &self.tasks[tid];
+                    let req = &task.req;
+                    let pinned = self.preferred_holders(req).is_some_and(|h| !h.contains(&thief));
+                    let spec = t.spec_of(req);
+                    let res = &t.spec.info.resources;
+                    let ignore = t.spec.info.ignore_resources;
+                    if pinned
+                        || !t.spec.task_types.contains(&req.task)
+                        || self.selector_allows_remote(req, t).is_err()
+                        || alloc.can_handle(&spec, res, ignore).is_err()
+                    {
+                        continue;
+                    }
+                    // A prepared task is only worth re-preparing elsewhere if it can run there now.
+                    let prepared = matches!(task.state, TaskState::Prepared { .. });
+                    if prepared && active.can_handle(&spec, res, ignore).is_err() {
+                        continue;
+                    }
+                    alloc.add(&spec, res);
+                    if prepared {
+                        active.add(&spec, res);
+                    }
+                    stolen.push((*vid, *tid));
+                    todo.push(*tid);
+                }
+            }
+            if !todo.is_empty() {
+                windows.push((thief, Window { allocated: alloc, todo: std::mem::take(&mut todo) }));
+            }
+        }
+        for (vid, tid) in &stolen {
+            let v = self.workers.get_mut(vid).expect("victim");
+            let task = &self.tasks[tid];
+            let spec = v.spec_of(&task.req);
+            if let TaskState::Prepared { .. } = task.state {
+                v.prepared.remove(&(task.key, *tid));
+                let prep = v.prep_spec_of(&task.req);
+                v.preparing.free(&prep, &v.spec.info.resources);
+                self.dirty.insert(*vid);
+            } else {
+                for win in &mut v.windows {
+                    if let Some(pos) = win.todo.iter().position(|x| x == tid) {
+                        win.todo.remove(pos);
+                        win.allocated.free(&spec, &v.spec.info.resources);
+                    }
+                }
+                v.windows.retain(|w| !w.todo.is_empty());
+                for (i, win) in v.windows.iter().enumerate() {
+                    for other in &win.todo {
+                        if let Some(tt) = self.tasks.get_mut(other) {
+                            tt.state = TaskState::Assigned { worker: *vid, window: i };
+                        }
+                    }
+                }
+            }
+            out.push(Effect::Requeued { task: *tid, from: *vid });
+        }
+        for (thief, mut win) in windows {
+            win.todo.sort_by_key(|id| self.tasks[id].key);
+            let w = self.workers.get_mut(&thief).expect("thief");
+            let index = w.windows.len();
+            for id in &win.todo {
+                self.tasks.get_mut(id).expect("task").state = TaskState::Assigned { worker: thief, window: index };
+            }
+            w.windows.push(win);
+            self.dirty.insert(thief);
+        }
+        stolen.len()
     }
 
     /// Workers allowed to run the task that hold its files, if its selector prefers locality.
@@ -620,9 +723,7 @@ impl Scheduler {
             .map(|(w, _)| *w)
             .filter(|w| {
                 self.workers.get(w).is_some_and(|wk| {
-                    wk.enabled
-                        && wk.spec.task_types.contains(&req.task)
-                        && wk.fits_empty(req).is_ok()
+                    wk.enabled && wk.spec.task_types.contains(&req.task) && wk.fits_empty(req).is_ok()
                 })
             })
             .collect();
@@ -630,11 +731,7 @@ impl Scheduler {
     }
 
     /// Whether a non-holder worker passes the selector (space on its paths).
-    pub(crate) fn selector_allows_remote(
-        &self,
-        req: &TaskRequest,
-        w: &Worker,
-    ) -> Result<(), String> {
+    pub(crate) fn selector_allows_remote(&self, req: &TaskRequest, w: &Worker) -> Result<(), String> {
         let ssize = req.sector.proof_type.sector_size().0;
         let need_space = |types: FileTypes, kind: PathType, have: u64| {
             let need = types.space_use(ssize, kind);
@@ -663,9 +760,9 @@ impl Scheduler {
                 Err(format!("does not hold the sector's {types} files, and this task does not fetch"))
             }
             Selector::Move { types, allow_remote: true } => need_space(types, PathType::Storage, w.spec.store_space),
-            Selector::Move { types, allow_remote: false } => Err(format!(
-                "does not hold the sector's {types} files, and DisallowRemoteFinalize forbids moving them"
-            )),
+            Selector::Move { types, allow_remote: false } => {
+                Err(format!("does not hold the sector's {types} files, and DisallowRemoteFinalize forbids moving them"))
+            }
         }
     }
 
@@ -678,14 +775,35 @@ impl Scheduler {
     ) -> u64 {
         match self.cfg.assigner {
             Assigner::Utilization => {
-                let u = pass_util
-                    .get(&id)
-                    .copied()
-                    .unwrap_or_else(|| w.utilization());
+                let u = pass_util.get(&id).copied().unwrap_or_else(|| w.utilization());
                 (u * 1e9) as u64
             }
             Assigner::Spread => w.held_tasks() + pass_count.get(&id).copied().unwrap_or(0),
         }
+    }
+
+    /// Open windows that may take tasks of the request's class, best first.
+    fn class_candidates(
+        &self,
+        req: &TaskRequest,
+        scratch: &[Scratch],
+        worker_order: &HashMap<WorkerId, usize>,
+        pass_util: &HashMap<WorkerId, f64>,
+        pass_count: &HashMap<WorkerId, u64>,
+    ) -> BinaryHeap<Reverse<CandKey>> {
+        let mut h = BinaryHeap::new();
+        for (si, s) in scratch.iter().enumerate() {
+            let w = &self.workers[&s.worker];
+            if !w.spec.task_types.contains(&req.task)
+                || self.selector_allows_remote(req, w).is_err()
+                || w.fits_empty(req).is_err()
+            {
+                continue;
+            }
+            let tier = if req.selector == Selector::Task { w.spec.task_types.len() as u64 } else { 0 };
+            h.push(Reverse((tier, self.score(w, s.worker, pass_util, pass_count), worker_order[&s.worker], si)));
+        }
+        h
     }
 
     /// One scheduling pass: fill open windows from the queue. Returns the workers that got
@@ -696,23 +814,13 @@ impl Scheduler {
         for (id, w) in &self.workers {
             for _ in 0..w.open_windows() {
                 first_scratch.entry(*id).or_insert(scratch.len());
-                scratch.push(Scratch {
-                    worker: *id,
-                    alloc: Pool::default(),
-                    counts: HashMap::new(),
-                    todo: Vec::new(),
-                });
+                scratch.push(Scratch { worker: *id, alloc: Pool::default(), counts: HashMap::new(), todo: Vec::new() });
             }
         }
         if scratch.is_empty() || self.queued == 0 {
             return Vec::new();
         }
-        let worker_order: HashMap<WorkerId, usize> = self
-            .workers
-            .keys()
-            .enumerate()
-            .map(|(i, id)| (*id, i))
-            .collect();
+        let worker_order: HashMap<WorkerId, usize> = self.workers.keys().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut pass_util: HashMap<WorkerId, f64> = HashMap::new();
         let mut pass_count: HashMap<WorkerId, u64> = HashMap::new();
         // Per class: candidate windows (lazily built), and whether it can take no more.
@@ -721,11 +829,41 @@ impl Scheduler {
 
         // Merge the per-class queues in global queue order. A class whose candidates are used
         // up drops out, so a pass costs O(assignments · log) rather than O(queue × windows).
-        let mut iters: Vec<_> = self.classes.iter().map(|(_, q)| q.tasks.iter()).collect();
+        let mut iters: Vec<ClassSource> = Vec::with_capacity(self.classes.len());
+        for (ci, (key, q)) in self.classes.iter().enumerate() {
+            let locality = matches!(key.selector, Selector::Existing { .. } | Selector::Move { .. });
+            let Some(&(_, sample)) = q.tasks.first().filter(|_| locality) else {
+                iters.push(ClassSource::All(q.tasks.iter()));
+                continue;
+            };
+            let heap =
+                self.class_candidates(&self.tasks[&sample].req, &scratch, &worker_order, &pass_util, &pass_count);
+            if !heap.is_empty() {
+                cands.insert(ci, heap);
+                iters.push(ClassSource::All(q.tasks.iter()));
+                continue;
+            }
+            // No remote candidate: only tasks whose sector sits on a worker with an open window.
+            let mut local: Vec<(QueueKey, SchedId)> = Vec::new();
+            for w in first_scratch.keys() {
+                for sector in self.held_by.get(w).into_iter().flatten() {
+                    for tid in self.by_sector.get(sector).into_iter().flatten() {
+                        let t = &self.tasks[tid];
+                        if t.class == ci && t.state == TaskState::Queued {
+                            local.push((t.key, *tid));
+                        }
+                    }
+                }
+            }
+            local.sort_unstable();
+            local.dedup();
+            cands.insert(ci, heap);
+            iters.push(ClassSource::Local(local.into_iter()));
+        }
         let mut heads: BinaryHeap<Reverse<(QueueKey, SchedId, usize)>> = BinaryHeap::new();
         for (ci, it) in iters.iter_mut().enumerate() {
             if let Some((k, id)) = it.next() {
-                heads.push(Reverse((*k, *id, ci)));
+                heads.push(Reverse((k, id, ci)));
             }
         }
         while let Some(Reverse((_, id, ci))) = heads.pop() {
@@ -742,21 +880,11 @@ impl Scheduler {
                     };
                     let w = &self.workers[&h];
                     let spec = w.spec_of(req);
-                    for (si, s) in scratch
-                        .iter()
-                        .enumerate()
-                        .skip(first)
-                        .take_while(|(_, s)| s.worker == h)
-                    {
+                    for (si, s) in scratch.iter().enumerate().skip(first).take_while(|(_, s)| s.worker == h) {
                         if !fits_scratch(s, &spec, w, req) {
                             continue;
                         }
-                        let key = (
-                            0,
-                            self.score(w, h, &pass_util, &pass_count),
-                            worker_order[&h],
-                            si,
-                        );
+                        let key = (0, self.score(w, h, &pass_util, &pass_count), worker_order[&h], si);
                         if best.is_none_or(|(b, _)| key < b) {
                             best = Some((key, si));
                         }
@@ -764,30 +892,9 @@ impl Scheduler {
                 }
                 best.map(|(_, si)| si)
             } else {
-                let heap = cands.entry(ci).or_insert_with(|| {
-                    let mut h = BinaryHeap::new();
-                    for (si, s) in scratch.iter().enumerate() {
-                        let w = &self.workers[&s.worker];
-                        if !w.spec.task_types.contains(&req.task)
-                            || self.selector_allows_remote(req, w).is_err()
-                            || w.fits_empty(req).is_err()
-                        {
-                            continue;
-                        }
-                        let tier = if req.selector == Selector::Task {
-                            w.spec.task_types.len() as u64
-                        } else {
-                            0
-                        };
-                        h.push(Reverse((
-                            tier,
-                            self.score(w, s.worker, &pass_util, &pass_count),
-                            worker_order[&s.worker],
-                            si,
-                        )));
-                    }
-                    h
-                });
+                let heap = cands
+                    .entry(ci)
+                    .or_insert_with(|| self.class_candidates(req, &scratch, &worker_order, &pass_util, &pass_count));
                 let mut chosen = None;
                 while let Some(Reverse((tier, score, ord, si))) = heap.pop() {
                     let s = &scratch[si];
@@ -805,11 +912,8 @@ impl Scheduler {
                     heap.push(Reverse((tier, score, ord, si)));
                     break;
                 }
-                class_exhausted = chosen.is_none()
-                    && !matches!(
-                        req.selector,
-                        Selector::Existing { .. } | Selector::Move { .. }
-                    );
+                class_exhausted =
+                    chosen.is_none() && !matches!(req.selector, Selector::Existing { .. } | Selector::Move { .. });
                 chosen
             };
             if let Some(si) = chosen {
@@ -829,7 +933,7 @@ impl Scheduler {
             }
             if !class_exhausted {
                 if let Some((k, id)) = iters[ci].next() {
-                    heads.push(Reverse((*k, *id, ci)));
+                    heads.push(Reverse((k, id, ci)));
                 }
             }
         }
@@ -843,15 +947,9 @@ impl Scheduler {
             let w = self.workers.get_mut(&s.worker).expect("worker exists");
             let window = w.windows.len();
             for id in &s.todo {
-                self.tasks.get_mut(id).expect("task").state = TaskState::Assigned {
-                    worker: s.worker,
-                    window,
-                };
+                self.tasks.get_mut(id).expect("task").state = TaskState::Assigned { worker: s.worker, window };
             }
-            w.windows.push(Window {
-                allocated: s.alloc,
-                todo: s.todo,
-            });
+            w.windows.push(Window { allocated: s.alloc, todo: s.todo });
             if touched.last() != Some(&s.worker) {
                 touched.push(s.worker);
             }
@@ -875,13 +973,8 @@ impl Scheduler {
                 let prep = w.prep_spec_of(&t.req);
                 let ct = (t.req.task, t.req.sector.proof_type);
                 let limit_ok = prep.max_concurrent <= 0
-                    || w.preparing_count.get(&ct).copied().unwrap_or(0)
-                        < prep.max_concurrent as usize;
-                if !limit_ok
-                    || w.preparing
-                        .can_handle(&prep, res, w.spec.info.ignore_resources)
-                        .is_err()
-                {
+                    || w.preparing_count.get(&ct).copied().unwrap_or(0) < prep.max_concurrent as usize;
+                if !limit_ok || w.preparing.can_handle(&prep, res, w.spec.info.ignore_resources).is_err() {
                     break;
                 }
                 w.preparing.add(&prep, res);
@@ -891,10 +984,7 @@ impl Scheduler {
                     for (i, win) in w.windows.iter().enumerate() {
                         for tid in &win.todo {
                             if let Some(tt) = self.tasks.get_mut(tid) {
-                                tt.state = TaskState::Assigned {
-                                    worker: id,
-                                    window: i,
-                                };
+                                tt.state = TaskState::Assigned { worker: id, window: i };
                             }
                         }
                     }
@@ -903,10 +993,7 @@ impl Scheduler {
                 if t.req.prepare.is_some() {
                     t.state = TaskState::Preparing { worker: id };
                     *w.preparing_count.entry(ct).or_insert(0) += 1;
-                    out.push(Effect::Prepare {
-                        task: head,
-                        worker: id,
-                    });
+                    out.push(Effect::Prepare { task: head, worker: id });
                 } else {
                     t.state = TaskState::Prepared { worker: id };
                     w.prepared.insert((t.key, head));
@@ -919,13 +1006,8 @@ impl Scheduler {
                 let spec = w.spec_of(&t.req);
                 let ct = (t.req.task, t.req.sector.proof_type);
                 let limit_ok = spec.max_concurrent <= 0
-                    || w.running_count.get(&ct).copied().unwrap_or(0)
-                        < spec.max_concurrent as usize;
-                if !limit_ok
-                    || w.active
-                        .can_handle(&spec, res, w.spec.info.ignore_resources)
-                        .is_err()
-                {
+                    || w.running_count.get(&ct).copied().unwrap_or(0) < spec.max_concurrent as usize;
+                if !limit_ok || w.active.can_handle(&spec, res, w.spec.info.ignore_resources).is_err() {
                     break;
                 }
                 w.prepared.remove(&(key, head));
@@ -934,10 +1016,7 @@ impl Scheduler {
                 w.preparing.free(&prep, res);
                 *w.running_count.entry(ct).or_insert(0) += 1;
                 t.state = TaskState::Running { worker: id };
-                out.push(Effect::Start {
-                    task: head,
-                    worker: id,
-                });
+                out.push(Effect::Start { task: head, worker: id });
                 progressed = true;
             }
             if !progressed {
@@ -949,20 +1028,13 @@ impl Scheduler {
 }
 
 fn fits_scratch(s: &Scratch, spec: &Resources, w: &Worker, req: &TaskRequest) -> bool {
-    if spec.max_concurrent > 0
-        && s.counts.get(&req.task).copied().unwrap_or(0) >= spec.max_concurrent as usize
-    {
+    if spec.max_concurrent > 0 && s.counts.get(&req.task).copied().unwrap_or(0) >= spec.max_concurrent as usize {
         return false;
     }
-    s.alloc
-        .can_handle(spec, &w.spec.info.resources, w.spec.info.ignore_resources)
-        .is_ok()
+    s.alloc.can_handle(spec, &w.spec.info.resources, w.spec.info.ignore_resources).is_ok()
 }
 
-fn dec(
-    m: &mut HashMap<(TaskType, RegisteredSealProof), usize>,
-    k: (TaskType, RegisteredSealProof),
-) {
+fn dec(m: &mut HashMap<(TaskType, RegisteredSealProof), usize>, k: (TaskType, RegisteredSealProof)) {
     if let Some(c) = m.get_mut(&k) {
         *c = c.saturating_sub(1);
         if *c == 0 {
@@ -985,12 +1057,7 @@ fn compact_windows(w: &mut Worker, tasks: &mut HashMap<SchedId, Task>, id: Worke
             let tid = w.windows[later].todo[i];
             let t = &tasks[&tid];
             let spec = w.spec_of(&t.req);
-            let target = (0..later).find(|&e| {
-                w.windows[e]
-                    .allocated
-                    .can_handle(&spec, res, ignore)
-                    .is_ok()
-            });
+            let target = (0..later).find(|&e| w.windows[e].allocated.can_handle(&spec, res, ignore).is_ok());
             if let Some(e) = target {
                 w.windows[later].todo.remove(i);
                 w.windows[later].allocated.free(&spec, res);
@@ -1008,10 +1075,7 @@ fn compact_windows(w: &mut Worker, tasks: &mut HashMap<SchedId, Task>, id: Worke
     for (i, win) in w.windows.iter().enumerate() {
         for tid in &win.todo {
             if let Some(t) = tasks.get_mut(tid) {
-                t.state = TaskState::Assigned {
-                    worker: id,
-                    window: i,
-                };
+                t.state = TaskState::Assigned { worker: id, window: i };
             }
         }
     }
@@ -1067,10 +1131,7 @@ mod tests {
                 let req = TaskRequest {
                     id: SchedId::from_u128(n),
                     sector: SectorRef {
-                        id: SectorId {
-                            miner: 1000,
-                            number: n as u64,
-                        },
+                        id: SectorId { miner: 1000, number: n as u64 },
                         proof_type: RegisteredSealProof::STACKED_DRG_32GIB_V1_1,
                     },
                     task: *t,
@@ -1081,23 +1142,12 @@ mod tests {
                 win.allocated.add(&w.spec_of(&req), &w.spec.info.resources);
                 win.todo.push(req.id);
                 let key = QueueKey::new(&req, n as u64);
-                tasks.insert(
-                    req.id,
-                    Task {
-                        req,
-                        key,
-                        class: 0,
-                        state: TaskState::Queued,
-                    },
-                );
+                tasks.insert(req.id, Task { req, key, class: 0, state: TaskState::Queued });
             }
             w.windows.push(win);
         }
         compact_windows(&mut w, &mut tasks, WorkerId(Uuid::nil()));
-        w.windows
-            .iter()
-            .map(|win| win.todo.iter().map(|id| tasks[id].req.task).collect())
-            .collect()
+        w.windows.iter().map(|win| win.todo.iter().map(|id| tasks[id].req.task).collect()).collect()
     }
 
     use TaskType::{AddPiece as AP, PreCommit1 as PC1};
@@ -1116,10 +1166,7 @@ mod tests {
     #[test]
     fn compact_2pc1_pc1ap() {
         // The first window is full of PC1s but still has room for the 4 GiB AddPiece.
-        assert_eq!(
-            compact(128, &[&[PC1, PC1], &[PC1, AP]]),
-            vec![vec![PC1, PC1, AP], vec![PC1]]
-        );
+        assert_eq!(compact(128, &[&[PC1, PC1], &[PC1, AP]]), vec![vec![PC1, PC1, AP], vec![PC1]]);
     }
 
     #[test]

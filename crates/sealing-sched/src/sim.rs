@@ -69,10 +69,7 @@ impl Sim {
 
     fn carry_out(&mut self, effects: &[Effect]) {
         for e in effects {
-            self.log.push(Record {
-                at: self.now,
-                effect: e.clone(),
-            });
+            self.log.push(Record { at: self.now, effect: e.clone() });
             match *e {
                 Effect::Prepare { task, worker } => {
                     let req = self.sched.task_request(task).expect("task");
@@ -84,12 +81,7 @@ impl Sim {
                     let (_, work) = (self.durations)(req, worker);
                     let prev = self.running.insert(task, (worker, self.now));
                     assert!(prev.is_none(), "task {task} started twice at once");
-                    self.history.push(Interval {
-                        task,
-                        worker,
-                        start: self.now,
-                        end: None,
-                    });
+                    self.history.push(Interval { task, worker, start: self.now, end: None });
                     self.at(work, Pending::Done(task, worker));
                 }
                 Effect::Requeued { task, .. } => {
@@ -103,12 +95,7 @@ impl Sim {
     }
 
     fn end(&mut self, task: SchedId) {
-        if let Some(iv) = self
-            .history
-            .iter_mut()
-            .rev()
-            .find(|iv| iv.task == task && iv.end.is_none())
-        {
+        if let Some(iv) = self.history.iter_mut().rev().find(|iv| iv.task == task && iv.end.is_none()) {
             iv.end = Some(self.now);
         }
     }
@@ -118,8 +105,7 @@ impl Sim {
             return;
         }
         self.seq += 1;
-        self.pending
-            .push(Reverse((self.now.saturating_add(after), self.seq, p)));
+        self.pending.push(Reverse((self.now.saturating_add(after), self.seq, p)));
     }
 
     /// Finish a running task by hand (for tasks with an unbounded duration).
@@ -171,11 +157,7 @@ impl Sim {
     /// which `filter` holds.
     pub fn max_concurrent(&self, worker: WorkerId, filter: impl Fn(&TaskRequest) -> bool) -> usize {
         let mut edges: Vec<(u64, i64)> = Vec::new();
-        for iv in self
-            .history
-            .iter()
-            .filter(|iv| iv.worker == worker && filter(&self.requests[&iv.task]))
-        {
+        for iv in self.history.iter().filter(|iv| iv.worker == worker && filter(&self.requests[&iv.task])) {
             edges.push((iv.start, 1));
             edges.push((iv.end.unwrap_or(u64::MAX), -1));
         }

@@ -92,20 +92,11 @@ impl World {
         for e in effects {
             match e {
                 Effect::Prepare { task, worker } => {
-                    assert!(
-                        self.preparing.insert(task, worker).is_none(),
-                        "prepared twice: {task}"
-                    );
+                    assert!(self.preparing.insert(task, worker).is_none(), "prepared twice: {task}");
                 }
                 Effect::Start { task, worker } => {
-                    assert!(
-                        !self.running.contains_key(&task),
-                        "task {task} started twice at once"
-                    );
-                    assert!(
-                        !self.preparing.contains_key(&task),
-                        "task {task} started before its preparation finished"
-                    );
+                    assert!(!self.running.contains_key(&task), "task {task} started twice at once");
+                    assert!(!self.preparing.contains_key(&task), "task {task} started before its preparation finished");
                     self.running.insert(task, worker);
                 }
                 Effect::Requeued { task, .. } => {
@@ -128,15 +119,7 @@ impl World {
 
     fn apply(&mut self, op: Op) {
         let effects = match op {
-            Op::AddWorker {
-                cpus,
-                ram_gib,
-                swap_gib,
-                gpus,
-                types,
-                ignore,
-                seal_gib,
-            } => {
+            Op::AddWorker { cpus, ram_gib, swap_gib, gpus, types, ignore, seal_gib } => {
                 self.next_worker += 1;
                 let id = wid(self.next_worker);
                 self.workers.push(id);
@@ -152,31 +135,16 @@ impl World {
                 }
                 self.sched.handle(b.add(id))
             }
-            Op::Push {
-                task,
-                big,
-                deal,
-                sel,
-                sector,
-            } => {
+            Op::Push { task, big, deal, sel, sector } => {
                 self.next_task += 1;
                 let proof = if big { P32 } else { P2K };
                 let cs = FileTypes::of(&[FileType::Cache, FileType::Sealed]);
                 let mut r: TaskRequest = req(self.next_task, sector, task, proof);
                 r.selector = match sel {
                     0 => Selector::Task,
-                    1 => Selector::Alloc {
-                        types: cs,
-                        path: PathType::Sealing,
-                    },
-                    2 => Selector::Existing {
-                        types: cs,
-                        allow_fetch: true,
-                    },
-                    _ => Selector::Existing {
-                        types: cs,
-                        allow_fetch: false,
-                    },
+                    1 => Selector::Alloc { types: cs, path: PathType::Sealing },
+                    2 => Selector::Existing { types: cs, allow_fetch: true },
+                    _ => Selector::Existing { types: cs, allow_fetch: false },
                 };
                 r.prepare = (self.next_task % 3 != 0).then_some(TaskType::Fetch);
                 if deal {
@@ -227,10 +195,7 @@ impl World {
                 Some(w) => {
                     self.files.entry(sector).or_default().insert(w);
                     self.sched.handle(Event::SectorFiles {
-                        sector: SectorId {
-                            miner: 1000,
-                            number: sector,
-                        },
+                        sector: SectorId { miner: 1000, number: sector },
                         worker: w,
                         types: FileTypes::of(&[FileType::Cache, FileType::Sealed]),
                     })
@@ -244,11 +209,7 @@ impl World {
 
     fn check(&self) {
         // Every live task is known to the scheduler exactly once, finished ones are gone.
-        let states: HashMap<_, _> = self
-            .sched
-            .tasks()
-            .map(|(r, s)| (r.id, (r.clone(), s)))
-            .collect();
+        let states: HashMap<_, _> = self.sched.tasks().map(|(r, s)| (r.id, (r.clone(), s))).collect();
         assert_eq!(states.len(), self.live.len(), "tasks lost or invented");
         for t in &self.live {
             assert!(states.contains_key(t), "task {t} lost");
@@ -256,10 +217,7 @@ impl World {
         for t in &self.finished {
             assert!(!states.contains_key(t), "finished task {t} still held");
         }
-        let queued = states
-            .values()
-            .filter(|(_, s)| *s == TaskState::Queued)
-            .count();
+        let queued = states.values().filter(|(_, s)| *s == TaskState::Queued).count();
         assert_eq!(queued, self.sched.queued_len());
         // Effects and scheduler agree on what runs where.
         for (t, w) in &self.running {
@@ -272,16 +230,10 @@ impl World {
             let (mut active, mut preparing) = (Pool::default(), Pool::default());
             for (r, s) in states.values() {
                 let spec = res.resources.spec(r.sector.proof_type, r.task);
-                let prep = res.resources.prep_spec(
-                    r.sector.proof_type,
-                    r.task,
-                    r.prepare.unwrap_or(r.task),
-                );
+                let prep = res.resources.prep_spec(r.sector.proof_type, r.task, r.prepare.unwrap_or(r.task));
                 match s {
                     TaskState::Running { worker } if worker == id => active.add(&spec, res),
-                    TaskState::Preparing { worker } | TaskState::Prepared { worker }
-                        if worker == id =>
-                    {
+                    TaskState::Preparing { worker } | TaskState::Prepared { worker } if worker == id => {
                         preparing.add(&prep, res)
                     }
                     _ => {}
@@ -291,23 +243,11 @@ impl World {
             assert_eq!(v.preparing, preparing, "preparing pool drifted on {id}");
             if !v.spec.info.ignore_resources {
                 for (name, p) in [("active", v.active), ("preparing", v.preparing)] {
-                    assert!(
-                        p.cpu_use <= res.cpus,
-                        "{name} CPU oversubscribed on {id}: {p:?}"
-                    );
-                    assert!(
-                        p.mem_used_min <= res.mem_physical,
-                        "{name} RAM oversubscribed on {id}"
-                    );
-                    assert!(
-                        p.mem_used_max <= res.mem_physical + res.mem_swap,
-                        "{name} VMEM oversubscribed on {id}"
-                    );
+                    assert!(p.cpu_use <= res.cpus, "{name} CPU oversubscribed on {id}: {p:?}");
+                    assert!(p.mem_used_min <= res.mem_physical, "{name} RAM oversubscribed on {id}");
+                    assert!(p.mem_used_max <= res.mem_physical + res.mem_swap, "{name} VMEM oversubscribed on {id}");
                     if !res.gpus.is_empty() {
-                        assert!(
-                            p.gpu_milli <= res.gpus.len() as u64 * 1000,
-                            "{name} GPU oversubscribed on {id}"
-                        );
+                        assert!(p.gpu_milli <= res.gpus.len() as u64 * 1000, "{name} GPU oversubscribed on {id}");
                     }
                 }
             }
@@ -330,10 +270,7 @@ impl World {
                 );
                 let e = self.sched.handle(Event::Prepared { task: t, worker: w });
                 self.absorb(e);
-                assert_ne!(
-                    self.sched.task_state(t),
-                    Some(TaskState::Preparing { worker: w })
-                );
+                assert_ne!(self.sched.task_state(t), Some(TaskState::Preparing { worker: w }));
             } else if let Some(t) = self.running.keys().min().copied() {
                 let w = self.running.remove(&t).unwrap();
                 self.live.remove(&t);
@@ -353,28 +290,15 @@ impl World {
 /// written out independently).
 fn runnable_somewhere(world: &World, r: &TaskRequest) -> bool {
     let sched = &world.sched;
-    let holders = world
-        .files
-        .get(&r.sector.id.number)
-        .cloned()
-        .unwrap_or_default();
+    let holders = world.files.get(&r.sector.id.number).cloned().unwrap_or_default();
     let capable = |id: WorkerId| {
         let v = sched.worker(id).unwrap();
-        let spec = v
-            .spec
-            .info
-            .resources
-            .resources
-            .spec(r.sector.proof_type, r.task);
+        let spec = v.spec.info.resources.resources.spec(r.sector.proof_type, r.task);
         v.enabled
             && v.spec.task_types.contains(&r.task)
-            && Pool::default()
-                .can_handle(&spec, &v.spec.info.resources, v.spec.info.ignore_resources)
-                .is_ok()
+            && Pool::default().can_handle(&spec, &v.spec.info.resources, v.spec.info.ignore_resources).is_ok()
     };
-    let capable_holder = holders
-        .iter()
-        .any(|h| world.workers.contains(h) && capable(*h));
+    let capable_holder = holders.iter().any(|h| world.workers.contains(h) && capable(*h));
     let ssize = r.sector.proof_type.sector_size().0;
     sched.worker_ids().filter(|id| capable(*id)).any(|id| {
         let v = sched.worker(id).unwrap();

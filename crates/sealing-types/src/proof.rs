@@ -15,13 +15,7 @@ impl SectorSize {
     pub const MIB512: SectorSize = SectorSize(512 << 20);
     pub const GIB32: SectorSize = SectorSize(32 << 30);
     pub const GIB64: SectorSize = SectorSize(64 << 30);
-    pub const ALL: [SectorSize; 5] = [
-        Self::KIB2,
-        Self::MIB8,
-        Self::MIB512,
-        Self::GIB32,
-        Self::GIB64,
-    ];
+    pub const ALL: [SectorSize; 5] = [Self::KIB2, Self::MIB8, Self::MIB512, Self::GIB32, Self::GIB64];
 
     /// `2KiB`, `32GiB`, ... as operators write it.
     pub fn name(self) -> &'static str {
@@ -62,10 +56,7 @@ impl FromStr for SectorSize {
     type Err = InvalidSectorSize;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bytes = crate::size::parse_size(s).map_err(|_| InvalidSectorSize(s.to_string()))?;
-        SectorSize::ALL
-            .into_iter()
-            .find(|z| z.0 == bytes)
-            .ok_or_else(|| InvalidSectorSize(s.to_string()))
+        SectorSize::ALL.into_iter().find(|z| z.0 == bytes).ok_or_else(|| InvalidSectorSize(s.to_string()))
     }
 }
 
@@ -104,10 +95,7 @@ impl RegisteredSealProof {
 
     /// The V1_1 proof (what new sectors use) for a sector size.
     pub fn v1_1_for(size: SectorSize) -> Self {
-        let idx = SectorSize::ALL
-            .iter()
-            .position(|z| *z == size)
-            .expect("valid size") as i64;
+        let idx = SectorSize::ALL.iter().position(|z| *z == size).expect("valid size") as i64;
         Self(5 + idx)
     }
 
@@ -141,9 +129,8 @@ impl Serialize for RegisteredSealProof {
 impl<'de> Deserialize<'de> for RegisteredSealProof {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let n = i64::deserialize(d)?;
-        RegisteredSealProof::from_i64(n).ok_or_else(|| {
-            serde::de::Error::custom(format!("unknown seal proof type {n}: expected 0..=14"))
-        })
+        RegisteredSealProof::from_i64(n)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown seal proof type {n}: expected 0..=14")))
     }
 }
 
@@ -157,17 +144,8 @@ mod tests {
         assert_eq!("2KiB".parse::<SectorSize>().unwrap().0, 2048);
         assert!("3KiB".parse::<SectorSize>().is_err());
         assert_eq!(RegisteredSealProof::v1_1_for(SectorSize::GIB32).as_i64(), 8);
-        assert_eq!(
-            RegisteredSealProof::from_i64(13).unwrap().sector_size(),
-            SectorSize::GIB32
-        );
-        assert_eq!(
-            RegisteredSealProof::from_i64(13)
-                .unwrap()
-                .v1_base()
-                .as_i64(),
-            3
-        );
+        assert_eq!(RegisteredSealProof::from_i64(13).unwrap().sector_size(), SectorSize::GIB32);
+        assert_eq!(RegisteredSealProof::from_i64(13).unwrap().v1_base().as_i64(), 3);
         assert!(RegisteredSealProof::from_i64(15).is_none());
     }
 }

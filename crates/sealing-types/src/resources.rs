@@ -82,24 +82,13 @@ impl ResourceTable {
             .get(&task)
             .and_then(|m| m.get(&proof))
             .copied()
-            .or_else(|| {
-                default_table()
-                    .0
-                    .get(&task)
-                    .and_then(|m| m.get(&proof))
-                    .copied()
-            })
+            .or_else(|| default_table().0.get(&task).and_then(|m| m.get(&proof)).copied())
             .unwrap_or_default()
     }
 
     /// The spec used while the task prepares (fetches): its own, with MaxConcurrent taken from
     /// the preparing task type (normally Fetch), so `GET_*_MAX_CONCURRENT` limits fetch stages.
-    pub fn prep_spec(
-        &self,
-        proof: RegisteredSealProof,
-        task: TaskType,
-        prep: TaskType,
-    ) -> Resources {
+    pub fn prep_spec(&self, proof: RegisteredSealProof, task: TaskType, prep: TaskType) -> Resources {
         let mut r = self.spec(proof, task);
         if prep != task {
             r.max_concurrent = self.spec(proof, prep).max_concurrent;
@@ -128,12 +117,8 @@ fn build_default_table() -> ResourceTable {
         }
         m
     };
-    let small = |gpu: f64, par: i64| {
-        [
-            r(2 * KIB, 2 * KIB, gpu, par, 0, 2 * KIB),
-            r(8 * MIB, 8 * MIB, gpu, par, 0, 8 * MIB),
-        ]
-    };
+    let small =
+        |gpu: f64, par: i64| [r(2 * KIB, 2 * KIB, gpu, par, 0, 2 * KIB), r(8 * MIB, 8 * MIB, gpu, par, 0, 8 * MIB)];
 
     let mut t = BTreeMap::new();
     let [a, b] = small(0.0, 1);
@@ -169,13 +154,7 @@ fn build_default_table() -> ResourceTable {
         ]),
     );
     let [a, b] = small(0.0, 0);
-    let c1 = by_size([
-        a,
-        b,
-        r(GIB, GIB, 0.0, 0, 0, GIB),
-        r(GIB, GIB, 0.0, 0, 0, GIB),
-        r(GIB, GIB, 0.0, 0, 0, GIB),
-    ]);
+    let c1 = by_size([a, b, r(GIB, GIB, 0.0, 0, 0, GIB), r(GIB, GIB, 0.0, 0, 0, GIB), r(GIB, GIB, 0.0, 0, 0, GIB)]);
     t.insert(Commit1, c1.clone());
     t.insert(ProveReplicaUpdate1, c1);
     let [a, b] = small(1.0, 1);
@@ -224,10 +203,7 @@ fn build_default_table() -> ResourceTable {
     );
     // DataCid uses the 32GiB AddPiece entry for every proof type.
     let ap32 = t[&AddPiece][&RegisteredSealProof::STACKED_DRG_32GIB_V1];
-    t.insert(
-        DataCid,
-        RegisteredSealProof::all().map(|p| (p, ap32)).collect(),
-    );
+    t.insert(DataCid, RegisteredSealProof::all().map(|p| (p, ap32)).collect());
     ResourceTable(t)
 }
 
@@ -271,17 +247,8 @@ fn format_float(f: f64) -> String {
     }
 }
 
-fn set_field(
-    r: &mut Resources,
-    field: &str,
-    var: &str,
-    value: &str,
-) -> Result<(), InvalidOverride> {
-    let bad = |expected| InvalidOverride {
-        var: var.into(),
-        value: value.into(),
-        expected,
-    };
+fn set_field(r: &mut Resources, field: &str, var: &str, value: &str) -> Result<(), InvalidOverride> {
+    let bad = |expected| InvalidOverride { var: var.into(), value: value.into(), expected };
     let v = value.trim();
     match field {
         "MIN_MEMORY" => r.min_memory = v.parse().map_err(|_| bad("a number of bytes"))?,
@@ -294,17 +261,9 @@ fn set_field(
             }
             r.gpu_utilization = g
         }
-        "MAX_PARALLELISM" => {
-            r.max_parallelism = v
-                .parse()
-                .map_err(|_| bad("an integer (-1 = 92% of the cores)"))?
-        }
-        "MAX_PARALLELISM_GPU" => {
-            r.max_parallelism_gpu = v.parse().map_err(|_| bad("an integer"))?
-        }
-        "MAX_CONCURRENT" => {
-            r.max_concurrent = v.parse().map_err(|_| bad("an integer (0 = unlimited)"))?
-        }
+        "MAX_PARALLELISM" => r.max_parallelism = v.parse().map_err(|_| bad("an integer (-1 = 92% of the cores)"))?,
+        "MAX_PARALLELISM_GPU" => r.max_parallelism_gpu = v.parse().map_err(|_| bad("an integer"))?,
+        "MAX_CONCURRENT" => r.max_concurrent = v.parse().map_err(|_| bad("an integer (0 = unlimited)"))?,
         _ => unreachable!(),
     }
     Ok(())
@@ -312,17 +271,13 @@ fn set_field(
 
 /// The env var names of one table cell: sized (`PC1_32G_X`) for sector-sized tasks, then unsized.
 fn env_names(task: TaskType, size: SectorSize, field: &str) -> (Option<String>, String) {
-    let sized = task
-        .sector_sized()
-        .then(|| format!("{}_{}_{}", task.short(), size.env_suffix(), field));
+    let sized = task.sector_sized().then(|| format!("{}_{}_{}", task.short(), size.env_suffix(), field));
     (sized, format!("{}_{}", task.short(), field))
 }
 
 /// Apply env overrides to the default table, like the worker does when it reports its info
 /// (reference §2.5). Precedence: sized variable, unsized variable, multicore-SDR rule, default.
-pub fn table_from_env(
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<ResourceTable, InvalidOverride> {
+pub fn table_from_env(lookup: &dyn Fn(&str) -> Option<String>) -> Result<ResourceTable, InvalidOverride> {
     let mut out = default_table().clone();
     for (task, per_proof) in out.0.iter_mut() {
         for (proof, res) in per_proof.iter_mut() {
@@ -338,8 +293,7 @@ pub fn table_from_env(
                     && matches!(task, TaskType::PreCommit1 | TaskType::Unseal)
                     && lookup("FIL_PROOFS_USE_MULTICORE_SDR").as_deref() == Some("1")
                 {
-                    let producers =
-                        lookup("FIL_PROOFS_MULTICORE_SDR_PRODUCERS").unwrap_or_else(|| "3".into());
+                    let producers = lookup("FIL_PROOFS_MULTICORE_SDR_PRODUCERS").unwrap_or_else(|| "3".into());
                     let n: i64 = producers.trim().parse().map_err(|_| InvalidOverride {
                         var: "FIL_PROOFS_MULTICORE_SDR_PRODUCERS".into(),
                         value: producers.clone(),
@@ -365,10 +319,7 @@ pub enum ListMode {
 }
 
 /// `lotus-worker resources` output: sorted `KEY=VALUE` lines (§2.5).
-pub fn list_env(
-    mode: ListMode,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<String>, InvalidOverride> {
+pub fn list_env(mode: ListMode, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, InvalidOverride> {
     let table = match mode {
         ListMode::Default => default_table().clone(),
         _ => table_from_env(lookup)?,
@@ -379,8 +330,7 @@ pub fn list_env(
             for field in ENV_FIELDS {
                 let (sized, unsized_) = env_names(*task, proof.sector_size(), field);
                 let key = sized.clone().unwrap_or_else(|| unsized_.clone());
-                let is_set = sized.as_ref().is_some_and(|n| lookup(n).is_some())
-                    || lookup(&unsized_).is_some();
+                let is_set = sized.as_ref().is_some_and(|n| lookup(n).is_some()) || lookup(&unsized_).is_some();
                 if mode == ListMode::Set && !is_set {
                     continue;
                 }
@@ -395,31 +345,11 @@ pub fn list_env(
 /// e.g. `RAM: need 56 GiB + 10 MiB, 30.2 GiB free`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Shortfall {
-    MaxConcurrent {
-        task: TaskType,
-        running: usize,
-        max: i64,
-    },
-    Ram {
-        need: u64,
-        base: u64,
-        free: u64,
-    },
-    Vmem {
-        need: u64,
-        base: u64,
-        free: u64,
-    },
-    Cpu {
-        need: u64,
-        in_use: u64,
-        cpus: u64,
-    },
-    Gpu {
-        need: f64,
-        in_use: f64,
-        gpus: usize,
-    },
+    MaxConcurrent { task: TaskType, running: usize, max: i64 },
+    Ram { need: u64, base: u64, free: u64 },
+    Vmem { need: u64, base: u64, free: u64 },
+    Cpu { need: u64, in_use: u64, cpus: u64 },
+    Gpu { need: f64, in_use: f64, gpus: usize },
 }
 
 impl std::fmt::Display for Shortfall {
@@ -427,29 +357,13 @@ impl std::fmt::Display for Shortfall {
         use crate::size::size_str as s;
         match self {
             Shortfall::MaxConcurrent { task, running, max } => {
-                write!(
-                    f,
-                    "{}: {running} running, MaxConcurrent is {max}",
-                    task.short()
-                )
+                write!(f, "{}: {running} running, MaxConcurrent is {max}", task.short())
             }
             Shortfall::Ram { need, base, free } => {
-                write!(
-                    f,
-                    "RAM: need {} + {}, {} free",
-                    s(*need),
-                    s(*base),
-                    s(*free)
-                )
+                write!(f, "RAM: need {} + {}, {} free", s(*need), s(*base), s(*free))
             }
             Shortfall::Vmem { need, base, free } => {
-                write!(
-                    f,
-                    "VMEM (RAM+swap): need {} + {}, {} free",
-                    s(*need),
-                    s(*base),
-                    s(*free)
-                )
+                write!(f, "VMEM (RAM+swap): need {} + {}, {} free", s(*need), s(*base), s(*free))
             }
             Shortfall::Cpu { need, in_use, cpus } => {
                 write!(f, "CPU: need {need} threads, {in_use} of {cpus} in use")
@@ -467,10 +381,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| m.get(k).cloned()
     }
 
@@ -480,15 +391,7 @@ mod tests {
     #[test]
     fn threads_rule() {
         let pc2 = default_table().spec(P32, TaskType::PreCommit2);
-        for (cpus, want) in [
-            (12, 11),
-            (16, 14),
-            (24, 22),
-            (32, 29),
-            (64, 58),
-            (128, 117),
-            (1, 1),
-        ] {
+        for (cpus, want) in [(12, 11), (16, 14), (24, 22), (32, 29), (64, 58), (128, 117), (1, 1)] {
             assert_eq!(pc2.threads(cpus, 0), want, "cpus={cpus}");
         }
         assert_eq!(pc2.threads(128, 1), 6, "with a GPU PC2 takes 6 threads");
@@ -500,24 +403,12 @@ mod tests {
     fn defaults_and_aliases() {
         let t = default_table();
         let pc1 = t.spec(P32, TaskType::PreCommit1);
-        assert_eq!(
-            (pc1.min_memory, pc1.max_memory, pc1.base_min_memory),
-            (56 * GIB, 64 * GIB, 10 * MIB)
-        );
+        assert_eq!((pc1.min_memory, pc1.max_memory, pc1.base_min_memory), (56 * GIB, 64 * GIB, 10 * MIB));
         assert_eq!(t.spec(P32, TaskType::Unseal), pc1);
-        assert_eq!(
-            t.spec(P32, TaskType::RegenSectorKey),
-            t.spec(P32, TaskType::ReplicaUpdate)
-        );
-        assert_eq!(
-            t.spec(P2K, TaskType::DataCid),
-            t.spec(P32, TaskType::AddPiece)
-        );
+        assert_eq!(t.spec(P32, TaskType::RegenSectorKey), t.spec(P32, TaskType::ReplicaUpdate));
+        assert_eq!(t.spec(P2K, TaskType::DataCid), t.spec(P32, TaskType::AddPiece));
         let synthetic = RegisteredSealProof::from_i64(13).unwrap();
-        assert_eq!(
-            t.spec(synthetic, TaskType::Commit2),
-            t.spec(P32, TaskType::Commit2)
-        );
+        assert_eq!(t.spec(synthetic, TaskType::Commit2), t.spec(P32, TaskType::Commit2));
         assert_eq!(t.spec(P32, TaskType::Finalize), Resources::default());
         assert_eq!(t.spec(P32, TaskType::PreCommit2).gpu_utilization, 1.0);
         assert_eq!(t.spec(P2K, TaskType::PreCommit2).gpu_utilization, 0.0);
@@ -525,18 +416,10 @@ mod tests {
 
     #[test]
     fn env_override_precedence() {
-        let t = table_from_env(&env(&[
-            ("PC1_32G_MAX_PARALLELISM", "2"),
-            ("PC1_MAX_PARALLELISM", "7"),
-        ]))
-        .unwrap();
+        let t = table_from_env(&env(&[("PC1_32G_MAX_PARALLELISM", "2"), ("PC1_MAX_PARALLELISM", "7")])).unwrap();
         assert_eq!(t.spec(P32, TaskType::PreCommit1).max_parallelism, 2);
         assert_eq!(t.spec(P2K, TaskType::PreCommit1).max_parallelism, 7);
-        let t = table_from_env(&env(&[
-            ("UNS_2K_MAX_PARALLELISM", "3"),
-            ("PC2_2K_GPU_UTILIZATION", "0.5"),
-        ]))
-        .unwrap();
+        let t = table_from_env(&env(&[("UNS_2K_MAX_PARALLELISM", "3"), ("PC2_2K_GPU_UTILIZATION", "0.5")])).unwrap();
         assert_eq!(t.spec(P2K, TaskType::Unseal).max_parallelism, 3);
         assert_eq!(t.spec(P2K, TaskType::PreCommit2).gpu_utilization, 0.5);
         let t = table_from_env(&env(&[("DC_MAX_PARALLELISM", "2")])).unwrap();
@@ -554,16 +437,8 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(t.spec(P32, TaskType::PreCommit1).max_parallelism, 9001);
-        let t = table_from_env(&env(&[
-            ("FIL_PROOFS_USE_MULTICORE_SDR", "1"),
-            ("PC1_MAX_PARALLELISM", "2"),
-        ]))
-        .unwrap();
-        assert_eq!(
-            t.spec(P32, TaskType::PreCommit1).max_parallelism,
-            2,
-            "explicit wins"
-        );
+        let t = table_from_env(&env(&[("FIL_PROOFS_USE_MULTICORE_SDR", "1"), ("PC1_MAX_PARALLELISM", "2")])).unwrap();
+        assert_eq!(t.spec(P32, TaskType::PreCommit1).max_parallelism, 2, "explicit wins");
     }
 
     #[test]
@@ -595,11 +470,7 @@ mod tests {
     #[test]
     fn table_json_round_trips_with_lotus_keys() {
         let json = serde_json::to_string(default_table()).unwrap();
-        assert!(
-            json.contains(r#""seal/v0/precommit/1":{"0":{"MinMemory":2048"#),
-            "{}",
-            &json[..200]
-        );
+        assert!(json.contains(r#""seal/v0/precommit/1":{"0":{"MinMemory":2048"#), "{}", &json[..200]);
         let back: ResourceTable = serde_json::from_str(&json).unwrap();
         assert_eq!(&back, default_table());
     }

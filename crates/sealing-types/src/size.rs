@@ -51,13 +51,9 @@ pub struct InvalidSize {
 /// Parse `2KiB`, `2 KiB`, `2K`, `32GiB`, `1.5TiB`, `2048`. Units are binary (KiB = 1024), and a
 /// bare `K/M/G/T` or `KB/MB/...` is read as binary too, as Lotus does for `--max-storage`.
 pub fn parse_size(input: &str) -> Result<u64, InvalidSize> {
-    let err = || InvalidSize {
-        input: input.to_string(),
-    };
+    let err = || InvalidSize { input: input.to_string() };
     let s = input.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let num: f64 = num.parse().map_err(|_| err())?;
     let unit = unit.trim().to_ascii_lowercase();

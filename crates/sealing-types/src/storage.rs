@@ -54,9 +54,7 @@ impl FileType {
 }
 
 /// A set of sector file types (Lotus `SectorFileType` bitmask).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FileTypes(pub u8);
 

@@ -147,9 +147,7 @@ impl TaskType {
     }
 
     pub fn from_short(s: &str) -> Option<TaskType> {
-        TaskType::ALL
-            .into_iter()
-            .find(|t| t.short().eq_ignore_ascii_case(s))
+        TaskType::ALL.into_iter().find(|t| t.short().eq_ignore_ascii_case(s))
     }
 
     /// Sort task types the way the CLI lists them: by scheduling order, then by name.
@@ -209,15 +207,9 @@ mod tests {
 
     #[test]
     fn positive_orders_match_reference() {
-        let mut pos: Vec<TaskType> = TaskType::ALL
-            .into_iter()
-            .filter(|t| t.order() > 0)
-            .collect();
+        let mut pos: Vec<TaskType> = TaskType::ALL.into_iter().filter(|t| t.order() > 0).collect();
         TaskType::sort_by_order(&mut pos);
         let shorts: Vec<_> = pos.iter().map(|t| t.short()).collect();
-        assert_eq!(
-            shorts,
-            ["UNS", "C1", "C2", "PC2", "PC1", "PR1", "PR2", "RU", "AP", "DC", "GSK"]
-        );
+        assert_eq!(shorts, ["UNS", "C1", "C2", "PC2", "PC1", "PR1", "PR2", "RU", "AP", "DC", "GSK"]);
     }
 }

@@ -4,8 +4,8 @@
 use sealing_sched::{Config, Event, Scheduler, Selector, TaskRequest, WorkerSpec};
 use sealing_types::resources::default_table;
 use sealing_types::{
-    FileType, FileTypes, PathType, RegisteredSealProof, SchedId, SectorId, SectorRef, TaskType,
-    WorkerId, WorkerInfo, WorkerResources,
+    FileType, FileTypes, PathType, RegisteredSealProof, SchedId, SectorId, SectorRef, TaskType, WorkerId, WorkerInfo,
+    WorkerResources,
 };
 use std::collections::BTreeSet;
 use uuid::Uuid;
@@ -97,23 +97,14 @@ impl WorkerB {
         self
     }
     pub fn add(self, id: WorkerId) -> Event {
-        Event::WorkerAdded {
-            id,
-            spec: self.spec,
-        }
+        Event::WorkerAdded { id, spec: self.spec }
     }
 }
 
 pub fn req(id: u128, sector: u64, task: TaskType, proof: RegisteredSealProof) -> TaskRequest {
     TaskRequest {
         id: sid(id),
-        sector: SectorRef {
-            id: SectorId {
-                miner: 1000,
-                number: sector,
-            },
-            proof_type: proof,
-        },
+        sector: SectorRef { id: SectorId { miner: 1000, number: sector }, proof_type: proof },
         task,
         priority: 0,
         selector: Selector::Task,
@@ -126,42 +117,16 @@ pub fn step(id: u128, sector: u64, task: TaskType, proof: RegisteredSealProof) -
     let mut r = req(id, sector, task, proof);
     let cs = FileTypes::of(&[FileType::Cache, FileType::Sealed]);
     let (sel, prep) = match task {
-        TaskType::AddPiece => (
-            Selector::Alloc {
-                types: FileTypes::of(&[FileType::Unsealed]),
-                path: PathType::Sealing,
-            },
-            None,
-        ),
-        TaskType::PreCommit1 => (
-            Selector::Alloc {
-                types: cs,
-                path: PathType::Sealing,
-            },
-            Some(TaskType::Fetch),
-        ),
-        TaskType::PreCommit2 => (
-            Selector::Existing {
-                types: cs,
-                allow_fetch: true,
-            },
-            Some(TaskType::Fetch),
-        ),
-        TaskType::Commit1 => (
-            Selector::Existing {
-                types: cs,
-                allow_fetch: false,
-            },
-            Some(TaskType::Fetch),
-        ),
+        TaskType::AddPiece => {
+            (Selector::Alloc { types: FileTypes::of(&[FileType::Unsealed]), path: PathType::Sealing }, None)
+        }
+        TaskType::PreCommit1 => (Selector::Alloc { types: cs, path: PathType::Sealing }, Some(TaskType::Fetch)),
+        TaskType::PreCommit2 => (Selector::Existing { types: cs, allow_fetch: true }, Some(TaskType::Fetch)),
+        TaskType::Commit1 => (Selector::Existing { types: cs, allow_fetch: false }, Some(TaskType::Fetch)),
         TaskType::Commit2 => (Selector::Task, None),
-        TaskType::Finalize => (
-            Selector::Existing {
-                types: FileTypes::of(&[FileType::Cache]),
-                allow_fetch: false,
-            },
-            Some(TaskType::Fetch),
-        ),
+        TaskType::Finalize => {
+            (Selector::Existing { types: FileTypes::of(&[FileType::Cache]), allow_fetch: false }, Some(TaskType::Fetch))
+        }
         _ => (Selector::Task, None),
     };
     r.selector = sel;
