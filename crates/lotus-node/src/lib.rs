@@ -1,1 +1,12 @@
+//! Daemon plumbing shared by `lotus-miner` and `lotus-worker`: the repo directory (layout,
+//! lock, keystore, token and api files), the miner's `config.toml`, and the hardware probe.
+//!
+//! All file and OS access of the two daemons' start-up lives here; the scheduler and the API
+//! crate never touch the disk.
 
+pub mod config;
+pub mod hw;
+pub mod repo;
+
+pub use config::MinerConfig;
+pub use repo::{Repo, RepoError, RepoLock};

@@ -1,0 +1,47 @@
+//! Every API method and the permission it needs: the one place permissions are declared
+//! (reference §6.2: worker-facing methods and everything that changes state need `admin`).
+
+use crate::Permission::{self, *};
+
+/// Methods served by `lotus-miner` on `/rpc/v0`.
+pub const MINER: &[(&str, Permission)] = &[
+    ("Version", Read),
+    ("Session", Read),
+    ("ActorAddress", Read),
+    ("ActorSectorSize", Read),
+    ("AuthVerify", Read),
+    ("AuthNew", Admin),
+    ("WorkerConnect", Admin),
+    ("WorkerStats", Admin),
+    ("WorkerJobs", Admin),
+    ("SealingSchedDiag", Admin),
+    ("SealingRemoveRequest", Admin),
+    ("Shutdown", Admin),
+];
+
+/// Methods served by `lotus-worker` on `/rpc/v0`. All need admin, as in Lotus.
+pub const WORKER: &[(&str, Permission)] = &[
+    ("Version", Admin),
+    ("Session", Admin),
+    ("ProcessSession", Admin),
+    ("Info", Admin),
+    ("TaskTypes", Admin),
+    ("Paths", Admin),
+    ("Enabled", Admin),
+    ("SetEnabled", Admin),
+    ("TaskEnable", Admin),
+    ("TaskDisable", Admin),
+    ("Shutdown", Admin),
+];
+
+pub fn permission(table: &[(&str, Permission)], name: &str) -> Option<Permission> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+}
+
+/// API versions, encoded like Lotus (`major<<16 | minor<<8 | patch`).
+pub const MINER_API_VERSION: u32 = (1 << 16) | (5 << 8);
+pub const WORKER_API_VERSION: u32 = (1 << 16) | (7 << 8);
+
+pub fn version_string(v: u32) -> String {
+    format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
+}

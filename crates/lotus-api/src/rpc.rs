@@ -1,0 +1,370 @@
+//! JSON-RPC 2.0 server side: method table with permissions, dispatch, and the axum routes
+//! (`POST /rpc/v0`, WebSocket `GET /rpc/v0`).
+//!
+//! Hand-rolled on purpose: the envelope is small, and it must (1) share one port and router
+//! with the `/remote` file routes and their auth, (2) refuse a call below its permission
+//! before dispatch with Lotus's message, and (3) answer a bad token with HTTP 401 as Lotus
+//! does. jsonrpsee's server would need its own listener or a tower shim for each of these.
+
+use crate::auth::Permission;
+use crate::methods;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+/// Largest request body accepted on `/rpc/v0`; larger bodies get HTTP 413.
+pub const RPC_BODY_LIMIT: usize = 16 << 20;
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+/// What go-jsonrpc uses for errors returned by a method (permission errors included).
+pub const METHOD_ERROR: i64 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError { code, message: message.into(), data: None }
+    }
+    /// An error the method itself reports (bad input, state that forbids the call...).
+    pub fn method(message: impl Into<String>) -> Self {
+        Self::new(METHOD_ERROR, message)
+    }
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMS, message)
+    }
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (code {})", self.message, self.code)
+    }
+}
+
+/// Positional params of one call.
+#[derive(Debug)]
+pub struct Params {
+    method: String,
+    values: Vec<Value>,
+}
+
+impl Params {
+    /// Refuse a call whose param count is not `n`.
+    pub fn expect(&self, n: usize) -> Result<(), RpcError> {
+        if self.values.len() != n {
+            return Err(RpcError::invalid_params(format!(
+                "{} takes {n} param(s), got {}",
+                self.method,
+                self.values.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Param `i`, named `name` in errors.
+    pub fn get<T: DeserializeOwned>(&self, i: usize, name: &str) -> Result<T, RpcError> {
+        let v = self.values.get(i).cloned().unwrap_or(Value::Null);
+        serde_json::from_value(v)
+            .map_err(|e| RpcError::invalid_params(format!("{}: param {i} ({name}) is invalid: {e}", self.method)))
+    }
+}
+
+type Handler = Arc<dyn Fn(Params) -> BoxFuture<'static, Result<Value, RpcError>> + Send + Sync>;
+
+/// The method table of one daemon.
+pub struct RpcServer {
+    table: &'static [(&'static str, Permission)],
+    handlers: HashMap<&'static str, (Permission, Handler)>,
+}
+
+impl RpcServer {
+    /// A server whose methods must all be declared in `table` (see [`methods`]).
+    pub fn new(table: &'static [(&'static str, Permission)]) -> Self {
+        RpcServer { table, handlers: HashMap::new() }
+    }
+
+    /// Register `Filecoin.<name>`. Panics if `name` has no declared permission: that is a
+    /// programming error caught by every test that starts a daemon.
+    pub fn register<F, Fut, R>(&mut self, name: &'static str, f: F)
+    where
+        F: Fn(Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
+        R: Serialize,
+    {
+        let perm = methods::permission(self.table, name)
+            .unwrap_or_else(|| panic!("method {name} has no permission declared in lotus_api::methods"));
+        let h: Handler = Arc::new(move |p| {
+            let fut = f(p);
+            async move {
+                let r = fut.await?;
+                serde_json::to_value(r).map_err(|e| RpcError::new(INTERNAL_ERROR, format!("encoding the result: {e}")))
+            }
+            .boxed()
+        });
+        self.handlers.insert(name, (perm, h));
+    }
+
+    /// Handle one HTTP body or WebSocket message. `None` when nothing is to be answered
+    /// (notifications only).
+    pub async fn handle(&self, body: &[u8], perms: &[Permission]) -> Option<Value> {
+        let req: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Some(error_response(Value::Null, RpcError::new(PARSE_ERROR, format!("parse error: {e}"))))
+            }
+        };
+        match req {
+            Value::Array(items) if items.is_empty() => {
+                Some(error_response(Value::Null, RpcError::new(INVALID_REQUEST, "empty batch")))
+            }
+            Value::Array(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    if let Some(r) = self.handle_one(item, perms).await {
+                        out.push(r);
+                    }
+                }
+                (!out.is_empty()).then_some(Value::Array(out))
+            }
+            other => self.handle_one(other, perms).await,
+        }
+    }
+
+    async fn handle_one(&self, req: Value, perms: &[Permission]) -> Option<Value> {
+        let Value::Object(obj) = req else {
+            return Some(error_response(
+                Value::Null,
+                RpcError::new(INVALID_REQUEST, "a request must be a JSON object"),
+            ));
+        };
+        let id = obj.get("id").cloned();
+        let answer = |r: Result<Value, RpcError>| {
+            let id = id.clone()?;
+            Some(match r {
+                Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
+                Err(e) => error_response(id, e),
+            })
+        };
+        let Some(method) = obj.get("method").and_then(Value::as_str) else {
+            return Some(error_response(
+                id.unwrap_or(Value::Null),
+                RpcError::new(INVALID_REQUEST, "the request has no \"method\" string"),
+            ));
+        };
+        let values = match obj.get("params") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return answer(Err(RpcError::invalid_params("params must be a positional array"))),
+        };
+        let Some((perm, handler)) = method.strip_prefix("Filecoin.").and_then(|n| self.handlers.get(n)) else {
+            return answer(Err(RpcError::new(METHOD_NOT_FOUND, format!("method '{method}' not found"))));
+        };
+        if !perms.contains(perm) {
+            let name = method.trim_start_matches("Filecoin.");
+            return answer(Err(RpcError::method(format!("missing permission to invoke '{name}' (need '{perm}')"))));
+        }
+        let fut = handler(Params { method: method.to_string(), values });
+        let r = match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::error!(method, "RPC handler panicked");
+                Err(RpcError::new(INTERNAL_ERROR, format!("internal error while handling {method}")))
+            }
+        };
+        answer(r)
+    }
+}
+
+fn error_response(id: Value, e: RpcError) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": e})
+}
+
+/// Turns a bearer token into permissions. The miner checks its own secret; a worker asks the
+/// miner (`AuthVerify`).
+pub trait Authenticator: Send + Sync + 'static {
+    fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>>;
+}
+
+#[derive(Clone)]
+struct RpcState {
+    server: Arc<RpcServer>,
+    auth: Arc<dyn Authenticator>,
+}
+
+/// The token of a request: `Authorization: Bearer <jwt>` or `?token=<jwt>`.
+pub fn request_token(headers: &HeaderMap, query: &HashMap<String, String>) -> Option<String> {
+    if let Some(h) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let h = h.trim();
+        return Some(h.strip_prefix("Bearer ").unwrap_or(h).trim().to_string());
+    }
+    query.get("token").cloned()
+}
+
+/// Permissions of a request, or the 401 to send. No token means read-only.
+pub async fn permissions(
+    auth: &dyn Authenticator,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Vec<Permission>, Response> {
+    match request_token(headers, query) {
+        None => Ok(vec![Permission::Read]),
+        Some(t) => auth
+            .verify(&t)
+            .await
+            .map_err(|e| (StatusCode::UNAUTHORIZED, format!("JWT Verification failed: {e}\n")).into_response()),
+    }
+}
+
+/// `/rpc/v0` routes for a server.
+pub fn router(server: Arc<RpcServer>, auth: Arc<dyn Authenticator>) -> Router {
+    Router::new()
+        .route("/rpc/v0", post(http_call).get(ws_call))
+        .layer(DefaultBodyLimit::max(RPC_BODY_LIMIT))
+        .with_state(RpcState { server, auth })
+}
+
+async fn http_call(
+    State(st): State<RpcState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let perms = match permissions(st.auth.as_ref(), &headers, &query).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    match st.server.handle(&body, &perms).await {
+        Some(v) => ([(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn ws_call(
+    State(st): State<RpcState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let perms = match permissions(st.auth.as_ref(), &headers, &query).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    ws.max_message_size(RPC_BODY_LIMIT).on_upgrade(move |socket| ws_loop(socket, st.server, perms))
+}
+
+async fn ws_loop(mut socket: WebSocket, server: Arc<RpcServer>, perms: Vec<Permission>) {
+    while let Some(Ok(msg)) = socket.recv().await {
+        let body = match msg {
+            Message::Text(t) => t.as_bytes().to_vec(),
+            Message::Binary(b) => b.to_vec(),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        if let Some(resp) = server.handle(&body, &perms).await {
+            if socket.send(Message::Text(resp.to_string().into())).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &[(&str, Permission)] =
+        &[("Echo", Permission::Read), ("Boom", Permission::Read), ("Secret", Permission::Admin)];
+
+    fn server() -> RpcServer {
+        let mut s = RpcServer::new(TABLE);
+        s.register("Echo", |p: Params| async move {
+            p.expect(1)?;
+            p.get::<u64>(0, "n")
+        });
+        s.register("Boom", |_p: Params| async move {
+            if true {
+                panic!("boom");
+            }
+            Ok(0)
+        });
+        s.register("Secret", |_p: Params| async move { Ok("s") });
+        s
+    }
+
+    async fn call(s: &RpcServer, body: &str, perms: &[Permission]) -> Value {
+        s.handle(body.as_bytes(), perms).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn envelope_and_errors() {
+        let s = server();
+        let r = &[Permission::Read];
+        let v = call(&s, r#"{"jsonrpc":"2.0","id":7,"method":"Filecoin.Echo","params":[42]}"#, r).await;
+        assert_eq!(v, json!({"jsonrpc":"2.0","id":7,"result":42}));
+        let v = call(&s, r#"{"jsonrpc":"2.0","id":1,"method":"Filecoin.Echo","params":["x"]}"#, r).await;
+        assert_eq!(v["error"]["code"], INVALID_PARAMS);
+        assert!(v["error"]["message"].as_str().unwrap().contains("param 0 (n) is invalid"));
+        let v = call(&s, r#"{"jsonrpc":"2.0","id":1,"method":"Filecoin.Echo","params":[1,2]}"#, r).await;
+        assert!(v["error"]["message"].as_str().unwrap().contains("takes 1 param(s), got 2"));
+        let v = call(&s, r#"{"jsonrpc":"2.0","id":1,"method":"Filecoin.Nope","params":[]}"#, r).await;
+        assert_eq!(v["error"]["code"], METHOD_NOT_FOUND);
+        let v = call(&s, r#"{"jsonrpc":"2.0","id":1,"method":"Echo","params":[]}"#, r).await;
+        assert_eq!(v["error"]["code"], METHOD_NOT_FOUND);
+        let v = call(&s, r#"{"id":1,"method":"Filecoin.Echo","params":{"n":1}}"#, r).await;
+        assert_eq!(v["error"]["code"], INVALID_PARAMS);
+        let v = call(&s, "{not json", r).await;
+        assert_eq!(v["error"]["code"], PARSE_ERROR);
+        let v = call(&s, "[]", r).await;
+        assert_eq!(v["error"]["code"], INVALID_REQUEST);
+        let v = call(&s, "3", r).await;
+        assert_eq!(v["error"]["code"], INVALID_REQUEST);
+        let v = call(
+            &s,
+            r#"[{"id":1,"method":"Filecoin.Echo","params":[1]},{"id":2,"method":"Filecoin.Echo","params":[2]}]"#,
+            r,
+        )
+        .await;
+        assert_eq!(v[1]["result"], 2);
+        assert!(s.handle(br#"{"method":"Filecoin.Echo","params":[1]}"#, r).await.is_none(), "notification");
+    }
+
+    #[tokio::test]
+    async fn permission_and_panic() {
+        let s = server();
+        let v = call(&s, r#"{"id":1,"method":"Filecoin.Secret","params":[]}"#, &[Permission::Read, Permission::Write])
+            .await;
+        assert_eq!(v["error"]["message"], "missing permission to invoke 'Secret' (need 'admin')");
+        let v = call(&s, r#"{"id":1,"method":"Filecoin.Secret","params":[]}"#, &Permission::Admin.with_lower()).await;
+        assert_eq!(v["result"], "s");
+        let v = call(&s, r#"{"id":1,"method":"Filecoin.Boom","params":[]}"#, &[Permission::Read]).await;
+        assert_eq!(v["error"]["code"], INTERNAL_ERROR, "a panicking handler answers an error");
+    }
+
+    #[test]
+    #[should_panic(expected = "no permission declared")]
+    fn undeclared_methods_are_refused() {
+        let mut s = RpcServer::new(TABLE);
+        s.register("Undeclared", |_p: Params| async move { Ok(0) });
+    }
+}

@@ -1,0 +1,407 @@
+//! The miner's `config.toml` (reference §6.3): every key written, commented out, with its
+//! default; env overrides `LOTUS_<SECTION>_<KEY>`; errors that name file, line and key;
+//! unknown keys warned about.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MinerConfig {
+    #[serde(rename = "API")]
+    pub api: ApiConfig,
+    #[serde(rename = "Storage")]
+    pub storage: StorageConfig,
+    #[serde(rename = "Sealing")]
+    pub sealing: SealingConfig,
+    #[serde(rename = "Proving")]
+    pub proving: ProvingConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ApiConfig {
+    pub listen_address: String,
+    pub remote_listen_address: String,
+    pub timeout: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct StorageConfig {
+    pub parallel_fetch_limit: u64,
+    pub allow_sector_download: bool,
+    pub allow_add_piece: bool,
+    pub allow_pre_commit1: bool,
+    pub allow_pre_commit2: bool,
+    pub allow_commit: bool,
+    pub allow_unseal: bool,
+    pub allow_replica_update: bool,
+    pub allow_prove_replica_update2: bool,
+    pub allow_regen_sector_key: bool,
+    pub local_worker_name: String,
+    pub assigner: String,
+    pub disallow_remote_finalize: bool,
+    pub resource_filtering: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct SealingConfig {
+    pub max_wait_deals_sectors: u64,
+    pub max_sealing_sectors: u64,
+    pub max_sealing_sectors_for_deals: u64,
+    pub wait_deals_delay: String,
+    pub always_keep_unsealed_copy: bool,
+    pub finalize_early: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ProvingConfig {
+    pub parallel_check_limit: u64,
+    #[serde(rename = "DisableBuiltinWindowPoSt")]
+    pub disable_builtin_window_post: bool,
+    #[serde(rename = "DisableBuiltinWinningPoSt")]
+    pub disable_builtin_winning_post: bool,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        MinerConfig {
+            api: ApiConfig::default(),
+            storage: StorageConfig::default(),
+            sealing: SealingConfig::default(),
+            proving: ProvingConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen_address: "/ip4/127.0.0.1/tcp/2345/http".into(),
+            remote_listen_address: "127.0.0.1:2345".into(),
+            timeout: "30s".into(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            parallel_fetch_limit: 10,
+            allow_sector_download: true,
+            allow_add_piece: true,
+            allow_pre_commit1: true,
+            allow_pre_commit2: true,
+            allow_commit: true,
+            allow_unseal: true,
+            allow_replica_update: true,
+            allow_prove_replica_update2: true,
+            allow_regen_sector_key: true,
+            local_worker_name: String::new(),
+            assigner: "utilization".into(),
+            disallow_remote_finalize: false,
+            resource_filtering: "hardware".into(),
+        }
+    }
+}
+
+impl Default for SealingConfig {
+    fn default() -> Self {
+        SealingConfig {
+            max_wait_deals_sectors: 2,
+            max_sealing_sectors: 0,
+            max_sealing_sectors_for_deals: 0,
+            wait_deals_delay: "6h0m0s".into(),
+            always_keep_unsealed_copy: true,
+            finalize_early: false,
+        }
+    }
+}
+
+impl Default for ProvingConfig {
+    fn default() -> Self {
+        ProvingConfig {
+            parallel_check_limit: 32,
+            disable_builtin_window_post: false,
+            disable_builtin_winning_post: false,
+        }
+    }
+}
+
+/// One line of documentation per key, written above it in the generated file.
+const DOCS: &[(&str, &str)] = &[
+    ("API.ListenAddress", "Binding address of the miner API (multiaddr). Use the IP of a LAN interface (or 0.0.0.0) so that workers can connect."),
+    ("API.RemoteListenAddress", "host:port that workers use to reach this miner's /remote sector endpoint. Must be reachable from every worker."),
+    ("API.Timeout", "Timeout of API calls made by the miner."),
+    ("Storage.ParallelFetchLimit", "How many sector fetches may run at once."),
+    ("Storage.AllowSectorDownload", "Let the miner's own worker download sector data (DL)."),
+    ("Storage.AllowAddPiece", "Let the miner's own worker run AddPiece (and DataCid). Set to false to leave it to workers."),
+    ("Storage.AllowPreCommit1", "Let the miner's own worker run PreCommit1."),
+    ("Storage.AllowPreCommit2", "Let the miner's own worker run PreCommit2."),
+    ("Storage.AllowCommit", "Let the miner's own worker run Commit2."),
+    ("Storage.AllowUnseal", "Let the miner's own worker run Unseal."),
+    ("Storage.AllowReplicaUpdate", "Let the miner's own worker run ReplicaUpdate."),
+    ("Storage.AllowProveReplicaUpdate2", "Let the miner's own worker run ProveReplicaUpdate2."),
+    ("Storage.AllowRegenSectorKey", "Let the miner's own worker run RegenSectorKey."),
+    ("Storage.LocalWorkerName", "Hostname shown for the miner's own worker; empty means the OS hostname."),
+    ("Storage.Assigner", "How tasks are spread over workers: \"utilization\" (least utilised worker) or \"spread\" (fewest tasks)."),
+    ("Storage.DisallowRemoteFinalize", "Finalize only on workers that already hold the sector's files."),
+    ("Storage.ResourceFiltering", "\"hardware\": the miner's own worker respects its resources; \"disabled\": it ignores them."),
+    ("Sealing.MaxWaitDealsSectors", "Upper bound on sectors waiting for deals."),
+    ("Sealing.MaxSealingSectors", "Upper bound on sectors sealing at once (CC pledges included); 0 = unlimited."),
+    ("Sealing.MaxSealingSectorsForDeals", "Upper bound on deal sectors sealing at once; 0 = unlimited."),
+    ("Sealing.WaitDealsDelay", "How long a sector waits for more deals before sealing starts."),
+    ("Sealing.AlwaysKeepUnsealedCopy", "Keep an unsealed copy of every deal sector."),
+    ("Sealing.FinalizeEarly", "Finalize before the commit message lands on chain."),
+    ("Proving.ParallelCheckLimit", "How many sectors are checked at once before a PoSt."),
+    ("Proving.DisableBuiltinWindowPoSt", "Never compute WindowPoSt on the miner itself; wait for a PoSt worker."),
+    ("Proving.DisableBuiltinWinningPoSt", "Never compute WinningPoSt on the miner itself; fail fast without a PoSt worker."),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}:{line}: {key}: {why}\nFix that line (the file's commented lines show every key with its default), or delete the file to use the defaults.")]
+    Invalid { path: String, line: usize, key: String, why: String },
+    #[error("environment variable {var}={value:?} is invalid: {why}")]
+    Env { var: String, value: String, why: String },
+}
+
+impl MinerConfig {
+    /// The commented default file, in Lotus's style: every key present, commented out.
+    pub fn default_file() -> String {
+        let value = toml::Value::try_from(MinerConfig::default()).expect("config serialises");
+        let mut out = String::new();
+        for (section, table) in value.as_table().expect("table") {
+            out.push_str(&format!("[{section}]\n"));
+            for (key, v) in table.as_table().expect("section table") {
+                let full = format!("{section}.{key}");
+                if let Some((_, doc)) = DOCS.iter().find(|(k, _)| *k == full) {
+                    out.push_str(&format!("  # {doc}\n"));
+                }
+                out.push_str(&format!("  #\n  # env var: LOTUS_{}_{}\n", section.to_uppercase(), key.to_uppercase()));
+                out.push_str(&format!("  #{key} = {v}\n\n"));
+            }
+        }
+        out
+    }
+
+    /// Load `path` (missing file = defaults), apply `LOTUS_<SECTION>_<KEY>` overrides, check
+    /// the values. Returns the config and warnings (unknown keys).
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<(MinerConfig, Vec<String>), ConfigError> {
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(ConfigError::Read { path: shown, source }),
+        };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
+            ConfigError::Invalid { path: shown.clone(), line, key: "(syntax)".into(), why: e.message().to_string() }
+        })?;
+        apply_env(&mut table, env)?;
+        let mut warnings = Vec::new();
+        let mut on_unknown = |p: serde_ignored::Path| {
+            warnings.push(format!("{shown}: unknown key {p} is ignored; check its spelling against the defaults"))
+        };
+        let de = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut on_unknown);
+        let cfg: MinerConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let last = key.rsplit('.').next().unwrap_or(&key).to_string();
+            ConfigError::Invalid {
+                line: find_key_line(&text, &last),
+                path: shown.clone(),
+                key,
+                why: e.inner().to_string(),
+            }
+        })?;
+        cfg.validate().map_err(|(key, why)| {
+            let last = key.rsplit('.').next().unwrap_or(key).to_string();
+            ConfigError::Invalid { path: shown.clone(), line: find_key_line(&text, &last), key: key.to_string(), why }
+        })?;
+        Ok((cfg, warnings))
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        lotus_api::apiinfo::listen_addr(&self.api.listen_address).map_err(|e| ("API.ListenAddress", e.to_string()))?;
+        lotus_api::apiinfo::parse_addr(&self.api.remote_listen_address)
+            .map_err(|e| ("API.RemoteListenAddress", e.to_string()))?;
+        parse_duration(&self.api.timeout).map_err(|e| ("API.Timeout", e))?;
+        parse_duration(&self.sealing.wait_deals_delay).map_err(|e| ("Sealing.WaitDealsDelay", e))?;
+        self.assigner().map_err(|e| ("Storage.Assigner", e))?;
+        if !matches!(self.storage.resource_filtering.as_str(), "hardware" | "disabled") {
+            return Err((
+                "Storage.ResourceFiltering",
+                format!("{:?} is not one of \"hardware\", \"disabled\"", self.storage.resource_filtering),
+            ));
+        }
+        if self.storage.parallel_fetch_limit == 0 {
+            return Err(("Storage.ParallelFetchLimit", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn assigner(&self) -> Result<sealing_sched::Assigner, String> {
+        self.storage.assigner.parse()
+    }
+
+    pub fn api_timeout(&self) -> Duration {
+        parse_duration(&self.api.timeout).unwrap_or(Duration::from_secs(30))
+    }
+}
+
+/// `30s`, `6h0m0s`, `500ms` (Go's duration format, as Lotus writes it).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    // humantime wants spaces between units ("6h 0m 0s"); Go writes them together.
+    let mut spaced = String::new();
+    let mut prev_alpha = false;
+    for c in t.chars() {
+        if c.is_ascii_digit() && prev_alpha {
+            spaced.push(' ');
+        }
+        prev_alpha = c.is_ascii_alphabetic();
+        spaced.push(c);
+    }
+    humantime::parse_duration(&spaced).map_err(|e| format!("{s:?} is not a duration like \"30s\" or \"6h0m0s\": {e}"))
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].matches('\n').count() + 1
+}
+
+fn find_key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            !l.starts_with('#') && l.split('=').next().is_some_and(|k| k.trim() == key)
+        })
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+/// Apply `LOTUS_<SECTION>_<KEY>` for every known key, typed like the default value.
+fn apply_env(table: &mut toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    let defaults = toml::Value::try_from(MinerConfig::default()).expect("config serialises");
+    for (section, keys) in defaults.as_table().expect("table") {
+        for (key, default) in keys.as_table().expect("section") {
+            let var = format!("LOTUS_{}_{}", section.to_uppercase(), key.to_uppercase());
+            let Some(raw) = env(&var) else { continue };
+            let bad = |why: &str| ConfigError::Env { var: var.clone(), value: raw.clone(), why: why.to_string() };
+            let v = match default {
+                toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad("expected true or false")),
+                }),
+                toml::Value::Integer(_) => {
+                    toml::Value::Integer(raw.trim().parse().map_err(|_| bad("expected a whole number"))?)
+                }
+                _ => toml::Value::String(raw.clone()),
+            };
+            let sec = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
+            let Some(sec) = sec.as_table_mut() else {
+                return Err(bad(&format!("[{section}] in the file is not a table")));
+            };
+            sec.insert(key.clone(), v);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<(MinerConfig, Vec<String>), ConfigError> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("config.toml");
+        std::fs::write(&p, text).unwrap();
+        let m: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        MinerConfig::load(&p, &|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn default_file_loads_to_defaults_and_mentions_every_key() {
+        let text = MinerConfig::default_file();
+        let (cfg, warnings) = load(&text, &[]).unwrap();
+        assert_eq!(cfg, MinerConfig::default());
+        assert!(warnings.is_empty());
+        for (k, _) in DOCS {
+            let key = k.split('.').nth(1).unwrap();
+            assert!(text.contains(&format!("#{key} = ")), "{key} missing");
+        }
+        assert!(text.contains("  #ListenAddress = \"/ip4/127.0.0.1/tcp/2345/http\""));
+        assert!(text.contains("# env var: LOTUS_STORAGE_ALLOWPRECOMMIT1"));
+    }
+
+    #[test]
+    fn the_guides_storage_section() {
+        let (cfg, _) = load(
+            "[Storage]\n  AllowAddPiece = true\n  AllowPreCommit1 = false\n  AllowPreCommit2 = false\n  AllowCommit = false\n  AllowUnseal = true\n",
+            &[],
+        )
+        .unwrap();
+        assert!(!cfg.storage.allow_pre_commit1 && !cfg.storage.allow_commit && cfg.storage.allow_add_piece);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = load(
+            "[API]\nListenAddress = \"/ip4/127.0.0.1/tcp/2345/http\"\n[Storage]\nParallelFetchLimit = \"ten\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("config.toml:4: Storage.ParallelFetchLimit"), "{e}");
+        let e = load("[Storage]\nAssigner = \"fastest\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains(":2: Storage.Assigner: unknown assigner \"fastest\""), "{e}");
+        let e = load("[API\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("config.toml:1: (syntax)"), "{e}");
+        let e = load("[API]\nListenAddress = \"/ip4/nope/tcp/1\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains(":2: API.ListenAddress"), "{e}");
+        let e = load("[API]\nTimeout = \"soon\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("API.Timeout"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_warned_about() {
+        let (_, w) = load("[Storage]\nAllowPrecommit1 = false\n[Bogus]\nX = 1\n", &[]).unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("Storage.AllowPrecommit1") || w[1].contains("Storage.AllowPrecommit1"), "{w:?}");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let (cfg, _) = load(
+            "[Storage]\nAllowCommit = true\n",
+            &[
+                ("LOTUS_STORAGE_ALLOWCOMMIT", "false"),
+                ("LOTUS_API_LISTENADDRESS", "/ip4/0.0.0.0/tcp/1234/http"),
+                ("LOTUS_SEALING_MAXSEALINGSECTORS", "4"),
+            ],
+        )
+        .unwrap();
+        assert!(!cfg.storage.allow_commit);
+        assert_eq!(cfg.api.listen_address, "/ip4/0.0.0.0/tcp/1234/http");
+        assert_eq!(cfg.sealing.max_sealing_sectors, 4);
+        let e = load("", &[("LOTUS_STORAGE_ALLOWCOMMIT", "maybe")]).unwrap_err().to_string();
+        assert!(e.contains("LOTUS_STORAGE_ALLOWCOMMIT"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("6h0m0s").unwrap(), Duration::from_secs(6 * 3600));
+        assert!(parse_duration("x").is_err());
+    }
+}
