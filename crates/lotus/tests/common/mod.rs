@@ -1,0 +1,154 @@
+//! Start real `lotus-miner` and `lotus-worker` processes on loopback.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const MINER: &str = env!("CARGO_BIN_EXE_lotus-miner");
+pub const WORKER: &str = env!("CARGO_BIN_EXE_lotus-worker");
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A miner repo and the environment to reach it.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn new() -> Cluster {
+        let c = Cluster { dir: tempfile::tempdir().unwrap(), port: free_port() };
+        let out = c.miner_cmd(&["init", "--sector-size", "2KiB"]);
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        c
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn miner_env(&self, cmd: &mut Command) {
+        cmd.env("LOTUS_MINER_PATH", self.path("miner"))
+            .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{}/http", self.port))
+            .env_remove("MINER_API_INFO")
+            .env_remove("STORAGE_API_INFO")
+            .env("RUST_LOG", "info");
+    }
+
+    pub fn miner_cmd(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(MINER);
+        self.miner_env(&mut cmd);
+        cmd.args(args).output().unwrap()
+    }
+
+    /// Run a miner CLI command, return stdout; panic with stderr on failure.
+    pub fn miner_ok(&self, args: &[&str]) -> String {
+        let out = self.miner_cmd(args);
+        assert!(out.status.success(), "lotus-miner {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn start_miner(&self) -> Proc {
+        let log = self.path(&format!("miner-{}.log", nanos()));
+        let mut cmd = Command::new(MINER);
+        self.miner_env(&mut cmd);
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.arg("run").stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null());
+        let p = Proc { child: cmd.spawn().unwrap(), log };
+        wait_until(Duration::from_secs(20), "the miner API to answer", || self.miner_cmd(&["info"]).status.success());
+        p
+    }
+
+    pub fn api_info(&self) -> String {
+        let out = self.miner_ok(&["auth", "api-info", "--perm", "admin"]);
+        out.trim().strip_prefix("MINER_API_INFO=").expect("api-info output").to_string()
+    }
+
+    pub fn worker_command(&self, repo: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(WORKER);
+        cmd.env("LOTUS_WORKER_PATH", self.path(repo))
+            .env("MINER_API_INFO", self.api_info())
+            .env("RUST_LOG", "info")
+            .env("LOTUS_MINER_PATH", self.path("no-such-miner-repo"))
+            .args(args);
+        cmd
+    }
+
+    pub fn start_worker(&self, repo: &str, args: &[&str]) -> Proc {
+        let log = self.path(&format!("{repo}-{}.log", nanos()));
+        let f = std::fs::File::create(&log).unwrap();
+        let mut cmd = self.worker_command(repo, args);
+        cmd.stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null());
+        Proc { child: cmd.spawn().unwrap(), log }
+    }
+
+    /// `sealing workers`, split into one block per worker: (hostname, block text).
+    pub fn workers(&self) -> Vec<(String, String)> {
+        let out = self.miner_cmd(&["sealing", "workers"]);
+        if !out.status.success() {
+            return vec![];
+        }
+        split_workers(&String::from_utf8(out.stdout).unwrap())
+    }
+}
+
+pub fn split_workers(text: &str) -> Vec<(String, String)> {
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("Worker ") {
+            let host = rest.split(", host ").nth(1).unwrap_or("").trim_end_matches(" (disabled)").to_string();
+            blocks.push((host, format!("{line}\n")));
+        } else if let Some(b) = blocks.last_mut() {
+            b.1.push_str(line);
+            b.1.push('\n');
+        }
+    }
+    blocks
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// Poll `cond` every 200 ms; panic after `timeout`. Returns the time it took.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn symlink(target: &str, dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::os::unix::fs::symlink(target, &p).unwrap();
+    p
+}

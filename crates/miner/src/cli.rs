@@ -1,0 +1,299 @@
+//! The `lotus-miner` command line (also answers to its old name, `lotus-storage-miner`).
+
+use crate::daemon::{self, Metadata};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use lotus_api::types::WorkerStats;
+use lotus_api::{ApiInfo, ClientError, JwtSecret, Permission, RpcClient};
+use lotus_node::repo::{self, Repo, RepoKind};
+use lotus_node::MinerConfig;
+use sealing_types::{SectorSize, WorkerId};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "lotus-miner", version = crate::VERSION, about = "Filecoin storage miner: sealing pipeline, seal workers, storage paths")]
+pub struct Cli {
+    /// Miner repo [env: LOTUS_MINER_PATH, LOTUS_STORAGE_PATH] [default: ~/.lotusminer]
+    #[arg(long = "miner-repo", visible_alias = "repo", alias = "storagerepo", global = true)]
+    pub repo: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Initialise a miner repo
+    Init {
+        /// Sector size: 2KiB, 8MiB, 512MiB, 32GiB or 64GiB
+        #[arg(long, default_value = "32GiB")]
+        sector_size: String,
+        /// Do not use the repo itself as a storage path
+        #[arg(long)]
+        no_local_storage: bool,
+        /// Miner actor ID on the local devnet chain
+        #[arg(long, default_value_t = 1000)]
+        actor_id: u64,
+    },
+    /// Start the miner daemon
+    Run,
+    /// Stop a running miner daemon
+    Stop,
+    /// Print miner information
+    Info,
+    /// Manage API tokens
+    Auth {
+        #[command(subcommand)]
+        cmd: AuthCmd,
+    },
+    /// Sealing workers, jobs and the scheduler
+    Sealing {
+        #[command(subcommand)]
+        cmd: SealingCmd,
+    },
+    /// Old name of `sealing workers` (`lotus-storage-miner workers list`)
+    Workers {
+        #[command(subcommand)]
+        cmd: WorkersCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCmd {
+    /// Create a token
+    CreateToken {
+        /// read, write, sign or admin (grants the lower ones too)
+        #[arg(long)]
+        perm: String,
+    },
+    /// Print MINER_API_INFO=<token>:<address> for workers and scripts
+    ApiInfo {
+        #[arg(long)]
+        perm: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SealingCmd {
+    /// List workers and their resources
+    Workers {
+        /// Use colours
+        #[arg(long)]
+        color: bool,
+    },
+    /// List running, prepared and assigned jobs
+    Jobs {
+        #[arg(long)]
+        show_ret_done: bool,
+    },
+    /// Dump the scheduler's state, and why each queued request waits
+    SchedDiag {
+        #[arg(long)]
+        force_sched: bool,
+    },
+    /// Remove a queued scheduling request
+    Abort {
+        /// The request's SchedId (see `sealing sched-diag`)
+        #[arg(long = "sched")]
+        sched: uuid::Uuid,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkersCmd {
+    /// List workers
+    List {
+        #[arg(long)]
+        color: bool,
+    },
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let repo_path = repo::resolve_path(
+        cli.repo.as_deref(),
+        &["LOTUS_MINER_PATH", "LOTUS_STORAGE_PATH"],
+        &[".lotusminer", ".lotusstorage"],
+    );
+    let repo = Repo::new(repo_path, RepoKind::Miner);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(dispatch(cli.cmd, repo))
+}
+
+async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
+    match cmd {
+        Cmd::Init { sector_size, no_local_storage, actor_id } => init(&repo, &sector_size, no_local_storage, actor_id),
+        Cmd::Run => daemon::run(repo).await,
+        Cmd::Stop => {
+            let c = client(&repo)?;
+            c.call::<()>("Shutdown", json!([])).await?;
+            // Wait until it has let go of its port.
+            for _ in 0..100 {
+                if c.call::<uuid::Uuid>("Session", json!([])).await.is_err() {
+                    println!("miner stopped");
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            bail!("the miner accepted the stop request but is still answering after 10 s")
+        }
+        Cmd::Info => info(&repo).await,
+        Cmd::Auth { cmd } => auth(&repo, cmd).await,
+        Cmd::Sealing { cmd } => match cmd {
+            SealingCmd::Workers { color } => workers(&repo, color).await,
+            SealingCmd::Jobs { show_ret_done } => {
+                let jobs: BTreeMap<WorkerId, Vec<lotus_api::types::WorkerJob>> =
+                    client(&repo)?.call("WorkerJobs", json!([])).await?;
+                print!("{}", crate::render::sealing_jobs(&jobs, show_ret_done));
+                Ok(())
+            }
+            SealingCmd::SchedDiag { force_sched } => {
+                let v: serde_json::Value = client(&repo)?.call("SealingSchedDiag", json!([force_sched])).await?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            }
+            SealingCmd::Abort { sched } => {
+                client(&repo)?.call::<()>("SealingRemoveRequest", json!([sched])).await?;
+                println!("removed scheduling request {sched}");
+                Ok(())
+            }
+        },
+        Cmd::Workers { cmd: WorkersCmd::List { color } } => workers(&repo, color).await,
+    }
+}
+
+fn init(repo: &Repo, sector_size: &str, no_local_storage: bool, actor_id: u64) -> Result<()> {
+    let size: SectorSize = sector_size.parse()?;
+    if repo.is_initialised() {
+        return Err(repo::RepoError::AlreadyExists { path: repo.path.clone(), env: "LOTUS_MINER_PATH" }.into());
+    }
+    repo.create_dir()?;
+    let _lock = repo.lock()?;
+    let config = repo.file("config.toml");
+    if !config.exists() {
+        repo.write_file("config.toml", MinerConfig::default_file().as_bytes(), 0o644)?;
+    }
+    repo.write_file(
+        "metadata.json",
+        serde_json::to_string_pretty(&Metadata { actor_id, sector_size: size })?.as_bytes(),
+        0o644,
+    )?;
+    let mut storage = repo.storage_config()?;
+    if !no_local_storage {
+        repo::init_storage_path(&repo.path, 10, true, true)?;
+        storage.storage_paths.push(repo::LocalPath { path: std::fs::canonicalize(&repo.path)? });
+    }
+    repo.write_storage_config(&storage)?;
+    let secret = JwtSecret::generate();
+    repo.write_file("token", secret.create_token(&Permission::Admin.with_lower()).as_bytes(), 0o600)?;
+    // The secret last: its presence marks the repo as initialised.
+    repo.write_jwt_secret(&secret)?;
+    println!("Initialised miner repo {} (actor t0{actor_id}, sector size {size})", repo.path.display());
+    println!("Start it with: lotus-miner run");
+    Ok(())
+}
+
+/// A client for the running miner: `MINER_API_INFO` (or the old `STORAGE_API_INFO`) if set,
+/// else the repo's `api` and `token` files.
+pub fn client(repo: &Repo) -> Result<RpcClient> {
+    let (url, token) = match api_info_from_env()? {
+        Some(info) => (info.rpc_url(), info.token),
+        None => {
+            repo.require_initialised()?;
+            let addr = repo.api_addr().map_err(|_| {
+                anyhow::anyhow!(
+                    "the miner at {} is not running ({} is missing); start it with `lotus-miner run`",
+                    repo.path.display(),
+                    repo.file("api").display()
+                )
+            })?;
+            let info = ApiInfo::parse(&format!("{}:{addr}", repo.token()?))?;
+            (info.rpc_url(), info.token)
+        }
+    };
+    Ok(RpcClient::new(url, Some(token), Duration::from_secs(30)))
+}
+
+fn api_info_from_env() -> Result<Option<ApiInfo>> {
+    for var in ["MINER_API_INFO", "STORAGE_API_INFO"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.trim().is_empty() {
+                return Ok(Some(ApiInfo::parse(&v).with_context(|| format!("in ${var}"))?));
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn auth(repo: &Repo, cmd: AuthCmd) -> Result<()> {
+    let (perm, api_info) = match &cmd {
+        AuthCmd::CreateToken { perm } => (perm, false),
+        AuthCmd::ApiInfo { perm } => (perm, true),
+    };
+    let perm: Permission = perm.parse()?;
+    let perms = perm.with_lower();
+    let token = match client(repo) {
+        Ok(c) => match c.call::<String>("AuthNew", json!([perms])).await {
+            Ok(b64) => {
+                use base64::Engine;
+                String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64)?)?
+            }
+            // The daemon is not running: sign locally with the repo's secret.
+            Err(e) if e.is_unreachable() => repo.jwt_secret()?.create_token(&perms),
+            Err(e) => return Err(e.into()),
+        },
+        Err(_) => repo.jwt_secret()?.create_token(&perms),
+    };
+    if !api_info {
+        println!("{token}");
+        return Ok(());
+    }
+    let addr = match repo.api_addr() {
+        Ok(a) => a,
+        Err(_) => {
+            let (cfg, _) = MinerConfig::load(&repo.file("config.toml"), &daemon::env_lookup)?;
+            cfg.api.listen_address
+        }
+    };
+    println!("MINER_API_INFO={token}:{addr}");
+    Ok(())
+}
+
+async fn stats(repo: &Repo) -> Result<BTreeMap<WorkerId, WorkerStats>> {
+    Ok(client(repo)?.call("WorkerStats", json!([])).await.map_err(explain)?)
+}
+
+async fn workers(repo: &Repo, color: bool) -> Result<()> {
+    print!("{}", crate::render::sealing_workers(&stats(repo).await?, color));
+    Ok(())
+}
+
+async fn info(repo: &Repo) -> Result<()> {
+    let c = client(repo)?;
+    let addr: String = c.call("ActorAddress", json!([])).await.map_err(explain)?;
+    let size: u64 = c.call("ActorSectorSize", json!([addr])).await?;
+    let st = stats(repo).await?;
+    let (mut seal, mut wd, mut win) = (0, 0, 0);
+    for s in st.values().filter(|s| s.enabled) {
+        match s.tasks.first().map(|t| t.worker_type()) {
+            Some(sealing_types::WorkerType::WdPoSt) => wd += 1,
+            Some(sealing_types::WorkerType::WinPost) => win += 1,
+            _ => seal += 1,
+        }
+    }
+    println!("Miner: {addr}");
+    println!("Sector Size: {}", sealing_types::size::size_str(size));
+    println!("Workers: Seal({seal}) WdPoSt({wd}) WinPoSt({win})");
+    Ok(())
+}
+
+fn explain(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Unreachable { .. } => {
+            anyhow::anyhow!("{e}\nIs `lotus-miner run` running? If it runs elsewhere, set MINER_API_INFO.")
+        }
+        other => other.into(),
+    }
+}

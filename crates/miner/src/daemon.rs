@@ -1,0 +1,249 @@
+//! `lotus-miner run`: open the repo, start the API, register the miner's own worker, serve
+//! until `lotus-miner stop` or a signal.
+
+use crate::manager::Manager;
+use anyhow::{Context, Result};
+use axum::Router;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use lotus_api::methods::MINER_API_VERSION;
+use lotus_api::rpc::{self, Authenticator, Params, RpcError, RpcServer};
+use lotus_api::types::Version;
+use lotus_api::{JwtSecret, Permission};
+use lotus_node::hw;
+use lotus_node::repo::Repo;
+use lotus_node::MinerConfig;
+use sealing_types::{SchedId, TaskType, WorkerInfo};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// `<repo>/metadata.json`: what `init` decided.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(rename = "ActorID")]
+    pub actor_id: u64,
+    #[serde(rename = "SectorSize")]
+    pub sector_size: sealing_types::SectorSize,
+}
+
+impl Metadata {
+    pub fn load(repo: &Repo) -> Result<Metadata> {
+        let text = repo.read_string("metadata.json")?;
+        serde_json::from_str(&text).with_context(|| format!("{} is malformed", repo.file("metadata.json").display()))
+    }
+}
+
+struct MinerAuth(JwtSecret);
+
+impl Authenticator for MinerAuth {
+    fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
+        let r = self.0.verify(token).map_err(|e| e.to_string());
+        async move { r }.boxed()
+    }
+}
+
+/// The task types the miner's own worker accepts, from `[Storage] Allow*` (reference §4).
+pub fn local_task_types(cfg: &MinerConfig) -> BTreeSet<TaskType> {
+    use TaskType::*;
+    let s = &cfg.storage;
+    let mut t: BTreeSet<TaskType> =
+        [Fetch, Commit1, ProveReplicaUpdate1, Finalize, FinalizeUnsealed, FinalizeReplicaUpdate].into();
+    let flags = [
+        (s.allow_sector_download, &[DownloadSector][..]),
+        (s.allow_add_piece, &[AddPiece, DataCid][..]),
+        (s.allow_pre_commit1, &[PreCommit1][..]),
+        (s.allow_pre_commit2, &[PreCommit2][..]),
+        (s.allow_commit, &[Commit2][..]),
+        (s.allow_unseal, &[Unseal][..]),
+        (s.allow_replica_update, &[ReplicaUpdate][..]),
+        (s.allow_prove_replica_update2, &[ProveReplicaUpdate2][..]),
+        (s.allow_regen_sector_key, &[RegenSectorKey][..]),
+    ];
+    for (on, types) in flags {
+        if on {
+            t.extend(types.iter().copied());
+        }
+    }
+    t
+}
+
+pub fn env_lookup(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+pub async fn run(repo: Repo) -> Result<()> {
+    repo.require_initialised()?;
+    let _lock = repo.lock()?;
+    let (cfg, warnings) = MinerConfig::load(&repo.file("config.toml"), &env_lookup)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let meta = Metadata::load(&repo)?;
+    let secret = repo.jwt_secret()?;
+
+    let listen = lotus_api::apiinfo::listen_addr(&cfg.api.listen_address)?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen} ([API] ListenAddress in {}): is another lotus-miner running? Change the address or stop the other process",
+            repo.file("config.toml").display()
+        )
+    })?;
+    let bound = listener.local_addr()?;
+
+    let assigner = cfg.assigner().map_err(anyhow::Error::msg)?;
+    let sched = sealing_sched::Scheduler::new(sealing_sched::Config { assigner });
+    let mut res = hw::probe(&hw::ProbeOptions::default(), &env_lookup);
+    res.resources = sealing_types::resources::table_from_env(&env_lookup)?;
+    let hostname = if cfg.storage.local_worker_name.is_empty() {
+        hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
+    } else {
+        cfg.storage.local_worker_name.clone()
+    };
+    let info = WorkerInfo { hostname, ignore_resources: cfg.storage.resource_filtering == "disabled", resources: res };
+    let manager = Manager::with_local_worker(secret.clone(), sched, info, local_task_types(&cfg));
+
+    let session = Uuid::new_v4();
+    let shutdown = Arc::new(Notify::new());
+    let server = Arc::new(api(manager.clone(), secret.clone(), session, meta, shutdown.clone()));
+    let app: Router = rpc::router(server, Arc::new(MinerAuth(secret)));
+
+    let api_addr = lotus_api::apiinfo::to_multiaddr(&bound.to_string());
+    repo.write_file("api", api_addr.as_bytes(), 0o644)?;
+    tracing::info!(%bound, session = %session, "miner API listening; workers connect with MINER_API_INFO=<token>:{api_addr}");
+    println!("lotus-miner: API listening on {bound} ({api_addr})");
+
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = stop.notified() => tracing::info!("shutdown requested over the API"),
+                _ = signal() => tracing::info!("signal received, shutting down"),
+            }
+        })
+        .await
+        .context("serving the API")?;
+    let _ = std::fs::remove_file(repo.file("api"));
+    tracing::info!("miner stopped");
+    Ok(())
+}
+
+pub async fn signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn api(m: Arc<Manager>, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc<Notify>) -> RpcServer {
+    let mut s = RpcServer::new(lotus_api::methods::MINER);
+    s.register("Version", |p: Params| async move {
+        p.expect(0)?;
+        Ok(Version { version: crate::VERSION.into(), api_version: MINER_API_VERSION, block_delay: 30 })
+    });
+    s.register("Session", move |p: Params| async move {
+        p.expect(0)?;
+        Ok(session)
+    });
+    let actor = meta.actor_id;
+    s.register("ActorAddress", move |p: Params| async move {
+        p.expect(0)?;
+        Ok(format!("t0{actor}"))
+    });
+    let ssize = meta.sector_size;
+    s.register("ActorSectorSize", move |p: Params| async move {
+        p.expect(1)?;
+        Ok(ssize.0)
+    });
+    let sec = secret.clone();
+    s.register("AuthVerify", move |p: Params| {
+        let sec = sec.clone();
+        async move {
+            p.expect(1)?;
+            let token: String = p.get(0, "token")?;
+            sec.verify(&token).map_err(|e| RpcError::method(e.to_string()))
+        }
+    });
+    let sec = secret.clone();
+    s.register("AuthNew", move |p: Params| {
+        let sec = sec.clone();
+        async move {
+            p.expect(1)?;
+            let perms: Vec<Permission> = p.get(0, "perms")?;
+            // Lotus returns the token as []byte, which JSON carries as base64.
+            use base64::Engine;
+            Ok(base64::engine::general_purpose::STANDARD.encode(sec.create_token(&perms)))
+        }
+    });
+    let mm = m.clone();
+    s.register("WorkerConnect", move |p: Params| {
+        let mm = mm.clone();
+        async move {
+            p.expect(1)?;
+            let url: String = p.get(0, "url")?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(RpcError::invalid_params(format!(
+                    "worker URL {url:?} must start with http:// or https://"
+                )));
+            }
+            mm.connect(url).await.map(|_| ()).map_err(|e| RpcError::method(e.to_string()))
+        }
+    });
+    let mm = m.clone();
+    s.register("WorkerStats", move |p: Params| {
+        let mm = mm.clone();
+        async move {
+            p.expect(0)?;
+            Ok(mm.stats())
+        }
+    });
+    let mm = m.clone();
+    s.register("WorkerJobs", move |p: Params| {
+        let mm = mm.clone();
+        async move {
+            p.expect(0)?;
+            Ok(mm.jobs())
+        }
+    });
+    let mm = m.clone();
+    s.register("SealingSchedDiag", move |p: Params| {
+        let mm = mm.clone();
+        async move {
+            p.expect(1)?;
+            let _do_sched: bool = p.get(0, "doSched")?;
+            let d = mm.sched_diag();
+            Ok(serde_json::json!({
+                "SchedInfo": d,
+                "ReturnedWork": [],
+                "Waiting": [],
+                "CallToWork": {},
+                "EarlyRet": [],
+            }))
+        }
+    });
+    let mm = m.clone();
+    s.register("SealingRemoveRequest", move |p: Params| {
+        let mm = mm.clone();
+        async move {
+            p.expect(1)?;
+            let id: Uuid = p.get(0, "schedId")?;
+            if mm.remove_request(SchedId(id)) {
+                Ok(())
+            } else {
+                Err(RpcError::method(format!("no queued request {id}: it has started, finished, or never existed")))
+            }
+        }
+    });
+    s.register("Shutdown", move |p: Params| {
+        let shutdown = shutdown.clone();
+        async move {
+            p.expect(0)?;
+            shutdown.notify_one();
+            Ok(())
+        }
+    });
+    s
+}

@@ -1,0 +1,244 @@
+//! What operators read: `lotus-miner sealing workers` and `sealing jobs` (reference §8.1–8.2).
+//! Pure functions of API data, so the output is snapshot-tested without a daemon.
+
+use lotus_api::types::{WorkerJob, WorkerStats};
+use sealing_types::size::size_str;
+use sealing_types::{RegisteredSealProof, TaskType, WorkerId};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+const BAR_COLS: u64 = 64;
+
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.color && !s.is_empty() {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn green(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+    fn cyan(&self, s: &str) -> String {
+        self.wrap("36", s)
+    }
+    fn magenta(&self, s: &str) -> String {
+        self.wrap("35", s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+    fn blue(&self, s: &str) -> String {
+        self.wrap("34", s)
+    }
+}
+
+/// A 64-column bar: yellow `|` for use outside the scheduler, green `|` for scheduled tasks.
+fn bar(p: &Paint, total: u64, yellow: u64, green: u64) -> String {
+    let cols = |v: u64| if total == 0 { 0 } else { ((v as f64 / total as f64) * BAR_COLS as f64).round() as u64 };
+    let y = cols(yellow).min(BAR_COLS);
+    let g = cols(green).min(BAR_COLS - y);
+    format!(
+        "{}{}{}",
+        p.yellow(&"|".repeat(y as usize)),
+        p.green(&"|".repeat(g as usize)),
+        " ".repeat((BAR_COLS - y - g) as usize)
+    )
+}
+
+/// `lotus-miner sealing workers`.
+pub fn sealing_workers(stats: &BTreeMap<WorkerId, WorkerStats>, color: bool) -> String {
+    let p = Paint { color };
+    let mut out = String::new();
+    for (id, st) in stats {
+        // PoSt workers are listed by `proving workers`.
+        if st.tasks.first().is_some_and(|t| t.worker_type() != sealing_types::WorkerType::Sealing) {
+            continue;
+        }
+        let r = &st.info.resources;
+        let disabled = if st.enabled { String::new() } else { p.red(" (disabled)") };
+        let _ = writeln!(out, "Worker {id}, host {}{disabled}", p.magenta(&st.info.hostname));
+
+        let mut counts: Vec<(TaskType, RegisteredSealProof, usize)> = st
+            .task_counts
+            .iter()
+            .filter_map(|(k, n)| {
+                let (proof, task) = k.split_once(':')?;
+                let proof = RegisteredSealProof::from_i64(proof.parse().ok()?)?;
+                Some((task.parse().ok()?, proof, *n))
+            })
+            .filter(|(_, _, n)| *n > 0)
+            .collect();
+        counts.sort_by_key(|(t, _, _)| (t.order(), t.as_str()));
+        if !counts.is_empty() {
+            let parts: Vec<String> = counts
+                .iter()
+                .map(|(t, proof, n)| {
+                    let max = r.resources.spec(*proof, *t).max_concurrent;
+                    if max > 0 {
+                        let c = if (*n as i64) < max { p.green(&n.to_string()) } else { p.yellow(&n.to_string()) };
+                        format!("{}({c}/{max})", t.short())
+                    } else {
+                        format!("{}({})", t.short(), p.cyan(&n.to_string()))
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "\tTASK: {}", parts.join(" "));
+        }
+        // Beyond the original: which task types the worker accepts, so a misconfigured
+        // worker (a missing --precommit2, say) is visible at a glance.
+        let shorts: Vec<&str> = st.tasks.iter().map(|t| t.short()).collect();
+        let _ = writeln!(out, "\tTYPES: {}", shorts.join(" "));
+
+        let _ = writeln!(out, "\tCPU:  [{}] {}/{} core(s) in use", bar(&p, r.cpus, 0, st.cpu_use), st.cpu_use, r.cpus);
+        let ram_y = r.mem_used.saturating_sub(st.mem_used_min);
+        let ram_pct = if r.mem_physical == 0 { 0 } else { (st.mem_used_min + ram_y) * 100 / r.mem_physical };
+        let _ = writeln!(
+            out,
+            "\tRAM:  [{}] {ram_pct}% {}/{}",
+            bar(&p, r.mem_physical, ram_y, st.mem_used_min),
+            size_str(st.mem_used_min + r.mem_used),
+            size_str(r.mem_physical)
+        );
+        let vmem = r.mem_physical + r.mem_swap;
+        let used = r.mem_used + r.mem_swap_used;
+        let vmem_y = used.saturating_sub(st.mem_used_max);
+        let vmem_pct = if vmem == 0 { 0 } else { (st.mem_used_max + vmem_y) * 100 / vmem };
+        let _ = writeln!(
+            out,
+            "\tVMEM: [{}] {vmem_pct}% {}/{}",
+            bar(&p, vmem, vmem_y, st.mem_used_max),
+            size_str(st.mem_used_max + vmem_y),
+            size_str(vmem)
+        );
+        if !r.gpus.is_empty() {
+            let n = r.gpus.len() as u64;
+            let _ = writeln!(
+                out,
+                "\tGPU:  [{}] {:.0}% {:.2}/{} gpu(s) in use",
+                bar(&p, n * 1000, 0, (st.gpu_used * 1000.0).round() as u64),
+                st.gpu_used * 100.0 / n as f64,
+                st.gpu_used,
+                n
+            );
+            for g in &r.gpus {
+                let used = if st.gpu_used > 0.0 { p.green("used") } else { p.blue("not used") };
+                let _ = writeln!(out, "\tGPU: {g}, {used}");
+            }
+        }
+    }
+    out
+}
+
+/// `lotus-miner sealing jobs`: tab-separated, sorted by state then sector.
+pub fn sealing_jobs(jobs: &BTreeMap<WorkerId, Vec<WorkerJob>>, show_ret_done: bool) -> String {
+    let mut rows: Vec<(&WorkerId, &WorkerJob)> = jobs
+        .iter()
+        .flat_map(|(w, js)| js.iter().map(move |j| (w, j)))
+        .filter(|(_, j)| show_ret_done || j.run_wait != -3)
+        .collect();
+    rows.sort_by_key(|(_, j)| (j.run_wait, j.sector.number, j.id.id));
+    let mut out = String::from("ID\tSector\tWorker\tHostname\tTask\tState\tTime\n");
+    for (w, j) in rows {
+        let state = match j.run_wait {
+            0 => "running".to_string(),
+            1 => "prepared".to_string(),
+            -1 => "ret-wait".to_string(),
+            -2 => "returned".to_string(),
+            -3 => "ret-done".to_string(),
+            n => format!("assigned({})", n - 1),
+        };
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            &j.id.id.simple().to_string()[..8],
+            j.sector.number,
+            w.short(),
+            j.hostname,
+            j.task.short(),
+            state,
+            if j.start.is_empty() { "n/a" } else { &j.start }
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealing_types::resources::default_table;
+    use sealing_types::{WorkerInfo, WorkerResources};
+
+    const GIB: u64 = 1 << 30;
+
+    fn stats(gpus: usize) -> WorkerStats {
+        WorkerStats {
+            info: WorkerInfo {
+                hostname: "computer".into(),
+                ignore_resources: false,
+                resources: WorkerResources {
+                    mem_physical: (62.7 * GIB as f64) as u64,
+                    mem_used: (18.1 * GIB as f64) as u64,
+                    mem_swap: 0,
+                    mem_swap_used: 0,
+                    cpus: 8,
+                    gpus: vec!["GeForce RTX 2080".into(); gpus],
+                    resources: default_table().clone(),
+                },
+            },
+            tasks: vec![TaskType::Commit1, TaskType::PreCommit1],
+            enabled: true,
+            mem_used_min: 0,
+            mem_used_max: 0,
+            gpu_used: 0.0,
+            cpu_use: 0,
+            task_counts: Default::default(),
+        }
+    }
+
+    #[test]
+    fn matches_the_guide() {
+        let mut m = BTreeMap::new();
+        m.insert(WorkerId(uuid::Uuid::from_u128(1)), stats(1));
+        let out = sealing_workers(&m, false);
+        let expected = "Worker 00000000-0000-0000-0000-000000000001, host computer\n\
+\tTYPES: C1 PC1\n\
+\tCPU:  [                                                                ] 0/8 core(s) in use\n\
+\tRAM:  [||||||||||||||||||                                              ] 28% 18.1 GiB/62.7 GiB\n\
+\tVMEM: [||||||||||||||||||                                              ] 28% 18.1 GiB/62.7 GiB\n\
+\tGPU:  [                                                                ] 0% 0.00/1 gpu(s) in use\n\
+\tGPU: GeForce RTX 2080, not used\n";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn task_counts_and_disabled() {
+        let mut s = stats(0);
+        s.enabled = false;
+        s.cpu_use = 4;
+        s.mem_used_min = 20 * GIB;
+        s.task_counts.insert("8:seal/v0/precommit/1".into(), 2);
+        s.task_counts.insert("8:seal/v0/addpiece".into(), 1);
+        let mut m = BTreeMap::new();
+        m.insert(WorkerId(uuid::Uuid::from_u128(2)), s);
+        let out = sealing_workers(&m, false);
+        assert!(
+            out.starts_with(
+                "Worker 00000000-0000-0000-0000-000000000002, host computer (disabled)\n\tTASK: PC1(2) AP(1)\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("] 4/8 core(s) in use"), "{out}");
+        assert!(out.contains(&format!("\tCPU:  [{}{}]", "|".repeat(32), " ".repeat(32))), "{out}");
+        assert!(out.contains("] 31% 38.1 GiB/62.7 GiB"), "{out}");
+        assert!(!out.contains("GPU"), "no GPU lines without GPUs");
+    }
+}

@@ -1,0 +1,312 @@
+//! The `lotus-worker` command line (also answers to its old name, `lotus-seal-worker`).
+
+use crate::daemon::{self, Settings};
+use crate::tasks::{self, TaskFlags};
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use lotus_api::{ApiInfo, RpcClient};
+use lotus_node::repo::{self, Repo, RepoKind};
+use sealing_types::resources::{list_env, ListMode};
+use sealing_types::{TaskType, WorkerInfo};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "lotus-worker", version = crate::VERSION, about = "Filecoin seal worker: runs sealing phases for a lotus-miner")]
+pub struct Cli {
+    /// Worker repo [env: LOTUS_WORKER_PATH, WORKER_PATH] [default: ~/.lotusworker]
+    #[arg(long = "worker-repo", alias = "workerrepo", global = true)]
+    pub worker_repo: Option<PathBuf>,
+    /// Miner repo, to take the miner's address and token from when MINER_API_INFO is not set
+    /// [env: LOTUS_MINER_PATH, LOTUS_STORAGE_PATH] [default: ~/.lotusminer]
+    #[arg(long = "miner-repo", alias = "storagerepo", global = true)]
+    pub miner_repo: Option<PathBuf>,
+    /// Prove on GPUs when present; false sets BELLMAN_NO_GPU for the proofs library
+    #[arg(long, env = "LOTUS_WORKER_ENABLE_GPU_PROVING", default_value_t = true, action = ArgAction::Set, global = true)]
+    pub enable_gpu_proving: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Start the worker
+    Run(RunArgs),
+    /// Print information about the running worker
+    Info,
+    /// Print the resource table this worker would report (KEY=VALUE)
+    Resources {
+        /// Defaults overlaid with the variables set in this environment
+        #[arg(long)]
+        all: bool,
+        /// Only the defaults
+        #[arg(long)]
+        default: bool,
+    },
+    /// Enable or disable task types on the running worker
+    Tasks {
+        #[command(subcommand)]
+        cmd: TasksCmd,
+    },
+    /// Stop the running worker
+    Stop,
+    /// Change settings of the running worker
+    Set {
+        /// false makes the miner stop giving it work (its heartbeat reports disabled)
+        #[arg(long, action = ArgAction::Set)]
+        enabled: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TasksCmd {
+    Enable {
+        #[arg(long)]
+        all: bool,
+        /// UNS, C2, PC2, PC1, PR2, RU, AP, DC, GSK
+        types: Vec<String>,
+    },
+    Disable {
+        #[arg(long)]
+        all: bool,
+        types: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+/// Task switches take `--flag` or `--flag=true|false`, as the guides write them.
+pub struct RunArgs {
+    /// host:port to listen on
+    #[arg(long, env = "LOTUS_WORKER_LISTEN", alias = "address", default_value = "0.0.0.0:3456")]
+    pub listen: String,
+    /// Do not use the worker repo as a storage path
+    #[arg(long, env = "LOTUS_WORKER_NO_LOCAL_STORAGE")]
+    pub no_local_storage: bool,
+    /// Report no swap to the scheduler
+    #[arg(long, env = "LOTUS_WORKER_NO_SWAP")]
+    pub no_swap: bool,
+    /// Worker name shown by `sealing workers` [default: hostname]
+    #[arg(long, env = "LOTUS_WORKER_NAME")]
+    pub name: Option<String>,
+    /// enable addpiece (default: true)
+    #[arg(long, alias = "add-piece", env = "LOTUS_WORKER_ADDPIECE", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub addpiece: Option<bool>,
+    /// enable datacid (default: same as --addpiece)
+    #[arg(long = "data-cid", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub datacid: Option<bool>,
+    /// enable precommit1 (32G sectors: 1 core, 128GiB Memory) (default: true)
+    #[arg(long, env = "LOTUS_WORKER_PRECOMMIT1", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub precommit1: Option<bool>,
+    /// enable unsealing (32G sectors: 1 core, 128GiB Memory) (default: true)
+    #[arg(long, env = "LOTUS_WORKER_UNSEAL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub unseal: Option<bool>,
+    /// enable precommit2 (32G sectors: all cores, 96GiB Memory) (default: true)
+    #[arg(long, env = "LOTUS_WORKER_PRECOMMIT2", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub precommit2: Option<bool>,
+    /// enable commit (32G sectors: all cores or GPUs, 128GiB Memory + 64GiB swap) (default: true)
+    #[arg(long, env = "LOTUS_WORKER_COMMIT", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub commit: Option<bool>,
+    /// enable replica update (default: true)
+    #[arg(long, env = "LOTUS_WORKER_REPLICA_UPDATE", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub replica_update: Option<bool>,
+    /// enable prove replica update 2 (default: true)
+    #[arg(long, env = "LOTUS_WORKER_PROVE_REPLICA_UPDATE2", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub prove_replica_update2: Option<bool>,
+    /// enable regen sector key (default: true)
+    #[arg(long, env = "LOTUS_WORKER_REGEN_SECTOR_KEY", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub regen_sector_key: Option<bool>,
+    /// enable external sector data download (default: false)
+    #[arg(long, env = "LOTUS_WORKER_SECTOR_DOWNLOAD", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub sector_download: Option<bool>,
+    /// enable window post (a PoSt-only worker) (default: false)
+    #[arg(long, env = "LOTUS_WORKER_WINDOWPOST", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub windowpost: Option<bool>,
+    /// enable winning post (a PoSt-only worker) (default: false)
+    #[arg(long, env = "LOTUS_WORKER_WINNINGPOST", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub winningpost: Option<bool>,
+    /// Only enable the task types given explicitly
+    #[arg(long, env = "LOTUS_WORKER_NO_DEFAULT")]
+    pub no_default: bool,
+    /// Maximum fetches at once
+    #[arg(long, env = "LOTUS_WORKER_PARALLEL_FETCH_LIMIT", default_value_t = 5)]
+    pub parallel_fetch_limit: u64,
+    /// Maximum parallel challenge reads for PoSt
+    #[arg(long, env = "LOTUS_WORKER_POST_PARALLEL_READS", default_value_t = 32)]
+    pub post_parallel_reads: u64,
+    /// How long to wait for the miner API at start
+    #[arg(long, env = "LOTUS_WORKER_TIMEOUT", default_value = "30m")]
+    pub timeout: String,
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if !cli.enable_gpu_proving {
+        // SAFETY: set before any thread is started.
+        unsafe { std::env::set_var("BELLMAN_NO_GPU", "true") };
+    }
+    let worker_repo = Repo::new(
+        repo::resolve_path(cli.worker_repo.as_deref(), &["LOTUS_WORKER_PATH", "WORKER_PATH"], &[".lotusworker"]),
+        RepoKind::Worker,
+    );
+    let miner_repo = Repo::new(
+        repo::resolve_path(
+            cli.miner_repo.as_deref(),
+            &["LOTUS_MINER_PATH", "LOTUS_STORAGE_PATH"],
+            &[".lotusminer", ".lotusstorage"],
+        ),
+        RepoKind::Miner,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(dispatch(cli.cmd, worker_repo, miner_repo))
+}
+
+async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
+    match cmd {
+        Cmd::Run(a) => run(a, worker_repo, miner_repo).await,
+        Cmd::Info => info(&worker_repo).await,
+        Cmd::Resources { all, default } => {
+            let mode = match (all, default) {
+                (true, true) => bail!("--all and --default cannot be combined"),
+                (true, false) => ListMode::All,
+                (false, true) => ListMode::Default,
+                (false, false) => ListMode::Set,
+            };
+            for line in list_env(mode, &|k| std::env::var(k).ok())? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Cmd::Tasks { cmd } => {
+            let (method, all, types) = match cmd {
+                TasksCmd::Enable { all, types } => ("TaskEnable", all, types),
+                TasksCmd::Disable { all, types } => ("TaskDisable", all, types),
+            };
+            let allowed = ["UNS", "C2", "PC2", "PC1", "PR2", "RU", "AP", "DC", "GSK"];
+            let types: Vec<TaskType> = if all {
+                allowed.iter().filter_map(|s| TaskType::from_short(s)).collect()
+            } else {
+                if types.is_empty() {
+                    bail!("name at least one task type ({}), or pass --all", allowed.join(", "));
+                }
+                types
+                    .iter()
+                    .map(|s| match TaskType::from_short(s) {
+                        Some(t) if allowed.contains(&t.short()) => Ok(t),
+                        _ => bail!("{s:?} cannot be enabled or disabled: expected one of {}", allowed.join(", ")),
+                    })
+                    .collect::<Result<_>>()?
+            };
+            let c = worker_client(&worker_repo)?;
+            for t in types {
+                c.call::<()>(method, json!([t.as_str()])).await?;
+            }
+            Ok(())
+        }
+        Cmd::Stop => {
+            worker_client(&worker_repo)?.call::<()>("Shutdown", json!([])).await?;
+            println!("worker stopping");
+            Ok(())
+        }
+        Cmd::Set { enabled } => {
+            worker_client(&worker_repo)?.call::<()>("SetEnabled", json!([enabled])).await?;
+            Ok(())
+        }
+    }
+}
+
+/// `MINER_API_INFO` (or the old `STORAGE_API_INFO`), else the local miner repo's api+token,
+/// as the oldest guide promises for a worker on the miner's machine.
+fn miner_api_info(miner_repo: &Repo) -> Result<ApiInfo> {
+    for var in ["MINER_API_INFO", "STORAGE_API_INFO"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.trim().is_empty() {
+                let info = ApiInfo::parse(&v).with_context(|| format!("in ${var}"))?;
+                if info.token.is_empty() {
+                    bail!("${var} has no token: it must be TOKEN:ADDRESS as printed by `lotus-miner auth api-info --perm admin`");
+                }
+                return Ok(info);
+            }
+        }
+    }
+    let (Ok(token), Ok(addr)) = (miner_repo.token(), miner_repo.api_addr()) else {
+        bail!(
+            "MINER_API_INFO is not set, and no running miner was found in {}.\n\
+             On the miner run `lotus-miner auth api-info --perm admin` and export its output on this machine, e.g.\n  export MINER_API_INFO=<token>:/ip4/<miner-ip>/tcp/2345/http",
+            miner_repo.path.display()
+        );
+    };
+    Ok(ApiInfo::parse(&format!("{token}:{addr}"))?)
+}
+
+async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
+    let flags = TaskFlags {
+        addpiece: a.addpiece,
+        datacid: a.datacid,
+        precommit1: a.precommit1,
+        unseal: a.unseal,
+        precommit2: a.precommit2,
+        commit: a.commit,
+        replica_update: a.replica_update,
+        prove_replica_update2: a.prove_replica_update2,
+        regen_sector_key: a.regen_sector_key,
+        sector_download: a.sector_download,
+        windowpost: a.windowpost,
+        winningpost: a.winningpost,
+    };
+    let task_types = tasks::task_types(&flags, a.no_default)?;
+    let miner = miner_api_info(&miner_repo)?;
+    let connect_timeout =
+        lotus_node::config::parse_duration(&a.timeout).map_err(anyhow::Error::msg).context("--timeout")?;
+    daemon::run(Settings {
+        repo: worker_repo,
+        miner,
+        listen: a.listen,
+        name: a.name,
+        no_local_storage: a.no_local_storage,
+        no_swap: a.no_swap,
+        task_types,
+        connect_timeout,
+    })
+    .await
+}
+
+/// A client for this machine's running worker (its repo's `api` and `token`).
+fn worker_client(repo: &Repo) -> Result<RpcClient> {
+    let addr = repo.api_addr().map_err(|_| {
+        anyhow::anyhow!(
+            "no running worker found in {} (its api file is missing); start one with `lotus-worker run`, or point LOTUS_WORKER_PATH at its repo",
+            repo.path.display()
+        )
+    })?;
+    let info = ApiInfo::parse(&format!("{}:{addr}", repo.token()?))?;
+    Ok(RpcClient::new(info.rpc_url(), Some(info.token), Duration::from_secs(30)))
+}
+
+async fn info(repo: &Repo) -> Result<()> {
+    let c = worker_client(repo)?;
+    let v: lotus_api::types::Version = c.call("Version", json!([])).await?;
+    let session: uuid::Uuid = c.call("Session", json!([])).await.unwrap_or_default();
+    let enabled: bool = c.call("Enabled", json!([])).await?;
+    let info: WorkerInfo = c.call("Info", json!([])).await?;
+    let mut types: Vec<TaskType> = c.call("TaskTypes", json!([])).await?;
+    TaskType::sort_by_order(&mut types);
+    use sealing_types::size::size_str;
+    let r = &info.resources;
+    println!("Worker version:  {}", lotus_api::methods::version_string(v.api_version));
+    println!("CLI version: {}", crate::VERSION);
+    println!("Session: {session}");
+    println!("Enabled: {enabled}");
+    println!("Hostname: {}", info.hostname);
+    println!("CPUs: {}; GPUs: {:?}", r.cpus, r.gpus);
+    println!(
+        "RAM: {}/{}; Swap: {}/{}",
+        size_str(r.mem_used),
+        size_str(r.mem_physical),
+        size_str(r.mem_swap_used),
+        size_str(r.mem_swap)
+    );
+    let shorts: Vec<&str> = types.iter().map(|t| t.short()).collect();
+    println!("Task types: {} ", shorts.join(" "));
+    Ok(())
+}

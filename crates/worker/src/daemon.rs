@@ -1,0 +1,350 @@
+//! `lotus-worker run`: serve the worker API, register with the miner, stay registered.
+
+use anyhow::{bail, Context, Result};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use lotus_api::methods::{MINER_API_VERSION, WORKER_API_VERSION};
+use lotus_api::rpc::{self, Authenticator, Params, RpcError, RpcServer};
+use lotus_api::types::Version;
+use lotus_api::{ApiInfo, Permission, RpcClient};
+use lotus_node::hw;
+use lotus_node::repo::{self, Repo};
+use sealing_types::{TaskType, WorkerInfo};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// How often the worker checks that the miner it registered with is still the same process.
+pub const MINER_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+pub struct Settings {
+    pub repo: Repo,
+    pub miner: ApiInfo,
+    pub listen: String,
+    pub name: Option<String>,
+    pub no_local_storage: bool,
+    pub no_swap: bool,
+    pub task_types: BTreeSet<TaskType>,
+    pub connect_timeout: Duration,
+}
+
+/// State shared by the API handlers and the registration loop.
+struct Worker {
+    session: Uuid,
+    hostname: String,
+    no_swap: bool,
+    enabled: AtomicBool,
+    closed: AtomicBool,
+    task_types: Mutex<BTreeSet<TaskType>>,
+    shutdown: Notify,
+}
+
+impl Worker {
+    fn info(&self) -> Result<WorkerInfo, RpcError> {
+        let env = |k: &str| std::env::var(k).ok();
+        let mut res = hw::probe(&hw::ProbeOptions { no_swap: self.no_swap }, &env);
+        // Re-read on every call, like the original: overrides apply at the next (re)connect.
+        res.resources = sealing_types::resources::table_from_env(&env).map_err(|e| RpcError::method(e.to_string()))?;
+        Ok(WorkerInfo { hostname: self.hostname.clone(), ignore_resources: false, resources: res })
+    }
+
+    fn types(&self) -> BTreeSet<TaskType> {
+        self.task_types.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Checks tokens with the miner's `AuthVerify`, remembering answers.
+struct MinerAuth {
+    miner: Arc<RpcClient>,
+    cache: Mutex<HashMap<String, Vec<Permission>>>,
+}
+
+impl Authenticator for MinerAuth {
+    fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
+        let token = token.to_string();
+        async move {
+            if let Some(p) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&token) {
+                return Ok(p.clone());
+            }
+            let perms: Vec<Permission> = self
+                .miner
+                .call("AuthVerify", serde_json::json!([token]))
+                .await
+                .map_err(|e| format!("the miner refused the token: {e}"))?;
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() > 1024 {
+                cache.clear(); // bounded: forged tokens must not grow memory without limit
+            }
+            cache.insert(token, perms.clone());
+            Ok(perms)
+        }
+        .boxed()
+    }
+}
+
+pub async fn run(s: Settings) -> Result<()> {
+    // The repo: created on first start, locked for the life of the process.
+    s.repo.create_dir()?;
+    let _lock = s.repo.lock()?;
+    if !s.repo.is_initialised() {
+        let mut storage = s.repo.storage_config()?;
+        if !s.no_local_storage {
+            repo::init_storage_path(&s.repo.path, 10, true, false)?;
+            storage.storage_paths.push(repo::LocalPath { path: std::fs::canonicalize(&s.repo.path)? });
+        }
+        s.repo.write_storage_config(&storage)?;
+        tracing::info!(repo = %s.repo.path.display(), "initialised worker repo");
+    }
+
+    let miner = Arc::new(RpcClient::new(s.miner.rpc_url(), Some(s.miner.token.clone()), Duration::from_secs(30)));
+    wait_for_miner(&miner, s.connect_timeout).await?;
+
+    let listen: SocketAddr =
+        s.listen.parse().with_context(|| format!("--listen {:?} is not an address like 0.0.0.0:3456", s.listen))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen}: another worker (or process) uses that port; give each worker on this host its own --listen port")
+    })?;
+    let bound = listener.local_addr()?;
+    let advertised = advertised_addr(bound, &s.miner.host_port)?;
+    let url = format!("http://{advertised}/rpc/v0");
+    s.repo.write_file("api", lotus_api::apiinfo::to_multiaddr(&advertised.to_string()).as_bytes(), 0o644)?;
+    s.repo.write_file("token", s.miner.token.as_bytes(), 0o600)?;
+
+    let hostname = s.name.clone().unwrap_or_else(|| {
+        hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
+    });
+    let worker = Arc::new(Worker {
+        session: Uuid::new_v4(),
+        hostname,
+        no_swap: s.no_swap,
+        enabled: AtomicBool::new(true),
+        closed: AtomicBool::new(false),
+        task_types: Mutex::new(s.task_types.clone()),
+        shutdown: Notify::new(),
+    });
+    let server = Arc::new(api(worker.clone()));
+    let auth = Arc::new(MinerAuth { miner: miner.clone(), cache: Mutex::new(HashMap::new()) });
+    let app = rpc::router(server, auth);
+
+    let mut types: Vec<TaskType> = s.task_types.iter().copied().collect();
+    TaskType::sort_by_order(&mut types);
+    let shorts: Vec<&str> = types.iter().map(|t| t.short()).collect();
+    tracing::info!(session = %worker.session, %url, tasks = %shorts.join(" "), "worker API listening");
+    println!("lotus-worker: listening on {bound}, advertised as {url}; tasks: {}", shorts.join(" "));
+
+    let reg = tokio::spawn(keep_registered(miner.clone(), url, worker.clone()));
+    let w = worker.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = w.shutdown.notified() => tracing::info!("shutdown requested over the API"),
+                _ = signal() => tracing::info!("signal received, shutting down"),
+            }
+            w.closed.store(true, Ordering::SeqCst);
+        })
+        .await
+        .context("serving the worker API")?;
+    reg.abort();
+    let _ = std::fs::remove_file(s.repo.file("api"));
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// "Connecting to miner API...": poll `Version` every second; the miner's API version must
+/// match ours exactly (reference §6.1).
+async fn wait_for_miner(miner: &RpcClient, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut said = false;
+    loop {
+        match miner.call_timeout::<Version>("Version", serde_json::json!([]), Duration::from_secs(5)).await {
+            Ok(v) if v.api_version == MINER_API_VERSION => return Ok(()),
+            Ok(v) => bail!(
+                "the miner at {} speaks API {}, this worker needs {}; run the same release on both",
+                miner.url(),
+                lotus_api::methods::version_string(v.api_version),
+                lotus_api::methods::version_string(MINER_API_VERSION)
+            ),
+            Err(e) if e.is_unreachable() && tokio::time::Instant::now() < deadline => {
+                if !said {
+                    tracing::info!("Connecting to miner API... ({e})");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("connecting to the miner API (MINER_API_INFO)"),
+        }
+    }
+}
+
+/// The address the miner should call back. With an unspecified listen IP (0.0.0.0) it is the
+/// local address this host uses to reach the miner (no packet is sent to find it).
+fn advertised_addr(bound: SocketAddr, miner_host_port: &str) -> Result<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return Ok(bound);
+    }
+    use std::net::ToSocketAddrs;
+    let target = miner_host_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolving the miner address {miner_host_port}"))?
+        .next()
+        .with_context(|| format!("the miner address {miner_host_port} resolves to nothing"))?;
+    let probe = std::net::UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    probe.connect(target).with_context(|| format!("finding the route to the miner at {target}"))?;
+    Ok(SocketAddr::new(probe.local_addr()?.ip(), bound.port()))
+}
+
+/// Register, then watch the miner's session. When it changes (miner restarted) register again
+/// at once, keeping running tasks: the original waits until the worker is idle (lotus #4979).
+async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>) {
+    let mut registered: Option<Uuid> = None;
+    let mut complained = false;
+    loop {
+        if w.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let pause = match miner.call_timeout::<Uuid>("Session", serde_json::json!([]), Duration::from_secs(5)).await {
+            Ok(s) if Some(s) == registered => {
+                complained = false;
+                MINER_CHECK_INTERVAL
+            }
+            Ok(s) => {
+                if registered.is_some() {
+                    tracing::warn!(
+                        "LOTUS-MINER CONNECTION LOST: the miner restarted (new session {s}); registering again now"
+                    );
+                }
+                match miner.call::<()>("WorkerConnect", serde_json::json!([url])).await {
+                    Ok(()) => {
+                        registered = Some(s);
+                        complained = false;
+                        tracing::info!("Worker registered successfully, waiting for tasks");
+                        MINER_CHECK_INTERVAL
+                    }
+                    Err(e) => {
+                        tracing::warn!("registering with the miner failed: {e}; retrying in 1 s");
+                        Duration::from_secs(1)
+                    }
+                }
+            }
+            Err(e) => {
+                if !complained {
+                    tracing::warn!("the miner is unreachable ({e}); retrying every second");
+                    complained = true;
+                }
+                Duration::from_secs(1)
+            }
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+fn api(w: Arc<Worker>) -> RpcServer {
+    let mut s = RpcServer::new(lotus_api::methods::WORKER);
+    s.register("Version", |p: Params| async move {
+        p.expect(0)?;
+        Ok(Version { version: crate::VERSION.into(), api_version: WORKER_API_VERSION, block_delay: 30 })
+    });
+    let ww = w.clone();
+    s.register("Session", move |p: Params| {
+        let w = ww.clone();
+        async move {
+            p.expect(0)?;
+            if w.closed.load(Ordering::SeqCst) {
+                return Ok(Uuid::nil());
+            }
+            if !w.enabled.load(Ordering::SeqCst) {
+                // The miner treats a failing session as "disabled" (reference §7.4).
+                return Err(RpcError::method("worker disabled (lotus-worker set --enabled=false)"));
+            }
+            Ok(w.session)
+        }
+    });
+    let ww = w.clone();
+    s.register("ProcessSession", move |p: Params| {
+        let w = ww.clone();
+        async move {
+            p.expect(0)?;
+            Ok(w.session)
+        }
+    });
+    let ww = w.clone();
+    s.register("Info", move |p: Params| {
+        let w = ww.clone();
+        async move {
+            p.expect(0)?;
+            w.info()
+        }
+    });
+    let ww = w.clone();
+    s.register("TaskTypes", move |p: Params| {
+        let w = ww.clone();
+        async move {
+            p.expect(0)?;
+            Ok(w.types())
+        }
+    });
+    s.register("Paths", |p: Params| async move {
+        p.expect(0)?;
+        Ok(Vec::<serde_json::Value>::new())
+    });
+    let ww = w.clone();
+    s.register("Enabled", move |p: Params| {
+        let w = ww.clone();
+        async move {
+            p.expect(0)?;
+            Ok(w.enabled.load(Ordering::SeqCst))
+        }
+    });
+    let ww = w.clone();
+    s.register("SetEnabled", move |p: Params| {
+        let w = ww.clone();
+        async move {
+            p.expect(1)?;
+            w.enabled.store(p.get(0, "enabled")?, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    for (name, enable) in [("TaskEnable", true), ("TaskDisable", false)] {
+        let ww = w.clone();
+        s.register(name, move |p: Params| {
+            let w = ww.clone();
+            async move {
+                p.expect(1)?;
+                let t: String = p.get(0, "taskType")?;
+                let t: TaskType = t
+                    .parse()
+                    .map_err(|e: sealing_types::task::UnknownTaskType| RpcError::invalid_params(e.to_string()))?;
+                let mut set = w.task_types.lock().unwrap_or_else(|e| e.into_inner());
+                if enable {
+                    set.insert(t);
+                } else {
+                    set.remove(&t);
+                }
+                Ok(())
+            }
+        });
+    }
+    let ww = w.clone();
+    s.register("Shutdown", move |p: Params| {
+        let w = ww.clone();
+        async move {
+            p.expect(0)?;
+            w.closed.store(true, Ordering::SeqCst);
+            w.shutdown.notify_one();
+            Ok(())
+        }
+    });
+    s
+}
