@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Every test of the project: formatting, unit tests, simulation and property tests of the
+# scheduler, and the end-to-end tests that start real lotus-miner / lotus-worker processes on
+# loopback. Needs only a Rust toolchain (cargo) and a C compiler.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
+cargo fmt --all -- --check
+cargo test --workspace --locked 2>&1
