@@ -179,3 +179,47 @@ fn worker_without_api_info_uses_the_local_miner_repo() {
     let _w = Proc { child: cmd.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap(), log: c.path("w.log") };
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
 }
+
+#[test]
+fn unresponsive_worker_is_disabled_then_enabled_again() {
+    let c = Cluster::new();
+    let _miner = c.start_miner();
+    let w = c.start_worker("w", &["run", "--listen", "127.0.0.1:0", "--name", "sleepy"]);
+    wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    let pid = w.child.id().to_string();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    let disabled = |c: &Cluster| {
+        let out = c.miner_ok(&["sealing", "workers"]);
+        out.lines().any(|l| l.contains("host sleepy (disabled)"))
+    };
+    signal("-STOP");
+    let t = wait_until(Duration::from_secs(30), "the stopped worker to show (disabled)", || disabled(&c));
+    println!("stopped worker disabled after {t:?}");
+    assert_eq!(c.workers().len(), 2, "a timed-out worker stays listed");
+    signal("-CONT");
+    wait_until(Duration::from_secs(30), "the worker to be enabled again", || !disabled(&c) && c.workers().len() == 2);
+}
+
+#[test]
+fn miner_refuses_a_second_daemon_and_a_malformed_config() {
+    let c = Cluster::new();
+    let _miner = c.start_miner();
+    let out = c.miner_cmd(&["run"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("is locked by another running process"), "{e}");
+    c.miner_ok(&["stop"]);
+
+    std::fs::write(
+        c.path("miner").join("config.toml"),
+        "[API]\n  ListenAddress = \"/ip4/127.0.0.1/tcp/1/http\"\n[Storage]\n  ParallelFetchLimit = \"ten\"\n",
+    )
+    .unwrap();
+    let out = c.miner_cmd(&["run"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a malformed config must be refused");
+    assert!(e.contains("config.toml:4: Storage.ParallelFetchLimit"), "{e}");
+    let out = c.miner_cmd(&["init", "--sector-size", "2KiB"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"), "init twice is refused");
+    let out = c.miner_cmd(&["init", "--sector-size", "3KiB"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid sector size \"3KiB\""));
+}
