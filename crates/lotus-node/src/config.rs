@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MinerConfig {
     #[serde(rename = "API")]
@@ -65,17 +65,6 @@ pub struct ProvingConfig {
     pub disable_builtin_window_post: bool,
     #[serde(rename = "DisableBuiltinWinningPoSt")]
     pub disable_builtin_winning_post: bool,
-}
-
-impl Default for MinerConfig {
-    fn default() -> Self {
-        MinerConfig {
-            api: ApiConfig::default(),
-            storage: StorageConfig::default(),
-            sealing: SealingConfig::default(),
-            proving: ProvingConfig::default(),
-        }
-    }
 }
 
 impl Default for ApiConfig {

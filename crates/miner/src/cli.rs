@@ -262,7 +262,7 @@ async fn auth(repo: &Repo, cmd: AuthCmd) -> Result<()> {
 }
 
 async fn stats(repo: &Repo) -> Result<BTreeMap<WorkerId, WorkerStats>> {
-    Ok(client(repo)?.call("WorkerStats", json!([])).await.map_err(explain)?)
+    client(repo)?.call("WorkerStats", json!([])).await.map_err(explain)
 }
 
 async fn workers(repo: &Repo, color: bool) -> Result<()> {

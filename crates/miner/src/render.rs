@@ -100,7 +100,7 @@ pub fn sealing_workers(stats: &BTreeMap<WorkerId, WorkerStats>, color: bool) -> 
 
         let _ = writeln!(out, "\tCPU:  [{}] {}/{} core(s) in use", bar(&p, r.cpus, 0, st.cpu_use), st.cpu_use, r.cpus);
         let ram_y = r.mem_used.saturating_sub(st.mem_used_min);
-        let ram_pct = if r.mem_physical == 0 { 0 } else { (st.mem_used_min + ram_y) * 100 / r.mem_physical };
+        let ram_pct = ((st.mem_used_min + ram_y) * 100).checked_div(r.mem_physical).unwrap_or(0);
         let _ = writeln!(
             out,
             "\tRAM:  [{}] {ram_pct}% {}/{}",
@@ -111,7 +111,7 @@ pub fn sealing_workers(stats: &BTreeMap<WorkerId, WorkerStats>, color: bool) -> 
         let vmem = r.mem_physical + r.mem_swap;
         let used = r.mem_used + r.mem_swap_used;
         let vmem_y = used.saturating_sub(st.mem_used_max);
-        let vmem_pct = if vmem == 0 { 0 } else { (st.mem_used_max + vmem_y) * 100 / vmem };
+        let vmem_pct = ((st.mem_used_max + vmem_y) * 100).checked_div(vmem).unwrap_or(0);
         let _ = writeln!(
             out,
             "\tVMEM: [{}] {vmem_pct}% {}/{}",

@@ -152,8 +152,8 @@ fn slots(sp: &WorkerSpec, task: TaskType) -> u64 {
     let s = r.resources.spec(P32, task);
     let mut n = u64::MAX;
     let th = s.threads(r.cpus, r.gpus.len());
-    if th > 0 {
-        n = n.min(r.cpus / th);
+    if let Some(by_cpu) = r.cpus.checked_div(th) {
+        n = n.min(by_cpu);
     }
     n = n.min(r.mem_physical / (s.min_memory + s.base_min_memory).max(1));
     let vmem_free = (r.mem_physical + r.mem_swap).saturating_sub(r.mem_used + r.mem_swap_used);

@@ -146,7 +146,7 @@ impl World {
                     2 => Selector::Existing { types: cs, allow_fetch: true },
                     _ => Selector::Existing { types: cs, allow_fetch: false },
                 };
-                r.prepare = (self.next_task % 3 != 0).then_some(TaskType::Fetch);
+                r.prepare = (!self.next_task.is_multiple_of(3)).then_some(TaskType::Fetch);
                 if deal {
                     r.priority = 1024;
                 }
