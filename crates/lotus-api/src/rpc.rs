@@ -125,6 +125,17 @@ impl RpcServer {
         self.handlers.insert(name, (perm, h));
     }
 
+    /// Register a method whose handler gets its own clone of `state` for every call.
+    pub fn register_with<S, F, Fut, R>(&mut self, name: &'static str, state: S, f: F)
+    where
+        S: Clone + Send + Sync + 'static,
+        F: Fn(S, Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
+        R: Serialize,
+    {
+        self.register(name, move |p| f(state.clone(), p))
+    }
+
     /// Handle one HTTP body or WebSocket message. `None` when nothing is to be answered
     /// (notifications only).
     pub async fn handle(&self, body: &[u8], perms: &[Permission]) -> Option<Value> {

@@ -7,6 +7,20 @@ mod common;
 use common::*;
 use std::time::Duration;
 
+/// The guide's PreCommit1 worker.
+const PC1_WORKER: &[&str] = &[
+    "run",
+    "--listen",
+    "127.0.0.1:0",
+    "--name",
+    "pc1-box",
+    "--addpiece=false",
+    "--precommit1=true",
+    "--unseal=true",
+    "--precommit2=false",
+    "--commit=false",
+];
+
 fn types_line(block: &str) -> Vec<String> {
     block
         .lines()
@@ -34,21 +48,7 @@ fn guide_walk_miner_and_two_workers() {
     let mut miner = c.start_miner();
 
     // Worker A: the guide's PreCommit1 worker. Worker B: PreCommit2 and Commit.
-    let mut a = c.start_worker(
-        "wa",
-        &[
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            "pc1-box",
-            "--addpiece=false",
-            "--precommit1=true",
-            "--unseal=true",
-            "--precommit2=false",
-            "--commit=false",
-        ],
-    );
+    let mut a = c.start_worker("wa", PC1_WORKER);
     let b = c.start_worker(
         "wb",
         &[
@@ -108,21 +108,7 @@ fn guide_walk_miner_and_two_workers() {
     a.kill();
     let t = wait_until(Duration::from_secs(30), "the killed worker to leave", || c.workers().len() == 2);
     println!("killed worker left the list after {t:?}");
-    let _a = c.start_worker(
-        "wa",
-        &[
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            "pc1-box",
-            "--addpiece=false",
-            "--precommit1=true",
-            "--unseal=true",
-            "--precommit2=false",
-            "--commit=false",
-        ],
-    );
+    let _a = c.start_worker("wa", PC1_WORKER);
     wait_until(Duration::from_secs(30), "the restarted worker to be listed", || {
         c.workers().iter().any(|(h, _)| h == "pc1-box") && c.workers().len() == 3
     });

@@ -158,92 +158,59 @@ fn api(m: Arc<Manager>, secret: JwtSecret, session: Uuid, meta: Metadata, shutdo
         p.expect(1)?;
         Ok(ssize.0)
     });
-    let sec = secret.clone();
-    s.register("AuthVerify", move |p: Params| {
-        let sec = sec.clone();
-        async move {
-            p.expect(1)?;
-            let token: String = p.get(0, "token")?;
-            sec.verify(&token).map_err(|e| RpcError::method(e.to_string()))
-        }
+    s.register_with("AuthVerify", secret.clone(), |sec, p: Params| async move {
+        p.expect(1)?;
+        let token: String = p.get(0, "token")?;
+        sec.verify(&token).map_err(|e| RpcError::method(e.to_string()))
     });
-    let sec = secret.clone();
-    s.register("AuthNew", move |p: Params| {
-        let sec = sec.clone();
-        async move {
-            p.expect(1)?;
-            let perms: Vec<Permission> = p.get(0, "perms")?;
-            // Lotus returns the token as []byte, which JSON carries as base64.
-            use base64::Engine;
-            Ok(base64::engine::general_purpose::STANDARD.encode(sec.create_token(&perms)))
-        }
+    s.register_with("AuthNew", secret.clone(), |sec, p: Params| async move {
+        p.expect(1)?;
+        let perms: Vec<Permission> = p.get(0, "perms")?;
+        // Lotus returns the token as []byte, which JSON carries as base64.
+        use base64::Engine;
+        Ok(base64::engine::general_purpose::STANDARD.encode(sec.create_token(&perms)))
     });
-    let mm = m.clone();
-    s.register("WorkerConnect", move |p: Params| {
-        let mm = mm.clone();
-        async move {
-            p.expect(1)?;
-            let url: String = p.get(0, "url")?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(RpcError::invalid_params(format!(
-                    "worker URL {url:?} must start with http:// or https://"
-                )));
-            }
-            mm.connect(url).await.map(|_| ()).map_err(|e| RpcError::method(e.to_string()))
+    s.register_with("WorkerConnect", m.clone(), |mm, p: Params| async move {
+        p.expect(1)?;
+        let url: String = p.get(0, "url")?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(RpcError::invalid_params(format!("worker URL {url:?} must start with http:// or https://")));
         }
+        mm.connect(url).await.map(|_| ()).map_err(|e| RpcError::method(e.to_string()))
     });
-    let mm = m.clone();
-    s.register("WorkerStats", move |p: Params| {
-        let mm = mm.clone();
-        async move {
-            p.expect(0)?;
-            Ok(mm.stats())
-        }
+    s.register_with("WorkerStats", m.clone(), |mm, p: Params| async move {
+        p.expect(0)?;
+        Ok(mm.stats())
     });
-    let mm = m.clone();
-    s.register("WorkerJobs", move |p: Params| {
-        let mm = mm.clone();
-        async move {
-            p.expect(0)?;
-            Ok(mm.jobs())
-        }
+    s.register_with("WorkerJobs", m.clone(), |mm, p: Params| async move {
+        p.expect(0)?;
+        Ok(mm.jobs())
     });
-    let mm = m.clone();
-    s.register("SealingSchedDiag", move |p: Params| {
-        let mm = mm.clone();
-        async move {
-            p.expect(1)?;
-            let _do_sched: bool = p.get(0, "doSched")?;
-            let d = mm.sched_diag();
-            Ok(serde_json::json!({
-                "SchedInfo": d,
-                "ReturnedWork": [],
-                "Waiting": [],
-                "CallToWork": {},
-                "EarlyRet": [],
-            }))
-        }
+    s.register_with("SealingSchedDiag", m.clone(), |mm, p: Params| async move {
+        p.expect(1)?;
+        let _do_sched: bool = p.get(0, "doSched")?;
+        let d = mm.sched_diag();
+        Ok(serde_json::json!({
+            "SchedInfo": d,
+            "ReturnedWork": [],
+            "Waiting": [],
+            "CallToWork": {},
+            "EarlyRet": [],
+        }))
     });
-    let mm = m.clone();
-    s.register("SealingRemoveRequest", move |p: Params| {
-        let mm = mm.clone();
-        async move {
-            p.expect(1)?;
-            let id: Uuid = p.get(0, "schedId")?;
-            if mm.remove_request(SchedId(id)) {
-                Ok(())
-            } else {
-                Err(RpcError::method(format!("no queued request {id}: it has started, finished, or never existed")))
-            }
-        }
-    });
-    s.register("Shutdown", move |p: Params| {
-        let shutdown = shutdown.clone();
-        async move {
-            p.expect(0)?;
-            shutdown.notify_one();
+    s.register_with("SealingRemoveRequest", m.clone(), |mm, p: Params| async move {
+        p.expect(1)?;
+        let id: Uuid = p.get(0, "schedId")?;
+        if mm.remove_request(SchedId(id)) {
             Ok(())
+        } else {
+            Err(RpcError::method(format!("no queued request {id}: it has started, finished, or never existed")))
         }
+    });
+    s.register_with("Shutdown", shutdown, |shutdown, p: Params| async move {
+        p.expect(0)?;
+        shutdown.notify_one();
+        Ok(())
     });
     s
 }

@@ -256,95 +256,62 @@ fn api(w: Arc<Worker>) -> RpcServer {
         p.expect(0)?;
         Ok(Version { version: crate::VERSION.into(), api_version: WORKER_API_VERSION, block_delay: 30 })
     });
-    let ww = w.clone();
-    s.register("Session", move |p: Params| {
-        let w = ww.clone();
-        async move {
-            p.expect(0)?;
-            if w.closed.load(Ordering::SeqCst) {
-                return Ok(Uuid::nil());
-            }
-            if !w.enabled.load(Ordering::SeqCst) {
-                // The miner treats a failing session as "disabled" (reference §7.4).
-                return Err(RpcError::method("worker disabled (lotus-worker set --enabled=false)"));
-            }
-            Ok(w.session)
+    s.register_with("Session", w.clone(), |w, p: Params| async move {
+        p.expect(0)?;
+        if w.closed.load(Ordering::SeqCst) {
+            return Ok(Uuid::nil());
         }
+        if !w.enabled.load(Ordering::SeqCst) {
+            // The miner treats a failing session as "disabled" (reference §7.4).
+            return Err(RpcError::method("worker disabled (lotus-worker set --enabled=false)"));
+        }
+        Ok(w.session)
     });
-    let ww = w.clone();
-    s.register("ProcessSession", move |p: Params| {
-        let w = ww.clone();
-        async move {
-            p.expect(0)?;
-            Ok(w.session)
-        }
+    s.register_with("ProcessSession", w.clone(), |w, p: Params| async move {
+        p.expect(0)?;
+        Ok(w.session)
     });
-    let ww = w.clone();
-    s.register("Info", move |p: Params| {
-        let w = ww.clone();
-        async move {
-            p.expect(0)?;
-            w.info()
-        }
+    s.register_with("Info", w.clone(), |w, p: Params| async move {
+        p.expect(0)?;
+        w.info()
     });
-    let ww = w.clone();
-    s.register("TaskTypes", move |p: Params| {
-        let w = ww.clone();
-        async move {
-            p.expect(0)?;
-            Ok(w.types())
-        }
+    s.register_with("TaskTypes", w.clone(), |w, p: Params| async move {
+        p.expect(0)?;
+        Ok(w.types())
     });
     s.register("Paths", |p: Params| async move {
         p.expect(0)?;
         Ok(Vec::<serde_json::Value>::new())
     });
-    let ww = w.clone();
-    s.register("Enabled", move |p: Params| {
-        let w = ww.clone();
-        async move {
-            p.expect(0)?;
-            Ok(w.enabled.load(Ordering::SeqCst))
-        }
+    s.register_with("Enabled", w.clone(), |w, p: Params| async move {
+        p.expect(0)?;
+        Ok(w.enabled.load(Ordering::SeqCst))
     });
-    let ww = w.clone();
-    s.register("SetEnabled", move |p: Params| {
-        let w = ww.clone();
-        async move {
-            p.expect(1)?;
-            w.enabled.store(p.get(0, "enabled")?, Ordering::SeqCst);
-            Ok(())
-        }
+    s.register_with("SetEnabled", w.clone(), |w, p: Params| async move {
+        p.expect(1)?;
+        w.enabled.store(p.get(0, "enabled")?, Ordering::SeqCst);
+        Ok(())
     });
     for (name, enable) in [("TaskEnable", true), ("TaskDisable", false)] {
-        let ww = w.clone();
-        s.register(name, move |p: Params| {
-            let w = ww.clone();
-            async move {
-                p.expect(1)?;
-                let t: String = p.get(0, "taskType")?;
-                let t: TaskType = t
-                    .parse()
-                    .map_err(|e: sealing_types::task::UnknownTaskType| RpcError::invalid_params(e.to_string()))?;
-                let mut set = w.task_types.lock().unwrap_or_else(|e| e.into_inner());
-                if enable {
-                    set.insert(t);
-                } else {
-                    set.remove(&t);
-                }
-                Ok(())
+        s.register_with(name, w.clone(), move |w, p: Params| async move {
+            p.expect(1)?;
+            let t: String = p.get(0, "taskType")?;
+            let t: TaskType =
+                t.parse().map_err(|e: sealing_types::task::UnknownTaskType| RpcError::invalid_params(e.to_string()))?;
+            let mut set = w.task_types.lock().unwrap_or_else(|e| e.into_inner());
+            if enable {
+                set.insert(t);
+            } else {
+                set.remove(&t);
             }
+            Ok(())
         });
     }
-    let ww = w.clone();
-    s.register("Shutdown", move |p: Params| {
-        let w = ww.clone();
-        async move {
-            p.expect(0)?;
-            w.closed.store(true, Ordering::SeqCst);
-            w.shutdown.notify_one();
-            Ok(())
-        }
+    s.register_with("Shutdown", w.clone(), |w, p: Params| async move {
+        p.expect(0)?;
+        w.closed.store(true, Ordering::SeqCst);
+        w.shutdown.notify_one();
+        Ok(())
     });
     s
 }
