@@ -372,6 +372,53 @@ mod tests {
         assert_eq!(v["error"]["code"], INTERNAL_ERROR, "a panicking handler answers an error");
     }
 
+    struct OnlyAdmin;
+    impl Authenticator for OnlyAdmin {
+        fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
+            let ok = token == "good";
+            async move {
+                if ok {
+                    Ok(Permission::Admin.with_lower())
+                } else {
+                    Err("bad token".into())
+                }
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn websocket_and_http_share_the_route() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message as WsMessage;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(Arc::new(server()), Arc::new(OnlyAdmin));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rpc/v0?token=good")).await.unwrap();
+        for (id, body) in [
+            (1, r#"{"jsonrpc":"2.0","id":1,"method":"Filecoin.Echo","params":[5]}"#),
+            (2, r#"{"jsonrpc":"2.0","id":2,"method":"Filecoin.Secret","params":[]}"#),
+        ] {
+            ws.send(WsMessage::Text(body.into())).await.unwrap();
+            let reply = ws.next().await.unwrap().unwrap();
+            let v: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+            assert_eq!(v["id"], id);
+            assert!(v["error"].is_null(), "{v}");
+        }
+        // No token over WebSocket: read-only.
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rpc/v0")).await.unwrap();
+        ws.send(WsMessage::Text(r#"{"jsonrpc":"2.0","id":3,"method":"Filecoin.Secret","params":[]}"#.into()))
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!(v["error"]["message"], "missing permission to invoke 'Secret' (need 'admin')");
+        // A bad token is refused before the upgrade.
+        let err = tokio_tungstenite::connect_async(format!("ws://{addr}/rpc/v0?token=bad")).await.unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+    }
+
     #[test]
     #[should_panic(expected = "no permission declared")]
     fn undeclared_methods_are_refused() {

@@ -209,3 +209,28 @@ fn miner_refuses_a_second_daemon_and_a_malformed_config() {
     let out = c.miner_cmd(&["init", "--sector-size", "3KiB"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid sector size \"3KiB\""));
 }
+
+#[test]
+fn cpu_affinity_limits_the_reported_cores() {
+    // The guide: one PreCommit1 worker per core with systemd CPUAffinity= (here: taskset).
+    let c = Cluster::new();
+    let _miner = c.start_miner();
+    let mut cmd = c.worker_command("w", PC1_WORKER);
+    let log = std::fs::File::create(c.path("w.log")).unwrap();
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut pinned = std::process::Command::new("taskset");
+    pinned.arg("-c").arg("0").arg(program).args(args);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => pinned.env(k, v),
+            None => pinned.env_remove(k),
+        };
+    }
+    let _w = Proc { child: pinned.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap(), log: c.path("w.log") };
+    wait_until(Duration::from_secs(30), "the pinned worker to register", || c.workers().len() == 2);
+    let block = c.workers().into_iter().find(|(h, _)| h == "pc1-box").unwrap().1;
+    assert!(block.contains("] 0/1 core(s) in use"), "a worker pinned to one core reports one CPU:\n{block}");
+    let out = c.worker_command("w", &["info"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CPUs: 1;"), "{}", String::from_utf8_lossy(&out.stdout));
+}
