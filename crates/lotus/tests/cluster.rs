@@ -215,7 +215,7 @@ fn cpu_affinity_limits_the_reported_cores() {
     // The guide: one PreCommit1 worker per core with systemd CPUAffinity= (here: taskset).
     let c = Cluster::new();
     let _miner = c.start_miner();
-    let mut cmd = c.worker_command("w", PC1_WORKER);
+    let cmd = c.worker_command("w", PC1_WORKER);
     let log = std::fs::File::create(c.path("w.log")).unwrap();
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
