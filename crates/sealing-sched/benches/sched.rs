@@ -294,6 +294,12 @@ fn cluster() {
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful. Run both parts.
-    pass_cost();
-    cluster();
+    // SCHED_BENCH=pass or SCHED_BENCH=cluster runs one part (for profiling).
+    let only = std::env::var("SCHED_BENCH").unwrap_or_default();
+    if only != "cluster" {
+        pass_cost();
+    }
+    if only != "pass" {
+        cluster();
+    }
 }

@@ -262,6 +262,10 @@ pub struct Scheduler {
     queued: usize,
     /// Workers whose pools changed since the last dispatch.
     dirty: BTreeSet<WorkerId>,
+    /// Workers a dispatch left with nothing assigned or prepared: the thieves of the next
+    /// steal attempt. Only events at a worker put it here, so an idle worker with nothing to
+    /// steal costs nothing per event.
+    newly_idle: BTreeSet<WorkerId>,
 }
 
 /// One scheduling window opened for a pass.
@@ -604,16 +608,23 @@ impl Scheduler {
     /// queue, so a task cannot bounce between two workers.
     fn steal(&mut self, out: &mut Vec<Effect>) -> usize {
         const SCAN_LIMIT: usize = 4096;
-        let idle: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.enabled && w.windows.is_empty() && w.prepared.is_empty())
-            .map(|(id, _)| *id)
+        let idle: Vec<WorkerId> = std::mem::take(&mut self.newly_idle)
+            .into_iter()
+            .filter(|id| {
+                self.workers.get(id).is_some_and(|w| w.enabled && w.windows.is_empty() && w.prepared.is_empty())
+            })
             .collect();
         if idle.is_empty() {
             return 0;
         }
+        let victims: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.windows.len() >= 2 || !w.prepared.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
         let mut scanned = 0;
+        let mut taken: std::collections::HashSet<SchedId> = std::collections::HashSet::new();
         let mut stolen: Vec<(WorkerId, SchedId)> = Vec::new();
         let mut windows: Vec<(WorkerId, Window)> = Vec::new();
         for thief in idle {
@@ -621,7 +632,8 @@ impl Scheduler {
             let mut alloc = Pool::default();
             let mut active = t.active;
             let mut todo: Vec<SchedId> = Vec::new();
-            'victims: for (vid, v) in &self.workers {
+            'victims: for vid in &victims {
+                let v = &self.workers[vid];
                 if *vid == thief {
                     continue;
                 }
@@ -637,7 +649,7 @@ impl Scheduler {
                     if scanned > SCAN_LIMIT {
                         break 'victims;
                     }
-                    if stolen.iter().any(|(_, s)| s == tid) || windows.iter().any(|(_, w)| w.todo.contains(tid)) {
+                    if taken.contains(tid) {
                         continue;
                     }
                     let task = &self.tasks[tid];
@@ -663,6 +675,7 @@ impl Scheduler {
                         active.add(&spec, res);
                     }
                     stolen.push((*vid, *tid));
+                    taken.insert(*tid);
                     todo.push(*tid);
                 }
             }
@@ -1024,6 +1037,9 @@ impl Scheduler {
             }
         }
         compact_windows(w, &mut self.tasks, id);
+        if w.enabled && w.windows.is_empty() && w.prepared.is_empty() {
+            self.newly_idle.insert(id);
+        }
     }
 }
 
