@@ -3,11 +3,12 @@
 use crate::pool::Pool;
 use crate::queue::QueueKey;
 use crate::{Selector, TaskRequest, SCHED_WINDOWS};
+use rustc_hash::FxHashMap as HashMap;
 use sealing_types::{
     FileTypes, PathType, RegisteredSealProof, Resources, SchedId, SectorId, TaskType, WorkerId, WorkerInfo,
 };
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 /// How a task is placed among the workers that can take it (`[Storage] Assigner`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -416,8 +417,8 @@ impl Scheduler {
                         preparing: Pool::default(),
                         active: Pool::default(),
                         prepared: BTreeSet::new(),
-                        preparing_count: HashMap::new(),
-                        running_count: HashMap::new(),
+                        preparing_count: HashMap::default(),
+                        running_count: HashMap::default(),
                     },
                 );
                 self.dirty.insert(id);
@@ -624,7 +625,7 @@ impl Scheduler {
             .map(|(id, _)| *id)
             .collect();
         let mut scanned = 0;
-        let mut taken: std::collections::HashSet<SchedId> = std::collections::HashSet::new();
+        let mut taken: rustc_hash::FxHashSet<SchedId> = Default::default();
         let mut stolen: Vec<(WorkerId, SchedId)> = Vec::new();
         let mut windows: Vec<(WorkerId, Window)> = Vec::new();
         for thief in idle {
@@ -823,21 +824,26 @@ impl Scheduler {
     /// tasks.
     fn pass(&mut self) -> Vec<WorkerId> {
         let mut scratch: Vec<Scratch> = Vec::new();
-        let mut first_scratch: HashMap<WorkerId, usize> = HashMap::new();
+        let mut first_scratch: HashMap<WorkerId, usize> = HashMap::default();
         for (id, w) in &self.workers {
             for _ in 0..w.open_windows() {
                 first_scratch.entry(*id).or_insert(scratch.len());
-                scratch.push(Scratch { worker: *id, alloc: Pool::default(), counts: HashMap::new(), todo: Vec::new() });
+                scratch.push(Scratch {
+                    worker: *id,
+                    alloc: Pool::default(),
+                    counts: HashMap::default(),
+                    todo: Vec::new(),
+                });
             }
         }
         if scratch.is_empty() || self.queued == 0 {
             return Vec::new();
         }
         let worker_order: HashMap<WorkerId, usize> = self.workers.keys().enumerate().map(|(i, id)| (*id, i)).collect();
-        let mut pass_util: HashMap<WorkerId, f64> = HashMap::new();
-        let mut pass_count: HashMap<WorkerId, u64> = HashMap::new();
+        let mut pass_util: HashMap<WorkerId, f64> = HashMap::default();
+        let mut pass_count: HashMap<WorkerId, u64> = HashMap::default();
         // Per class: candidate windows (lazily built), and whether it can take no more.
-        let mut cands: HashMap<usize, BinaryHeap<Reverse<CandKey>>> = HashMap::new();
+        let mut cands: HashMap<usize, BinaryHeap<Reverse<CandKey>>> = HashMap::default();
         let mut assigned: Vec<(SchedId, usize)> = Vec::new();
 
         // Merge the per-class queues in global queue order. A class whose candidates are used
@@ -1130,15 +1136,15 @@ mod tests {
             preparing: Pool::default(),
             active: Pool::default(),
             prepared: BTreeSet::new(),
-            preparing_count: HashMap::new(),
-            running_count: HashMap::new(),
+            preparing_count: HashMap::default(),
+            running_count: HashMap::default(),
         }
     }
 
     /// Windows given as lists of task types; returns the task types per window after compaction.
     fn compact(ram_gib: u64, windows: &[&[TaskType]]) -> Vec<Vec<TaskType>> {
         let mut w = worker(ram_gib);
-        let mut tasks = HashMap::new();
+        let mut tasks = HashMap::default();
         let mut n = 0u128;
         for types in windows {
             let mut win = Window::default();
