@@ -209,16 +209,15 @@ fn advertised_addr(bound: SocketAddr, miner_host_port: &str) -> Result<SocketAdd
 /// at once, keeping running tasks: the original waits until the worker is idle (lotus #4979).
 async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>) {
     let mut registered: Option<Uuid> = None;
-    let mut complained = false;
+    // Retries start at one second and double up to the check interval, so a miner that is
+    // down (or refuses us) costs one log line per attempt at most every 10 s.
+    let mut retry = Duration::from_secs(1);
     loop {
         if w.closed.load(Ordering::SeqCst) {
             return;
         }
-        let pause = match miner.call_timeout::<Uuid>("Session", serde_json::json!([]), Duration::from_secs(5)).await {
-            Ok(s) if Some(s) == registered => {
-                complained = false;
-                MINER_CHECK_INTERVAL
-            }
+        let failed = match miner.call_timeout::<Uuid>("Session", serde_json::json!([]), Duration::from_secs(5)).await {
+            Ok(s) if Some(s) == registered => None,
             Ok(s) => {
                 if registered.is_some() {
                     tracing::warn!(
@@ -228,22 +227,24 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>) {
                 match miner.call::<()>("WorkerConnect", serde_json::json!([url])).await {
                     Ok(()) => {
                         registered = Some(s);
-                        complained = false;
                         tracing::info!("Worker registered successfully, waiting for tasks");
-                        MINER_CHECK_INTERVAL
+                        None
                     }
-                    Err(e) => {
-                        tracing::warn!("registering with the miner failed: {e}; retrying in 1 s");
-                        Duration::from_secs(1)
-                    }
+                    Err(e) => Some(format!("registering with the miner failed: {e}")),
                 }
             }
-            Err(e) => {
-                if !complained {
-                    tracing::warn!("the miner is unreachable ({e}); retrying every second");
-                    complained = true;
-                }
-                Duration::from_secs(1)
+            Err(e) => Some(format!("the miner is unreachable ({e})")),
+        };
+        let pause = match failed {
+            None => {
+                retry = Duration::from_secs(1);
+                MINER_CHECK_INTERVAL
+            }
+            Some(why) => {
+                tracing::warn!("{why}; retrying in {} s", retry.as_secs());
+                let p = retry;
+                retry = (retry * 2).min(MINER_CHECK_INTERVAL);
+                p
             }
         };
         tokio::time::sleep(pause).await;
