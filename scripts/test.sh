@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+# Devnet proof parameters for 2KiB sectors, generated once per machine (about 12 minutes and
+# 5 GiB of RAM the first time) into one cache shared by every test run.
+export FIL_PROOFS_PARAMETER_CACHE=${FIL_PROOFS_PARAMETER_CACHE:-/var/tmp/filecoin-proof-parameters}
+cargo run -q --locked --bin lotus-miner -- fetch-params 2KiB
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod hw;
+pub mod params;
 pub mod repo;
 
 pub use config::MinerConfig;

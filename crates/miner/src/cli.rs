@@ -39,6 +39,12 @@ pub enum Cmd {
     },
     /// Start the miner daemon
     Run,
+    /// Make sure proof parameters for a sector size are in FIL_PROOFS_PARAMETER_CACHE
+    /// (2KiB and 8MiB are generated locally: devnet only)
+    FetchParams {
+        /// 2KiB or 8MiB
+        size: String,
+    },
     /// Stop a running miner daemon
     Stop,
     /// Print miner information
@@ -118,6 +124,10 @@ pub fn main() -> Result<()> {
         &[".lotusminer", ".lotusstorage"],
     );
     let repo = Repo::new(repo_path, RepoKind::Miner);
+    if let Cmd::FetchParams { size } = &cli.cmd {
+        // Before the runtime starts: it points the proofs library at a temporary directory.
+        return lotus_node::params::fetch(size).map_err(|e| anyhow::anyhow!(e));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(dispatch(cli.cmd, repo))
 }
@@ -126,6 +136,7 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
     match cmd {
         Cmd::Init { sector_size, no_local_storage, actor_id } => init(&repo, &sector_size, no_local_storage, actor_id),
         Cmd::Run => daemon::run(repo).await,
+        Cmd::FetchParams { .. } => unreachable!("handled before the runtime starts"),
         Cmd::Stop => {
             let c = client(&repo)?;
             c.call::<()>("Shutdown", json!([])).await?;

@@ -51,6 +51,12 @@ pub enum Cmd {
     },
     /// Stop the running worker
     Stop,
+    /// Make sure proof parameters for a sector size are in FIL_PROOFS_PARAMETER_CACHE
+    /// (2KiB and 8MiB are generated locally: devnet only)
+    FetchParams {
+        /// 2KiB or 8MiB
+        size: String,
+    },
     /// Change settings of the running worker
     Set {
         /// false makes the miner stop giving it work (its heartbeat reports disabled)
@@ -157,6 +163,10 @@ pub fn main() -> Result<()> {
         ),
         RepoKind::Miner,
     );
+    if let Cmd::FetchParams { size } = &cli.cmd {
+        // Before the runtime starts: it points the proofs library at a temporary directory.
+        return lotus_node::params::fetch(size).map_err(|e| anyhow::anyhow!(e));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(dispatch(cli.cmd, worker_repo, miner_repo))
 }
@@ -203,6 +213,7 @@ async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::FetchParams { .. } => unreachable!("handled before the runtime starts"),
         Cmd::Stop => {
             worker_client(&worker_repo)?.call::<()>("Shutdown", json!([])).await?;
             println!("worker stopping");
