@@ -209,19 +209,8 @@ fn cluster() {
         sim.apply(p);
     }
     let mut done_sectors = 0;
-    let mut last_sample = u64::MAX;
     let mut busy = std::collections::HashMap::<TaskType, u64>::new();
     while let Some(step) = sim.step() {
-        if std::env::var("SIM_TRACE").is_ok() && sim.now / 1800 != last_sample {
-            last_sample = sim.now / 1800;
-            let mut counts = std::collections::BTreeMap::new();
-            for (r, st) in sim.sched.tasks() {
-                if matches!(st, sealing_sched::TaskState::Running { .. }) {
-                    *counts.entry(r.task.short()).or_insert(0) += 1;
-                }
-            }
-            eprintln!("t={:.1}h running {:?} queued {}", sim.now as f64 / 3600.0, counts, sim.sched.queued_len());
-        }
         let Some((req, worker)) = step else { continue };
         let (_, work) = duration(&req, worker);
         *busy.entry(req.task).or_insert(0) += work;

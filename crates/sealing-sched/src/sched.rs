@@ -243,7 +243,6 @@ pub struct WorkerView<'a> {
     pub preparing: Pool,
     /// Tasks on the worker (assigned, preparing, prepared, running) per (proof, task type).
     pub task_counts: BTreeMap<(RegisteredSealProof, TaskType), usize>,
-    pub windows: usize,
 }
 
 /// The scheduler. See the crate docs.
@@ -319,13 +318,6 @@ impl Scheduler {
         out
     }
 
-    /// Run one scheduling pass and dispatch, without any new event. For benchmarks.
-    pub fn run_pass(&mut self) -> Vec<Effect> {
-        let mut out = Vec::new();
-        self.schedule(&mut out);
-        out
-    }
-
     pub fn queued_len(&self) -> usize {
         self.queued
     }
@@ -362,7 +354,6 @@ impl Scheduler {
             active: w.active,
             preparing: w.preparing,
             task_counts,
-            windows: w.windows.len(),
         })
     }
 
