@@ -16,7 +16,36 @@ pub const MINER: &[(&str, Permission)] = &[
     ("WorkerJobs", Admin),
     ("SealingSchedDiag", Admin),
     ("SealingRemoveRequest", Admin),
+    ("SealingAbort", Admin),
     ("Shutdown", Admin),
+    // sector index (workers call these)
+    ("StorageAttach", Admin),
+    ("StorageReportHealth", Admin),
+    ("StorageDeclareSector", Admin),
+    ("StorageDropSector", Admin),
+    ("StorageFindSector", Admin),
+    ("StorageList", Admin),
+    ("StorageListDetail", Admin),
+    ("StorageInfo", Admin),
+    ("StorageLocal", Admin),
+    ("StorageAddLocal", Admin),
+    // results of worker calls
+    ("ReturnAddPiece", Admin),
+    ("ReturnSealPreCommit1", Admin),
+    ("ReturnSealPreCommit2", Admin),
+    ("ReturnSealCommit1", Admin),
+    ("ReturnSealCommit2", Admin),
+    ("ReturnFinalizeSector", Admin),
+    ("ReturnMoveStorage", Admin),
+    ("ReturnFetch", Admin),
+    ("ReturnUnsealPiece", Admin),
+    // sectors
+    ("PledgeSector", Write),
+    ("SectorsAddPieceFile", Admin),
+    ("SectorsStatus", Read),
+    ("SectorsList", Read),
+    ("SectorsSummary", Read),
+    ("SectorsUnsealPiece", Admin),
 ];
 
 /// Methods served by `lotus-worker` on `/rpc/v0`. All need admin, as in Lotus.
@@ -32,6 +61,20 @@ pub const WORKER: &[(&str, Permission)] = &[
     ("TaskEnable", Admin),
     ("TaskDisable", Admin),
     ("Shutdown", Admin),
+    ("StorageAddLocal", Admin),
+    ("StorageLocal", Admin),
+    // asynchronous task calls: each returns a CallID, the result comes back via Return*
+    ("AddPiece", Admin),
+    ("SealPreCommit1", Admin),
+    ("SealPreCommit2", Admin),
+    ("SealCommit1", Admin),
+    ("SealCommit2", Admin),
+    ("FinalizeSector", Admin),
+    ("MoveStorage", Admin),
+    ("Fetch", Admin),
+    ("UnsealPiece", Admin),
+    // ours: stop a running call (kills its proof process)
+    ("AbortCall", Admin),
 ];
 
 pub fn permission(table: &[(&str, Permission)], name: &str) -> Option<Permission> {

@@ -82,6 +82,26 @@ impl Params {
         Ok(())
     }
 
+    /// Refuse a call with fewer than `min` or more than `max` params (optional trailing ones).
+    pub fn expect_between(&self, min: usize, max: usize) -> Result<(), RpcError> {
+        if self.values.len() < min || self.values.len() > max {
+            return Err(RpcError::invalid_params(format!(
+                "{} takes {min} to {max} params, got {}",
+                self.method,
+                self.values.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
     /// Param `i`, named `name` in errors.
     pub fn get<T: DeserializeOwned>(&self, i: usize, name: &str) -> Result<T, RpcError> {
         let v = self.values.get(i).cloned().unwrap_or(Value::Null);

@@ -60,3 +60,101 @@ pub struct WorkerJob {
     #[serde(rename = "Hostname")]
     pub hostname: String,
 }
+
+/// A storage path as the sector index knows it (`storiface.StorageInfo`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    #[serde(rename = "ID")]
+    pub id: uuid::Uuid,
+    /// `http://<host:port>/remote` of every node that serves this path.
+    #[serde(rename = "URLs")]
+    pub urls: Vec<String>,
+    #[serde(rename = "Weight")]
+    pub weight: u64,
+    #[serde(rename = "MaxStorage")]
+    pub max_storage: u64,
+    #[serde(rename = "CanSeal")]
+    pub can_seal: bool,
+    #[serde(rename = "CanStore")]
+    pub can_store: bool,
+    #[serde(rename = "Groups", default)]
+    pub groups: Vec<String>,
+    #[serde(rename = "AllowTo", default)]
+    pub allow_to: Vec<String>,
+    #[serde(rename = "AllowTypes", default)]
+    pub allow_types: Vec<String>,
+    #[serde(rename = "DenyTypes", default)]
+    pub deny_types: Vec<String>,
+}
+
+/// Space on a storage path (`fsutil.FsStat`), in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsStat {
+    #[serde(rename = "Capacity")]
+    pub capacity: u64,
+    /// Free for new sectors: filesystem free space, capped by MaxStorage.
+    #[serde(rename = "Available")]
+    pub available: u64,
+    #[serde(rename = "FSAvailable")]
+    pub fs_available: u64,
+    #[serde(rename = "Reserved")]
+    pub reserved: u64,
+    #[serde(rename = "Max")]
+    pub max: u64,
+    /// Bytes used by sector files in this path.
+    #[serde(rename = "Used")]
+    pub used: u64,
+}
+
+/// One place a sector's files are, or could be fetched to (`storiface.SectorStorageInfo`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SectorStorageInfo {
+    #[serde(rename = "ID")]
+    pub id: uuid::Uuid,
+    /// `<base url>/<file type>/<sector name>` per URL of the path.
+    #[serde(rename = "URLs")]
+    pub urls: Vec<String>,
+    #[serde(rename = "BaseURLs")]
+    pub base_urls: Vec<String>,
+    #[serde(rename = "Weight")]
+    pub weight: u64,
+    #[serde(rename = "CanSeal")]
+    pub can_seal: bool,
+    #[serde(rename = "CanStore")]
+    pub can_store: bool,
+    #[serde(rename = "Primary")]
+    pub primary: bool,
+}
+
+/// The error half of a `Return*` call (`storiface.CallError`). Codes as Lotus: 0 unknown,
+/// 1 the worker restarted, 100 temporary, 101 temporary (resources), 102 no space to allocate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallError {
+    #[serde(rename = "Code")]
+    pub code: u64,
+    #[serde(rename = "Message")]
+    pub message: String,
+}
+
+impl CallError {
+    pub const UNKNOWN: u64 = 0;
+    pub const RESTARTED: u64 = 1;
+    pub const TEMP_UNKNOWN: u64 = 100;
+    pub const TEMP_WORKER_RESTART: u64 = 101;
+    pub const TEMP_ALLOCATE_SPACE: u64 = 102;
+
+    pub fn new(code: u64, message: impl Into<String>) -> Self {
+        CallError { code, message: message.into() }
+    }
+    pub fn unknown(message: impl Into<String>) -> Self {
+        CallError::new(Self::UNKNOWN, message)
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (code {})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for CallError {}

@@ -17,6 +17,22 @@ pub struct MinerConfig {
     pub sealing: SealingConfig,
     #[serde(rename = "Proving")]
     pub proving: ProvingConfig,
+    #[serde(rename = "Devnet")]
+    pub devnet: DevnetConfig,
+}
+
+/// The local devnet chain the miner carries (there is no Lotus node here).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct DevnetConfig {
+    pub block_delay: String,
+    pub seed_delay_epochs: u64,
+}
+
+impl Default for DevnetConfig {
+    fn default() -> Self {
+        DevnetConfig { block_delay: "1s".into(), seed_delay_epochs: 5 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +71,7 @@ pub struct SealingConfig {
     pub wait_deals_delay: String,
     pub always_keep_unsealed_copy: bool,
     pub finalize_early: bool,
+    pub min_retry_time: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,6 +124,7 @@ impl Default for SealingConfig {
             wait_deals_delay: "6h0m0s".into(),
             always_keep_unsealed_copy: true,
             finalize_early: false,
+            min_retry_time: "1m0s".into(),
         }
     }
 }
@@ -146,6 +164,9 @@ const DOCS: &[(&str, &str)] = &[
     ("Sealing.WaitDealsDelay", "How long a sector waits for more deals before sealing starts."),
     ("Sealing.AlwaysKeepUnsealedCopy", "Keep an unsealed copy of every deal sector."),
     ("Sealing.FinalizeEarly", "Finalize before the commit message lands on chain."),
+    ("Sealing.MinRetryTime", "How long a sector in a failed state waits before it retries."),
+    ("Devnet.BlockDelay", "Time per epoch of the local devnet chain."),
+    ("Devnet.SeedDelayEpochs", "Epochs between a pre-commit and its interactive seed (PreCommitChallengeDelay)."),
     ("Proving.ParallelCheckLimit", "How many sectors are checked at once before a PoSt."),
     ("Proving.DisableBuiltinWindowPoSt", "Never compute WindowPoSt on the miner itself; wait for a PoSt worker."),
     ("Proving.DisableBuiltinWinningPoSt", "Never compute WinningPoSt on the miner itself; fail fast without a PoSt worker."),
@@ -222,6 +243,12 @@ impl MinerConfig {
             .map_err(|e| ("API.RemoteListenAddress", e.to_string()))?;
         parse_duration(&self.api.timeout).map_err(|e| ("API.Timeout", e))?;
         parse_duration(&self.sealing.wait_deals_delay).map_err(|e| ("Sealing.WaitDealsDelay", e))?;
+        parse_duration(&self.sealing.min_retry_time).map_err(|e| ("Sealing.MinRetryTime", e))?;
+        match parse_duration(&self.devnet.block_delay) {
+            Ok(d) if d >= Duration::from_millis(100) => {}
+            Ok(_) => return Err(("Devnet.BlockDelay", "must be at least 100ms".into())),
+            Err(e) => return Err(("Devnet.BlockDelay", e)),
+        }
         self.assigner().map_err(|e| ("Storage.Assigner", e))?;
         if !matches!(self.storage.resource_filtering.as_str(), "hardware" | "disabled") {
             return Err((

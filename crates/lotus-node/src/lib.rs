@@ -4,6 +4,7 @@
 //! All file and OS access of the two daemons' start-up lives here; the scheduler and the API
 //! crate never touch the disk.
 
+pub mod attach;
 pub mod config;
 pub mod hw;
 pub mod params;

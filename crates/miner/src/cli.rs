@@ -64,6 +64,50 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: WorkersCmd,
     },
+    /// Pledge sectors, show their state, unseal them
+    Sectors {
+        #[command(subcommand)]
+        cmd: SectorsCmd,
+    },
+    /// Storage paths: attach, list, find a sector
+    Storage {
+        #[command(subcommand)]
+        cmd: StorageCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SectorsCmd {
+    /// Store random data in a sector (a committed-capacity sector)
+    Pledge,
+    /// Seal a file's bytes into a new sector, at deal priority (devnet stand-in for a deal)
+    AddPiece { file: PathBuf },
+    /// Get the seal status of a sector
+    Status {
+        /// Print the event log
+        #[arg(long)]
+        log: bool,
+        sector: u64,
+    },
+    /// List sectors
+    List,
+    /// Unseal a sector from its sealed copy and write its data to a file
+    Unseal {
+        sector: u64,
+        /// Where to write the sector's data
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCmd {
+    /// Attach a storage path to this node
+    Attach(lotus_node::attach::AttachArgs),
+    /// List storage paths in the cluster, with their use and sectors
+    List,
+    /// Find where a sector's files are
+    Find { sector: u64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,11 +143,15 @@ pub enum SealingCmd {
         #[arg(long)]
         force_sched: bool,
     },
-    /// Remove a queued scheduling request
+    /// Stop a running job (its proof process on the worker is killed), or with --sched remove a
+    /// queued request
     Abort {
-        /// The request's SchedId (see `sealing sched-diag`)
-        #[arg(long = "sched")]
-        sched: uuid::Uuid,
+        /// The job's ID, or a prefix of it (the ID column of `sealing jobs`)
+        #[arg(required_unless_present = "sched")]
+        call: Option<String>,
+        /// A queued request's SchedId (see `sealing sched-diag`)
+        #[arg(long = "sched", conflicts_with = "call")]
+        sched: Option<uuid::Uuid>,
     },
 }
 
@@ -165,13 +213,40 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }
-            SealingCmd::Abort { sched } => {
+            SealingCmd::Abort { sched: Some(sched), .. } => {
                 client(&repo)?.call::<()>("SealingRemoveRequest", json!([sched])).await?;
                 println!("removed scheduling request {sched}");
                 Ok(())
             }
+            SealingCmd::Abort { call, .. } => {
+                let prefix = call.unwrap_or_default().to_lowercase();
+                let c = client(&repo)?;
+                let jobs: BTreeMap<WorkerId, Vec<lotus_api::types::WorkerJob>> =
+                    c.call("WorkerJobs", json!([])).await?;
+                let matching: Vec<&lotus_api::types::WorkerJob> = jobs
+                    .values()
+                    .flatten()
+                    .filter(|j| !j.id.id.is_nil() && j.id.id.simple().to_string().starts_with(&prefix))
+                    .collect();
+                let job = match matching.as_slice() {
+                    [j] => *j,
+                    [] => bail!("no running job with ID {prefix:?}: see `lotus-miner sealing jobs`"),
+                    _ => bail!("{} jobs match {prefix:?}: give more of the ID", matching.len()),
+                };
+                println!(
+                    "aborting job {}, task {}, sector {}, running on host {}",
+                    job.id.id,
+                    job.task.short(),
+                    job.sector.number,
+                    job.hostname
+                );
+                c.call::<()>("SealingAbort", json!([job.id])).await?;
+                Ok(())
+            }
         },
         Cmd::Workers { cmd: WorkersCmd::List { color } } => workers(&repo, color).await,
+        Cmd::Sectors { cmd } => crate::cli_sectors::sectors(&repo, cmd).await,
+        Cmd::Storage { cmd } => crate::cli_sectors::storage(&repo, cmd).await,
     }
 }
 
@@ -300,7 +375,7 @@ async fn info(repo: &Repo) -> Result<()> {
     Ok(())
 }
 
-fn explain(e: ClientError) -> anyhow::Error {
+pub fn explain(e: ClientError) -> anyhow::Error {
     match e {
         ClientError::Unreachable { .. } => {
             anyhow::anyhow!("{e}\nIs `lotus-miner run` running? If it runs elsewhere, set MINER_API_INFO.")

@@ -1,7 +1,10 @@
 //! `lotus-miner run`: open the repo, start the API, register the miner's own worker, serve
 //! until `lotus-miner stop` or a signal.
 
-use crate::manager::Manager;
+use crate::chain::{Chain, Devnet};
+use crate::daemon_ctx::Ctx;
+use crate::manager::{LocalIndex, LocalReturner, Manager};
+use crate::sealing::{Db, Sealing, SealingConfig};
 use anyhow::{Context, Result};
 use axum::Router;
 use futures_util::future::BoxFuture;
@@ -93,6 +96,19 @@ pub async fn run(repo: Repo) -> Result<()> {
     })?;
     let bound = listener.local_addr()?;
 
+    // The URL other nodes fetch this miner's sector files from. Lotus takes it from
+    // RemoteListenAddress alone; when that key is left at its default we use the address the
+    // API is actually bound to, so a miner moved to another port still serves its files.
+    let remote_host = if cfg.api.remote_listen_address != lotus_node::config::ApiConfig::default().remote_listen_address
+    {
+        cfg.api.remote_listen_address.clone()
+    } else if bound.ip().is_unspecified() {
+        format!("127.0.0.1:{}", bound.port())
+    } else {
+        bound.to_string()
+    };
+    let local_origin = format!("http://{remote_host}");
+
     let assigner = cfg.assigner().map_err(anyhow::Error::msg)?;
     let sched = sealing_sched::Scheduler::new(sealing_sched::Config { assigner });
     let mut res = hw::probe(&hw::ProbeOptions::default(), &env_lookup);
@@ -103,12 +119,91 @@ pub async fn run(repo: Repo) -> Result<()> {
         cfg.storage.local_worker_name.clone()
     };
     let info = WorkerInfo { hostname, ignore_resources: cfg.storage.resource_filtering == "disabled", resources: res };
-    let manager = Manager::with_local_worker(secret.clone(), sched, info, local_task_types(&cfg));
+    let manager = Manager::with_local_worker(
+        secret.clone(),
+        sched,
+        info,
+        local_task_types(&cfg),
+        local_origin.clone(),
+        cfg.storage.disallow_remote_finalize,
+    );
+
+    // The miner's own storage paths and executor (its built-in worker).
+    let store = Arc::new(sealing_exec::LocalStore::new(format!("{local_origin}/remote")));
+    for p in repo.storage_config()?.storage_paths {
+        store
+            .open_path(&p.path)
+            .with_context(|| format!("opening storage path {} (from storage.json)", p.path.display()))?;
+    }
+    let index: Arc<dyn sealing_exec::SectorIndex> = Arc::new(LocalIndex(Arc::downgrade(&manager)));
+    let admin = secret.create_token(&Permission::Admin.with_lower());
+    let fetcher = sealing_exec::remote::Fetcher::new(admin, cfg.storage.parallel_fetch_limit as usize);
+    let executor = sealing_exec::Executor::new(
+        store.clone(),
+        index.clone(),
+        fetcher,
+        Arc::new(LocalReturner(Arc::downgrade(&manager))),
+    )
+    .context("locating this executable (for proof processes)")?;
+    manager.set_local_executor(executor.clone());
+    executor.declare_all().await.map_err(anyhow::Error::msg).context("attaching the miner's storage paths")?;
+    let ex = executor.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            ex.report_health().await;
+        }
+    });
+
+    // The devnet chain and the sector state machine.
+    let db = Db::open(&repo.file("sealing.db"))?;
+    let genesis = match db.meta("devnet_genesis")? {
+        Some(v) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(v.parse().unwrap_or(0)),
+        None => {
+            let now = std::time::SystemTime::now();
+            let secs = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+            db.set_meta("devnet_genesis", &secs.to_string())?;
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+        }
+    };
+    let entropy = match db.meta("devnet_entropy")?.and_then(|h| hex32(&h)) {
+        Some(e) => e,
+        None => {
+            let e = crate::chain::new_entropy();
+            db.set_meta("devnet_entropy", &e.iter().map(|b| format!("{b:02x}")).collect::<String>())?;
+            e
+        }
+    };
+    let block_delay = lotus_node::config::parse_duration(&cfg.devnet.block_delay).map_err(anyhow::Error::msg)?;
+    let chain: Arc<dyn Chain> =
+        Arc::new(Devnet::new(genesis, block_delay, cfg.devnet.seed_delay_epochs as i64, entropy));
+    let sealing = Arc::new(Sealing {
+        db: std::sync::Mutex::new(db),
+        chain,
+        manager: manager.clone(),
+        miner: meta.actor_id,
+        proof: sealing_types::RegisteredSealProof::v1_1_for(meta.sector_size),
+        cfg: SealingConfig {
+            max_sealing_sectors: cfg.sealing.max_sealing_sectors,
+            max_sealing_sectors_for_deals: cfg.sealing.max_sealing_sectors_for_deals,
+            retry_wait: lotus_node::config::parse_duration(&cfg.sealing.min_retry_time).map_err(anyhow::Error::msg)?,
+            max_retries: 10,
+        },
+    });
+    sealing.resume_all()?;
 
     let session = Uuid::new_v4();
     let shutdown = Arc::new(Notify::new());
-    let server = Arc::new(api(manager.clone(), secret.clone(), session, meta, shutdown.clone()));
-    let app: Router = rpc::router(server, Arc::new(MinerAuth(secret)));
+    let ctx = Ctx { m: manager.clone(), sealing, store: store.clone(), repo: repo.clone() };
+    let server = Arc::new(api(ctx, secret.clone(), session, meta, shutdown.clone()));
+    let auth: Arc<dyn Authenticator> = Arc::new(MinerAuth(secret));
+    let remote = sealing_exec::remote::router(sealing_exec::remote::RemoteState {
+        store,
+        index,
+        auth: auth.clone(),
+        missing: "write",
+    });
+    let app: Router = rpc::router(server, auth).merge(remote);
 
     let api_addr = lotus_api::apiinfo::to_multiaddr(&bound.to_string());
     repo.write_file("api", api_addr.as_bytes(), 0o644)?;
@@ -138,8 +233,21 @@ pub async fn signal() {
     }
 }
 
-fn api(m: Arc<Manager>, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc<Notify>) -> RpcServer {
+fn hex32(h: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if h.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc<Notify>) -> RpcServer {
+    let m = ctx.m.clone();
     let mut s = RpcServer::new(lotus_api::methods::MINER);
+    crate::api::register(&mut s, ctx);
     s.register("Version", |p: Params| async move {
         p.expect(0)?;
         Ok(Version { version: crate::VERSION.into(), api_version: MINER_API_VERSION, block_delay: 30 })

@@ -1,9 +1,27 @@
 //! `lotus-miner`: the daemon (API, worker manager, scheduler host) and its CLI.
 
+pub mod api;
+pub mod chain;
 pub mod cli;
+pub mod cli_sectors;
 pub mod daemon;
+pub mod index;
 pub mod manager;
 pub mod render;
+pub mod sealing;
+
+/// What the API handlers reach.
+pub mod daemon_ctx {
+    use std::sync::Arc;
+
+    #[derive(Clone)]
+    pub struct Ctx {
+        pub m: Arc<crate::manager::Manager>,
+        pub sealing: Arc<crate::sealing::Sealing>,
+        pub store: Arc<sealing_exec::LocalStore>,
+        pub repo: lotus_node::repo::Repo,
+    }
+}
 
 /// The version string this build reports.
 pub const VERSION: &str = concat!("1.36.2+lotus-rs-", env!("CARGO_PKG_VERSION"));

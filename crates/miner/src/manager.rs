@@ -3,14 +3,18 @@
 //! One short-held mutex guards the scheduler and the worker table; no lock is ever held across
 //! an `.await`. Heartbeat tasks turn what they observe into scheduler events.
 
+use crate::index::{origin, Index};
+use futures_util::future::BoxFuture;
 use lotus_api::methods::WORKER_API_VERSION;
-use lotus_api::types::{seal_task_key, Version, WorkerStats};
+use lotus_api::types::{seal_task_key, CallError, FsStat, SectorStorageInfo, StorageInfo, Version, WorkerStats};
 use lotus_api::{ClientError, JwtSecret, Permission, RpcClient};
-use sealing_sched::{Event, Scheduler, WorkerSpec};
-use sealing_types::{TaskType, WorkerId, WorkerInfo};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use sealing_exec::{Executor, TaskCall};
+use sealing_sched::{Effect, Event, Scheduler, Selector, TaskRequest, WorkerSpec};
+use sealing_types::{CallId, FileTypes, PathType, SchedId, SectorId, SectorRef, TaskType, WorkerId, WorkerInfo};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, SystemTime};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -19,13 +23,19 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// Timeout of one session check (HeartbeatInterval / 2).
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bytes of sealing and storage space the scheduler assumes a worker has until the sector
-/// index reports real free space (the storage issue wires it).
-const UNREPORTED_SPACE: u64 = u64::MAX / 4;
+/// How a worker is reached: over RPC, or the miner's own executor in this process.
+#[derive(Clone)]
+enum Handle {
+    Remote(Arc<RpcClient>),
+    Local,
+}
 
 struct WorkerEntry {
     /// `None` for the miner's own worker.
     url: Option<String>,
+    /// `http://host:port`: the node its storage paths' URLs point at.
+    origin: String,
+    handle: Handle,
     info: WorkerInfo,
     task_types: BTreeSet<TaskType>,
     enabled: bool,
@@ -40,9 +50,38 @@ impl Drop for WorkerEntry {
     }
 }
 
+/// A request the scheduler holds, with what to run when it places it.
+struct Pending {
+    prepare: Option<TaskCall>,
+    work: TaskCall,
+    /// The worker the work was started on; cleared when the task is requeued, so a late
+    /// answer from the old worker is ignored.
+    running_on: Option<WorkerId>,
+    started: Option<SystemTime>,
+    call: Option<CallId>,
+    done: Option<oneshot::Sender<Result<Ran, CallError>>>,
+}
+
+/// A task's result and the hostname of the worker that ran it.
+pub struct Ran {
+    pub value: serde_json::Value,
+    pub host: String,
+}
+
+/// A call a worker accepted and whose `Return*` has not come yet.
+struct Waiting {
+    worker: WorkerId,
+    tx: oneshot::Sender<Result<serde_json::Value, CallError>>,
+}
+
 struct State {
     sched: Scheduler,
     workers: BTreeMap<WorkerId, WorkerEntry>,
+    index: Index,
+    pending: HashMap<SchedId, Pending>,
+    waiting: HashMap<CallId, Waiting>,
+    /// Results that arrived before the call's ID was recorded (a fast task).
+    early: HashMap<CallId, Result<serde_json::Value, CallError>>,
 }
 
 pub struct Manager {
@@ -50,6 +89,10 @@ pub struct Manager {
     state: Mutex<State>,
     /// The local worker's ID, if the miner runs one.
     pub local_worker: Option<WorkerId>,
+    /// The miner's own executor (its storage paths and its built-in worker's tasks).
+    local: OnceLock<Arc<Executor>>,
+    /// `[Storage] DisallowRemoteFinalize`.
+    pub disallow_remote_finalize: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,22 +106,53 @@ pub enum ConnectError {
 }
 
 impl Manager {
-    pub fn new(secret: JwtSecret, sched: Scheduler) -> Arc<Self> {
-        Arc::new(Manager { secret, state: Mutex::new(State { sched, workers: BTreeMap::new() }), local_worker: None })
-    }
-
-    /// Register the miner's own worker (no heartbeat: it lives in this process).
+    /// The manager with the miner's own worker registered (no heartbeat: it lives in this
+    /// process). `local_origin` is the miner's `/remote` origin, `http://host:port`.
     pub fn with_local_worker(
         secret: JwtSecret,
         sched: Scheduler,
         info: WorkerInfo,
         types: BTreeSet<TaskType>,
+        local_origin: String,
+        disallow_remote_finalize: bool,
     ) -> Arc<Self> {
         let id = WorkerId::new_random();
-        let mut st = State { sched, workers: BTreeMap::new() };
+        let mut st = State {
+            sched,
+            workers: BTreeMap::new(),
+            index: Index::default(),
+            pending: HashMap::new(),
+            waiting: HashMap::new(),
+            early: HashMap::new(),
+        };
         st.sched.handle(Event::WorkerAdded { id, spec: spec(&info, &types) });
-        st.workers.insert(id, WorkerEntry { url: None, info, task_types: types, enabled: true, heartbeat: None });
-        Arc::new(Manager { secret, state: Mutex::new(st), local_worker: Some(id) })
+        st.workers.insert(
+            id,
+            WorkerEntry {
+                url: None,
+                origin: local_origin,
+                handle: Handle::Local,
+                info,
+                task_types: types,
+                enabled: true,
+                heartbeat: None,
+            },
+        );
+        Arc::new(Manager {
+            secret,
+            state: Mutex::new(st),
+            local_worker: Some(id),
+            local: OnceLock::new(),
+            disallow_remote_finalize,
+        })
+    }
+
+    pub fn set_local_executor(&self, ex: Arc<Executor>) {
+        let _ = self.local.set(ex);
+    }
+
+    pub fn local_executor(&self) -> Option<&Arc<Executor>> {
+        self.local.get()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -115,16 +189,30 @@ impl Manager {
             // A new session at a known URL is the same worker restarted: drop the old entry.
             let stale: Vec<WorkerId> =
                 st.workers.iter().filter(|(_, w)| w.url.as_deref() == Some(url.as_str())).map(|(id, _)| *id).collect();
+            let mut effects = vec![];
             for old in stale {
                 tracing::info!(worker = %old, %url, "worker restarted with a new session; removing the old entry");
-                st.workers.remove(&old);
-                st.sched.handle(Event::WorkerRemoved(old));
+                effects.extend(remove_locked(&mut st, old));
             }
-            st.sched.handle(Event::WorkerAdded { id, spec: spec(&info, &task_types) });
+            let node = origin(&url).to_string();
+            let mut ws = spec(&info, &task_types);
+            ws.seal_space = st.index.node_space(&node, PathType::Sealing);
+            ws.store_space = st.index.node_space(&node, PathType::Storage);
+            effects.extend(st.sched.handle(Event::WorkerAdded { id, spec: ws }));
             st.workers.insert(
                 id,
-                WorkerEntry { url: Some(url.clone()), info: info.clone(), task_types, enabled: true, heartbeat: None },
+                WorkerEntry {
+                    url: Some(url.clone()),
+                    origin: node,
+                    handle: Handle::Remote(client.clone()),
+                    info: info.clone(),
+                    task_types,
+                    enabled: true,
+                    heartbeat: None,
+                },
             );
+            drop(st);
+            self.apply(effects);
         }
         let me = Arc::downgrade(self);
         let hb = tokio::spawn(async move { heartbeat(me, id, client).await });
@@ -135,7 +223,7 @@ impl Manager {
         Ok(id)
     }
 
-    fn set_enabled(&self, id: WorkerId, enabled: bool) {
+    fn set_enabled(self: &Arc<Self>, id: WorkerId, enabled: bool) {
         let mut st = self.lock();
         let Some(w) = st.workers.get_mut(&id) else { return };
         if w.enabled == enabled {
@@ -143,23 +231,29 @@ impl Manager {
         }
         w.enabled = enabled;
         tracing::warn!(worker = %id, host = %w.info.hostname, enabled, "worker {}", if enabled { "answers again: enabled" } else { "not answering: disabled" });
-        st.sched.handle(if enabled { Event::WorkerEnabled(id) } else { Event::WorkerDisabled(id) });
+        let effects = st.sched.handle(if enabled { Event::WorkerEnabled(id) } else { Event::WorkerDisabled(id) });
+        drop(st);
+        self.apply(effects);
     }
 
-    fn remove(&self, id: WorkerId, why: &str) {
+    fn remove(self: &Arc<Self>, id: WorkerId, why: &str) {
         let mut st = self.lock();
-        if let Some(w) = st.workers.remove(&id) {
+        if let Some(w) = st.workers.get(&id) {
             tracing::warn!(worker = %id, host = %w.info.hostname, "removing worker: {why}");
-            st.sched.handle(Event::WorkerRemoved(id));
         }
+        let effects = remove_locked(&mut st, id);
+        drop(st);
+        self.apply(effects);
     }
 
-    fn set_task_types(&self, id: WorkerId, types: BTreeSet<TaskType>) {
+    fn set_task_types(self: &Arc<Self>, id: WorkerId, types: BTreeSet<TaskType>) {
         let mut st = self.lock();
         let Some(w) = st.workers.get_mut(&id) else { return };
         if w.task_types != types {
             w.task_types = types.clone();
-            st.sched.handle(Event::WorkerTaskTypes { id, task_types: types });
+            let effects = st.sched.handle(Event::WorkerTaskTypes { id, task_types: types });
+            drop(st);
+            self.apply(effects);
         }
     }
 
@@ -194,9 +288,11 @@ impl Manager {
         self.lock().sched.diag(1000)
     }
 
-    pub fn remove_request(&self, id: sealing_types::SchedId) -> bool {
+    pub fn remove_request(self: &Arc<Self>, id: sealing_types::SchedId) -> bool {
         let effects = self.lock().sched.handle(Event::Cancel(id));
-        effects.iter().any(|e| matches!(e, sealing_sched::Effect::Cancelled { .. }))
+        let cancelled = effects.iter().any(|e| matches!(e, Effect::Cancelled { .. }));
+        self.apply(effects);
+        cancelled
     }
 
     pub fn jobs(&self) -> BTreeMap<WorkerId, Vec<lotus_api::types::WorkerJob>> {
@@ -211,12 +307,16 @@ impl Manager {
                 TaskState::Assigned { worker, window } => (worker, 2 + window as i64),
             };
             let host = st.workers.get(&worker).map(|w| w.info.hostname.clone()).unwrap_or_default();
+            let p = st.pending.get(&req.id);
             out.entry(worker).or_default().push(lotus_api::types::WorkerJob {
-                id: sealing_types::CallId { sector: req.sector.id, id: Uuid::nil() },
+                id: p.and_then(|p| p.call).unwrap_or(CallId { sector: req.sector.id, id: Uuid::nil() }),
                 sector: req.sector.id,
                 task: req.task,
                 run_wait,
-                start: String::new(),
+                start: p
+                    .and_then(|p| p.started)
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                    .unwrap_or_default(),
                 hostname: host,
             });
         }
@@ -225,12 +325,27 @@ impl Manager {
 }
 
 fn spec(info: &WorkerInfo, types: &BTreeSet<TaskType>) -> WorkerSpec {
-    WorkerSpec {
-        info: info.clone(),
-        task_types: types.clone(),
-        seal_space: UNREPORTED_SPACE,
-        store_space: UNREPORTED_SPACE,
+    // Space comes from the sector index once the worker attaches its paths.
+    WorkerSpec { info: info.clone(), task_types: types.clone(), seal_space: 0, store_space: 0 }
+}
+
+/// Remove a worker: the scheduler requeues its tasks, its paths leave the index, and calls
+/// waiting on it fail (their requests run again elsewhere).
+fn remove_locked(st: &mut State, id: WorkerId) -> Vec<Effect> {
+    let Some(w) = st.workers.remove(&id) else { return vec![] };
+    let effects = st.sched.handle(Event::WorkerRemoved(id));
+    if w.url.is_some() {
+        for path in st.index.detach_origin(&w.origin) {
+            tracing::info!(worker = %id, %path, "storage path detached with its worker");
+        }
     }
+    let gone: Vec<CallId> = st.waiting.iter().filter(|(_, c)| c.worker == id).map(|(k, _)| *k).collect();
+    for c in gone {
+        if let Some(wt) = st.waiting.remove(&c) {
+            let _ = wt.tx.send(Err(CallError::new(CallError::TEMP_WORKER_RESTART, format!("worker {id} is gone"))));
+        }
+    }
+    effects
 }
 
 /// Check the worker's session every `HEARTBEAT_INTERVAL` (reference §3.7, §3.8):
@@ -261,5 +376,383 @@ async fn heartbeat(manager: std::sync::Weak<Manager>, id: WorkerId, client: Arc<
                 m.set_enabled(id, false);
             }
         }
+    }
+}
+
+/// What the sealing pipeline asks of the cluster: one scheduled task.
+pub struct TaskSpec {
+    pub sector: SectorRef,
+    pub task: TaskType,
+    pub priority: i32,
+    pub selector: Selector,
+    /// The preparation step (a `Fetch` call), run on the chosen worker before the work.
+    pub prepare: Option<TaskCall>,
+    pub work: TaskCall,
+}
+
+impl Manager {
+    /// Queue a task and wait for its result (reference §1.3): the scheduler picks a worker,
+    /// the preparation call runs there, then the work call, whose result comes back through
+    /// `Return*`.
+    pub async fn run_task(self: &Arc<Self>, t: TaskSpec) -> Result<Ran, CallError> {
+        let id = SchedId::new_random();
+        let (tx, rx) = oneshot::channel();
+        let req = TaskRequest {
+            id,
+            sector: t.sector,
+            task: t.task,
+            priority: t.priority,
+            selector: t.selector,
+            prepare: t.prepare.as_ref().map(|_| TaskType::Fetch),
+        };
+        let effects = {
+            let mut st = self.lock();
+            st.pending.insert(
+                id,
+                Pending {
+                    prepare: t.prepare,
+                    work: t.work,
+                    running_on: None,
+                    started: None,
+                    call: None,
+                    done: Some(tx),
+                },
+            );
+            st.sched.handle(Event::Push(req))
+        };
+        self.apply(effects);
+        rx.await.unwrap_or_else(|_| Err(CallError::unknown("the scheduler dropped the request")))
+    }
+
+    /// Carry out the scheduler's effects. Never called with the lock held.
+    fn apply(self: &Arc<Self>, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Prepare { task, worker } => {
+                    let call = self.lock().pending.get(&task).and_then(|p| p.prepare.clone());
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let r = match call {
+                            Some(c) => me.call_worker(worker, c).await.map(|_| ()),
+                            None => Ok(()),
+                        };
+                        let (effects, failed) = {
+                            let mut st = me.lock();
+                            match r {
+                                Ok(()) => (st.sched.handle(Event::Prepared { task, worker }), None),
+                                Err(e) => {
+                                    let fx = st.sched.handle(Event::PrepareFailed { task, worker });
+                                    (fx, st.pending.remove(&task).and_then(|mut p| p.done.take()).map(|d| (d, e)))
+                                }
+                            }
+                        };
+                        if let Some((done, e)) = failed {
+                            let _ = done.send(Err(CallError::new(e.code, format!("preparing (fetch): {}", e.message))));
+                        }
+                        me.apply(effects);
+                    });
+                }
+                Effect::Start { task, worker } => {
+                    let call = {
+                        let mut st = self.lock();
+                        st.pending.get_mut(&task).map(|p| {
+                            p.running_on = Some(worker);
+                            p.started = Some(SystemTime::now());
+                            p.work.clone()
+                        })
+                    };
+                    let Some(call) = call else { continue };
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let r = me.call_worker_tracked(worker, call, Some(task)).await;
+                        let (effects, done) = {
+                            let mut st = me.lock();
+                            let current = st.pending.get(&task).is_some_and(|p| p.running_on == Some(worker));
+                            if !current {
+                                return; // requeued meanwhile: the new placement answers
+                            }
+                            let done = st.pending.remove(&task).and_then(|mut p| p.done.take());
+                            let host = st.workers.get(&worker).map(|w| w.info.hostname.clone()).unwrap_or_default();
+                            (st.sched.handle(Event::Done { task, worker }), done.map(|d| (d, host)))
+                        };
+                        if let Some((d, host)) = done {
+                            let _ = d.send(r.map(|value| Ran { value, host }));
+                        }
+                        me.apply(effects);
+                    });
+                }
+                Effect::Requeued { task, from } => {
+                    tracing::info!(%task, worker = %from, "task requeued");
+                    if let Some(p) = self.lock().pending.get_mut(&task) {
+                        p.running_on = None;
+                        p.call = None;
+                        p.started = None;
+                    }
+                }
+                Effect::Cancelled { task } => {
+                    if let Some(d) = self.lock().pending.remove(&task).and_then(|mut p| p.done.take()) {
+                        let _ = d.send(Err(CallError::unknown("the request was removed (sealing abort --sched)")));
+                    }
+                }
+                Effect::Rejected { task, reason } => {
+                    if let Some(d) = self.lock().pending.remove(&task).and_then(|mut p| p.done.take()) {
+                        let _ = d.send(Err(CallError::unknown(format!("the scheduler refused the request: {reason}"))));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn call_worker(self: &Arc<Self>, worker: WorkerId, call: TaskCall) -> Result<serde_json::Value, CallError> {
+        self.call_worker_tracked(worker, call, None).await
+    }
+
+    /// Start a call on a worker and wait for its `Return*`.
+    async fn call_worker_tracked(
+        self: &Arc<Self>,
+        worker: WorkerId,
+        call: TaskCall,
+        task: Option<SchedId>,
+    ) -> Result<serde_json::Value, CallError> {
+        let handle = self.lock().workers.get(&worker).map(|w| w.handle.clone());
+        let gone = || CallError::new(CallError::TEMP_WORKER_RESTART, format!("worker {worker} is gone"));
+        let call_id = match handle.ok_or_else(gone)? {
+            Handle::Local => {
+                let ex = self.local.get().ok_or_else(|| CallError::unknown("the miner's executor is not started"))?;
+                ex.start(call)
+            }
+            Handle::Remote(client) => {
+                let (method, params) = call.to_rpc();
+                client.call::<CallId>(&method, params).await.map_err(|e| {
+                    CallError::new(CallError::TEMP_UNKNOWN, format!("calling {method} on worker {worker}: {e}"))
+                })?
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.lock();
+            if let Some(t) = task {
+                if let Some(p) = st.pending.get_mut(&t) {
+                    p.call = Some(call_id);
+                }
+            }
+            if let Some(r) = st.early.remove(&call_id) {
+                return r;
+            }
+            st.waiting.insert(call_id, Waiting { worker, tx });
+        }
+        rx.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// `SealingAbort`: stop a running call on its worker (its proof process is killed) and fail
+    /// the request, which sends the sector to its failure state (it retries later). Lotus
+    /// only forgets the call and leaves the worker computing (lotus #5262, #9191).
+    pub async fn abort_call(self: &Arc<Self>, call: CallId) -> Result<(), String> {
+        let (worker, handle) = {
+            let st = self.lock();
+            let w = st.waiting.get(&call).ok_or_else(|| format!("no running job {}", call.id))?.worker;
+            (w, st.workers.get(&w).map(|e| e.handle.clone()))
+        };
+        let stopped = match handle {
+            Some(Handle::Local) => self.local.get().is_some_and(|ex| ex.abort(call)),
+            Some(Handle::Remote(c)) => {
+                c.call::<bool>("AbortCall", serde_json::json!([call])).await.unwrap_or_else(|e| {
+                    tracing::warn!(%worker, "could not reach the worker to stop call {}: {e}", call.id);
+                    false
+                })
+            }
+            None => false,
+        };
+        if let Some(w) = self.lock().waiting.remove(&call) {
+            let what = if stopped { "its computation was stopped" } else { "the worker no longer ran it" };
+            let _ = w.tx.send(Err(CallError::unknown(format!("aborted by the operator ({what})"))));
+        }
+        Ok(())
+    }
+
+    /// `Return<Method>(callID, result, error)` from a worker (or the local executor).
+    pub fn on_return(&self, call: CallId, result: Result<serde_json::Value, CallError>) {
+        let mut st = self.lock();
+        match st.waiting.remove(&call) {
+            Some(w) => {
+                let _ = w.tx.send(result);
+            }
+            None => {
+                if st.early.len() > 10_000 {
+                    st.early.clear(); // bounded: results nobody will claim
+                }
+                st.early.insert(call, result);
+            }
+        }
+    }
+
+    // ---- the sector index, with the scheduler told where files are and how much room
+    // each worker has
+
+    fn owners(st: &State, path: Uuid) -> Vec<WorkerId> {
+        let nodes = st.index.nodes_of(path);
+        st.workers.iter().filter(|(_, w)| nodes.contains(&w.origin)).map(|(id, _)| *id).collect()
+    }
+
+    fn space_events(st: &State, workers: &[WorkerId]) -> Vec<Event> {
+        workers
+            .iter()
+            .filter_map(|id| {
+                let w = st.workers.get(id)?;
+                Some(Event::WorkerSpace {
+                    id: *id,
+                    seal_space: st.index.node_space(&w.origin, PathType::Sealing),
+                    store_space: st.index.node_space(&w.origin, PathType::Storage),
+                })
+            })
+            .collect()
+    }
+
+    pub fn storage_attach(self: &Arc<Self>, info: StorageInfo, stat: FsStat) {
+        let effects = {
+            let mut st = self.lock();
+            let id = info.id;
+            st.index.attach(info, stat);
+            let owners = Self::owners(&st, id);
+            let evs = Self::space_events(&st, &owners);
+            st.sched.handle_batch(evs)
+        };
+        self.apply(effects);
+    }
+
+    pub fn storage_health(self: &Arc<Self>, id: Uuid, stat: FsStat, err: String) -> Result<(), String> {
+        let effects = {
+            let mut st = self.lock();
+            st.index.health(id, stat, err).map_err(|e| e.to_string())?;
+            let owners = Self::owners(&st, id);
+            let evs = Self::space_events(&st, &owners);
+            st.sched.handle_batch(evs)
+        };
+        self.apply(effects);
+        Ok(())
+    }
+
+    pub fn storage_declare(
+        self: &Arc<Self>,
+        id: Uuid,
+        sector: SectorId,
+        types: FileTypes,
+        primary: bool,
+    ) -> Result<(), String> {
+        let effects = {
+            let mut st = self.lock();
+            st.index.declare(id, sector, types, primary).map_err(|e| e.to_string())?;
+            let owners = Self::owners(&st, id);
+            let evs: Vec<Event> = owners.iter().map(|w| Event::SectorFiles { sector, worker: *w, types }).collect();
+            st.sched.handle_batch(evs)
+        };
+        self.apply(effects);
+        Ok(())
+    }
+
+    pub fn storage_drop(self: &Arc<Self>, id: Uuid, sector: SectorId, types: FileTypes) {
+        let effects = {
+            let mut st = self.lock();
+            st.index.drop_sector(id, sector, types);
+            let mut evs = vec![];
+            for w in Self::owners(&st, id) {
+                // The worker may still hold the type in another of its paths.
+                let node = st.workers[&w].origin.clone();
+                let still: u8 = st
+                    .index
+                    .paths()
+                    .filter(|(_, e)| e.info.urls.iter().any(|u| origin(u) == node))
+                    .map(|(pid, _)| st.index.types_in(sector, *pid).0)
+                    .fold(0, |a, b| a | b);
+                let gone = FileTypes(types.0 & !still);
+                if !gone.is_empty() {
+                    evs.push(Event::SectorFilesGone { sector, worker: w, types: gone });
+                }
+            }
+            st.sched.handle_batch(evs)
+        };
+        self.apply(effects);
+    }
+
+    pub fn storage_find(&self, sector: SectorId, types: FileTypes) -> Vec<SectorStorageInfo> {
+        self.lock().index.find(sector, types)
+    }
+
+    pub fn storage_list(&self) -> BTreeMap<Uuid, Vec<crate::index::Decl>> {
+        self.lock().index.list()
+    }
+
+    /// Every attached path with its space, health and the hostnames of the nodes serving it.
+    pub fn storage_paths(&self) -> Vec<(StorageInfo, FsStat, String, Vec<String>)> {
+        let st = self.lock();
+        st.index
+            .paths()
+            .map(|(_, e)| {
+                let nodes: Vec<String> = e
+                    .info
+                    .urls
+                    .iter()
+                    .map(|u| {
+                        let o = origin(u);
+                        st.workers
+                            .values()
+                            .find(|w| w.origin == o)
+                            .map(|w| w.info.hostname.clone())
+                            .unwrap_or(o.to_string())
+                    })
+                    .collect();
+                (e.info.clone(), e.stat, e.err.clone(), nodes)
+            })
+            .collect()
+    }
+}
+
+/// The index as the miner's own executor reaches it: direct calls, no RPC.
+pub struct LocalIndex(pub Weak<Manager>);
+
+impl sealing_exec::SectorIndex for LocalIndex {
+    fn attach(&self, info: StorageInfo, stat: FsStat) -> BoxFuture<'_, Result<(), String>> {
+        let m = self.0.upgrade();
+        Box::pin(async move {
+            m.ok_or("miner stopping")?.storage_attach(info, stat);
+            Ok(())
+        })
+    }
+    fn report_health(&self, id: Uuid, stat: FsStat) -> BoxFuture<'_, Result<(), String>> {
+        let m = self.0.upgrade();
+        Box::pin(async move { m.ok_or("miner stopping")?.storage_health(id, stat, String::new()) })
+    }
+    fn declare(
+        &self,
+        id: Uuid,
+        sector: SectorId,
+        types: FileTypes,
+        primary: bool,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        let m = self.0.upgrade();
+        Box::pin(async move { m.ok_or("miner stopping")?.storage_declare(id, sector, types, primary) })
+    }
+    fn drop_sector(&self, id: Uuid, sector: SectorId, types: FileTypes) -> BoxFuture<'_, Result<(), String>> {
+        let m = self.0.upgrade();
+        Box::pin(async move {
+            m.ok_or("miner stopping")?.storage_drop(id, sector, types);
+            Ok(())
+        })
+    }
+    fn find(&self, sector: SectorId, types: FileTypes) -> BoxFuture<'_, Result<Vec<SectorStorageInfo>, String>> {
+        let m = self.0.upgrade();
+        Box::pin(async move { Ok(m.ok_or("miner stopping")?.storage_find(sector, types)) })
+    }
+}
+
+/// Results of the miner's own executor go straight to the manager.
+pub struct LocalReturner(pub Weak<Manager>);
+
+impl sealing_exec::Returner for LocalReturner {
+    fn ret(&self, _method: String, call: CallId, result: Result<serde_json::Value, CallError>) -> BoxFuture<'_, ()> {
+        if let Some(m) = self.0.upgrade() {
+            m.on_return(call, result);
+        }
+        Box::pin(async {})
     }
 }

@@ -165,10 +165,27 @@ pub fn sealing_jobs(jobs: &BTreeMap<WorkerId, Vec<WorkerJob>>, show_ret_done: bo
             j.hostname,
             j.task.short(),
             state,
-            if j.start.is_empty() { "n/a" } else { &j.start }
+            elapsed(&j.start)
         );
     }
     out
+}
+
+/// Time since an RFC 3339 start, as Go prints a duration truncated to 100 ms; `n/a` if unknown.
+fn elapsed(start: &str) -> String {
+    let Some(d) =
+        humantime::parse_rfc3339(start).ok().and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+    else {
+        return "n/a".into();
+    };
+    let tenths = d.as_millis() / 100;
+    let (h, m, s) = (tenths / 36_000, tenths / 600 % 60, tenths % 600);
+    let secs = format!("{}.{}s", s / 10, s % 10);
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,14 @@ pub fn max_unpadded(size: SectorSize) -> u64 {
     size.0 / 128 * 127
 }
 
+/// The first `len` data bytes of an fr32-padded unsealed file's contents (what AddPiece
+/// wrote): the inverse of the padding the proofs library applies.
+pub fn unpad(padded: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(len);
+    fr32::write_unpadded(padded, &mut out, 0, len)?;
+    Ok(out)
+}
+
 /// The three files of a sector being sealed.
 #[derive(Clone, Debug)]
 pub struct SectorPaths {
@@ -199,6 +207,38 @@ impl Sealer {
         Ok(self.lib("Commit2", r)?.proof)
     }
 
+    /// FinalizeSector: drop the cache files only sealing needs (layers, tree C, tree D),
+    /// keeping what proving reads (tree R last, p_aux, t_aux).
+    pub fn finalize(&self, cache: &Path) -> Result<(), ProofError> {
+        self.lib("FinalizeSector", api::seal::clear_cache(cache))
+    }
+
+    /// Unseal the whole sector from its sealed file and cache: returns the sector's data
+    /// bytes (unpadded, `max_unpadded(size)` of them).
+    pub fn unseal(&self, paths: &SectorPaths, ticket: Ticket, comm_d: Commitment) -> Result<Vec<u8>, ProofError> {
+        let size = max_unpadded(self.proof.sector_size());
+        let sealed = File::open(&paths.sealed).map_err(|source| ProofError::Io {
+            what: "opening the sealed file",
+            path: paths.sealed.clone(),
+            source,
+        })?;
+        let mut out = Vec::with_capacity(size as usize);
+        let r = api::seal::unseal_range(
+            api_proof(self.proof),
+            &paths.cache,
+            sealed,
+            &mut out,
+            self.prover_id,
+            api::SectorId::from(self.sector),
+            comm_d,
+            ticket,
+            api::UnpaddedByteIndex(0),
+            api::UnpaddedBytesAmount(size),
+        );
+        self.lib("Unseal", r)?;
+        Ok(out)
+    }
+
     pub fn verify(
         &self,
         comm_r: Commitment,
@@ -255,6 +295,9 @@ mod tests {
         let s = Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 1);
         let size = max_unpadded(SectorSize::KIB2);
         let piece = s.add_piece(&piece_data(size as usize)[..], size, &paths.unsealed).unwrap();
+        let padded = std::fs::read(&paths.unsealed).unwrap();
+        assert_eq!(padded.len(), 2048, "the unsealed file is fr32-padded to the sector size");
+        assert_eq!(unpad(&padded, size as usize).unwrap(), piece_data(size as usize));
         let ticket = [1u8; 32];
         let pc1 = s.pre_commit1(&paths, ticket, std::slice::from_ref(&piece)).unwrap();
         // What travels between miner and worker must survive JSON.

@@ -728,7 +728,17 @@ impl Scheduler {
             .map(|(w, _)| *w)
             .filter(|w| {
                 self.workers.get(w).is_some_and(|wk| {
-                    wk.enabled && wk.spec.task_types.contains(&req.task) && wk.fits_empty(req).is_ok()
+                    // A move's target must be a storage path: a holder that has none (a
+                    // sealing worker) is no place to finalize into (Lotus: the preferred path
+                    // comes from BestAlloc(storage)).
+                    let store_ok = match req.selector {
+                        Selector::Move { types, .. } => {
+                            wk.spec.store_space
+                                >= types.space_use(req.sector.proof_type.sector_size().0, PathType::Storage)
+                        }
+                        _ => true,
+                    };
+                    store_ok && wk.enabled && wk.spec.task_types.contains(&req.task) && wk.fits_empty(req).is_ok()
                 })
             })
             .collect();

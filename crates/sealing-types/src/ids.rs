@@ -64,6 +64,18 @@ impl SectorId {
     pub fn file_name(&self) -> String {
         format!("s-t0{}-{}", self.miner, self.number)
     }
+
+    /// Parse `s-t0<miner>-<number>` strictly (digits only), so that a name from the network
+    /// can never name anything but a sector file.
+    pub fn parse_file_name(name: &str) -> Option<SectorId> {
+        let rest = name.strip_prefix("s-t0")?;
+        let (m, n) = rest.split_once('-')?;
+        let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(m) || !digits(n) {
+            return None;
+        }
+        Some(SectorId { miner: m.parse().ok()?, number: n.parse().ok()? })
+    }
 }
 
 impl fmt::Display for SectorId {

@@ -36,6 +36,9 @@ impl FileType {
             FileType::Piece => "piece",
         }
     }
+    pub fn from_name(name: &str) -> Option<FileType> {
+        FileType::ALL.into_iter().find(|t| t.name() == name)
+    }
     /// Space needed while sealing, in tenths of the sector size (`FSOverheadSeal`).
     pub fn seal_overhead_tenths(self) -> u64 {
         match self {

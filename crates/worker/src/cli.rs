@@ -57,12 +57,23 @@ pub enum Cmd {
         /// 2KiB or 8MiB
         size: String,
     },
+    /// Storage paths of this worker
+    Storage {
+        #[command(subcommand)]
+        cmd: StorageCmd,
+    },
     /// Change settings of the running worker
     Set {
         /// false makes the miner stop giving it work (its heartbeat reports disabled)
         #[arg(long, action = ArgAction::Set)]
         enabled: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCmd {
+    /// Attach a storage path to this worker (sealing scratch space, or long-term storage)
+    Attach(lotus_node::attach::AttachArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,6 +230,12 @@ async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
             println!("worker stopping");
             Ok(())
         }
+        Cmd::Storage { cmd: StorageCmd::Attach(a) } => {
+            let path = lotus_node::attach::prepare_attach(&a)?;
+            worker_client(&worker_repo)?.call::<()>("StorageAddLocal", json!([path])).await?;
+            println!("attached {}", path.display());
+            Ok(())
+        }
         Cmd::Set { enabled } => {
             worker_client(&worker_repo)?.call::<()>("SetEnabled", json!([enabled])).await?;
             Ok(())
@@ -270,6 +287,7 @@ async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
     let connect_timeout =
         lotus_node::config::parse_duration(&a.timeout).map_err(anyhow::Error::msg).context("--timeout")?;
     daemon::run(Settings {
+        parallel_fetch_limit: a.parallel_fetch_limit as usize,
         repo: worker_repo,
         miner,
         listen: a.listen,

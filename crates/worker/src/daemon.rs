@@ -22,6 +22,7 @@ use uuid::Uuid;
 pub const MINER_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Settings {
+    pub parallel_fetch_limit: usize,
     pub repo: Repo,
     pub miner: ApiInfo,
     pub listen: String,
@@ -126,9 +127,31 @@ pub async fn run(s: Settings) -> Result<()> {
         task_types: Mutex::new(s.task_types.clone()),
         shutdown: Notify::new(),
     });
-    let server = Arc::new(api(worker.clone()));
-    let auth = Arc::new(MinerAuth { miner: miner.clone(), cache: Mutex::new(HashMap::new()) });
-    let app = rpc::router(server, auth);
+    // Storage paths and the executor that runs the miner's task calls.
+    let store = Arc::new(sealing_exec::LocalStore::new(format!("http://{advertised}/remote")));
+    for p in s.repo.storage_config()?.storage_paths {
+        store
+            .open_path(&p.path)
+            .with_context(|| format!("opening storage path {} (from storage.json)", p.path.display()))?;
+    }
+    let index: Arc<dyn sealing_exec::SectorIndex> = Arc::new(sealing_exec::index::RpcIndex(miner.clone()));
+    let executor = sealing_exec::Executor::new(
+        store.clone(),
+        index.clone(),
+        sealing_exec::remote::Fetcher::new(s.miner.token.clone(), s.parallel_fetch_limit),
+        Arc::new(RpcReturner(miner.clone())),
+    )
+    .context("locating this executable (for proof processes)")?;
+
+    let server = Arc::new(api(worker.clone(), executor.clone(), s.repo.clone()));
+    let auth: Arc<dyn Authenticator> = Arc::new(MinerAuth { miner: miner.clone(), cache: Mutex::new(HashMap::new()) });
+    let remote = sealing_exec::remote::router(sealing_exec::remote::RemoteState {
+        store: store.clone(),
+        index,
+        auth: auth.clone(),
+        missing: "admin",
+    });
+    let app = rpc::router(server, auth).merge(remote);
 
     let mut types: Vec<TaskType> = s.task_types.iter().copied().collect();
     TaskType::sort_by_order(&mut types);
@@ -136,7 +159,7 @@ pub async fn run(s: Settings) -> Result<()> {
     tracing::info!(session = %worker.session, %url, tasks = %shorts.join(" "), "worker API listening");
     println!("lotus-worker: listening on {bound}, advertised as {url}; tasks: {}", shorts.join(" "));
 
-    let reg = tokio::spawn(keep_registered(miner.clone(), url, worker.clone()));
+    let reg = tokio::spawn(keep_registered(miner.clone(), url, worker.clone(), executor.clone()));
     let w = worker.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -207,7 +230,7 @@ fn advertised_addr(bound: SocketAddr, miner_host_port: &str) -> Result<SocketAdd
 
 /// Register, then watch the miner's session. When it changes (miner restarted) register again
 /// at once, keeping running tasks: the original waits until the worker is idle (lotus #4979).
-async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>) {
+async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>, ex: Arc<sealing_exec::Executor>) {
     let mut registered: Option<Uuid> = None;
     // Retries start at one second and double up to the check interval, so a miner that is
     // down (or refuses us) costs one log line per attempt at most every 10 s.
@@ -225,11 +248,16 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>) {
                     );
                 }
                 match miner.call::<()>("WorkerConnect", serde_json::json!([url])).await {
-                    Ok(()) => {
-                        registered = Some(s);
-                        tracing::info!("Worker registered successfully, waiting for tasks");
-                        None
-                    }
+                    // The miner's index lives in memory: attach the paths and declare the
+                    // sectors after every (re)registration.
+                    Ok(()) => match ex.declare_all().await {
+                        Ok(()) => {
+                            registered = Some(s);
+                            tracing::info!("Worker registered successfully, waiting for tasks");
+                            None
+                        }
+                        Err(e) => Some(format!("attaching storage paths to the miner failed: {e}")),
+                    },
                     Err(e) => Some(format!("registering with the miner failed: {e}")),
                 }
             }
@@ -237,6 +265,7 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>) {
         };
         let pause = match failed {
             None => {
+                ex.report_health().await;
                 retry = Duration::from_secs(1);
                 MINER_CHECK_INTERVAL
             }
@@ -251,8 +280,73 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>) {
     }
 }
 
-fn api(w: Arc<Worker>) -> RpcServer {
+/// Delivers results with `Return<Method>`, retrying (1 s doubling to 30 s) until the miner
+/// takes them: a miner restart must not lose a finished task's result.
+struct RpcReturner(Arc<RpcClient>);
+
+impl sealing_exec::Returner for RpcReturner {
+    fn ret(
+        &self,
+        method: String,
+        call: sealing_types::CallId,
+        result: Result<serde_json::Value, lotus_api::types::CallError>,
+    ) -> BoxFuture<'_, ()> {
+        async move {
+            let (value, err) = match result {
+                Ok(v) => (v, None),
+                Err(e) => (serde_json::Value::Null, Some(e)),
+            };
+            let params = serde_json::json!([call, value, err]);
+            let name = format!("Return{method}");
+            let mut wait = Duration::from_secs(1);
+            loop {
+                match self.0.call::<()>(&name, params.clone()).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(call = %call.id, "{name} failed ({e}); retrying in {} s", wait.as_secs());
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+fn api(w: Arc<Worker>, ex: Arc<sealing_exec::Executor>, repo: Repo) -> RpcServer {
     let mut s = RpcServer::new(lotus_api::methods::WORKER);
+    for &name in sealing_exec::exec::TASK_METHODS {
+        s.register_with(name, (w.clone(), ex.clone()), move |(w, ex), p: Params| async move {
+            let params =
+                serde_json::Value::Array((0..p.len()).map(|i| p.get(i, "param").unwrap_or_default()).collect());
+            let call = sealing_exec::TaskCall::from_rpc(name, params).map_err(RpcError::invalid_params)?;
+            if !w.enabled.load(Ordering::SeqCst) {
+                return Err(RpcError::method("worker disabled (lotus-worker set --enabled=false): not taking tasks"));
+            }
+            Ok(ex.start(call))
+        });
+    }
+    s.register_with("StorageAddLocal", (ex.clone(), repo), |(ex, repo), p: Params| async move {
+        p.expect(1)?;
+        let path: String = p.get(0, "path")?;
+        let lp = ex.store.open_path(std::path::Path::new(&path)).map_err(|e| RpcError::method(e.to_string()))?;
+        let mut cfg = repo.storage_config().map_err(|e| RpcError::method(e.to_string()))?;
+        if !cfg.storage_paths.iter().any(|p| p.path == lp.root) {
+            cfg.storage_paths.push(repo::LocalPath { path: lp.root.clone() });
+            repo.write_storage_config(&cfg).map_err(|e| RpcError::method(e.to_string()))?;
+        }
+        ex.attach_path(&lp).await.map_err(RpcError::method)
+    });
+    s.register_with("AbortCall", ex.clone(), |ex, p: Params| async move {
+        p.expect(1)?;
+        let call: sealing_types::CallId = p.get(0, "callID")?;
+        Ok(ex.abort(call))
+    });
+    s.register_with("StorageLocal", ex.clone(), |ex, p: Params| async move {
+        p.expect(0)?;
+        Ok(ex.store.paths().into_iter().map(|lp| (lp.id(), lp.root)).collect::<std::collections::BTreeMap<_, _>>())
+    });
     s.register("Version", |p: Params| async move {
         p.expect(0)?;
         Ok(Version { version: crate::VERSION.into(), api_version: WORKER_API_VERSION, block_delay: 30 })
@@ -280,9 +374,9 @@ fn api(w: Arc<Worker>) -> RpcServer {
         p.expect(0)?;
         Ok(w.types())
     });
-    s.register("Paths", |p: Params| async move {
+    s.register_with("Paths", ex.clone(), |ex, p: Params| async move {
         p.expect(0)?;
-        Ok(Vec::<serde_json::Value>::new())
+        Ok(ex.store.paths().iter().map(|lp| ex.store.info(lp)).collect::<Vec<_>>())
     });
     s.register_with("Enabled", w.clone(), |w, p: Params| async move {
         p.expect(0)?;

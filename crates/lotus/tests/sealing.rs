@@ -1,0 +1,197 @@
+//! Real sealing end to end, with separate processes and the real proofs library: a miner that
+//! seals nothing itself, worker A (AddPiece, PreCommit1, Unseal) and worker B (PreCommit2,
+//! Commit), each with its own storage path. Two 2KiB sectors (one CC, one holding a file's
+//! bytes) reach Proving with proofs the devnet chain verified; their files travel A → B → the
+//! miner's store; unsealing the data sector gives back the file.
+//!
+//! Needs the devnet 2KiB parameters (`lotus-miner fetch-params 2KiB`; scripts/test.sh runs it).
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = r#"
+[Storage]
+  AllowSectorDownload = false
+  AllowAddPiece = false
+  AllowPreCommit1 = false
+  AllowPreCommit2 = false
+  AllowCommit = false
+  AllowUnseal = false
+  AllowReplicaUpdate = false
+  AllowProveReplicaUpdate2 = false
+  AllowRegenSectorKey = false
+  LocalWorkerName = "miner-host"
+[Sealing]
+  MinRetryTime = "3s"
+[Devnet]
+  BlockDelay = "500ms"
+  SeedDelayEpochs = 4
+"#;
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn state(c: &Cluster, sector: u64) -> String {
+    let out = c.miner_cmd(&["sectors", "status", &sector.to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines().find_map(|l| l.strip_prefix("Status:")).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
+    let c = Cluster::new();
+    std::fs::write(c.path("miner/config.toml"), CONFIG).unwrap();
+    let miner = c.start_miner();
+    let a_port = free_port();
+    let b_port = free_port();
+    let a_listen = format!("127.0.0.1:{a_port}");
+    let b_listen = format!("127.0.0.1:{b_port}");
+    let a = c.start_worker(
+        "worker-a",
+        &["run", "--listen", &a_listen, "--name", "host-a", "--no-default", "--addpiece", "--precommit1", "--unseal"],
+    );
+    let b = c.start_worker(
+        "worker-b",
+        &["run", "--listen", &b_listen, "--name", "host-b", "--no-default", "--precommit2", "--commit"],
+    );
+    wait_until(Duration::from_secs(30), "both workers to register", || c.workers().len() == 3);
+    // Each worker's repo is a sealing path; the miner's repo is its store.
+    wait_until(Duration::from_secs(30), "three storage paths attached", || {
+        c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 3
+    });
+
+    assert_eq!(c.miner_ok(&["sectors", "pledge"]).trim(), "Created CC sector:  1");
+    let data: Vec<u8> = (0..1500u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let file = c.path("piece.bin");
+    std::fs::write(&file, &data).unwrap();
+    assert!(c.miner_ok(&["sectors", "add-piece", file.to_str().unwrap()]).contains("Created sector 2"));
+
+    // Watch `sealing jobs` while the sectors seal: which host ran which task.
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let start = Instant::now();
+    loop {
+        for line in c.miner_ok(&["sealing", "jobs"]).lines().skip(1) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if cols.len() >= 6 && cols[5] == "running" {
+                seen.insert((cols[4].to_string(), cols[3].to_string()));
+            }
+        }
+        let (s1, s2) = (state(&c, 1), state(&c, 2));
+        if s1 == "Proving" && s2 == "Proving" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "sectors not proving after 10 minutes: 1 {s1}, 2 {s2}\n{}\nminer log:\n{}\nworker A:\n{}\nworker B:\n{}",
+            c.miner_ok(&["sectors", "status", "--log", "1"]),
+            tail(&miner.log(), 40),
+            tail(&a.log(), 30),
+            tail(&b.log(), 30),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    println!("both sectors proving after {:.1} s; jobs seen running: {seen:?}", start.elapsed().as_secs_f64());
+
+    // Each phase ran where the flags say (fast phases may finish between two polls; C2 and
+    // the worker-only phases are the ones that cannot run anywhere else).
+    for (task, host) in &seen {
+        let expected = match task.as_str() {
+            "AP" | "PC1" | "UNS" => "host-a",
+            "PC2" | "C2" => "host-b",
+            _ => continue,
+        };
+        assert_eq!(host, expected, "{task} ran on {host}");
+    }
+    assert!(seen.contains(&("C2".into(), "host-b".into())), "C2 seen running on host-b: {seen:?}");
+
+    // The files ended up in the miner's store, and only there.
+    for sector in ["1", "2"] {
+        let found = c.miner_ok(&["storage", "find", sector]);
+        assert!(found.contains("(sealed)") && found.contains("(cache)"), "{found}");
+        assert!(!found.contains("Remote"), "sector {sector} still has files on a worker:\n{found}");
+        assert!(!found.contains("(unsealed)"), "unsealed copy kept:\n{found}");
+        let status = c.miner_ok(&["sectors", "status", "--log", sector]);
+        assert!(status.contains("CIDcommR:\tbagboea4b5abc"), "{status}");
+        // The sector log names the host of every task: A → B → the miner's store.
+        for ran in [
+            "AP on host-a",
+            "PC1 on host-a",
+            "PC2 on host-b",
+            "C1 on host-b",
+            "C2 on host-b",
+            "FIN on host-b",
+            "GET on miner-host",
+        ] {
+            assert!(status.contains(ran), "sector {sector}: no \"{ran}\" in its log:\n{status}");
+        }
+        assert!(status.contains("FinalizeSector → Proving"), "{status}");
+    }
+
+    // Unsealing on worker A (it fetches a copy of sealed + cache from the store) gives the
+    // original bytes back.
+    let out = c.path("unsealed.bin");
+    c.miner_ok(&["sectors", "unseal", "2", "--output", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), data, "unsealed bytes differ from the original");
+    let found = c.miner_ok(&["storage", "find", "2"]);
+    assert!(found.contains("(unsealed)") && found.contains("Remote"), "unsealed copy on worker A:\n{found}");
+}
+
+/// Proof processes (`<binary> proof-task`) that `parent` runs right now.
+fn proof_processes(parent: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let is_proof = std::fs::read(e.path().join("cmdline"))
+                .map(|c| c.split(|b| *b == 0).any(|a| a == b"proof-task"))
+                .unwrap_or(false);
+            // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+            let ppid = std::fs::read_to_string(e.path().join("stat")).ok().and_then(|st| {
+                st.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok())
+            });
+            is_proof && ppid == Some(parent)
+        })
+        .count()
+}
+
+/// `sealing abort` of a running Commit2 kills its proof process on the worker; the sector goes
+/// to its failure state, retries, and still reaches Proving.
+#[test]
+fn sealing_abort_stops_the_computation_on_the_worker() {
+    let c = Cluster::new();
+    std::fs::write(c.path("miner/config.toml"), CONFIG).unwrap();
+    let miner = c.start_miner();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
+    let pid = w.child.id();
+    wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    wait_until(Duration::from_secs(30), "storage paths attached", || {
+        c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
+    });
+    c.miner_ok(&["sectors", "pledge"]);
+    let mut id = String::new();
+    wait_until(Duration::from_secs(120), "Commit2 to run", || {
+        let jobs = c.miner_ok(&["sealing", "jobs"]);
+        match jobs.lines().find(|l| l.contains("\tC2\t") && l.contains("running")) {
+            Some(l) => {
+                id = l.split('\t').next().unwrap().to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    wait_until(Duration::from_secs(10), "the C2 proof process to start", || proof_processes(pid) == 1);
+    let out = c.miner_ok(&["sealing", "abort", &id]);
+    assert!(out.starts_with(&format!("aborting job {id}")) && out.contains("task C2, sector 1"), "{out}");
+    wait_until(Duration::from_secs(5), "the proof process to be killed", || proof_processes(pid) == 0);
+    wait_until(Duration::from_secs(10), "the sector to fail", || state(&c, 1) == "ComputeProofFailed");
+    let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
+    assert!(status.contains("aborted by the operator (its computation was stopped)"), "{status}");
+    wait_until(Duration::from_secs(300), "the sector to retry and prove", || state(&c, 1) == "Proving");
+    drop(miner);
+}

@@ -1,0 +1,244 @@
+//! The miner's storage, call-return and sector API methods (the daemon registers the rest).
+
+use crate::daemon_ctx::Ctx;
+use crate::sealing::{SectorInfo, SectorState};
+use lotus_api::rpc::{Params, RpcError, RpcServer};
+use lotus_api::types::{CallError, FsStat, StorageInfo};
+use sealing_exec::exec::TASK_METHODS;
+use sealing_types::{CallId, FileType, FileTypes, SectorId, SectorRef};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+fn method_err(e: impl std::fmt::Display) -> RpcError {
+    RpcError::method(e.to_string())
+}
+
+/// A commitment as Lotus shows it: a CID (CommR: fil-commitment-sealed with
+/// poseidon-bls12_381-a2-fc1; CommD: fil-commitment-unsealed with sha2-256-trunc254-padded).
+pub fn commitment_cid(c: &[u8; 32], sealed: bool) -> String {
+    let (codec, mh) = if sealed { (0xf102, 0xb401) } else { (0xf101, 0x1012) };
+    match cid::multihash::Multihash::<64>::wrap(mh, c) {
+        Ok(h) => cid::Cid::new_v1(codec, h).to_string(),
+        Err(_) => c.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+#[derive(Serialize)]
+struct Randomness {
+    #[serde(rename = "Value")]
+    value: String,
+    #[serde(rename = "Epoch")]
+    epoch: i64,
+}
+
+/// `SectorsStatus` in Lotus's shape (the fields this miner knows).
+fn status_json(ctx: &Ctx, s: &SectorInfo, log: bool) -> Value {
+    use base64::Engine;
+    let b64 = |v: &[u8; 32]| base64::engine::general_purpose::STANDARD.encode(v);
+    let sid = SectorId { miner: ctx.sealing.miner, number: s.number };
+    json!({
+        "SectorID": s.number,
+        "State": s.state.name(),
+        "CommD": s.comm_d.map(|c| json!({ "/": commitment_cid(&c, false) })),
+        "CommR": s.comm_r.map(|c| json!({ "/": commitment_cid(&c, true) })),
+        "Proof": s.proof_bytes,
+        "Deals": [],
+        "Pieces": s.pieces.iter().map(|p| json!({ "Piece": p })).collect::<Vec<_>>(),
+        "Ticket": s.ticket.map(|t| Randomness { value: b64(&t), epoch: s.ticket_epoch.unwrap_or(0) }),
+        "Seed": s.seed.map(|t| Randomness { value: b64(&t), epoch: s.seed_epoch.unwrap_or(0) }),
+        "PreCommitEpoch": s.precommit_epoch,
+        "Retries": s.retries,
+        "LastErr": s.last_error,
+        "SealProof": s.proof,
+        "HasData": s.has_data,
+        "DataLen": s.data_len,
+        "Log": if log { serde_json::to_value(ctx.sealing.log(s.number).unwrap_or_default()).unwrap_or_default() } else { json!([]) },
+        "Files": ctx.m.storage_find(sid, FileTypes::of(&FileType::ALL)),
+    })
+}
+
+#[derive(Deserialize)]
+struct HealthReport {
+    #[serde(rename = "Stat")]
+    stat: FsStat,
+    #[serde(rename = "Err", default)]
+    err: String,
+}
+
+pub fn register(s: &mut RpcServer, ctx: Ctx) {
+    // ---- sector index (reference §5.4)
+    s.register_with("StorageAttach", ctx.clone(), |c, p: Params| async move {
+        p.expect(2)?;
+        let info: StorageInfo = p.get(0, "si")?;
+        let stat: FsStat = p.get(1, "st")?;
+        if info.urls.is_empty() {
+            return Err(RpcError::invalid_params(
+                "StorageAttach: the path has no URLs; the node must say where it serves files",
+            ));
+        }
+        c.m.storage_attach(info, stat);
+        Ok(())
+    });
+    s.register_with("StorageReportHealth", ctx.clone(), |c, p: Params| async move {
+        p.expect(2)?;
+        let id: Uuid = p.get(0, "id")?;
+        let r: HealthReport = p.get(1, "report")?;
+        c.m.storage_health(id, r.stat, r.err).map_err(method_err)
+    });
+    s.register_with("StorageDeclareSector", ctx.clone(), |c, p: Params| async move {
+        p.expect(4)?;
+        let id: Uuid = p.get(0, "storageId")?;
+        let sector: SectorId = p.get(1, "s")?;
+        let types: FileTypes = p.get(2, "ft")?;
+        let primary: bool = p.get(3, "primary")?;
+        c.m.storage_declare(id, sector, types, primary).map_err(method_err)
+    });
+    s.register_with("StorageDropSector", ctx.clone(), |c, p: Params| async move {
+        p.expect(3)?;
+        c.m.storage_drop(p.get(0, "storageId")?, p.get(1, "s")?, p.get(2, "ft")?);
+        Ok(())
+    });
+    s.register_with("StorageFindSector", ctx.clone(), |c, p: Params| async move {
+        p.expect_between(2, 4)?;
+        let sector: SectorId = p.get(0, "sector")?;
+        let types: FileTypes = p.get(1, "ft")?;
+        Ok(c.m.storage_find(sector, types))
+    });
+    s.register_with("StorageList", ctx.clone(), |c, p: Params| async move {
+        p.expect(0)?;
+        Ok(c.m.storage_list())
+    });
+    s.register_with("StorageInfo", ctx.clone(), |c, p: Params| async move {
+        p.expect(1)?;
+        let id: Uuid = p.get(0, "id")?;
+        c.m.storage_paths()
+            .into_iter()
+            .find(|(i, ..)| i.id == id)
+            .map(|(i, ..)| i)
+            .ok_or_else(|| method_err(format!("storage path {id} not found")))
+    });
+    // Ours: every path with its space, health and serving hosts, for `storage list`.
+    s.register_with("StorageListDetail", ctx.clone(), |c, p: Params| async move {
+        p.expect(0)?;
+        let list = c.m.storage_list();
+        Ok(c.m
+            .storage_paths()
+            .into_iter()
+            .map(|(info, stat, err, hosts)| {
+                let decls = list.get(&info.id).cloned().unwrap_or_default();
+                json!({ "Info": info, "Stat": stat, "Err": err, "Hosts": hosts, "Sectors": decls })
+            })
+            .collect::<Vec<_>>())
+    });
+    s.register_with("StorageLocal", ctx.clone(), |c, p: Params| async move {
+        p.expect(0)?;
+        Ok(c.store.paths().into_iter().map(|lp| (lp.id(), lp.root)).collect::<std::collections::BTreeMap<_, _>>())
+    });
+    s.register_with("StorageAddLocal", ctx.clone(), |c, p: Params| async move {
+        p.expect(1)?;
+        let path: String = p.get(0, "path")?;
+        add_local(&c, &path).await.map_err(method_err)
+    });
+
+    // ---- results of worker calls (reference §1.2)
+    for name in TASK_METHODS {
+        let ret: &'static str = Box::leak(format!("Return{name}").into_boxed_str());
+        s.register_with(ret, ctx.clone(), |c, p: Params| async move {
+            p.expect(3)?;
+            let call: CallId = p.get(0, "callID")?;
+            let result: Value = p.get(1, "result")?;
+            let err: Option<CallError> = p.get(2, "err")?;
+            c.m.on_return(
+                call,
+                match err {
+                    Some(e) => Err(e),
+                    None => Ok(result),
+                },
+            );
+            Ok(())
+        });
+    }
+
+    s.register_with("SealingAbort", ctx.clone(), |c, p: Params| async move {
+        p.expect(1)?;
+        let call: CallId = p.get(0, "call")?;
+        c.m.abort_call(call).await.map_err(method_err)
+    });
+
+    // ---- sectors
+    s.register_with("PledgeSector", ctx.clone(), |c, p: Params| async move {
+        p.expect(0)?;
+        let n = c.sealing.pledge(false).map_err(method_err)?;
+        c.sealing.start(n);
+        Ok(SectorId { miner: c.sealing.miner, number: n })
+    });
+    s.register_with("SectorsAddPieceFile", ctx.clone(), |c, p: Params| async move {
+        p.expect(1)?;
+        let path: String = p.get(0, "path")?;
+        add_piece_file(&c, &path).await.map_err(method_err)
+    });
+    s.register_with("SectorsStatus", ctx.clone(), |c, p: Params| async move {
+        p.expect_between(1, 2)?;
+        let n: u64 = p.get(0, "sid")?;
+        let log = p.len() < 2 || p.get::<bool>(1, "showOnChainInfo").is_ok();
+        let s = c.sealing.get(n).map_err(method_err)?.ok_or_else(|| method_err(format!("sector {n} not found")))?;
+        Ok(status_json(&c, &s, log))
+    });
+    s.register_with("SectorsList", ctx.clone(), |c, p: Params| async move {
+        p.expect(0)?;
+        Ok(c.sealing.list().map_err(method_err)?.iter().map(|s| s.number).collect::<Vec<_>>())
+    });
+    // Ours: every sector with its state in one call, for `sectors list`.
+    s.register_with("SectorsSummary", ctx.clone(), |c, p: Params| async move {
+        p.expect(0)?;
+        let list = c.sealing.list().map_err(method_err)?;
+        Ok(list.iter().map(|s| json!({ "SectorID": s.number, "State": s.state.name(), "HasData": s.has_data, "LastErr": s.last_error })).collect::<Vec<_>>())
+    });
+    s.register_with("SectorsUnsealPiece", ctx.clone(), |c, p: Params| async move {
+        p.expect_between(1, 5)?;
+        let sector: SectorRef = p.get(0, "sector")?;
+        c.sealing.unseal(sector.id.number).await.map_err(method_err)
+    });
+}
+
+/// `storage attach PATH` on the miner: open the path, remember it in storage.json, attach it.
+async fn add_local(c: &Ctx, path: &str) -> anyhow::Result<()> {
+    let lp = c.store.open_path(std::path::Path::new(path))?;
+    let mut cfg = c.repo.storage_config()?;
+    if !cfg.storage_paths.iter().any(|p| p.path == lp.root) {
+        cfg.storage_paths.push(lotus_node::repo::LocalPath { path: lp.root.clone() });
+        c.repo.write_storage_config(&cfg)?;
+    }
+    let ex = c.m.local_executor().ok_or_else(|| anyhow::anyhow!("the miner's executor is not started"))?;
+    ex.attach_path(&lp).await.map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// A data sector from a file on the miner's machine: the file becomes the sector's `piece`
+/// in a storage path of the miner, from where the AddPiece worker fetches it.
+async fn add_piece_file(c: &Ctx, path: &str) -> anyhow::Result<SectorId> {
+    use anyhow::Context;
+    let len = std::fs::metadata(path).with_context(|| format!("reading {path}"))?.len();
+    let max = sealing_proofs::max_unpadded(c.sealing.proof.sector_size());
+    if len > max {
+        anyhow::bail!("{path} has {len} bytes; a {} sector holds at most {max}", c.sealing.proof.sector_size());
+    }
+    let n = c.sealing.pledge_data(len)?;
+    let sector = SectorId { miner: c.sealing.miner, number: n };
+    let piece = FileTypes::of(&[FileType::Piece]);
+    let dest = c
+        .store
+        .alloc(sector, piece, sealing_types::PathType::Storage, c.sealing.proof.sector_size().0)
+        .or_else(|_| c.store.alloc(sector, piece, sealing_types::PathType::Sealing, c.sealing.proof.sector_size().0))?;
+    let target = dest.file(FileType::Piece, sector);
+    tokio::fs::copy(path, &target).await.with_context(|| format!("copying {path} to {}", target.display()))?;
+    c.m.storage_declare(dest.id(), sector, piece, true).map_err(anyhow::Error::msg)?;
+    c.sealing.start(n);
+    Ok(sector)
+}
+
+/// Whether a state shows in `sectors list` as done.
+pub fn is_done(s: SectorState) -> bool {
+    s == SectorState::Proving
+}

@@ -1,0 +1,246 @@
+//! `lotus-miner sectors …` and `lotus-miner storage …`.
+
+use crate::cli::{client, explain, SectorsCmd, StorageCmd};
+use anyhow::{bail, Context, Result};
+use lotus_api::types::SectorStorageInfo;
+use lotus_node::attach::prepare_attach;
+use lotus_node::repo::Repo;
+use sealing_types::size::size_str;
+use sealing_types::{FileType, FileTypes, SectorId, SectorRef};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
+    let c = client(repo)?;
+    match cmd {
+        SectorsCmd::Pledge => {
+            let id: SectorId = c.call("PledgeSector", json!([])).await.map_err(explain)?;
+            println!("Created CC sector:  {}", id.number);
+        }
+        SectorsCmd::AddPiece { file } => {
+            let abs = std::fs::canonicalize(&file).with_context(|| format!("reading {}", file.display()))?;
+            let id: SectorId = c.call("SectorsAddPieceFile", json!([abs])).await.map_err(explain)?;
+            println!("Created sector {} with the data of {}", id.number, file.display());
+        }
+        SectorsCmd::Status { log, sector } => {
+            let v: Value = c.call("SectorsStatus", json!([sector, false])).await.map_err(explain)?;
+            print!("{}", render_status(&v, log));
+        }
+        SectorsCmd::List => {
+            let list: Vec<Value> = c.call("SectorsSummary", json!([])).await.map_err(explain)?;
+            println!("ID  State                 Deals  Error");
+            for s in list {
+                println!(
+                    "{:<3} {:<21} {:<6} {}",
+                    s["SectorID"],
+                    s["State"].as_str().unwrap_or(""),
+                    if s["HasData"].as_bool().unwrap_or(false) { "data" } else { "CC" },
+                    s["LastErr"].as_str().unwrap_or("")
+                );
+            }
+        }
+        SectorsCmd::Unseal { sector, output } => unseal(repo, &c, sector, &output).await?,
+    }
+    Ok(())
+}
+
+fn render_status(v: &Value, log: bool) -> String {
+    let s = |k: &str| match &v[k] {
+        Value::Null => "<nil>".to_string(),
+        Value::String(x) => x.clone(),
+        Value::Object(o) if o.contains_key("/") => o["/"].as_str().unwrap_or("").to_string(),
+        x => x.to_string(),
+    };
+    let mut out = String::new();
+    out += &format!("SectorID:\t{}\n", s("SectorID"));
+    out += &format!("Status:\t\t{}\n", s("State"));
+    out += &format!("CIDcommD:\t{}\n", s("CommD"));
+    out += &format!("CIDcommR:\t{}\n", s("CommR"));
+    out += &format!("Ticket:\t\t{}\n", v["Ticket"]["Value"].as_str().unwrap_or(""));
+    out += &format!("TicketH:\t{}\n", v["Ticket"]["Epoch"]);
+    out += &format!("Seed:\t\t{}\n", v["Seed"]["Value"].as_str().unwrap_or(""));
+    out += &format!("SeedH:\t\t{}\n", v["Seed"]["Epoch"]);
+    out += &format!("Precommit:\t{}\n", v["PreCommitEpoch"]);
+    out += &format!("Proof:\t\t{}\n", s("Proof"));
+    out += &format!("Deals:\t\t{}\n", if v["HasData"].as_bool().unwrap_or(false) { "[data]" } else { "[]" });
+    out += &format!("Retries:\t{}\n", s("Retries"));
+    let err = s("LastErr");
+    if !err.is_empty() {
+        out += &format!("Last Error:\t\t{err}\n");
+    }
+    if let Some(files) = v["Files"].as_array() {
+        for f in files {
+            out += &format!("Files:\t\t{} {}\n", f["ID"].as_str().unwrap_or(""), f["URLs"]);
+        }
+    }
+    if log {
+        out += "--------\nEvent Log:\n";
+        for (i, e) in v["Log"].as_array().into_iter().flatten().enumerate() {
+            let t = e["Timestamp"].as_u64().unwrap_or(0);
+            let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t));
+            out += &format!(
+                "{i}.\t{when}:\t[{}]\t{}\n",
+                e["Kind"].as_str().unwrap_or(""),
+                e["Message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    out
+}
+
+/// Unseal on a worker, then download the rebuilt unsealed file from wherever it landed and
+/// strip the fr32 padding.
+async fn unseal(repo: &Repo, c: &lotus_api::RpcClient, sector: u64, output: &std::path::Path) -> Result<()> {
+    let st: Value = c.call("SectorsStatus", json!([sector, false])).await.map_err(explain)?;
+    let proof: sealing_types::RegisteredSealProof = serde_json::from_value(st["SealProof"].clone())?;
+    let miner: String = c.call("ActorAddress", json!([])).await?;
+    let miner: u64 = miner.trim_start_matches(['t', 'f']).trim_start_matches('0').parse().unwrap_or(0);
+    let sid = SectorId { miner, number: sector };
+    let sref = SectorRef { id: sid, proof_type: proof };
+    let t0 = std::time::Instant::now();
+    let long = lotus_api::RpcClient::new(c.url().to_string(), Some(token(repo)?), Duration::from_secs(3600));
+    long.call::<()>("SectorsUnsealPiece", json!([sref])).await.map_err(explain)?;
+    let found: Vec<SectorStorageInfo> =
+        c.call("StorageFindSector", json!([sid, FileTypes::of(&[FileType::Unsealed]), 0, false])).await?;
+    let url = found
+        .iter()
+        .flat_map(|f| f.urls.iter())
+        .next()
+        .context("the unsealed file is not in the index after unsealing")?;
+    let resp = reqwest::Client::new().get(url).bearer_auth(token(repo)?).send().await?;
+    if !resp.status().is_success() {
+        bail!("downloading {url}: {}", resp.status());
+    }
+    let padded = resp.bytes().await?;
+    let len = match st["DataLen"].as_u64() {
+        Some(n) if n > 0 => n,
+        _ => sealing_proofs::max_unpadded(proof.sector_size()),
+    };
+    let data = sealing_proofs::unpad(&padded, len as usize)?;
+    std::fs::write(output, &data).with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "unsealed sector {sector} ({} bytes) into {} in {:.1}s",
+        data.len(),
+        output.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The token the CLI uses (MINER_API_INFO's, or the repo's admin token).
+fn token(repo: &Repo) -> Result<String> {
+    for var in ["MINER_API_INFO", "STORAGE_API_INFO"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.trim().is_empty() {
+                return Ok(lotus_api::ApiInfo::parse(&v)?.token);
+            }
+        }
+    }
+    Ok(repo.token()?)
+}
+
+pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
+    let c = client(repo)?;
+    match cmd {
+        StorageCmd::Attach(a) => {
+            let path = prepare_attach(&a)?;
+            c.call::<()>("StorageAddLocal", json!([path])).await.map_err(explain)?;
+            println!("attached {}", path.display());
+        }
+        StorageCmd::List => {
+            let list: Vec<Value> = c.call("StorageListDetail", json!([])).await.map_err(explain)?;
+            let local: std::collections::BTreeMap<String, String> = c.call("StorageLocal", json!([])).await?;
+            print!("{}", render_storage_list(&list, &local));
+        }
+        StorageCmd::Find { sector } => {
+            let miner: String = c.call("ActorAddress", json!([])).await?;
+            let miner: u64 = miner.trim_start_matches(['t', 'f']).trim_start_matches('0').parse().unwrap_or(0);
+            let sid = SectorId { miner, number: sector };
+            let local: std::collections::BTreeMap<String, String> = c.call("StorageLocal", json!([])).await?;
+            let mut any = false;
+            for t in FileType::ALL {
+                let found: Vec<SectorStorageInfo> =
+                    c.call("StorageFindSector", json!([sid, FileTypes::of(&[t]), 0, false])).await?;
+                for f in found {
+                    any = true;
+                    println!("In {} ({})", f.id, t.name());
+                    println!("\tSealing: {}; Storage: {}", f.can_seal, f.can_store);
+                    match local.get(&f.id.to_string()) {
+                        Some(p) => println!("\tLocal ({p})"),
+                        None => println!("\tRemote"),
+                    }
+                    for u in &f.urls {
+                        println!("\tURL: {u}");
+                    }
+                }
+            }
+            if !any {
+                bail!("sector {sector} has no files in any attached storage path");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn bar(used: u64, cap: u64) -> String {
+    let n = if cap == 0 { 0 } else { (used as u128 * 50 / cap as u128) as usize };
+    format!("[{}{}]", "#".repeat(n.min(50)), " ".repeat(50 - n.min(50)))
+}
+
+fn render_storage_list(list: &[Value], local: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rows: Vec<&Value> = list.iter().collect();
+    rows.sort_by_key(|v| std::cmp::Reverse(v["Stat"]["Capacity"].as_u64().unwrap_or(0)));
+    for v in rows {
+        let id = v["Info"]["ID"].as_str().unwrap_or("");
+        let cap = v["Stat"]["Capacity"].as_u64().unwrap_or(0);
+        let avail = v["Stat"]["FSAvailable"].as_u64().unwrap_or(0);
+        let used = cap.saturating_sub(avail);
+        let pct = (used * 100).checked_div(cap).unwrap_or(0);
+        out += &format!("{id}:\n");
+        out += &format!("\t{} {}/{} {pct}% (filesystem)\n", bar(used, cap), size_str(used), size_str(cap));
+        let max = v["Stat"]["Max"].as_u64().unwrap_or(0);
+        if max > 0 {
+            let u = v["Stat"]["Used"].as_u64().unwrap_or(0);
+            out += &format!("\t{} {}/{} {}% (limit)\n", bar(u, max), size_str(u), size_str(max), u * 100 / max);
+        }
+        let mut counts = [0usize; 6];
+        for d in v["Sectors"].as_array().into_iter().flatten() {
+            let t = FileTypes(d["SectorFileType"].as_u64().unwrap_or(0) as u8);
+            for (i, ft) in FileType::ALL.iter().enumerate() {
+                if t.contains(*ft) {
+                    counts[i] += 1;
+                }
+            }
+        }
+        out += &format!(
+            "\tUnsealed: {}; Sealed: {}; Caches: {}; Updated: {}; Update-caches: {}; Pieces: {}\n",
+            counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]
+        );
+        let (seal, store) =
+            (v["Info"]["CanSeal"].as_bool().unwrap_or(false), v["Info"]["CanStore"].as_bool().unwrap_or(false));
+        let usage = match (seal, store) {
+            (false, false) => "ReadOnly".to_string(),
+            _ => [(seal, "Seal"), (store, "Store")]
+                .iter()
+                .filter(|(b, _)| *b)
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        out += &format!("\tWeight: {}; Use: {usage}\n", v["Info"]["Weight"]);
+        if let Some(p) = local.get(id) {
+            out += &format!("\tLocal: {p}\n");
+        }
+        let hosts: Vec<&str> = v["Hosts"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
+        for (u, h) in v["Info"]["URLs"].as_array().into_iter().flatten().zip(hosts.iter().chain(std::iter::repeat(&"")))
+        {
+            out += &format!("\tURL: {} ({h})\n", u.as_str().unwrap_or(""));
+        }
+        let err = v["Err"].as_str().unwrap_or("");
+        if !err.is_empty() {
+            out += &format!("\tError: {err}\n");
+        }
+    }
+    out
+}

@@ -1,0 +1,273 @@
+//! The sector index (reference §5.4): which storage paths exist on which nodes, how much room
+//! they have, and which sector files each holds. In memory, like Lotus's MemIndex: every node
+//! attaches its paths and declares its sectors again when it (re)connects.
+
+use lotus_api::types::{FsStat, SectorStorageInfo, StorageInfo};
+use sealing_types::{FileType, FileTypes, PathType, SectorId};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct PathEntry {
+    pub info: StorageInfo,
+    pub stat: FsStat,
+    pub err: String,
+}
+
+/// One declaration: the sector's files of one type are in a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Decl {
+    #[serde(rename = "SectorID")]
+    pub sector: SectorId,
+    #[serde(rename = "SectorFileType")]
+    pub types: FileTypes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("storage path {0} is not attached; attach it first (the node re-attaches its paths when it connects)")]
+    UnknownPath(Uuid),
+}
+
+#[derive(Default)]
+pub struct Index {
+    paths: BTreeMap<Uuid, PathEntry>,
+    /// sector → file type → (path, primary)
+    decls: BTreeMap<SectorId, BTreeMap<FileType, Vec<(Uuid, bool)>>>,
+}
+
+/// `http://host:port/remote` → `http://host:port`: the node a URL belongs to.
+pub fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+impl Index {
+    pub fn attach(&mut self, info: StorageInfo, stat: FsStat) {
+        match self.paths.get_mut(&info.id) {
+            Some(e) => {
+                // A path shared by several nodes is one ID with many URLs.
+                let mut urls = e.info.urls.clone();
+                for u in &info.urls {
+                    if !urls.contains(u) {
+                        urls.push(u.clone());
+                    }
+                }
+                e.info = StorageInfo { urls, ..info };
+                e.stat = stat;
+            }
+            None => {
+                self.paths.insert(info.id, PathEntry { info, stat, err: String::new() });
+            }
+        }
+    }
+
+    /// Remove every URL of a node (it is gone); paths left without URLs are dropped with
+    /// their declarations.
+    pub fn detach_origin(&mut self, node: &str) -> Vec<Uuid> {
+        let mut dropped = vec![];
+        for (id, e) in self.paths.iter_mut() {
+            e.info.urls.retain(|u| origin(u) != node);
+            if e.info.urls.is_empty() {
+                dropped.push(*id);
+            }
+        }
+        for id in &dropped {
+            self.paths.remove(id);
+            for per_type in self.decls.values_mut() {
+                for v in per_type.values_mut() {
+                    v.retain(|(p, _)| p != id);
+                }
+            }
+        }
+        dropped
+    }
+
+    pub fn health(&mut self, id: Uuid, stat: FsStat, err: String) -> Result<(), IndexError> {
+        let e = self.paths.get_mut(&id).ok_or(IndexError::UnknownPath(id))?;
+        e.stat = stat;
+        e.err = err;
+        Ok(())
+    }
+
+    pub fn declare(&mut self, id: Uuid, sector: SectorId, types: FileTypes, primary: bool) -> Result<(), IndexError> {
+        if !self.paths.contains_key(&id) {
+            return Err(IndexError::UnknownPath(id));
+        }
+        let per_type = self.decls.entry(sector).or_default();
+        for t in types.iter() {
+            let v = per_type.entry(t).or_default();
+            match v.iter_mut().find(|(p, _)| *p == id) {
+                // Re-declaring can only upgrade to primary.
+                Some((_, pr)) => *pr |= primary,
+                None => v.push((id, primary)),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn drop_sector(&mut self, id: Uuid, sector: SectorId, types: FileTypes) {
+        if let Some(per_type) = self.decls.get_mut(&sector) {
+            for t in types.iter() {
+                if let Some(v) = per_type.get_mut(&t) {
+                    v.retain(|(p, _)| *p != id);
+                }
+            }
+            per_type.retain(|_, v| !v.is_empty());
+            if per_type.is_empty() {
+                self.decls.remove(&sector);
+            }
+        }
+    }
+
+    /// Paths holding any of `types` of the sector, best first.
+    pub fn find(&self, sector: SectorId, types: FileTypes) -> Vec<SectorStorageInfo> {
+        let mut by_path: BTreeMap<Uuid, (FileTypes, bool)> = BTreeMap::new();
+        if let Some(per_type) = self.decls.get(&sector) {
+            for t in types.iter() {
+                for (p, primary) in per_type.get(&t).into_iter().flatten() {
+                    let e = by_path.entry(*p).or_default();
+                    e.0 .0 |= t.bit();
+                    e.1 |= *primary;
+                }
+            }
+        }
+        let mut out: Vec<SectorStorageInfo> = by_path
+            .into_iter()
+            .filter_map(|(id, (found, primary))| {
+                let e = self.paths.get(&id)?;
+                let names: Vec<FileType> = found.iter().collect();
+                Some(SectorStorageInfo {
+                    id,
+                    urls: e
+                        .info
+                        .urls
+                        .iter()
+                        .flat_map(|u| names.iter().map(move |t| format!("{u}/{}/{}", t.name(), sector.file_name())))
+                        .collect(),
+                    base_urls: e.info.urls.clone(),
+                    weight: e.info.weight * names.len() as u64,
+                    can_seal: e.info.can_seal,
+                    can_store: e.info.can_store,
+                    primary,
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| std::cmp::Reverse(s.weight));
+        out
+    }
+
+    /// The file types of a sector in one path.
+    pub fn types_in(&self, sector: SectorId, id: Uuid) -> FileTypes {
+        let mut t = FileTypes::NONE;
+        for (ft, v) in self.decls.get(&sector).into_iter().flatten() {
+            if v.iter().any(|(p, _)| *p == id) {
+                t.0 |= ft.bit();
+            }
+        }
+        t
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = (&Uuid, &PathEntry)> {
+        self.paths.iter()
+    }
+
+    pub fn path(&self, id: Uuid) -> Option<&PathEntry> {
+        self.paths.get(&id)
+    }
+
+    /// `StorageList`: per path, its declarations (one entry per sector, types merged).
+    pub fn list(&self) -> BTreeMap<Uuid, Vec<Decl>> {
+        let mut out: BTreeMap<Uuid, BTreeMap<SectorId, FileTypes>> =
+            self.paths.keys().map(|id| (*id, BTreeMap::new())).collect();
+        for (sector, per_type) in &self.decls {
+            for (t, v) in per_type {
+                for (p, _) in v {
+                    out.entry(*p).or_default().entry(*sector).or_default().0 |= t.bit();
+                }
+            }
+        }
+        out.into_iter()
+            .map(|(id, m)| (id, m.into_iter().map(|(sector, types)| Decl { sector, types }).collect()))
+            .collect()
+    }
+
+    /// Best free space among the paths of `kind` on a node (for the scheduler).
+    pub fn node_space(&self, node: &str, kind: PathType) -> u64 {
+        self.paths
+            .values()
+            .filter(|e| e.info.urls.iter().any(|u| origin(u) == node))
+            .filter(|e| match kind {
+                PathType::Sealing => e.info.can_seal,
+                PathType::Storage => e.info.can_store,
+            })
+            .map(|e| e.stat.available)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Nodes (URL origins) serving a path.
+    pub fn nodes_of(&self, id: Uuid) -> Vec<String> {
+        self.paths.get(&id).map(|e| e.info.urls.iter().map(|u| origin(u).to_string()).collect()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: u128, url: &str, seal: bool, store: bool) -> StorageInfo {
+        StorageInfo {
+            id: Uuid::from_u128(id),
+            urls: vec![url.into()],
+            weight: 10,
+            can_seal: seal,
+            can_store: store,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn declare_find_drop() {
+        let mut ix = Index::default();
+        let s = SectorId { miner: 1000, number: 3 };
+        let sealed_cache = FileTypes::of(&[FileType::Sealed, FileType::Cache]);
+        assert!(ix.declare(Uuid::from_u128(1), s, sealed_cache, true).is_err(), "unknown path refused");
+        ix.attach(info(1, "http://10.0.0.1:3456/remote", true, false), FsStat { available: 100, ..Default::default() });
+        ix.attach(info(2, "http://10.0.0.2:2345/remote", false, true), FsStat { available: 500, ..Default::default() });
+        ix.declare(Uuid::from_u128(1), s, sealed_cache, false).unwrap();
+        let found = ix.find(s, FileTypes::of(&[FileType::Cache]));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].urls, vec!["http://10.0.0.1:3456/remote/cache/s-t01000-3".to_string()]);
+        ix.declare(Uuid::from_u128(1), s, sealed_cache, true).unwrap();
+        assert!(ix.find(s, sealed_cache)[0].primary, "re-declaring upgrades to primary");
+        assert_eq!(ix.find(s, sealed_cache)[0].weight, 20, "weight × matching types");
+        ix.drop_sector(Uuid::from_u128(1), s, sealed_cache);
+        assert!(ix.find(s, sealed_cache).is_empty());
+        assert_eq!(ix.node_space("http://10.0.0.1:3456", PathType::Sealing), 100);
+        assert_eq!(ix.node_space("http://10.0.0.1:3456", PathType::Storage), 0);
+        assert_eq!(ix.node_space("http://10.0.0.2:2345", PathType::Storage), 500);
+    }
+
+    #[test]
+    fn a_gone_node_takes_its_paths_and_declarations() {
+        let mut ix = Index::default();
+        let s = SectorId { miner: 1000, number: 1 };
+        ix.attach(info(1, "http://10.0.0.1:3456/remote", true, false), FsStat::default());
+        ix.declare(Uuid::from_u128(1), s, FileTypes::of(&[FileType::Unsealed]), true).unwrap();
+        assert_eq!(ix.detach_origin("http://10.0.0.1:3456"), vec![Uuid::from_u128(1)]);
+        assert!(ix.find(s, FileTypes::of(&[FileType::Unsealed])).is_empty());
+        assert!(ix.list().is_empty());
+    }
+
+    #[test]
+    fn origin_of_urls() {
+        assert_eq!(origin("http://127.0.0.1:2345/remote"), "http://127.0.0.1:2345");
+        assert_eq!(origin("http://127.0.0.1:2345/rpc/v0"), "http://127.0.0.1:2345");
+        assert_eq!(origin("http://h:1"), "http://h:1");
+    }
+}

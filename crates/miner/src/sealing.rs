@@ -1,0 +1,738 @@
+//! The sector state machine (reference §1.5): Packing → GetTicket → PreCommit1 → PreCommit2 →
+//! PreCommitting → WaitSeed → Committing → FinalizeSector → Proving, with failure states that
+//! retry.
+//!
+//! Every sector lives in an embedded SQLite database in the miner repo (`sealing.db`). A
+//! state is written before the work of that state starts, so a restarted miner resumes each
+//! sector at the state it was in.
+
+use crate::chain::{Chain, Epoch, PreCommitInfo};
+use crate::manager::{Manager, TaskSpec};
+use lotus_api::types::CallError;
+use rusqlite::{params, Connection, OptionalExtension};
+use sealing_proofs::{Commitment, PieceInfo};
+use sealing_sched::{Selector, DEAL_SECTOR_PRIORITY};
+use sealing_types::{FileType, FileTypes, PathType, RegisteredSealProof, SectorId, SectorRef, TaskType};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Sector states with Lotus's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SectorState {
+    Packing,
+    GetTicket,
+    PreCommit1,
+    PreCommit2,
+    PreCommitting,
+    WaitSeed,
+    Committing,
+    FinalizeSector,
+    Proving,
+    AddPieceFailed,
+    SealPreCommit1Failed,
+    SealPreCommit2Failed,
+    PreCommitFailed,
+    ComputeProofFailed,
+    CommitFailed,
+    FinalizeFailed,
+    FailedUnrecoverable,
+}
+
+impl SectorState {
+    pub fn name(self) -> String {
+        format!("{self:?}")
+    }
+    /// The state a failure state retries.
+    fn retry_target(self) -> Option<SectorState> {
+        use SectorState::*;
+        Some(match self {
+            AddPieceFailed => Packing,
+            SealPreCommit1Failed => PreCommit1,
+            SealPreCommit2Failed => PreCommit2,
+            PreCommitFailed => PreCommitting,
+            ComputeProofFailed | CommitFailed => Committing,
+            FinalizeFailed => FinalizeSector,
+            _ => return None,
+        })
+    }
+    fn failure(self) -> SectorState {
+        use SectorState::*;
+        match self {
+            Packing => AddPieceFailed,
+            GetTicket | PreCommit1 => SealPreCommit1Failed,
+            PreCommit2 => SealPreCommit2Failed,
+            PreCommitting | WaitSeed => PreCommitFailed,
+            Committing => ComputeProofFailed,
+            FinalizeSector => FinalizeFailed,
+            s => s,
+        }
+    }
+    /// Counted as "sealing" for MaxSealingSectors (staging + sealing + failed).
+    pub fn is_sealing(self) -> bool {
+        !matches!(self, SectorState::Proving | SectorState::FailedUnrecoverable)
+    }
+}
+
+/// Everything the miner knows about a sector; stored as JSON in `sealing.db`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SectorInfo {
+    pub number: u64,
+    pub state: SectorState,
+    pub proof: RegisteredSealProof,
+    /// Sealed with the bytes of a piece file (a "deal" sector) rather than zeros (CC).
+    pub has_data: bool,
+    /// Bytes of piece data (the rest of the sector is zeros).
+    #[serde(default)]
+    pub data_len: u64,
+    pub pieces: Vec<PieceInfo>,
+    pub ticket: Option<[u8; 32]>,
+    pub ticket_epoch: Option<Epoch>,
+    pub pc1: Option<serde_json::Value>,
+    pub comm_r: Option<Commitment>,
+    pub comm_d: Option<Commitment>,
+    pub precommit_epoch: Option<Epoch>,
+    pub seed: Option<[u8; 32]>,
+    pub seed_epoch: Option<Epoch>,
+    /// The Commit2 proof, base64.
+    pub proof_bytes: Option<String>,
+    /// Failures in a row, reset on success.
+    pub retries: u32,
+    pub last_error: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LogEntry {
+    #[serde(rename = "Kind")]
+    pub kind: String,
+    #[serde(rename = "Timestamp")]
+    pub timestamp: u64,
+    #[serde(rename = "Message")]
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealingError {
+    #[error("sector database {path}: {source}")]
+    Db { path: String, source: rusqlite::Error },
+    #[error("too many sectors sealing (curSealing: {cur}, max: {max})")]
+    TooMany { cur: u64, max: u64 },
+    #[error("sector {0} not found")]
+    NotFound(u64),
+    #[error("sector {0} is not in Proving: unseal it once it is sealed")]
+    NotSealed(u64),
+}
+
+pub struct Db {
+    conn: Connection,
+    path: String,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db, SealingError> {
+        let p = path.display().to_string();
+        let err = |source| SealingError::Db { path: p.clone(), source };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS sectors (number INTEGER PRIMARY KEY, state TEXT NOT NULL, info TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS sector_log (id INTEGER PRIMARY KEY AUTOINCREMENT, number INTEGER NOT NULL,
+                 ts INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .map_err(err)?;
+        Ok(Db { conn, path: p })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> SealingError + '_ {
+        move |source| SealingError::Db { path: self.path.clone(), source }
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, SealingError> {
+        self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(self.err())
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), SealingError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+                [key, value],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    /// Allocate the next sector number (never reused, even after a failure).
+    fn next_number(&self) -> Result<u64, SealingError> {
+        let n: u64 = self.meta("next_sector")?.and_then(|v| v.parse().ok()).unwrap_or(1);
+        self.set_meta("next_sector", &(n + 1).to_string())?;
+        Ok(n)
+    }
+
+    pub fn put(&self, s: &SectorInfo, log_kind: &str, message: &str) -> Result<(), SealingError> {
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        tx.execute(
+            "INSERT INTO sectors (number, state, info) VALUES (?1, ?2, ?3)
+             ON CONFLICT(number) DO UPDATE SET state = ?2, info = ?3",
+            params![s.number, s.state.name(), serde_json::to_string(s).expect("serialises")],
+        )
+        .map_err(self.err())?;
+        tx.execute(
+            "INSERT INTO sector_log (number, ts, kind, message) VALUES (?1, ?2, ?3, ?4)",
+            params![s.number, now_secs(), log_kind, message],
+        )
+        .map_err(self.err())?;
+        tx.commit().map_err(self.err())
+    }
+
+    pub fn get(&self, number: u64) -> Result<Option<SectorInfo>, SealingError> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT info FROM sectors WHERE number = ?1", [number], |r| r.get(0))
+            .optional()
+            .map_err(self.err())?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    pub fn list(&self) -> Result<Vec<SectorInfo>, SealingError> {
+        let mut q = self.conn.prepare("SELECT info FROM sectors ORDER BY number").map_err(self.err())?;
+        let rows = q.query_map([], |r| r.get::<_, String>(0)).map_err(self.err())?;
+        Ok(rows.flatten().filter_map(|t| serde_json::from_str(&t).ok()).collect())
+    }
+
+    pub fn log(&self, number: u64) -> Result<Vec<LogEntry>, SealingError> {
+        let mut q = self
+            .conn
+            .prepare("SELECT kind, ts, message FROM sector_log WHERE number = ?1 ORDER BY id")
+            .map_err(self.err())?;
+        let rows = q
+            .query_map([number], |r| Ok(LogEntry { kind: r.get(0)?, timestamp: r.get(1)?, message: r.get(2)? }))
+            .map_err(self.err())?;
+        Ok(rows.flatten().collect())
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+pub struct SealingConfig {
+    pub max_sealing_sectors: u64,
+    pub max_sealing_sectors_for_deals: u64,
+    /// Wait before a failed state retries.
+    pub retry_wait: Duration,
+    /// Failures in a row before a sector is given up (FailedUnrecoverable).
+    pub max_retries: u32,
+}
+
+pub struct Sealing {
+    pub db: Mutex<Db>,
+    pub chain: Arc<dyn Chain>,
+    pub manager: Arc<Manager>,
+    pub miner: u64,
+    pub proof: RegisteredSealProof,
+    pub cfg: SealingConfig,
+}
+
+impl Sealing {
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn sector_ref(&self, s: &SectorInfo) -> SectorRef {
+        SectorRef { id: SectorId { miner: self.miner, number: s.number }, proof_type: s.proof }
+    }
+
+    /// Resume every sector that is not done (after a restart).
+    pub fn resume_all(self: &Arc<Self>) -> Result<(), SealingError> {
+        for s in self.db().list()? {
+            if let (Some(comm_r), Some(te), Some(pe)) = (s.comm_r, s.ticket_epoch, s.precommit_epoch) {
+                self.chain_restore(&s, comm_r, te, pe);
+            }
+            if s.state != SectorState::Proving && s.state != SectorState::FailedUnrecoverable {
+                tracing::info!(sector = s.number, state = %s.state.name(), "resuming sector");
+                self.spawn(s.number);
+            }
+        }
+        Ok(())
+    }
+
+    fn chain_restore(&self, s: &SectorInfo, comm_r: Commitment, ticket_epoch: Epoch, epoch: Epoch) {
+        let id = SectorId { miner: self.miner, number: s.number };
+        self.chain.restore_pre_commit(id, PreCommitInfo { proof: s.proof, comm_r, ticket_epoch, epoch });
+    }
+
+    /// `PledgeSector`: a new committed-capacity sector, or with `piece` a sector holding that
+    /// file's bytes (sealed at deal priority).
+    /// A sector for `len` bytes of piece data (the caller places the piece file).
+    pub fn pledge_data(self: &Arc<Self>, len: u64) -> Result<u64, SealingError> {
+        let n = self.pledge(true)?;
+        let db = self.db();
+        if let Some(mut s) = db.get(n)? {
+            s.data_len = len;
+            db.put(&s, "event", &format!("piece of {len} bytes"))?;
+        }
+        Ok(n)
+    }
+
+    pub fn pledge(self: &Arc<Self>, has_data: bool) -> Result<u64, SealingError> {
+        let db = self.db();
+        let cur = db.list()?.iter().filter(|s| s.state.is_sealing()).count() as u64;
+        let max = if has_data { self.cfg.max_sealing_sectors_for_deals } else { self.cfg.max_sealing_sectors };
+        if max > 0 && cur >= max {
+            return Err(SealingError::TooMany { cur, max });
+        }
+        let number = db.next_number()?;
+        let s = SectorInfo {
+            number,
+            state: SectorState::Packing,
+            proof: self.proof,
+            has_data,
+            data_len: 0,
+            pieces: vec![],
+            ticket: None,
+            ticket_epoch: None,
+            pc1: None,
+            comm_r: None,
+            comm_d: None,
+            precommit_epoch: None,
+            seed: None,
+            seed_epoch: None,
+            proof_bytes: None,
+            retries: 0,
+            last_error: String::new(),
+        };
+        db.put(&s, "event", if has_data { "created with a piece (deal sector)" } else { "pledged (CC)" })?;
+        drop(db);
+        Ok(number)
+    }
+
+    pub fn start(self: &Arc<Self>, number: u64) {
+        self.spawn(number);
+    }
+
+    fn spawn(self: &Arc<Self>, number: u64) {
+        let me = self.clone();
+        tokio::spawn(async move { me.drive(number).await });
+    }
+
+    async fn drive(self: Arc<Self>, number: u64) {
+        loop {
+            let s = match self.db().get(number) {
+                Ok(Some(s)) => s,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(sector = number, "reading the sector failed, stopping its state machine: {e}");
+                    return;
+                }
+            };
+            if matches!(s.state, SectorState::Proving | SectorState::FailedUnrecoverable) {
+                return;
+            }
+            if let Some(target) = s.state.retry_target() {
+                tokio::time::sleep(self.cfg.retry_wait).await;
+                let mut next = s.clone();
+                next.state = target;
+                if let Err(e) = self.db().put(&next, "retry", &format!("retrying {}", target.name())) {
+                    tracing::error!(sector = number, "{e}");
+                    return;
+                }
+                continue;
+            }
+            let from = s.state;
+            let result = self.step(s.clone()).await;
+            let (next, kind, msg) = match result {
+                Ok((mut n, ran)) => {
+                    n.retries = 0;
+                    let mut msg = format!("{} → {}", from.name(), n.state.name());
+                    if !ran.is_empty() {
+                        msg += &format!(" ({})", ran.join(", "));
+                    }
+                    (n, "transition", msg)
+                }
+                Err(e) => {
+                    let mut n = s.clone();
+                    n.retries += 1;
+                    n.last_error = e.to_string();
+                    n.state = if n.retries > self.cfg.max_retries {
+                        SectorState::FailedUnrecoverable
+                    } else {
+                        from.failure()
+                    };
+                    tracing::warn!(sector = number, state = %from.name(), "sealing step failed: {e}");
+                    (n, "error", format!("{}: {e}", from.name()))
+                }
+            };
+            tracing::info!(sector = number, "{msg}");
+            if let Err(e) = self.db().put(&next, kind, &msg) {
+                tracing::error!(sector = number, "{e}");
+                return;
+            }
+        }
+    }
+
+    fn priority(s: &SectorInfo) -> i32 {
+        if s.has_data {
+            DEAL_SECTOR_PRIORITY
+        } else {
+            0
+        }
+    }
+
+    /// One state's work; returns the sector in its next state.
+    async fn step(&self, s: SectorInfo) -> Result<(SectorInfo, Vec<String>), CallError> {
+        let mut ran = vec![];
+        let next = self.step_inner(s, &mut ran).await?;
+        Ok((next, ran))
+    }
+
+    /// `ran` collects "<task> on <host>" for the sector's log.
+    async fn step_inner(&self, mut s: SectorInfo, ran: &mut Vec<String>) -> Result<SectorInfo, CallError> {
+        use sealing_exec::TaskCall;
+        use FileType::*;
+        use SectorState::*;
+        let sector = self.sector_ref(&s);
+        let prio = Self::priority(&s);
+        let run = |t: TaskSpec| {
+            let task = t.task;
+            let m = self.manager.clone();
+            async move {
+                let r = m.run_task(t).await?;
+                Ok::<_, CallError>((task, r))
+            }
+        };
+        let mut note = |(task, r): (TaskType, crate::manager::Ran)| {
+            ran.push(format!("{} on {}", task.short(), r.host));
+            r.value
+        };
+        let m = &self.manager;
+        let fetch = |types: FileTypes| Some(TaskCall::Fetch(sector, types, PathType::Sealing));
+        let sealed_cache = FileTypes::of(&[Sealed, Cache]);
+        let json = |e: serde_json::Error| CallError::unknown(format!("bad result from the worker: {e}"));
+        match s.state {
+            Packing => {
+                let r = note(
+                    run(TaskSpec {
+                        sector,
+                        task: TaskType::AddPiece,
+                        priority: prio,
+                        selector: Selector::Alloc { types: FileTypes::of(&[Unsealed]), path: PathType::Sealing },
+                        prepare: None,
+                        work: TaskCall::AddPiece(sector, s.has_data),
+                    })
+                    .await?,
+                );
+                s.pieces = vec![serde_json::from_value(r).map_err(json)?];
+                s.state = GetTicket;
+            }
+            GetTicket => {
+                // Lotus takes the ticket from a finalized epoch (head - lookback); the devnet
+                // has no forks, so the head will do.
+                let epoch = self.chain.head();
+                s.ticket = Some(self.chain.ticket(self.miner, epoch));
+                s.ticket_epoch = Some(epoch);
+                s.state = PreCommit1;
+            }
+            PreCommit1 => {
+                let ticket = s.ticket.ok_or_else(|| CallError::unknown("no ticket"))?;
+                let r = note(
+                    run(TaskSpec {
+                        sector,
+                        task: TaskType::PreCommit1,
+                        priority: prio,
+                        selector: Selector::Alloc { types: sealed_cache, path: PathType::Sealing },
+                        prepare: fetch(FileTypes::of(&[Unsealed])),
+                        work: TaskCall::SealPreCommit1(sector, ticket, s.pieces.clone()),
+                    })
+                    .await?,
+                );
+                s.pc1 = Some(r);
+                s.state = PreCommit2;
+            }
+            PreCommit2 => {
+                let pc1 = serde_json::from_value(s.pc1.clone().ok_or_else(|| CallError::unknown("no PC1 output"))?)
+                    .map_err(json)?;
+                let r = note(
+                    run(TaskSpec {
+                        sector,
+                        task: TaskType::PreCommit2,
+                        priority: prio,
+                        selector: Selector::Existing { types: sealed_cache, allow_fetch: true },
+                        prepare: fetch(sealed_cache),
+                        work: TaskCall::SealPreCommit2(sector, pc1),
+                    })
+                    .await?,
+                );
+                #[derive(Deserialize)]
+                struct Cids {
+                    #[serde(rename = "CommR")]
+                    comm_r: Commitment,
+                    #[serde(rename = "CommD")]
+                    comm_d: Commitment,
+                }
+                let c: Cids = serde_json::from_value(r).map_err(json)?;
+                let sealer = sealing_proofs::Sealer::new(s.proof, self.miner, s.number);
+                let want = sealer.comm_d(&s.pieces).map_err(|e| CallError::unknown(e.to_string()))?;
+                if want != c.comm_d {
+                    return Err(CallError::unknown(
+                        "PreCommit2 returned a CommD that does not match the sector's pieces",
+                    ));
+                }
+                s.comm_r = Some(c.comm_r);
+                s.comm_d = Some(c.comm_d);
+                s.pc1 = None; // large and no longer needed
+                s.state = PreCommitting;
+            }
+            PreCommitting => {
+                let info = PreCommitInfo {
+                    proof: s.proof,
+                    comm_r: s.comm_r.ok_or_else(|| CallError::unknown("no CommR"))?,
+                    ticket_epoch: s.ticket_epoch.unwrap_or(0),
+                    epoch: 0,
+                };
+                let epoch = self.chain.pre_commit(sector.id, info).map_err(|e| CallError::unknown(e.to_string()))?;
+                s.precommit_epoch = Some(epoch);
+                s.seed_epoch = Some(epoch + self.chain.seed_delay());
+                s.state = WaitSeed;
+            }
+            WaitSeed => {
+                let at = s.seed_epoch.unwrap_or(0);
+                loop {
+                    if let Some(seed) = self.chain.seed(self.miner, at) {
+                        s.seed = Some(seed);
+                        break;
+                    }
+                    tokio::time::sleep(self.chain.block_delay() / 2).await;
+                }
+                s.state = Committing;
+            }
+            Committing => {
+                let (ticket, seed) = (s.ticket.unwrap_or_default(), s.seed.unwrap_or_default());
+                let (comm_r, comm_d) = (s.comm_r.unwrap_or_default(), s.comm_d.unwrap_or_default());
+                let c1 = note(
+                    run(TaskSpec {
+                        sector,
+                        task: TaskType::Commit1,
+                        priority: prio,
+                        selector: Selector::Existing { types: sealed_cache, allow_fetch: false },
+                        prepare: fetch(sealed_cache),
+                        work: TaskCall::SealCommit1(sector, ticket, seed, s.pieces.clone(), comm_r, comm_d),
+                    })
+                    .await?,
+                );
+                let c1 = serde_json::from_value(c1).map_err(json)?;
+                let proof = note(
+                    run(TaskSpec {
+                        sector,
+                        task: TaskType::Commit2,
+                        priority: prio,
+                        selector: Selector::Task,
+                        prepare: None,
+                        work: TaskCall::SealCommit2(sector, c1),
+                    })
+                    .await?,
+                );
+                let b64: String = serde_json::from_value(proof).map_err(json)?;
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&b64)
+                    .map_err(|e| CallError::unknown(format!("bad proof encoding: {e}")))?;
+                // The chain verifies the proof (real Groth16 verification) before accepting.
+                let chain = self.chain.clone();
+                let id = sector.id;
+                tokio::task::spawn_blocking(move || chain.prove_commit(id, comm_d, &bytes))
+                    .await
+                    .map_err(|e| CallError::unknown(e.to_string()))?
+                    .map_err(|e| CallError::unknown(e.to_string()))?;
+                s.proof_bytes = Some(b64);
+                s.state = FinalizeSector;
+            }
+            FinalizeSector => {
+                let cache = FileTypes::of(&[Cache]);
+                note(
+                    run(TaskSpec {
+                        sector,
+                        task: TaskType::Finalize,
+                        priority: prio,
+                        selector: Selector::Existing { types: cache, allow_fetch: false },
+                        prepare: None,
+                        work: TaskCall::FinalizeSector(sector, false),
+                    })
+                    .await?,
+                );
+                note(
+                    run(TaskSpec {
+                        sector,
+                        task: TaskType::Fetch,
+                        priority: prio,
+                        selector: Selector::Move { types: sealed_cache, allow_remote: !m.disallow_remote_finalize },
+                        prepare: None,
+                        work: TaskCall::MoveStorage(sector, sealed_cache),
+                    })
+                    .await?,
+                );
+                // The unsealed copy and the piece are not kept (CC, and deal data can be
+                // unsealed again).
+                self.remove_everywhere(sector.id, FileTypes::of(&[Unsealed, Piece])).await;
+                s.state = Proving;
+            }
+            st => return Err(CallError::unknown(format!("no work for state {}", st.name()))),
+        }
+        Ok(s)
+    }
+
+    /// Delete every copy of these files in the cluster (through each holder's /remote).
+    async fn remove_everywhere(&self, sector: SectorId, types: FileTypes) {
+        let Some(ex) = self.manager.local_executor() else { return };
+        for si in self.manager.storage_find(sector, types) {
+            for url in &si.urls {
+                if let Err(e) = ex.fetcher.delete(url, &[]).await {
+                    tracing::warn!(%url, "removing {types} of {sector} failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// `SectorsUnsealPiece`: rebuild the unsealed file of a proving sector from its sealed
+    /// file on a worker that can unseal.
+    pub async fn unseal(&self, number: u64) -> Result<(), String> {
+        let s = self.db().get(number).map_err(|e| e.to_string())?.ok_or(SealingError::NotFound(number).to_string())?;
+        if s.state != SectorState::Proving {
+            return Err(SealingError::NotSealed(number).to_string());
+        }
+        let sector = self.sector_ref(&s);
+        let sealed_cache = FileTypes::of(&[FileType::Sealed, FileType::Cache]);
+        self.manager
+            .run_task(TaskSpec {
+                sector,
+                task: TaskType::Unseal,
+                priority: Self::priority(&s),
+                selector: Selector::Existing { types: sealed_cache, allow_fetch: true },
+                prepare: None,
+                work: sealing_exec::TaskCall::UnsealPiece(
+                    sector,
+                    s.ticket.unwrap_or_default(),
+                    s.comm_d.unwrap_or_default(),
+                ),
+            })
+            .await
+            .map(|r| tracing::info!(sector = number, host = %r.host, "unsealed"))
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn get(&self, number: u64) -> Result<Option<SectorInfo>, SealingError> {
+        self.db().get(number)
+    }
+    pub fn list(&self) -> Result<Vec<SectorInfo>, SealingError> {
+        self.db().list()
+    }
+    pub fn log(&self, number: u64) -> Result<Vec<LogEntry>, SealingError> {
+        self.db().log(number)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_keeps_sectors_and_their_log_across_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sealing.db");
+        {
+            let db = Db::open(&p).unwrap();
+            assert_eq!(db.next_number().unwrap(), 1);
+            assert_eq!(db.next_number().unwrap(), 2);
+            let s = SectorInfo {
+                number: 1,
+                state: SectorState::PreCommit1,
+                proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+                has_data: false,
+                data_len: 0,
+                pieces: vec![],
+                ticket: Some([1; 32]),
+                ticket_epoch: Some(3),
+                pc1: None,
+                comm_r: None,
+                comm_d: None,
+                precommit_epoch: None,
+                seed: None,
+                seed_epoch: None,
+                proof_bytes: None,
+                retries: 0,
+                last_error: String::new(),
+            };
+            db.put(&s, "transition", "GetTicket → PreCommit1").unwrap();
+        }
+        let db = Db::open(&p).unwrap();
+        assert_eq!(db.next_number().unwrap(), 3, "numbers are never reused");
+        let s = db.get(1).unwrap().unwrap();
+        assert_eq!(s.state, SectorState::PreCommit1);
+        assert_eq!(s.ticket, Some([1; 32]));
+        assert_eq!(db.log(1).unwrap()[0].message, "GetTicket → PreCommit1");
+    }
+
+    fn sealing(dir: &Path, max: u64, max_deals: u64) -> Arc<Sealing> {
+        let sched =
+            sealing_sched::Scheduler::new(sealing_sched::Config { assigner: sealing_sched::Assigner::Utilization });
+        let manager = Manager::with_local_worker(
+            lotus_api::JwtSecret::generate(),
+            sched,
+            sealing_types::WorkerInfo::default(),
+            Default::default(),
+            "http://127.0.0.1:1".into(),
+            false,
+        );
+        let chain = crate::chain::Devnet::new(SystemTime::now(), Duration::from_secs(1), 1, [0; 32]);
+        Arc::new(Sealing {
+            db: Mutex::new(Db::open(&dir.join("sealing.db")).unwrap()),
+            chain: Arc::new(chain),
+            manager,
+            miner: 1000,
+            proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+            cfg: SealingConfig {
+                max_sealing_sectors: max,
+                max_sealing_sectors_for_deals: max_deals,
+                retry_wait: Duration::from_secs(1),
+                max_retries: 1,
+            },
+        })
+    }
+
+    /// `[Sealing] MaxSealingSectors` / `MaxSealingSectorsForDeals` (issue 3, §1.5): a pledge
+    /// past the limit is refused with the counts.
+    #[test]
+    fn pledges_past_the_sealing_limit_are_refused_with_the_counts() {
+        let d = tempfile::tempdir().unwrap();
+        let s = sealing(d.path(), 2, 1);
+        assert_eq!(s.pledge(false).unwrap(), 1);
+        assert_eq!(s.pledge(true).unwrap_err().to_string(), "too many sectors sealing (curSealing: 1, max: 1)");
+        assert_eq!(s.pledge(false).unwrap(), 2);
+        assert_eq!(s.pledge(false).unwrap_err().to_string(), "too many sectors sealing (curSealing: 2, max: 2)");
+        // A sector that is proving no longer counts.
+        let db = s.db();
+        let mut first = db.get(1).unwrap().unwrap();
+        first.state = SectorState::Proving;
+        db.put(&first, "transition", "test").unwrap();
+        drop(db);
+        assert_eq!(s.pledge(false).unwrap(), 3);
+        let d2 = tempfile::tempdir().unwrap();
+        let unlimited = sealing(d2.path(), 0, 0);
+        for n in 1..=5 {
+            assert_eq!(unlimited.pledge(n % 2 == 0).unwrap(), n);
+        }
+    }
+
+    #[test]
+    fn failures_retry_the_state_they_came_from() {
+        use SectorState::*;
+        for s in [Packing, PreCommit1, PreCommit2, PreCommitting, Committing, FinalizeSector] {
+            let f = s.failure();
+            assert_ne!(f, s);
+            let back = f.retry_target().unwrap();
+            assert!(back == s || (s == GetTicket && back == PreCommit1), "{s:?} → {f:?} → {back:?}");
+        }
+    }
+}

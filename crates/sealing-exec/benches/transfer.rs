@@ -1,0 +1,151 @@
+//! Sector file transfer between two nodes over loopback vs `cp` of the same file, and the
+//! process's peak memory while doing it (the transfer streams; memory must stay flat).
+//!
+//! `cargo bench -p sealing-exec --bench transfer` (TRANSFER_MIB=512 by default).
+
+use futures_util::future::BoxFuture;
+use lotus_api::types::{FsStat, SectorStorageInfo, StorageInfo};
+use lotus_api::Permission;
+use sealing_exec::remote::{router, Fetcher, RemoteState};
+use sealing_exec::{LocalStore, SectorIndex};
+use sealing_types::{FileType, FileTypes, SectorId};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+struct NoIndex;
+impl SectorIndex for NoIndex {
+    fn attach(&self, _: StorageInfo, _: FsStat) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn report_health(&self, _: Uuid, _: FsStat) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn declare(&self, _: Uuid, _: SectorId, _: FileTypes, _: bool) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn drop_sector(&self, _: Uuid, _: SectorId, _: FileTypes) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn find(&self, _: SectorId, _: FileTypes) -> BoxFuture<'_, Result<Vec<SectorStorageInfo>, String>> {
+        Box::pin(async { Ok(vec![]) })
+    }
+}
+
+struct AnyToken;
+impl lotus_api::rpc::Authenticator for AnyToken {
+    fn verify(&self, t: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
+        let ok = t == "bench";
+        Box::pin(async move {
+            if ok {
+                Ok(Permission::Admin.with_lower())
+            } else {
+                Err("bad token".into())
+            }
+        })
+    }
+}
+
+fn peak_rss_mib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .unwrap_or(0)
+        / 1024
+}
+
+fn init_path(dir: &std::path::Path) {
+    lotus_node::repo::init_storage_path(dir, 10, true, true).unwrap();
+}
+
+#[tokio::main]
+async fn main() {
+    let mib: u64 = std::env::var("TRANSFER_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let tmp = tempfile::tempdir_in(std::env::var("TMPDIR").unwrap_or("/var/tmp".into())).unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    init_path(&da);
+    init_path(&db);
+    let sector = SectorId { miner: 1000, number: 1 };
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let a = Arc::new(LocalStore::new(format!("http://{addr}/remote")));
+    a.open_path(&da).unwrap();
+    let b = Arc::new(LocalStore::new(String::new()));
+    let pb = b.open_path(&db).unwrap();
+    let app =
+        router(RemoteState { store: a.clone(), index: Arc::new(NoIndex), auth: Arc::new(AnyToken), missing: "admin" });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // The sealed file, and a cache directory of 12 files (as a 2KiB..32GiB cache holds).
+    let sealed = da.join("sealed").join(sector.file_name());
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&sealed).unwrap());
+        let mut block = vec![0u8; 1 << 20];
+        for i in 0..mib {
+            for (j, b) in block.iter_mut().enumerate() {
+                *b = (i as usize * 131 + j * 7) as u8;
+            }
+            f.write_all(&block).unwrap();
+        }
+    }
+    let cache = da.join("cache").join(sector.file_name());
+    std::fs::create_dir_all(&cache).unwrap();
+    for k in 0..12 {
+        std::fs::write(cache.join(format!("layer-{k}.dat")), vec![k as u8; (mib as usize * 1024 * 1024) / 12]).unwrap();
+    }
+    let rss0 = peak_rss_mib();
+
+    let fetcher = Fetcher::new("bench".into(), 4);
+    let bytes = (mib << 20) as f64;
+    let mut best_cp = f64::MAX;
+    let mut best_fetch = f64::MAX;
+    let mut best_tar = f64::MAX;
+    for _ in 0..3 {
+        let dst = tmp.path().join("cp-copy");
+        let t = Instant::now();
+        let st = std::process::Command::new("cp").arg(&sealed).arg(&dst).status().unwrap();
+        assert!(st.success());
+        best_cp = best_cp.min(t.elapsed().as_secs_f64());
+        std::fs::remove_file(&dst).unwrap();
+
+        let url = format!("http://{addr}/remote/sealed/{}", sector.file_name());
+        let t = Instant::now();
+        let n = fetcher
+            .fetch(&url, &pb.fetching(FileType::Sealed, sector), &pb.file(FileType::Sealed, sector))
+            .await
+            .unwrap();
+        best_fetch = best_fetch.min(t.elapsed().as_secs_f64());
+        assert_eq!(n, mib << 20);
+        std::fs::remove_file(pb.file(FileType::Sealed, sector)).unwrap();
+
+        let url = format!("http://{addr}/remote/cache/{}", sector.file_name());
+        let t = Instant::now();
+        fetcher.fetch(&url, &pb.fetching(FileType::Cache, sector), &pb.file(FileType::Cache, sector)).await.unwrap();
+        best_tar = best_tar.min(t.elapsed().as_secs_f64());
+        std::fs::remove_dir_all(pb.file(FileType::Cache, sector)).unwrap();
+    }
+    let rss1 = peak_rss_mib();
+    let mbps = |secs: f64| bytes / secs / (1 << 20) as f64;
+    println!("transfer of a {mib} MiB sector file over loopback (best of 3):");
+    println!("  cp                      {:8.1} MiB/s  ({:.3} s)", mbps(best_cp), best_cp);
+    println!(
+        "  /remote fetch (file)    {:8.1} MiB/s  ({:.3} s)   ratio vs cp {:.2}x",
+        mbps(best_fetch),
+        best_fetch,
+        best_cp / best_fetch
+    );
+    println!(
+        "  /remote fetch (cache, tar stream of 12 files) {:8.1} MiB/s  ({:.3} s)   ratio vs cp {:.2}x",
+        mbps(best_tar),
+        best_tar,
+        best_cp / best_tar
+    );
+    println!(
+        "  peak RSS before transfers {rss0} MiB, after {rss1} MiB (growth {} MiB for {} MiB moved)",
+        rss1.saturating_sub(rss0),
+        6 * mib
+    );
+}

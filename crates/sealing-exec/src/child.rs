@@ -1,0 +1,184 @@
+//! Proof work in a child process: `<lotus-worker|lotus-miner> proof-task` reads one [`ProofJob`]
+//! as JSON on stdin and writes its result as JSON on stdout.
+//!
+//! Why a process and not a thread: the proofs library cannot be interrupted, so aborting a task
+//! (`sealing abort`) must kill something; and a crash or an out-of-memory kill in the library
+//! then takes down one task, not the worker and every other task with it.
+
+use sealing_proofs::{Commitment, PieceInfo, SealCommitPhase1Output, SealPreCommitPhase1Output, Sealer, SectorPaths};
+use sealing_types::RegisteredSealProof;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+
+/// The hidden subcommand both binaries answer.
+pub const SUBCOMMAND: &str = "proof-task";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Paths {
+    pub unsealed: PathBuf,
+    pub sealed: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl From<&Paths> for SectorPaths {
+    fn from(p: &Paths) -> Self {
+        SectorPaths { unsealed: p.unsealed.clone(), sealed: p.sealed.clone(), cache: p.cache.clone() }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Job {
+    pub proof: RegisteredSealProof,
+    pub miner: u64,
+    pub sector: u64,
+    pub paths: Paths,
+    pub op: ProofJob,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ProofJob {
+    /// The sector's data: the piece file's bytes, or zeros (CC) when `piece` is None.
+    AddPiece {
+        piece: Option<PathBuf>,
+    },
+    PreCommit1 {
+        ticket: [u8; 32],
+        pieces: Vec<PieceInfo>,
+    },
+    PreCommit2 {
+        pc1: SealPreCommitPhase1Output,
+    },
+    Commit1 {
+        ticket: [u8; 32],
+        seed: [u8; 32],
+        comm_r: Commitment,
+        comm_d: Commitment,
+        pieces: Vec<PieceInfo>,
+    },
+    Commit2 {
+        c1: SealCommitPhase1Output,
+    },
+    Finalize,
+    /// Rebuild the unsealed file from the sealed file and cache.
+    Unseal {
+        ticket: [u8; 32],
+        comm_d: Commitment,
+    },
+}
+
+impl ProofJob {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProofJob::AddPiece { .. } => "AddPiece",
+            ProofJob::PreCommit1 { .. } => "PreCommit1",
+            ProofJob::PreCommit2 { .. } => "PreCommit2",
+            ProofJob::Commit1 { .. } => "Commit1",
+            ProofJob::Commit2 { .. } => "Commit2",
+            ProofJob::Finalize => "FinalizeSector",
+            ProofJob::Unseal { .. } => "Unseal",
+        }
+    }
+}
+
+/// Run a job in this process (the child's side).
+pub fn run(job: Job) -> Result<serde_json::Value, String> {
+    let s = Sealer::new(job.proof, job.miner, job.sector);
+    let paths = SectorPaths::from(&job.paths);
+    let e = |e: sealing_proofs::ProofError| e.to_string();
+    let json = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| e.to_string());
+    match job.op {
+        ProofJob::AddPiece { piece } => {
+            let size = sealing_proofs::max_unpadded(job.proof.sector_size());
+            let info = match piece {
+                Some(f) => {
+                    let file =
+                        std::fs::File::open(&f).map_err(|err| format!("opening piece {}: {err}", f.display()))?;
+                    let len = file.metadata().map_err(|err| err.to_string())?.len();
+                    // The piece is zero-padded to fill the sector: one piece per sector.
+                    let data = file.take(size).chain(std::io::repeat(0)).take(size);
+                    if len > size {
+                        return Err(format!("piece {} has {len} bytes, the sector holds {size}", f.display()));
+                    }
+                    s.add_piece(data, size, &paths.unsealed).map_err(e)?
+                }
+                None => s.add_piece(std::io::repeat(0).take(size), size, &paths.unsealed).map_err(e)?,
+            };
+            json(serde_json::to_value(info))
+        }
+        ProofJob::PreCommit1 { ticket, pieces } => {
+            json(serde_json::to_value(s.pre_commit1(&paths, ticket, &pieces).map_err(e)?))
+        }
+        ProofJob::PreCommit2 { pc1 } => {
+            let out = s.pre_commit2(pc1, &paths).map_err(e)?;
+            Ok(serde_json::json!({ "CommR": out.comm_r, "CommD": out.comm_d }))
+        }
+        ProofJob::Commit1 { ticket, seed, comm_r, comm_d, pieces } => {
+            let pc2 = sealing_proofs::SealPreCommitPhase2Output {
+                registered_proof: sealing_proofs::api_proof(job.proof),
+                comm_r,
+                comm_d,
+            };
+            json(serde_json::to_value(s.commit1(&paths, ticket, seed, pc2, &pieces).map_err(e)?))
+        }
+        ProofJob::Commit2 { c1 } => {
+            use base64::Engine;
+            let proof = s.commit2(c1).map_err(e)?;
+            Ok(serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(proof)))
+        }
+        ProofJob::Finalize => {
+            s.finalize(&paths.cache).map_err(e)?;
+            Ok(serde_json::Value::Null)
+        }
+        ProofJob::Unseal { ticket, comm_d } => {
+            let data = s.unseal(&paths, ticket, comm_d).map_err(e)?;
+            let size = data.len() as u64;
+            let piece = s.add_piece(&data[..], size, &paths.unsealed).map_err(e)?;
+            json(serde_json::to_value(piece))
+        }
+    }
+}
+
+/// The child's `main`: one job from stdin, `{"Ok":…}` or `{"Err":"…"}` on stdout.
+pub fn main() -> ! {
+    let mut input = String::new();
+    let result = match std::io::stdin().read_to_string(&mut input) {
+        Err(e) => Err(format!("reading the job from stdin: {e}")),
+        Ok(_) => match serde_json::from_str::<Job>(&input) {
+            Err(e) => Err(format!("malformed job: {e}")),
+            Ok(job) => run(job),
+        },
+    };
+    let out: Result<serde_json::Value, String> = result;
+    println!("{}", serde_json::to_string(&out).expect("serialises"));
+    std::process::exit(if out.is_ok() { 0 } else { 1 })
+}
+
+/// Run a job in a child process of `exe`, killing it when the returned future is dropped
+/// (an aborted task), with the parent's environment (FIL_PROOFS_*, BELLMAN_*, TMPDIR...).
+pub async fn spawn(exe: &std::path::Path, job: &Job) -> Result<serde_json::Value, String> {
+    let mut child = tokio::process::Command::new(exe)
+        .arg(SUBCOMMAND)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting the proof process {}: {e}", exe.display()))?;
+    let input = serde_json::to_vec(job).expect("serialises");
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(&input).await.map_err(|e| format!("sending the job to the proof process: {e}"))?;
+    drop(stdin);
+    let out = child.wait_with_output().await.map_err(|e| format!("waiting for the proof process: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.lines().last().map(serde_json::from_str::<Result<serde_json::Value, String>>) {
+        Some(Ok(r)) => r,
+        _ => Err(format!(
+            "the proof process for {} died without a result ({}); see the worker's log for its output",
+            job.op.name(),
+            out.status
+        )),
+    }
+}

@@ -1,0 +1,23 @@
+//! The task executor shared by `lotus-worker` and the miner's built-in worker.
+//!
+//! - [`store`]: the node's local storage paths (`sectorstore.json`), sector file locations,
+//!   free space, allocation;
+//! - [`remote`]: the `/remote` HTTP endpoints that serve sector files to the cluster, and the
+//!   client that fetches them (streamed, into `fetching/`, then renamed);
+//! - [`exec`]: runs a task call: acquires the sector's files (fetching what is elsewhere), runs
+//!   the proof work in a child process, declares the new files, and returns the result
+//!   through a [`exec::Returner`];
+//! - [`child`]: the child process's side (`<binary> proof-task`, JSON on stdin and stdout).
+//!
+//! The miner's sector index is reached through the [`index::SectorIndex`] trait: over RPC
+//! from a worker, directly inside the miner.
+
+pub mod child;
+pub mod exec;
+pub mod index;
+pub mod remote;
+pub mod store;
+
+pub use exec::{Executor, Returner, TaskCall};
+pub use index::SectorIndex;
+pub use store::LocalStore;
