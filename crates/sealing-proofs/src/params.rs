@@ -94,6 +94,31 @@ fn post<Tree: 'static + MerkleTreeTrait>(cfg: &PoStConfig, rng: &mut ChaCha20Rng
     Ok(())
 }
 
+/// One entry of the proofs library's parameter manifest (`parameters.json`, bundled in the
+/// library): the published files, their IPFS CIDs and blake2b digests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub name: String,
+    pub cid: String,
+    /// Hex of the first 16 bytes of the file's blake2b-512 hash.
+    pub digest: String,
+    pub sector_size: u64,
+}
+
+/// The published parameter files for a sector size (PoRep, PoSt, SnapDeals update).
+pub fn manifest(size: SectorSize) -> Vec<ManifestEntry> {
+    storage_proofs_core::parameter_cache::PARAMETERS
+        .iter()
+        .filter(|(_, d)| d.sector_size == size.0)
+        .map(|(name, d)| ManifestEntry {
+            name: name.clone(),
+            cid: d.cid.clone(),
+            digest: d.digest.clone(),
+            sector_size: d.sector_size,
+        })
+        .collect()
+}
+
 /// The files the proofs library will look for, for a sector size.
 pub fn files(size: SectorSize) -> Result<Vec<PathBuf>, ParamsError> {
     let c = circuits(size)?;
