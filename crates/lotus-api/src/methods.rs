@@ -75,6 +75,7 @@ pub const WORKER: &[(&str, Permission)] = &[
     ("UnsealPiece", Admin),
     // ours: stop a running call (kills its proof process)
     ("AbortCall", Admin),
+    ("Calls", Admin),
 ];
 
 pub fn permission(table: &[(&str, Permission)], name: &str) -> Option<Permission> {

@@ -155,8 +155,11 @@ pub async fn run(repo: Repo) -> Result<()> {
         }
     });
 
-    // The devnet chain and the sector state machine.
+    // The devnet chain, work tracking and the sector state machine.
     let db = Db::open(&repo.file("sealing.db"))?;
+    manager.set_call_store(Arc::new(
+        crate::calls::CallStore::open(&repo.file("sealing.db")).context("opening the work tracker in sealing.db")?,
+    ));
     let genesis = match db.meta("devnet_genesis")? {
         Some(v) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(v.parse().unwrap_or(0)),
         None => {

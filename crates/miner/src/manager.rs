@@ -59,6 +59,8 @@ struct Pending {
     running_on: Option<WorkerId>,
     started: Option<SystemTime>,
     call: Option<CallId>,
+    /// The work ID under which the call is tracked in the database.
+    work_id: String,
     done: Option<oneshot::Sender<Result<Ran, CallError>>>,
 }
 
@@ -93,7 +95,13 @@ pub struct Manager {
     local: OnceLock<Arc<Executor>>,
     /// `[Storage] DisallowRemoteFinalize`.
     pub disallow_remote_finalize: bool,
+    /// Work tracking in the miner's database (none in unit tests).
+    calls: OnceLock<Arc<crate::calls::CallStore>>,
 }
+
+/// How long a restarted miner waits for a call it tracked as running, when no connected worker
+/// says it still runs it or holds its result, before scheduling the work again.
+pub const TRACKED_CALL_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -144,7 +152,16 @@ impl Manager {
             local_worker: Some(id),
             local: OnceLock::new(),
             disallow_remote_finalize,
+            calls: OnceLock::new(),
         })
+    }
+
+    pub fn set_call_store(&self, c: Arc<crate::calls::CallStore>) {
+        let _ = self.calls.set(c);
+    }
+
+    pub fn call_store(&self) -> Option<&Arc<crate::calls::CallStore>> {
+        self.calls.get()
     }
 
     pub fn set_local_executor(&self, ex: Arc<Executor>) {
@@ -395,6 +412,23 @@ impl Manager {
     /// the preparation call runs there, then the work call, whose result comes back through
     /// `Return*`.
     pub async fn run_task(self: &Arc<Self>, t: TaskSpec) -> Result<Ran, CallError> {
+        let work_id = crate::calls::work_id(t.task, &t.work.to_rpc().1);
+        if let Some(store) = self.calls.get() {
+            match store.get(&work_id) {
+                Some(crate::calls::Tracked::Done { value, host }) => {
+                    tracing::info!(%work_id, %host, "using the stored result of work done before a restart");
+                    return Ok(Ran { value, host });
+                }
+                Some(crate::calls::Tracked::Running(call)) => {
+                    if let Some(r) = self.wait_tracked(call).await {
+                        return r;
+                    }
+                    tracing::warn!(%work_id, call = %call.id, "no worker has this call any more; scheduling it again");
+                    store.forget(&work_id);
+                }
+                None => {}
+            }
+        }
         let id = SchedId::new_random();
         let (tx, rx) = oneshot::channel();
         let req = TaskRequest {
@@ -415,6 +449,7 @@ impl Manager {
                     running_on: None,
                     started: None,
                     call: None,
+                    work_id,
                     done: Some(tx),
                 },
             );
@@ -422,6 +457,65 @@ impl Manager {
         };
         self.apply(effects);
         rx.await.unwrap_or_else(|_| Err(CallError::unknown("the scheduler dropped the request")))
+    }
+
+    /// Wait for a call tracked as running before a restart. Its worker re-registers and keeps
+    /// delivering the result; give up when, for `TRACKED_CALL_GRACE`, no connected worker
+    /// runs it or holds its result.
+    async fn wait_tracked(self: &Arc<Self>, call: CallId) -> Option<Result<Ran, CallError>> {
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut st = self.lock();
+            if let Some(r) = st.early.remove(&call) {
+                return Some(r.map(|value| Ran { value, host: String::new() }));
+            }
+            st.waiting.insert(call, Waiting { worker: WorkerId::CLOSED, tx });
+        }
+        tracing::info!(call = %call.id, sector = %call.sector, "waiting for the result of a call that was running before the restart");
+        let mut last_seen = tokio::time::Instant::now();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), &mut rx).await {
+                Ok(Ok(r)) => {
+                    let host = self.calls.get().and_then(|c| c.host_of(call)).unwrap_or_default();
+                    return Some(r.map(|value| Ran { value, host }));
+                }
+                Ok(Err(_)) => return None,
+                Err(_) => {}
+            }
+            if self.someone_has(call).await {
+                last_seen = tokio::time::Instant::now();
+            } else if last_seen.elapsed() > TRACKED_CALL_GRACE {
+                self.lock().waiting.remove(&call);
+                return None;
+            }
+        }
+    }
+
+    /// Whether a connected worker runs the call or holds its undelivered result.
+    async fn someone_has(&self, call: CallId) -> bool {
+        let remotes: Vec<Arc<RpcClient>> = {
+            let st = self.lock();
+            st.workers
+                .values()
+                .filter_map(|w| match &w.handle {
+                    Handle::Remote(c) => Some(c.clone()),
+                    Handle::Local => None,
+                })
+                .collect()
+        };
+        if self.local.get().is_some_and(|ex| ex.running_calls().contains(&call)) {
+            return true;
+        }
+        for c in remotes {
+            if let Ok(calls) =
+                c.call_timeout::<Vec<CallId>>("Calls", serde_json::json!([]), Duration::from_secs(5)).await
+            {
+                if calls.contains(&call) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Carry out the scheduler's effects. Never called with the lock held.
@@ -532,8 +626,12 @@ impl Manager {
         {
             let mut st = self.lock();
             if let Some(t) = task {
+                let host = st.workers.get(&worker).map(|w| w.info.hostname.clone()).unwrap_or_default();
                 if let Some(p) = st.pending.get_mut(&t) {
                     p.call = Some(call_id);
+                    if let Some(store) = self.calls.get() {
+                        store.running(&p.work_id, call_id.sector, call_id, &host);
+                    }
                 }
             }
             if let Some(r) = st.early.remove(&call_id) {
@@ -572,6 +670,9 @@ impl Manager {
 
     /// `Return<Method>(callID, result, error)` from a worker (or the local executor).
     pub fn on_return(&self, call: CallId, result: Result<serde_json::Value, CallError>) {
+        if let Some(store) = self.calls.get() {
+            store.returned(call, &result);
+        }
         let mut st = self.lock();
         match st.waiting.remove(&call) {
             Some(w) => {

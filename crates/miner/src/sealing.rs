@@ -370,6 +370,12 @@ impl Sealing {
                 tracing::error!(sector = number, "{e}");
                 return;
             }
+            if matches!(next.state, SectorState::Proving | SectorState::FailedUnrecoverable) {
+                // Its tracked work will never be asked for again.
+                if let Some(c) = self.manager.call_store() {
+                    c.forget_sector(SectorId { miner: self.miner, number });
+                }
+            }
         }
     }
 

@@ -135,15 +135,20 @@ pub async fn run(s: Settings) -> Result<()> {
             .with_context(|| format!("opening storage path {} (from storage.json)", p.path.display()))?;
     }
     let index: Arc<dyn sealing_exec::SectorIndex> = Arc::new(sealing_exec::index::RpcIndex(miner.clone()));
+    let results = s.repo.file("results");
+    std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
+    let returner = Arc::new(RpcReturner { miner: miner.clone(), dir: results });
     let executor = sealing_exec::Executor::new(
         store.clone(),
         index.clone(),
         sealing_exec::remote::Fetcher::new(s.miner.token.clone(), s.parallel_fetch_limit),
-        Arc::new(RpcReturner(miner.clone())),
+        returner.clone(),
     )
     .context("locating this executable (for proof processes)")?;
+    // Results finished before a restart (or whose delivery a restart interrupted) go out again.
+    returner.redeliver_stored();
 
-    let server = Arc::new(api(worker.clone(), executor.clone(), s.repo.clone()));
+    let server = Arc::new(api(worker.clone(), executor.clone(), s.repo.clone(), returner.clone()));
     let auth: Arc<dyn Authenticator> = Arc::new(MinerAuth { miner: miner.clone(), cache: Mutex::new(HashMap::new()) });
     let remote = sealing_exec::remote::router(sealing_exec::remote::RemoteState {
         store: store.clone(),
@@ -281,8 +286,74 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>, ex:
 }
 
 /// Delivers results with `Return<Method>`, retrying (1 s doubling to 30 s) until the miner
-/// takes them: a miner restart must not lose a finished task's result.
-struct RpcReturner(Arc<RpcClient>);
+/// takes them. Each result is first written to `<repo>/results/<call>.json` and removed only
+/// once delivered, so neither a miner restart nor a worker restart loses finished work (Lotus
+/// reports "worker restarted" and the phase is computed again, lotus #3453).
+struct RpcReturner {
+    miner: Arc<RpcClient>,
+    dir: std::path::PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredResult {
+    #[serde(rename = "Method")]
+    method: String,
+    #[serde(rename = "Call")]
+    call: sealing_types::CallId,
+    #[serde(rename = "Value")]
+    value: serde_json::Value,
+    #[serde(rename = "Err")]
+    err: Option<lotus_api::types::CallError>,
+}
+
+impl RpcReturner {
+    fn file(&self, call: &sealing_types::CallId) -> std::path::PathBuf {
+        self.dir.join(format!("{}.json", call.id))
+    }
+
+    /// Calls whose results wait here for delivery.
+    fn stored_calls(&self) -> Vec<sealing_types::CallId> {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<StoredResult>(&b).ok())
+            .map(|r| r.call)
+            .collect()
+    }
+
+    fn redeliver_stored(self: &Arc<Self>) {
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let Some(r) = std::fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<StoredResult>(&b).ok())
+            else {
+                continue;
+            };
+            tracing::info!(call = %r.call.id, sector = %r.call.sector, method = %r.method, "delivering a result stored before the restart");
+            let me = self.clone();
+            tokio::spawn(async move { me.deliver(r).await });
+        }
+    }
+
+    async fn deliver(&self, r: StoredResult) {
+        let params = serde_json::json!([r.call, r.value, r.err]);
+        let name = format!("Return{}", r.method);
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self.miner.call::<()>(&name, params.clone()).await {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(self.file(&r.call));
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(call = %r.call.id, "{name} failed ({e}); retrying in {} s", wait.as_secs());
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
 
 impl sealing_exec::Returner for RpcReturner {
     fn ret(
@@ -296,26 +367,26 @@ impl sealing_exec::Returner for RpcReturner {
                 Ok(v) => (v, None),
                 Err(e) => (serde_json::Value::Null, Some(e)),
             };
-            let params = serde_json::json!([call, value, err]);
-            let name = format!("Return{method}");
-            let mut wait = Duration::from_secs(1);
-            loop {
-                match self.0.call::<()>(&name, params.clone()).await {
-                    Ok(()) => return,
-                    Err(e) => {
-                        tracing::warn!(call = %call.id, "{name} failed ({e}); retrying in {} s", wait.as_secs());
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(30));
-                    }
-                }
+            let r = StoredResult { method, call, value, err };
+            let path = self.file(&call);
+            if let Err(e) = lotus_node::repo::write_atomic(&path, &serde_json::to_vec(&r).expect("serialises"), 0o600) {
+                tracing::warn!(call = %call.id, "could not store the result in {} ({e}); delivering it from memory only", path.display());
             }
+            self.deliver(r).await
         }
         .boxed()
     }
 }
 
-fn api(w: Arc<Worker>, ex: Arc<sealing_exec::Executor>, repo: Repo) -> RpcServer {
+fn api(w: Arc<Worker>, ex: Arc<sealing_exec::Executor>, repo: Repo, ret: Arc<RpcReturner>) -> RpcServer {
     let mut s = RpcServer::new(lotus_api::methods::WORKER);
+    // Calls this worker runs or holds an undelivered result of (a restarted miner asks).
+    s.register_with("Calls", (ex.clone(), ret), |(ex, ret), p: Params| async move {
+        p.expect(0)?;
+        let mut calls = ex.running_calls();
+        calls.extend(ret.stored_calls());
+        Ok(calls)
+    });
     for &name in sealing_exec::exec::TASK_METHODS {
         s.register_with(name, (w.clone(), ex.clone()), move |(w, ex), p: Params| async move {
             let params =

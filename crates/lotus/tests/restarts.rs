@@ -1,0 +1,96 @@
+//! Nothing lost across restarts, with real processes and real 2KiB proofs. Commit2 is the one
+//! phase long enough (about a minute on 2 cores) to be interrupted.
+//!
+//! Needs the devnet 2KiB parameters (`lotus-miner fetch-params 2KiB`; scripts/test.sh runs it).
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const CONFIG: &str = r#"
+[Storage]
+  AllowAddPiece = false
+  AllowPreCommit1 = false
+  AllowPreCommit2 = false
+  AllowCommit = false
+  AllowUnseal = false
+[Sealing]
+  MinRetryTime = "3s"
+[Devnet]
+  BlockDelay = "500ms"
+  SeedDelayEpochs = 4
+"#;
+
+fn state(c: &Cluster, sector: u64) -> String {
+    let out = c.miner_cmd(&["sectors", "status", &sector.to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines().find_map(|l| l.strip_prefix("Status:")).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn c2_started(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("task started") && l.contains("method=SealCommit2")).count()
+}
+
+fn setup() -> (Cluster, Proc, String) {
+    let c = Cluster::new();
+    std::fs::write(c.path("miner/config.toml"), CONFIG).unwrap();
+    let miner = c.start_miner();
+    let listen = format!("127.0.0.1:{}", free_port());
+    (c, miner, listen)
+}
+
+fn wait_for_c2(w: &Proc) {
+    wait_until(Duration::from_secs(180), "Commit2 to start on the worker", || c2_started(&w.log()) == 1);
+}
+
+/// The miner is killed (SIGKILL) while the worker computes Commit2, and started again: the
+/// worker's result is delivered to the new miner process, Commit2 is not computed twice, and
+/// the sector reaches Proving.
+#[test]
+fn a_miner_restart_during_commit2_keeps_the_workers_result() {
+    let (c, mut miner, listen) = setup();
+    let w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
+    wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    wait_until(Duration::from_secs(30), "storage attached", || {
+        c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
+    });
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_for_c2(&w);
+    miner.kill();
+    let miner2 = c.start_miner();
+    wait_until(Duration::from_secs(300), "the sector to prove after the restart", || state(&c, 1) == "Proving");
+    assert_eq!(c2_started(&w.log()), 1, "Commit2 ran again:\n{}", w.log());
+    let log = miner2.log();
+    assert!(log.contains("waiting for the result of a call that was running before the restart"), "{log}");
+    let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
+    assert!(status.contains("Committing → FinalizeSector"), "{status}");
+}
+
+/// The worker finishes Commit2 while the miner is down, and is itself restarted before the
+/// miner comes back: the result it stored is delivered, nothing is computed again.
+#[test]
+fn a_worker_restart_after_commit2_delivers_the_stored_result() {
+    let (c, mut miner, listen) = setup();
+    let mut w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
+    wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    wait_until(Duration::from_secs(30), "storage attached", || {
+        c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
+    });
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_for_c2(&w);
+    miner.kill();
+    wait_until(Duration::from_secs(300), "Commit2 to finish with the miner down", || {
+        w.log().lines().any(|l| l.contains("task done") && l.contains("method=SealCommit2"))
+    });
+    w.kill();
+    let stored = std::fs::read_dir(c.path("worker/results")).unwrap().count();
+    assert_eq!(stored, 1, "the undelivered result is on disk");
+    let w2 = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
+    let _miner2 = c.start_miner();
+    wait_until(Duration::from_secs(300), "the sector to prove", || state(&c, 1) == "Proving");
+    let log = w2.log();
+    assert!(log.contains("delivering a result stored before the restart"), "{log}");
+    assert_eq!(c2_started(&log), 0, "Commit2 ran again after the restart:\n{log}");
+    assert_eq!(std::fs::read_dir(c.path("worker/results")).unwrap().count(), 0, "delivered results are removed");
+}
