@@ -94,3 +94,54 @@ fn a_worker_restart_after_commit2_delivers_the_stored_result() {
     assert_eq!(c2_started(&log), 0, "Commit2 ran again after the restart:\n{log}");
     assert_eq!(std::fs::read_dir(c.path("worker/results")).unwrap().count(), 0, "delivered results are removed");
 }
+
+/// Proof processes whose parent is `pid`.
+fn proof_children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let is_proof = std::fs::read(e.path().join("cmdline"))
+                .map(|c| c.split(|b| *b == 0).any(|a| a == b"proof-task"))
+                .unwrap_or(false);
+            let ppid = std::fs::read_to_string(e.path().join("stat")).ok().and_then(|st| {
+                st.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok())
+            });
+            is_proof && ppid == Some(pid)
+        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+/// A worker killed with SIGKILL in the middle of Commit2: its proof process dies with it, the
+/// task is requeued and runs on another worker, and once the killed machine is back (its
+/// sealed files are there) the sector finalizes and reaches Proving.
+#[test]
+fn a_worker_killed_during_commit2_loses_no_sector() {
+    let (c, miner, listen) = setup();
+    let mut a = c.start_worker("worker-a", &["run", "--listen", &listen, "--name", "host-a"]);
+    wait_until(Duration::from_secs(30), "worker A to register", || c.workers().len() == 2);
+    wait_until(Duration::from_secs(30), "storage attached", || {
+        c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
+    });
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_for_c2(&a);
+    let pid = a.child.id();
+    wait_until(Duration::from_secs(10), "the C2 proof process", || proof_children(pid).len() == 1);
+    let child = proof_children(pid)[0];
+    a.kill();
+    // The orphan dies with its parent (PR_SET_PDEATHSIG), so C2 never runs twice at once.
+    wait_until(Duration::from_secs(5), "the killed worker's proof process to die", || {
+        // Gone, or a zombie waiting to be reaped (its cmdline is empty).
+        std::fs::read(format!("/proc/{child}/cmdline")).map(|c| c.is_empty()).unwrap_or(true)
+    });
+    let listen_b = format!("127.0.0.1:{}", free_port());
+    let b = c.start_worker("worker-b", &["run", "--listen", &listen_b, "--name", "host-b", "--no-default", "--commit"]);
+    wait_until(Duration::from_secs(60), "C2 to run again on worker B", || c2_started(&b.log()) == 1);
+    // Worker A's machine comes back: it holds the sealed sector and re-declares it.
+    let _a2 = c.start_worker("worker-a", &["run", "--listen", &listen, "--name", "host-a"]);
+    wait_until(Duration::from_secs(300), "the sector to prove", || state(&c, 1) == "Proving");
+    let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
+    assert!(status.contains("C2 on host-b"), "{status}");
+    assert!(miner.log().contains("task requeued"), "{}", miner.log());
+}

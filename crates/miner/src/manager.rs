@@ -351,6 +351,17 @@ fn spec(info: &WorkerInfo, types: &BTreeSet<TaskType>) -> WorkerSpec {
 fn remove_locked(st: &mut State, id: WorkerId) -> Vec<Effect> {
     let Some(w) = st.workers.remove(&id) else { return vec![] };
     let effects = st.sched.handle(Event::WorkerRemoved(id));
+    // Forget the placements now, under the lock: the calls failed below must find their
+    // request requeued, not completed.
+    for e in &effects {
+        if let Effect::Requeued { task, .. } = e {
+            if let Some(p) = st.pending.get_mut(task) {
+                p.running_on = None;
+                p.call = None;
+                p.started = None;
+            }
+        }
+    }
     if w.url.is_some() {
         for path in st.index.detach_origin(&w.origin) {
             tracing::info!(worker = %id, %path, "storage path detached with its worker");

@@ -159,14 +159,22 @@ pub fn main() -> ! {
 /// Run a job in a child process of `exe`, killing it when the returned future is dropped
 /// (an aborted task), with the parent's environment (FIL_PROOFS_*, BELLMAN_*, TMPDIR...).
 pub async fn spawn(exe: &std::path::Path, job: &Job) -> Result<serde_json::Value, String> {
-    let mut child = tokio::process::Command::new(exe)
-        .arg(SUBCOMMAND)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("starting the proof process {}: {e}", exe.display()))?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg(SUBCOMMAND).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    // The proof process dies with its parent, even one killed with SIGKILL: a task must never
+    // keep computing for a worker that no longer exists (its work is requeued elsewhere).
+    // PDEATHSIG follows the spawning thread: this runs on a runtime worker thread, which lives
+    // as long as the process.
+    // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("starting the proof process {}: {e}", exe.display()))?;
     let input = serde_json::to_vec(job).expect("serialises");
     let mut stdin = child.stdin.take().expect("piped");
     stdin.write_all(&input).await.map_err(|e| format!("sending the job to the proof process: {e}"))?;
