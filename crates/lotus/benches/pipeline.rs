@@ -19,6 +19,7 @@ fn free_port() -> u16 {
 
 /// Every phase in this process, as the library runs them; returns (total, per phase).
 fn raw(size: SectorSize, dir: &std::path::Path) -> (f64, Vec<(&'static str, f64)>) {
+    std::fs::create_dir_all(dir).unwrap();
     let paths = SectorPaths { unsealed: dir.join("unsealed"), sealed: dir.join("sealed"), cache: dir.join("cache") };
     let s = Sealer::new(RegisteredSealProof::v1_1_for(size), 1000, 99);
     let n = max_unpadded(size);
@@ -114,6 +115,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let pipeline = t.elapsed().as_secs_f64();
+    eprintln!("pipeline: {size} sector proving after {pipeline:.2} s; now the raw library calls");
     let log = String::from_utf8_lossy(&cli(&["sectors", "status", "--log", "1"]).stdout).to_string();
     for mut k in kids {
         let _ = k.kill();

@@ -145,3 +145,40 @@ fn a_worker_killed_during_commit2_loses_no_sector() {
     assert!(status.contains("C2 on host-b"), "{status}");
     assert!(miner.log().contains("task requeued"), "{}", miner.log());
 }
+
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+/// A worker unreachable for 60 s (SIGSTOP) while its Commit2 runs: the miner disables it but
+/// does not start the running task anywhere else (another C2-capable worker is there), and
+/// when the worker comes back its work continues and the sector proves.
+#[test]
+fn a_worker_stopped_for_a_minute_keeps_its_running_task() {
+    let (c, _miner, listen) = setup();
+    let a = c.start_worker("worker-a", &["run", "--listen", &listen, "--name", "host-a"]);
+    wait_until(Duration::from_secs(30), "worker A to register", || c.workers().len() == 2);
+    wait_until(Duration::from_secs(30), "storage attached", || {
+        c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
+    });
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_for_c2(&a);
+    let pid = a.child.id();
+    signal(pid, "-STOP");
+    let stopped = std::time::Instant::now();
+    let listen_b = format!("127.0.0.1:{}", free_port());
+    let b = c.start_worker("worker-b", &["run", "--listen", &listen_b, "--name", "host-b", "--no-default", "--commit"]);
+    wait_until(Duration::from_secs(40), "worker A to be disabled", || {
+        c.workers().iter().any(|(h, block)| h == "host-a" && block.contains("(disabled)"))
+    });
+    while stopped.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    signal(pid, "-CONT");
+    wait_until(Duration::from_secs(300), "the sector to prove", || state(&c, 1) == "Proving");
+    assert_eq!(c2_started(&a.log()), 1, "{}", a.log());
+    assert_eq!(c2_started(&b.log()), 0, "the running C2 was duplicated on worker B:\n{}", b.log());
+    let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
+    assert!(status.contains("C2 on host-a"), "{status}");
+}
