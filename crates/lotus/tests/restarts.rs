@@ -5,6 +5,14 @@
 
 mod common;
 
+/// Commit2 takes both cores: the tests of this file run one at a time so that each one's
+/// timeouts hold on a 2-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use common::*;
 use std::time::Duration;
 
@@ -49,6 +57,7 @@ fn wait_for_c2(w: &Proc) {
 /// the sector reaches Proving.
 #[test]
 fn a_miner_restart_during_commit2_keeps_the_workers_result() {
+    let _serial = serial();
     let (c, mut miner, listen) = setup();
     let w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
@@ -71,6 +80,7 @@ fn a_miner_restart_during_commit2_keeps_the_workers_result() {
 /// miner comes back: the result it stored is delivered, nothing is computed again.
 #[test]
 fn a_worker_restart_after_commit2_delivers_the_stored_result() {
+    let _serial = serial();
     let (c, mut miner, listen) = setup();
     let mut w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
@@ -118,6 +128,7 @@ fn proof_children(pid: u32) -> Vec<u32> {
 /// sealed files are there) the sector finalizes and reaches Proving.
 #[test]
 fn a_worker_killed_during_commit2_loses_no_sector() {
+    let _serial = serial();
     let (c, miner, listen) = setup();
     let mut a = c.start_worker("worker-a", &["run", "--listen", &listen, "--name", "host-a"]);
     wait_until(Duration::from_secs(30), "worker A to register", || c.workers().len() == 2);
@@ -156,6 +167,7 @@ fn signal(pid: u32, sig: &str) {
 /// when the worker comes back its work continues and the sector proves.
 #[test]
 fn a_worker_stopped_for_a_minute_keeps_its_running_task() {
+    let _serial = serial();
     let (c, _miner, listen) = setup();
     let a = c.start_worker("worker-a", &["run", "--listen", &listen, "--name", "host-a"]);
     wait_until(Duration::from_secs(30), "worker A to register", || c.workers().len() == 2);

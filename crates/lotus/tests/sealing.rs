@@ -8,6 +8,14 @@
 
 mod common;
 
+/// Commit2 takes both cores: the tests of this file run one at a time so that each one's
+/// timeouts hold on a 2-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -44,6 +52,7 @@ fn state(c: &Cluster, sector: u64) -> String {
 
 #[test]
 fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
+    let _serial = serial();
     let c = Cluster::new();
     std::fs::write(c.path("miner/config.toml"), CONFIG).unwrap();
     let miner = c.start_miner();
@@ -163,6 +172,7 @@ fn proof_processes(parent: u32) -> usize {
 /// to its failure state, retries, and still reaches Proving.
 #[test]
 fn sealing_abort_stops_the_computation_on_the_worker() {
+    let _serial = serial();
     let c = Cluster::new();
     std::fs::write(c.path("miner/config.toml"), CONFIG).unwrap();
     let miner = c.start_miner();
