@@ -1,0 +1,112 @@
+//! Load: many light workers on one miner for a while. Prints whether every heartbeat kept the
+//! workers enabled, and the miner's memory at the start and the end.
+//!
+//! `cargo bench -p lotus --bench load` (LOAD_WORKERS=200, LOAD_SECS=600). The workers only
+//! register and answer heartbeats: no sealing, so no proof backend is involved.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MINER: &str = env!("CARGO_BIN_EXE_lotus-miner");
+const WORKER: &str = env!("CARGO_BIN_EXE_lotus-worker");
+
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .unwrap_or(0)
+        / 1024
+}
+
+struct Kids(Vec<Child>);
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for k in &mut self.0 {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
+    }
+}
+
+fn main() {
+    let n: usize = std::env::var("LOAD_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let secs: u64 = std::env::var("LOAD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = |c: &mut Command| {
+        c.env("LOTUS_MINER_PATH", base.join("miner"))
+            .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{port}/http"))
+            .env("RUST_LOG", "warn");
+    };
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(MINER);
+        env(&mut c);
+        c.args(args).output().unwrap()
+    };
+    assert!(cli(&["init", "--sector-size", "2KiB"]).status.success());
+    let mut run = Command::new(MINER);
+    env(&mut run);
+    let miner = run.arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let miner_pid = miner.id();
+    let mut kids = Kids(vec![miner]);
+    while !cli(&["info"]).status.success() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let info = String::from_utf8(cli(&["auth", "api-info", "--perm", "admin"]).stdout).unwrap();
+    let info = info.trim().trim_start_matches("MINER_API_INFO=").to_string();
+    let rss_idle = rss_mib(miner_pid);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let mut w = Command::new(WORKER);
+        w.env("LOTUS_WORKER_PATH", base.join(format!("w{i}")))
+            .env("MINER_API_INFO", &info)
+            .env("RUST_LOG", "warn")
+            .args(["run", "--listen", "127.0.0.1:0", "--name", &format!("load-{i}"), "--no-local-storage"]);
+        kids.0.push(w.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    }
+    let count = |what: &str| -> (usize, usize) {
+        let out = String::from_utf8_lossy(&cli(&["sealing", "workers"]).stdout).to_string();
+        let total = out.lines().filter(|l| l.starts_with("Worker ")).count();
+        let disabled = out.lines().filter(|l| l.starts_with("Worker ") && l.contains("(disabled)")).count();
+        let _ = what;
+        (total, disabled)
+    };
+    loop {
+        let (total, _) = count("registration");
+        if total > n {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "only {total} of {} workers registered after 2 minutes",
+            n + 1
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let registered = t0.elapsed().as_secs_f64();
+    let rss_start = rss_mib(miner_pid);
+    println!(
+        "{n} workers registered in {registered:.1} s; miner RSS idle {rss_idle} MiB, with the workers {rss_start} MiB"
+    );
+    let start = Instant::now();
+    let (mut min_enabled, mut samples, mut worst_disabled) = (usize::MAX, 0, 0);
+    let mut rss_max = rss_start;
+    while start.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(10));
+        let (total, disabled) = count("sample");
+        min_enabled = min_enabled.min(total - disabled);
+        worst_disabled = worst_disabled.max(disabled);
+        rss_max = rss_max.max(rss_mib(miner_pid));
+        samples += 1;
+    }
+    let rss_end = rss_mib(miner_pid);
+    println!(
+        "over {secs} s ({samples} samples every 10 s): at least {min_enabled} of {} workers enabled at every sample, \
+         at most {worst_disabled} disabled (a missed heartbeat disables a worker)",
+        n + 1
+    );
+    println!("miner RSS: start {rss_start} MiB, end {rss_end} MiB, max {rss_max} MiB");
+}
