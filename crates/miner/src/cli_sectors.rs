@@ -32,7 +32,7 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
             for s in list {
                 println!(
                     "{:<3} {:<21} {:<6} {}",
-                    s["SectorID"],
+                    s["SectorID"].as_u64().unwrap_or(0),
                     s["State"].as_str().unwrap_or(""),
                     if s["HasData"].as_bool().unwrap_or(false) { "data" } else { "CC" },
                     s["LastErr"].as_str().unwrap_or("")
