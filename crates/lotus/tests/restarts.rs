@@ -5,14 +5,6 @@
 
 mod common;
 
-/// Commit2 takes both cores: the tests of this file run one at a time so that each one's
-/// timeouts hold on a 2-core machine.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 use common::*;
 use std::time::Duration;
 
@@ -29,12 +21,6 @@ const CONFIG: &str = r#"
   BlockDelay = "500ms"
   SeedDelayEpochs = 4
 "#;
-
-fn state(c: &Cluster, sector: u64) -> String {
-    let out = c.miner_cmd(&["sectors", "status", &sector.to_string()]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines().find_map(|l| l.strip_prefix("Status:")).map(|s| s.trim().to_string()).unwrap_or_default()
-}
 
 fn c2_started(log: &str) -> usize {
     log.lines().filter(|l| l.contains("task started") && l.contains("method=SealCommit2")).count()
@@ -68,7 +54,7 @@ fn a_miner_restart_during_commit2_keeps_the_workers_result() {
     wait_for_c2(&w);
     miner.kill();
     let miner2 = c.start_miner();
-    wait_until(Duration::from_secs(300), "the sector to prove after the restart", || state(&c, 1) == "Proving");
+    wait_until(Duration::from_secs(300), "the sector to prove after the restart", || sector_state(&c, 1) == "Proving");
     assert_eq!(c2_started(&w.log()), 1, "Commit2 ran again:\n{}", w.log());
     let log = miner2.log();
     assert!(log.contains("waiting for the result of a call that was running before the restart"), "{log}");
@@ -98,29 +84,11 @@ fn a_worker_restart_after_commit2_delivers_the_stored_result() {
     assert_eq!(stored, 1, "the undelivered result is on disk");
     let w2 = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
     let _miner2 = c.start_miner();
-    wait_until(Duration::from_secs(300), "the sector to prove", || state(&c, 1) == "Proving");
+    wait_until(Duration::from_secs(300), "the sector to prove", || sector_state(&c, 1) == "Proving");
     let log = w2.log();
     assert!(log.contains("delivering a result stored before the restart"), "{log}");
     assert_eq!(c2_started(&log), 0, "Commit2 ran again after the restart:\n{log}");
     assert_eq!(std::fs::read_dir(c.path("worker/results")).unwrap().count(), 0, "delivered results are removed");
-}
-
-/// Proof processes whose parent is `pid`.
-fn proof_children(pid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let is_proof = std::fs::read(e.path().join("cmdline"))
-                .map(|c| c.split(|b| *b == 0).any(|a| a == b"proof-task"))
-                .unwrap_or(false);
-            let ppid = std::fs::read_to_string(e.path().join("stat")).ok().and_then(|st| {
-                st.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok())
-            });
-            is_proof && ppid == Some(pid)
-        })
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .collect()
 }
 
 /// A worker killed with SIGKILL in the middle of Commit2: its proof process dies with it, the
@@ -151,7 +119,7 @@ fn a_worker_killed_during_commit2_loses_no_sector() {
     wait_until(Duration::from_secs(60), "C2 to run again on worker B", || c2_started(&b.log()) == 1);
     // Worker A's machine comes back: it holds the sealed sector and re-declares it.
     let _a2 = c.start_worker("worker-a", &["run", "--listen", &listen, "--name", "host-a"]);
-    wait_until(Duration::from_secs(300), "the sector to prove", || state(&c, 1) == "Proving");
+    wait_until(Duration::from_secs(300), "the sector to prove", || sector_state(&c, 1) == "Proving");
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
     assert!(status.contains("C2 on host-b"), "{status}");
     assert!(miner.log().contains("task requeued"), "{}", miner.log());
@@ -188,7 +156,7 @@ fn a_worker_stopped_for_a_minute_keeps_its_running_task() {
         std::thread::sleep(Duration::from_millis(500));
     }
     signal(pid, "-CONT");
-    wait_until(Duration::from_secs(300), "the sector to prove", || state(&c, 1) == "Proving");
+    wait_until(Duration::from_secs(300), "the sector to prove", || sector_state(&c, 1) == "Proving");
     assert_eq!(c2_started(&a.log()), 1, "{}", a.log());
     assert_eq!(c2_started(&b.log()), 0, "the running C2 was duplicated on worker B:\n{}", b.log());
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);

@@ -8,14 +8,6 @@
 
 mod common;
 
-/// Commit2 takes both cores: the tests of this file run one at a time so that each one's
-/// timeouts hold on a 2-core machine.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 use common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -38,17 +30,6 @@ const CONFIG: &str = r#"
   BlockDelay = "500ms"
   SeedDelayEpochs = 4
 "#;
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn state(c: &Cluster, sector: u64) -> String {
-    let out = c.miner_cmd(&["sectors", "status", &sector.to_string()]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines().find_map(|l| l.strip_prefix("Status:")).map(|s| s.trim().to_string()).unwrap_or_default()
-}
 
 #[test]
 fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
@@ -90,7 +71,7 @@ fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
                 seen.insert((cols[4].to_string(), cols[3].to_string()));
             }
         }
-        let (s1, s2) = (state(&c, 1), state(&c, 2));
+        let (s1, s2) = (sector_state(&c, 1), sector_state(&c, 2));
         if s1 == "Proving" && s2 == "Proving" {
             break;
         }
@@ -150,24 +131,6 @@ fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
     assert!(found.contains("(unsealed)") && found.contains("Remote"), "unsealed copy on worker A:\n{found}");
 }
 
-/// Proof processes (`<binary> proof-task`) that `parent` runs right now.
-fn proof_processes(parent: u32) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let is_proof = std::fs::read(e.path().join("cmdline"))
-                .map(|c| c.split(|b| *b == 0).any(|a| a == b"proof-task"))
-                .unwrap_or(false);
-            // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces.
-            let ppid = std::fs::read_to_string(e.path().join("stat")).ok().and_then(|st| {
-                st.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok())
-            });
-            is_proof && ppid == Some(parent)
-        })
-        .count()
-}
-
 /// `sealing abort` of a running Commit2 kills its proof process on the worker; the sector goes
 /// to its failure state, retries, and still reaches Proving.
 #[test]
@@ -195,13 +158,13 @@ fn sealing_abort_stops_the_computation_on_the_worker() {
             None => false,
         }
     });
-    wait_until(Duration::from_secs(10), "the C2 proof process to start", || proof_processes(pid) == 1);
+    wait_until(Duration::from_secs(10), "the C2 proof process to start", || proof_children(pid).len() == 1);
     let out = c.miner_ok(&["sealing", "abort", &id]);
     assert!(out.starts_with(&format!("aborting job {id}")) && out.contains("task C2, sector 1"), "{out}");
-    wait_until(Duration::from_secs(5), "the proof process to be killed", || proof_processes(pid) == 0);
-    wait_until(Duration::from_secs(10), "the sector to fail", || state(&c, 1) == "ComputeProofFailed");
+    wait_until(Duration::from_secs(5), "the proof process to be killed", || proof_children(pid).is_empty());
+    wait_until(Duration::from_secs(10), "the sector to fail", || sector_state(&c, 1) == "ComputeProofFailed");
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
     assert!(status.contains("aborted by the operator (its computation was stopped)"), "{status}");
-    wait_until(Duration::from_secs(300), "the sector to retry and prove", || state(&c, 1) == "Proving");
+    wait_until(Duration::from_secs(300), "the sector to retry and prove", || sector_state(&c, 1) == "Proving");
     drop(miner);
 }

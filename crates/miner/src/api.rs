@@ -1,7 +1,7 @@
 //! The miner's storage, call-return and sector API methods (the daemon registers the rest).
 
 use crate::daemon_ctx::Ctx;
-use crate::sealing::{SectorInfo, SectorState};
+use crate::sealing::SectorInfo;
 use lotus_api::rpc::{Params, RpcError, RpcServer};
 use lotus_api::types::{CallError, FsStat, StorageInfo};
 use sealing_exec::exec::TASK_METHODS;
@@ -236,9 +236,4 @@ async fn add_piece_file(c: &Ctx, path: &str) -> anyhow::Result<SectorId> {
     c.m.storage_declare(dest.id(), sector, piece, true).map_err(anyhow::Error::msg)?;
     c.sealing.start(n);
     Ok(sector)
-}
-
-/// Whether a state shows in `sectors list` as done.
-pub fn is_done(s: SectorState) -> bool {
-    s == SectorState::Proving
 }

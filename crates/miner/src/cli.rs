@@ -284,7 +284,13 @@ fn init(repo: &Repo, sector_size: &str, no_local_storage: bool, actor_id: u64) -
 /// A client for the running miner: `MINER_API_INFO` (or the old `STORAGE_API_INFO`) if set,
 /// else the repo's `api` and `token` files.
 pub fn client(repo: &Repo) -> Result<RpcClient> {
-    let (url, token) = match api_info_from_env()? {
+    let (url, token) = endpoint(repo)?;
+    Ok(RpcClient::new(url, Some(token), Duration::from_secs(30)))
+}
+
+/// The running miner's RPC URL and the token to use with it (see [`client`]).
+pub fn endpoint(repo: &Repo) -> Result<(String, String)> {
+    Ok(match api_info_from_env()? {
         Some(info) => (info.rpc_url(), info.token),
         None => {
             repo.require_initialised()?;
@@ -298,8 +304,7 @@ pub fn client(repo: &Repo) -> Result<RpcClient> {
             let info = ApiInfo::parse(&format!("{}:{addr}", repo.token()?))?;
             (info.rpc_url(), info.token)
         }
-    };
-    Ok(RpcClient::new(url, Some(token), Duration::from_secs(30)))
+    })
 }
 
 fn api_info_from_env() -> Result<Option<ApiInfo>> {

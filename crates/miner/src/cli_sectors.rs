@@ -93,12 +93,12 @@ fn render_status(v: &Value, log: bool) -> String {
 async fn unseal(repo: &Repo, c: &lotus_api::RpcClient, sector: u64, output: &std::path::Path) -> Result<()> {
     let st: Value = c.call("SectorsStatus", json!([sector, false])).await.map_err(explain)?;
     let proof: sealing_types::RegisteredSealProof = serde_json::from_value(st["SealProof"].clone())?;
-    let miner: String = c.call("ActorAddress", json!([])).await?;
-    let miner: u64 = miner.trim_start_matches(['t', 'f']).trim_start_matches('0').parse().unwrap_or(0);
-    let sid = SectorId { miner, number: sector };
+    let sid = SectorId { miner: actor_id(c).await?, number: sector };
     let sref = SectorRef { id: sid, proof_type: proof };
     let t0 = std::time::Instant::now();
-    let long = lotus_api::RpcClient::new(c.url().to_string(), Some(token(repo)?), Duration::from_secs(3600));
+    let (url, token) = crate::cli::endpoint(repo)?;
+    // Unsealing runs a whole task on a worker: longer than the usual 30 s call timeout.
+    let long = lotus_api::RpcClient::new(url, Some(token.clone()), Duration::from_secs(3600));
     long.call::<()>("SectorsUnsealPiece", json!([sref])).await.map_err(explain)?;
     let found: Vec<SectorStorageInfo> =
         c.call("StorageFindSector", json!([sid, FileTypes::of(&[FileType::Unsealed]), 0, false])).await?;
@@ -107,7 +107,7 @@ async fn unseal(repo: &Repo, c: &lotus_api::RpcClient, sector: u64, output: &std
         .flat_map(|f| f.urls.iter())
         .next()
         .context("the unsealed file is not in the index after unsealing")?;
-    let resp = reqwest::Client::new().get(url).bearer_auth(token(repo)?).send().await?;
+    let resp = reqwest::Client::new().get(url).bearer_auth(&token).send().await?;
     if !resp.status().is_success() {
         bail!("downloading {url}: {}", resp.status());
     }
@@ -127,16 +127,12 @@ async fn unseal(repo: &Repo, c: &lotus_api::RpcClient, sector: u64, output: &std
     Ok(())
 }
 
-/// The token the CLI uses (MINER_API_INFO's, or the repo's admin token).
-fn token(repo: &Repo) -> Result<String> {
-    for var in ["MINER_API_INFO", "STORAGE_API_INFO"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.trim().is_empty() {
-                return Ok(lotus_api::ApiInfo::parse(&v)?.token);
-            }
-        }
-    }
-    Ok(repo.token()?)
+/// The miner's actor ID, from `ActorAddress` (`t01000` → 1000).
+async fn actor_id(c: &lotus_api::RpcClient) -> Result<u64> {
+    let addr: String = c.call("ActorAddress", json!([])).await.map_err(explain)?;
+    addr.get(2..)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("the miner reported actor address {addr:?}, expected t0<number>"))
 }
 
 pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
@@ -153,9 +149,7 @@ pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
             print!("{}", render_storage_list(&list, &local));
         }
         StorageCmd::Find { sector } => {
-            let miner: String = c.call("ActorAddress", json!([])).await?;
-            let miner: u64 = miner.trim_start_matches(['t', 'f']).trim_start_matches('0').parse().unwrap_or(0);
-            let sid = SectorId { miner, number: sector };
+            let sid = SectorId { miner: actor_id(&c).await?, number: sector };
             let local: std::collections::BTreeMap<String, String> = c.call("StorageLocal", json!([])).await?;
             let mut any = false;
             for t in FileType::ALL {

@@ -70,6 +70,15 @@ pub struct Ran {
     pub host: String,
 }
 
+impl Pending {
+    /// The task went back to the queue: its old placement's answer no longer counts.
+    fn unplace(&mut self) {
+        self.running_on = None;
+        self.call = None;
+        self.started = None;
+    }
+}
+
 /// A call a worker accepted and whose `Return*` has not come yet.
 struct Waiting {
     worker: WorkerId,
@@ -356,9 +365,7 @@ fn remove_locked(st: &mut State, id: WorkerId) -> Vec<Effect> {
     for e in &effects {
         if let Effect::Requeued { task, .. } = e {
             if let Some(p) = st.pending.get_mut(task) {
-                p.running_on = None;
-                p.call = None;
-                p.started = None;
+                p.unplace();
             }
         }
     }
@@ -589,9 +596,7 @@ impl Manager {
                 Effect::Requeued { task, from } => {
                     tracing::info!(%task, worker = %from, "task requeued");
                     if let Some(p) = self.lock().pending.get_mut(&task) {
-                        p.running_on = None;
-                        p.call = None;
-                        p.started = None;
+                        p.unplace();
                     }
                 }
                 Effect::Cancelled { task } => {

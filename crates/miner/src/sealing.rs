@@ -253,7 +253,7 @@ impl Sealing {
             }
             if s.state != SectorState::Proving && s.state != SectorState::FailedUnrecoverable {
                 tracing::info!(sector = s.number, state = %s.state.name(), "resuming sector");
-                self.spawn(s.number);
+                self.start(s.number);
             }
         }
         Ok(())
@@ -309,11 +309,8 @@ impl Sealing {
         Ok(number)
     }
 
+    /// Run a sector's state machine until it is proving (or given up).
     pub fn start(self: &Arc<Self>, number: u64) {
-        self.spawn(number);
-    }
-
-    fn spawn(self: &Arc<Self>, number: u64) {
         let me = self.clone();
         tokio::spawn(async move { me.drive(number).await });
     }

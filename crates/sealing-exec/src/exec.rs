@@ -79,8 +79,20 @@ impl TaskCall {
             .map_err(|e| format!("bad params for {method}: {e}"))
     }
 
+    /// The method name, without serialising the params (a Commit1 output is megabytes).
     pub fn method(&self) -> String {
-        self.to_rpc().0
+        match self {
+            TaskCall::AddPiece(..) => "AddPiece",
+            TaskCall::SealPreCommit1(..) => "SealPreCommit1",
+            TaskCall::SealPreCommit2(..) => "SealPreCommit2",
+            TaskCall::SealCommit1(..) => "SealCommit1",
+            TaskCall::SealCommit2(..) => "SealCommit2",
+            TaskCall::FinalizeSector(..) => "FinalizeSector",
+            TaskCall::MoveStorage(..) => "MoveStorage",
+            TaskCall::Fetch(..) => "Fetch",
+            TaskCall::UnsealPiece(..) => "UnsealPiece",
+        }
+        .to_string()
     }
 }
 
@@ -393,4 +405,36 @@ fn store_err(e: StoreError) -> CallError {
 async fn move_local(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
     crate::remote::remove_any(to).await?;
     tokio::fs::rename(from, to).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealing_types::{RegisteredSealProof, SectorId};
+
+    #[test]
+    fn method_names_match_the_wire_and_round_trip() {
+        let s = SectorRef {
+            id: SectorId { miner: 1000, number: 3 },
+            proof_type: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+        };
+        let calls = [
+            TaskCall::AddPiece(s, true),
+            TaskCall::SealPreCommit1(s, [1; 32], vec![]),
+            TaskCall::SealCommit1(s, [1; 32], [2; 32], vec![], [3; 32], [4; 32]),
+            TaskCall::FinalizeSector(s, false),
+            TaskCall::MoveStorage(s, FileTypes::of(&[FileType::Sealed])),
+            TaskCall::Fetch(s, FileTypes::of(&[FileType::Cache]), PathType::Sealing),
+            TaskCall::UnsealPiece(s, [1; 32], [2; 32]),
+        ];
+        for c in calls {
+            let (name, params) = c.to_rpc();
+            assert_eq!(name, c.method());
+            assert!(TASK_METHODS.contains(&name.as_str()));
+            assert!(params.is_array(), "{name}: positional params");
+            let back = TaskCall::from_rpc(&name, params.clone()).unwrap();
+            assert_eq!(back.to_rpc().1, params);
+        }
+        assert!(TaskCall::from_rpc("SealPreCommit1", serde_json::json!([1])).unwrap_err().contains("bad params"));
+    }
 }

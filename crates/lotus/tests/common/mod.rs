@@ -152,3 +152,42 @@ pub fn symlink(target: &str, dir: &Path, name: &str) -> PathBuf {
     std::os::unix::fs::symlink(target, &p).unwrap();
     p
 }
+
+/// The `Status:` of a sector, as `sectors status` prints it (empty if it cannot be read).
+pub fn sector_state(c: &Cluster, sector: u64) -> String {
+    let out = c.miner_cmd(&["sectors", "status", &sector.to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines().find_map(|l| l.strip_prefix("Status:")).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// The last `n` lines of a log.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// PIDs of the proof processes (`<binary> proof-task`) whose parent is `parent`.
+pub fn proof_children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let is_proof = std::fs::read(e.path().join("cmdline"))
+                .map(|c| c.split(|b| *b == 0).any(|a| a == b"proof-task"))
+                .unwrap_or(false);
+            // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+            let ppid = std::fs::read_to_string(e.path().join("stat")).ok().and_then(|st| {
+                st.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok())
+            });
+            is_proof && ppid == Some(parent)
+        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+/// Tests that run real Commit2 (which takes both cores) hold this, so they run one at a time
+/// within a test binary and each one's timeouts hold on a 2-core machine.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
