@@ -164,6 +164,15 @@ impl Repo {
         }
     }
 
+    /// Whether a running daemon holds this repo's lock. A shared lock is taken and let go at
+    /// once, so the check never blocks a daemon that is starting.
+    pub fn is_locked(&self) -> bool {
+        match OpenOptions::new().read(true).open(self.file("repo.lock")) {
+            Ok(f) => matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        }
+    }
+
     /// Write a file atomically (temp file + rename), with `mode` on Unix.
     pub fn write_file(&self, name: &str, data: &[u8], mode: u32) -> Result<(), RepoError> {
         write_atomic(&self.file(name), data, mode)
@@ -293,11 +302,16 @@ mod tests {
     fn lock_is_exclusive_and_names_the_holder() {
         let d = tempfile::tempdir().unwrap();
         let r = Repo::new(d.path(), RepoKind::Miner);
-        let _l = r.lock().unwrap();
+        assert!(!r.is_locked());
+        let l = r.lock().unwrap();
+        assert!(r.is_locked());
         let e = r.lock().unwrap_err().to_string();
         assert!(e.contains("locked by another running process"), "{e}");
         assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
         assert!(e.contains("lotus-miner stop"), "{e}");
+        drop(l);
+        assert!(!r.is_locked(), "the lock goes with its holder");
+        let _again = r.lock().unwrap();
     }
 
     #[test]

@@ -188,15 +188,16 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
         Cmd::Stop => {
             let c = client(&repo)?;
             c.call::<()>("Shutdown", json!([])).await?;
-            // Wait until it has let go of its port.
-            for _ in 0..100 {
-                if c.call::<uuid::Uuid>("Session", json!([])).await.is_err() {
+            // Wait until it has let go of its port and, when its repo is on this machine, of the
+            // repo lock too: a `run` right after `stop` must not find the repo still locked.
+            for _ in 0..300 {
+                if c.call::<uuid::Uuid>("Session", json!([])).await.is_err() && !repo.is_locked() {
                     println!("miner stopped");
                     return Ok(());
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            bail!("the miner accepted the stop request but is still answering after 10 s")
+            bail!("the miner accepted the stop request but is still running after 30 s")
         }
         Cmd::Info => info(&repo).await,
         Cmd::Auth { cmd } => auth(&repo, cmd).await,

@@ -227,8 +227,16 @@ async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
         Cmd::FetchParams { .. } => unreachable!("handled before the runtime starts"),
         Cmd::Stop => {
             worker_client(&worker_repo)?.call::<()>("Shutdown", json!([])).await?;
-            println!("worker stopping");
-            Ok(())
+            // Return once the process is gone (its repo lock released), so that a `run` right
+            // after `stop` finds the repo free.
+            for _ in 0..300 {
+                if !worker_repo.is_locked() {
+                    println!("worker stopped");
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            bail!("the worker accepted the stop request but is still running after 30 s")
         }
         Cmd::Storage { cmd: StorageCmd::Attach(a) } => {
             let path = lotus_node::attach::prepare_attach(&a)?;
