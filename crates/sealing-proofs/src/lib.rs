@@ -11,6 +11,7 @@
 //! parameters in `FIL_PROOFS_PARAMETER_CACHE`.
 
 pub mod params;
+pub mod post;
 
 use filecoin_proofs_api as api;
 use sealing_types::{RegisteredSealProof, SectorSize};

@@ -42,21 +42,14 @@ struct Circuits {
 }
 
 fn circuits(size: SectorSize) -> Result<Circuits, ParamsError> {
-    use RegisteredPoStProof::*;
-    use RegisteredSealProof::*;
-    match size {
-        SectorSize::KIB2 => Ok(Circuits {
-            seal: StackedDrg2KiBV1_1,
-            winning: StackedDrgWinning2KiBV1,
-            window: StackedDrgWindow2KiBV1_2,
-        }),
-        SectorSize::MIB8 => Ok(Circuits {
-            seal: StackedDrg8MiBV1_1,
-            winning: StackedDrgWinning8MiBV1,
-            window: StackedDrgWindow8MiBV1_2,
-        }),
-        other => Err(ParamsError::TooLarge(other)),
-    }
+    use crate::post::{post_proof, PoStKind};
+    let seal = match size {
+        SectorSize::KIB2 => RegisteredSealProof::StackedDrg2KiBV1_1,
+        SectorSize::MIB8 => RegisteredSealProof::StackedDrg8MiBV1_1,
+        other => return Err(ParamsError::TooLarge(other)),
+    };
+    let post = |kind| post_proof(size, kind).ok_or(ParamsError::TooLarge(size));
+    Ok(Circuits { seal, winning: post(PoStKind::Winning)?, window: post(PoStKind::Window)? })
 }
 
 /// A separate deterministic RNG per circuit, so each file is the same whatever else exists.
