@@ -46,6 +46,8 @@ pub const MINER: &[(&str, Permission)] = &[
     ("SectorsList", Read),
     ("SectorsSummary", Read),
     ("SectorsUnsealPiece", Admin),
+    // proving
+    ("ProvingInfo", Read),
 ];
 
 /// Methods served by `lotus-worker` on `/rpc/v0`. All need admin, as in Lotus.
@@ -76,6 +78,9 @@ pub const WORKER: &[(&str, Permission)] = &[
     // ours: stop a running call (kills its proof process)
     ("AbortCall", Admin),
     ("Calls", Admin),
+    // PoSt workers (synchronous: the proof is the answer)
+    ("GenerateWindowPoSt", Admin),
+    ("GenerateWinningPoSt", Admin),
 ];
 
 pub fn permission(table: &[(&str, Permission)], name: &str) -> Option<Permission> {

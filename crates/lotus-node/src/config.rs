@@ -27,11 +27,25 @@ pub struct MinerConfig {
 pub struct DevnetConfig {
     pub block_delay: String,
     pub seed_delay_epochs: u64,
+    #[serde(rename = "WPoStPeriodDeadlines")]
+    pub wpost_period_deadlines: u64,
+    #[serde(rename = "WPoStChallengeWindow")]
+    pub wpost_challenge_window: u64,
+    #[serde(rename = "WPoStChallengeLookback")]
+    pub wpost_challenge_lookback: u64,
+    pub win_rate: f64,
 }
 
 impl Default for DevnetConfig {
     fn default() -> Self {
-        DevnetConfig { block_delay: "1s".into(), seed_delay_epochs: 5 }
+        DevnetConfig {
+            block_delay: "1s".into(),
+            seed_delay_epochs: 5,
+            wpost_period_deadlines: 4,
+            wpost_challenge_window: 20,
+            wpost_challenge_lookback: 2,
+            win_rate: 0.02,
+        }
     }
 }
 
@@ -82,6 +96,9 @@ pub struct ProvingConfig {
     pub disable_builtin_window_post: bool,
     #[serde(rename = "DisableBuiltinWinningPoSt")]
     pub disable_builtin_winning_post: bool,
+    pub sealing_nice: i64,
+    #[serde(rename = "ReservedCPUs")]
+    pub reserved_cpus: u64,
 }
 
 impl Default for ApiConfig {
@@ -135,6 +152,8 @@ impl Default for ProvingConfig {
             parallel_check_limit: 32,
             disable_builtin_window_post: false,
             disable_builtin_winning_post: false,
+            sealing_nice: 10,
+            reserved_cpus: 0,
         }
     }
 }
@@ -167,6 +186,12 @@ const DOCS: &[(&str, &str)] = &[
     ("Sealing.MinRetryTime", "How long a sector in a failed state waits before it retries."),
     ("Devnet.BlockDelay", "Time per epoch of the local devnet chain."),
     ("Devnet.SeedDelayEpochs", "Epochs between a pre-commit and its interactive seed (PreCommitChallengeDelay)."),
+    ("Devnet.WPoStPeriodDeadlines", "Deadlines in a proving period (mainnet: 48)."),
+    ("Devnet.WPoStChallengeWindow", "Epochs a WindowPoSt deadline stays open (mainnet: 60)."),
+    ("Devnet.WPoStChallengeLookback", "Epochs between a deadline's challenge and its opening (mainnet: 20)."),
+    ("Devnet.WinRate", "Chance of winning each epoch's block election while the miner has active sectors (0 = never mine)."),
+    ("Proving.SealingNice", "Niceness (0-19) of the miner's own sealing proof processes: PoSt on this machine gets the CPU first."),
+    ("Proving.ReservedCPUs", "CPU cores the miner's own sealing never uses (its worker reports fewer, its proof processes use fewer threads), kept for PoSt."),
     ("Proving.ParallelCheckLimit", "How many sectors are checked at once before a PoSt."),
     ("Proving.DisableBuiltinWindowPoSt", "Never compute WindowPoSt on the miner itself; wait for a PoSt worker."),
     ("Proving.DisableBuiltinWinningPoSt", "Never compute WinningPoSt on the miner itself; fail fast without a PoSt worker."),
@@ -248,6 +273,21 @@ impl MinerConfig {
             Ok(d) if d >= Duration::from_millis(100) => {}
             Ok(_) => return Err(("Devnet.BlockDelay", "must be at least 100ms".into())),
             Err(e) => return Err(("Devnet.BlockDelay", e)),
+        }
+        if self.devnet.wpost_period_deadlines == 0 {
+            return Err(("Devnet.WPoStPeriodDeadlines", "must be at least 1".into()));
+        }
+        if self.devnet.wpost_challenge_window < 2 {
+            return Err(("Devnet.WPoStChallengeWindow", "must be at least 2 epochs".into()));
+        }
+        if !(0.0..=1.0).contains(&self.devnet.win_rate) {
+            return Err(("Devnet.WinRate", format!("{} is not a probability between 0 and 1", self.devnet.win_rate)));
+        }
+        if !(0..=19).contains(&self.proving.sealing_nice) {
+            return Err((
+                "Proving.SealingNice",
+                format!("{} is not a niceness between 0 and 19", self.proving.sealing_nice),
+            ));
         }
         self.assigner().map_err(|e| ("Storage.Assigner", e))?;
         if !matches!(self.storage.resource_filtering.as_str(), "hardware" | "disabled") {

@@ -200,6 +200,24 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         let sector: SectorRef = p.get(0, "sector")?;
         c.sealing.unseal(sector.id.number).await.map_err(method_err)
     });
+    // ---- proving: everything `lotus-miner proving …` and `info` show, in one answer
+    s.register_with("ProvingInfo", ctx.clone(), |c, p: Params| async move {
+        p.expect(0)?;
+        let chain = &c.proving.chain;
+        let head = chain.head();
+        Ok(json!({
+            "Miner": c.sealing.miner,
+            "CurrentEpoch": head,
+            "BlockDelaySecs": chain.block_delay().as_secs_f64(),
+            "Deadline": chain.deadline_at(head),
+            "Params": chain.proving_params(),
+            "Chain": chain.proving_summary(),
+            "Attempts": c.proving.attempts(),
+            "Blocks": c.proving.blocks(),
+            "DisableBuiltinWindowPoSt": c.proving.disable_builtin_window,
+            "DisableBuiltinWinningPoSt": c.proving.disable_builtin_winning,
+        }))
+    });
 }
 
 /// `storage attach PATH` on the miner: open the path, remember it in storage.json, attach it.

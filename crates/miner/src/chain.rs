@@ -167,6 +167,8 @@ pub trait Chain: Send + Sync {
     fn restore_pre_commit(&self, _sector: SectorId, _info: PreCommitInfo) {}
 
     fn proving_params(&self) -> ProvingParams;
+    /// When an epoch starts (for deadline margins).
+    fn epoch_time(&self, epoch: Epoch) -> SystemTime;
     /// The deadline open (or next to open) at `epoch`.
     fn deadline_at(&self, epoch: Epoch) -> DeadlineInfo;
     /// WindowPoSt / election randomness of an epoch, known once it is reached.
@@ -327,8 +329,7 @@ impl Devnet {
         while close <= head {
             let dl = self.deadline_of(close - window);
             let parts = partitions_of(st, &dl);
-            let proven: Vec<usize> =
-                st.posts.iter().filter(|p| p.open == dl.open).map(|p| p.partition).collect();
+            let proven: Vec<usize> = st.posts.iter().filter(|p| p.open == dl.open).map(|p| p.partition).collect();
             let mut outcome = DeadlineOutcome {
                 deadline: dl.index,
                 open: dl.open,
@@ -428,7 +429,7 @@ fn partitions_of(st: &DevnetState, dl: &DeadlineInfo) -> Vec<PartitionInfo> {
                 .iter()
                 .filter_map(|n| {
                     let a = st.sectors.get(n)?;
-                    (a.activation < dl.challenge).then(|| ProvingSector {
+                    (a.activation < dl.challenge).then_some(ProvingSector {
                         number: *n,
                         proof: a.proof,
                         comm_r: a.comm_r,
@@ -499,8 +500,10 @@ impl Chain for Devnet {
             return Ok(at); // the same message again (after a restart)
         }
         st.proven.insert(sector.number, head);
-        st.sectors
-            .insert(sector.number, ActiveSector { proof: pc.proof, comm_r: pc.comm_r, activation: head, faulty: false });
+        st.sectors.insert(
+            sector.number,
+            ActiveSector { proof: pc.proof, comm_r: pc.comm_r, activation: head, faulty: false },
+        );
         assign(&mut st, self.proving.deadlines, sector.number);
         self.save(&st);
         Ok(head)
@@ -514,6 +517,9 @@ impl Chain for Devnet {
 
     fn proving_params(&self) -> ProvingParams {
         self.proving
+    }
+    fn epoch_time(&self, epoch: Epoch) -> SystemTime {
+        self.genesis + self.block_delay * epoch.max(0) as u32
     }
     fn deadline_at(&self, epoch: Epoch) -> DeadlineInfo {
         self.deadline_of(epoch)
@@ -558,12 +564,8 @@ impl Chain for Devnet {
             let size = part.sectors[0].proof.sector_size();
             let prover = sealing_proofs::post::Prover::new(PoStKind::Window, size, post.miner, randomness)
                 .map_err(|e| err(e.to_string()))?;
-            let public: BTreeMap<u64, Commitment> = part
-                .sectors
-                .iter()
-                .filter(|s| post.proven.contains(&s.number))
-                .map(|s| (s.number, s.comm_r))
-                .collect();
+            let public: BTreeMap<u64, Commitment> =
+                part.sectors.iter().filter(|s| post.proven.contains(&s.number)).map(|s| (s.number, s.comm_r)).collect();
             match prover.verify(&post.proof, &public) {
                 Ok(true) => {}
                 Ok(false) => return Err(err("the proof does not verify".into())),
@@ -619,16 +621,16 @@ impl Chain for Devnet {
             .map(|(n, a)| ProvingSector { number: *n, proof: a.proof, comm_r: a.comm_r, faulty: false })
             .collect();
         let first = active.first().ok_or_else(|| err("no active sectors".into()))?;
-        let prover =
-            sealing_proofs::post::Prover::new(PoStKind::Winning, first.proof.sector_size(), miner, randomness)
-                .map_err(|e| err(e.to_string()))?;
+        let prover = sealing_proofs::post::Prover::new(PoStKind::Winning, first.proof.sector_size(), miner, randomness)
+            .map_err(|e| err(e.to_string()))?;
         let idx = prover.winning_indices(active.len() as u64).map_err(|e| err(e.to_string()))?;
         Ok(idx.into_iter().filter_map(|i| active.get(i as usize).cloned()).collect())
     }
     fn submit_block(&self, miner: u64, epoch: Epoch, sectors: &[u64], proof: &[u8]) -> Result<(), ChainError> {
         let err = |why: String| ChainError::Block { epoch, why };
         let result = (|| {
-            let randomness = self.election(miner, epoch).ok_or_else(|| err("the miner did not win this epoch".into()))?;
+            let randomness =
+                self.election(miner, epoch).ok_or_else(|| err("the miner did not win this epoch".into()))?;
             if self.lock().won_epochs.contains(&epoch) {
                 return Err(err("a block for this epoch is already in".into()));
             }
@@ -683,7 +685,6 @@ pub fn new_entropy() -> [u8; 32] {
     e[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     e
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -770,7 +771,8 @@ mod tests {
         });
         st.sectors.get_mut(&2).unwrap().faulty = true;
         assert!(c.settle(&mut st, 50));
-        let o: Vec<_> = st.outcomes.iter().map(|o| (o.deadline, o.open, o.proven_partitions, o.missed_partitions)).collect();
+        let o: Vec<_> =
+            st.outcomes.iter().map(|o| (o.deadline, o.open, o.proven_partitions, o.missed_partitions)).collect();
         // Deadline 1 (sector 3) opened at 10 with its challenge at 8 > activation 5: missed,
         // and again at 40; its sector is penalised once, when it turns faulty.
         assert_eq!(o, vec![(1, 10, 0, 1), (0, 30, 1, 0), (1, 40, 0, 1)]);

@@ -74,6 +74,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: StorageCmd,
     },
+    /// WindowPoSt deadlines, faults and PoSt workers
+    Proving {
+        #[command(subcommand)]
+        cmd: crate::cli_proving::ProvingCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,6 +205,33 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             bail!("the miner accepted the stop request but is still running after 30 s")
         }
         Cmd::Info => info(&repo).await,
+        Cmd::Proving { cmd } => {
+            use crate::cli_proving::{fetch, render_deadlines, render_info, ProvingCmd};
+            match cmd {
+                ProvingCmd::Info => print!("{}", render_info(&fetch(&client(&repo)?).await?)),
+                ProvingCmd::Deadlines => print!("{}", render_deadlines(&fetch(&client(&repo)?).await?)),
+                ProvingCmd::Workers => {
+                    let post: BTreeMap<WorkerId, WorkerStats> = stats(&repo)
+                        .await?
+                        .into_iter()
+                        .filter(|(_, s)| {
+                            s.tasks.iter().any(|t| {
+                                matches!(
+                                    t,
+                                    sealing_types::TaskType::GenerateWindowPoSt
+                                        | sealing_types::TaskType::GenerateWinningPoSt
+                                )
+                            })
+                        })
+                        .collect();
+                    if post.is_empty() {
+                        println!("no PoSt workers connected (start one with `lotus-worker run --windowpost` or `--winningpost`); the miner proves itself unless [Proving] DisableBuiltinWindowPoSt is set");
+                    }
+                    print!("{}", crate::render::post_workers(&post));
+                }
+            }
+            Ok(())
+        }
         Cmd::Auth { cmd } => auth(&repo, cmd).await,
         Cmd::Sealing { cmd } => match cmd {
             SealingCmd::Workers { color } => workers(&repo, color).await,
@@ -378,6 +410,7 @@ async fn info(repo: &Repo) -> Result<()> {
     println!("Miner: {addr}");
     println!("Sector Size: {}", sealing_types::size::size_str(size));
     println!("Workers: Seal({seal}) WdPoSt({wd}) WinPoSt({win})");
+    print!("{}", crate::cli_proving::render_health(&crate::cli_proving::fetch(&c).await?));
     Ok(())
 }
 

@@ -113,11 +113,17 @@ pub async fn run(repo: Repo) -> Result<()> {
     let sched = sealing_sched::Scheduler::new(sealing_sched::Config { assigner });
     let mut res = hw::probe(&hw::ProbeOptions::default(), &env_lookup);
     res.resources = sealing_types::resources::table_from_env(&env_lookup)?;
+    // `[Proving] ReservedCPUs`: the scheduler sees fewer cores on the miner's own worker and its
+    // sealing processes size their thread pools to match; PoSt keeps the rest.
+    let reserved = cfg.proving.reserved_cpus.min(res.cpus.saturating_sub(1));
+    res.cpus -= reserved;
+    let sealing_threads = (reserved > 0).then_some(res.cpus as usize);
     let hostname = if cfg.storage.local_worker_name.is_empty() {
         hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
     } else {
         cfg.storage.local_worker_name.clone()
     };
+    let executor_hostname = hostname.clone();
     let info = WorkerInfo { hostname, ignore_resources: cfg.storage.resource_filtering == "disabled", resources: res };
     let manager = Manager::with_local_worker(
         secret.clone(),
@@ -146,6 +152,7 @@ pub async fn run(repo: Repo) -> Result<()> {
     )
     .context("locating this executable (for proof processes)")?;
     manager.set_local_executor(executor.clone());
+    executor.set_sealing_limits(cfg.proving.sealing_nice as i32, sealing_threads);
     executor.declare_all().await.map_err(anyhow::Error::msg).context("attaching the miner's storage paths")?;
     let ex = executor.clone();
     tokio::spawn(async move {
@@ -178,8 +185,19 @@ pub async fn run(repo: Repo) -> Result<()> {
         }
     };
     let block_delay = lotus_node::config::parse_duration(&cfg.devnet.block_delay).map_err(anyhow::Error::msg)?;
-    let chain: Arc<dyn Chain> =
-        Arc::new(Devnet::new(genesis, block_delay, cfg.devnet.seed_delay_epochs as i64, entropy));
+    let proving_params = crate::chain::ProvingParams {
+        deadlines: cfg.devnet.wpost_period_deadlines,
+        window: cfg.devnet.wpost_challenge_window as i64,
+        lookback: cfg.devnet.wpost_challenge_lookback as i64,
+        win_rate: cfg.devnet.win_rate,
+    };
+    let chain: Arc<dyn Chain> = Arc::new(
+        Devnet::new(genesis, block_delay, cfg.devnet.seed_delay_epochs as i64, entropy)
+            .with_proving(proving_params)
+            .persisted(repo.file("devnet.json"))
+            .map_err(anyhow::Error::msg)
+            .context("loading the devnet chain state (delete devnet.json to start a new chain)")?,
+    );
     let sealing = Arc::new(Sealing {
         db: std::sync::Mutex::new(db),
         chain,
@@ -197,7 +215,24 @@ pub async fn run(repo: Repo) -> Result<()> {
 
     let session = Uuid::new_v4();
     let shutdown = Arc::new(Notify::new());
-    let ctx = Ctx { m: manager.clone(), sealing, store: store.clone(), repo: repo.clone() };
+    let post_prover = sealing_exec::post::PoStProver::new(
+        store.clone(),
+        index.clone(),
+        secret.create_token(&Permission::Admin.with_lower()),
+        executor_hostname.clone(),
+        32,
+    )
+    .context("locating this executable (for proof processes)")?;
+    let proving = crate::proving::Proving::new(
+        sealing.chain.clone(),
+        manager.clone(),
+        meta.actor_id,
+        post_prover,
+        cfg.proving.disable_builtin_window_post,
+        cfg.proving.disable_builtin_winning_post,
+    );
+    proving.start();
+    let ctx = Ctx { m: manager.clone(), sealing, store: store.clone(), repo: repo.clone(), proving };
     let server = Arc::new(api(ctx, secret.clone(), session, meta, shutdown.clone()));
     let auth: Arc<dyn Authenticator> = Arc::new(MinerAuth(secret));
     let remote = sealing_exec::remote::router(sealing_exec::remote::RemoteState {

@@ -4,10 +4,12 @@ pub mod api;
 pub mod calls;
 pub mod chain;
 pub mod cli;
+pub mod cli_proving;
 pub mod cli_sectors;
 pub mod daemon;
 pub mod index;
 pub mod manager;
+pub mod proving;
 pub mod render;
 pub mod sealing;
 
@@ -21,6 +23,7 @@ pub mod daemon_ctx {
         pub sealing: Arc<crate::sealing::Sealing>,
         pub store: Arc<sealing_exec::LocalStore>,
         pub repo: lotus_node::repo::Repo,
+        pub proving: Arc<crate::proving::Proving>,
     }
 }
 

@@ -40,6 +40,12 @@ struct WorkerEntry {
     task_types: BTreeSet<TaskType>,
     enabled: bool,
     heartbeat: Option<JoinHandle<()>>,
+    /// A PoSt worker: it goes to the PoSt scheduler, never to the sealing scheduler (§3.11).
+    post: bool,
+}
+
+fn is_post_worker(types: &BTreeSet<TaskType>) -> bool {
+    types.contains(&TaskType::GenerateWindowPoSt) || types.contains(&TaskType::GenerateWinningPoSt)
 }
 
 impl Drop for WorkerEntry {
@@ -153,6 +159,7 @@ impl Manager {
                 task_types: types,
                 enabled: true,
                 heartbeat: None,
+                post: false,
             },
         );
         Arc::new(Manager {
@@ -221,10 +228,13 @@ impl Manager {
                 effects.extend(remove_locked(&mut st, old));
             }
             let node = origin(&url).to_string();
-            let mut ws = spec(&info, &task_types);
-            ws.seal_space = st.index.node_space(&node, PathType::Sealing);
-            ws.store_space = st.index.node_space(&node, PathType::Storage);
-            effects.extend(st.sched.handle(Event::WorkerAdded { id, spec: ws }));
+            let post = is_post_worker(&task_types);
+            if !post {
+                let mut ws = spec(&info, &task_types);
+                ws.seal_space = st.index.node_space(&node, PathType::Sealing);
+                ws.store_space = st.index.node_space(&node, PathType::Storage);
+                effects.extend(st.sched.handle(Event::WorkerAdded { id, spec: ws }));
+            }
             st.workers.insert(
                 id,
                 WorkerEntry {
@@ -235,6 +245,7 @@ impl Manager {
                     task_types,
                     enabled: true,
                     heartbeat: None,
+                    post,
                 },
             );
             drop(st);
@@ -257,6 +268,9 @@ impl Manager {
         }
         w.enabled = enabled;
         tracing::warn!(worker = %id, host = %w.info.hostname, enabled, "worker {}", if enabled { "answers again: enabled" } else { "not answering: disabled" });
+        if w.post {
+            return;
+        }
         let effects = st.sched.handle(if enabled { Event::WorkerEnabled(id) } else { Event::WorkerDisabled(id) });
         drop(st);
         self.apply(effects);
@@ -275,7 +289,7 @@ impl Manager {
     fn set_task_types(self: &Arc<Self>, id: WorkerId, types: BTreeSet<TaskType>) {
         let mut st = self.lock();
         let Some(w) = st.workers.get_mut(&id) else { return };
-        if w.task_types != types {
+        if w.task_types != types && !w.post {
             w.task_types = types.clone();
             let effects = st.sched.handle(Event::WorkerTaskTypes { id, task_types: types });
             drop(st);
@@ -306,6 +320,19 @@ impl Manager {
                         task_counts: counts.into_iter().map(|((p, t), n)| (seal_task_key(p, t), n)).collect(),
                     },
                 )
+            })
+            .collect()
+    }
+
+    /// Enabled PoSt workers of this kind (`WDP` or `WNP`): host name and client.
+    pub fn post_workers(&self, task: TaskType) -> Vec<(WorkerId, String, Arc<RpcClient>)> {
+        self.lock()
+            .workers
+            .iter()
+            .filter(|(_, w)| w.post && w.enabled && w.task_types.contains(&task))
+            .filter_map(|(id, w)| match &w.handle {
+                Handle::Remote(c) => Some((*id, w.info.hostname.clone(), c.clone())),
+                Handle::Local => None,
             })
             .collect()
     }
@@ -359,7 +386,7 @@ fn spec(info: &WorkerInfo, types: &BTreeSet<TaskType>) -> WorkerSpec {
 /// waiting on it fail (their requests run again elsewhere).
 fn remove_locked(st: &mut State, id: WorkerId) -> Vec<Effect> {
     let Some(w) = st.workers.remove(&id) else { return vec![] };
-    let effects = st.sched.handle(Event::WorkerRemoved(id));
+    let effects = if w.post { vec![] } else { st.sched.handle(Event::WorkerRemoved(id)) };
     // Forget the placements now, under the lock: the calls failed below must find their
     // request requeued, not completed.
     for e in &effects {

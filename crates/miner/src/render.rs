@@ -56,11 +56,21 @@ fn bar(p: &Paint, total: u64, yellow: u64, green: u64) -> String {
 
 /// `lotus-miner sealing workers`.
 pub fn sealing_workers(stats: &BTreeMap<WorkerId, WorkerStats>, color: bool) -> String {
+    workers(stats, color, false)
+}
+
+/// `lotus-miner proving workers`: the PoSt workers, in the same layout.
+pub fn post_workers(stats: &BTreeMap<WorkerId, WorkerStats>) -> String {
+    workers(stats, false, true)
+}
+
+fn workers(stats: &BTreeMap<WorkerId, WorkerStats>, color: bool, post: bool) -> String {
     let p = Paint { color };
     let mut out = String::new();
     for (id, st) in stats {
-        // PoSt workers are listed by `proving workers`.
-        if st.tasks.first().is_some_and(|t| t.worker_type() != sealing_types::WorkerType::Sealing) {
+        // PoSt workers are listed by `proving workers`, sealing workers by `sealing workers`.
+        let is_post = st.tasks.first().is_some_and(|t| t.worker_type() != sealing_types::WorkerType::Sealing);
+        if is_post != post {
             continue;
         }
         let r = &st.info.resources;

@@ -5,6 +5,7 @@
 //! (`sealing abort`) must kill something; and a crash or an out-of-memory kill in the library
 //! then takes down one task, not the worker and every other task with it.
 
+use sealing_proofs::post::{PoStKind, Prover};
 use sealing_proofs::{Commitment, PieceInfo, SealCommitPhase1Output, SealPreCommitPhase1Output, Sealer, SectorPaths};
 use sealing_types::RegisteredSealProof;
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,13 @@ pub enum ProofJob {
         ticket: [u8; 32],
         comm_d: Commitment,
     },
+    /// The SNARK of a WindowPoSt partition or a WinningPoSt over vanilla proofs (base64, in
+    /// sector order). `sector` and `paths` of the job are unused.
+    PoStSnark {
+        kind: PoStKind,
+        randomness: [u8; 32],
+        vanilla: Vec<String>,
+    },
 }
 
 impl ProofJob {
@@ -79,8 +87,19 @@ impl ProofJob {
             ProofJob::Commit2 { .. } => "Commit2",
             ProofJob::Finalize => "FinalizeSector",
             ProofJob::Unseal { .. } => "Unseal",
+            ProofJob::PoStSnark { kind: PoStKind::Window, .. } => "WindowPoSt",
+            ProofJob::PoStSnark { kind: PoStKind::Winning, .. } => "WinningPoSt",
         }
     }
+}
+
+/// How a proof process is held back: `nice` > 0 lowers its CPU priority (sealing runs niced,
+/// so a PoSt on the same machine, never niced, gets the cores it needs to meet its deadline);
+/// `threads` caps its thread pools (cores reserved for PoSt).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub nice: i32,
+    pub threads: Option<usize>,
 }
 
 /// Run a job in this process (the child's side).
@@ -138,6 +157,16 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
             let piece = s.add_piece(&data[..], size, &paths.unsealed).map_err(e)?;
             json(serde_json::to_value(piece))
         }
+        ProofJob::PoStSnark { kind, randomness, vanilla } => {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let vanilla: Vec<Vec<u8>> = vanilla
+                .iter()
+                .map(|v| b64.decode(v).map_err(|err| format!("bad vanilla proof encoding: {err}")))
+                .collect::<Result<_, _>>()?;
+            let p = Prover::new(kind, job.proof.sector_size(), job.miner, randomness).map_err(e)?;
+            Ok(serde_json::Value::String(b64.encode(p.snark(&vanilla).map_err(e)?)))
+        }
     }
 }
 
@@ -158,8 +187,18 @@ pub fn main() -> ! {
 
 /// Run a job in a child process of `exe`, killing it when the returned future is dropped
 /// (an aborted task), with the parent's environment (FIL_PROOFS_*, BELLMAN_*, TMPDIR...).
-pub async fn spawn(exe: &std::path::Path, job: &Job) -> Result<serde_json::Value, String> {
+/// `limits` keep sealing out of PoSt's way on a shared machine.
+pub async fn spawn(exe: &std::path::Path, job: &Job, limits: Limits) -> Result<serde_json::Value, String> {
+    let Limits { nice, threads } = limits;
     let mut cmd = tokio::process::Command::new(exe);
+    if let Some(n) = threads {
+        // The proofs library sizes its thread pools from these; an operator's own setting wins.
+        for var in ["RAYON_NUM_THREADS", "BELLMAN_NUM_CPUS"] {
+            if std::env::var_os(var).is_none() {
+                cmd.env(var, n.to_string());
+            }
+        }
+    }
     cmd.arg(SUBCOMMAND).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
     // The proof process dies with its parent, even one killed with SIGKILL: a task must never
     // keep computing for a worker that no longer exists (its work is requeued elsewhere).
@@ -167,8 +206,11 @@ pub async fn spawn(exe: &std::path::Path, job: &Job) -> Result<serde_json::Value
     // as long as the process.
     // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if nice > 0 && libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -111,6 +111,8 @@ pub struct Executor {
     running: Mutex<HashMap<CallId, JoinHandle<()>>>,
     /// One acquisition (fetch or move) per sector at a time on this node.
     sector_locks: Mutex<HashMap<SectorId, Arc<tokio::sync::Mutex<()>>>>,
+    /// How sealing proof processes are held back (niceness, threads); see [`child::Limits`].
+    sealing_limits: Mutex<child::Limits>,
 }
 
 impl Executor {
@@ -128,7 +130,15 @@ impl Executor {
             exe: std::env::current_exe()?,
             running: Mutex::new(HashMap::new()),
             sector_locks: Mutex::new(HashMap::new()),
+            sealing_limits: Mutex::new(child::Limits::default()),
         }))
+    }
+
+    /// Run sealing proof processes at this niceness (0–19) and with at most `threads` threads,
+    /// below PoSt on the same machine.
+    pub fn set_sealing_limits(&self, nice: i32, threads: Option<usize>) {
+        *self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner()) =
+            child::Limits { nice: nice.clamp(0, 19), threads };
     }
 
     /// Attach every local path to the index and declare the sectors in it (at start and after
@@ -303,7 +313,11 @@ impl Executor {
 
     async fn proof(&self, s: SectorRef, paths: Paths, op: ProofJob) -> Result<serde_json::Value, CallError> {
         let job = Job { proof: s.proof_type, miner: s.id.miner, sector: s.id.number, paths, op };
-        child::spawn(&self.exe, &job).await.map_err(CallError::unknown)
+        {
+            let limits = *self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner());
+            child::spawn(&self.exe, &job, limits).await
+        }
+        .map_err(CallError::unknown)
     }
 
     /// Make the sector's files of `types` present in a local path of `kind` (reference §5.5

@@ -7,7 +7,9 @@
 //! - [`exec`]: runs a task call: acquires the sector's files (fetching what is elsewhere), runs
 //!   the proof work in a child process, declares the new files, and returns the result
 //!   through a [`exec::Returner`];
-//! - [`child`]: the child process's side (`<binary> proof-task`, JSON on stdin and stdout).
+//! - [`child`]: the child process's side (`<binary> proof-task`, JSON on stdin and stdout);
+//! - [`post`]: WindowPoSt / WinningPoSt on this node: vanilla proofs read where the sectors
+//!   are (`/remote/vanilla/single`), the SNARK in a proof process, unreadable sectors skipped.
 //!
 //! The miner's sector index is reached through the [`index::SectorIndex`] trait: over RPC
 //! from a worker, directly inside the miner.
@@ -15,6 +17,7 @@
 pub mod child;
 pub mod exec;
 pub mod index;
+pub mod post;
 pub mod remote;
 pub mod store;
 

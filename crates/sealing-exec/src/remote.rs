@@ -39,6 +39,7 @@ pub struct RemoteState {
 pub fn router(st: RemoteState) -> Router {
     Router::new()
         .route("/remote/stat/{id}", get(stat))
+        .route("/remote/vanilla/single", axum::routing::post(vanilla_single))
         .route("/remote/{file_type}/{name}", get(serve).delete(remove))
         .with_state(st)
 }
@@ -81,6 +82,29 @@ async fn stat(
     };
     match st.store.stat(&p) {
         Ok(s) => axum::Json(s).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// A sector's PoSt vanilla proof from this node's copy (reference §5.5): the PoSt node asks
+/// whoever holds the sector instead of fetching gigabytes of it.
+async fn vanilla_single(
+    State(st): State<RemoteState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = refuse(&st, &headers, &q).await {
+        return r;
+    }
+    let req: crate::post::VanillaRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad vanilla proof request: {e}")),
+    };
+    let store = st.store.clone();
+    match tokio::task::spawn_blocking(move || crate::post::local_vanilla(&store, &req)).await {
+        Ok(Ok(v)) => ([(header::CONTENT_TYPE, OCTET)], v).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

@@ -84,7 +84,8 @@ impl Prover {
     /// WinningPoSt: which of the `set_len` proving sectors (by index into the sorted set) the
     /// election challenges.
     pub fn winning_indices(&self, set_len: u64) -> Result<Vec<u64>, ProofError> {
-        let r = api::post::generate_winning_post_sector_challenge(self.proof, &self.randomness, set_len, self.prover_id);
+        let r =
+            api::post::generate_winning_post_sector_challenge(self.proof, &self.randomness, set_len, self.prover_id);
         self.lib(0, r)
     }
 
@@ -144,12 +145,9 @@ impl Prover {
             .map(|(&s, &comm_r)| (api::SectorId::from(s), api::PublicReplicaInfo::new(self.proof, comm_r)))
             .collect();
         let r = match self.kind {
-            PoStKind::Window => api::post::verify_window_post(
-                &self.randomness,
-                &[(self.proof, proof)],
-                &replicas,
-                self.prover_id,
-            ),
+            PoStKind::Window => {
+                api::post::verify_window_post(&self.randomness, &[(self.proof, proof)], &replicas, self.prover_id)
+            }
             PoStKind::Winning => api::post::verify_winning_post(&self.randomness, proof, &replicas, self.prover_id),
         };
         self.lib(0, r)

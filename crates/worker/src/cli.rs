@@ -151,6 +151,10 @@ pub struct RunArgs {
     /// Maximum parallel challenge reads for PoSt
     #[arg(long, env = "LOTUS_WORKER_POST_PARALLEL_READS", default_value_t = 32)]
     pub post_parallel_reads: u64,
+    /// Niceness (0-19) of this worker's sealing proof processes, so that a WindowPoSt on the same
+    /// machine gets the CPU first; 0 runs them at normal priority
+    #[arg(long, env = "LOTUS_WORKER_SEALING_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub sealing_nice: i32,
     /// How long to wait for the miner API at start
     #[arg(long, env = "LOTUS_WORKER_TIMEOUT", default_value = "30m")]
     pub timeout: String,
@@ -296,6 +300,8 @@ async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
         lotus_node::config::parse_duration(&a.timeout).map_err(anyhow::Error::msg).context("--timeout")?;
     daemon::run(Settings {
         parallel_fetch_limit: a.parallel_fetch_limit as usize,
+        post_parallel_reads: a.post_parallel_reads as usize,
+        sealing_nice: a.sealing_nice,
         repo: worker_repo,
         miner,
         listen: a.listen,

@@ -9,6 +9,7 @@ use lotus_api::types::Version;
 use lotus_api::{ApiInfo, Permission, RpcClient};
 use lotus_node::hw;
 use lotus_node::repo::{self, Repo};
+use sealing_exec::post::PoStKind;
 use sealing_types::{TaskType, WorkerInfo};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -23,6 +24,10 @@ pub const MINER_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Settings {
     pub parallel_fetch_limit: usize,
+    /// `--post-parallel-reads`: vanilla proofs read at once by a PoSt worker.
+    pub post_parallel_reads: usize,
+    /// `--sealing-nice`: niceness of sealing proof processes.
+    pub sealing_nice: i32,
     pub repo: Repo,
     pub miner: ApiInfo,
     pub listen: String,
@@ -145,10 +150,19 @@ pub async fn run(s: Settings) -> Result<()> {
         returner.clone(),
     )
     .context("locating this executable (for proof processes)")?;
+    executor.set_sealing_limits(s.sealing_nice, None);
+    let post = sealing_exec::post::PoStProver::new(
+        store.clone(),
+        index.clone(),
+        s.miner.token.clone(),
+        worker.hostname.clone(),
+        s.post_parallel_reads,
+    )
+    .context("locating this executable (for proof processes)")?;
     // Results finished before a restart (or whose delivery a restart interrupted) go out again.
     returner.redeliver_stored();
 
-    let server = Arc::new(api(worker.clone(), executor.clone(), s.repo.clone(), returner.clone()));
+    let server = Arc::new(api(worker.clone(), executor.clone(), s.repo.clone(), returner.clone(), post));
     let auth: Arc<dyn Authenticator> = Arc::new(MinerAuth { miner: miner.clone(), cache: Mutex::new(HashMap::new()) });
     let remote = sealing_exec::remote::router(sealing_exec::remote::RemoteState {
         store: store.clone(),
@@ -378,8 +392,35 @@ impl sealing_exec::Returner for RpcReturner {
     }
 }
 
-fn api(w: Arc<Worker>, ex: Arc<sealing_exec::Executor>, repo: Repo, ret: Arc<RpcReturner>) -> RpcServer {
+fn api(
+    w: Arc<Worker>,
+    ex: Arc<sealing_exec::Executor>,
+    repo: Repo,
+    ret: Arc<RpcReturner>,
+    post: Arc<sealing_exec::post::PoStProver>,
+) -> RpcServer {
     let mut s = RpcServer::new(lotus_api::methods::WORKER);
+    // PoSt (only on a PoSt worker): (miner ID, sectors, randomness) → the proof, answered when
+    // it is done; sectors that cannot be read are skipped (WindowPoSt) and listed.
+    for (name, kind, tt) in [
+        ("GenerateWindowPoSt", PoStKind::Window, TaskType::GenerateWindowPoSt),
+        ("GenerateWinningPoSt", PoStKind::Winning, TaskType::GenerateWinningPoSt),
+    ] {
+        s.register_with(name, (w.clone(), post.clone()), move |(w, post), p: Params| async move {
+            p.expect(3)?;
+            let miner: u64 = p.get(0, "minerID")?;
+            let sectors: Vec<sealing_exec::post::PoStSector> = p.get(1, "sectors")?;
+            let randomness: [u8; 32] = p.get(2, "randomness")?;
+            if !w.task_types.lock().unwrap_or_else(|e| e.into_inner()).contains(&tt) {
+                return Err(RpcError::method(format!(
+                    "this worker does not run {} (start it with --{})",
+                    tt.short(),
+                    if kind == PoStKind::Window { "windowpost" } else { "winningpost" }
+                )));
+            }
+            post.prove(kind, miner, randomness, sectors).await.map_err(RpcError::method)
+        });
+    }
     // Calls this worker runs or holds an undelivered result of (a restarted miner asks).
     s.register_with("Calls", (ex.clone(), ret), |(ex, ret), p: Params| async move {
         p.expect(0)?;

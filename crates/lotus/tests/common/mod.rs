@@ -147,6 +147,25 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// [`wait_until`], and on a timeout the panic also shows `context()` (a log tail, a CLI view).
+pub fn wait_or_show(
+    timeout: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+    mut cond: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        if start.elapsed() >= timeout {
+            panic!("timed out after {timeout:?} waiting for {what}\n{}", context());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub fn symlink(target: &str, dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
     std::os::unix::fs::symlink(target, &p).unwrap();

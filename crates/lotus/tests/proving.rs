@@ -1,0 +1,184 @@
+//! Proving end to end, with real proofs: three 2KiB sectors sealed by the miner itself reach
+//! Proving and pass consecutive WindowPoSt deadlines the devnet chain verifies, while the
+//! miner's own Commit2 keeps both cores busy (sealing runs niced, PoSt does not). Then the
+//! miner restarts with its built-in WindowPoSt disabled and two PoSt workers connected: the
+//! proofs come from them; a sector whose sealed file is deleted is skipped and reported
+//! faulty while the rest of its partition still proves; with one PoSt worker killed, the next
+//! deadlines are proven by the other. Elections are won with real WinningPoSt proofs.
+//!
+//! Needs the devnet 2KiB parameters (`lotus-miner fetch-params 2KiB`; scripts/test.sh runs it).
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn config(disable_builtin: bool, win_rate: f64) -> String {
+    format!(
+        r#"
+[Storage]
+  LocalWorkerName = "miner-host"
+[Sealing]
+  MinRetryTime = "3s"
+[Proving]
+  DisableBuiltinWindowPoSt = {disable_builtin}
+[Devnet]
+  BlockDelay = "500ms"
+  SeedDelayEpochs = 4
+  WPoStPeriodDeadlines = 3
+  WPoStChallengeWindow = 16
+  WPoStChallengeLookback = 2
+  WinRate = {win_rate}
+"#
+    )
+}
+
+/// One line of `proving info`'s recent WindowPoSt list.
+#[derive(Debug, Clone, PartialEq)]
+struct Post {
+    deadline: u64,
+    open: i64,
+    prover: String,
+    margin: f64,
+    text: String,
+}
+
+fn posts(c: &Cluster) -> Vec<Post> {
+    let out = c.miner_ok(&["proving", "info"]);
+    out.lines()
+        .filter(|l| l.starts_with("  dl ") && !l.contains("FAILED"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let margin = l.split("margin ").nth(1).unwrap().split('s').next().unwrap().parse().unwrap();
+            Post {
+                deadline: f[1].parse().unwrap(),
+                open: f[2].trim_start_matches('@').parse().unwrap(),
+                prover: f[4].to_string(),
+                margin,
+                text: l.to_string(),
+            }
+        })
+        .collect()
+}
+
+fn show(c: &Cluster, miner: &Proc) -> String {
+    let info = String::from_utf8_lossy(&c.miner_cmd(&["proving", "info"]).stdout).to_string();
+    format!("{info}\n--- miner log:\n{}", tail(&miner.log(), 60))
+}
+
+fn missed(c: &Cluster) -> String {
+    let info = c.miner_ok(&["proving", "info"]);
+    info.lines().find(|l| l.starts_with("Missed deadlines:")).unwrap().to_string()
+}
+
+#[test]
+fn sectors_pass_window_post_on_the_miner_and_on_post_workers() {
+    let _serial = serial();
+    let c = Cluster::new();
+    std::fs::write(c.path("miner/config.toml"), config(false, 0.0)).unwrap();
+    let miner = c.start_miner();
+    for n in 1..=3 {
+        assert_eq!(c.miner_ok(&["sectors", "pledge"]).trim(), format!("Created CC sector:  {n}"));
+    }
+
+    // Phase 1: the miner seals (one Commit2 at a time on both cores) and proves itself.
+    let started = Instant::now();
+    wait_until(Duration::from_secs(420), "the first sector to reach Proving", || sector_state(&c, 1) == "Proving");
+    let mut proven_while_sealing = 0;
+    wait_until(Duration::from_secs(420), "all three sectors to reach Proving", || {
+        let sealing = (1..=3).any(|n| sector_state(&c, n) != "Proving");
+        if sealing {
+            proven_while_sealing = posts(&c).len();
+        }
+        !sealing
+    });
+    println!("sealed 3 sectors in {:?}", started.elapsed());
+    // Three more deadline instances after the last sector landed: every deadline with
+    // sectors gets its proof.
+    let last_open = posts(&c).iter().map(|p| p.open).max().unwrap_or(0);
+    wait_or_show(
+        Duration::from_secs(120),
+        "3 more WindowPoSts",
+        || show(&c, &miner),
+        || posts(&c).iter().filter(|p| p.open > last_open).count() >= 3,
+    );
+    let all = posts(&c);
+    println!("WindowPoSt under sealing load ({proven_while_sealing} while sealing):");
+    for p in &all {
+        println!("  {}", p.text);
+    }
+    assert!(proven_while_sealing >= 1, "some proofs were made while the miner's Commit2 ran");
+    assert!(all.iter().all(|p| p.prover == "miner-host" && p.margin > 0.0));
+    let opens: std::collections::BTreeSet<i64> = all.iter().map(|p| p.open).collect();
+    assert!(opens.len() >= 3, "at least 3 deadline instances proven: {opens:?}");
+    assert_eq!(missed(&c), "Missed deadlines: 0 (sectors penalised: 0)");
+    let dl = c.miner_ok(&["proving", "deadlines"]);
+    println!("{dl}");
+    assert!(dl.lines().nth(2).unwrap().contains("2 (0)"), "sectors 1 and 2 share deadline 0's partition:\n{dl}");
+
+    // Phase 2: built-in WindowPoSt off, two PoSt workers.
+    c.miner_ok(&["stop"]);
+    drop(miner);
+    std::fs::write(c.path("miner/config.toml"), config(true, 0.05)).unwrap();
+    let miner2 = c.start_miner();
+    let mut post_a = c.start_worker(
+        "post-a",
+        &["run", "--listen", &format!("127.0.0.1:{}", free_port()), "--name", "post-a", "--windowpost"],
+    );
+    let _post_b = c.start_worker(
+        "post-b",
+        &["run", "--listen", &format!("127.0.0.1:{}", free_port()), "--name", "post-b", "--windowpost"],
+    );
+    wait_until(Duration::from_secs(30), "both PoSt workers to register", || {
+        c.miner_ok(&["proving", "workers"]).matches("Worker ").count() == 2
+    });
+    assert!(c.miner_ok(&["info"]).contains("Workers: Seal(1) WdPoSt(2) WinPoSt(0)"));
+    std::fs::remove_file(c.path("miner/sealed/s-t01000-1")).unwrap();
+    let t = wait_or_show(
+        Duration::from_secs(90),
+        "a PoSt worker to prove deadline 0 without sector 1",
+        || show(&c, &miner2),
+        || {
+            posts(&c)
+                .iter()
+                .any(|p| p.deadline == 0 && p.prover.starts_with("post-") && p.text.contains("skipped (faulty) [1]"))
+        },
+    );
+    println!("faulty sector skipped after {t:?}");
+    let p = posts(&c).into_iter().rfind(|p| p.deadline == 0).unwrap();
+    assert!(p.text.contains("proven [2]"), "the rest of the partition still proves: {}", p.text);
+    let dl = c.miner_ok(&["proving", "deadlines"]);
+    assert!(dl.lines().nth(2).unwrap().contains("2 (1)"), "sector 1 is faulty:\n{dl}");
+    assert!(c.miner_ok(&["proving", "info"]).contains("Faults:      1 (33.33%)"));
+
+    // Phase 3: one PoSt worker gone; the next deadlines are proven by the other.
+    post_a.kill();
+    let last_open = posts(&c).iter().map(|p| p.open).max().unwrap_or(0);
+    let after = || posts(&c).into_iter().filter(|p| p.open > last_open).collect::<Vec<_>>();
+    let t = wait_or_show(
+        Duration::from_secs(90),
+        "two deadlines proven after post-a was killed",
+        || show(&c, &miner2),
+        || after().len() >= 2,
+    );
+    println!("proven without post-a after {t:?}");
+    let after = after();
+    assert!(after.iter().all(|p| p.prover == "post-b"), "{after:?}");
+    assert_eq!(missed(&c), "Missed deadlines: 0 (sectors penalised: 0)");
+    for p in posts(&c) {
+        println!("  {}", p.text);
+    }
+
+    // Elections (5% per epoch) are won with WinningPoSts the chain verified.
+    wait_or_show(
+        Duration::from_secs(120),
+        "a block to be mined",
+        || show(&c, &miner2),
+        || {
+            c.miner_ok(&["proving", "info"])
+                .lines()
+                .any(|l| l.starts_with("Blocks won:  ") && !l.starts_with("Blocks won:  0"))
+        },
+    );
+    println!("{}", c.miner_ok(&["info"]));
+}

@@ -1,0 +1,178 @@
+//! `lotus-miner proving info|deadlines|workers` and the proving lines of `lotus-miner info`.
+
+use crate::chain::{DeadlineInfo, Epoch, ProvingParams, ProvingSummary};
+use crate::proving::{BlockAttempt, PoStAttempt};
+use anyhow::Result;
+use clap::Subcommand;
+use lotus_api::RpcClient;
+use serde::Deserialize;
+use serde_json::json;
+use std::fmt::Write;
+
+#[derive(Subcommand, Debug)]
+pub enum ProvingCmd {
+    /// The current proving period and deadline, faults, missed deadlines, recent proofs
+    Info,
+    /// Every deadline of the proving period: partitions, sectors, faults, proven partitions
+    Deadlines,
+    /// PoSt workers connected to the miner
+    Workers,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProvingView {
+    pub miner: u64,
+    pub current_epoch: Epoch,
+    pub block_delay_secs: f64,
+    pub deadline: DeadlineInfo,
+    pub params: ProvingParams,
+    pub chain: ProvingSummary,
+    pub attempts: Vec<PoStAttempt>,
+    pub blocks: Vec<BlockAttempt>,
+    #[serde(rename = "DisableBuiltinWindowPoSt")]
+    pub disable_builtin_window: bool,
+}
+
+pub async fn fetch(c: &RpcClient) -> Result<ProvingView> {
+    c.call("ProvingInfo", json!([])).await.map_err(crate::cli::explain)
+}
+
+fn ago(epoch: Epoch, now: Epoch) -> String {
+    match now - epoch {
+        d if d > 0 => format!("{epoch} ({d} epochs ago)"),
+        0 => format!("{epoch} (now)"),
+        d => format!("{epoch} (in {} epochs)", -d),
+    }
+}
+
+fn sectors_in(v: &ProvingView, dl: usize) -> Vec<u64> {
+    v.chain.deadlines.get(dl).map(|d| d.iter().flatten().copied().collect()).unwrap_or_default()
+}
+
+pub fn render_info(v: &ProvingView) -> String {
+    let d = &v.deadline;
+    let now = v.current_epoch;
+    let period = d.deadlines as Epoch * (d.close - d.open);
+    let total: usize = v.chain.deadlines.iter().flatten().map(Vec::len).sum();
+    let faults = v.chain.faults.len();
+    let pct = if total == 0 { 0.0 } else { faults as f64 * 100.0 / total as f64 };
+    let mut o = String::new();
+    let _ = writeln!(o, "Miner: t0{}", v.miner);
+    let _ = writeln!(o, "Current Epoch:           {now}");
+    let _ = writeln!(o, "Proving Period Boundary: {}", d.period_start.rem_euclid(period.max(1)));
+    let _ = writeln!(o, "Proving Period Start:    {}", ago(d.period_start, now));
+    let _ = writeln!(o, "Next Period Start:       {}", ago(d.period_start + period, now));
+    let _ = writeln!(
+        o,
+        "Period: {} deadlines of {} epochs ({}s each), challenge {} epochs before opening",
+        d.deadlines,
+        d.close - d.open,
+        (d.close - d.open) as f64 * v.block_delay_secs,
+        v.params.lookback
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Faults:      {faults} ({pct:.2}%)");
+    let _ = writeln!(
+        o,
+        "Missed deadlines: {} (sectors penalised: {})",
+        v.chain.missed_deadlines, v.chain.penalised_sectors
+    );
+    let _ = writeln!(o, "Blocks won:  {} (refused: {})", v.chain.blocks_won, v.chain.blocks_refused);
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Deadline Index:       {}", d.index);
+    let _ = writeln!(o, "Deadline Sectors:     {}", sectors_in(v, d.index as usize).len());
+    let _ = writeln!(o, "Deadline Open:        {}", ago(d.open, now));
+    let _ = writeln!(o, "Deadline Close:       {}", ago(d.close, now));
+    let _ = writeln!(o, "Deadline Challenge:   {}", ago(d.challenge, now));
+    if !v.attempts.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "Recent WindowPoSt (deadline/open/partition, prover, time to prove, margin before close):");
+        for a in v.attempts.iter().rev().take(12).rev() {
+            let outcome = match &a.error {
+                Some(e) => format!("FAILED: {e}"),
+                None => {
+                    let skipped: Vec<u64> = a.skipped.iter().map(|s| s.number).collect();
+                    format!("proven {:?}, skipped (faulty) {skipped:?}", a.proven)
+                }
+            };
+            let _ = writeln!(
+                o,
+                "  dl {} @{} p{}  {}  {:.1}s  margin {:.1}s  {outcome}",
+                a.deadline,
+                a.open,
+                a.partition,
+                if a.prover.is_empty() { "-" } else { &a.prover },
+                a.seconds,
+                a.margin_seconds
+            );
+        }
+    }
+    o
+}
+
+pub fn render_deadlines(v: &ProvingView) -> String {
+    let d = &v.deadline;
+    let window = d.close - d.open;
+    let mut rows = vec![[
+        "deadline".to_string(),
+        "open".into(),
+        "partitions".into(),
+        "sectors (faults)".into(),
+        "proven partitions".into(),
+    ]];
+    for i in 0..d.deadlines as usize {
+        let open = d.period_start + i as Epoch * window;
+        let sectors = sectors_in(v, i);
+        let faults = sectors.iter().filter(|s| v.chain.faults.contains(s)).count();
+        let partitions = v.chain.deadlines.get(i).map(Vec::len).unwrap_or(0);
+        let proven = v.chain.posts.iter().filter(|p| p.open == open).count();
+        let mark = if i as u64 == d.index { " (current)" } else { "" };
+        rows.push([
+            i.to_string(),
+            format!("{open}{mark}"),
+            partitions.to_string(),
+            format!("{} ({faults})", sectors.len()),
+            proven.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let mut o = format!("Miner: t0{}\n", v.miner);
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(o, "{}", line.join("  ").trim_end());
+    }
+    o
+}
+
+/// The proving lines of `lotus-miner info`.
+pub fn render_health(v: &ProvingView) -> String {
+    let total: usize = v.chain.deadlines.iter().flatten().map(Vec::len).sum();
+    let last_ok = v.attempts.iter().rev().find(|a| a.error.is_none());
+    let mut o = format!(
+        "Proving: {} sectors ({} active, {} faulty); missed deadlines: {}; blocks won: {}\n",
+        total,
+        v.chain.active,
+        v.chain.faults.len(),
+        v.chain.missed_deadlines,
+        v.chain.blocks_won
+    );
+    if let Some(a) = last_ok {
+        let _ = writeln!(
+            o,
+            "Last WindowPoSt: deadline {} partition {} by {} in {:.1}s, {:.1}s before the close",
+            a.deadline, a.partition, a.prover, a.seconds, a.margin_seconds
+        );
+    }
+    if v.disable_builtin_window {
+        let _ = writeln!(o, "Built-in WindowPoSt: disabled (PoSt workers only)");
+    }
+    if let Some(b) = v.blocks.last() {
+        let how = match &b.error {
+            None => format!("mined by {} in {:.1}s", b.prover, b.seconds),
+            Some(e) => format!("FAILED: {e}"),
+        };
+        let _ = writeln!(o, "Last election won: epoch {}, {how}", b.epoch);
+    }
+    o
+}

@@ -1,0 +1,310 @@
+//! Proving: the miner's first duty (reference §3.11). Two loops watch the chain:
+//! - WindowPoSt: when a deadline opens, each of its partitions is proven (in parallel) and
+//!   submitted before the deadline closes; a failed attempt is retried while it is open.
+//!   Sectors that cannot be read are skipped and so declared faulty, never failing the rest of
+//!   their partition.
+//! - Mining: each epoch's election; a win needs a WinningPoSt, fast.
+//!
+//! Who computes: an enabled PoSt worker of the right kind, picked at random; on a connection
+//! error the next one is tried. With none, the miner proves itself unless
+//! `[Proving] DisableBuiltinWindowPoSt` / `DisableBuiltinWinningPoSt` is set; then a
+//! WindowPoSt waits for a worker (until its deadline closes) and a WinningPoSt fails at once.
+//! The proofs never queue behind sealing: they do not go through the sealing scheduler, and
+//! sealing proof processes run niced (`[Proving] SealingNice`).
+
+use crate::chain::{Chain, DeadlineInfo, Epoch, PartitionInfo, ProvingSector, WindowPoStSubmission};
+use crate::manager::Manager;
+use sealing_exec::post::{PoStKind, PoStOutput, PoStProver, PoStSector, SkippedSector};
+use sealing_types::TaskType;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// One WindowPoSt attempt for one partition, as `proving info` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PoStAttempt {
+    pub deadline: u64,
+    pub open: Epoch,
+    pub partition: usize,
+    pub prover: String,
+    pub seconds: f64,
+    /// Time left before the deadline closed when the proof was accepted (negative: late).
+    pub margin_seconds: f64,
+    pub proven: Vec<u64>,
+    pub skipped: Vec<SkippedSector>,
+    pub error: Option<String>,
+}
+
+/// One won election.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlockAttempt {
+    pub epoch: Epoch,
+    pub prover: String,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+pub struct Proving {
+    pub chain: Arc<dyn Chain>,
+    pub manager: Arc<Manager>,
+    pub miner: u64,
+    /// The miner's own prover (its storage paths, the index for the rest).
+    pub local: Arc<PoStProver>,
+    pub disable_builtin_window: bool,
+    pub disable_builtin_winning: bool,
+    attempts: Mutex<Vec<PoStAttempt>>,
+    blocks: Mutex<Vec<BlockAttempt>>,
+}
+
+const KEEP: usize = 100;
+
+fn push<T>(v: &Mutex<Vec<T>>, x: T) {
+    let mut v = v.lock().unwrap_or_else(|e| e.into_inner());
+    v.push(x);
+    if v.len() > KEEP {
+        v.remove(0);
+    }
+}
+
+fn post_sector(s: &ProvingSector) -> PoStSector {
+    PoStSector { number: s.number, seal_proof: s.proof, comm_r: s.comm_r }
+}
+
+impl Proving {
+    pub fn new(
+        chain: Arc<dyn Chain>,
+        manager: Arc<Manager>,
+        miner: u64,
+        local: Arc<PoStProver>,
+        disable_builtin_window: bool,
+        disable_builtin_winning: bool,
+    ) -> Arc<Self> {
+        Arc::new(Proving {
+            chain,
+            manager,
+            miner,
+            local,
+            disable_builtin_window,
+            disable_builtin_winning,
+            attempts: Mutex::new(vec![]),
+            blocks: Mutex::new(vec![]),
+        })
+    }
+
+    pub fn attempts(&self) -> Vec<PoStAttempt> {
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn blocks(&self) -> Vec<BlockAttempt> {
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(self.clone().window_post_loop());
+        tokio::spawn(self.clone().mining_loop());
+    }
+
+    fn tick(&self) -> Duration {
+        (self.chain.block_delay() / 4).max(Duration::from_millis(100))
+    }
+
+    async fn window_post_loop(self: Arc<Self>) {
+        let mut done: BTreeSet<Epoch> = BTreeSet::new();
+        loop {
+            tokio::time::sleep(self.tick()).await;
+            let dl = self.chain.deadline_at(self.chain.head());
+            if done.contains(&dl.open) {
+                continue;
+            }
+            let Some(randomness) = self.chain.post_randomness(self.miner, dl.challenge) else { continue };
+            let proven = self.chain.proven_partitions(&dl);
+            let todo: Vec<PartitionInfo> = self
+                .chain
+                .deadline_partitions(&dl)
+                .into_iter()
+                .filter(|p| !p.sectors.is_empty() && !proven.contains(&p.index))
+                .collect();
+            if todo.is_empty() {
+                done.insert(dl.open);
+                done.retain(|&o| o + 10 * dl.deadlines as Epoch * (dl.close - dl.open) > dl.open);
+                continue;
+            }
+            let runs = todo.into_iter().map(|p| self.prove_partition(dl, randomness, p));
+            futures_util::future::join_all(runs).await;
+        }
+    }
+
+    async fn prove_partition(&self, dl: DeadlineInfo, randomness: [u8; 32], p: PartitionInfo) {
+        let sectors: Vec<PoStSector> = p.sectors.iter().map(post_sector).collect();
+        let close_at = self.chain.epoch_time(dl.close);
+        let mut attempt = PoStAttempt {
+            deadline: dl.index,
+            open: dl.open,
+            partition: p.index,
+            prover: String::new(),
+            seconds: 0.0,
+            margin_seconds: 0.0,
+            proven: vec![],
+            skipped: vec![],
+            error: None,
+        };
+        let out = self.run(PoStKind::Window, randomness, sectors, Some(close_at)).await;
+        let result = match out {
+            Ok(out) => {
+                attempt.prover = out.prover.clone();
+                attempt.seconds = out.seconds;
+                attempt.proven = out.proven.clone();
+                attempt.skipped = out.skipped.clone();
+                match out.proof_bytes() {
+                    Ok(proof) => {
+                        let sub = WindowPoStSubmission {
+                            miner: self.miner,
+                            deadline: dl.index,
+                            open: dl.open,
+                            partition: p.index,
+                            proven: out.proven,
+                            skipped: out.skipped.iter().map(|s| s.number).collect(),
+                            proof,
+                            prover: out.prover,
+                        };
+                        let chain = self.chain.clone();
+                        match tokio::task::spawn_blocking(move || chain.submit_window_post(sub)).await {
+                            Ok(r) => r.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let left = close_at.duration_since(SystemTime::now());
+        attempt.margin_seconds = match left {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        match result {
+            Ok(epoch) => tracing::info!(
+                deadline = dl.index,
+                partition = p.index,
+                prover = %attempt.prover,
+                epoch,
+                "WindowPoSt accepted: {:.1} s to prove, {:.1} s before the deadline closes; skipped (faulty): {:?}",
+                attempt.seconds,
+                attempt.margin_seconds,
+                attempt.skipped.iter().map(|s| s.number).collect::<Vec<_>>()
+            ),
+            Err(e) => {
+                tracing::error!(
+                    deadline = dl.index,
+                    partition = p.index,
+                    "WindowPoSt failed (retrying while the deadline is open): {e}"
+                );
+                attempt.error = Some(e);
+                // Do not spin on a persistent failure.
+                tokio::time::sleep(self.chain.block_delay()).await;
+            }
+        }
+        push(&self.attempts, attempt);
+    }
+
+    /// Compute a PoSt on a PoSt worker (random order, the next one on a connection error) or,
+    /// with none, on the miner unless its built-in proving is disabled. A WindowPoSt waits for a
+    /// worker until `wait_until`; a WinningPoSt never waits.
+    async fn run(
+        &self,
+        kind: PoStKind,
+        randomness: [u8; 32],
+        sectors: Vec<PoStSector>,
+        wait_until: Option<SystemTime>,
+    ) -> Result<PoStOutput, String> {
+        let (task, method, builtin_disabled) = match kind {
+            PoStKind::Window => (TaskType::GenerateWindowPoSt, "GenerateWindowPoSt", self.disable_builtin_window),
+            PoStKind::Winning => (TaskType::GenerateWinningPoSt, "GenerateWinningPoSt", self.disable_builtin_winning),
+        };
+        let mut said = false;
+        loop {
+            let mut workers = self.manager.post_workers(task);
+            // Random order (§3.11): a fresh UUID is a cheap random sort key.
+            workers.sort_by_key(|_| uuid::Uuid::new_v4());
+            if workers.is_empty() && !builtin_disabled {
+                return self.local.prove(kind, self.miner, randomness, sectors).await;
+            }
+            let timeout = wait_until
+                .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                .unwrap_or(Duration::from_secs(600))
+                .max(Duration::from_secs(1));
+            for (id, host, client) in workers {
+                let params = serde_json::json!([self.miner, sectors, randomness]);
+                match client.call_timeout::<PoStOutput>(method, params, timeout).await {
+                    Ok(out) => return Ok(out),
+                    Err(e) if e.is_unreachable() => {
+                        tracing::warn!(worker = %id, %host, "{method} on {host} failed to connect, trying another PoSt worker: {e}");
+                    }
+                    Err(e) => return Err(format!("{method} on {host}: {e}")),
+                }
+            }
+            let name = if kind == PoStKind::Window { "WindowPoSt" } else { "WinningPoSt" };
+            if kind == PoStKind::Winning {
+                return Err(format!(
+                    "can't find a {name} worker that answers, and [Proving] DisableBuiltinWinningPoSt is set"
+                ));
+            }
+            if wait_until.is_some_and(|t| SystemTime::now() >= t) {
+                return Err(format!("no {name} worker answered before the deadline closed"));
+            }
+            if !said {
+                tracing::warn!("waiting for a {name} worker ([Proving] DisableBuiltinWindowPoSt is set)");
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn mining_loop(self: Arc<Self>) {
+        let mut last = self.chain.head();
+        loop {
+            tokio::time::sleep(self.tick()).await;
+            let head = self.chain.head();
+            for epoch in (last + 1)..=head {
+                if let Some(randomness) = self.chain.election(self.miner, epoch) {
+                    tokio::spawn(self.clone().mine(epoch, randomness));
+                }
+            }
+            last = head;
+        }
+    }
+
+    async fn mine(self: Arc<Self>, epoch: Epoch, randomness: [u8; 32]) {
+        let started = std::time::Instant::now();
+        let mut attempt = BlockAttempt { epoch, prover: String::new(), seconds: 0.0, error: None };
+        let result: Result<(), String> = async {
+            let sectors = self.chain.winning_sectors(self.miner, randomness).map_err(|e| e.to_string())?;
+            let numbers: Vec<u64> = sectors.iter().map(|s| s.number).collect();
+            let out = self.run(PoStKind::Winning, randomness, sectors.iter().map(post_sector).collect(), None).await?;
+            attempt.prover = out.prover.clone();
+            let proof = out.proof_bytes()?;
+            let chain = self.chain.clone();
+            let miner = self.miner;
+            tokio::task::spawn_blocking(move || chain.submit_block(miner, epoch, &numbers, &proof))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        attempt.seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => {
+                tracing::info!(epoch, prover = %attempt.prover, "mined a block (WinningPoSt in {:.1} s)", attempt.seconds)
+            }
+            Err(e) => {
+                tracing::error!(epoch, "won the election but the block failed: {e}");
+                attempt.error = Some(e);
+            }
+        }
+        push(&self.blocks, attempt);
+    }
+}

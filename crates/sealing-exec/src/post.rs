@@ -1,0 +1,208 @@
+//! Proving on a node (reference §3.11 worker side, §5.5 `/remote/vanilla/single`): the
+//! challenged sectors' vanilla proofs are read where the sectors are — this node's paths, or
+//! the node the index names, over HTTP — and the SNARK runs in a proof process of this node.
+//! A WindowPoSt skips sectors that cannot be read (they are declared faulty) instead of failing
+//! the partition; a WinningPoSt needs every challenged sector.
+
+use crate::child::{self, Job, Paths, ProofJob};
+use crate::index::SectorIndex;
+use crate::store::LocalStore;
+use base64::Engine;
+pub use sealing_proofs::post::PoStKind;
+use sealing_proofs::post::Prover;
+use sealing_proofs::Commitment;
+use sealing_types::{FileType, FileTypes, RegisteredSealProof, SectorId};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A sector to prove, as the chain knows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PoStSector {
+    pub number: u64,
+    pub seal_proof: RegisteredSealProof,
+    #[serde(rename = "CommR")]
+    pub comm_r: Commitment,
+}
+
+/// The body of `POST /remote/vanilla/single`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VanillaRequest {
+    pub miner: u64,
+    pub kind: PoStKind,
+    pub sector: PoStSector,
+    pub challenges: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SkippedSector {
+    pub number: u64,
+    pub reason: String,
+}
+
+/// What `GenerateWindowPoSt` / `GenerateWinningPoSt` return.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PoStOutput {
+    /// The SNARK, base64; empty when every sector was skipped.
+    pub proof: String,
+    pub proven: Vec<u64>,
+    pub skipped: Vec<SkippedSector>,
+    /// The node that computed the SNARK.
+    pub prover: String,
+    pub seconds: f64,
+}
+
+impl PoStOutput {
+    pub fn proof_bytes(&self) -> Result<Vec<u8>, String> {
+        base64::engine::general_purpose::STANDARD.decode(&self.proof).map_err(|e| format!("bad proof encoding: {e}"))
+    }
+}
+
+/// Compute a sector's vanilla proof from this node's copy of it.
+pub fn local_vanilla(store: &LocalStore, req: &VanillaRequest) -> Result<Vec<u8>, String> {
+    let id = SectorId { miner: req.miner, number: req.sector.number };
+    let (_, sealed) = store.find(id, FileType::Sealed).ok_or_else(|| format!("{id} has no sealed file here"))?;
+    let (_, cache) = store.find(id, FileType::Cache).ok_or_else(|| format!("{id} has no cache here"))?;
+    let p =
+        Prover::new(req.kind, req.sector.seal_proof.sector_size(), req.miner, [0; 32]).map_err(|e| e.to_string())?;
+    p.vanilla(req.sector.number, req.sector.comm_r, &sealed, &cache, &req.challenges).map_err(|e| e.to_string())
+}
+
+pub struct PoStProver {
+    pub store: Arc<LocalStore>,
+    pub index: Arc<dyn SectorIndex>,
+    http: reqwest::Client,
+    token: String,
+    exe: PathBuf,
+    hostname: String,
+    /// `--post-parallel-reads`: vanilla proofs read at once.
+    reads: tokio::sync::Semaphore,
+}
+
+impl PoStProver {
+    pub fn new(
+        store: Arc<LocalStore>,
+        index: Arc<dyn SectorIndex>,
+        token: String,
+        hostname: String,
+        parallel_reads: usize,
+    ) -> std::io::Result<Arc<Self>> {
+        Ok(Arc::new(PoStProver {
+            store,
+            index,
+            http: reqwest::Client::new(),
+            token,
+            exe: std::env::current_exe()?,
+            hostname,
+            reads: tokio::sync::Semaphore::new(parallel_reads.max(1)),
+        }))
+    }
+
+    async fn vanilla(&self, req: VanillaRequest) -> Result<Vec<u8>, String> {
+        let _slot = self.reads.acquire().await.expect("never closed");
+        let id = SectorId { miner: req.miner, number: req.sector.number };
+        if self.store.find(id, FileType::Sealed).is_some() {
+            let store = self.store.clone();
+            return tokio::task::spawn_blocking(move || local_vanilla(&store, &req))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let holders = self.index.find(id, FileTypes::of(&[FileType::Sealed])).await?;
+        let mut errors = vec![];
+        for base in holders.iter().flat_map(|h| h.base_urls.iter()) {
+            let url = format!("{base}/vanilla/single");
+            match self.http.post(&url).bearer_auth(&self.token).json(&req).send().await {
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(b) => return Ok(b.to_vec()),
+                    Err(e) => errors.push(format!("{url}: {e}")),
+                },
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    errors.push(format!("{url}: {status}: {}", r.text().await.unwrap_or_default()))
+                }
+                Err(e) => errors.push(format!("{url}: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            return Err(format!("no node holds the sealed file of {id}"));
+        }
+        Err(errors.join("; "))
+    }
+
+    /// Prove `sectors` (one WindowPoSt partition, or a WinningPoSt's challenged sectors).
+    pub async fn prove(
+        &self,
+        kind: PoStKind,
+        miner: u64,
+        randomness: [u8; 32],
+        sectors: Vec<PoStSector>,
+    ) -> Result<PoStOutput, String> {
+        let started = Instant::now();
+        let first = sectors.first().ok_or("no sectors to prove")?.clone();
+        let size = first.seal_proof.sector_size();
+        let prover = Prover::new(kind, size, miner, randomness).map_err(|e| e.to_string())?;
+        let mut numbers: Vec<u64> = sectors.iter().map(|s| s.number).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        let challenges = {
+            let numbers = numbers.clone();
+            tokio::task::spawn_blocking(move || prover.challenges(&numbers))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+        };
+        let reads = sectors.iter().map(|s| {
+            let req = VanillaRequest {
+                miner,
+                kind,
+                sector: s.clone(),
+                challenges: challenges.get(&s.number).cloned().unwrap_or_default(),
+            };
+            async move { (s.number, self.vanilla(req).await) }
+        });
+        let mut vanilla = vec![];
+        let mut proven = vec![];
+        let mut skipped = vec![];
+        for (number, r) in futures_util::future::join_all(reads).await {
+            match r {
+                Ok(v) => {
+                    proven.push(number);
+                    vanilla.push(base64::engine::general_purpose::STANDARD.encode(v));
+                }
+                Err(reason) if kind == PoStKind::Window => {
+                    tracing::warn!(sector = number, "skipping faulty sector in WindowPoSt: {reason}");
+                    skipped.push(SkippedSector { number, reason });
+                }
+                Err(reason) => return Err(format!("WinningPoSt cannot read sector {number}: {reason}")),
+            }
+        }
+        let proof = if proven.is_empty() {
+            String::new()
+        } else {
+            let job = Job {
+                proof: first.seal_proof,
+                miner,
+                sector: 0,
+                paths: Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: PathBuf::new() },
+                op: ProofJob::PoStSnark { kind, randomness, vanilla },
+            };
+            // Never niced: PoSt is the miner's first duty.
+            match child::spawn(&self.exe, &job, child::Limits::default()).await? {
+                serde_json::Value::String(s) => s,
+                other => return Err(format!("unexpected proof process output {other}")),
+            }
+        };
+        Ok(PoStOutput {
+            proof,
+            proven,
+            skipped,
+            prover: self.hostname.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
