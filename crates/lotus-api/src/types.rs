@@ -143,6 +143,12 @@ impl CallError {
     pub const TEMP_WORKER_RESTART: u64 = 101;
     pub const TEMP_ALLOCATE_SPACE: u64 = 102;
 
+    /// A temporary condition (no space yet, a worker restarting): retrying later can succeed,
+    /// so it never counts towards giving a sector up.
+    pub fn is_temporary(&self) -> bool {
+        (Self::TEMP_UNKNOWN..=Self::TEMP_ALLOCATE_SPACE).contains(&self.code)
+    }
+
     pub fn new(code: u64, message: impl Into<String>) -> Self {
         CallError { code, message: message.into() }
     }

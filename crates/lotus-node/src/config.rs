@@ -74,6 +74,7 @@ pub struct StorageConfig {
     pub assigner: String,
     pub disallow_remote_finalize: bool,
     pub resource_filtering: String,
+    pub worker_lost_timeout: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,6 +129,7 @@ impl Default for StorageConfig {
             assigner: "utilization".into(),
             disallow_remote_finalize: false,
             resource_filtering: "hardware".into(),
+            worker_lost_timeout: "10m0s".into(),
         }
     }
 }
@@ -177,6 +179,7 @@ const DOCS: &[(&str, &str)] = &[
     ("Storage.Assigner", "How tasks are spread over workers: \"utilization\" (least utilised worker) or \"spread\" (fewest tasks)."),
     ("Storage.DisallowRemoteFinalize", "Finalize only on workers that already hold the sector's files."),
     ("Storage.ResourceFiltering", "\"hardware\": the miner's own worker respects its resources; \"disabled\": it ignores them."),
+    ("Storage.WorkerLostTimeout", "A worker that does not answer at all for this long is removed and its running tasks run again on other workers (\"0\": wait for it forever). A disabled or draining worker still answers and is never removed."),
     ("Sealing.MaxWaitDealsSectors", "Upper bound on sectors waiting for deals."),
     ("Sealing.MaxSealingSectors", "Upper bound on sectors sealing at once (CC pledges included); 0 = unlimited."),
     ("Sealing.MaxSealingSectorsForDeals", "Upper bound on deal sectors sealing at once; 0 = unlimited."),
@@ -269,6 +272,7 @@ impl MinerConfig {
         parse_duration(&self.api.timeout).map_err(|e| ("API.Timeout", e))?;
         parse_duration(&self.sealing.wait_deals_delay).map_err(|e| ("Sealing.WaitDealsDelay", e))?;
         parse_duration(&self.sealing.min_retry_time).map_err(|e| ("Sealing.MinRetryTime", e))?;
+        parse_duration(&self.storage.worker_lost_timeout).map_err(|e| ("Storage.WorkerLostTimeout", e))?;
         match parse_duration(&self.devnet.block_delay) {
             Ok(d) if d >= Duration::from_millis(100) => {}
             Ok(_) => return Err(("Devnet.BlockDelay", "must be at least 100ms".into())),

@@ -186,6 +186,30 @@ fn unresponsive_worker_is_disabled_then_enabled_again() {
     wait_until(Duration::from_secs(30), "the worker to be enabled again", || !disabled(&c) && c.workers().len() == 2);
 }
 
+/// `[Storage] WorkerLostTimeout`: a worker silent for longer is removed (its running tasks
+/// would run again elsewhere); when it answers again it notices the miner stopped checking it
+/// and registers again by itself.
+#[test]
+fn a_lost_worker_is_removed_after_the_timeout_and_registers_again() {
+    let c = Cluster::new();
+    std::fs::write(c.path("miner/config.toml"), "[Storage]\n  WorkerLostTimeout = \"12s\"\n").unwrap();
+    let miner = c.start_miner();
+    let w = c.start_worker("w", &["run", "--listen", "127.0.0.1:0", "--name", "sleepy"]);
+    wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    let pid = w.child.id().to_string();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP");
+    let t = wait_until(Duration::from_secs(60), "the silent worker to be removed", || c.workers().len() == 1);
+    println!("silent worker removed after {t:?}");
+    assert!(miner.log().contains("WorkerLostTimeout"), "{}", tail(&miner.log(), 20));
+    signal("-CONT");
+    let t = wait_until(Duration::from_secs(60), "the worker to register again", || {
+        c.workers().iter().any(|(h, b)| h == "sleepy" && !b.contains("(disabled)"))
+    });
+    println!("worker back after {t:?}");
+    assert!(w.log().contains("registering again"), "{}", tail(&w.log(), 20));
+}
+
 #[test]
 fn miner_refuses_a_second_daemon_and_a_malformed_config() {
     let c = Cluster::new();

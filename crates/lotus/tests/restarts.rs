@@ -162,3 +162,31 @@ fn a_worker_stopped_for_a_minute_keeps_its_running_task() {
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
     assert!(status.contains("C2 on host-a"), "{status}");
 }
+
+/// `lotus-worker stop` drains: while the worker computes Commit2 it takes nothing new, finishes
+/// Commit2, delivers the proof and only then exits; the stop command returns when it has. The
+/// sector reaches Proving without Commit2 running anywhere else.
+#[test]
+fn worker_stop_finishes_the_running_commit2_before_exiting() {
+    let _serial = serial();
+    let (c, _miner, listen) = setup();
+    let mut w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
+    wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    wait_until(Duration::from_secs(30), "storage attached", || {
+        c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
+    });
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_for_c2(&w);
+    let out = c.worker_command("worker", &["stop"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("worker draining: 1 task(s)") && text.contains("worker stopped"), "{text}");
+    let log = w.log();
+    assert!(log.lines().any(|l| l.contains("task done") && l.contains("method=SealCommit2")), "{log}");
+    assert!(log.contains("drained: no task running, results delivered"), "{log}");
+    assert!(w.child.try_wait().unwrap().is_some(), "the worker process has exited");
+    // The finalize and the move run on the miner; the proof came from the stopped worker.
+    wait_until(Duration::from_secs(120), "the sector to prove", || sector_state(&c, 1) == "Proving");
+    let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
+    assert!(status.contains("C2 on host-w") && !status.contains("[error]"), "{status}");
+}

@@ -134,6 +134,10 @@ pub async fn run(repo: Repo) -> Result<()> {
         cfg.storage.disallow_remote_finalize,
     );
 
+    manager.set_worker_lost_timeout(
+        lotus_node::config::parse_duration(&cfg.storage.worker_lost_timeout).map_err(anyhow::Error::msg)?,
+    );
+
     // The miner's own storage paths and executor (its built-in worker).
     let store = Arc::new(sealing_exec::LocalStore::new(format!("{local_origin}/remote")));
     for p in repo.storage_config()?.storage_paths {

@@ -12,6 +12,7 @@ use sealing_exec::{Executor, TaskCall};
 use sealing_sched::{Effect, Event, Scheduler, Selector, TaskRequest, WorkerSpec};
 use sealing_types::{CallId, FileTypes, PathType, SchedId, SectorId, SectorRef, TaskType, WorkerId, WorkerInfo};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
@@ -110,6 +111,9 @@ pub struct Manager {
     local: OnceLock<Arc<Executor>>,
     /// `[Storage] DisallowRemoteFinalize`.
     pub disallow_remote_finalize: bool,
+    /// `[Storage] WorkerLostTimeout`: a worker that does not answer for this long is removed,
+    /// so its running tasks run again elsewhere (zero: never).
+    worker_lost_timeout: std::sync::atomic::AtomicU64,
     /// Work tracking in the miner's database (none in unit tests).
     calls: OnceLock<Arc<crate::calls::CallStore>>,
 }
@@ -168,8 +172,20 @@ impl Manager {
             local_worker: Some(id),
             local: OnceLock::new(),
             disallow_remote_finalize,
+            worker_lost_timeout: std::sync::atomic::AtomicU64::new(0),
             calls: OnceLock::new(),
         })
+    }
+
+    pub fn set_worker_lost_timeout(&self, d: Duration) {
+        self.worker_lost_timeout.store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn worker_lost_timeout(&self) -> Option<Duration> {
+        match self.worker_lost_timeout.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     pub fn set_call_store(&self, c: Arc<crate::calls::CallStore>) {
@@ -209,6 +225,11 @@ impl Manager {
         let session: Uuid = client.call("Session", serde_json::json!([])).await.map_err(unreachable)?;
         if session.is_nil() {
             return Err(ConnectError::Closed { url });
+        }
+        // Workers call again every check, to come back after being removed (lost): a known
+        // session costs nothing more.
+        if self.lock().workers.contains_key(&WorkerId(session)) {
+            return Ok(WorkerId(session));
         }
         let info: WorkerInfo = client.call("Info", serde_json::json!([])).await.map_err(unreachable)?;
         let types: Vec<TaskType> = client.call("TaskTypes", serde_json::json!([])).await.map_err(unreachable)?;
@@ -414,14 +435,33 @@ fn remove_locked(st: &mut State, id: WorkerId) -> Vec<Effect> {
 /// - same session: enabled (again);
 /// - another or the all-zero session: the worker restarted or shut down, so remove it;
 /// - connection refused: the process is gone, remove it (a restarted worker registers anew);
-/// - timeout or error: disable it (its assigned tasks go back to the queue) and keep checking.
+/// - timeout or error: disable it (its assigned tasks go back to the queue) and keep checking;
+/// - no answer at all for `[Storage] WorkerLostTimeout`: remove it, so its running tasks run
+///   again elsewhere (a worker that answers with an error, disabled or draining, is not lost).
 async fn heartbeat(manager: std::sync::Weak<Manager>, id: WorkerId, client: Arc<RpcClient>) {
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     tick.tick().await; // the first tick fires at once; the worker was just checked
+    let mut silent_since: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
         let Some(m) = manager.upgrade() else { return };
-        match client.call_timeout::<Uuid>("Session", serde_json::json!([]), HEARTBEAT_TIMEOUT).await {
+        let r = client.call_timeout::<Uuid>("Session", serde_json::json!([]), HEARTBEAT_TIMEOUT).await;
+        match &r {
+            Err(e) if e.is_unreachable() => {
+                let since = *silent_since.get_or_insert_with(std::time::Instant::now);
+                if let Some(limit) = m.worker_lost_timeout().filter(|l| since.elapsed() >= *l) {
+                    return m.remove(
+                        id,
+                        &format!(
+                            "no answer for {} s (WorkerLostTimeout): its running tasks run again elsewhere",
+                            limit.as_secs()
+                        ),
+                    );
+                }
+            }
+            _ => silent_since = None,
+        }
+        match r {
             Ok(s) if s == id.0 => {
                 m.set_enabled(id, true);
                 if let Ok(types) = client.call::<Vec<TaskType>>("TaskTypes", serde_json::json!([])).await {

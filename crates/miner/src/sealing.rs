@@ -350,14 +350,7 @@ impl Sealing {
                     (n, "transition", msg)
                 }
                 Err(e) => {
-                    let mut n = s.clone();
-                    n.retries += 1;
-                    n.last_error = e.to_string();
-                    n.state = if n.retries > self.cfg.max_retries {
-                        SectorState::FailedUnrecoverable
-                    } else {
-                        from.failure()
-                    };
+                    let n = after_failure(&s, &e, self.cfg.max_retries);
                     tracing::warn!(sector = number, state = %from.name(), "sealing step failed: {e}");
                     (n, "error", format!("{}: {e}", from.name()))
                 }
@@ -636,6 +629,19 @@ impl Sealing {
     }
 }
 
+/// The sector after its state's work failed: to the failure state (which retries), or given up
+/// after `max_retries` failures in a row. A temporary error (a full disk, a restarting worker)
+/// is waited out however long it lasts: it never counts.
+fn after_failure(s: &SectorInfo, e: &CallError, max_retries: u32) -> SectorInfo {
+    let mut n = s.clone();
+    if !e.is_temporary() {
+        n.retries += 1;
+    }
+    n.last_error = e.to_string();
+    n.state = if n.retries > max_retries { SectorState::FailedUnrecoverable } else { s.state.failure() };
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,6 +732,26 @@ mod tests {
         for n in 1..=5 {
             assert_eq!(unlimited.pledge(n % 2 == 0).unwrap(), n);
         }
+    }
+
+    #[test]
+    fn temporary_errors_never_give_a_sector_up() {
+        let d = tempfile::tempdir().unwrap();
+        let s = sealing(d.path(), 0, 0);
+        let n = s.pledge(false).unwrap();
+        let mut sector = s.db().get(n).unwrap().unwrap();
+        sector.state = SectorState::PreCommit1;
+        let full = CallError::new(CallError::TEMP_ALLOCATE_SPACE, "no room");
+        for _ in 0..20 {
+            sector = after_failure(&sector, &full, 1);
+            assert_eq!(sector.state, SectorState::SealPreCommit1Failed);
+            sector.state = SectorState::PreCommit1;
+        }
+        let bug = CallError::unknown("library error");
+        sector = after_failure(&sector, &bug, 1);
+        assert_eq!(sector.state, SectorState::SealPreCommit1Failed);
+        sector.state = SectorState::PreCommit1;
+        assert_eq!(after_failure(&sector, &bug, 1).state, SectorState::FailedUnrecoverable);
     }
 
     #[test]

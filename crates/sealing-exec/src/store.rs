@@ -184,7 +184,7 @@ impl LocalStore {
             let have: u64 = types.iter().map(|t| disk_usage(&p.file(t, sector))).sum();
             let free = st.available.saturating_add(have);
             if free < need {
-                detail.push(format!("{} has {free}", p.root.display()));
+                detail.push(format!("{} has {free} bytes free, {} short", p.root.display(), need - free));
                 continue;
             }
             let score = free as u128 * p.meta.weight.max(1) as u128;

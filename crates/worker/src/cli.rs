@@ -49,8 +49,13 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: TasksCmd,
     },
-    /// Stop the running worker
-    Stop,
+    /// Stop the running worker: it takes no new tasks, finishes the running ones, delivers their
+    /// results, then exits (the miner requeues what was assigned but not started)
+    Stop {
+        /// Exit at once; the miner runs the interrupted tasks again elsewhere
+        #[arg(long)]
+        now: bool,
+    },
     /// Make sure proof parameters for a sector size are in FIL_PROOFS_PARAMETER_CACHE
     /// (2KiB and 8MiB are generated locally: devnet only)
     FetchParams {
@@ -229,18 +234,32 @@ async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
             Ok(())
         }
         Cmd::FetchParams { .. } => unreachable!("handled before the runtime starts"),
-        Cmd::Stop => {
-            worker_client(&worker_repo)?.call::<()>("Shutdown", json!([])).await?;
+        Cmd::Stop { now } => {
+            let c = worker_client(&worker_repo)?;
+            c.call::<()>("Shutdown", json!([now])).await?;
             // Return once the process is gone (its repo lock released), so that a `run` right
-            // after `stop` finds the repo free.
-            for _ in 0..300 {
+            // after `stop` finds the repo free. Draining lasts as long as the running tasks.
+            let started = std::time::Instant::now();
+            let mut said = Duration::ZERO;
+            loop {
                 if !worker_repo.is_locked() {
                     println!("worker stopped");
                     return Ok(());
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                if now && started.elapsed() > Duration::from_secs(30) {
+                    bail!("the worker accepted the stop request but is still running after 30 s");
+                }
+                if !now && started.elapsed() >= said {
+                    if let Ok(calls) = c.call::<Vec<serde_json::Value>>("Calls", json!([])).await {
+                        println!(
+                            "worker draining: {} task(s) running or awaiting delivery; it exits when they are done (Ctrl-C leaves it draining; `lotus-worker stop --now` stops it at once)",
+                            calls.len()
+                        );
+                    }
+                    said += Duration::from_secs(10);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            bail!("the worker accepted the stop request but is still running after 30 s")
         }
         Cmd::Storage { cmd: StorageCmd::Attach(a) } => {
             let path = lotus_node::attach::prepare_attach(&a)?;

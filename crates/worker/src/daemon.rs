@@ -45,6 +45,11 @@ struct Worker {
     no_swap: bool,
     enabled: AtomicBool,
     closed: AtomicBool,
+    /// `lotus-worker stop`: no new tasks; exit once the running ones are done and delivered.
+    draining: AtomicBool,
+    /// When the miner last checked this worker's session: a miner that stops checking has
+    /// removed it (lost), and the worker registers again.
+    last_checked: Mutex<std::time::Instant>,
     task_types: Mutex<BTreeSet<TaskType>>,
     shutdown: Notify,
 }
@@ -129,6 +134,8 @@ pub async fn run(s: Settings) -> Result<()> {
         no_swap: s.no_swap,
         enabled: AtomicBool::new(true),
         closed: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        last_checked: Mutex::new(std::time::Instant::now()),
         task_types: Mutex::new(s.task_types.clone()),
         shutdown: Notify::new(),
     });
@@ -258,6 +265,14 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>, ex:
         if w.closed.load(Ordering::SeqCst) {
             return;
         }
+        let unchecked = w.last_checked.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+        if registered.is_some() && unchecked > MINER_CHECK_INTERVAL * 4 {
+            tracing::warn!(
+                "the miner has not checked this worker for {} s (it may have removed it as lost); registering again",
+                unchecked.as_secs()
+            );
+            registered = None;
+        }
         let failed = match miner.call_timeout::<Uuid>("Session", serde_json::json!([]), Duration::from_secs(5)).await {
             Ok(s) if Some(s) == registered => None,
             Ok(s) => {
@@ -272,6 +287,7 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>, ex:
                     Ok(()) => match ex.declare_all().await {
                         Ok(()) => {
                             registered = Some(s);
+                            *w.last_checked.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
                             tracing::info!("Worker registered successfully, waiting for tasks");
                             None
                         }
@@ -422,7 +438,7 @@ fn api(
         });
     }
     // Calls this worker runs or holds an undelivered result of (a restarted miner asks).
-    s.register_with("Calls", (ex.clone(), ret), |(ex, ret), p: Params| async move {
+    s.register_with("Calls", (ex.clone(), ret.clone()), |(ex, ret), p: Params| async move {
         p.expect(0)?;
         let mut calls = ex.running_calls();
         calls.extend(ret.stored_calls());
@@ -435,6 +451,9 @@ fn api(
             let call = sealing_exec::TaskCall::from_rpc(name, params).map_err(RpcError::invalid_params)?;
             if !w.enabled.load(Ordering::SeqCst) {
                 return Err(RpcError::method("worker disabled (lotus-worker set --enabled=false): not taking tasks"));
+            }
+            if w.draining.load(Ordering::SeqCst) || w.closed.load(Ordering::SeqCst) {
+                return Err(RpcError::method("worker is stopping (lotus-worker stop): not taking tasks"));
             }
             Ok(ex.start(call))
         });
@@ -465,8 +484,14 @@ fn api(
     });
     s.register_with("Session", w.clone(), |w, p: Params| async move {
         p.expect(0)?;
+        *w.last_checked.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
         if w.closed.load(Ordering::SeqCst) {
             return Ok(Uuid::nil());
+        }
+        if w.draining.load(Ordering::SeqCst) {
+            // Answering with an error keeps it registered but disabled: nothing new is
+            // assigned, running calls are still awaited.
+            return Err(RpcError::method("worker is stopping (lotus-worker stop): finishing its running tasks"));
         }
         if !w.enabled.load(Ordering::SeqCst) {
             // The miner treats a failing session as "disabled" (reference §7.4).
@@ -514,10 +539,38 @@ fn api(
             Ok(())
         });
     }
-    s.register_with("Shutdown", w.clone(), |w, p: Params| async move {
-        p.expect(0)?;
-        w.closed.store(true, Ordering::SeqCst);
-        w.shutdown.notify_one();
+    // `Shutdown` drains: no new tasks, the running ones finish and their results are delivered
+    // (or stored, if the miner is away), then the worker exits. `Shutdown [true]` exits now;
+    // its running tasks are then rescheduled by the miner.
+    s.register_with("Shutdown", (w.clone(), ex.clone(), ret.clone()), |(w, ex, ret), p: Params| async move {
+        p.expect_between(0, 1)?;
+        let now: bool = if p.len() == 1 { p.get(0, "now")? } else { false };
+        if now {
+            w.closed.store(true, Ordering::SeqCst);
+            w.shutdown.notify_one();
+            return Ok(());
+        }
+        if w.draining.swap(true, Ordering::SeqCst) {
+            return Ok(()); // already draining
+        }
+        tracing::info!("stop requested: draining ({} task(s) running)", ex.running_calls().len());
+        tokio::spawn(async move {
+            let mut undelivered_since: Option<std::time::Instant> = None;
+            loop {
+                if ex.running_calls().is_empty() {
+                    // Results are on disk; give the miner a while to take them, then go (they
+                    // are delivered at the next start otherwise).
+                    let since = *undelivered_since.get_or_insert_with(std::time::Instant::now);
+                    if ret.stored_calls().is_empty() || since.elapsed() > Duration::from_secs(30) {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            tracing::info!("drained: no task running, results delivered; stopping");
+            w.closed.store(true, Ordering::SeqCst);
+            w.shutdown.notify_one();
+        });
         Ok(())
     });
     s
