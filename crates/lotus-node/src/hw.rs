@@ -9,6 +9,8 @@ use sealing_types::WorkerResources;
 pub struct ProbeOptions {
     /// `--no-swap`: report no swap.
     pub no_swap: bool,
+    /// `--no-gpu`: report no GPUs (proofs run on the CPU).
+    pub no_gpu: bool,
 }
 
 /// Probe the hardware. The resource table is left empty; the caller fills it from the env.
@@ -38,7 +40,7 @@ pub fn probe(opts: &ProbeOptions, env: &dyn Fn(&str) -> Option<String>) -> Worke
         mem_swap,
         mem_swap_used,
         cpus: cpus(env),
-        gpus: gpus(env),
+        gpus: if opts.no_gpu { vec![] } else { gpus(env) },
         resources: Default::default(),
     }
 }
@@ -54,8 +56,22 @@ pub fn cpus(env: &dyn Fn(&str) -> Option<String>) -> u64 {
     }
 }
 
+/// An NVIDIA GPU as NVML names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuDevice {
+    pub index: u32,
+    pub name: String,
+    /// `GPU-…`: what `CUDA_VISIBLE_DEVICES` can name it by, whatever the parent's filter.
+    pub uuid: String,
+}
+
 /// GPU names through NVML, filtered by `NVIDIA_VISIBLE_DEVICES` / `CUDA_VISIBLE_DEVICES`.
 pub fn gpus(env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    gpu_devices(env).into_iter().map(|d| d.name).collect()
+}
+
+/// The visible NVIDIA GPUs; none (and no error) on a machine without the driver.
+pub fn gpu_devices(env: &dyn Fn(&str) -> Option<String>) -> Vec<GpuDevice> {
     let nvml = match nvml_wrapper::Nvml::init() {
         Ok(n) => n,
         Err(e) => {
@@ -70,7 +86,7 @@ pub fn gpus(env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
             Some((i, d.name().unwrap_or_else(|_| "NVIDIA GPU".into()), d.uuid().unwrap_or_default()))
         })
         .collect();
-    filter_visible(&devices, env).into_iter().map(|(_, name, _)| name).collect()
+    filter_visible(&devices, env).into_iter().map(|(index, name, uuid)| GpuDevice { index, name, uuid }).collect()
 }
 
 /// Apply the visible-devices variables to `(index, name, uuid)` triples.
@@ -127,7 +143,7 @@ mod tests {
 
     #[test]
     fn probe_without_a_driver_has_no_gpus_and_sane_numbers() {
-        let r = probe(&ProbeOptions { no_swap: true }, &|_| None);
+        let r = probe(&ProbeOptions { no_swap: true, no_gpu: true }, &|_| None);
         assert!(r.cpus >= 1);
         assert!(r.mem_physical > 0 && r.mem_used <= r.mem_physical);
         assert_eq!((r.mem_swap, r.mem_swap_used), (0, 0));

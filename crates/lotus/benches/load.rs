@@ -94,14 +94,26 @@ fn main() {
     let start = Instant::now();
     let (mut min_enabled, mut samples, mut worst_disabled) = (usize::MAX, 0, 0);
     let mut rss_max = rss_start;
+    // RSS per fifth of the run: a leak grows in every fifth, warm-up only in the first.
+    let mut fifths: Vec<(u64, u64)> = vec![(u64::MAX, 0); 5];
     while start.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_secs(10));
         let (total, disabled) = count("sample");
         min_enabled = min_enabled.min(total - disabled);
         worst_disabled = worst_disabled.max(disabled);
-        rss_max = rss_max.max(rss_mib(miner_pid));
+        let rss = rss_mib(miner_pid);
+        rss_max = rss_max.max(rss);
+        let f = ((start.elapsed().as_secs() * 5 / secs.max(1)) as usize).min(4);
+        fifths[f] = (fifths[f].0.min(rss), fifths[f].1.max(rss));
         samples += 1;
     }
+    let shown: Vec<String> = fifths
+        .iter()
+        .enumerate()
+        .filter(|(_, (lo, _))| *lo != u64::MAX)
+        .map(|(i, (lo, hi))| format!("{}: {lo}-{hi}", i + 1))
+        .collect();
+    println!("miner RSS per fifth of the run (min-max MiB): {}", shown.join(", "));
     let rss_end = rss_mib(miner_pid);
     println!(
         "over {secs} s ({samples} samples every 10 s): at least {min_enabled} of {} workers enabled at every sample, \

@@ -164,8 +164,9 @@ fn a_worker_stopped_for_a_minute_keeps_its_running_task() {
 }
 
 /// `lotus-worker stop` drains: while the worker computes Commit2 it takes nothing new, finishes
-/// Commit2, delivers the proof and only then exits; the stop command returns when it has. The
-/// sector reaches Proving without Commit2 running anywhere else.
+/// Commit2, delivers the proof and only then exits; the stop command returns when it has.
+/// Started again (it holds the sector's files), it finalizes the sector without computing
+/// Commit2 twice.
 #[test]
 fn worker_stop_finishes_the_running_commit2_before_exiting() {
     let _serial = serial();
@@ -185,8 +186,12 @@ fn worker_stop_finishes_the_running_commit2_before_exiting() {
     assert!(log.lines().any(|l| l.contains("task done") && l.contains("method=SealCommit2")), "{log}");
     assert!(log.contains("drained: no task running, results delivered"), "{log}");
     assert!(w.child.try_wait().unwrap().is_some(), "the worker process has exited");
-    // The finalize and the move run on the miner; the proof came from the stopped worker.
+    // The proof was accepted; the sealed files are only on the stopped worker, so the finalize
+    // waits for it. Started again, it does not compute anything twice.
+    wait_until(Duration::from_secs(30), "the proof to be accepted", || sector_state(&c, 1) == "FinalizeSector");
+    let w2 = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
     wait_until(Duration::from_secs(120), "the sector to prove", || sector_state(&c, 1) == "Proving");
+    assert_eq!(c2_started(&w2.log()), 0, "Commit2 ran again:\n{}", w2.log());
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
     assert!(status.contains("C2 on host-w") && !status.contains("[error]"), "{status}");
 }

@@ -151,7 +151,14 @@ impl Proving {
             skipped: vec![],
             error: None,
         };
-        let out = self.run(PoStKind::Window, randomness, sectors, Some(close_at)).await;
+        // Bounded by the deadline: a proof process that hangs is killed (dropping the future
+        // kills it) and the loop goes on to retry or to the next deadline.
+        let left = close_at.duration_since(SystemTime::now()).unwrap_or_default();
+        let out =
+            match tokio::time::timeout(left, self.run(PoStKind::Window, randomness, sectors, Some(close_at))).await {
+                Ok(r) => r,
+                Err(_) => Err("the proof was not ready when the deadline closed".to_string()),
+            };
         let result = match out {
             Ok(out) => {
                 attempt.prover = out.prover.clone();
@@ -284,7 +291,12 @@ impl Proving {
         let result: Result<(), String> = async {
             let sectors = self.chain.winning_sectors(self.miner, randomness).map_err(|e| e.to_string())?;
             let numbers: Vec<u64> = sectors.iter().map(|s| s.number).collect();
-            let out = self.run(PoStKind::Winning, randomness, sectors.iter().map(post_sector).collect(), None).await?;
+            // A block is worth something only while it is fresh.
+            let limit = (self.chain.block_delay() * 30).max(Duration::from_secs(60));
+            let run = self.run(PoStKind::Winning, randomness, sectors.iter().map(post_sector).collect(), None);
+            let out = tokio::time::timeout(limit, run)
+                .await
+                .map_err(|_| format!("no WinningPoSt within {} s", limit.as_secs()))??;
             attempt.prover = out.prover.clone();
             let proof = out.proof_bytes()?;
             let chain = self.chain.clone();

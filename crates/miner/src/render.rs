@@ -139,8 +139,11 @@ fn workers(stats: &BTreeMap<WorkerId, WorkerStats>, color: bool, post: bool) -> 
                 st.gpu_used,
                 n
             );
-            for g in &r.gpus {
-                let used = if st.gpu_used > 0.0 { p.green("used") } else { p.blue("not used") };
+            // Workers lease the fullest card a task fits on (sealing-exec::gpu), so the cards in
+            // use are the first ceil(used) of them.
+            let busy = st.gpu_used.ceil() as usize;
+            for (i, g) in r.gpus.iter().enumerate() {
+                let used = if i < busy { p.green("used") } else { p.blue("not used") };
                 let _ = writeln!(out, "\tGPU: {g}, {used}");
             }
         }

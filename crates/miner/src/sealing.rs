@@ -343,6 +343,10 @@ impl Sealing {
             let (next, kind, msg) = match result {
                 Ok((mut n, ran)) => {
                     n.retries = 0;
+                    if n.state == SectorState::Proving {
+                        // Sealed: an error it recovered from no longer describes it (the log keeps it).
+                        n.last_error.clear();
+                    }
                     let mut msg = format!("{} → {}", from.name(), n.state.name());
                     if !ran.is_empty() {
                         msg += &format!(" ({})", ran.join(", "));

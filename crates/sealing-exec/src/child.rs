@@ -75,6 +75,11 @@ pub enum ProofJob {
         randomness: [u8; 32],
         vanilla: Vec<String>,
     },
+    /// Seal a 2KiB sector in `dir` and prove a WindowPoSt over it: the first GPU proof of a
+    /// process compiles or loads the GPU kernels (needs the 2KiB parameters).
+    WarmUp {
+        dir: PathBuf,
+    },
 }
 
 impl ProofJob {
@@ -89,6 +94,7 @@ impl ProofJob {
             ProofJob::Unseal { .. } => "Unseal",
             ProofJob::PoStSnark { kind: PoStKind::Window, .. } => "WindowPoSt",
             ProofJob::PoStSnark { kind: PoStKind::Winning, .. } => "WinningPoSt",
+            ProofJob::WarmUp { .. } => "GPU warm-up",
         }
     }
 }
@@ -96,10 +102,35 @@ impl ProofJob {
 /// How a proof process is held back: `nice` > 0 lowers its CPU priority (sealing runs niced,
 /// so a PoSt on the same machine, never niced, gets the cores it needs to meet its deadline);
 /// `threads` caps its thread pools (cores reserved for PoSt).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// `gpus`: the cards it may use (`CUDA_VISIBLE_DEVICES`, see [`crate::gpu`]); `no_gpu`: prove
+/// on the CPU (`BELLMAN_NO_GPU=1`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
     pub nice: i32,
     pub threads: Option<usize>,
+    pub gpus: Option<String>,
+    pub no_gpu: bool,
+}
+
+impl Limits {
+    /// The environment these limits add to the proof process (the operator's own `RAYON_*` /
+    /// `BELLMAN_NUM_CPUS` win over the thread cap).
+    pub fn env(&self, has: &dyn Fn(&str) -> bool) -> Vec<(&'static str, String)> {
+        let mut out = vec![];
+        if let Some(n) = self.threads {
+            for var in ["RAYON_NUM_THREADS", "BELLMAN_NUM_CPUS"] {
+                if !has(var) {
+                    out.push((var, n.to_string()));
+                }
+            }
+        }
+        if self.no_gpu {
+            out.push(("BELLMAN_NO_GPU", "1".into()));
+        } else if let Some(g) = &self.gpus {
+            out.push(("CUDA_VISIBLE_DEVICES", g.clone()));
+        }
+        out
+    }
 }
 
 /// Run a job in this process (the child's side).
@@ -167,6 +198,21 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
             let p = Prover::new(kind, job.proof.sector_size(), job.miner, randomness).map_err(e)?;
             Ok(serde_json::Value::String(b64.encode(p.snark(&vanilla).map_err(e)?)))
         }
+        ProofJob::WarmUp { dir } => {
+            let proof = RegisteredSealProof::STACKED_DRG_2KIB_V1_1;
+            let s = Sealer::new(proof, 1000, 1);
+            let paths =
+                SectorPaths { unsealed: dir.join("unsealed"), sealed: dir.join("sealed"), cache: dir.join("cache") };
+            let size = sealing_proofs::max_unpadded(proof.sector_size());
+            let piece = s.add_piece(std::io::repeat(0).take(size), size, &paths.unsealed).map_err(e)?;
+            let pc1 = s.pre_commit1(&paths, [1; 32], &[piece]).map_err(e)?;
+            let pc2 = s.pre_commit2(pc1, &paths).map_err(e)?;
+            let p = Prover::new(PoStKind::Window, proof.sector_size(), 1000, [2; 32]).map_err(e)?;
+            let ch = p.challenges(&[1]).map_err(e)?;
+            let v = p.vanilla(1, pc2.comm_r, &paths.sealed, &paths.cache, &ch[&1]).map_err(e)?;
+            p.snark(&[v]).map_err(e)?;
+            Ok(serde_json::Value::Null)
+        }
     }
 }
 
@@ -189,15 +235,10 @@ pub fn main() -> ! {
 /// (an aborted task), with the parent's environment (FIL_PROOFS_*, BELLMAN_*, TMPDIR...).
 /// `limits` keep sealing out of PoSt's way on a shared machine.
 pub async fn spawn(exe: &std::path::Path, job: &Job, limits: Limits) -> Result<serde_json::Value, String> {
-    let Limits { nice, threads } = limits;
+    let nice = limits.nice;
     let mut cmd = tokio::process::Command::new(exe);
-    if let Some(n) = threads {
-        // The proofs library sizes its thread pools from these; an operator's own setting wins.
-        for var in ["RAYON_NUM_THREADS", "BELLMAN_NUM_CPUS"] {
-            if std::env::var_os(var).is_none() {
-                cmd.env(var, n.to_string());
-            }
-        }
+    for (k, v) in limits.env(&|var| std::env::var_os(var).is_some()) {
+        cmd.env(k, v);
     }
     cmd.arg(SUBCOMMAND).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
     // The proof process dies with its parent, even one killed with SIGKILL: a task must never
@@ -230,5 +271,30 @@ pub async fn spawn(exe: &std::path::Path, job: &Job, limits: Limits) -> Result<s
             job.op.name(),
             out.status
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_become_the_proof_process_environment() {
+        let none = |_: &str| false;
+        assert!(Limits::default().env(&none).is_empty());
+        let l = Limits { nice: 10, threads: Some(3), gpus: Some("GPU-aaaa".into()), no_gpu: false };
+        assert_eq!(
+            l.env(&none),
+            vec![
+                ("RAYON_NUM_THREADS", "3".to_string()),
+                ("BELLMAN_NUM_CPUS", "3".to_string()),
+                ("CUDA_VISIBLE_DEVICES", "GPU-aaaa".to_string())
+            ]
+        );
+        let operator_set = |v: &str| v == "RAYON_NUM_THREADS";
+        assert_eq!(l.env(&operator_set)[0], ("BELLMAN_NUM_CPUS", "3".to_string()));
+        let cpu = Limits { no_gpu: true, ..l };
+        assert!(cpu.env(&none).contains(&("BELLMAN_NO_GPU", "1".to_string())));
+        assert!(!cpu.env(&none).iter().any(|(k, _)| *k == "CUDA_VISIBLE_DEVICES"));
     }
 }

@@ -113,6 +113,8 @@ pub struct Executor {
     sector_locks: Mutex<HashMap<SectorId, Arc<tokio::sync::Mutex<()>>>>,
     /// How sealing proof processes are held back (niceness, threads); see [`child::Limits`].
     sealing_limits: Mutex<child::Limits>,
+    /// This node's GPUs and the resource table that says how much of one each task uses.
+    gpus: Mutex<Option<(Arc<crate::gpu::GpuSlots>, sealing_types::resources::ResourceTable)>>,
 }
 
 impl Executor {
@@ -131,14 +133,42 @@ impl Executor {
             running: Mutex::new(HashMap::new()),
             sector_locks: Mutex::new(HashMap::new()),
             sealing_limits: Mutex::new(child::Limits::default()),
+            gpus: Mutex::new(None),
         }))
     }
 
     /// Run sealing proof processes at this niceness (0–19) and with at most `threads` threads,
     /// below PoSt on the same machine.
     pub fn set_sealing_limits(&self, nice: i32, threads: Option<usize>) {
-        *self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner()) =
-            child::Limits { nice: nice.clamp(0, 19), threads };
+        let mut l = self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner());
+        l.nice = nice.clamp(0, 19);
+        l.threads = threads;
+    }
+
+    /// Give GPU tasks cards of `slots`, as much of one as `table` says the task uses.
+    pub fn set_gpus(&self, slots: Arc<crate::gpu::GpuSlots>, table: sealing_types::resources::ResourceTable) {
+        *self.gpus.lock().unwrap_or_else(|e| e.into_inner()) = Some((slots, table));
+    }
+
+    /// One small GPU proof in a proof process (see [`ProofJob::WarmUp`]), in a scratch directory.
+    pub async fn warm_up(&self) -> Result<(), String> {
+        let dir = std::env::temp_dir().join(format!("lotus-gpu-warm-up-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let job = Job {
+            proof: sealing_types::RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+            miner: 1000,
+            sector: 1,
+            paths: Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: PathBuf::new() },
+            op: ProofJob::WarmUp { dir: dir.clone() },
+        };
+        let r = child::spawn(&self.exe, &job, child::Limits::default()).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        r.map(|_| ())
+    }
+
+    /// `--no-gpu`: every proof process proves on the CPU.
+    pub fn set_no_gpu(&self) {
+        self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner()).no_gpu = true;
     }
 
     /// Attach every local path to the index and declare the sectors in it (at start and after
@@ -314,7 +344,21 @@ impl Executor {
     async fn proof(&self, s: SectorRef, paths: Paths, op: ProofJob) -> Result<serde_json::Value, CallError> {
         let job = Job { proof: s.proof_type, miner: s.id.miner, sector: s.id.number, paths, op };
         {
-            let limits = *self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner());
+            let mut limits = self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let task = match &job.op {
+                ProofJob::PreCommit2 { .. } => Some(sealing_types::TaskType::PreCommit2),
+                ProofJob::Commit2 { .. } => Some(sealing_types::TaskType::Commit2),
+                _ => None,
+            };
+            let gpus = self.gpus.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            // Held while the proof process runs; dropping it frees the cards.
+            let mut _lease = None;
+            if let (Some(task), Some((slots, table)), false) = (task, gpus, limits.no_gpu) {
+                let util = table.spec(s.proof_type, task).gpu_utilization;
+                let lease = slots.take(util).await;
+                limits.gpus = lease.visible_devices();
+                _lease = Some(lease);
+            }
             child::spawn(&self.exe, &job, limits).await
         }
         .map_err(CallError::unknown)

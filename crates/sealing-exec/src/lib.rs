@@ -8,6 +8,7 @@
 //!   the proof work in a child process, declares the new files, and returns the result
 //!   through a [`exec::Returner`];
 //! - [`child`]: the child process's side (`<binary> proof-task`, JSON on stdin and stdout);
+//! - [`gpu`]: which cards each GPU task's proof process sees;
 //! - [`post`]: WindowPoSt / WinningPoSt on this node: vanilla proofs read where the sectors
 //!   are (`/remote/vanilla/single`), the SNARK in a proof process, unreadable sectors skipped.
 //!
@@ -16,6 +17,7 @@
 
 pub mod child;
 pub mod exec;
+pub mod gpu;
 pub mod index;
 pub mod post;
 pub mod remote;

@@ -156,6 +156,10 @@ pub struct RunArgs {
     /// Maximum parallel challenge reads for PoSt
     #[arg(long, env = "LOTUS_WORKER_POST_PARALLEL_READS", default_value_t = 32)]
     pub post_parallel_reads: u64,
+    /// Prove on the CPU even with GPUs (also: LOTUS_WORKER_ENABLE_GPU_PROVING=false); the worker
+    /// then reports no GPUs
+    #[arg(long, env = "LOTUS_WORKER_NO_GPU")]
+    pub no_gpu: bool,
     /// Niceness (0-19) of this worker's sealing proof processes, so that a WindowPoSt on the same
     /// machine gets the CPU first; 0 runs them at normal priority
     #[arg(long, env = "LOTUS_WORKER_SEALING_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
@@ -321,6 +325,9 @@ async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
         parallel_fetch_limit: a.parallel_fetch_limit as usize,
         post_parallel_reads: a.post_parallel_reads as usize,
         sealing_nice: a.sealing_nice,
+        no_gpu: a.no_gpu
+            || std::env::var("LOTUS_WORKER_ENABLE_GPU_PROVING")
+                .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")),
         repo: worker_repo,
         miner,
         listen: a.listen,
