@@ -184,6 +184,7 @@ fn cluster() {
     let mut sim = Sim::new(Scheduler::new(Config::default()), Box::new(duration));
     // 650 GiB of RAM: ten 32GiB PC1s (64 GiB VMEM each) per machine.
     let pc1 = spec("pc1".into(), 64, 650, 0, &[TaskType::AddPiece, TaskType::PreCommit1]);
+    let pc1_spec = pc1.clone();
     let pc2 = spec("pc2".into(), 32, 256, 1, &[TaskType::PreCommit2]);
     let c2 = spec("c2".into(), 32, 512, 1, &[TaskType::Commit2]);
     let (n_pc1, n_pc2, n_c2) = (10u128, 12u128, 16u128);
@@ -278,13 +279,71 @@ fn cluster() {
         ideal + fill + drain,
         makespan_h / (ideal + fill + drain)
     );
+    // Where the time beyond the bound goes: PC1 slots idle between the first PC1 start and the
+    // last PC1 end, and the drain after it.
+    let pc1: Vec<_> = sim
+        .history
+        .iter()
+        .filter(|iv| sim.requests[&iv.task].task == TaskType::PreCommit1 && iv.end.is_some())
+        .collect();
+    let first = pc1.iter().map(|iv| iv.start).min().unwrap_or(0);
+    let last = pc1.iter().filter_map(|iv| iv.end).max().unwrap_or(0);
+    let busy_pc1: u64 = pc1.iter().map(|iv| iv.end.unwrap() - iv.start).sum();
+    let slots_pc1 = cap(&pc1_spec, n_pc1, TaskType::PreCommit1);
+    println!(
+        "PC1: first start {:.2} h, last end {:.2} h, slots busy {:.1}% in between; drain after it {:.2} h",
+        first as f64 / 3600.0,
+        last as f64 / 3600.0,
+        busy_pc1 as f64 * 100.0 / (slots_pc1 as f64 * (last - first).max(1) as f64),
+        (sim.now - last) as f64 / 3600.0
+    );
     println!("simulation wall time:      {:8.2} s", wall.as_secs_f64());
+}
+
+/// The cold pass alone, 30 times on clones of one prepared scheduler (SCHED_BENCH=cold: for a
+/// profiler, which then sees little else).
+fn cold_only() {
+    let mut s = Scheduler::new(Config::default());
+    for n in 0..1000u128 {
+        let sp = match n {
+            0..600 => spec(format!("pc1-{n}"), 64, 1024, 0, &[TaskType::AddPiece, TaskType::PreCommit1]),
+            600..800 => spec(format!("pc2-{n}"), 32, 256, 1, &[TaskType::PreCommit2]),
+            _ => spec(format!("c2-{n}"), 32, 512, 1, &[TaskType::Commit2]),
+        };
+        s.handle_batch([Event::WorkerAdded { id: wid(n + 1), spec: sp }]);
+    }
+    let all: Vec<WorkerId> = s.worker_ids().collect();
+    s.handle_batch(all.iter().map(|w| Event::WorkerDisabled(*w)));
+    let evs: Vec<Event> = (0..100_000u128)
+        .map(|i| {
+            let task = match i % 20 {
+                0..14 => TaskType::PreCommit1,
+                14..17 => TaskType::PreCommit2,
+                _ => TaskType::Commit2,
+            };
+            Event::Push(request(i + 1, i as u64, task))
+        })
+        .collect();
+    s.handle_batch(evs);
+    let mut times = vec![];
+    for _ in 0..30 {
+        let mut c = s.clone();
+        let t = Instant::now();
+        let effects = c.handle_batch(all.iter().map(|w| Event::WorkerEnabled(*w)));
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(effects);
+    }
+    println!("cold pass alone, median of 30: {:.2} ms", median(times));
 }
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful. Run both parts.
-    // SCHED_BENCH=pass or SCHED_BENCH=cluster runs one part (for profiling).
+    // SCHED_BENCH=pass or SCHED_BENCH=cluster runs one part (for profiling); SCHED_BENCH=cold
+    // repeats the cold pass alone.
     let only = std::env::var("SCHED_BENCH").unwrap_or_default();
+    if only == "cold" {
+        return cold_only();
+    }
     if only != "cluster" {
         pass_cost();
     }

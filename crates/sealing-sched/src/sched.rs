@@ -180,15 +180,62 @@ pub(crate) struct Worker {
     /// Per (task type, proof): tasks preparing (fetching) and tasks running, for MaxConcurrent.
     pub(crate) preparing_count: HashMap<(TaskType, RegisteredSealProof), usize>,
     pub(crate) running_count: HashMap<(TaskType, RegisteredSealProof), usize>,
+    /// The worker's resource table flattened by (task type, proof): `spec_of` is the hottest
+    /// lookup of a pass, and two B-tree searches per call were a tenth of a cold fill.
+    specs: Vec<Resources>,
+}
+
+const PROOF_SLOTS: usize = 16;
+
+fn spec_slot(task: TaskType, proof: RegisteredSealProof) -> Option<usize> {
+    let p = usize::try_from(proof.as_i64()).ok().filter(|&p| p < PROOF_SLOTS)?;
+    Some(task as usize * PROOF_SLOTS + p)
 }
 
 impl Worker {
-    pub(crate) fn spec_of(&self, req: &TaskRequest) -> Resources {
-        self.spec.info.resources.resources.spec(req.sector.proof_type, req.task)
+    pub(crate) fn new(spec: WorkerSpec) -> Worker {
+        let table = &spec.info.resources.resources;
+        let tasks = TaskType::ALL.iter().map(|t| *t as usize + 1).max().unwrap_or(0);
+        let mut specs = vec![Resources::default(); tasks * PROOF_SLOTS];
+        for &task in TaskType::ALL.iter() {
+            for p in 0..PROOF_SLOTS as i64 {
+                let Some(proof) = RegisteredSealProof::from_i64(p) else { continue };
+                if let Some(r) = spec_slot(task, proof).and_then(|i| specs.get_mut(i)) {
+                    *r = table.spec(proof, task);
+                }
+            }
+        }
+        Worker {
+            spec,
+            enabled: true,
+            windows: Vec::new(),
+            preparing: Pool::default(),
+            active: Pool::default(),
+            prepared: BTreeSet::new(),
+            preparing_count: HashMap::default(),
+            running_count: HashMap::default(),
+            specs,
+        }
     }
+
+    fn spec_for(&self, proof: RegisteredSealProof, task: TaskType) -> Resources {
+        match spec_slot(task, proof).and_then(|i| self.specs.get(i)) {
+            Some(r) => *r,
+            None => self.spec.info.resources.resources.spec(proof, task),
+        }
+    }
+
+    pub(crate) fn spec_of(&self, req: &TaskRequest) -> Resources {
+        self.spec_for(req.sector.proof_type, req.task)
+    }
+    /// The spec held while the task prepares: its own, with the preparing task type's
+    /// MaxConcurrent (as `ResourceTable::prep_spec`).
     fn prep_spec_of(&self, req: &TaskRequest) -> Resources {
-        let prep = req.prepare.unwrap_or(req.task);
-        self.spec.info.resources.resources.prep_spec(req.sector.proof_type, req.task, prep)
+        let mut r = self.spec_for(req.sector.proof_type, req.task);
+        if let Some(prep) = req.prepare.filter(|p| *p != req.task) {
+            r.max_concurrent = self.spec_for(req.sector.proof_type, prep).max_concurrent;
+        }
+        r
     }
     fn ignore(&self) -> bool {
         self.spec.info.ignore_resources
@@ -228,9 +275,15 @@ pub(crate) struct ClassKey {
     prepare: Option<TaskType>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct ClassQueue {
     pub(crate) tasks: BTreeSet<(QueueKey, SchedId)>,
+    /// A request of this class. Everything a pass reads from a request of a class without
+    /// data locality is in its class key, so the pass reads this instead of each task (with
+    /// 100,000 queued tasks those lookups were cache misses, a third of a cold fill).
+    sample: TaskRequest,
+    /// Whether the selector prefers workers holding the sector's files (per-task lookups).
+    locality: bool,
 }
 
 /// A read-only view of one worker, for stats and diagnostics.
@@ -246,7 +299,7 @@ pub struct WorkerView<'a> {
 }
 
 /// The scheduler. See the crate docs.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Scheduler {
     pub(crate) cfg: Config,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
@@ -271,6 +324,9 @@ pub struct Scheduler {
 /// One scheduling window opened for a pass.
 struct Scratch {
     worker: WorkerId,
+    /// The worker's position in `self.workers` (its id order): the index of the pass's
+    /// per-worker vectors, so the hot loop hashes no worker IDs.
+    wi: usize,
     alloc: Pool,
     counts: HashMap<TaskType, usize>,
     todo: Vec<SchedId>,
@@ -363,7 +419,8 @@ impl Scheduler {
         if let Some(&i) = self.class_index.get(&key) {
             return i;
         }
-        self.classes.push((key, ClassQueue::default()));
+        let locality = matches!(req.selector, Selector::Existing { .. } | Selector::Move { .. });
+        self.classes.push((key, ClassQueue { tasks: BTreeSet::new(), sample: req.clone(), locality }));
         self.class_index.insert(key, self.classes.len() - 1);
         self.classes.len() - 1
     }
@@ -399,19 +456,7 @@ impl Scheduler {
                 if self.workers.contains_key(&id) {
                     return; // duplicate registration of the same session is ignored (§3.7)
                 }
-                self.workers.insert(
-                    id,
-                    Worker {
-                        spec,
-                        enabled: true,
-                        windows: Vec::new(),
-                        preparing: Pool::default(),
-                        active: Pool::default(),
-                        prepared: BTreeSet::new(),
-                        preparing_count: HashMap::default(),
-                        running_count: HashMap::default(),
-                    },
-                );
+                self.workers.insert(id, Worker::new(spec));
                 self.dirty.insert(id);
             }
             Event::WorkerTaskTypes { id, task_types } => {
@@ -781,19 +826,15 @@ impl Scheduler {
         }
     }
 
-    fn score(
-        &self,
-        w: &Worker,
-        id: WorkerId,
-        pass_util: &HashMap<WorkerId, f64>,
-        pass_count: &HashMap<WorkerId, u64>,
-    ) -> u64 {
+    /// `pass_util[wi]`: the worker's utilisation including this pass's assignments, once it has
+    /// one; `pass_count[wi]`: tasks this pass gave it.
+    fn score(&self, w: &Worker, wi: usize, pass_util: &[Option<f64>], pass_count: &[u64]) -> u64 {
         match self.cfg.assigner {
             Assigner::Utilization => {
-                let u = pass_util.get(&id).copied().unwrap_or_else(|| w.utilization());
+                let u = pass_util[wi].unwrap_or_else(|| w.utilization());
                 (u * 1e9) as u64
             }
-            Assigner::Spread => w.held_tasks() + pass_count.get(&id).copied().unwrap_or(0),
+            Assigner::Spread => w.held_tasks() + pass_count[wi],
         }
     }
 
@@ -802,13 +843,13 @@ impl Scheduler {
         &self,
         req: &TaskRequest,
         scratch: &[Scratch],
-        worker_order: &HashMap<WorkerId, usize>,
-        pass_util: &HashMap<WorkerId, f64>,
-        pass_count: &HashMap<WorkerId, u64>,
+        wrefs: &[&Worker],
+        pass_util: &[Option<f64>],
+        pass_count: &[u64],
     ) -> BinaryHeap<Reverse<CandKey>> {
         let mut h = BinaryHeap::new();
         for (si, s) in scratch.iter().enumerate() {
-            let w = &self.workers[&s.worker];
+            let w = wrefs[s.wi];
             if !w.spec.task_types.contains(&req.task)
                 || self.selector_allows_remote(req, w).is_err()
                 || w.fits_empty(req).is_err()
@@ -816,9 +857,34 @@ impl Scheduler {
                 continue;
             }
             let tier = if req.selector == Selector::Task { w.spec.task_types.len() as u64 } else { 0 };
-            h.push(Reverse((tier, self.score(w, s.worker, pass_util, pass_count), worker_order[&s.worker], si)));
+            h.push(Reverse((tier, self.score(w, s.wi, pass_util, pass_count), s.wi, si)));
         }
         h
+    }
+
+    /// Queued tasks of class `ci` (after `after`, in queue order) whose sector's files sit on a
+    /// worker with an open window: all a locality class can still place once no other worker
+    /// can take it.
+    fn local_tasks(
+        &self,
+        ci: usize,
+        open: &HashMap<WorkerId, usize>,
+        after: Option<QueueKey>,
+    ) -> Vec<(QueueKey, SchedId)> {
+        let mut local: Vec<(QueueKey, SchedId)> = Vec::new();
+        for w in open.keys() {
+            for sector in self.held_by.get(w).into_iter().flatten() {
+                for tid in self.by_sector.get(sector).into_iter().flatten() {
+                    let t = &self.tasks[tid];
+                    if t.class == ci && t.state == TaskState::Queued && after.is_none_or(|a| t.key > a) {
+                        local.push((t.key, *tid));
+                    }
+                }
+            }
+        }
+        local.sort_unstable();
+        local.dedup();
+        local
     }
 
     /// One scheduling pass: fill open windows from the queue. Returns the workers that got
@@ -826,11 +892,13 @@ impl Scheduler {
     fn pass(&mut self) -> Vec<WorkerId> {
         let mut scratch: Vec<Scratch> = Vec::new();
         let mut first_scratch: HashMap<WorkerId, usize> = HashMap::default();
-        for (id, w) in &self.workers {
+        let wrefs: Vec<&Worker> = self.workers.values().collect();
+        for (wi, (id, w)) in self.workers.iter().enumerate() {
             for _ in 0..w.open_windows() {
                 first_scratch.entry(*id).or_insert(scratch.len());
                 scratch.push(Scratch {
                     worker: *id,
+                    wi,
                     alloc: Pool::default(),
                     counts: HashMap::default(),
                     todo: Vec::new(),
@@ -840,12 +908,11 @@ impl Scheduler {
         if scratch.is_empty() || self.queued == 0 {
             return Vec::new();
         }
-        let worker_order: HashMap<WorkerId, usize> = self.workers.keys().enumerate().map(|(i, id)| (*id, i)).collect();
-        let mut pass_util: HashMap<WorkerId, f64> = HashMap::default();
-        let mut pass_count: HashMap<WorkerId, u64> = HashMap::default();
+        let mut pass_util: Vec<Option<f64>> = vec![None; wrefs.len()];
+        let mut pass_count: Vec<u64> = vec![0; wrefs.len()];
         // Per class: candidate windows (lazily built), and whether it can take no more.
         let mut cands: HashMap<usize, BinaryHeap<Reverse<CandKey>>> = HashMap::default();
-        let mut assigned: Vec<(SchedId, usize)> = Vec::new();
+        let mut assigned: Vec<(QueueKey, SchedId, usize)> = Vec::new();
 
         // Merge the per-class queues in global queue order. A class whose candidates are used
         // up drops out, so a pass costs O(assignments · log) rather than O(queue × windows).
@@ -856,29 +923,15 @@ impl Scheduler {
                 iters.push(ClassSource::All(q.tasks.iter()));
                 continue;
             };
-            let heap =
-                self.class_candidates(&self.tasks[&sample].req, &scratch, &worker_order, &pass_util, &pass_count);
+            let heap = self.class_candidates(&self.tasks[&sample].req, &scratch, &wrefs, &pass_util, &pass_count);
             if !heap.is_empty() {
                 cands.insert(ci, heap);
                 iters.push(ClassSource::All(q.tasks.iter()));
                 continue;
             }
             // No remote candidate: only tasks whose sector sits on a worker with an open window.
-            let mut local: Vec<(QueueKey, SchedId)> = Vec::new();
-            for w in first_scratch.keys() {
-                for sector in self.held_by.get(w).into_iter().flatten() {
-                    for tid in self.by_sector.get(sector).into_iter().flatten() {
-                        let t = &self.tasks[tid];
-                        if t.class == ci && t.state == TaskState::Queued {
-                            local.push((t.key, *tid));
-                        }
-                    }
-                }
-            }
-            local.sort_unstable();
-            local.dedup();
             cands.insert(ci, heap);
-            iters.push(ClassSource::Local(local.into_iter()));
+            iters.push(ClassSource::Local(self.local_tasks(ci, &first_scratch, None).into_iter()));
         }
         let mut heads: BinaryHeap<Reverse<(QueueKey, SchedId, usize)>> = BinaryHeap::new();
         for (ci, it) in iters.iter_mut().enumerate() {
@@ -886,9 +939,8 @@ impl Scheduler {
                 heads.push(Reverse((k, id, ci)));
             }
         }
-        while let Some(Reverse((_, id, ci))) = heads.pop() {
-            let task = &self.tasks[&id];
-            let req = &task.req;
+        while let Some(Reverse((key, id, ci))) = heads.pop() {
+            let req = if self.classes[ci].1.locality { &self.tasks[&id].req } else { &self.classes[ci].1.sample };
             let mut class_exhausted = false;
             let chosen: Option<usize> = if let Some(holders) = self.preferred_holders(req) {
                 // Data locality: only the holders, even if busy (never move a sector that a
@@ -898,13 +950,14 @@ impl Scheduler {
                     let Some(&first) = first_scratch.get(&h) else {
                         continue;
                     };
-                    let w = &self.workers[&h];
+                    let wi = scratch[first].wi;
+                    let w = wrefs[wi];
                     let spec = w.spec_of(req);
-                    for (si, s) in scratch.iter().enumerate().skip(first).take_while(|(_, s)| s.worker == h) {
+                    for (si, s) in scratch.iter().enumerate().skip(first).take_while(|(_, s)| s.wi == wi) {
                         if !fits_scratch(s, &spec, w, req) {
                             continue;
                         }
-                        let key = (0, self.score(w, h, &pass_util, &pass_count), worker_order[&h], si);
+                        let key = (0, self.score(w, wi, &pass_util, &pass_count), wi, si);
                         if best.is_none_or(|(b, _)| key < b) {
                             best = Some((key, si));
                         }
@@ -914,15 +967,15 @@ impl Scheduler {
             } else {
                 let heap = cands
                     .entry(ci)
-                    .or_insert_with(|| self.class_candidates(req, &scratch, &worker_order, &pass_util, &pass_count));
+                    .or_insert_with(|| self.class_candidates(req, &scratch, &wrefs, &pass_util, &pass_count));
                 let mut chosen = None;
                 while let Some(Reverse((tier, score, ord, si))) = heap.pop() {
                     let s = &scratch[si];
-                    let w = &self.workers[&s.worker];
+                    let w = wrefs[s.wi];
                     if !fits_scratch(s, &w.spec_of(req), w, req) {
                         continue; // allocations only grow within a pass: drop for this class
                     }
-                    let now = self.score(w, s.worker, &pass_util, &pass_count);
+                    let now = self.score(w, s.wi, &pass_util, &pass_count);
                     if now != score {
                         heap.push(Reverse((tier, now, ord, si)));
                         continue;
@@ -932,13 +985,22 @@ impl Scheduler {
                     heap.push(Reverse((tier, score, ord, si)));
                     break;
                 }
-                class_exhausted =
-                    chosen.is_none() && !matches!(req.selector, Selector::Existing { .. } | Selector::Move { .. });
+                if chosen.is_none() {
+                    if self.classes[ci].1.locality {
+                        // No remote window left for the class: from here on only its tasks whose
+                        // sector sits on a worker with an open window can be placed.
+                        if matches!(iters[ci], ClassSource::All(_)) {
+                            iters[ci] = ClassSource::Local(self.local_tasks(ci, &first_scratch, Some(key)).into_iter());
+                        }
+                    } else {
+                        class_exhausted = true;
+                    }
+                }
                 chosen
             };
             if let Some(si) = chosen {
                 let s = &mut scratch[si];
-                let w = &self.workers[&s.worker];
+                let w = wrefs[s.wi];
                 let res = &w.spec.info.resources;
                 let spec = w.spec_of(req);
                 let before = s.alloc.utilization(res);
@@ -946,10 +1008,9 @@ impl Scheduler {
                 let delta = s.alloc.utilization(res) - before;
                 *s.counts.entry(req.task).or_insert(0) += 1;
                 s.todo.push(id);
-                let base = w.utilization();
-                *pass_util.entry(s.worker).or_insert(base) += delta;
-                *pass_count.entry(s.worker).or_insert(0) += 1;
-                assigned.push((id, si));
+                *pass_util[s.wi].get_or_insert_with(|| w.utilization()) += delta;
+                pass_count[s.wi] += 1;
+                assigned.push((key, id, ci));
             }
             if !class_exhausted {
                 if let Some((k, id)) = iters[ci].next() {
@@ -958,10 +1019,13 @@ impl Scheduler {
             }
         }
         drop(iters);
+        drop(wrefs);
 
         let mut touched = Vec::new();
-        for (id, _) in &assigned {
-            self.dequeue(*id);
+        for (key, id, ci) in &assigned {
+            if self.classes[*ci].1.tasks.remove(&(*key, *id)) {
+                self.queued -= 1;
+            }
         }
         for s in scratch.into_iter().filter(|s| !s.todo.is_empty()) {
             let w = self.workers.get_mut(&s.worker).expect("worker exists");
@@ -1115,31 +1179,22 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     fn worker(ram_gib: u64) -> Worker {
-        Worker {
-            spec: WorkerSpec {
-                info: WorkerInfo {
-                    hostname: "fred".into(),
-                    ignore_resources: false,
-                    resources: WorkerResources {
-                        mem_physical: ram_gib * GIB,
-                        mem_swap: 512 * GIB,
-                        cpus: 32,
-                        resources: default_table().clone(),
-                        ..Default::default()
-                    },
+        Worker::new(WorkerSpec {
+            info: WorkerInfo {
+                hostname: "fred".into(),
+                ignore_resources: false,
+                resources: WorkerResources {
+                    mem_physical: ram_gib * GIB,
+                    mem_swap: 512 * GIB,
+                    cpus: 32,
+                    resources: default_table().clone(),
+                    ..Default::default()
                 },
-                task_types: Default::default(),
-                seal_space: 0,
-                store_space: 0,
             },
-            enabled: true,
-            windows: vec![],
-            preparing: Pool::default(),
-            active: Pool::default(),
-            prepared: BTreeSet::new(),
-            preparing_count: HashMap::default(),
-            running_count: HashMap::default(),
-        }
+            task_types: Default::default(),
+            seal_space: 0,
+            store_space: 0,
+        })
     }
 
     /// Windows given as lists of task types; returns the task types per window after compaction.
