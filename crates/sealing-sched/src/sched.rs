@@ -186,6 +186,8 @@ pub(crate) struct Worker {
 }
 
 const PROOF_SLOTS: usize = 16;
+/// More than there are task types (checked by a test).
+const TASK_TYPE_SLOTS: usize = 32;
 
 fn spec_slot(task: TaskType, proof: RegisteredSealProof) -> Option<usize> {
     let p = usize::try_from(proof.as_i64()).ok().filter(|&p| p < PROOF_SLOTS)?;
@@ -328,7 +330,8 @@ struct Scratch {
     /// per-worker vectors, so the hot loop hashes no worker IDs.
     wi: usize,
     alloc: Pool,
-    counts: HashMap<TaskType, usize>,
+    /// Tasks of each type (by `TaskType as usize`) this pass put in the window.
+    counts: [u32; TASK_TYPE_SLOTS],
     todo: Vec<SchedId>,
 }
 
@@ -900,7 +903,7 @@ impl Scheduler {
                     worker: *id,
                     wi,
                     alloc: Pool::default(),
-                    counts: HashMap::default(),
+                    counts: [0; TASK_TYPE_SLOTS],
                     todo: Vec::new(),
                 });
             }
@@ -1006,7 +1009,7 @@ impl Scheduler {
                 let before = s.alloc.utilization(res);
                 s.alloc.add(&spec, res);
                 let delta = s.alloc.utilization(res) - before;
-                *s.counts.entry(req.task).or_insert(0) += 1;
+                s.counts[req.task as usize] += 1;
                 s.todo.push(id);
                 *pass_util[s.wi].get_or_insert_with(|| w.utilization()) += delta;
                 pass_count[s.wi] += 1;
@@ -1022,10 +1025,25 @@ impl Scheduler {
         drop(wrefs);
 
         let mut touched = Vec::new();
-        for (key, id, ci) in &assigned {
-            if self.classes[*ci].1.tasks.remove(&(*key, *id)) {
-                self.queued -= 1;
+        // A class without locality is placed strictly in queue order until it is exhausted, so
+        // what it placed is a prefix of its queue: cut it off in one go instead of searching
+        // the tree for every task.
+        let mut last_of_class: HashMap<usize, (QueueKey, SchedId)> = HashMap::default();
+        for &(key, id, ci) in &assigned {
+            if self.classes[ci].1.locality {
+                if self.classes[ci].1.tasks.remove(&(key, id)) {
+                    self.queued -= 1;
+                }
+            } else {
+                last_of_class.insert(ci, (key, id));
             }
+        }
+        for (ci, last) in last_of_class {
+            let q = &mut self.classes[ci].1.tasks;
+            let mut rest = q.split_off(&last);
+            rest.remove(&last);
+            self.queued -= q.len() + 1;
+            *q = rest;
         }
         for s in scratch.into_iter().filter(|s| !s.todo.is_empty()) {
             let w = self.workers.get_mut(&s.worker).expect("worker exists");
@@ -1115,7 +1133,7 @@ impl Scheduler {
 }
 
 fn fits_scratch(s: &Scratch, spec: &Resources, w: &Worker, req: &TaskRequest) -> bool {
-    if spec.max_concurrent > 0 && s.counts.get(&req.task).copied().unwrap_or(0) >= spec.max_concurrent as usize {
+    if spec.max_concurrent > 0 && s.counts[req.task as usize] as i64 >= spec.max_concurrent {
         return false;
     }
     s.alloc.can_handle(spec, &w.spec.info.resources, w.spec.info.ignore_resources).is_ok()
@@ -1195,6 +1213,11 @@ mod tests {
             seal_space: 0,
             store_space: 0,
         })
+    }
+
+    #[test]
+    fn task_types_fit_the_per_window_counters() {
+        assert!(TaskType::ALL.iter().all(|t| (*t as usize) < TASK_TYPE_SLOTS));
     }
 
     /// Windows given as lists of task types; returns the task types per window after compaction.
