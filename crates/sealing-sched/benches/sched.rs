@@ -290,6 +290,19 @@ fn cluster() {
     let last = pc1.iter().filter_map(|iv| iv.end).max().unwrap_or(0);
     let busy_pc1: u64 = pc1.iter().map(|iv| iv.end.unwrap() - iv.start).sum();
     let slots_pc1 = cap(&pc1_spec, n_pc1, TaskType::PreCommit1);
+    let mut starts: Vec<u64> = pc1.iter().map(|iv| iv.start).collect();
+    starts.sort_unstable();
+    let ends: Vec<u64> = {
+        let mut e: Vec<u64> = pc1.iter().filter_map(|iv| iv.end).collect();
+        e.sort_unstable();
+        e
+    };
+    println!(
+        "PC1: the 100th start at {:.2} h; the 900th end at {:.2} h (the last at {:.2} h)",
+        starts[(slots_pc1 as usize).min(starts.len()) - 1] as f64 / 3600.0,
+        ends[ends.len() - (slots_pc1 as usize).min(ends.len())] as f64 / 3600.0,
+        last as f64 / 3600.0
+    );
     println!(
         "PC1: first start {:.2} h, last end {:.2} h, slots busy {:.1}% in between; drain after it {:.2} h",
         first as f64 / 3600.0,
