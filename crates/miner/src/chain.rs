@@ -165,6 +165,8 @@ pub trait Chain: Send + Sync {
     /// After a miner restart: what the miner had put on the chain, for a chain that lives in
     /// the miner's memory (a real chain keeps its own state and ignores this).
     fn restore_pre_commit(&self, _sector: SectorId, _info: PreCommitInfo) {}
+    /// The same for a sector the miner has proving (a repo from before the chain kept its state).
+    fn restore_proven(&self, _sector: SectorId, _info: PreCommitInfo) {}
 
     fn proving_params(&self) -> ProvingParams;
     /// When an epoch starts (for deadline margins).
@@ -514,6 +516,20 @@ impl Chain for Devnet {
     fn restore_pre_commit(&self, sector: SectorId, info: PreCommitInfo) {
         self.lock().precommits.entry(sector.number).or_insert(info);
     }
+    fn restore_proven(&self, sector: SectorId, info: PreCommitInfo) {
+        let mut st = self.lock();
+        if st.proven.contains_key(&sector.number) {
+            return;
+        }
+        let head = self.head();
+        st.proven.insert(sector.number, head);
+        st.sectors.insert(
+            sector.number,
+            ActiveSector { proof: info.proof, comm_r: info.comm_r, activation: head, faulty: false },
+        );
+        assign(&mut st, self.proving.deadlines, sector.number);
+        self.save(&st);
+    }
 
     fn proving_params(&self) -> ProvingParams {
         self.proving
@@ -794,6 +810,22 @@ mod tests {
             .persisted(f.clone())
             .unwrap();
         assert_eq!(again.lock().deadlines, vec![vec![vec![1, 2]], vec![vec![3]], vec![]]);
+        // A repo from before the chain kept its state: its proving sectors are put back.
+        let fresh = Devnet::new(SystemTime::now(), Duration::from_secs(1), 1, [7; 32]).with_proving(ProvingParams {
+            deadlines: 3,
+            window: 10,
+            lookback: 2,
+            win_rate: 0.0,
+        });
+        let info = PreCommitInfo {
+            proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+            comm_r: [4; 32],
+            ticket_epoch: 0,
+            epoch: 0,
+        };
+        fresh.restore_proven(SectorId { miner: 1000, number: 4 }, info.clone());
+        fresh.restore_proven(SectorId { miner: 1000, number: 4 }, info);
+        assert_eq!(fresh.proving_summary().deadlines, vec![vec![vec![4]], vec![], vec![]]);
         std::fs::write(&f, "{").unwrap();
         let e = Devnet::new(SystemTime::now(), Duration::from_secs(1), 1, [7; 32]).persisted(f).err().unwrap();
         assert!(e.contains("devnet.json is damaged"), "{e}");

@@ -261,7 +261,11 @@ impl Sealing {
 
     fn chain_restore(&self, s: &SectorInfo, comm_r: Commitment, ticket_epoch: Epoch, epoch: Epoch) {
         let id = SectorId { miner: self.miner, number: s.number };
-        self.chain.restore_pre_commit(id, PreCommitInfo { proof: s.proof, comm_r, ticket_epoch, epoch });
+        let info = PreCommitInfo { proof: s.proof, comm_r, ticket_epoch, epoch };
+        if s.state == SectorState::Proving {
+            self.chain.restore_proven(id, info.clone());
+        }
+        self.chain.restore_pre_commit(id, info);
     }
 
     /// `PledgeSector`: a new committed-capacity sector, or with `piece` a sector holding that
