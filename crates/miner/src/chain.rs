@@ -571,7 +571,9 @@ impl Chain for Devnet {
         };
         let mut claimed: Vec<u64> = post.proven.iter().chain(&post.skipped).copied().collect();
         claimed.sort_unstable();
-        let required: Vec<u64> = part.sectors.iter().map(|s| s.number).collect();
+        // Partitions keep sectors in the order they were assigned; compare as sets.
+        let mut required: Vec<u64> = part.sectors.iter().map(|s| s.number).collect();
+        required.sort_unstable();
         if claimed != required {
             return Err(err(format!("the proof covers sectors {claimed:?}, the partition requires {required:?}")));
         }
@@ -797,6 +799,43 @@ mod tests {
         assert!(st.sectors[&3].faulty && st.sectors[&2].faulty && !st.sectors[&1].faulty);
         assert_eq!(st.settled, 50);
         assert!(!c.settle(&mut st, 55), "nothing new closed");
+    }
+
+    /// A partition keeps its sectors in the order they landed; a proof lists them sorted.
+    #[test]
+    fn a_post_covering_a_partition_in_any_order_is_accepted() {
+        let c = Devnet::new(SystemTime::now() - Duration::from_secs(1000), Duration::from_secs(1), 1, [7; 32])
+            .with_proving(ProvingParams { deadlines: 3, window: 100, lookback: 2, win_rate: 0.0 });
+        let dl = c.deadline_at(c.head());
+        {
+            let mut st = c.lock();
+            for n in [2, 1] {
+                let a = ActiveSector {
+                    proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+                    comm_r: [n as u8; 32],
+                    activation: 0,
+                    faulty: false,
+                };
+                st.sectors.insert(n, a);
+            }
+            st.deadlines = vec![vec![]; 3];
+            st.deadlines[dl.index as usize] = vec![vec![2, 1]];
+        }
+        let post = |proven: Vec<u64>, skipped: Vec<u64>| WindowPoStSubmission {
+            miner: 1000,
+            deadline: dl.index,
+            open: dl.open,
+            partition: 0,
+            proven,
+            skipped,
+            proof: vec![],
+            prover: "t".into(),
+        };
+        let e = c.submit_window_post(post(vec![], vec![1])).unwrap_err().to_string();
+        assert!(e.contains("the partition requires [1, 2]"), "{e}");
+        c.submit_window_post(post(vec![], vec![1, 2])).unwrap();
+        assert_eq!(c.proven_partitions(&dl), vec![0]);
+        assert_eq!(c.proving_summary().faults, vec![1, 2], "skipped sectors are faulty");
     }
 
     #[test]
