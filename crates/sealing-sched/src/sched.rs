@@ -182,7 +182,9 @@ pub(crate) struct Worker {
     pub(crate) running_count: HashMap<(TaskType, RegisteredSealProof), usize>,
     /// The worker's resource table flattened by (task type, proof): `spec_of` is the hottest
     /// lookup of a pass, and two B-tree searches per call were a tenth of a cold fill.
-    specs: Vec<Resources>,
+    /// Shared by every worker with the same table (usually all of them), so the lookups of a
+    /// pass stay in cache.
+    specs: std::sync::Arc<[Resources]>,
 }
 
 const PROOF_SLOTS: usize = 16;
@@ -195,7 +197,8 @@ fn spec_slot(task: TaskType, proof: RegisteredSealProof) -> Option<usize> {
 }
 
 impl Worker {
-    pub(crate) fn new(spec: WorkerSpec) -> Worker {
+    /// `tables`: the flattened tables of workers seen so far, to share an equal one.
+    pub(crate) fn new(spec: WorkerSpec, tables: &mut Vec<std::sync::Arc<[Resources]>>) -> Worker {
         let table = &spec.info.resources.resources;
         let tasks = TaskType::ALL.iter().map(|t| *t as usize + 1).max().unwrap_or(0);
         let mut specs = vec![Resources::default(); tasks * PROOF_SLOTS];
@@ -207,6 +210,14 @@ impl Worker {
                 }
             }
         }
+        let specs = match tables.iter().find(|t| t[..] == specs[..]) {
+            Some(t) => t.clone(),
+            None => {
+                let t: std::sync::Arc<[Resources]> = specs.into();
+                tables.push(t.clone());
+                t
+            }
+        };
         Worker {
             spec,
             enabled: true,
@@ -305,6 +316,8 @@ pub struct WorkerView<'a> {
 pub struct Scheduler {
     pub(crate) cfg: Config,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
+    /// Distinct flattened resource tables (see `Worker::specs`).
+    spec_tables: Vec<std::sync::Arc<[Resources]>>,
     pub(crate) tasks: HashMap<SchedId, Task>,
     pub(crate) classes: Vec<(ClassKey, ClassQueue)>,
     class_index: HashMap<ClassKey, usize>,
@@ -459,7 +472,8 @@ impl Scheduler {
                 if self.workers.contains_key(&id) {
                     return; // duplicate registration of the same session is ignored (§3.7)
                 }
-                self.workers.insert(id, Worker::new(spec));
+                let w = Worker::new(spec, &mut self.spec_tables);
+                self.workers.insert(id, w);
                 self.dirty.insert(id);
             }
             Event::WorkerTaskTypes { id, task_types } => {
@@ -945,6 +959,7 @@ impl Scheduler {
         while let Some(Reverse((key, id, ci))) = heads.pop() {
             let req = if self.classes[ci].1.locality { &self.tasks[&id].req } else { &self.classes[ci].1.sample };
             let mut class_exhausted = false;
+            let mut repush: Option<(u64, usize)> = None;
             let chosen: Option<usize> = if let Some(holders) = self.preferred_holders(req) {
                 // Data locality: only the holders, even if busy (never move a sector that a
                 // local worker can process).
@@ -984,8 +999,9 @@ impl Scheduler {
                         continue;
                     }
                     chosen = Some(si);
-                    // Stays a candidate for the next task of the class, at its new score below.
-                    heap.push(Reverse((tier, score, ord, si)));
+                    // Stays a candidate for the next task of the class: pushed back below, at
+                    // the score this placement gives it.
+                    repush = Some((tier, ord));
                     break;
                 }
                 if chosen.is_none() {
@@ -1014,6 +1030,12 @@ impl Scheduler {
                 *pass_util[s.wi].get_or_insert_with(|| w.utilization()) += delta;
                 pass_count[s.wi] += 1;
                 assigned.push((key, id, ci));
+                if let Some((tier, ord)) = repush {
+                    let score = self.score(w, s.wi, &pass_util, &pass_count);
+                    if let Some(h) = cands.get_mut(&ci) {
+                        h.push(Reverse((tier, score, ord, si)));
+                    }
+                }
             }
             if !class_exhausted {
                 if let Some((k, id)) = iters[ci].next() {
@@ -1156,6 +1178,7 @@ fn compact_windows(w: &mut Worker, tasks: &mut HashMap<SchedId, Task>, id: Worke
     }
     let res = &w.spec.info.resources;
     let ignore = w.spec.info.ignore_resources;
+    let mut moved = false;
     for later in 1..w.windows.len() {
         let mut i = 0;
         while i < w.windows[later].todo.len() {
@@ -1171,12 +1194,17 @@ fn compact_windows(w: &mut Worker, tasks: &mut HashMap<SchedId, Task>, id: Worke
                 let key = t.key;
                 let pos = w.windows[e].todo.partition_point(|x| tasks[x].key < key);
                 w.windows[e].todo.insert(pos, tid);
+                moved = true;
             } else {
                 i += 1;
             }
         }
     }
+    let before = w.windows.len();
     w.windows.retain(|win| !win.todo.is_empty());
+    if !moved && w.windows.len() == before {
+        return; // every task is where its label says
+    }
     for (i, win) in w.windows.iter().enumerate() {
         for tid in &win.todo {
             if let Some(t) = tasks.get_mut(tid) {
@@ -1197,22 +1225,25 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     fn worker(ram_gib: u64) -> Worker {
-        Worker::new(WorkerSpec {
-            info: WorkerInfo {
-                hostname: "fred".into(),
-                ignore_resources: false,
-                resources: WorkerResources {
-                    mem_physical: ram_gib * GIB,
-                    mem_swap: 512 * GIB,
-                    cpus: 32,
-                    resources: default_table().clone(),
-                    ..Default::default()
+        Worker::new(
+            WorkerSpec {
+                info: WorkerInfo {
+                    hostname: "fred".into(),
+                    ignore_resources: false,
+                    resources: WorkerResources {
+                        mem_physical: ram_gib * GIB,
+                        mem_swap: 512 * GIB,
+                        cpus: 32,
+                        resources: default_table().clone(),
+                        ..Default::default()
+                    },
                 },
+                task_types: Default::default(),
+                seal_space: 0,
+                store_space: 0,
             },
-            task_types: Default::default(),
-            seal_space: 0,
-            store_space: 0,
-        })
+            &mut vec![],
+        )
     }
 
     #[test]
