@@ -33,6 +33,8 @@ export LOTUS_API_LISTENADDRESS=/ip4/127.0.0.1/tcp/$MINER_PORT/http
 # finalized sectors in its store.
 export LOTUS_STORAGE_ALLOWADDPIECE=false LOTUS_STORAGE_ALLOWPRECOMMIT1=false LOTUS_STORAGE_ALLOWPRECOMMIT2=false \
        LOTUS_STORAGE_ALLOWCOMMIT=false LOTUS_STORAGE_ALLOWUNSEAL=false LOTUS_STORAGE_LOCALWORKERNAME=miner
+# Short WindowPoSt deadlines (10 epochs of 1 s), so the sealed sector is proven within a minute.
+export LOTUS_DEVNET_WPOSTCHALLENGEWINDOW=10
 
 echo "==> lotus-miner init --sector-size 2KiB"
 "$BIN/lotus-miner" init --sector-size 2KiB
@@ -100,3 +102,12 @@ echo "==> lotus-miner sealing workers"
 "$BIN/lotus-miner" sealing workers
 echo "==> lotus-miner sealing jobs"
 "$BIN/lotus-miner" sealing jobs
+echo "==> waiting for the sector's first WindowPoSt (the miner proves it, the devnet chain verifies it)"
+for _ in $(seq 1 120); do
+    "$BIN/lotus-miner" proving info | grep -q "proven \[" && break
+    sleep 1
+done
+echo "==> lotus-miner proving info"
+"$BIN/lotus-miner" proving info
+echo "==> lotus-miner proving deadlines"
+"$BIN/lotus-miner" proving deadlines
