@@ -68,12 +68,12 @@ pub enum ProofJob {
         ticket: [u8; 32],
         comm_d: Commitment,
     },
-    /// The SNARK of a WindowPoSt partition or a WinningPoSt over vanilla proofs (base64, in
-    /// sector order). `sector` and `paths` of the job are unused.
+    /// The SNARK of a WindowPoSt partition or a WinningPoSt over (sector, vanilla proof in
+    /// base64) pairs. `sector` and `paths` of the job are unused.
     PoStSnark {
         kind: PoStKind,
         randomness: [u8; 32],
-        vanilla: Vec<String>,
+        vanilla: Vec<(u64, String)>,
     },
     /// Seal a 2KiB sector in `dir` and prove a WindowPoSt over it: the first GPU proof of a
     /// process compiles or loads the GPU kernels (needs the 2KiB parameters).
@@ -191,9 +191,11 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
         ProofJob::PoStSnark { kind, randomness, vanilla } => {
             use base64::Engine;
             let b64 = base64::engine::general_purpose::STANDARD;
-            let vanilla: Vec<Vec<u8>> = vanilla
+            let vanilla: Vec<(u64, Vec<u8>)> = vanilla
                 .iter()
-                .map(|v| b64.decode(v).map_err(|err| format!("bad vanilla proof encoding: {err}")))
+                .map(|(n, v)| {
+                    b64.decode(v).map(|v| (*n, v)).map_err(|err| format!("bad vanilla proof encoding: {err}"))
+                })
                 .collect::<Result<_, _>>()?;
             let p = Prover::new(kind, job.proof.sector_size(), job.miner, randomness).map_err(e)?;
             Ok(serde_json::Value::String(b64.encode(p.snark(&vanilla).map_err(e)?)))
@@ -210,7 +212,7 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
             let p = Prover::new(PoStKind::Window, proof.sector_size(), 1000, [2; 32]).map_err(e)?;
             let ch = p.challenges(&[1]).map_err(e)?;
             let v = p.vanilla(1, pc2.comm_r, &paths.sealed, &paths.cache, &ch[&1]).map_err(e)?;
-            p.snark(&[v]).map_err(e)?;
+            p.snark(&[(1, v)]).map_err(e)?;
             Ok(serde_json::Value::Null)
         }
     }

@@ -117,8 +117,16 @@ impl Prover {
         self.lib(sector, r)
     }
 
-    /// The SNARK over vanilla proofs given in sector-number order (the CPU- or GPU-heavy part).
-    pub fn snark(&self, vanilla: &[Vec<u8>]) -> Result<Vec<u8>, ProofError> {
+    /// The SNARK over (sector, vanilla proof) pairs (the CPU- or GPU-heavy part). A WindowPoSt's
+    /// vanilla proofs must reach the library in sector-number order: they are sorted here, so no
+    /// caller can get that wrong. A WinningPoSt's keep the election's order.
+    pub fn snark(&self, vanilla: &[(u64, Vec<u8>)]) -> Result<Vec<u8>, ProofError> {
+        let mut pairs: Vec<&(u64, Vec<u8>)> = vanilla.iter().collect();
+        if self.kind == PoStKind::Window {
+            pairs.sort_by_key(|(n, _)| *n);
+        }
+        let vanilla: Vec<Vec<u8>> = pairs.into_iter().map(|(_, v)| v.clone()).collect();
+        let vanilla = &vanilla[..];
         let r = match self.kind {
             PoStKind::Window => {
                 api::post::generate_window_post_with_vanilla(self.proof, &self.randomness, self.prover_id, vanilla)
@@ -198,10 +206,14 @@ mod tests {
         let numbers: Vec<u64> = sectors.iter().map(|s| s.0).collect();
         let ch = w.challenges(&numbers).unwrap();
         let vanilla: Vec<_> =
-            sectors.iter().map(|(n, (p, r))| w.vanilla(*n, *r, &p.sealed, &p.cache, &ch[n]).unwrap()).collect();
+            sectors.iter().map(|(n, (p, r))| (*n, w.vanilla(*n, *r, &p.sealed, &p.cache, &ch[n]).unwrap())).collect();
         let proof = w.snark(&vanilla).unwrap();
         let public: BTreeMap<u64, _> = sectors.iter().map(|(n, (_, r))| (*n, *r)).collect();
         assert!(w.verify(&proof, &public).unwrap());
+        // Given out of sector order (a partition lists its sectors in landing order), the pairs
+        // are put in order.
+        let reversed: Vec<_> = vanilla.iter().rev().cloned().collect();
+        assert!(w.verify(&w.snark(&reversed).unwrap(), &public).unwrap(), "order does not matter to callers");
         let other = Prover::new(PoStKind::Window, SectorSize::KIB2, 1000, [8; 32]).unwrap();
         assert!(!other.verify(&proof, &public).unwrap_or(false), "other randomness is rejected");
 
@@ -212,7 +224,7 @@ mod tests {
         assert!(e.contains("sealed file") && e.contains("s5"), "{e}");
         let ch3 = w.challenges(&[3]).unwrap();
         let (p3, r3) = &sectors[0].1;
-        let proof = w.snark(&[w.vanilla(3, *r3, &p3.sealed, &p3.cache, &ch3[&3]).unwrap()]).unwrap();
+        let proof = w.snark(&[(3, w.vanilla(3, *r3, &p3.sealed, &p3.cache, &ch3[&3]).unwrap())]).unwrap();
         assert!(w.verify(&proof, &BTreeMap::from([(3, *r3)])).unwrap());
 
         let win = Prover::new(PoStKind::Winning, SectorSize::KIB2, 1000, [7; 32]).unwrap();
@@ -220,7 +232,7 @@ mod tests {
         assert!(idx.iter().all(|&i| i == 0));
         let ch = win.challenges(&[3]).unwrap();
         let v = win.vanilla(3, *r3, &p3.sealed, &p3.cache, &ch[&3]).unwrap();
-        let proof = win.snark(&vec![v; idx.len()]).unwrap();
+        let proof = win.snark(&vec![(3, v); idx.len()]).unwrap();
         assert!(win.verify(&proof, &BTreeMap::from([(3, *r3)])).unwrap());
     }
 }
