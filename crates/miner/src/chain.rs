@@ -209,7 +209,6 @@ pub struct Devnet {
 #[serde(default)]
 struct DevnetState {
     precommits: BTreeMap<u64, PreCommitInfo>,
-    proven: BTreeMap<u64, Epoch>,
     /// Deadline index → partitions → sector numbers (partitions fill up before new ones open).
     deadlines: Vec<Vec<Vec<u64>>>,
     sectors: BTreeMap<u64, ActiveSector>,
@@ -469,7 +468,7 @@ impl Chain for Devnet {
             });
         }
         let mut st = self.lock();
-        if st.proven.contains_key(&sector.number) {
+        if st.sectors.contains_key(&sector.number) {
             return Err(ChainError::PreCommit { sector, why: "sector number already proven".into() });
         }
         if let Some(prev) = st.precommits.get(&sector.number) {
@@ -498,10 +497,9 @@ impl Chain for Devnet {
         }
         let head = self.head();
         let mut st = self.lock();
-        if let Some(&at) = st.proven.get(&sector.number) {
-            return Ok(at); // the same message again (after a restart)
+        if let Some(a) = st.sectors.get(&sector.number) {
+            return Ok(a.activation); // the same message again (after a restart)
         }
-        st.proven.insert(sector.number, head);
         st.sectors.insert(
             sector.number,
             ActiveSector { proof: pc.proof, comm_r: pc.comm_r, activation: head, faulty: false },
@@ -518,11 +516,10 @@ impl Chain for Devnet {
     }
     fn restore_proven(&self, sector: SectorId, info: PreCommitInfo) {
         let mut st = self.lock();
-        if st.proven.contains_key(&sector.number) {
+        if st.sectors.contains_key(&sector.number) {
             return;
         }
         let head = self.head();
-        st.proven.insert(sector.number, head);
         st.sectors.insert(
             sector.number,
             ActiveSector { proof: info.proof, comm_r: info.comm_r, activation: head, faulty: false },

@@ -17,7 +17,6 @@ use crate::manager::Manager;
 use sealing_exec::post::{PoStKind, PoStOutput, PoStProver, PoStSector, SkippedSector};
 use sealing_types::TaskType;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -112,11 +111,12 @@ impl Proving {
     }
 
     async fn window_post_loop(self: Arc<Self>) {
-        let mut done: BTreeSet<Epoch> = BTreeSet::new();
+        // The deadline instance whose partitions are all proven (only the current one matters).
+        let mut done: Option<Epoch> = None;
         loop {
             tokio::time::sleep(self.tick()).await;
             let dl = self.chain.deadline_at(self.chain.head());
-            if done.contains(&dl.open) {
+            if done == Some(dl.open) {
                 continue;
             }
             let Some(randomness) = self.chain.post_randomness(self.miner, dl.challenge) else { continue };
@@ -128,8 +128,7 @@ impl Proving {
                 .filter(|p| !p.sectors.is_empty() && !proven.contains(&p.index))
                 .collect();
             if todo.is_empty() {
-                done.insert(dl.open);
-                done.retain(|&o| o + 10 * dl.deadlines as Epoch * (dl.close - dl.open) > dl.open);
+                done = Some(dl.open);
                 continue;
             }
             let runs = todo.into_iter().map(|p| self.prove_partition(dl, randomness, p));

@@ -352,13 +352,14 @@ impl Executor {
             };
             let gpus = self.gpus.lock().unwrap_or_else(|e| e.into_inner()).clone();
             // Held while the proof process runs; dropping it frees the cards.
-            let mut _lease = None;
-            if let (Some(task), Some((slots, table)), false) = (task, gpus, limits.no_gpu) {
-                let util = table.spec(s.proof_type, task).gpu_utilization;
-                let lease = slots.take(util).await;
-                limits.gpus = lease.visible_devices();
-                _lease = Some(lease);
-            }
+            let _lease = match (task, gpus, limits.no_gpu) {
+                (Some(task), Some((slots, table)), false) => {
+                    let lease = slots.take(table.spec(s.proof_type, task).gpu_utilization).await;
+                    limits.gpus = lease.visible_devices();
+                    Some(lease)
+                }
+                _ => None,
+            };
             child::spawn(&self.exe, &job, limits).await
         }
         .map_err(CallError::unknown)

@@ -136,15 +136,8 @@ fn nanos() -> u128 {
 }
 
 /// Poll `cond` every 200 ms; panic after `timeout`. Returns the time it took.
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+pub fn wait_until(timeout: Duration, what: &str, cond: impl FnMut() -> bool) -> Duration {
+    wait_or_show(timeout, what, String::new, cond)
 }
 
 /// [`wait_until`], and on a timeout the panic also shows `context()` (a log tail, a CLI view).
@@ -160,7 +153,7 @@ pub fn wait_or_show(
             return start.elapsed();
         }
         if start.elapsed() >= timeout {
-            panic!("timed out after {timeout:?} waiting for {what}\n{}", context());
+            panic!("timed out after {timeout:?} waiting for {what}\n{}", context().trim_end());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
