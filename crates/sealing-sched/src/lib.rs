@@ -21,6 +21,7 @@ mod pool;
 mod queue;
 mod sched;
 pub mod sim;
+mod tasks;
 
 pub use diag::{RequestDiag, SchedDiag};
 pub use pool::Pool;

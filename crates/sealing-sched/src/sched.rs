@@ -2,6 +2,7 @@
 
 use crate::pool::Pool;
 use crate::queue::QueueKey;
+use crate::tasks::TaskTable;
 use crate::{Selector, TaskRequest, SCHED_WINDOWS};
 use rustc_hash::FxHashMap as HashMap;
 use sealing_types::{
@@ -318,7 +319,7 @@ pub struct Scheduler {
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     /// Distinct flattened resource tables (see `Worker::specs`).
     spec_tables: Vec<std::sync::Arc<[Resources]>>,
-    pub(crate) tasks: HashMap<SchedId, Task>,
+    pub(crate) tasks: TaskTable,
     pub(crate) classes: Vec<(ClassKey, ClassQueue)>,
     class_index: HashMap<ClassKey, usize>,
     /// Which workers hold which files of each sector, and the reverse index.
@@ -695,7 +696,7 @@ impl Scheduler {
                 // their worker's active pool wait for running tasks to end. Lowest priority first.
                 let windowed = (v.windows.len() >= 2).then(|| v.windows.last().expect("two windows").todo.iter().rev());
                 let prepared = v.prepared.iter().rev().map(|(_, id)| id).filter(|id| {
-                    let spec = v.spec_of(&self.tasks[*id].req);
+                    let spec = v.spec_of(&self.tasks[id].req);
                     v.active.can_handle(&spec, &v.spec.info.resources, v.spec.info.ignore_resources).is_err()
                 });
                 for tid in windowed.into_iter().flatten().chain(prepared) {
@@ -929,7 +930,8 @@ impl Scheduler {
         let mut pass_count: Vec<u64> = vec![0; wrefs.len()];
         // Per class: candidate windows (lazily built), and whether it can take no more.
         let mut cands: HashMap<usize, BinaryHeap<Reverse<CandKey>>> = HashMap::default();
-        let mut assigned: Vec<(QueueKey, SchedId, usize)> = Vec::new();
+        // (queue key, task, class, scratch window), in queue order.
+        let mut assigned: Vec<(QueueKey, SchedId, usize, usize)> = Vec::new();
 
         // Merge the per-class queues in global queue order. A class whose candidates are used
         // up drops out, so a pass costs O(assignments · log) rather than O(queue × windows).
@@ -1029,7 +1031,7 @@ impl Scheduler {
                 s.todo.push(id);
                 *pass_util[s.wi].get_or_insert_with(|| w.utilization()) += delta;
                 pass_count[s.wi] += 1;
-                assigned.push((key, id, ci));
+                assigned.push((key, id, ci, si));
                 if let Some((tier, ord)) = repush {
                     let score = self.score(w, s.wi, &pass_util, &pass_count);
                     if let Some(h) = cands.get_mut(&ci) {
@@ -1051,7 +1053,7 @@ impl Scheduler {
         // what it placed is a prefix of its queue: cut it off in one go instead of searching
         // the tree for every task.
         let mut last_of_class: HashMap<usize, (QueueKey, SchedId)> = HashMap::default();
-        for &(key, id, ci) in &assigned {
+        for &(key, id, ci, _) in &assigned {
             if self.classes[ci].1.locality {
                 if self.classes[ci].1.tasks.remove(&(key, id)) {
                     self.queued -= 1;
@@ -1067,12 +1069,22 @@ impl Scheduler {
             self.queued -= q.len() + 1;
             *q = rest;
         }
+        // The window index each used scratch window will get, then the tasks' new states in
+        // queue order: the task table is in arrival order, so this walks it nearly
+        // sequentially (window by window it was a cache miss per task).
+        let mut window_of: Vec<usize> = vec![0; scratch.len()];
+        let mut next_window: HashMap<WorkerId, usize> = HashMap::default();
+        for (si, s) in scratch.iter().enumerate().filter(|(_, s)| !s.todo.is_empty()) {
+            let next = next_window.entry(s.worker).or_insert_with(|| self.workers[&s.worker].windows.len());
+            window_of[si] = *next;
+            *next += 1;
+        }
+        for &(_, id, _, si) in &assigned {
+            let worker = scratch[si].worker;
+            self.tasks.get_mut(&id).expect("task").state = TaskState::Assigned { worker, window: window_of[si] };
+        }
         for s in scratch.into_iter().filter(|s| !s.todo.is_empty()) {
             let w = self.workers.get_mut(&s.worker).expect("worker exists");
-            let window = w.windows.len();
-            for id in &s.todo {
-                self.tasks.get_mut(id).expect("task").state = TaskState::Assigned { worker: s.worker, window };
-            }
             w.windows.push(Window { allocated: s.alloc, todo: s.todo });
             if touched.last() != Some(&s.worker) {
                 touched.push(s.worker);
@@ -1172,7 +1184,7 @@ fn dec(m: &mut HashMap<(TaskType, RegisteredSealProof), usize>, k: (TaskType, Re
 
 /// Move tasks from later windows into earlier ones where they fit, drop empty windows
 /// (`workerCompactWindows`, reference §3.7).
-fn compact_windows(w: &mut Worker, tasks: &mut HashMap<SchedId, Task>, id: WorkerId) {
+fn compact_windows(w: &mut Worker, tasks: &mut TaskTable, id: WorkerId) {
     if w.windows.len() < 2 {
         return;
     }
@@ -1254,7 +1266,7 @@ mod tests {
     /// Windows given as lists of task types; returns the task types per window after compaction.
     fn compact(ram_gib: u64, windows: &[&[TaskType]]) -> Vec<Vec<TaskType>> {
         let mut w = worker(ram_gib);
-        let mut tasks = HashMap::default();
+        let mut tasks = TaskTable::default();
         let mut n = 0u128;
         for types in windows {
             let mut win = Window::default();
