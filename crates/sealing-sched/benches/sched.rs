@@ -343,6 +343,10 @@ fn cold_only() {
     let n: usize = std::env::var("SCHED_BENCH_CLONES").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     let mut clones: Vec<Scheduler> = (0..n).map(|_| s.clone()).collect();
     eprintln!("setup done after {:.1} s", setup.elapsed().as_secs_f64());
+    // A pause after setup, so that `perf record -D` can start exactly at the passes.
+    if let Some(ms) = std::env::var("SCHED_BENCH_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     let mut times = vec![];
     for c in &mut clones {
         let t = Instant::now();

@@ -5,7 +5,10 @@ use sealing_types::{Resources, Shortfall, WorkerResources};
 
 /// GPU utilisation is accounted in thousandths so that sums are exact and deterministic.
 pub(crate) fn gpu_milli(util: f64) -> u64 {
-    (util * 1000.0).round().max(0.0) as u64
+    // Rounds half up, as `round()` does for the non-negative values that matter, without its
+    // libm call (a pass makes several per placement); a float-to-int cast saturates, so a
+    // negative utilisation gives 0.
+    (util * 1000.0 + 0.5) as u64
 }
 
 /// Resources held by the tasks in one pool (preparing, active, or a scheduling window).
@@ -99,6 +102,16 @@ mod tests {
             gpus: vec!["GPU".into(); gpus],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn gpu_thousandths_round_half_up_and_never_go_negative() {
+        assert_eq!(gpu_milli(1.0), 1000);
+        assert_eq!(gpu_milli(0.5), 500);
+        assert_eq!(gpu_milli(0.0005), 1);
+        assert_eq!(gpu_milli(0.00049), 0);
+        assert_eq!(gpu_milli(-0.3), 0);
+        assert_eq!(gpu_milli(f64::NAN), 0);
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub struct QueueKey {
     sector_number: u64,
     miner: u64,
     seq: u64,
+    /// Where the task sits in the scheduler's task table, so that a key in a queue or window
+    /// reaches its task without a hash lookup. Never decides order: `seq` is unique.
+    pub(crate) slot: u32,
 }
 
 impl QueueKey {
@@ -27,6 +30,7 @@ impl QueueKey {
             sector_number: req.sector.id.number,
             miner: req.sector.id.miner,
             seq,
+            slot: 0,
         }
     }
 }

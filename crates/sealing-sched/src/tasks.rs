@@ -14,6 +14,7 @@ use std::ops::Index;
 use rustc_hash::FxHashMap as HashMap;
 use sealing_types::SchedId;
 
+use crate::queue::QueueKey;
 use crate::sched::Task;
 
 #[derive(Clone, Debug, Default)]
@@ -39,23 +40,37 @@ impl TaskTable {
         self.index.contains_key(id)
     }
 
-    /// Adds a task; an existing task with the same ID is replaced.
-    pub(crate) fn insert(&mut self, id: SchedId, task: Task) {
+    /// Adds a task (an existing task with the same ID is replaced) and records its slot in its
+    /// queue key.
+    pub(crate) fn insert(&mut self, id: SchedId, mut task: Task) {
         if let Some(&slot) = self.index.get(&id) {
+            task.key.slot = slot;
             self.slots[slot as usize] = Some(task);
             return;
         }
         let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(task);
-                slot
-            }
+            Some(slot) => slot,
             None => {
-                self.slots.push(Some(task));
+                self.slots.push(None);
                 u32::try_from(self.slots.len() - 1).expect("fewer than 4 billion tasks")
             }
         };
+        task.key.slot = slot;
+        self.slots[slot as usize] = Some(task);
         self.index.insert(id, slot);
+    }
+
+    /// The task a queue key names (see `QueueKey::slot`).
+    pub(crate) fn by_key(&self, key: &QueueKey) -> &Task {
+        let t = self.slots[key.slot as usize].as_ref().expect("a queue key names a held task");
+        debug_assert_eq!(t.key, *key, "the slot holds the keyed task");
+        t
+    }
+
+    pub(crate) fn by_key_mut(&mut self, key: &QueueKey) -> &mut Task {
+        let t = self.slots[key.slot as usize].as_mut().expect("a queue key names a held task");
+        debug_assert_eq!(t.key, *key, "the slot holds the keyed task");
+        t
     }
 
     pub(crate) fn remove(&mut self, id: &SchedId) -> Option<Task> {
@@ -81,7 +96,6 @@ impl Index<&SchedId> for TaskTable {
 mod tests {
     use super::*;
     use crate::sched::TaskState;
-    use crate::QueueKey;
     use crate::{Selector, TaskRequest};
     use sealing_types::{RegisteredSealProof, SectorId, SectorRef, TaskType, WorkerId};
 
@@ -116,6 +130,9 @@ mod tests {
         assert_eq!(t.slots.len(), 3, "task 4 took task 2's slot");
         assert_eq!(t[&SchedId::from_u128(4)].req.sector.id.number, 4);
         assert_eq!(t[&SchedId::from_u128(3)].req.sector.id.number, 3);
+        let key = t[&SchedId::from_u128(4)].key;
+        assert_eq!(key.slot, 1);
+        assert_eq!(t.by_key(&key).req.id, SchedId::from_u128(4), "the key leads to its task");
         let ids: Vec<u64> = t.values().map(|x| x.req.sector.id.number).collect();
         assert_eq!(ids, vec![1, 4, 3]);
         let (id, mut again) = task(4);
