@@ -965,10 +965,11 @@ impl Scheduler {
         let mut pass_util: Vec<Option<f64>> = vec![None; wrefs.len()];
         let mut pass_count: Vec<u64> = vec![0; wrefs.len()];
         // Per class: candidate windows (lazily built), and whether it can take no more.
-        let mut cands: HashMap<usize, BinaryHeap<Reverse<CandKey>>> = HashMap::default();
-        // (queue key, task, class, scratch window), in queue order.
-        // Sized up front: growing it by doubling copied megabytes in a cold fill.
-        let mut assigned: Vec<(QueueKey, SchedId, usize, usize)> = Vec::with_capacity(self.queued);
+        let mut cands: Vec<Option<BinaryHeap<Reverse<CandKey>>>> = vec![None; self.classes.len()];
+        // (task slot, class, scratch window), in queue order. Small and sized up front: a cold
+        // fill places tens of thousands of tasks, and a list of full keys, grown by doubling,
+        // was megabytes of fresh memory to copy and fault in.
+        let mut assigned: Vec<(u32, u32, u32)> = Vec::with_capacity(self.queued);
 
         // Merge the per-class queues in global queue order. A class whose candidates are used
         // up drops out, so a pass costs O(assignments · log) rather than O(queue × windows).
@@ -981,21 +982,22 @@ impl Scheduler {
             };
             let heap = self.class_candidates(&self.tasks[&sample].req, &scratch, &wrefs, &pass_util, &pass_count);
             if !heap.is_empty() {
-                cands.insert(ci, heap);
+                cands[ci] = Some(heap);
                 iters.push(ClassSource::All(q.tasks.iter()));
                 continue;
             }
             // No remote candidate: only tasks whose sector sits on a worker with an open window.
-            cands.insert(ci, heap);
+            cands[ci] = Some(heap);
             iters.push(ClassSource::Local(self.local_tasks(ci, &first_scratch, None).into_iter()));
         }
-        let mut heads: BinaryHeap<Reverse<(QueueKey, SchedId, usize)>> = BinaryHeap::new();
+        // The next queued task of each class, by queue key (unique: it ends in a sequence number).
+        let mut heads: BinaryHeap<Reverse<(QueueKey, usize)>> = BinaryHeap::new();
         for (ci, it) in iters.iter_mut().enumerate() {
-            if let Some((k, id)) = it.next() {
-                heads.push(Reverse((k, id, ci)));
+            if let Some((k, _)) = it.next() {
+                heads.push(Reverse((k, ci)));
             }
         }
-        while let Some(Reverse((key, id, ci))) = heads.pop() {
+        while let Some(Reverse((key, ci))) = heads.pop() {
             let req =
                 if self.classes[ci].1.locality { &self.tasks.by_key(&key).req } else { &self.classes[ci].1.sample };
             let mut class_exhausted = false;
@@ -1023,9 +1025,8 @@ impl Scheduler {
                 }
                 best.map(|(_, si)| si)
             } else {
-                let heap = cands
-                    .entry(ci)
-                    .or_insert_with(|| self.class_candidates(req, &scratch, &wrefs, &pass_util, &pass_count));
+                let heap = cands[ci]
+                    .get_or_insert_with(|| self.class_candidates(req, &scratch, &wrefs, &pass_util, &pass_count));
                 let mut chosen = None;
                 while let Some(Reverse(cand)) = heap.pop() {
                     let si = cand.si();
@@ -1071,17 +1072,17 @@ impl Scheduler {
                 s.placed += 1;
                 *pass_util[s.wi].get_or_insert_with(|| w.utilization()) += delta;
                 pass_count[s.wi] += 1;
-                assigned.push((key, id, ci, si));
+                assigned.push((key.slot, ci as u32, si as u32));
                 if let Some(cand) = repush {
                     let score = self.score(w, s.wi, &pass_util, &pass_count);
-                    if let Some(h) = cands.get_mut(&ci) {
+                    if let Some(h) = cands[ci].as_mut() {
                         h.push(Reverse(cand.with_score(score)));
                     }
                 }
             }
             if !class_exhausted {
-                if let Some((k, id)) = iters[ci].next() {
-                    heads.push(Reverse((k, id, ci)));
+                if let Some((k, _)) = iters[ci].next() {
+                    heads.push(Reverse((k, ci)));
                 }
             }
         }
@@ -1089,29 +1090,7 @@ impl Scheduler {
         drop(wrefs);
 
         let mut touched = Vec::new();
-        // A class without locality is placed strictly in queue order until it is exhausted, so
-        // what it placed is a prefix of its queue: cut it off in one go instead of searching
-        // the tree for every task.
-        let mut last_of_class: HashMap<usize, (QueueKey, SchedId)> = HashMap::default();
-        for &(key, id, ci, _) in &assigned {
-            if self.classes[ci].1.locality {
-                if self.classes[ci].1.tasks.remove(&(key, id)) {
-                    self.queued -= 1;
-                }
-            } else {
-                last_of_class.insert(ci, (key, id));
-            }
-        }
-        for (ci, last) in last_of_class {
-            let q = &mut self.classes[ci].1.tasks;
-            let mut rest = q.split_off(&last);
-            rest.remove(&last);
-            self.queued -= q.len() + 1;
-            *q = rest;
-        }
-        // The window index each used scratch window will get, then the tasks' new states in
-        // queue order: the task table is in arrival order, so this walks it nearly
-        // sequentially (window by window it was a cache miss per task).
+        // The window index each used scratch window will get.
         let mut window_of: Vec<usize> = vec![0; scratch.len()];
         let mut next_window: HashMap<WorkerId, usize> = HashMap::default();
         for (si, s) in scratch.iter().enumerate().filter(|(_, s)| s.placed > 0) {
@@ -1119,12 +1098,33 @@ impl Scheduler {
             window_of[si] = *next;
             *next += 1;
         }
-        // Each window's list, allocated once at its final size, filled in queue order.
+        // One walk over the placements, in queue order: the task table is in arrival order, so
+        // this reads it nearly sequentially (window by window it was a cache miss per task).
+        // Each window's list is allocated once at its final size. A class without locality is
+        // placed strictly in queue order until it is exhausted, so what it placed is a prefix of
+        // its queue: it is cut off in one go below instead of searched for task by task.
         let mut todos: Vec<Vec<(QueueKey, SchedId)>> = scratch.iter().map(|s| Vec::with_capacity(s.placed)).collect();
-        for &(key, id, _, si) in &assigned {
-            let worker = scratch[si].worker;
-            self.tasks.by_key_mut(&key).state = TaskState::Assigned { worker, window: window_of[si] };
+        let mut last_of_class: Vec<Option<(QueueKey, SchedId)>> = vec![None; self.classes.len()];
+        for &(slot, ci, si) in &assigned {
+            let (ci, si) = (ci as usize, si as usize);
+            let t = self.tasks.at_mut(slot);
+            let (key, id) = (t.key, t.req.id);
+            t.state = TaskState::Assigned { worker: scratch[si].worker, window: window_of[si] };
             todos[si].push((key, id));
+            if self.classes[ci].1.locality {
+                if self.classes[ci].1.tasks.remove(&(key, id)) {
+                    self.queued -= 1;
+                }
+            } else {
+                last_of_class[ci] = Some((key, id));
+            }
+        }
+        for (ci, last) in last_of_class.into_iter().enumerate().filter_map(|(ci, l)| Some((ci, l?))) {
+            let q = &mut self.classes[ci].1.tasks;
+            let mut rest = q.split_off(&last);
+            rest.remove(&last);
+            self.queued -= q.len() + 1;
+            *q = rest;
         }
         for (s, todo) in scratch.into_iter().zip(todos).filter(|(s, _)| s.placed > 0) {
             let w = self.workers.get_mut(&s.worker).expect("worker exists");
@@ -1147,35 +1147,42 @@ impl Scheduler {
             let mut progressed = false;
             // Window → preparing: the head of the first window, in order. Never bypass the
             // head: a large task waiting for room must not be overtaken by small ones.
-            while let Some(&(head_key, head)) = w.windows.first().and_then(|win| win.todo.first()) {
-                let t = self.tasks.by_key_mut(&head_key);
-                let prep = w.prep_spec_of(&t.req);
-                let ct = (t.req.task, t.req.sector.proof_type);
-                let limit_ok = prep.max_concurrent <= 0
-                    || w.preparing_count.get(&ct).copied().unwrap_or(0) < prep.max_concurrent as usize;
-                if !limit_ok || w.preparing.can_handle(&prep, res, w.spec.info.ignore_resources).is_err() {
-                    break;
+            // The tasks that leave a window are cut from its list in one go (one at a time
+            // shifted the rest of the list for each).
+            while !w.windows.is_empty() {
+                let mut taken = 0;
+                while let Some(&(head_key, head)) = w.windows[0].todo.get(taken) {
+                    let t = self.tasks.by_key_mut(&head_key);
+                    let prep = w.prep_spec_of(&t.req);
+                    let ct = (t.req.task, t.req.sector.proof_type);
+                    let limit_ok = prep.max_concurrent <= 0
+                        || w.preparing_count.get(&ct).copied().unwrap_or(0) < prep.max_concurrent as usize;
+                    if !limit_ok || w.preparing.can_handle(&prep, res, w.spec.info.ignore_resources).is_err() {
+                        break;
+                    }
+                    w.preparing.add(&prep, res);
+                    if t.req.prepare.is_some() {
+                        t.state = TaskState::Preparing { worker: id };
+                        *w.preparing_count.entry(ct).or_insert(0) += 1;
+                        out.push(Effect::Prepare { task: head, worker: id });
+                    } else {
+                        t.state = TaskState::Prepared { worker: id };
+                        w.prepared.insert((t.key, head));
+                    }
+                    taken += 1;
+                    progressed = true;
                 }
-                w.preparing.add(&prep, res);
-                w.windows[0].todo.remove(0);
-                if w.windows[0].todo.is_empty() {
-                    w.windows.remove(0);
-                    for (i, win) in w.windows.iter().enumerate() {
-                        for (key, _) in &win.todo {
-                            self.tasks.by_key_mut(key).state = TaskState::Assigned { worker: id, window: i };
-                        }
+                let first = &mut w.windows[0].todo;
+                first.drain(..taken);
+                if !first.is_empty() {
+                    break; // its head waits for room
+                }
+                w.windows.remove(0);
+                for (i, win) in w.windows.iter().enumerate() {
+                    for (key, _) in &win.todo {
+                        self.tasks.by_key_mut(key).state = TaskState::Assigned { worker: id, window: i };
                     }
                 }
-                let t = self.tasks.by_key_mut(&head_key);
-                if t.req.prepare.is_some() {
-                    t.state = TaskState::Preparing { worker: id };
-                    *w.preparing_count.entry(ct).or_insert(0) += 1;
-                    out.push(Effect::Prepare { task: head, worker: id });
-                } else {
-                    t.state = TaskState::Prepared { worker: id };
-                    w.prepared.insert((t.key, head));
-                }
-                progressed = true;
             }
             // Prepared → active, in queue order, strictly.
             while let Some(&(key, head)) = w.prepared.first() {

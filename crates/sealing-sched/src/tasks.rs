@@ -60,6 +60,11 @@ impl TaskTable {
         self.index.insert(id, slot);
     }
 
+    /// The task in `slot` (taken from its queue key).
+    pub(crate) fn at_mut(&mut self, slot: u32) -> &mut Task {
+        self.slots[slot as usize].as_mut().expect("the slot holds a task")
+    }
+
     /// The task a queue key names (see `QueueKey::slot`).
     pub(crate) fn by_key(&self, key: &QueueKey) -> &Task {
         let t = self.slots[key.slot as usize].as_ref().expect("a queue key names a held task");
