@@ -83,35 +83,42 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn pass_cost() {
-    println!("== Scheduling pass: 1,000 workers, 100,000 queued tasks ==");
-    let mut cold = Vec::new();
-    let mut steady = Vec::new();
-    for round in 0..5 {
-        let mut s = Scheduler::new(Config::default());
-        // 600 PC1 workers, 200 PC2 workers with a GPU, 200 C2 workers with a GPU.
-        for n in 0..1000u128 {
-            let sp = match n {
-                0..600 => spec(format!("pc1-{n}"), 64, 1024, 0, &[TaskType::AddPiece, TaskType::PreCommit1]),
-                600..800 => spec(format!("pc2-{n}"), 32, 256, 1, &[TaskType::PreCommit2]),
-                _ => spec(format!("c2-{n}"), 32, 512, 1, &[TaskType::Commit2]),
-            };
-            s.handle_batch([Event::WorkerAdded { id: wid(n + 1), spec: sp }]);
-        }
-        // Queue 100,000 tasks while no window is open yet: push them as one batch with every
-        // worker disabled, then enable all workers at once and time that single pass.
-        let all: Vec<WorkerId> = s.worker_ids().collect();
-        s.handle_batch(all.iter().map(|w| Event::WorkerDisabled(*w)));
-        let mut evs = Vec::new();
-        for i in 0..100_000u128 {
+/// 600 PC1 workers, 200 PC2 workers with a GPU, 200 C2 workers with a GPU, all disabled, and
+/// 100,000 queued tasks: enabling the workers is the cold fill.
+fn loaded_scheduler() -> (Scheduler, Vec<WorkerId>) {
+    let mut s = Scheduler::new(Config::default());
+    for n in 0..1000u128 {
+        let sp = match n {
+            0..600 => spec(format!("pc1-{n}"), 64, 1024, 0, &[TaskType::AddPiece, TaskType::PreCommit1]),
+            600..800 => spec(format!("pc2-{n}"), 32, 256, 1, &[TaskType::PreCommit2]),
+            _ => spec(format!("c2-{n}"), 32, 512, 1, &[TaskType::Commit2]),
+        };
+        s.handle_batch([Event::WorkerAdded { id: wid(n + 1), spec: sp }]);
+    }
+    // Queue the tasks while no window is open yet: push them as one batch with every worker
+    // disabled; the caller enables all workers at once and times that single pass.
+    let all: Vec<WorkerId> = s.worker_ids().collect();
+    s.handle_batch(all.iter().map(|w| Event::WorkerDisabled(*w)));
+    let evs: Vec<Event> = (0..100_000u128)
+        .map(|i| {
             let task = match i % 20 {
                 0..14 => TaskType::PreCommit1,
                 14..17 => TaskType::PreCommit2,
                 _ => TaskType::Commit2,
             };
-            evs.push(Event::Push(request(i + 1, i as u64, task)));
-        }
-        s.handle_batch(evs);
+            Event::Push(request(i + 1, i as u64, task))
+        })
+        .collect();
+    s.handle_batch(evs);
+    (s, all)
+}
+
+fn pass_cost() {
+    println!("== Scheduling pass: 1,000 workers, 100,000 queued tasks ==");
+    let mut cold = Vec::new();
+    let mut steady = Vec::new();
+    for round in 0..5 {
+        let (mut s, all) = loaded_scheduler();
         let t = Instant::now();
         let effects = cold_pass(&mut s, &all);
         let dt = t.elapsed().as_secs_f64() * 1e3;
@@ -353,32 +360,14 @@ fn cluster(jitter: bool) {
 /// The cold pass alone, 30 times on clones of one prepared scheduler (SCHED_BENCH=cold: for a
 /// profiler, which then sees little else).
 fn cold_only() {
-    let mut s = Scheduler::new(Config::default());
-    for n in 0..1000u128 {
-        let sp = match n {
-            0..600 => spec(format!("pc1-{n}"), 64, 1024, 0, &[TaskType::AddPiece, TaskType::PreCommit1]),
-            600..800 => spec(format!("pc2-{n}"), 32, 256, 1, &[TaskType::PreCommit2]),
-            _ => spec(format!("c2-{n}"), 32, 512, 1, &[TaskType::Commit2]),
-        };
-        s.handle_batch([Event::WorkerAdded { id: wid(n + 1), spec: sp }]);
-    }
-    let all: Vec<WorkerId> = s.worker_ids().collect();
-    s.handle_batch(all.iter().map(|w| Event::WorkerDisabled(*w)));
-    let evs: Vec<Event> = (0..100_000u128)
-        .map(|i| {
-            let task = match i % 20 {
-                0..14 => TaskType::PreCommit1,
-                14..17 => TaskType::PreCommit2,
-                _ => TaskType::Commit2,
-            };
-            Event::Push(request(i + 1, i as u64, task))
-        })
-        .collect();
-    s.handle_batch(evs);
-    // Clones first, so that a profiler started late (`perf record -D`) sees only the passes.
+    let (s, all) = loaded_scheduler();
+    // Every scheduler first, so that a profiler started late (`perf record -D`) sees only the
+    // passes. Clones are quick to make, but their trees are laid out better than those built
+    // push by push (SCHED_BENCH_FRESH=1 builds each the slow way, as the pass figure does).
     let setup = Instant::now();
     let n: usize = std::env::var("SCHED_BENCH_CLONES").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
-    let mut clones: Vec<Scheduler> = (0..n).map(|_| s.clone()).collect();
+    let fresh = std::env::var("SCHED_BENCH_FRESH").is_ok_and(|v| v == "1");
+    let mut clones: Vec<Scheduler> = (0..n).map(|_| if fresh { loaded_scheduler().0 } else { s.clone() }).collect();
     eprintln!("setup done after {:.1} s", setup.elapsed().as_secs_f64());
     // A pause after setup, so that `perf record -D` can start exactly at the passes.
     if let Some(ms) = std::env::var("SCHED_BENCH_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {

@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap as HashMap;
 use sealing_types::{
     FileTypes, PathType, RegisteredSealProof, Resources, SchedId, SectorId, TaskType, WorkerId, WorkerInfo,
 };
+use smallvec::SmallVec;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
@@ -327,7 +328,9 @@ pub struct Scheduler {
     pub(crate) locations: HashMap<SectorId, BTreeMap<WorkerId, FileTypes>>,
     held_by: HashMap<WorkerId, BTreeSet<SectorId>>,
     /// Every task the scheduler holds, by sector (for locality lookups).
-    by_sector: HashMap<SectorId, Vec<SchedId>>,
+    /// Slots in the task table, inline: one heap allocation per pushed sector scattered the
+    /// queues' tree nodes through memory, and a pass walks those.
+    by_sector: HashMap<SectorId, SmallVec<[u32; 4]>>,
     seq: u64,
     queued: usize,
     /// Workers whose pools changed since the last dispatch.
@@ -495,7 +498,7 @@ impl Scheduler {
     fn forget(&mut self, id: SchedId) -> Option<Task> {
         let t = self.tasks.remove(&id)?;
         if let Some(v) = self.by_sector.get_mut(&t.req.sector.id) {
-            v.retain(|x| *x != id);
+            v.retain(|x| *x != t.key.slot);
             if v.is_empty() {
                 self.by_sector.remove(&t.req.sector.id);
             }
@@ -592,8 +595,9 @@ impl Scheduler {
                 self.seq += 1;
                 let key = QueueKey::new(&req, self.seq);
                 let class = self.class_of(&req);
-                self.by_sector.entry(req.sector.id).or_default().push(id);
-                self.tasks.insert(id, Task { req, key, class, state: TaskState::Queued });
+                let sector = req.sector.id;
+                let slot = self.tasks.insert(id, Task { req, key, class, state: TaskState::Queued });
+                self.by_sector.entry(sector).or_default().push(slot);
                 self.enqueue(id);
             }
             Event::Cancel(id) => {
@@ -927,10 +931,10 @@ impl Scheduler {
         let mut local: Vec<(QueueKey, SchedId)> = Vec::new();
         for w in open.keys() {
             for sector in self.held_by.get(w).into_iter().flatten() {
-                for tid in self.by_sector.get(sector).into_iter().flatten() {
-                    let t = &self.tasks[tid];
+                for &slot in self.by_sector.get(sector).into_iter().flatten() {
+                    let t = self.tasks.at(slot);
                     if t.class == ci && t.state == TaskState::Queued && after.is_none_or(|a| t.key > a) {
-                        local.push((t.key, *tid));
+                        local.push((t.key, t.req.id));
                     }
                 }
             }

@@ -40,13 +40,13 @@ impl TaskTable {
         self.index.contains_key(id)
     }
 
-    /// Adds a task (an existing task with the same ID is replaced) and records its slot in its
-    /// queue key.
-    pub(crate) fn insert(&mut self, id: SchedId, mut task: Task) {
+    /// Adds a task (an existing task with the same ID is replaced), records its slot in its
+    /// queue key, and returns the slot.
+    pub(crate) fn insert(&mut self, id: SchedId, mut task: Task) -> u32 {
         if let Some(&slot) = self.index.get(&id) {
             task.key.slot = slot;
             self.slots[slot as usize] = Some(task);
-            return;
+            return slot;
         }
         let slot = match self.free.pop() {
             Some(slot) => slot,
@@ -58,6 +58,12 @@ impl TaskTable {
         task.key.slot = slot;
         self.slots[slot as usize] = Some(task);
         self.index.insert(id, slot);
+        slot
+    }
+
+    /// The task in `slot` (a slot `insert` returned, while the task is held).
+    pub(crate) fn at(&self, slot: u32) -> &Task {
+        self.slots[slot as usize].as_ref().expect("the slot holds a task")
     }
 
     /// The task in `slot` (taken from its queue key).
