@@ -604,12 +604,23 @@ impl Scheduler {
                 let Some(t) = self.tasks.get(&id) else { return };
                 match t.state {
                     TaskState::Queued => self.dequeue(id),
-                    TaskState::Assigned { worker, .. } => {
+                    TaskState::Assigned { worker, window } => {
                         if let Some(w) = self.workers.get_mut(&worker) {
-                            for win in &mut w.windows {
+                            let spec = w.spec_of(&t.req);
+                            let res = &w.spec.info.resources;
+                            if let Some(win) = w.windows.get_mut(window) {
                                 win.todo.retain(|(_, t)| *t != id);
+                                win.allocated.free(&spec, res);
                             }
-                            w.windows.retain(|win| !win.todo.is_empty());
+                            if w.windows.get(window).is_some_and(|win| win.todo.is_empty()) {
+                                // The windows behind it move up one: their tasks' labels follow.
+                                w.windows.remove(window);
+                                for (i, win) in w.windows.iter().enumerate().skip(window) {
+                                    for (key, _) in &win.todo {
+                                        self.tasks.by_key_mut(key).state = TaskState::Assigned { worker, window: i };
+                                    }
+                                }
+                            }
                         }
                         self.dirty.insert(worker);
                     }

@@ -323,6 +323,25 @@ fn cancel_removes_a_queued_request() {
     assert!(matches!(dup[0], Effect::Rejected { .. }));
 }
 
+#[test]
+fn cancelling_an_assigned_task_renumbers_the_windows_behind_it() {
+    let mut sim = held_sim();
+    sim.apply(worker("a").cpus(1).tasks(&[TaskType::PreCommit1]).add(wid(1)));
+    for i in 1..=4 {
+        sim.apply(Event::Push(req(i, i as u64, TaskType::PreCommit1, P2K)));
+    }
+    // One core: 1 runs, 2 waits prepared, 3 and 4 wait in the two windows.
+    assert_eq!(sim.sched.task_state(sid(2)), Some(TaskState::Prepared { worker: wid(1) }));
+    assert_eq!(sim.sched.task_state(sid(3)), Some(TaskState::Assigned { worker: wid(1), window: 0 }));
+    assert_eq!(sim.sched.task_state(sid(4)), Some(TaskState::Assigned { worker: wid(1), window: 1 }));
+    let effects = sim.apply(Event::Cancel(sid(3)));
+    assert_eq!(effects, vec![Effect::Cancelled { task: sid(3) }]);
+    assert_eq!(sim.sched.task_state(sid(4)), Some(TaskState::Assigned { worker: wid(1), window: 0 }));
+    // The freed window takes the next request.
+    sim.apply(Event::Push(req(5, 5, TaskType::PreCommit1, P2K)));
+    assert_eq!(sim.sched.task_state(sid(5)), Some(TaskState::Assigned { worker: wid(1), window: 1 }));
+}
+
 // ---- Assigners ------------------------------------------------------------------------------
 
 #[test]
