@@ -615,11 +615,7 @@ impl Scheduler {
                             if w.windows.get(window).is_some_and(|win| win.todo.is_empty()) {
                                 // The windows behind it move up one: their tasks' labels follow.
                                 w.windows.remove(window);
-                                for (i, win) in w.windows.iter().enumerate().skip(window) {
-                                    for (key, _) in &win.todo {
-                                        self.tasks.by_key_mut(key).state = TaskState::Assigned { worker, window: i };
-                                    }
-                                }
+                                label_windows(w, &mut self.tasks, worker, window);
                             }
                         }
                         self.dirty.insert(worker);
@@ -806,11 +802,7 @@ impl Scheduler {
                     }
                 }
                 v.windows.retain(|w| !w.todo.is_empty());
-                for (i, win) in v.windows.iter().enumerate() {
-                    for (key, _) in &win.todo {
-                        self.tasks.by_key_mut(key).state = TaskState::Assigned { worker: *vid, window: i };
-                    }
-                }
+                label_windows(v, &mut self.tasks, *vid, 0);
             }
             out.push(Effect::Requeued { task: *tid, from: *vid });
         }
@@ -1170,9 +1162,7 @@ impl Scheduler {
                     let t = self.tasks.by_key_mut(&head_key);
                     let prep = w.prep_spec_of(&t.req);
                     let ct = (t.req.task, t.req.sector.proof_type);
-                    let limit_ok = prep.max_concurrent <= 0
-                        || w.preparing_count.get(&ct).copied().unwrap_or(0) < prep.max_concurrent as usize;
-                    if !limit_ok || w.preparing.can_handle(&prep, res, w.spec.info.ignore_resources).is_err() {
+                    if !admits(w, &w.preparing, &w.preparing_count, ct, &prep) {
                         break;
                     }
                     w.preparing.add(&prep, res);
@@ -1193,20 +1183,14 @@ impl Scheduler {
                     break; // its head waits for room
                 }
                 w.windows.remove(0);
-                for (i, win) in w.windows.iter().enumerate() {
-                    for (key, _) in &win.todo {
-                        self.tasks.by_key_mut(key).state = TaskState::Assigned { worker: id, window: i };
-                    }
-                }
+                label_windows(w, &mut self.tasks, id, 0);
             }
             // Prepared → active, in queue order, strictly.
             while let Some(&(key, head)) = w.prepared.first() {
                 let t = self.tasks.by_key_mut(&key);
                 let spec = w.spec_of(&t.req);
                 let ct = (t.req.task, t.req.sector.proof_type);
-                let limit_ok = spec.max_concurrent <= 0
-                    || w.running_count.get(&ct).copied().unwrap_or(0) < spec.max_concurrent as usize;
-                if !limit_ok || w.active.can_handle(&spec, res, w.spec.info.ignore_resources).is_err() {
+                if !admits(w, &w.active, &w.running_count, ct, &spec) {
                     break;
                 }
                 w.prepared.remove(&(key, head));
@@ -1278,11 +1262,29 @@ fn compact_windows(w: &mut Worker, tasks: &mut TaskTable, id: WorkerId) {
     if !moved && w.windows.len() == before {
         return; // every task is where its label says
     }
-    for (i, win) in w.windows.iter().enumerate() {
+    label_windows(w, tasks, id, 0);
+}
+
+/// Labels the tasks of the worker's windows from `from` on with their window's position.
+fn label_windows(w: &Worker, tasks: &mut TaskTable, id: WorkerId, from: usize) {
+    for (i, win) in w.windows.iter().enumerate().skip(from) {
         for (key, _) in &win.todo {
             tasks.by_key_mut(key).state = TaskState::Assigned { worker: id, window: i };
         }
     }
+}
+
+/// Whether one more task with `spec` may enter `pool` on worker `w`: below the spec's
+/// MaxConcurrent for its (task type, proof) in `count`, and with room for its resources.
+fn admits(
+    w: &Worker,
+    pool: &Pool,
+    count: &HashMap<(TaskType, RegisteredSealProof), usize>,
+    ct: (TaskType, RegisteredSealProof),
+    spec: &Resources,
+) -> bool {
+    let below_limit = spec.max_concurrent <= 0 || count.get(&ct).copied().unwrap_or(0) < spec.max_concurrent as usize;
+    below_limit && pool.can_handle(spec, &w.spec.info.resources, w.spec.info.ignore_resources).is_ok()
 }
 
 #[cfg(test)]
