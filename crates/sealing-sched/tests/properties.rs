@@ -2,6 +2,7 @@
 //! - no worker is ever oversubscribed in CPU, RAM, VMEM or GPU (active and preparing pools);
 //! - the pools always equal the sum of the tasks they hold (no drift);
 //! - every task is in exactly one place, never started twice at once, never lost;
+//! - the scheduler's own bookkeeping agrees with itself (`check_invariants`);
 //! - once the events stop and work completes, every task that some enabled worker can run has
 //!   run.
 
@@ -208,6 +209,9 @@ impl World {
     }
 
     fn check(&self) {
+        if let Err(e) = self.sched.check_invariants() {
+            panic!("scheduler bookkeeping: {e}");
+        }
         // Every live task is known to the scheduler exactly once, finished ones are gone.
         let states: HashMap<_, _> = self.sched.tasks().map(|(r, s)| (r.id, (r.clone(), s))).collect();
         assert_eq!(states.len(), self.live.len(), "tasks lost or invented");
