@@ -77,7 +77,7 @@ impl Scheduler {
             .map(|(wid, w)| {
                 let why = if !w.enabled {
                     "disabled: not answering its heartbeat, or disabled by the operator".to_string()
-                } else if !w.spec.task_types.contains(&req.task) {
+                } else if !w.offers(req.task) {
                     format!("{} disabled", req.task.short())
                 } else if let Err(short) = w.fits_empty(req) {
                     format!("can never run it, even idle: {short}")

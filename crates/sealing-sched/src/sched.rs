@@ -188,11 +188,20 @@ pub(crate) struct Worker {
     /// Shared by every worker with the same table (usually all of them), so the lookups of a
     /// pass stay in cache.
     specs: std::sync::Arc<[Resources]>,
+    /// `spec.task_types` as bits (`1 << task as usize`): a pass asks every window of every
+    /// class, and the set's B-tree, one allocation per worker, was a cache miss each time.
+    task_mask: u32,
 }
 
 const PROOF_SLOTS: usize = 16;
 /// More than there are task types (checked by a test).
 const TASK_TYPE_SLOTS: usize = 32;
+
+/// A set of task types as bits, `1 << task as usize` (every task type is below
+/// `TASK_TYPE_SLOTS`, 32, by a test).
+fn task_mask(types: &BTreeSet<TaskType>) -> u32 {
+    types.iter().fold(0, |m, t| m | 1 << (*t as usize))
+}
 
 fn spec_slot(task: TaskType, proof: RegisteredSealProof) -> Option<usize> {
     let p = usize::try_from(proof.as_i64()).ok().filter(|&p| p < PROOF_SLOTS)?;
@@ -222,6 +231,7 @@ impl Worker {
             }
         };
         Worker {
+            task_mask: task_mask(&spec.task_types),
             spec,
             enabled: true,
             windows: Vec::new(),
@@ -252,6 +262,9 @@ impl Worker {
             r.max_concurrent = self.spec_for(req.sector.proof_type, prep).max_concurrent;
         }
         r
+    }
+    pub(crate) fn offers(&self, task: TaskType) -> bool {
+        self.task_mask & 1 << (task as usize) != 0
     }
     fn ignore(&self) -> bool {
         self.spec.info.ignore_resources
@@ -582,6 +595,7 @@ impl Scheduler {
             }
             Event::WorkerTaskTypes { id, task_types } => {
                 if let Some(w) = self.workers.get_mut(&id) {
+                    w.task_mask = task_mask(&task_types);
                     w.spec.task_types = task_types;
                 }
             }
@@ -825,7 +839,7 @@ impl Scheduler {
                     let res = &t.spec.info.resources;
                     let ignore = t.spec.info.ignore_resources;
                     if pinned
-                        || !t.spec.task_types.contains(&req.task)
+                        || !t.offers(req.task)
                         || self.selector_allows_remote(req, t).is_err()
                         || alloc.can_handle(&spec, res, ignore).is_err()
                     {
@@ -906,7 +920,7 @@ impl Scheduler {
                         }
                         _ => true,
                     };
-                    store_ok && wk.enabled && wk.spec.task_types.contains(&req.task) && wk.fits_empty(req).is_ok()
+                    store_ok && wk.enabled && wk.offers(req.task) && wk.fits_empty(req).is_ok()
                 })
             })
             .collect();
@@ -974,13 +988,10 @@ impl Scheduler {
         let mut h = Vec::new();
         for (si, s) in scratch.iter().enumerate() {
             let w = wrefs[s.wi];
-            if !w.spec.task_types.contains(&req.task)
-                || self.selector_allows_remote(req, w).is_err()
-                || w.fits_empty(req).is_err()
-            {
+            if !w.offers(req.task) || self.selector_allows_remote(req, w).is_err() || w.fits_empty(req).is_err() {
                 continue;
             }
-            let tier = if req.selector == Selector::Task { w.spec.task_types.len() as u64 } else { 0 };
+            let tier = if req.selector == Selector::Task { u64::from(w.task_mask.count_ones()) } else { 0 };
             h.push(Reverse(CandKey::new(tier, self.score(w, s.wi, pass_util, pass_count), s.wi, si)));
         }
         BinaryHeap::from(h)

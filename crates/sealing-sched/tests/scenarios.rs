@@ -342,6 +342,22 @@ fn cancelling_an_assigned_task_renumbers_the_windows_behind_it() {
     assert_eq!(sim.sched.task_state(sid(5)), Some(TaskState::Assigned { worker: wid(1), window: 1 }));
 }
 
+#[test]
+fn a_worker_takes_a_task_type_once_it_offers_it() {
+    let mut sim = held_sim();
+    sim.apply(worker("a").only(&[TaskType::AddPiece]).add(wid(1)));
+    sim.apply(Event::Push(req(1, 1, TaskType::PreCommit1, P2K)));
+    assert_eq!(sim.sched.task_state(sid(1)), Some(TaskState::Queued));
+    let types = [TaskType::AddPiece, TaskType::PreCommit1].into_iter().collect();
+    let effects = sim.apply(Event::WorkerTaskTypes { id: wid(1), task_types: types });
+    assert_eq!(started(&effects), vec![1]);
+    // And stops taking one it no longer offers.
+    let types = [TaskType::AddPiece].into_iter().collect();
+    sim.apply(Event::WorkerTaskTypes { id: wid(1), task_types: types });
+    sim.apply(Event::Push(req(2, 2, TaskType::PreCommit1, P2K)));
+    assert_eq!(sim.sched.task_state(sid(2)), Some(TaskState::Queued));
+}
+
 // ---- Assigners ------------------------------------------------------------------------------
 
 #[test]
