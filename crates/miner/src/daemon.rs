@@ -225,6 +225,8 @@ pub async fn run(repo: Repo) -> Result<()> {
         secret.create_token(&Permission::Admin.with_lower()),
         executor_hostname.clone(),
         32,
+        // The miner's own reads are bounded by each deadline only, as the original's are.
+        None,
     )
     .context("locating this executable (for proof processes)")?;
     let proving = crate::proving::Proving::new(

@@ -82,6 +82,10 @@ pub struct PoStProver {
     hostname: String,
     /// `--post-parallel-reads`: vanilla proofs read at once.
     reads: tokio::sync::Semaphore,
+    /// `--post-read-timeout`: how long one sector's read may take before it counts as
+    /// unreadable (skipped in a WindowPoSt), so that one hung disk or node costs that sector,
+    /// not the partition. `None`: bounded only by the deadline.
+    read_timeout: Option<std::time::Duration>,
 }
 
 impl PoStProver {
@@ -91,6 +95,7 @@ impl PoStProver {
         token: String,
         hostname: String,
         parallel_reads: usize,
+        read_timeout: Option<std::time::Duration>,
     ) -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(PoStProver {
             store,
@@ -100,11 +105,26 @@ impl PoStProver {
             exe: std::env::current_exe()?,
             hostname,
             reads: tokio::sync::Semaphore::new(parallel_reads.max(1)),
+            read_timeout,
         }))
     }
 
     async fn vanilla(&self, req: VanillaRequest) -> Result<Vec<u8>, String> {
         let _slot = self.reads.acquire().await.expect("never closed");
+        let Some(limit) = self.read_timeout else {
+            return self.read_vanilla(req).await;
+        };
+        let number = req.sector.number;
+        tokio::time::timeout(limit, self.read_vanilla(req)).await.unwrap_or_else(|_| {
+            Err(format!(
+                "reading sector {number}'s challenged leaves took longer than {} (--post-read-timeout); \
+                 check the disk or node that holds it",
+                humantime::format_duration(limit)
+            ))
+        })
+    }
+
+    async fn read_vanilla(&self, req: VanillaRequest) -> Result<Vec<u8>, String> {
         let id = SectorId { miner: req.miner, number: req.sector.number };
         if self.store.find(id, FileType::Sealed).is_some() {
             let store = self.store.clone();
@@ -211,5 +231,76 @@ impl PoStProver {
             prover: self.hostname.clone(),
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::future::BoxFuture;
+    use lotus_api::types::{FsStat, SectorStorageInfo, StorageInfo};
+    use std::time::Duration;
+    use uuid::Uuid;
+
+    /// An index that names one node for every sector: `base`.
+    struct OneHolder(String);
+    impl SectorIndex for OneHolder {
+        fn attach(&self, _: StorageInfo, _: FsStat) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn report_health(&self, _: Uuid, _: FsStat) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn declare(&self, _: Uuid, _: SectorId, _: FileTypes, _: bool) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn drop_sector(&self, _: Uuid, _: SectorId, _: FileTypes) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn find(&self, _: SectorId, _: FileTypes) -> BoxFuture<'_, Result<Vec<SectorStorageInfo>, String>> {
+            let base = self.0.clone();
+            Box::pin(async move {
+                Ok(vec![SectorStorageInfo {
+                    id: Uuid::nil(),
+                    urls: vec![],
+                    base_urls: vec![base],
+                    weight: 10,
+                    can_seal: true,
+                    can_store: true,
+                    primary: true,
+                }])
+            })
+        }
+    }
+
+    fn request(number: u64) -> VanillaRequest {
+        VanillaRequest {
+            miner: 1000,
+            kind: PoStKind::Window,
+            sector: PoStSector { number, seal_proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1, comm_r: [0; 32] },
+            challenges: vec![0],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_that_hangs_fails_after_the_read_timeout() {
+        // A node that accepts the connection and never answers, like a hung NFS-backed worker.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/remote", listener.local_addr().unwrap());
+        let _accepting = tokio::spawn(async move {
+            let mut held = vec![];
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let store = Arc::new(LocalStore::new("http://127.0.0.1:1/remote".into()));
+        let index: Arc<dyn SectorIndex> = Arc::new(OneHolder(base));
+        let limit = Duration::from_millis(300);
+        let prover = PoStProver::new(store, index, "t".into(), "h".into(), 4, Some(limit)).unwrap();
+        let started = Instant::now();
+        let err = prover.vanilla(request(7)).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(err.contains("sector 7") && err.contains("--post-read-timeout"), "{err}");
+        assert!(took >= limit && took < Duration::from_secs(10), "gave up after {took:?}");
     }
 }

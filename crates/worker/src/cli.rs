@@ -156,6 +156,11 @@ pub struct RunArgs {
     /// Maximum parallel challenge reads for PoSt
     #[arg(long, env = "LOTUS_WORKER_POST_PARALLEL_READS", default_value_t = 32)]
     pub post_parallel_reads: u64,
+    /// Time limit for reading one sector's PoSt challenges (e.g. "30s"); a sector over it is
+    /// skipped as faulty in a WindowPoSt instead of holding up its partition. 0 = no limit
+    /// (the deadline still bounds the whole proof)
+    #[arg(long, env = "LOTUS_WORKER_POST_READ_TIMEOUT", default_value = "0s")]
+    pub post_read_timeout: String,
     /// Prove on the CPU even with GPUs (also: LOTUS_WORKER_ENABLE_GPU_PROVING=false); the worker
     /// then reports no GPUs
     #[arg(long, env = "LOTUS_WORKER_NO_GPU")]
@@ -321,9 +326,13 @@ async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
     let miner = miner_api_info(&miner_repo)?;
     let connect_timeout =
         lotus_node::config::parse_duration(&a.timeout).map_err(anyhow::Error::msg).context("--timeout")?;
+    let post_read_timeout = lotus_node::config::parse_duration(&a.post_read_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("--post-read-timeout")?;
     daemon::run(Settings {
         parallel_fetch_limit: a.parallel_fetch_limit as usize,
         post_parallel_reads: a.post_parallel_reads as usize,
+        post_read_timeout: (!post_read_timeout.is_zero()).then_some(post_read_timeout),
         sealing_nice: a.sealing_nice,
         no_gpu: a.no_gpu
             || std::env::var("LOTUS_WORKER_ENABLE_GPU_PROVING")

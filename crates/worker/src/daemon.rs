@@ -26,6 +26,8 @@ pub struct Settings {
     pub parallel_fetch_limit: usize,
     /// `--post-parallel-reads`: vanilla proofs read at once by a PoSt worker.
     pub post_parallel_reads: usize,
+    /// `--post-read-timeout`: limit on one sector's PoSt read; `None`: no limit.
+    pub post_read_timeout: Option<Duration>,
     /// `--sealing-nice`: niceness of sealing proof processes.
     pub sealing_nice: i32,
     /// `--no-gpu`: report no GPUs, prove on the CPU.
@@ -183,6 +185,7 @@ pub async fn run(s: Settings) -> Result<()> {
         s.miner.token.clone(),
         worker.hostname.clone(),
         s.post_parallel_reads,
+        s.post_read_timeout,
     )
     .context("locating this executable (for proof processes)")?;
     // Results finished before a restart (or whose delivery a restart interrupted) go out again.
