@@ -4,34 +4,13 @@
 //! `cargo bench -p sealing-exec --bench transfer` (TRANSFER_MIB=512 by default).
 
 use futures_util::future::BoxFuture;
-use lotus_api::types::{FsStat, SectorStorageInfo, StorageInfo};
 use lotus_api::Permission;
 use sealing_exec::remote::{router, Fetcher, RemoteState};
-use sealing_exec::{LocalStore, SectorIndex};
-use sealing_types::{FileType, FileTypes, SectorId};
+use sealing_exec::{FixedIndex, LocalStore};
+use sealing_types::{FileType, SectorId};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
-use uuid::Uuid;
-
-struct NoIndex;
-impl SectorIndex for NoIndex {
-    fn attach(&self, _: StorageInfo, _: FsStat) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn report_health(&self, _: Uuid, _: FsStat) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn declare(&self, _: Uuid, _: SectorId, _: FileTypes, _: bool) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn drop_sector(&self, _: Uuid, _: SectorId, _: FileTypes) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn find(&self, _: SectorId, _: FileTypes) -> BoxFuture<'_, Result<Vec<SectorStorageInfo>, String>> {
-        Box::pin(async { Ok(vec![]) })
-    }
-}
 
 struct AnyToken;
 impl lotus_api::rpc::Authenticator for AnyToken {
@@ -75,8 +54,12 @@ async fn main() {
     a.open_path(&da).unwrap();
     let b = Arc::new(LocalStore::new(String::new()));
     let pb = b.open_path(&db).unwrap();
-    let app =
-        router(RemoteState { store: a.clone(), index: Arc::new(NoIndex), auth: Arc::new(AnyToken), missing: "admin" });
+    let app = router(RemoteState {
+        store: a.clone(),
+        index: Arc::new(FixedIndex(vec![])),
+        auth: Arc::new(AnyToken),
+        missing: "admin",
+    });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     // The sealed file, and a cache directory of 12 files (as a 2KiB..32GiB cache holds).

@@ -54,3 +54,26 @@ impl SectorIndex for RpcIndex {
         })
     }
 }
+
+/// An index that records nothing and names the same holders for every sector: for tests and
+/// benchmarks that need a node without a miner.
+pub struct FixedIndex(pub Vec<SectorStorageInfo>);
+
+impl SectorIndex for FixedIndex {
+    fn attach(&self, _: StorageInfo, _: FsStat) -> BoxFuture<'_, IndexResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn report_health(&self, _: Uuid, _: FsStat) -> BoxFuture<'_, IndexResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn declare(&self, _: Uuid, _: SectorId, _: FileTypes, _: bool) -> BoxFuture<'_, IndexResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn drop_sector(&self, _: Uuid, _: SectorId, _: FileTypes) -> BoxFuture<'_, IndexResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn find(&self, _: SectorId, _: FileTypes) -> BoxFuture<'_, IndexResult<Vec<SectorStorageInfo>>> {
+        let holders = self.0.clone();
+        Box::pin(async move { Ok(holders) })
+    }
+}

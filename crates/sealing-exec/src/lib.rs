@@ -24,5 +24,5 @@ pub mod remote;
 pub mod store;
 
 pub use exec::{Executor, Returner, TaskCall};
-pub use index::SectorIndex;
+pub use index::{FixedIndex, SectorIndex};
 pub use store::LocalStore;

@@ -237,41 +237,9 @@ impl PoStProver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::future::BoxFuture;
-    use lotus_api::types::{FsStat, SectorStorageInfo, StorageInfo};
+    use lotus_api::types::SectorStorageInfo;
     use std::time::Duration;
     use uuid::Uuid;
-
-    /// An index that names one node for every sector: `base`.
-    struct OneHolder(String);
-    impl SectorIndex for OneHolder {
-        fn attach(&self, _: StorageInfo, _: FsStat) -> BoxFuture<'_, Result<(), String>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn report_health(&self, _: Uuid, _: FsStat) -> BoxFuture<'_, Result<(), String>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn declare(&self, _: Uuid, _: SectorId, _: FileTypes, _: bool) -> BoxFuture<'_, Result<(), String>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn drop_sector(&self, _: Uuid, _: SectorId, _: FileTypes) -> BoxFuture<'_, Result<(), String>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn find(&self, _: SectorId, _: FileTypes) -> BoxFuture<'_, Result<Vec<SectorStorageInfo>, String>> {
-            let base = self.0.clone();
-            Box::pin(async move {
-                Ok(vec![SectorStorageInfo {
-                    id: Uuid::nil(),
-                    urls: vec![],
-                    base_urls: vec![base],
-                    weight: 10,
-                    can_seal: true,
-                    can_store: true,
-                    primary: true,
-                }])
-            })
-        }
-    }
 
     fn request(number: u64) -> VanillaRequest {
         VanillaRequest {
@@ -294,7 +262,16 @@ mod tests {
             }
         });
         let store = Arc::new(LocalStore::new("http://127.0.0.1:1/remote".into()));
-        let index: Arc<dyn SectorIndex> = Arc::new(OneHolder(base));
+        let holder = SectorStorageInfo {
+            id: Uuid::nil(),
+            urls: vec![],
+            base_urls: vec![base],
+            weight: 10,
+            can_seal: true,
+            can_store: true,
+            primary: true,
+        };
+        let index: Arc<dyn SectorIndex> = Arc::new(crate::index::FixedIndex(vec![holder]));
         let limit = Duration::from_millis(300);
         let prover = PoStProver::new(store, index, "t".into(), "h".into(), 4, Some(limit)).unwrap();
         let started = Instant::now();
