@@ -163,13 +163,7 @@ impl PoStProver {
         sectors: Vec<PoStSector>,
     ) -> Result<PoStOutput, String> {
         let started = Instant::now();
-        let mut sectors = sectors;
-        if kind == PoStKind::Window {
-            // The SNARK pairs vanilla proofs with sectors in number order, whatever order the
-            // chain lists a partition in (it keeps landing order).
-            sectors.sort_by_key(|s| s.number);
-            sectors.dedup_by_key(|s| s.number);
-        }
+        // Any order: `Prover::snark` puts a WindowPoSt's vanilla proofs in sector order itself.
         let first = sectors.first().ok_or("no sectors to prove")?.clone();
         let size = first.seal_proof.sector_size();
         let prover = Prover::new(kind, size, miner, randomness).map_err(|e| e.to_string())?;

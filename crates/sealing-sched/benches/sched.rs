@@ -205,7 +205,6 @@ fn cluster(jitter: bool) {
     let mut sim = Sim::new(Scheduler::new(Config::default()), Box::new(duration));
     // 650 GiB of RAM: ten 32GiB PC1s (64 GiB VMEM each) per machine.
     let pc1 = spec("pc1".into(), 64, 650, 0, &[TaskType::AddPiece, TaskType::PreCommit1]);
-    let pc1_spec = pc1.clone();
     let pc2 = spec("pc2".into(), 32, 256, 1, &[TaskType::PreCommit2]);
     let c2 = spec("c2".into(), 32, 512, 1, &[TaskType::Commit2]);
     let (n_pc1, n_pc2, n_c2) = (10u128, 12u128, 16u128);
@@ -279,30 +278,26 @@ fn cluster(jitter: bool) {
         println!("  {name:<4} capacity {c:>4} slots, total work / capacity = {b:7.2} h");
     }
     let ideal = rows.iter().map(|r| r.1).fold(0.0, f64::max);
-    // One sector must pass AP before the first PC1 and PC2 → C1 → C2 → FIN after the last one.
-    let probe = request(0, 0, TaskType::AddPiece);
-    let lat = |t: TaskType| {
-        let (p, w) = duration(&probe_of(&probe, t), wid(0));
-        (p + w) as f64 / 3600.0
+    // Sector n's (prepare, work) for task type t, and sector 0's in hours.
+    let work = |t: TaskType, n: u64| duration(&probe_of(&request(0, n, TaskType::AddPiece), t), wid(0));
+    let h = |t: TaskType| {
+        let (p, w) = work(t, 0);
+        (p as f64 / 3600.0, w as f64 / 3600.0)
     };
+    let lat = |t: TaskType| h(t).0 + h(t).1;
     // No PC1 starts before an AddPiece and a PC1 fetch; after the last PC1, its sector still
     // needs PC2 (with its fetch), C1, C2 and Finalize.
-    let fill = lat(TaskType::AddPiece) + duration(&probe_of(&probe, TaskType::PreCommit1), wid(0)).0 as f64 / 3600.0;
+    let fill = lat(TaskType::AddPiece) + h(TaskType::PreCommit1).0;
     let drain: f64 =
         [TaskType::PreCommit2, TaskType::Commit1, TaskType::Commit2, TaskType::Finalize].into_iter().map(lat).sum();
     // The last wave: with S PC1 slots, the (N−S+1)-th PC1 completion needs some slot to have
     // run ceil((N−S+1)/S) PC1s, so at least S sectors leave PC1 no earlier than fill + that
     // many of the shortest PC1. Those S sectors then queue for the PC2 and C2 slots. Valid for
     // any schedule; for equal PC1s it is what the pipeline's drain costs.
-    let work = |t: TaskType, n: u64| duration(&probe_of(&request(0, n, TaskType::AddPiece), t), wid(0));
     let min_pc1 = (0..sectors).map(|n| work(TaskType::PreCommit1, n).1).min().unwrap_or(0) as f64 / 3600.0;
     let s_pc1 = cap(&pc1, n_pc1, TaskType::PreCommit1);
     let burst = s_pc1.min(sectors);
     let last_wave = fill + (sectors - burst + 1).div_ceil(s_pc1) as f64 * min_pc1;
-    let h = |t: TaskType| {
-        let (p, w) = work(t, 0);
-        (p as f64 / 3600.0, w as f64 / 3600.0)
-    };
     let ((pc2_prep, d_pc2), (_, d_c1), (_, d_c2), (_, d_fin)) =
         (h(TaskType::PreCommit2), h(TaskType::Commit1), h(TaskType::Commit2), h(TaskType::Finalize));
     let rounds = |slots: u64| burst.div_ceil(slots) as f64;
@@ -325,40 +320,39 @@ fn cluster(jitter: bool) {
     println!("makespan / best lower bound:                             ratio {:.3}", makespan_h / best);
     // Where the time beyond the bound goes: PC1 slots idle between the first PC1 start and the
     // last PC1 end, and the drain after it.
-    let pc1: Vec<_> = sim
+    let pc1_runs: Vec<_> = sim
         .history
         .iter()
         .filter(|iv| sim.requests[&iv.task].task == TaskType::PreCommit1 && iv.end.is_some())
         .collect();
-    let first = pc1.iter().map(|iv| iv.start).min().unwrap_or(0);
-    let last = pc1.iter().filter_map(|iv| iv.end).max().unwrap_or(0);
-    let busy_pc1: u64 = pc1.iter().map(|iv| iv.end.unwrap() - iv.start).sum();
-    let slots_pc1 = cap(&pc1_spec, n_pc1, TaskType::PreCommit1);
-    let mut starts: Vec<u64> = pc1.iter().map(|iv| iv.start).collect();
+    let first = pc1_runs.iter().map(|iv| iv.start).min().unwrap_or(0);
+    let last = pc1_runs.iter().filter_map(|iv| iv.end).max().unwrap_or(0);
+    let busy_pc1: u64 = pc1_runs.iter().map(|iv| iv.end.unwrap() - iv.start).sum();
+    let mut starts: Vec<u64> = pc1_runs.iter().map(|iv| iv.start).collect();
     starts.sort_unstable();
     let ends: Vec<u64> = {
-        let mut e: Vec<u64> = pc1.iter().filter_map(|iv| iv.end).collect();
+        let mut e: Vec<u64> = pc1_runs.iter().filter_map(|iv| iv.end).collect();
         e.sort_unstable();
         e
     };
     println!(
         "PC1: the 100th start at {:.2} h; the 900th end at {:.2} h (the last at {:.2} h)",
-        starts[(slots_pc1 as usize).min(starts.len()) - 1] as f64 / 3600.0,
-        ends[ends.len() - (slots_pc1 as usize).min(ends.len())] as f64 / 3600.0,
+        starts[(s_pc1 as usize).min(starts.len()) - 1] as f64 / 3600.0,
+        ends[ends.len() - (s_pc1 as usize).min(ends.len())] as f64 / 3600.0,
         last as f64 / 3600.0
     );
     println!(
         "PC1: first start {:.2} h, last end {:.2} h, slots busy {:.1}% in between; drain after it {:.2} h",
         first as f64 / 3600.0,
         last as f64 / 3600.0,
-        busy_pc1 as f64 * 100.0 / (slots_pc1 as f64 * (last - first).max(1) as f64),
+        busy_pc1 as f64 * 100.0 / (s_pc1 as f64 * (last - first).max(1) as f64),
         (sim.now - last) as f64 / 3600.0
     );
     println!("simulation wall time:      {:8.2} s", wall.as_secs_f64());
 }
 
-/// The cold pass alone, 30 times on clones of one prepared scheduler (SCHED_BENCH=cold: for a
-/// profiler, which then sees little else).
+/// The cold pass alone, on `SCHED_BENCH_CLONES` (30) clones of one prepared scheduler
+/// (SCHED_BENCH=cold: for a profiler, which then sees little else).
 fn cold_only() {
     let (s, all) = loaded_scheduler();
     // Every scheduler first, so that a profiler started late (`perf record -D`) sees only the

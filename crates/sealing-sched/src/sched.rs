@@ -1058,11 +1058,11 @@ impl Scheduler {
         let mut iters: Vec<ClassSource> = Vec::with_capacity(self.classes.len());
         for (ci, (key, q)) in self.classes.iter().enumerate() {
             let locality = matches!(key.selector, Selector::Existing { .. } | Selector::Move { .. });
-            let Some(&(_, sample)) = q.tasks.first().filter(|_| locality) else {
+            let Some((sample, _)) = q.tasks.first().filter(|_| locality) else {
                 iters.push(ClassSource::All(q.tasks.iter()));
                 continue;
             };
-            let heap = self.class_candidates(&self.tasks[&sample].req, &scratch, &wrefs, &pass_util, &pass_count);
+            let heap = self.class_candidates(&self.tasks.by_key(sample).req, &scratch, &wrefs, &pass_util, &pass_count);
             if !heap.is_empty() {
                 cands[ci] = Some(heap);
                 iters.push(ClassSource::All(q.tasks.iter()));

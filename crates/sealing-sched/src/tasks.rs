@@ -7,7 +7,7 @@
 //! memory nearly sequentially; only the small ID → slot index is hashed.
 //!
 //! Hand-rolled rather than `slab`/`slotmap`: callers address tasks by their own `SchedId`,
-//! which those crates do not index, and the whole of it is the twenty lines below.
+//! which those crates do not index, and queue keys carry the slot, which they would not fill in.
 
 use std::ops::Index;
 
@@ -73,13 +73,13 @@ impl TaskTable {
 
     /// The task a queue key names (see `QueueKey::slot`).
     pub(crate) fn by_key(&self, key: &QueueKey) -> &Task {
-        let t = self.slots[key.slot as usize].as_ref().expect("a queue key names a held task");
+        let t = self.at(key.slot);
         debug_assert_eq!(t.key, *key, "the slot holds the keyed task");
         t
     }
 
     pub(crate) fn by_key_mut(&mut self, key: &QueueKey) -> &mut Task {
-        let t = self.slots[key.slot as usize].as_mut().expect("a queue key names a held task");
+        let t = self.at_mut(key.slot);
         debug_assert_eq!(t.key, *key, "the slot holds the keyed task");
         t
     }
