@@ -34,6 +34,10 @@ pub struct DevnetConfig {
     #[serde(rename = "WPoStChallengeLookback")]
     pub wpost_challenge_lookback: u64,
     pub win_rate: f64,
+    /// The mock proof backend: no proof work, for tests and benchmarks (devnet only).
+    pub mock_proofs: bool,
+    /// With `MockProofs`: how long each mock task takes, `"PC1=2s,C2=30s"` (others: 0s).
+    pub mock_task_durations: String,
 }
 
 impl Default for DevnetConfig {
@@ -45,6 +49,8 @@ impl Default for DevnetConfig {
             wpost_challenge_window: 20,
             wpost_challenge_lookback: 2,
             win_rate: 0.02,
+            mock_proofs: false,
+            mock_task_durations: String::new(),
         }
     }
 }
@@ -193,6 +199,8 @@ const DOCS: &[(&str, &str)] = &[
     ("Devnet.WPoStChallengeWindow", "Epochs a WindowPoSt deadline stays open (mainnet: 60)."),
     ("Devnet.WPoStChallengeLookback", "Epochs between a deadline's challenge and its opening (mainnet: 20)."),
     ("Devnet.WinRate", "Chance of winning each epoch's block election while the miner has active sectors (0 = never mine)."),
+    ("Devnet.MockProofs", "TESTS ONLY: compute no proofs (mock backend); the devnet then accepts only mock proofs, and only mock-proof workers may join."),
+    ("Devnet.MockTaskDurations", "With MockProofs: how long each mock task takes, e.g. \"PC1=2s,C2=30s\" (task types as `sealing jobs` shows them; others take no time)."),
     ("Proving.SealingNice", "Niceness (0-19) of the miner's own sealing proof processes: PoSt on this machine gets the CPU first."),
     ("Proving.ReservedCPUs", "CPU cores the miner's own sealing never uses (its worker reports fewer, its proof processes use fewer threads), kept for PoSt."),
     ("Proving.ParallelCheckLimit", "How many sectors are checked at once before a PoSt."),
@@ -273,6 +281,7 @@ impl MinerConfig {
         parse_duration(&self.sealing.wait_deals_delay).map_err(|e| ("Sealing.WaitDealsDelay", e))?;
         parse_duration(&self.sealing.min_retry_time).map_err(|e| ("Sealing.MinRetryTime", e))?;
         parse_duration(&self.storage.worker_lost_timeout).map_err(|e| ("Storage.WorkerLostTimeout", e))?;
+        parse_mock_durations(&self.devnet.mock_task_durations).map_err(|e| ("Devnet.MockTaskDurations", e))?;
         match parse_duration(&self.devnet.block_delay) {
             Ok(d) if d >= Duration::from_millis(100) => {}
             Ok(_) => return Err(("Devnet.BlockDelay", "must be at least 100ms".into())),
@@ -332,6 +341,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         spaced.push(c);
     }
     humantime::parse_duration(&spaced).map_err(|e| format!("{s:?} is not a duration like \"30s\" or \"6h0m0s\": {e}"))
+}
+
+/// `"PC1=2s,C2=30s"`: how long each task type takes under the mock proof backend.
+pub fn parse_mock_durations(s: &str) -> Result<sealing_types::MockDurations, String> {
+    let mut out = sealing_types::MockDurations::default();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (task, d) =
+            part.split_once('=').ok_or_else(|| format!("{part:?} is not TASK=DURATION (for example \"C2=30s\")"))?;
+        let task = sealing_types::TaskType::from_short(task.trim())
+            .ok_or_else(|| format!("{:?} is not a task type (AP, PC1, PC2, C1, C2, FIN, UNS, ...)", task.trim()))?;
+        out.0.insert(task, parse_duration(d)?);
+    }
+    Ok(out)
 }
 
 fn line_of(text: &str, byte: usize) -> usize {

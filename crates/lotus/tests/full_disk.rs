@@ -1,11 +1,10 @@
-//! A full sealing path (reference §5.3 ErrTempAllocateSpace), with real proofs: worker W runs
+//! A full sealing path (reference §5.3 ErrTempAllocateSpace), on the mock proof backend (the
+//! space accounting and the files are the same as with real proofs): worker W runs
 //! AddPiece and PreCommit1 on one path limited (`--max-storage`) to about one 2KiB sector's
 //! sealing files; the miner runs the rest. Sector 1 seals; its unsealed file stays on W until
 //! it is finalized. Sector 2, pledged meanwhile, finds no room on W: its task fails with code
 //! 102 and a message naming the path and the bytes missing; it retries, waits, and completes
 //! once sector 1's files have left W. Sector 1 never fails.
-//!
-//! Needs the devnet 2KiB parameters (`lotus-miner fetch-params 2KiB`; scripts/test.sh runs it).
 
 mod common;
 
@@ -33,9 +32,10 @@ const MAX_STORAGE: &str = "34000";
 
 #[test]
 fn a_full_path_fails_with_code_102_and_the_sector_completes_once_space_is_freed() {
-    let _serial = serial();
-    let c = Cluster::new();
-    std::fs::write(c.path("miner/config.toml"), CONFIG).unwrap();
+    // Sector 1's Commit2 is long enough for sector 2 to meet the full path meanwhile (its
+    // unsealed file stays on W until it is finalized).
+    let c = Cluster::mock("C2=15s");
+    c.write_config(CONFIG);
     let miner = c.start_miner();
     let listen = format!("127.0.0.1:{}", free_port());
     let _w = c.start_worker(

@@ -1,10 +1,11 @@
-//! Real sealing end to end, with separate processes and the real proofs library: a miner that
-//! seals nothing itself, worker A (AddPiece, PreCommit1, Unseal) and worker B (PreCommit2,
-//! Commit), each with its own storage path. Two 2KiB sectors (one CC, one holding a file's
-//! bytes) reach Proving with proofs the devnet chain verified; their files travel A → B → the
-//! miner's store; unsealing the data sector gives back the file.
+//! Sealing end to end, with separate processes: a miner that seals nothing itself, worker A
+//! (AddPiece, PreCommit1, Unseal) and worker B (PreCommit2, Commit), each with its own storage
+//! path. A 2KiB sector holding a file's bytes reaches Proving with real proofs the devnet chain
+//! verified; its files travel A → B → the miner's store; unsealing it gives back the file. The
+//! same walk on the mock proof backend adds a CC sector beside the data sector.
 //!
-//! Needs the devnet 2KiB parameters (`lotus-miner fetch-params 2KiB`; scripts/test.sh runs it).
+//! The real test needs the devnet 2KiB parameters (`lotus-miner fetch-params 2KiB`;
+//! scripts/test.sh runs it).
 
 mod common;
 
@@ -31,11 +32,22 @@ const CONFIG: &str = r#"
   SeedDelayEpochs = 4
 "#;
 
+/// The one real seal of the suite's sealing tests: AP and PC1 on A, PC2 and C2 on B.
 #[test]
-fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
+fn a_real_data_sector_seals_across_two_workers_and_unseals() {
     let _serial = serial();
-    let c = Cluster::new();
-    std::fs::write(c.path("miner/config.toml"), CONFIG).unwrap();
+    seal_across_two_workers(Cluster::new(), false);
+}
+
+#[test]
+fn cc_and_data_sectors_seal_across_two_workers_on_mock_proofs() {
+    seal_across_two_workers(Cluster::mock("PC1=1s,C2=2s"), true);
+}
+
+/// Seal a data sector (and first a CC sector, with `with_cc`) across workers A and B, check
+/// where each task ran and where the files ended, and unseal the data sector.
+fn seal_across_two_workers(c: Cluster, with_cc: bool) {
+    c.write_config(CONFIG);
     let miner = c.start_miner();
     let a_port = free_port();
     let b_port = free_port();
@@ -55,11 +67,18 @@ fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
         c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 3
     });
 
-    assert_eq!(c.miner_ok(&["sectors", "pledge"]).trim(), "Created CC sector:  1");
+    let mut sectors: Vec<String> = vec![];
+    if with_cc {
+        assert_eq!(c.miner_ok(&["sectors", "pledge"]).trim(), "Created CC sector:  1");
+        sectors.push("1".into());
+    }
     let data: Vec<u8> = (0..1500u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let file = c.path("piece.bin");
     std::fs::write(&file, &data).unwrap();
-    assert!(c.miner_ok(&["sectors", "add-piece", file.to_str().unwrap()]).contains("Created sector 2"));
+    let data_sector = (sectors.len() + 1).to_string();
+    let out = c.miner_ok(&["sectors", "add-piece", file.to_str().unwrap()]);
+    assert!(out.contains(&format!("Created sector {data_sector}")), "{out}");
+    sectors.push(data_sector.clone());
 
     // Watch `sealing jobs` while the sectors seal: which host ran which task.
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
@@ -71,21 +90,21 @@ fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
                 seen.insert((cols[4].to_string(), cols[3].to_string()));
             }
         }
-        let (s1, s2) = (sector_state(&c, 1), sector_state(&c, 2));
-        if s1 == "Proving" && s2 == "Proving" {
+        let states: Vec<String> = sectors.iter().map(|n| sector_state(&c, n.parse().unwrap())).collect();
+        if states.iter().all(|s| s == "Proving") {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(600),
-            "sectors not proving after 10 minutes: 1 {s1}, 2 {s2}\n{}\nminer log:\n{}\nworker A:\n{}\nworker B:\n{}",
-            c.miner_ok(&["sectors", "status", "--log", "1"]),
+            "sectors not proving after 10 minutes: {states:?}\n{}\nminer log:\n{}\nworker A:\n{}\nworker B:\n{}",
+            c.miner_ok(&["sectors", "status", "--log", &data_sector]),
             tail(&miner.log(), 40),
             tail(&a.log(), 30),
             tail(&b.log(), 30),
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    println!("both sectors proving after {:.1} s; jobs seen running: {seen:?}", start.elapsed().as_secs_f64());
+    println!("sectors proving after {:.1} s; jobs seen running: {seen:?}", start.elapsed().as_secs_f64());
 
     // Each phase ran where the flags say (fast phases may finish between two polls; C2 and
     // the worker-only phases are the ones that cannot run anywhere else).
@@ -100,7 +119,7 @@ fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
     assert!(seen.contains(&("C2".into(), "host-b".into())), "C2 seen running on host-b: {seen:?}");
 
     // The files ended up in the miner's store, and only there.
-    for sector in ["1", "2"] {
+    for sector in &sectors {
         let found = c.miner_ok(&["storage", "find", sector]);
         assert!(found.contains("(sealed)") && found.contains("(cache)"), "{found}");
         assert!(!found.contains("Remote"), "sector {sector} still has files on a worker:\n{found}");
@@ -125,19 +144,19 @@ fn two_real_sectors_seal_across_two_workers_and_one_unseals() {
     // Unsealing on worker A (it fetches a copy of sealed + cache from the store) gives the
     // original bytes back.
     let out = c.path("unsealed.bin");
-    c.miner_ok(&["sectors", "unseal", "2", "--output", out.to_str().unwrap()]);
+    c.miner_ok(&["sectors", "unseal", &data_sector, "--output", out.to_str().unwrap()]);
     assert_eq!(std::fs::read(&out).unwrap(), data, "unsealed bytes differ from the original");
-    let found = c.miner_ok(&["storage", "find", "2"]);
+    let found = c.miner_ok(&["storage", "find", &data_sector]);
     assert!(found.contains("(unsealed)") && found.contains("Remote"), "unsealed copy on worker A:\n{found}");
 }
 
 /// `sealing abort` of a running Commit2 kills its proof process on the worker; the sector goes
-/// to its failure state, retries, and still reaches Proving.
+/// to its failure state, retries, and still reaches Proving. (Mock proofs: the mock Commit2
+/// runs, and is killed, in a proof process as a real one is.)
 #[test]
 fn sealing_abort_stops_the_computation_on_the_worker() {
-    let _serial = serial();
-    let c = Cluster::new();
-    std::fs::write(c.path("miner/config.toml"), CONFIG).unwrap();
+    let c = Cluster::mock("C2=8s");
+    c.write_config(CONFIG);
     let miner = c.start_miner();
     let listen = format!("127.0.0.1:{}", free_port());
     let w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);

@@ -4,7 +4,7 @@
 //! PreCommitSector / ProveCommitSector, StateSectorGetInfo).
 
 use sealing_proofs::post::PoStKind;
-use sealing_proofs::Commitment;
+use sealing_proofs::{Backend, Commitment};
 use sealing_types::{RegisteredSealProof, SectorId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -201,6 +201,8 @@ pub struct Devnet {
     seed_delay: Epoch,
     entropy: [u8; 32],
     proving: ProvingParams,
+    /// Which proofs the chain accepts: real ones, or (`[Devnet] MockProofs`) only mock ones.
+    backend: Backend,
     state_file: Option<PathBuf>,
     state: Mutex<DevnetState>,
 }
@@ -208,6 +210,8 @@ pub struct Devnet {
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
 struct DevnetState {
+    /// The backend the chain was started with: a chain of mock sectors cannot turn real.
+    backend: Backend,
     precommits: BTreeMap<u64, PreCommitInfo>,
     /// Deadline index → partitions → sector numbers (partitions fill up before new ones open).
     deadlines: Vec<Vec<Vec<u64>>>,
@@ -247,6 +251,7 @@ impl Devnet {
             seed_delay,
             entropy,
             proving: ProvingParams::default(),
+            backend: Backend::Real,
             state_file: None,
             state: Mutex::new(DevnetState::default()),
         }
@@ -257,11 +262,27 @@ impl Devnet {
         self
     }
 
+    /// Accept only this backend's proofs (call before [`Devnet::persisted`]).
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self.state.get_mut().unwrap_or_else(|e| e.into_inner()).backend = backend;
+        self
+    }
+
     /// Keep the chain's state in `path` (loaded now if it exists).
     pub fn persisted(mut self, path: PathBuf) -> Result<Self, String> {
         if let Ok(text) = std::fs::read_to_string(&path) {
             let mut st: DevnetState =
                 serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", path.display()))?;
+            if st.backend != self.backend {
+                return Err(format!(
+                    "{} holds a chain of {:?} proofs and [Devnet] MockProofs asks for {:?} ones: \
+                     set MockProofs back, or start a new chain in a new repo",
+                    path.display(),
+                    st.backend,
+                    self.backend
+                ));
+            }
             if st.deadlines.len() != self.proving.deadlines as usize {
                 // The period's shape changed in config.toml: assign every sector again.
                 st.deadlines.clear();
@@ -489,7 +510,7 @@ impl Chain for Devnet {
             .seed(sector.miner, seed_epoch)
             .ok_or_else(|| err(format!("too early: seed epoch {seed_epoch} not reached")))?;
         let ticket = self.ticket(sector.miner, pc.ticket_epoch);
-        let sealer = sealing_proofs::Sealer::new(pc.proof, sector.miner, sector.number);
+        let sealer = sealing_proofs::Sealer::new(pc.proof, sector.miner, sector.number).with_backend(self.backend);
         match sealer.verify(pc.comm_r, comm_d, ticket, seed, proof) {
             Ok(true) => {}
             Ok(false) => return Err(err("the seal proof does not verify".into())),
@@ -578,7 +599,8 @@ impl Chain for Devnet {
             let randomness = self.draw(DOMAIN_WINDOW_POST, post.miner, dl.challenge);
             let size = part.sectors[0].proof.sector_size();
             let prover = sealing_proofs::post::Prover::new(PoStKind::Window, size, post.miner, randomness)
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| err(e.to_string()))?
+                .with_backend(self.backend);
             let public: BTreeMap<u64, Commitment> =
                 part.sectors.iter().filter(|s| post.proven.contains(&s.number)).map(|s| (s.number, s.comm_r)).collect();
             match prover.verify(&post.proof, &public) {
@@ -637,7 +659,8 @@ impl Chain for Devnet {
             .collect();
         let first = active.first().ok_or_else(|| err("no active sectors".into()))?;
         let prover = sealing_proofs::post::Prover::new(PoStKind::Winning, first.proof.sector_size(), miner, randomness)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.to_string()))?
+            .with_backend(self.backend);
         let idx = prover.winning_indices(active.len() as u64).map_err(|e| err(e.to_string()))?;
         Ok(idx.into_iter().filter_map(|i| active.get(i as usize).cloned()).collect())
     }
@@ -656,7 +679,8 @@ impl Chain for Devnet {
             }
             let size = challenged[0].proof.sector_size();
             let prover = sealing_proofs::post::Prover::new(PoStKind::Winning, size, miner, randomness)
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| err(e.to_string()))?
+                .with_backend(self.backend);
             let public: BTreeMap<u64, Commitment> = challenged.iter().map(|s| (s.number, s.comm_r)).collect();
             match prover.verify(proof, &public) {
                 Ok(true) => Ok(()),

@@ -410,6 +410,9 @@ async fn info(repo: &Repo) -> Result<()> {
     println!("Miner: {addr}");
     println!("Sector Size: {}", sealing_types::size::size_str(size));
     println!("Workers: Seal({seal}) WdPoSt({wd}) WinPoSt({win})");
+    if st.values().any(|s| s.info.mock_proofs) {
+        println!("Proofs: MOCK ([Devnet] MockProofs): nothing is proven for real; for tests and benchmarks only");
+    }
     print!("{}", crate::cli_proving::render_health(&crate::cli_proving::fetch(&c).await?));
     Ok(())
 }

@@ -109,6 +109,21 @@ pub async fn run(repo: Repo) -> Result<()> {
     };
     let local_origin = format!("http://{remote_host}");
 
+    // The mock proof backend: announced loudly, since nothing this miner proves is real.
+    let mock_durations = if cfg.devnet.mock_proofs {
+        let d =
+            lotus_node::config::parse_mock_durations(&cfg.devnet.mock_task_durations).map_err(anyhow::Error::msg)?;
+        tracing::warn!(
+            durations = %cfg.devnet.mock_task_durations,
+            "MOCK PROOFS ([Devnet] MockProofs = true): no proof is computed, the devnet accepts only mock proofs; \
+             for tests and benchmarks only"
+        );
+        Some(d)
+    } else {
+        None
+    };
+    let backend = if mock_durations.is_some() { sealing_proofs::Backend::Mock } else { sealing_proofs::Backend::Real };
+
     let assigner = cfg.assigner().map_err(anyhow::Error::msg)?;
     let sched = sealing_sched::Scheduler::new(sealing_sched::Config { assigner });
     let mut res = hw::probe(&hw::ProbeOptions::default(), &env_lookup);
@@ -124,7 +139,12 @@ pub async fn run(repo: Repo) -> Result<()> {
         cfg.storage.local_worker_name.clone()
     };
     let executor_hostname = hostname.clone();
-    let info = WorkerInfo { hostname, ignore_resources: cfg.storage.resource_filtering == "disabled", resources: res };
+    let info = WorkerInfo {
+        hostname,
+        ignore_resources: cfg.storage.resource_filtering == "disabled",
+        resources: res,
+        mock_proofs: cfg.devnet.mock_proofs,
+    };
     let manager = Manager::with_local_worker(
         secret.clone(),
         sched,
@@ -156,6 +176,9 @@ pub async fn run(repo: Repo) -> Result<()> {
     )
     .context("locating this executable (for proof processes)")?;
     manager.set_local_executor(executor.clone());
+    if let Some(d) = &mock_durations {
+        executor.set_mock_proofs(d.clone());
+    }
     executor.set_sealing_limits(cfg.proving.sealing_nice as i32, sealing_threads);
     executor.declare_all().await.map_err(anyhow::Error::msg).context("attaching the miner's storage paths")?;
     let ex = executor.clone();
@@ -198,6 +221,7 @@ pub async fn run(repo: Repo) -> Result<()> {
     let chain: Arc<dyn Chain> = Arc::new(
         Devnet::new(genesis, block_delay, cfg.devnet.seed_delay_epochs as i64, entropy)
             .with_proving(proving_params)
+            .with_backend(backend)
             .persisted(repo.file("devnet.json"))
             .map_err(anyhow::Error::msg)
             .context("loading the devnet chain state (delete devnet.json to start a new chain)")?,
@@ -208,6 +232,7 @@ pub async fn run(repo: Repo) -> Result<()> {
         manager: manager.clone(),
         miner: meta.actor_id,
         proof: sealing_types::RegisteredSealProof::v1_1_for(meta.sector_size),
+        backend,
         cfg: SealingConfig {
             max_sealing_sectors: cfg.sealing.max_sealing_sectors,
             max_sealing_sectors_for_deals: cfg.sealing.max_sealing_sectors_for_deals,
@@ -227,6 +252,7 @@ pub async fn run(repo: Repo) -> Result<()> {
         32,
         // The miner's own reads are bounded by each deadline only, as the original's are.
         None,
+        backend,
     )
     .context("locating this executable (for proof processes)")?;
     let proving = crate::proving::Proving::new(
@@ -246,6 +272,7 @@ pub async fn run(repo: Repo) -> Result<()> {
         index,
         auth: auth.clone(),
         missing: "write",
+        backend,
     });
     let app: Router = rpc::router(server, auth).merge(remote);
 

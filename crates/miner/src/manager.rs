@@ -111,6 +111,8 @@ pub struct Manager {
     local: OnceLock<Arc<Executor>>,
     /// `[Storage] DisallowRemoteFinalize`.
     pub disallow_remote_finalize: bool,
+    /// `[Devnet] MockProofs` (the miner's own worker reports it): only mock-proof workers join.
+    mock_proofs: bool,
     /// `[Storage] WorkerLostTimeout`: a worker that does not answer for this long is removed,
     /// so its running tasks run again elsewhere (zero: never).
     worker_lost_timeout: std::sync::atomic::AtomicU64,
@@ -130,6 +132,8 @@ pub enum ConnectError {
     Version { url: String, theirs: String, ours: String },
     #[error("worker at {url} has already shut down (its session is closed)")]
     Closed { url: String },
+    #[error("worker at {url} runs {theirs} proofs and this miner {ours} ones: start the worker {fix}")]
+    Backend { url: String, theirs: &'static str, ours: &'static str, fix: &'static str },
 }
 
 impl Manager {
@@ -144,6 +148,7 @@ impl Manager {
         disallow_remote_finalize: bool,
     ) -> Arc<Self> {
         let id = WorkerId::new_random();
+        let mock_proofs = info.mock_proofs;
         let mut st = State {
             sched,
             workers: BTreeMap::new(),
@@ -172,6 +177,7 @@ impl Manager {
             local_worker: Some(id),
             local: OnceLock::new(),
             disallow_remote_finalize,
+            mock_proofs,
             worker_lost_timeout: std::sync::atomic::AtomicU64::new(0),
             calls: OnceLock::new(),
         })
@@ -232,6 +238,15 @@ impl Manager {
             return Ok(WorkerId(session));
         }
         let info: WorkerInfo = client.call("Info", serde_json::json!([])).await.map_err(unreachable)?;
+        if info.mock_proofs != self.mock_proofs {
+            let name = |mock: bool| if mock { "mock" } else { "real" };
+            return Err(ConnectError::Backend {
+                url,
+                theirs: name(info.mock_proofs),
+                ours: name(self.mock_proofs),
+                fix: if self.mock_proofs { "with --mock-proofs" } else { "without --mock-proofs" },
+            });
+        }
         let types: Vec<TaskType> = client.call("TaskTypes", serde_json::json!([])).await.map_err(unreachable)?;
         let id = WorkerId(session);
         let task_types: BTreeSet<TaskType> = types.into_iter().collect();

@@ -75,7 +75,8 @@ fn workers(stats: &BTreeMap<WorkerId, WorkerStats>, color: bool, post: bool) -> 
         }
         let r = &st.info.resources;
         let disabled = if st.enabled { String::new() } else { p.red(" (disabled)") };
-        let _ = writeln!(out, "Worker {id}, host {}{disabled}", p.magenta(&st.info.hostname));
+        let mock = if st.info.mock_proofs { p.yellow(" (mock proofs)") } else { String::new() };
+        let _ = writeln!(out, "Worker {id}, host {}{disabled}{mock}", p.magenta(&st.info.hostname));
 
         let mut counts: Vec<(TaskType, RegisteredSealProof, usize)> = st
             .task_counts
@@ -214,6 +215,7 @@ mod tests {
             info: WorkerInfo {
                 hostname: "computer".into(),
                 ignore_resources: false,
+                mock_proofs: false,
                 resources: WorkerResources {
                     mem_physical: (62.7 * GIB as f64) as u64,
                     mem_used: (18.1 * GIB as f64) as u64,

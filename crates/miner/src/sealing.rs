@@ -233,6 +233,8 @@ pub struct Sealing {
     pub manager: Arc<Manager>,
     pub miner: u64,
     pub proof: RegisteredSealProof,
+    /// Real proofs, or the mock backend (`[Devnet] MockProofs`) for tests.
+    pub backend: sealing_proofs::Backend,
     pub cfg: SealingConfig,
 }
 
@@ -477,7 +479,7 @@ impl Sealing {
                     comm_d: Commitment,
                 }
                 let c: Cids = serde_json::from_value(r).map_err(json)?;
-                let sealer = sealing_proofs::Sealer::new(s.proof, self.miner, s.number);
+                let sealer = sealing_proofs::Sealer::new(s.proof, self.miner, s.number).with_backend(self.backend);
                 let want = sealer.comm_d(&s.pieces).map_err(|e| CallError::unknown(e.to_string()))?;
                 if want != c.comm_d {
                     return Err(CallError::unknown(
@@ -709,6 +711,7 @@ mod tests {
             manager,
             miner: 1000,
             proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+            backend: sealing_proofs::Backend::Real,
             cfg: SealingConfig {
                 max_sealing_sectors: max,
                 max_sealing_sectors_for_deals: max_deals,

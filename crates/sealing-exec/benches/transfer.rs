@@ -59,6 +59,7 @@ async fn main() {
         index: Arc::new(FixedIndex(vec![])),
         auth: Arc::new(AnyToken),
         missing: "admin",
+        backend: sealing_proofs::Backend::Real,
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 

@@ -6,7 +6,9 @@
 //! then takes down one task, not the worker and every other task with it.
 
 use sealing_proofs::post::{PoStKind, Prover};
-use sealing_proofs::{Commitment, PieceInfo, SealCommitPhase1Output, SealPreCommitPhase1Output, Sealer, SectorPaths};
+use sealing_proofs::{
+    Backend, Commitment, PieceInfo, SealCommitPhase1Output, SealPreCommitPhase1Output, Sealer, SectorPaths,
+};
 use sealing_types::RegisteredSealProof;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -37,6 +39,25 @@ pub struct Job {
     pub sector: u64,
     pub paths: Paths,
     pub op: ProofJob,
+    /// Real proofs unless the node runs the mock backend. A mock job still runs in a proof
+    /// process, so that aborts, kills and orphaned processes behave as with real proofs.
+    #[serde(default)]
+    pub backend: Backend,
+    /// How long a mock job takes (it sleeps, using no CPU): a "long Commit2" for tests.
+    #[serde(default, with = "millis")]
+    pub mock_duration: std::time::Duration,
+}
+
+/// A duration as whole milliseconds on the child's stdin.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -83,6 +104,23 @@ pub enum ProofJob {
 }
 
 impl ProofJob {
+    /// The task type a job is (what the mock backend's durations are keyed by).
+    pub fn task_type(&self) -> Option<sealing_types::TaskType> {
+        use sealing_types::TaskType as T;
+        Some(match self {
+            ProofJob::AddPiece { .. } => T::AddPiece,
+            ProofJob::PreCommit1 { .. } => T::PreCommit1,
+            ProofJob::PreCommit2 { .. } => T::PreCommit2,
+            ProofJob::Commit1 { .. } => T::Commit1,
+            ProofJob::Commit2 { .. } => T::Commit2,
+            ProofJob::Finalize => T::Finalize,
+            ProofJob::Unseal { .. } => T::Unseal,
+            ProofJob::PoStSnark { kind: PoStKind::Window, .. } => T::GenerateWindowPoSt,
+            ProofJob::PoStSnark { kind: PoStKind::Winning, .. } => T::GenerateWinningPoSt,
+            ProofJob::WarmUp { .. } => return None,
+        })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ProofJob::AddPiece { .. } => "AddPiece",
@@ -135,7 +173,10 @@ impl Limits {
 
 /// Run a job in this process (the child's side).
 pub fn run(job: Job) -> Result<serde_json::Value, String> {
-    let s = Sealer::new(job.proof, job.miner, job.sector);
+    if job.backend.is_mock() {
+        std::thread::sleep(job.mock_duration);
+    }
+    let s = Sealer::new(job.proof, job.miner, job.sector).with_backend(job.backend);
     let paths = SectorPaths::from(&job.paths);
     let e = |e: sealing_proofs::ProofError| e.to_string();
     let json = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| e.to_string());
@@ -197,7 +238,8 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
                     b64.decode(v).map(|v| (*n, v)).map_err(|err| format!("bad vanilla proof encoding: {err}"))
                 })
                 .collect::<Result<_, _>>()?;
-            let p = Prover::new(kind, job.proof.sector_size(), job.miner, randomness).map_err(e)?;
+            let p =
+                Prover::new(kind, job.proof.sector_size(), job.miner, randomness).map_err(e)?.with_backend(job.backend);
             Ok(serde_json::Value::String(b64.encode(p.snark(&vanilla).map_err(e)?)))
         }
         ProofJob::WarmUp { dir } => {

@@ -115,6 +115,8 @@ pub struct Executor {
     sealing_limits: Mutex<child::Limits>,
     /// This node's GPUs and the resource table that says how much of one each task uses.
     gpus: Mutex<Option<(Arc<crate::gpu::GpuSlots>, sealing_types::resources::ResourceTable)>>,
+    /// The mock proof backend and how long each of its tasks takes; `None`: real proofs.
+    mock: Mutex<Option<sealing_types::MockDurations>>,
 }
 
 impl Executor {
@@ -134,6 +136,7 @@ impl Executor {
             sector_locks: Mutex::new(HashMap::new()),
             sealing_limits: Mutex::new(child::Limits::default()),
             gpus: Mutex::new(None),
+            mock: Mutex::new(None),
         }))
     }
 
@@ -160,10 +163,24 @@ impl Executor {
             sector: 1,
             paths: Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: PathBuf::new() },
             op: ProofJob::WarmUp { dir: dir.clone() },
+            backend: sealing_proofs::Backend::Real,
+            mock_duration: std::time::Duration::ZERO,
         };
         let r = child::spawn(&self.exe, &job, child::Limits::default()).await;
         let _ = std::fs::remove_dir_all(&dir);
         r.map(|_| ())
+    }
+
+    /// Run every task on the mock proof backend (no proof work), each taking `durations`.
+    pub fn set_mock_proofs(&self, durations: sealing_types::MockDurations) {
+        *self.mock.lock().unwrap_or_else(|e| e.into_inner()) = Some(durations);
+    }
+
+    pub fn backend(&self) -> sealing_proofs::Backend {
+        match *self.mock.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(_) => sealing_proofs::Backend::Mock,
+            None => sealing_proofs::Backend::Real,
+        }
     }
 
     /// `--no-gpu`: every proof process proves on the CPU.
@@ -342,27 +359,33 @@ impl Executor {
     }
 
     async fn proof(&self, s: SectorRef, paths: Paths, op: ProofJob) -> Result<serde_json::Value, CallError> {
-        let job = Job { proof: s.proof_type, miner: s.id.miner, sector: s.id.number, paths, op };
-        {
-            let mut limits = self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let task = match &job.op {
-                ProofJob::PreCommit2 { .. } => Some(sealing_types::TaskType::PreCommit2),
-                ProofJob::Commit2 { .. } => Some(sealing_types::TaskType::Commit2),
-                _ => None,
-            };
-            let gpus = self.gpus.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            // Held while the proof process runs; dropping it frees the cards.
-            let _lease = match (task, gpus, limits.no_gpu) {
-                (Some(task), Some((slots, table)), false) => {
-                    let lease = slots.take(table.spec(s.proof_type, task).gpu_utilization).await;
-                    limits.gpus = lease.visible_devices();
-                    Some(lease)
-                }
-                _ => None,
-            };
-            child::spawn(&self.exe, &job, limits).await
-        }
-        .map_err(CallError::unknown)
+        let mock = self.mock.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let backend = if mock.is_some() { sealing_proofs::Backend::Mock } else { sealing_proofs::Backend::Real };
+        let mock_duration = match (&mock, op.task_type()) {
+            (Some(d), Some(t)) => d.of(t),
+            _ => std::time::Duration::ZERO,
+        };
+        let job =
+            Job { proof: s.proof_type, miner: s.id.miner, sector: s.id.number, paths, op, backend, mock_duration };
+        let mut limits = self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // GPU tasks hold their cards while they run (a mock one too, so that a test sees the
+        // cards in use); dropping the lease frees them. A mock job runs in a proof process as
+        // a real one does, sleeping for its configured duration.
+        let task = match &job.op {
+            ProofJob::PreCommit2 { .. } => Some(sealing_types::TaskType::PreCommit2),
+            ProofJob::Commit2 { .. } => Some(sealing_types::TaskType::Commit2),
+            _ => None,
+        };
+        let gpus = self.gpus.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let _lease = match (task, gpus, limits.no_gpu) {
+            (Some(task), Some((slots, table)), false) => {
+                let lease = slots.take(table.spec(s.proof_type, task).gpu_utilization).await;
+                limits.gpus = lease.visible_devices();
+                Some(lease)
+            }
+            _ => None,
+        };
+        child::spawn(&self.exe, &job, limits).await.map_err(CallError::unknown)
     }
 
     /// Make the sector's files of `types` present in a local path of `kind` (reference §5.5

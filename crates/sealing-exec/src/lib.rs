@@ -25,4 +25,6 @@ pub mod store;
 
 pub use exec::{Executor, Returner, TaskCall};
 pub use index::{FixedIndex, SectorIndex};
+/// Real proofs or the mock backend (tests and benchmarks whose subject is not the proof).
+pub use sealing_proofs::Backend;
 pub use store::LocalStore;

@@ -10,7 +10,7 @@ use crate::store::LocalStore;
 use base64::Engine;
 pub use sealing_proofs::post::PoStKind;
 use sealing_proofs::post::Prover;
-use sealing_proofs::Commitment;
+use sealing_proofs::{Backend, Commitment};
 use sealing_types::{FileType, FileTypes, RegisteredSealProof, SectorId};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -64,12 +64,13 @@ impl PoStOutput {
 }
 
 /// Compute a sector's vanilla proof from this node's copy of it.
-pub fn local_vanilla(store: &LocalStore, req: &VanillaRequest) -> Result<Vec<u8>, String> {
+pub fn local_vanilla(store: &LocalStore, req: &VanillaRequest, backend: Backend) -> Result<Vec<u8>, String> {
     let id = SectorId { miner: req.miner, number: req.sector.number };
     let (_, sealed) = store.find(id, FileType::Sealed).ok_or_else(|| format!("{id} has no sealed file here"))?;
     let (_, cache) = store.find(id, FileType::Cache).ok_or_else(|| format!("{id} has no cache here"))?;
-    let p =
-        Prover::new(req.kind, req.sector.seal_proof.sector_size(), req.miner, [0; 32]).map_err(|e| e.to_string())?;
+    let p = Prover::new(req.kind, req.sector.seal_proof.sector_size(), req.miner, [0; 32])
+        .map_err(|e| e.to_string())?
+        .with_backend(backend);
     p.vanilla(req.sector.number, req.sector.comm_r, &sealed, &cache, &req.challenges).map_err(|e| e.to_string())
 }
 
@@ -86,6 +87,8 @@ pub struct PoStProver {
     /// unreadable (skipped in a WindowPoSt), so that one hung disk or node costs that sector,
     /// not the partition. `None`: bounded only by the deadline.
     read_timeout: Option<std::time::Duration>,
+    /// Real proofs, or the mock backend (tests): vanilla proofs and SNARKs in this process.
+    backend: Backend,
 }
 
 impl PoStProver {
@@ -96,6 +99,7 @@ impl PoStProver {
         hostname: String,
         parallel_reads: usize,
         read_timeout: Option<std::time::Duration>,
+        backend: Backend,
     ) -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(PoStProver {
             store,
@@ -106,6 +110,7 @@ impl PoStProver {
             hostname,
             reads: tokio::sync::Semaphore::new(parallel_reads.max(1)),
             read_timeout,
+            backend,
         }))
     }
 
@@ -127,8 +132,8 @@ impl PoStProver {
     async fn read_vanilla(&self, req: VanillaRequest) -> Result<Vec<u8>, String> {
         let id = SectorId { miner: req.miner, number: req.sector.number };
         if self.store.find(id, FileType::Sealed).is_some() {
-            let store = self.store.clone();
-            return tokio::task::spawn_blocking(move || local_vanilla(&store, &req))
+            let (store, backend) = (self.store.clone(), self.backend);
+            return tokio::task::spawn_blocking(move || local_vanilla(&store, &req, backend))
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -166,7 +171,7 @@ impl PoStProver {
         // Any order: `Prover::snark` puts a WindowPoSt's vanilla proofs in sector order itself.
         let first = sectors.first().ok_or("no sectors to prove")?.clone();
         let size = first.seal_proof.sector_size();
-        let prover = Prover::new(kind, size, miner, randomness).map_err(|e| e.to_string())?;
+        let prover = Prover::new(kind, size, miner, randomness).map_err(|e| e.to_string())?.with_backend(self.backend);
         let mut numbers: Vec<u64> = sectors.iter().map(|s| s.number).collect();
         numbers.sort_unstable();
         numbers.dedup();
@@ -211,6 +216,8 @@ impl PoStProver {
                 sector: 0,
                 paths: Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: PathBuf::new() },
                 op: ProofJob::PoStSnark { kind, randomness, vanilla },
+                backend: self.backend,
+                mock_duration: std::time::Duration::ZERO,
             };
             // Never niced: PoSt is the miner's first duty.
             match child::spawn(&self.exe, &job, child::Limits::default()).await? {
@@ -267,7 +274,7 @@ mod tests {
         };
         let index: Arc<dyn SectorIndex> = Arc::new(crate::index::FixedIndex(vec![holder]));
         let limit = Duration::from_millis(300);
-        let prover = PoStProver::new(store, index, "t".into(), "h".into(), 4, Some(limit)).unwrap();
+        let prover = PoStProver::new(store, index, "t".into(), "h".into(), 4, Some(limit), Backend::Real).unwrap();
         let started = Instant::now();
         let err = prover.vanilla(request(7)).await.unwrap_err();
         let took = started.elapsed();

@@ -34,6 +34,8 @@ pub struct RemoteState {
     pub auth: Arc<dyn Authenticator>,
     /// The text of a 401 ("write" on the miner, "admin" on workers, as in Lotus).
     pub missing: &'static str,
+    /// The proof backend vanilla proofs are read with (real, or mock in tests).
+    pub backend: sealing_proofs::Backend,
 }
 
 pub fn router(st: RemoteState) -> Router {
@@ -101,8 +103,8 @@ async fn vanilla_single(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad vanilla proof request: {e}")),
     };
-    let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || crate::post::local_vanilla(&store, &req)).await {
+    let (store, backend) = (st.store.clone(), st.backend);
+    match tokio::task::spawn_blocking(move || crate::post::local_vanilla(&store, &req, backend)).await {
         Ok(Ok(v)) => ([(header::CONTENT_TYPE, OCTET)], v).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),

@@ -10,8 +10,11 @@
 //! PreCommit2 and Commit1 take milliseconds; Commit2 takes about a minute and needs Groth16
 //! parameters in `FIL_PROOFS_PARAMETER_CACHE`.
 
+pub mod mock;
 pub mod params;
 pub mod post;
+
+pub use mock::Backend;
 
 use filecoin_proofs_api as api;
 use sealing_types::{RegisteredSealProof, SectorSize};
@@ -101,11 +104,21 @@ pub struct Sealer {
     pub proof: RegisteredSealProof,
     pub prover_id: [u8; 32],
     pub sector: u64,
+    /// Real proofs unless a test or benchmark asked for the mock backend.
+    pub backend: Backend,
 }
 
 impl Sealer {
     pub fn new(proof: RegisteredSealProof, actor_id: u64, sector: u64) -> Self {
-        Sealer { proof, prover_id: prover_id(actor_id), sector }
+        Sealer { proof, prover_id: prover_id(actor_id), sector, backend: Backend::Real }
+    }
+
+    pub fn with_backend(self, backend: Backend) -> Self {
+        Sealer { backend, ..self }
+    }
+
+    fn mock(&self) -> bool {
+        self.backend.is_mock()
     }
 
     /// The proofs library returns `anyhow` errors; this is the one place they become ours.
@@ -118,6 +131,9 @@ impl Sealer {
         let ssize = self.proof.sector_size();
         if size > max_unpadded(ssize) {
             return Err(ProofError::PieceTooLarge { got: size, max: max_unpadded(ssize), size: ssize });
+        }
+        if self.mock() {
+            return mock::add_piece(data, size, unsealed);
         }
         let mut f =
             OpenOptions::new().read(true).write(true).create(true).truncate(true).open(unsealed).map_err(|source| {
@@ -137,6 +153,9 @@ impl Sealer {
 
     /// The data commitment the pieces must produce.
     pub fn comm_d(&self, pieces: &[PieceInfo]) -> Result<Commitment, ProofError> {
+        if self.mock() {
+            return Ok(mock::comm_d(self.proof.sector_size(), pieces));
+        }
         self.lib("ComputeCommD", api::seal::compute_comm_d(api_proof(self.proof), pieces))
     }
 
@@ -147,6 +166,9 @@ impl Sealer {
         ticket: Ticket,
         pieces: &[PieceInfo],
     ) -> Result<SealPreCommitPhase1Output, ProofError> {
+        if self.mock() {
+            return mock::pre_commit1(self.proof, paths, &ticket, pieces);
+        }
         std::fs::create_dir_all(&paths.cache).map_err(|source| ProofError::Io {
             what: "creating the cache directory",
             path: paths.cache.clone(),
@@ -177,6 +199,9 @@ impl Sealer {
         pc1: SealPreCommitPhase1Output,
         paths: &SectorPaths,
     ) -> Result<SealPreCommitPhase2Output, ProofError> {
+        if self.mock() {
+            return mock::pre_commit2(&pc1, &self.prover_id, self.sector, paths);
+        }
         self.lib("PreCommit2", api::seal::seal_pre_commit_phase2(pc1, &paths.cache, &paths.sealed))
     }
 
@@ -189,6 +214,9 @@ impl Sealer {
         pc2: SealPreCommitPhase2Output,
         pieces: &[PieceInfo],
     ) -> Result<SealCommitPhase1Output, ProofError> {
+        if self.mock() {
+            return mock::commit1(self.proof, paths, ticket, seed, pc2.comm_r, pc2.comm_d);
+        }
         let r = api::seal::seal_commit_phase1(
             &paths.cache,
             &paths.sealed,
@@ -204,6 +232,9 @@ impl Sealer {
 
     /// Commit2: the Groth16 SNARK (needs parameters in `FIL_PROOFS_PARAMETER_CACHE`).
     pub fn commit2(&self, c1: SealCommitPhase1Output) -> Result<Vec<u8>, ProofError> {
+        if self.mock() {
+            return Ok(mock::seal_proof(&self.prover_id, self.sector, &c1.comm_r, &c1.comm_d, &c1.ticket, &c1.seed));
+        }
         let r = api::seal::seal_commit_phase2(c1, self.prover_id, api::SectorId::from(self.sector));
         Ok(self.lib("Commit2", r)?.proof)
     }
@@ -211,12 +242,18 @@ impl Sealer {
     /// FinalizeSector: drop the cache files only sealing needs (layers, tree C, tree D),
     /// keeping what proving reads (tree R last, p_aux, t_aux).
     pub fn finalize(&self, cache: &Path) -> Result<(), ProofError> {
+        if self.mock() {
+            return mock::finalize(cache);
+        }
         self.lib("FinalizeSector", api::seal::clear_cache(cache))
     }
 
     /// Unseal the whole sector from its sealed file and cache: returns the sector's data
     /// bytes (unpadded, `max_unpadded(size)` of them).
     pub fn unseal(&self, paths: &SectorPaths, ticket: Ticket, comm_d: Commitment) -> Result<Vec<u8>, ProofError> {
+        if self.mock() {
+            return mock::unseal(self.proof.sector_size(), &paths.sealed);
+        }
         let size = max_unpadded(self.proof.sector_size());
         let sealed = File::open(&paths.sealed).map_err(|source| ProofError::Io {
             what: "opening the sealed file",
@@ -248,6 +285,9 @@ impl Sealer {
         seed: Ticket,
         proof: &[u8],
     ) -> Result<bool, ProofError> {
+        if self.mock() {
+            return Ok(proof == mock::seal_proof(&self.prover_id, self.sector, &comm_r, &comm_d, &ticket, &seed));
+        }
         let r = api::seal::verify_seal(
             api_proof(self.proof),
             comm_r,

@@ -4,7 +4,7 @@
 //! is read on whichever node holds the sector's files, and one node turns the vanilla proofs
 //! into the Groth16 SNARK the chain verifies.
 
-use crate::{prover_id, ProofError};
+use crate::{mock, prover_id, ProofError};
 use filecoin_proofs_api as api;
 use sealing_types::SectorSize;
 use std::collections::BTreeMap;
@@ -65,6 +65,7 @@ pub struct Prover {
     pub proof: RegisteredPoStProof,
     pub prover_id: [u8; 32],
     pub randomness: [u8; 32],
+    pub backend: crate::Backend,
 }
 
 impl Prover {
@@ -74,7 +75,22 @@ impl Prover {
             sector: 0,
             message: format!("no {} proof for {size} sectors", kind.name()),
         })?;
-        Ok(Prover { kind, size, proof, prover_id: prover_id(actor_id), randomness: canonical(randomness) })
+        Ok(Prover {
+            kind,
+            size,
+            proof,
+            prover_id: prover_id(actor_id),
+            randomness: canonical(randomness),
+            backend: crate::Backend::Real,
+        })
+    }
+
+    pub fn with_backend(self, backend: crate::Backend) -> Self {
+        Prover { backend, ..self }
+    }
+
+    fn mock(&self) -> bool {
+        self.backend.is_mock()
     }
 
     fn lib<T>(&self, sector: u64, r: anyhow::Result<T>) -> Result<T, ProofError> {
@@ -84,6 +100,9 @@ impl Prover {
     /// WinningPoSt: which of the `set_len` proving sectors (by index into the sorted set) the
     /// election challenges.
     pub fn winning_indices(&self, set_len: u64) -> Result<Vec<u64>, ProofError> {
+        if self.mock() {
+            return Ok(mock::winning_indices(&self.randomness, set_len));
+        }
         let r =
             api::post::generate_winning_post_sector_challenge(self.proof, &self.randomness, set_len, self.prover_id);
         self.lib(0, r)
@@ -91,6 +110,9 @@ impl Prover {
 
     /// The challenged leaves of each sector.
     pub fn challenges(&self, sectors: &[u64]) -> Result<BTreeMap<u64, Vec<u64>>, ProofError> {
+        if self.mock() {
+            return Ok(mock::challenges(&self.randomness, sectors));
+        }
         let ids: Vec<api::SectorId> = sectors.iter().map(|&s| api::SectorId::from(s)).collect();
         let r = api::post::generate_fallback_sector_challenges(self.proof, &self.randomness, &ids, self.prover_id);
         Ok(self.lib(0, r)?.into_iter().map(|(k, v)| (u64::from(k), v)).collect())
@@ -106,6 +128,9 @@ impl Prover {
         cache: &Path,
         challenges: &[u64],
     ) -> Result<Vec<u8>, ProofError> {
+        if self.mock() {
+            return mock::vanilla(self.size, sector, comm_r, sealed, cache, challenges);
+        }
         // The library would map a missing file to an opaque tree error; say which file.
         for (what, p) in [("sealed file", sealed), ("cache directory", cache)] {
             if let Err(source) = std::fs::metadata(p) {
@@ -124,6 +149,9 @@ impl Prover {
         let mut pairs: Vec<&(u64, Vec<u8>)> = vanilla.iter().collect();
         if self.kind == PoStKind::Window {
             pairs.sort_by_key(|(n, _)| *n);
+        }
+        if self.mock() {
+            return Ok(mock::snark(&self.prover_id, &self.randomness, &pairs));
         }
         let vanilla: Vec<Vec<u8>> = pairs.into_iter().map(|(_, v)| v.clone()).collect();
         let vanilla = &vanilla[..];
@@ -148,6 +176,10 @@ impl Prover {
 
     /// Verify a proof over exactly the sectors it claims (number → CommR), as the chain does.
     pub fn verify(&self, proof: &[u8], sectors: &BTreeMap<u64, api::Commitment>) -> Result<bool, ProofError> {
+        if self.mock() {
+            let winning = (self.kind == PoStKind::Winning).then(|| self.proof.sector_count());
+            return Ok(mock::verify_post(&self.prover_id, &self.randomness, sectors, winning, proof));
+        }
         let replicas: BTreeMap<api::SectorId, api::PublicReplicaInfo> = sectors
             .iter()
             .map(|(&s, &comm_r)| (api::SectorId::from(s), api::PublicReplicaInfo::new(self.proof, comm_r)))

@@ -30,6 +30,7 @@ fn spec(host: String, cpus: u64, ram_gib: u64, gpus: usize, extra: &[TaskType]) 
         info: WorkerInfo {
             hostname: host,
             ignore_resources: false,
+            mock_proofs: false,
             resources: WorkerResources {
                 mem_physical: ram_gib * GIB,
                 mem_used: 2 * GIB,

@@ -1380,6 +1380,7 @@ mod tests {
                 info: WorkerInfo {
                     hostname: "fred".into(),
                     ignore_resources: false,
+                    mock_proofs: false,
                     resources: WorkerResources {
                         mem_physical: ram_gib * GIB,
                         mem_swap: 512 * GIB,

@@ -19,5 +19,5 @@ pub use ids::{CallId, SchedId, SectorId, SectorRef, WorkerId};
 pub use proof::{RegisteredSealProof, SectorSize};
 pub use resources::{ResourceTable, Resources, Shortfall};
 pub use storage::{FileType, FileTypes, PathType};
-pub use task::{TaskType, WorkerType};
+pub use task::{MockDurations, TaskType, WorkerType};
 pub use worker::{WorkerInfo, WorkerResources};

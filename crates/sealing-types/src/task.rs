@@ -213,3 +213,14 @@ mod tests {
         assert_eq!(shorts, ["UNS", "C1", "C2", "PC2", "PC1", "PR1", "PR2", "RU", "AP", "DC", "GSK"]);
     }
 }
+
+/// How long each task type takes under the mock proof backend (tests and benchmarks: a "long
+/// Commit2" without the CPU it would cost). Task types not listed take no time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MockDurations(pub std::collections::BTreeMap<TaskType, std::time::Duration>);
+
+impl MockDurations {
+    pub fn of(&self, task: TaskType) -> std::time::Duration {
+        self.0.get(&task).copied().unwrap_or_default()
+    }
+}

@@ -40,4 +40,8 @@ pub struct WorkerInfo {
     pub ignore_resources: bool,
     #[serde(rename = "Resources")]
     pub resources: WorkerResources,
+    /// Not in Lotus's type (its decoder ignores it; absent means false): the worker runs the
+    /// mock proof backend. A miner only takes workers of its own backend.
+    #[serde(rename = "MockProofs", default, skip_serializing_if = "std::ops::Not::not")]
+    pub mock_proofs: bool,
 }

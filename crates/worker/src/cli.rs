@@ -172,6 +172,13 @@ pub struct RunArgs {
     /// How long to wait for the miner API at start
     #[arg(long, env = "LOTUS_WORKER_TIMEOUT", default_value = "30m")]
     pub timeout: String,
+    /// TESTS ONLY: compute no proofs (the mock backend); only a miner with
+    /// `[Devnet] MockProofs = true` takes this worker
+    #[arg(long, env = "LOTUS_WORKER_MOCK_PROOFS")]
+    pub mock_proofs: bool,
+    /// With --mock-proofs: how long each mock task takes, e.g. "PC1=2s,C2=30s"
+    #[arg(long, env = "LOTUS_WORKER_MOCK_TASK_DURATIONS", default_value = "", requires = "mock_proofs")]
+    pub mock_task_durations: String,
 }
 
 pub fn main() -> Result<()> {
@@ -329,7 +336,16 @@ async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
     let post_read_timeout = lotus_node::config::parse_duration(&a.post_read_timeout)
         .map_err(anyhow::Error::msg)
         .context("--post-read-timeout")?;
+    let mock = match a.mock_proofs {
+        true => Some(
+            lotus_node::config::parse_mock_durations(&a.mock_task_durations)
+                .map_err(anyhow::Error::msg)
+                .context("--mock-task-durations")?,
+        ),
+        false => None,
+    };
     daemon::run(Settings {
+        mock,
         parallel_fetch_limit: a.parallel_fetch_limit as usize,
         post_parallel_reads: a.post_parallel_reads as usize,
         post_read_timeout: (!post_read_timeout.is_zero()).then_some(post_read_timeout),

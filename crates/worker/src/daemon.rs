@@ -40,6 +40,8 @@ pub struct Settings {
     pub no_swap: bool,
     pub task_types: BTreeSet<TaskType>,
     pub connect_timeout: Duration,
+    /// `--mock-proofs` with its task durations: no proof work (tests and benchmarks).
+    pub mock: Option<sealing_types::MockDurations>,
 }
 
 /// State shared by the API handlers and the registration loop.
@@ -48,6 +50,7 @@ struct Worker {
     hostname: String,
     no_swap: bool,
     no_gpu: bool,
+    mock_proofs: bool,
     enabled: AtomicBool,
     closed: AtomicBool,
     /// `lotus-worker stop`: no new tasks; exit once the running ones are done and delivered.
@@ -65,7 +68,12 @@ impl Worker {
         let mut res = hw::probe(&hw::ProbeOptions { no_swap: self.no_swap, no_gpu: self.no_gpu }, &env);
         // Re-read on every call, like the original: overrides apply at the next (re)connect.
         res.resources = sealing_types::resources::table_from_env(&env).map_err(|e| RpcError::method(e.to_string()))?;
-        Ok(WorkerInfo { hostname: self.hostname.clone(), ignore_resources: false, resources: res })
+        Ok(WorkerInfo {
+            hostname: self.hostname.clone(),
+            ignore_resources: false,
+            resources: res,
+            mock_proofs: self.mock_proofs,
+        })
     }
 
     fn types(&self) -> BTreeSet<TaskType> {
@@ -138,6 +146,7 @@ pub async fn run(s: Settings) -> Result<()> {
         hostname,
         no_swap: s.no_swap,
         no_gpu: s.no_gpu,
+        mock_proofs: s.mock.is_some(),
         enabled: AtomicBool::new(true),
         closed: AtomicBool::new(false),
         draining: AtomicBool::new(false),
@@ -164,6 +173,17 @@ pub async fn run(s: Settings) -> Result<()> {
     )
     .context("locating this executable (for proof processes)")?;
     executor.set_sealing_limits(s.sealing_nice, None);
+    let backend = match &s.mock {
+        Some(d) => {
+            tracing::warn!(
+                "MOCK PROOFS (--mock-proofs): no proof is computed; only a miner with [Devnet] MockProofs takes this \
+                 worker. For tests and benchmarks only"
+            );
+            executor.set_mock_proofs(d.clone());
+            sealing_exec::Backend::Mock
+        }
+        None => sealing_exec::Backend::Real,
+    };
     let env = |k: &str| std::env::var(k).ok();
     if s.no_gpu {
         executor.set_no_gpu();
@@ -176,7 +196,9 @@ pub async fn run(s: Settings) -> Result<()> {
             let table = sealing_types::resources::table_from_env(&env)?;
             let slots = sealing_exec::gpu::GpuSlots::new(gpus.into_iter().map(|g| g.uuid).collect());
             executor.set_gpus(slots.clone(), table);
-            warm_up_gpus(&executor);
+            if !backend.is_mock() {
+                warm_up_gpus(&executor);
+            }
         }
     }
     let post = sealing_exec::post::PoStProver::new(
@@ -186,6 +208,7 @@ pub async fn run(s: Settings) -> Result<()> {
         worker.hostname.clone(),
         s.post_parallel_reads,
         s.post_read_timeout,
+        backend,
     )
     .context("locating this executable (for proof processes)")?;
     // Results finished before a restart (or whose delivery a restart interrupted) go out again.
@@ -198,6 +221,7 @@ pub async fn run(s: Settings) -> Result<()> {
         index,
         auth: auth.clone(),
         missing: "admin",
+        backend,
     });
     let app = rpc::router(server, auth).merge(remote);
 

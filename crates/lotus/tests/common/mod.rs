@@ -38,14 +38,46 @@ pub fn free_port() -> u16 {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The mock proof backend's task durations (`"C2=10s"`), or `None` for real proofs.
+    pub mock: Option<String>,
 }
 
 impl Cluster {
+    /// A cluster that computes real proofs.
     pub fn new() -> Cluster {
-        let c = Cluster { dir: tempfile::tempdir().unwrap(), port: free_port() };
+        Self::init(None)
+    }
+
+    /// A cluster on the mock proof backend (no proof work), each task taking `durations`
+    /// (`"PC1=1s,C2=10s"`): for tests whose subject is not the proof. Its config (through
+    /// [`Cluster::write_config`]) and its workers (through [`Cluster::start_worker`]) are set
+    /// up for it.
+    pub fn mock(durations: &str) -> Cluster {
+        Self::init(Some(durations.to_string()))
+    }
+
+    fn init(mock: Option<String>) -> Cluster {
+        let c = Cluster { dir: tempfile::tempdir().unwrap(), port: free_port(), mock };
         let out = c.miner_cmd(&["init", "--sector-size", "2KiB"]);
         assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
         c
+    }
+
+    /// Write the miner's `config.toml`; a mock cluster's gets `[Devnet] MockProofs` and its
+    /// durations added (the text must have a `[Devnet]` section).
+    pub fn write_config(&self, config: &str) {
+        let text = match &self.mock {
+            None => config.to_string(),
+            Some(d) => {
+                assert!(config.contains("[Devnet]\n"), "a mock cluster's config needs a [Devnet] section");
+                config.replacen(
+                    "[Devnet]\n",
+                    &format!("[Devnet]\n  MockProofs = true\n  MockTaskDurations = \"{d}\"\n"),
+                    1,
+                )
+            }
+        };
+        std::fs::write(self.path("miner/config.toml"), text).unwrap();
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -96,6 +128,9 @@ impl Cluster {
             .env("RUST_LOG", "info")
             .env("LOTUS_MINER_PATH", self.path("no-such-miner-repo"))
             .args(args);
+        if let (Some(d), Some(&"run")) = (&self.mock, args.first()) {
+            cmd.arg("--mock-proofs").arg(format!("--mock-task-durations={d}"));
+        }
         cmd
     }
 
@@ -121,7 +156,8 @@ pub fn split_workers(text: &str) -> Vec<(String, String)> {
     let mut blocks: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("Worker ") {
-            let host = rest.split(", host ").nth(1).unwrap_or("").trim_end_matches(" (disabled)").to_string();
+            // "Worker <id>, host <name>[ (disabled)][ (mock proofs)]": names hold no spaces.
+            let host = rest.split(", host ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("").to_string();
             blocks.push((host, format!("{line}\n")));
         } else if let Some(b) = blocks.last_mut() {
             b.1.push_str(line);

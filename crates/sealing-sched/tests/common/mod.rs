@@ -46,6 +46,7 @@ pub fn worker(host: &str) -> WorkerB {
             info: WorkerInfo {
                 hostname: host.into(),
                 ignore_resources: false,
+                mock_proofs: false,
                 resources: WorkerResources {
                     mem_physical: 256 * GIB,
                     mem_used: 0,
