@@ -30,6 +30,10 @@ pub struct WorkerStats {
     pub mem_used_max: u64,
     #[serde(rename = "GpuUsed")]
     pub gpu_used: f64,
+    /// Not in Lotus's type (its decoder ignores it): per card, the share running tasks hold,
+    /// as the scheduler leases cards.
+    #[serde(rename = "GpuCardsUsed", default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_cards_used: Vec<f64>,
     #[serde(rename = "CpuUse")]
     pub cpu_use: u64,
     /// `"<proof>:<task type>"` → tasks on the worker (assigned, preparing or running).

@@ -486,4 +486,18 @@ mod tests {
         assert_eq!(parse_duration("6h0m0s").unwrap(), Duration::from_secs(6 * 3600));
         assert!(parse_duration("x").is_err());
     }
+
+    #[test]
+    fn mock_task_durations() {
+        use sealing_types::TaskType;
+        let d = parse_mock_durations(" PC1=2s, c2=1m0s ,").unwrap();
+        assert_eq!(d.of(TaskType::PreCommit1), Duration::from_secs(2));
+        assert_eq!(d.of(TaskType::Commit2), Duration::from_secs(60), "task names in any case");
+        assert_eq!(d.of(TaskType::AddPiece), Duration::ZERO, "unlisted tasks take no time");
+        assert!(parse_mock_durations("").unwrap().0.is_empty());
+        let e = load("[Devnet]\nMockTaskDurations = \"PC9=1s\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains(":2: Devnet.MockTaskDurations: \"PC9\" is not a task type"), "{e}");
+        assert!(parse_mock_durations("C2").unwrap_err().contains("TASK=DURATION"));
+        assert!(parse_mock_durations("C2=soon").is_err());
+    }
 }

@@ -153,6 +153,41 @@ fn worker_refuses_bad_setups_with_clear_errors() {
     assert!(text.lines().any(|l| l == "PC1_32G_MIN_MEMORY=60129542144"), "{text}");
 }
 
+/// The mock proof backend never mixes with real proofs: a real miner refuses a mock-proof
+/// worker (and says how to start it), a mock miner a real one, and the mock miner announces
+/// its mode in `info` and on each of its workers.
+#[test]
+fn mock_and_real_proof_nodes_never_mix() {
+    let real = Cluster::new();
+    let _m = real.start_miner();
+    let w = real.start_worker_on("mock-w", &["run", "--listen", "127.0.0.1:0"], true);
+    wait_or_show(
+        Duration::from_secs(30),
+        "the miner to refuse the mock worker",
+        || w.log(),
+        || w.log().contains("runs mock proofs and this miner real ones: start the worker without --mock-proofs"),
+    );
+    assert_eq!(real.workers().len(), 1, "only the miner's own worker");
+
+    let mock = Cluster::mock("");
+    mock.write_config("[Devnet]\n");
+    let _m = mock.start_miner();
+    let info = mock.miner_ok(&["info"]);
+    assert!(info.contains("Proofs: MOCK"), "{info}");
+    let _joined = mock.start_worker("w", &["run", "--listen", "127.0.0.1:0", "--name", "mock-box"]);
+    wait_until(Duration::from_secs(30), "the mock worker to join", || mock.workers().len() == 2);
+    let text = mock.miner_ok(&["sealing", "workers"]);
+    assert_eq!(text.matches("(mock proofs)").count(), 2, "{text}");
+    let r = mock.start_worker_on("real-w", &["run", "--listen", "127.0.0.1:0", "--name", "real-box"], false);
+    wait_or_show(
+        Duration::from_secs(30),
+        "the mock miner to refuse the real worker",
+        || r.log(),
+        || r.log().contains("runs real proofs and this miner mock ones: start the worker with --mock-proofs"),
+    );
+    assert_eq!(mock.workers().len(), 2);
+}
+
 #[test]
 fn worker_without_api_info_uses_the_local_miner_repo() {
     // The oldest guide: on the miner's machine, `lotus-seal-worker run` finds the miner by its

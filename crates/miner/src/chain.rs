@@ -756,6 +756,43 @@ mod tests {
         assert!(e.contains("too early"), "{e}");
     }
 
+    /// `[Devnet] MockProofs`: the chain accepts a mock seal proof and refuses anything else; a
+    /// real chain refuses the mock proof (the library does not verify it); a chain file keeps
+    /// the backend it was made with.
+    #[test]
+    fn a_mock_chain_accepts_only_mock_proofs_and_keeps_its_backend() {
+        let started = SystemTime::now() - Duration::from_secs(100);
+        let proof = RegisteredSealProof::STACKED_DRG_2KIB_V1_1;
+        let s = SectorId { miner: 1000, number: 1 };
+        let prove = |c: &Devnet| {
+            let info = PreCommitInfo { proof, comm_r: [1; 32], ticket_epoch: 0, epoch: 0 };
+            let epoch = c.pre_commit(s, info).unwrap();
+            // Pretend the pre-commit landed long ago, so that the seed is there.
+            c.lock().precommits.get_mut(&s.number).unwrap().epoch = epoch - 10;
+            let seed = c.seed(s.miner, epoch - 10 + c.seed_delay).unwrap();
+            let ticket = c.ticket(s.miner, 0);
+            sealing_proofs::mock::seal_proof(&sealing_proofs::prover_id(1000), 1, &[1; 32], &[2; 32], &ticket, &seed)
+        };
+        let mock = Devnet::new(started, Duration::from_secs(1), 1, [7; 32]).with_backend(Backend::Mock);
+        let good = prove(&mock);
+        let e = mock.prove_commit(s, [2; 32], &[0; 192]).unwrap_err().to_string();
+        assert!(e.contains("does not verify"), "{e}");
+        mock.prove_commit(s, [2; 32], &good).unwrap();
+
+        let real = Devnet::new(started, Duration::from_secs(1), 1, [7; 32]);
+        let forged = prove(&real);
+        assert!(real.prove_commit(s, [2; 32], &forged).is_err(), "the real chain refuses a mock proof");
+
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("devnet.json");
+        let c =
+            Devnet::new(started, Duration::from_secs(1), 1, [7; 32]).with_backend(Backend::Mock).persisted(f.clone());
+        let c = c.unwrap();
+        c.save(&c.lock());
+        let e = Devnet::new(started, Duration::from_secs(1), 1, [7; 32]).persisted(f).err().unwrap();
+        assert!(e.contains("MockProofs") && e.contains("Mock"), "{e}");
+    }
+
     fn devnet_with(sectors: &[u64], activation: Epoch) -> Devnet {
         let c = Devnet::new(SystemTime::now() - Duration::from_secs(1000), Duration::from_secs(1), 1, [7; 32])
             .with_proving(ProvingParams { deadlines: 3, window: 10, lookback: 2, win_rate: 0.0 });

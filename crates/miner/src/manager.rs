@@ -340,7 +340,7 @@ impl Manager {
             .iter()
             .map(|(id, w)| {
                 let view = st.sched.worker(*id);
-                let (active, counts) = view.map(|v| (v.active, v.task_counts)).unwrap_or_default();
+                let (active, counts, cards) = view.map(|v| (v.active, v.task_counts, v.gpu_loads)).unwrap_or_default();
                 let mut tasks: Vec<TaskType> = w.task_types.iter().copied().collect();
                 TaskType::sort_by_order(&mut tasks);
                 (
@@ -352,6 +352,7 @@ impl Manager {
                         mem_used_min: active.mem_used_min,
                         mem_used_max: active.mem_used_max,
                         gpu_used: active.gpu_milli as f64 / 1000.0,
+                        gpu_cards_used: cards.iter().map(|&m| m as f64 / 1000.0).collect(),
                         cpu_use: active.cpu_use,
                         task_counts: counts.into_iter().map(|((p, t), n)| (seal_task_key(p, t), n)).collect(),
                     },

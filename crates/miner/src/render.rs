@@ -140,11 +140,17 @@ fn workers(stats: &BTreeMap<WorkerId, WorkerStats>, color: bool, post: bool) -> 
                 st.gpu_used,
                 n
             );
-            // Workers lease the fullest card a task fits on (sealing-exec::gpu), so the cards in
-            // use are the first ceil(used) of them.
+            // Per card as the scheduler leased them (the worker leases by the same rule); a
+            // miner that does not say assumes the fullest cards fill first.
             let busy = st.gpu_used.ceil() as usize;
             for (i, g) in r.gpus.iter().enumerate() {
-                let used = if i < busy { p.green("used") } else { p.blue("not used") };
+                let share = st.gpu_cards_used.get(i).copied();
+                let used = match share {
+                    Some(s) if s > 0.0 => p.green(&format!("used ({s:.2})")),
+                    Some(_) => p.blue("not used"),
+                    None if i < busy => p.green("used"),
+                    None => p.blue("not used"),
+                };
                 let _ = writeln!(out, "\tGPU: {g}, {used}");
             }
         }
@@ -231,6 +237,7 @@ mod tests {
             mem_used_min: 0,
             mem_used_max: 0,
             gpu_used: 0.0,
+            gpu_cards_used: vec![],
             cpu_use: 0,
             task_counts: Default::default(),
         }
@@ -249,6 +256,17 @@ mod tests {
 \tGPU:  [                                                                ] 0% 0.00/1 gpu(s) in use\n\
 \tGPU: GeForce RTX 2080, not used\n";
         assert_eq!(out, expected);
+    }
+
+    /// The scheduler's per-card leases: two 0.6 tasks on two cards show both cards in use.
+    #[test]
+    fn gpu_cards_in_use_as_the_scheduler_leased_them() {
+        let mut s = stats(2);
+        s.gpu_used = 1.2;
+        s.gpu_cards_used = vec![0.6, 0.6];
+        let out = sealing_workers(&BTreeMap::from([(WorkerId(uuid::Uuid::from_u128(3)), s)]), false);
+        assert!(out.contains("] 60% 1.20/2 gpu(s) in use\n"), "{out}");
+        assert_eq!(out.matches("\tGPU: GeForce RTX 2080, used (0.60)\n").count(), 2, "{out}");
     }
 
     #[test]

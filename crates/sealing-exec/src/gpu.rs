@@ -4,23 +4,19 @@
 //! its utilisation (the resource table's `GPUUtilization`), and its proof process sees only
 //! them (`CUDA_VISIBLE_DEVICES`, which the NVIDIA CUDA and OpenCL drivers both honour).
 //!
-//! The miner's scheduler admits tasks on a worker while the sum of their utilisations fits its
-//! cards; the lease here picks the cards: a task of at most one GPU takes the fullest card it
-//! still fits on (so two 0.5 tasks share a card and whole cards stay free for 1.0 tasks); a
-//! task of more takes that many idle cards. A task that fits nowhere waits for a release.
+//! Which cards: [`sealing_types::gpu::GpuCards`], the same bin-packing rule the miner's
+//! scheduler admits tasks with, so a task the scheduler started finds its cards free here
+//! (the scheduler frees a task's cards only after its result came back, later than this
+//! lease ends). A task that fits nowhere waits for a release.
 
+use sealing_types::gpu::{milli, CardLease, GpuCards};
 use std::sync::{Arc, Mutex};
-
-/// Loads are counted in thousandths of a card, so sums are exact.
-fn milli(util: f64) -> u32 {
-    (util * 1000.0).round().clamp(0.0, u32::MAX as f64) as u32
-}
 
 #[derive(Debug)]
 pub struct GpuSlots {
     /// What `CUDA_VISIBLE_DEVICES` names each card by (its UUID from NVML).
     ids: Vec<String>,
-    load: Mutex<Vec<u32>>,
+    cards: Mutex<GpuCards>,
     released: tokio::sync::Notify,
 }
 
@@ -28,14 +24,13 @@ pub struct GpuSlots {
 #[derive(Debug)]
 pub struct GpuLease {
     slots: Arc<GpuSlots>,
-    cards: Vec<usize>,
-    milli: u32,
+    lease: CardLease,
 }
 
 impl GpuSlots {
     pub fn new(ids: Vec<String>) -> Arc<Self> {
         let n = ids.len();
-        Arc::new(GpuSlots { ids, load: Mutex::new(vec![0; n]), released: tokio::sync::Notify::new() })
+        Arc::new(GpuSlots { ids, cards: Mutex::new(GpuCards::new(n)), released: tokio::sync::Notify::new() })
     }
 
     pub fn len(&self) -> usize {
@@ -48,33 +43,13 @@ impl GpuSlots {
 
     /// Per card, thousandths in use.
     pub fn loads(&self) -> Vec<u32> {
-        self.load.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.cards.lock().unwrap_or_else(|e| e.into_inner()).loads().to_vec()
     }
 
     /// The cards for a task of `util` GPUs, taken now, or `None` when they are not free.
     pub fn try_take(self: &Arc<Self>, util: f64) -> Option<GpuLease> {
-        let m = milli(util);
-        if m == 0 || self.ids.is_empty() {
-            return Some(GpuLease { slots: self.clone(), cards: vec![], milli: 0 });
-        }
-        let mut load = self.load.lock().unwrap_or_else(|e| e.into_inner());
-        let cards: Vec<usize> = if m <= 1000 {
-            // Best fit: the fullest card that still has room.
-            let best = (0..load.len()).filter(|&i| load[i] + m <= 1000).max_by_key(|&i| (load[i], usize::MAX - i))?;
-            vec![best]
-        } else {
-            let whole = m.div_ceil(1000) as usize;
-            let idle: Vec<usize> = (0..load.len()).filter(|&i| load[i] == 0).take(whole).collect();
-            if idle.len() < whole {
-                return None;
-            }
-            idle
-        };
-        let per_card = if cards.len() > 1 { 1000 } else { m };
-        for &c in &cards {
-            load[c] += per_card;
-        }
-        Some(GpuLease { slots: self.clone(), cards, milli: per_card })
+        let lease = self.cards.lock().unwrap_or_else(|e| e.into_inner()).take(milli(util))?;
+        Some(GpuLease { slots: self.clone(), lease })
     }
 
     /// Wait until the cards for a task of `util` GPUs are free, and take them.
@@ -92,26 +67,22 @@ impl GpuSlots {
 impl GpuLease {
     /// Card indices on this worker.
     pub fn cards(&self) -> &[usize] {
-        &self.cards
+        &self.lease.cards
     }
 
     /// The value for the proof process's `CUDA_VISIBLE_DEVICES`, or `None` for a CPU task.
     pub fn visible_devices(&self) -> Option<String> {
-        (!self.cards.is_empty())
-            .then(|| self.cards.iter().map(|&c| self.slots.ids[c].as_str()).collect::<Vec<_>>().join(","))
+        (!self.lease.is_empty())
+            .then(|| self.lease.cards.iter().map(|&c| self.slots.ids[c].as_str()).collect::<Vec<_>>().join(","))
     }
 }
 
 impl Drop for GpuLease {
     fn drop(&mut self) {
-        if self.cards.is_empty() {
+        if self.lease.is_empty() {
             return;
         }
-        let mut load = self.slots.load.lock().unwrap_or_else(|e| e.into_inner());
-        for &c in &self.cards {
-            load[c] = load[c].saturating_sub(self.milli);
-        }
-        drop(load);
+        self.slots.cards.lock().unwrap_or_else(|e| e.into_inner()).release(&self.lease);
         self.slots.released.notify_waiters();
     }
 }

@@ -5,6 +5,7 @@ use crate::queue::QueueKey;
 use crate::tasks::TaskTable;
 use crate::{Selector, TaskRequest, SCHED_WINDOWS};
 use rustc_hash::FxHashMap as HashMap;
+use sealing_types::gpu::{self, CardLease, GpuCards};
 use sealing_types::{
     FileTypes, PathType, RegisteredSealProof, Resources, SchedId, SectorId, TaskType, WorkerId, WorkerInfo,
 };
@@ -191,6 +192,13 @@ pub(crate) struct Worker {
     /// `spec.task_types` as bits (`1 << task as usize`): a pass asks every window of every
     /// class, and the set's B-tree, one allocation per worker, was a cache miss each time.
     task_mask: u32,
+    /// Per GPU, what the running tasks hold, by the rule the worker leases cards with
+    /// (`sealing_types::gpu`): a task starts only when a card (or enough idle cards) has room,
+    /// not when the sum of utilisations fits, so the scheduler never starts a task the worker
+    /// would hold back.
+    pub(crate) cards: GpuCards,
+    /// The cards each running GPU task holds (only tasks that hold some).
+    pub(crate) card_leases: HashMap<SchedId, CardLease>,
 }
 
 const PROOF_SLOTS: usize = 16;
@@ -201,6 +209,10 @@ const TASK_TYPE_SLOTS: usize = 32;
 /// `TASK_TYPE_SLOTS`, 32, by a test).
 fn task_mask(types: &BTreeSet<TaskType>) -> u32 {
     types.iter().fold(0, |m, t| m | 1 << (*t as usize))
+}
+
+fn spec_gpus(spec: &WorkerSpec) -> usize {
+    spec.info.resources.gpus.len()
 }
 
 fn spec_slot(task: TaskType, proof: RegisteredSealProof) -> Option<usize> {
@@ -232,7 +244,6 @@ impl Worker {
         };
         Worker {
             task_mask: task_mask(&spec.task_types),
-            spec,
             enabled: true,
             windows: Vec::new(),
             preparing: Pool::default(),
@@ -241,7 +252,24 @@ impl Worker {
             preparing_count: HashMap::default(),
             running_count: HashMap::default(),
             specs,
+            cards: GpuCards::new(spec_gpus(&spec)),
+            card_leases: HashMap::default(),
+            spec,
         }
+    }
+
+    /// The cards a task of `spec` would get if it started now (none for a CPU task or on a
+    /// worker that ignores resources); `None`: no card has room.
+    pub(crate) fn cards_for(&self, spec: &Resources) -> Option<CardLease> {
+        if self.ignore() {
+            return Some(CardLease::default());
+        }
+        self.cards.choose(gpu::milli(spec.gpu_utilization))
+    }
+
+    /// Whether a task of `spec` could enter the active pool now: room in the pool and a card.
+    fn can_start(&self, spec: &Resources) -> bool {
+        self.active.can_handle(spec, &self.spec.info.resources, self.ignore()).is_ok() && self.cards_for(spec).is_some()
     }
 
     fn spec_for(&self, proof: RegisteredSealProof, task: TaskType) -> Resources {
@@ -323,6 +351,8 @@ pub struct WorkerView<'a> {
     pub enabled: bool,
     pub active: Pool,
     pub preparing: Pool,
+    /// Per GPU, thousandths held by running tasks.
+    pub gpu_loads: Vec<u32>,
     /// Tasks on the worker (assigned, preparing, prepared, running) per (proof, task type).
     pub task_counts: BTreeMap<(RegisteredSealProof, TaskType), usize>,
 }
@@ -517,6 +547,26 @@ impl Scheduler {
                     return Err(format!("task {id} in the prepared set of worker {wid} is not prepared there"));
                 }
             }
+            // Card loads are exactly the leases of tasks running there.
+            let mut loads = GpuCards::new(w.cards.len());
+            for (id, lease) in &w.card_leases {
+                if self.tasks.get(id).map(|t| t.state) != Some(TaskState::Running { worker: *wid }) {
+                    return Err(format!("task {id} holds cards of worker {wid} and is not running there"));
+                }
+                for &c in &lease.cards {
+                    if c >= loads.len() {
+                        return Err(format!("task {id} holds card {c} of a worker with {} cards", loads.len()));
+                    }
+                }
+                loads.take_exact(lease);
+            }
+            if loads != w.cards || w.cards.loads().iter().any(|&l| l > 1000) {
+                return Err(format!(
+                    "worker {wid}: card loads {:?}, its leases make {:?}",
+                    w.cards.loads(),
+                    loads.loads()
+                ));
+            }
         }
         let labelled = self.tasks.values().filter(|t| matches!(t.state, TaskState::Assigned { .. })).count();
         let queued_states = self.tasks.values().filter(|t| t.state == TaskState::Queued).count();
@@ -542,6 +592,7 @@ impl Scheduler {
             enabled: w.enabled,
             active: w.active,
             preparing: w.preparing,
+            gpu_loads: w.cards.loads().to_vec(),
             task_counts,
         })
     }
@@ -746,6 +797,9 @@ impl Scheduler {
                 if let Some(w) = self.workers.get_mut(&worker) {
                     let spec = w.spec_of(&t.req);
                     w.active.free(&spec, &w.spec.info.resources);
+                    if let Some(lease) = w.card_leases.remove(&task) {
+                        w.cards.release(&lease);
+                    }
                     dec(&mut w.running_count, (t.req.task, t.req.sector.proof_type));
                     self.dirty.insert(worker);
                 }
@@ -822,7 +876,7 @@ impl Scheduler {
                 let windowed = (v.windows.len() >= 2).then(|| v.windows.last().expect("two windows").todo.iter().rev());
                 let prepared = v.prepared.iter().rev().filter(|(key, _)| {
                     let spec = v.spec_of(&self.tasks.by_key(key).req);
-                    v.active.can_handle(&spec, &v.spec.info.resources, v.spec.info.ignore_resources).is_err()
+                    !v.can_start(&spec)
                 });
                 for (key, tid) in windowed.into_iter().flatten().chain(prepared) {
                     scanned += 1;
@@ -847,7 +901,7 @@ impl Scheduler {
                     }
                     // A prepared task is only worth re-preparing elsewhere if it can run there now.
                     let prepared = matches!(task.state, TaskState::Prepared { .. });
-                    if prepared && active.can_handle(&spec, res, ignore).is_err() {
+                    if prepared && (active.can_handle(&spec, res, ignore).is_err() || t.cards_for(&spec).is_none()) {
                         continue;
                     }
                     alloc.add(&spec, res);
@@ -1269,6 +1323,15 @@ impl Scheduler {
                 let ct = (t.req.task, t.req.sector.proof_type);
                 if !admits(w, &w.active, &w.running_count, ct, &spec) {
                     break;
+                }
+                // Strictly in order here too: a GPU task waiting for a card holds back the
+                // prepared tasks behind it.
+                let Some(lease) = w.cards_for(&spec) else {
+                    break;
+                };
+                if !lease.is_empty() {
+                    w.cards.take_exact(&lease);
+                    w.card_leases.insert(head, lease);
                 }
                 w.prepared.remove(&(key, head));
                 w.active.add(&spec, res);

@@ -408,3 +408,39 @@ fn open_windows_are_listed_twice_per_idle_worker() {
     sim.apply(worker("b").add(wid(2)));
     assert_eq!(sim.sched.diag(10).open_windows, vec![wid(1), wid(1), wid(2), wid(2)]);
 }
+
+/// One GPU model on both sides: three Commit2s of 0.6 GPU each (`C2_32G_GPU_UTILIZATION=0.6`)
+/// on a two-card worker. The utilisations sum to 1.8 of 2 cards, but no card has room for a
+/// third 0.6 once two run: the third waits in the scheduler, prepared, not on the worker; the
+/// cards are shown in use, one task each; when one ends the third takes its card.
+#[test]
+fn three_six_tenths_gpu_tasks_on_two_cards_run_two_and_queue_the_third() {
+    let table =
+        sealing_types::resources::table_from_env(&|k: &str| (k == "C2_32G_GPU_UTILIZATION").then(|| "0.6".to_string()))
+            .unwrap();
+    let mut w = worker("two-cards").cpus(64).ram_gib(1024).gpus(2).only(&[TaskType::Commit2]);
+    w.spec.info.resources.resources = table;
+    let mut s = new_sched();
+    let id = wid(1);
+    s.handle(w.add(id));
+    let mut started = vec![];
+    for i in 0..3 {
+        for e in s.handle(Event::Push(req(i, i as u64, TaskType::Commit2, P32))) {
+            if let sealing_sched::Effect::Start { task, .. } = e {
+                started.push(task);
+            }
+        }
+    }
+    assert_eq!(started, vec![sid(0), sid(1)], "two start, one per card");
+    let states: std::collections::BTreeMap<_, _> = s.tasks().map(|(r, st)| (r.id, st)).collect();
+    assert_eq!(states[&sid(2)], sealing_sched::TaskState::Prepared { worker: id }, "the third waits in the scheduler");
+    let view = s.worker(id).unwrap();
+    assert_eq!(view.gpu_loads, vec![600, 600], "both cards in use");
+    assert_eq!(view.active.gpu_milli, 1200);
+    s.check_invariants().unwrap();
+
+    let fx = s.handle(Event::Done { task: sid(0), worker: id });
+    assert!(fx.iter().any(|e| matches!(e, sealing_sched::Effect::Start { task, .. } if *task == sid(2))), "{fx:?}");
+    assert_eq!(s.worker(id).unwrap().gpu_loads, vec![600, 600], "the third took the freed card");
+    s.check_invariants().unwrap();
+}

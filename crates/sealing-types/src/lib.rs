@@ -7,6 +7,7 @@
 //! Types that travel unchanged over the Lotus-compatible API carry their Lotus JSON field names
 //! (`MinMemory`, `Hostname`, ...); the API crate owns every other wire shape.
 
+pub mod gpu;
 pub mod ids;
 pub mod proof;
 pub mod resources;

@@ -122,22 +122,35 @@ impl Cluster {
     }
 
     pub fn worker_command(&self, repo: &str, args: &[&str]) -> Command {
+        self.worker_command_on(repo, args, self.mock.is_some())
+    }
+
+    /// A `lotus-worker` command on the mock proof backend (`--mock-proofs` and the cluster's
+    /// durations added to `run`) or not, whatever the cluster's backend.
+    pub fn worker_command_on(&self, repo: &str, args: &[&str], mock: bool) -> Command {
         let mut cmd = Command::new(WORKER);
         cmd.env("LOTUS_WORKER_PATH", self.path(repo))
             .env("MINER_API_INFO", self.api_info())
             .env("RUST_LOG", "info")
             .env("LOTUS_MINER_PATH", self.path("no-such-miner-repo"))
             .args(args);
-        if let (Some(d), Some(&"run")) = (&self.mock, args.first()) {
+        if mock && args.first() == Some(&"run") {
+            let d = self.mock.as_deref().unwrap_or("");
             cmd.arg("--mock-proofs").arg(format!("--mock-task-durations={d}"));
         }
         cmd
     }
 
     pub fn start_worker(&self, repo: &str, args: &[&str]) -> Proc {
+        self.start_worker_on(repo, args, self.mock.is_some())
+    }
+
+    /// [`Cluster::start_worker`] on the mock proof backend or not (see
+    /// [`Cluster::worker_command_on`]).
+    pub fn start_worker_on(&self, repo: &str, args: &[&str], mock: bool) -> Proc {
         let log = self.path(&format!("{repo}-{}.log", nanos()));
         let f = std::fs::File::create(&log).unwrap();
-        let mut cmd = self.worker_command(repo, args);
+        let mut cmd = self.worker_command_on(repo, args, mock);
         cmd.stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null());
         Proc { child: cmd.spawn().unwrap(), log }
     }
