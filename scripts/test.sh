@@ -13,8 +13,21 @@ cargo clippy --workspace --all-targets --locked -q -- -D warnings
 # 5 GiB of RAM the first time) into one cache shared by every test run.
 export FIL_PROOFS_PARAMETER_CACHE=${FIL_PROOFS_PARAMETER_CACHE:-/var/tmp/filecoin-proof-parameters}
 cargo run -q --locked --bin lotus-miner -- fetch-params 2KiB
+# Build every test binary first, so that the time printed below is the test phase alone.
+cargo test --workspace --locked --no-run -q
+if cargo nextest --version >/dev/null 2>&1; then
+    # Every test in its own process, end-to-end tests of different binaries side by side
+    # (.config/nextest.toml: real-proof tests one at a time). Its last line is the summary,
+    # with the test phase's time.
+    exec cargo nextest run --workspace --locked
+fi
+# Without cargo-nextest: one test binary after another.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --locked 2>&1 | tee "$log"
+status=0
+start=$(date +%s)
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+echo "test phase: $(($(date +%s) - start)) s"
 # One total at the end: cargo's last line is a doc-test run of the last crate, often empty.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit $status

@@ -24,11 +24,138 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// Timeout of one session check (HeartbeatInterval / 2).
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How a worker is reached: over RPC, or the miner's own executor in this process.
-#[derive(Clone)]
-enum Handle {
-    Remote(Arc<RpcClient>),
-    Local,
+/// How the manager reaches a worker: over RPC ([`RpcLink`]), the miner's own executor in this
+/// process ([`LocalLink`]), or, in tests and benchmarks, anything that starts calls and
+/// answers them through [`Manager::on_return`]. Results always come back through `on_return`.
+pub trait WorkerLink: Send + Sync {
+    /// Start a task call: its ID at once, its result later.
+    fn start(&self, call: TaskCall) -> BoxFuture<'_, Result<CallId, CallError>>;
+    /// Stop a running call (its proof process is killed); whether the worker still ran it.
+    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, String>>;
+    /// The calls the worker runs or holds an undelivered result of.
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>>;
+    /// The client of a remote worker (PoSt workers are called directly).
+    fn rpc(&self) -> Option<Arc<RpcClient>> {
+        None
+    }
+}
+
+/// A worker process, called back at the URL it registered.
+pub struct RpcLink {
+    pub worker: WorkerId,
+    pub client: Arc<RpcClient>,
+}
+
+impl WorkerLink for RpcLink {
+    fn start(&self, call: TaskCall) -> BoxFuture<'_, Result<CallId, CallError>> {
+        Box::pin(async move {
+            let (method, params) = call.to_rpc();
+            self.client.call::<CallId>(&method, params).await.map_err(|e| {
+                CallError::new(CallError::TEMP_UNKNOWN, format!("calling {method} on worker {}: {e}", self.worker))
+            })
+        })
+    }
+    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move {
+            self.client.call::<bool>("AbortCall", serde_json::json!([call])).await.map_err(|e| e.to_string())
+        })
+    }
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>> {
+        Box::pin(async move {
+            self.client
+                .call_timeout::<Vec<CallId>>("Calls", serde_json::json!([]), Duration::from_secs(5))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+    fn rpc(&self) -> Option<Arc<RpcClient>> {
+        Some(self.client.clone())
+    }
+}
+
+/// The miner's own executor, in this process.
+pub struct LocalLink(pub Arc<Executor>);
+
+impl WorkerLink for LocalLink {
+    fn start(&self, call: TaskCall) -> BoxFuture<'_, Result<CallId, CallError>> {
+        Box::pin(async move { Ok(self.0.start(call)) })
+    }
+    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move { Ok(self.0.abort(call)) })
+    }
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>> {
+        Box::pin(async move { Ok(self.0.running_calls()) })
+    }
+}
+
+/// The miner's own worker before its executor is set up.
+struct NotStarted;
+
+impl WorkerLink for NotStarted {
+    fn start(&self, _: TaskCall) -> BoxFuture<'_, Result<CallId, CallError>> {
+        Box::pin(async { Err(CallError::unknown("the miner's executor is not started")) })
+    }
+    fn abort(&self, _: CallId) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async { Ok(false) })
+    }
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>> {
+        Box::pin(async { Ok(vec![]) })
+    }
+}
+
+/// At most this many results per sector wait for a start still in flight.
+const EARLY_PER_SECTOR: usize = 16;
+
+/// Results that came back before the start of their call did (a fast task). A result can only
+/// be early for a sector with a start in flight, so only those are kept, at most
+/// `EARLY_PER_SECTOR` each, newest kept: a flood of late or unknown answers cannot grow the
+/// miner's memory, and a live result is lost only if that many newer answers for its sector
+/// arrive within its start's round trip. A sector's entries go when its last start returns.
+#[derive(Default)]
+struct EarlyResults {
+    inflight: HashMap<SectorId, usize>,
+    held: HashMap<SectorId, std::collections::VecDeque<(CallId, Result<serde_json::Value, CallError>)>>,
+}
+
+impl EarlyResults {
+    fn begin(&mut self, sector: SectorId) {
+        *self.inflight.entry(sector).or_insert(0) += 1;
+    }
+
+    fn end(&mut self, sector: SectorId) {
+        if let Some(n) = self.inflight.get_mut(&sector) {
+            *n -= 1;
+            if *n == 0 {
+                self.inflight.remove(&sector);
+                self.held.remove(&sector);
+            }
+        }
+    }
+
+    /// Keep a result no call waits for yet; false when it cannot be early (dropped).
+    fn offer(&mut self, call: CallId, result: Result<serde_json::Value, CallError>) -> bool {
+        if !self.inflight.contains_key(&call.sector) {
+            return false;
+        }
+        let q = self.held.entry(call.sector).or_default();
+        q.push_back((call, result));
+        if q.len() > EARLY_PER_SECTOR {
+            q.pop_front();
+        }
+        true
+    }
+
+    fn take(&mut self, call: CallId) -> Option<Result<serde_json::Value, CallError>> {
+        let q = self.held.get_mut(&call.sector)?;
+        let i = q.iter().position(|(c, _)| *c == call)?;
+        q.remove(i).map(|(_, r)| r)
+    }
+
+    /// Results held (what a test checks the bound with).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.held.values().map(|q| q.len()).sum()
+    }
 }
 
 struct WorkerEntry {
@@ -36,7 +163,7 @@ struct WorkerEntry {
     url: Option<String>,
     /// `http://host:port`: the node its storage paths' URLs point at.
     origin: String,
-    handle: Handle,
+    link: Arc<dyn WorkerLink>,
     info: WorkerInfo,
     task_types: BTreeSet<TaskType>,
     enabled: bool,
@@ -71,7 +198,36 @@ struct Pending {
     done: Option<oneshot::Sender<Result<Ran, CallError>>>,
 }
 
+/// A start in flight for a sector; ended when the start returns, or when the waiting future is
+/// dropped (so a cancelled start cannot leave its sector counted forever).
+struct Inflight<'a> {
+    manager: &'a Manager,
+    sector: SectorId,
+    ended: bool,
+}
+
+impl<'a> Inflight<'a> {
+    fn begin(manager: &'a Manager, sector: SectorId) -> Self {
+        manager.lock().early.begin(sector);
+        Inflight { manager, sector, ended: false }
+    }
+
+    fn end(mut self, st: &mut State) {
+        st.early.end(self.sector);
+        self.ended = true;
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.manager.lock().early.end(self.sector);
+        }
+    }
+}
+
 /// A task's result and the hostname of the worker that ran it.
+#[derive(Debug)]
 pub struct Ran {
     pub value: serde_json::Value,
     pub host: String,
@@ -99,7 +255,7 @@ struct State {
     pending: HashMap<SchedId, Pending>,
     waiting: HashMap<CallId, Waiting>,
     /// Results that arrived before the call's ID was recorded (a fast task).
-    early: HashMap<CallId, Result<serde_json::Value, CallError>>,
+    early: EarlyResults,
 }
 
 pub struct Manager {
@@ -155,7 +311,7 @@ impl Manager {
             index: Index::default(),
             pending: HashMap::new(),
             waiting: HashMap::new(),
-            early: HashMap::new(),
+            early: EarlyResults::default(),
         };
         st.sched.handle(Event::WorkerAdded { id, spec: spec(&info, &types) });
         st.workers.insert(
@@ -163,7 +319,7 @@ impl Manager {
             WorkerEntry {
                 url: None,
                 origin: local_origin,
-                handle: Handle::Local,
+                link: Arc::new(NotStarted),
                 info,
                 task_types: types,
                 enabled: true,
@@ -203,6 +359,11 @@ impl Manager {
     }
 
     pub fn set_local_executor(&self, ex: Arc<Executor>) {
+        if let Some(id) = self.local_worker {
+            if let Some(w) = self.lock().workers.get_mut(&id) {
+                w.link = Arc::new(LocalLink(ex.clone()));
+            }
+        }
         let _ = self.local.set(ex);
     }
 
@@ -276,7 +437,7 @@ impl Manager {
                 WorkerEntry {
                     url: Some(url.clone()),
                     origin: node,
-                    handle: Handle::Remote(client.clone()),
+                    link: Arc::new(RpcLink { worker: id, client: client.clone() }),
                     info: info.clone(),
                     task_types,
                     enabled: true,
@@ -294,6 +455,31 @@ impl Manager {
         }
         tracing::info!(worker = %id, host = %info.hostname, %url, "worker connected");
         Ok(id)
+    }
+
+    /// Register a sealing worker reached through `link` without calling it back or checking
+    /// its heartbeat: an in-process worker (tests, benchmarks). `origin` is the node its
+    /// storage paths' URLs point at.
+    pub fn register_link(
+        self: &Arc<Self>,
+        id: WorkerId,
+        info: WorkerInfo,
+        task_types: BTreeSet<TaskType>,
+        origin: String,
+        link: Arc<dyn WorkerLink>,
+    ) {
+        let effects = {
+            let mut st = self.lock();
+            let mut ws = spec(&info, &task_types);
+            ws.seal_space = st.index.node_space(&origin, PathType::Sealing);
+            ws.store_space = st.index.node_space(&origin, PathType::Storage);
+            let fx = st.sched.handle(Event::WorkerAdded { id, spec: ws });
+            let entry =
+                WorkerEntry { url: None, origin, link, info, task_types, enabled: true, heartbeat: None, post: false };
+            st.workers.insert(id, entry);
+            fx
+        };
+        self.apply(effects);
     }
 
     fn set_enabled(self: &Arc<Self>, id: WorkerId, enabled: bool) {
@@ -367,10 +553,7 @@ impl Manager {
             .workers
             .iter()
             .filter(|(_, w)| w.post && w.enabled && w.task_types.contains(&task))
-            .filter_map(|(id, w)| match &w.handle {
-                Handle::Remote(c) => Some((*id, w.info.hostname.clone(), c.clone())),
-                Handle::Local => None,
-            })
+            .filter_map(|(id, w)| Some((*id, w.info.hostname.clone(), w.link.rpc()?)))
             .collect()
     }
 
@@ -521,7 +704,7 @@ impl Manager {
                     return Ok(Ran { value, host });
                 }
                 Some(crate::calls::Tracked::Running(call)) => {
-                    if let Some(r) = self.wait_tracked(call).await {
+                    if let Some(r) = self.wait_tracked(call, &work_id).await {
                         return r;
                     }
                     tracing::warn!(%work_id, call = %call.id, "no worker has this call any more; scheduling it again");
@@ -563,14 +746,17 @@ impl Manager {
     /// Wait for a call tracked as running before a restart. Its worker re-registers and keeps
     /// delivering the result; give up when, for `TRACKED_CALL_GRACE`, no connected worker
     /// runs it or holds its result.
-    async fn wait_tracked(self: &Arc<Self>, call: CallId) -> Option<Result<Ran, CallError>> {
+    async fn wait_tracked(self: &Arc<Self>, call: CallId, work_id: &str) -> Option<Result<Ran, CallError>> {
         let (tx, mut rx) = oneshot::channel();
         {
             let mut st = self.lock();
-            if let Some(r) = st.early.remove(&call) {
-                return Some(r.map(|value| Ran { value, host: String::new() }));
-            }
             st.waiting.insert(call, Waiting { worker: WorkerId::CLOSED, tx });
+        }
+        // A result that came in between the caller's look at the store and the line above
+        // found nobody waiting; the store has it.
+        if let Some(crate::calls::Tracked::Done { value, host }) = self.calls.get().and_then(|c| c.get(work_id)) {
+            self.lock().waiting.remove(&call);
+            return Some(Ok(Ran { value, host }));
         }
         tracing::info!(call = %call.id, sector = %call.sector, "waiting for the result of a call that was running before the restart");
         let mut last_seen = tokio::time::Instant::now();
@@ -594,26 +780,10 @@ impl Manager {
 
     /// Whether a connected worker runs the call or holds its undelivered result.
     async fn someone_has(&self, call: CallId) -> bool {
-        let remotes: Vec<Arc<RpcClient>> = {
-            let st = self.lock();
-            st.workers
-                .values()
-                .filter_map(|w| match &w.handle {
-                    Handle::Remote(c) => Some(c.clone()),
-                    Handle::Local => None,
-                })
-                .collect()
-        };
-        if self.local.get().is_some_and(|ex| ex.running_calls().contains(&call)) {
-            return true;
-        }
-        for c in remotes {
-            if let Ok(calls) =
-                c.call_timeout::<Vec<CallId>>("Calls", serde_json::json!([]), Duration::from_secs(5)).await
-            {
-                if calls.contains(&call) {
-                    return true;
-                }
+        let links: Vec<Arc<dyn WorkerLink>> = self.lock().workers.values().map(|w| w.link.clone()).collect();
+        for link in links {
+            if link.calls().await.is_ok_and(|calls| calls.contains(&call)) {
+                return true;
             }
         }
         false
@@ -707,23 +877,19 @@ impl Manager {
         call: TaskCall,
         task: Option<SchedId>,
     ) -> Result<serde_json::Value, CallError> {
-        let handle = self.lock().workers.get(&worker).map(|w| w.handle.clone());
+        let link = self.lock().workers.get(&worker).map(|w| w.link.clone());
         let gone = || CallError::new(CallError::TEMP_WORKER_RESTART, format!("worker {worker} is gone"));
-        let call_id = match handle.ok_or_else(gone)? {
-            Handle::Local => {
-                let ex = self.local.get().ok_or_else(|| CallError::unknown("the miner's executor is not started"))?;
-                ex.start(call)
-            }
-            Handle::Remote(client) => {
-                let (method, params) = call.to_rpc();
-                client.call::<CallId>(&method, params).await.map_err(|e| {
-                    CallError::new(CallError::TEMP_UNKNOWN, format!("calling {method} on worker {worker}: {e}"))
-                })?
-            }
-        };
+        let link = link.ok_or_else(gone)?;
+        let sector = call.sector().id;
+        // While the start is in flight its result may come first (a fast task).
+        let inflight = Inflight::begin(self, sector);
+        let started = link.start(call).await;
         let (tx, rx) = oneshot::channel();
         {
             let mut st = self.lock();
+            let early = started.as_ref().ok().and_then(|id| st.early.take(*id));
+            inflight.end(&mut st);
+            let call_id = started?;
             if let Some(t) = task {
                 let host = st.workers.get(&worker).map(|w| w.info.hostname.clone()).unwrap_or_default();
                 if let Some(p) = st.pending.get_mut(&t) {
@@ -733,7 +899,7 @@ impl Manager {
                     }
                 }
             }
-            if let Some(r) = st.early.remove(&call_id) {
+            if let Some(r) = early {
                 return r;
             }
             st.waiting.insert(call_id, Waiting { worker, tx });
@@ -745,19 +911,16 @@ impl Manager {
     /// the request, which sends the sector to its failure state (it retries later). Lotus
     /// only forgets the call and leaves the worker computing (lotus #5262, #9191).
     pub async fn abort_call(self: &Arc<Self>, call: CallId) -> Result<(), String> {
-        let (worker, handle) = {
+        let (worker, link) = {
             let st = self.lock();
             let w = st.waiting.get(&call).ok_or_else(|| format!("no running job {}", call.id))?.worker;
-            (w, st.workers.get(&w).map(|e| e.handle.clone()))
+            (w, st.workers.get(&w).map(|e| e.link.clone()))
         };
-        let stopped = match handle {
-            Some(Handle::Local) => self.local.get().is_some_and(|ex| ex.abort(call)),
-            Some(Handle::Remote(c)) => {
-                c.call::<bool>("AbortCall", serde_json::json!([call])).await.unwrap_or_else(|e| {
-                    tracing::warn!(%worker, "could not reach the worker to stop call {}: {e}", call.id);
-                    false
-                })
-            }
+        let stopped = match link {
+            Some(l) => l.abort(call).await.unwrap_or_else(|e| {
+                tracing::warn!(%worker, "could not reach the worker to stop call {}: {e}", call.id);
+                false
+            }),
             None => false,
         };
         if let Some(w) = self.lock().waiting.remove(&call) {
@@ -778,10 +941,11 @@ impl Manager {
                 let _ = w.tx.send(result);
             }
             None => {
-                if st.early.len() > 10_000 {
-                    st.early.clear(); // bounded: results nobody will claim
+                if !st.early.offer(call, result) {
+                    // Late (its task was requeued and runs elsewhere) or unknown; the call
+                    // store kept it if the work is tracked.
+                    tracing::debug!(call = %call.id, sector = %call.sector, "a result no task waits for: dropped");
                 }
-                st.early.insert(call, result);
             }
         }
     }
@@ -906,6 +1070,10 @@ impl Manager {
             .collect()
     }
 }
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;
 
 /// The index as the miner's own executor reaches it: direct calls, no RPC.
 pub struct LocalIndex(pub Weak<Manager>);

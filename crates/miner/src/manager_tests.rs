@@ -1,0 +1,287 @@
+//! The manager's races, in process, with fake workers behind [`WorkerLink`]: no processes, no
+//! network, no proof work. Each fake records the calls it was given and answers only when the
+//! test says so (through `on_return`, as a worker's `Return*` arrives), so every ordering that
+//! real timing makes rare is made here on purpose.
+
+use super::*;
+use crate::calls::{CallStore, Tracked};
+use sealing_sched::{Assigner, Config};
+use sealing_types::resources::default_table;
+use sealing_types::{RegisteredSealProof, WorkerResources};
+use serde_json::json;
+
+const GIB: u64 = 1 << 30;
+
+/// What a fake worker does when a call starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    /// Nothing: the test answers later.
+    Later,
+    /// Its `Return*` arrives before the start's reply does (a fast task), after `flood`
+    /// results for calls nobody knows, of other sectors and of the same one.
+    BeforeTheStartReturns { flood: usize },
+}
+
+struct FakeWorker {
+    name: String,
+    manager: Weak<Manager>,
+    answer: Mutex<Answer>,
+    started: Mutex<Vec<(CallId, TaskCall)>>,
+    aborted: Mutex<Vec<CallId>>,
+    /// Calls it says it runs (`Calls`) besides the ones started on it: a worker that kept
+    /// running across a miner restart.
+    running_before: Mutex<Vec<CallId>>,
+}
+
+impl FakeWorker {
+    fn started(&self) -> Vec<(CallId, TaskCall)> {
+        self.started.lock().unwrap().clone()
+    }
+
+    /// The call of this method for this sector, once started.
+    fn call_of(&self, method: &str, sector: u64) -> Option<CallId> {
+        self.started().into_iter().find(|(id, c)| c.method() == method && id.sector.number == sector).map(|(id, _)| id)
+    }
+}
+
+impl WorkerLink for FakeWorker {
+    fn start(&self, call: TaskCall) -> BoxFuture<'_, Result<CallId, CallError>> {
+        let id = CallId { sector: call.sector().id, id: Uuid::new_v4() };
+        self.started.lock().unwrap().push((id, call));
+        if let Answer::BeforeTheStartReturns { flood } = *self.answer.lock().unwrap() {
+            let m = self.manager.upgrade().expect("manager");
+            m.on_return(id, Ok(json!(self.name)));
+            for i in 0..flood {
+                let sector =
+                    SectorId { miner: 1000, number: if i % 2 == 0 { id.sector.number } else { 10_000 + i as u64 } };
+                m.on_return(CallId { sector, id: Uuid::new_v4() }, Ok(json!("garbage")));
+            }
+        }
+        Box::pin(async move { Ok(id) })
+    }
+    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, String>> {
+        self.aborted.lock().unwrap().push(call);
+        let ran = self.started().iter().any(|(id, _)| *id == call);
+        Box::pin(async move { Ok(ran) })
+    }
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>> {
+        let mut calls: Vec<CallId> = self.started().into_iter().map(|(id, _)| id).collect();
+        calls.extend(self.running_before.lock().unwrap().iter().copied());
+        Box::pin(async move { Ok(calls) })
+    }
+}
+
+/// A manager whose own worker takes no task type, so only the fakes seal.
+fn manager() -> Arc<Manager> {
+    let sched = Scheduler::new(Config { assigner: Assigner::Utilization });
+    Manager::with_local_worker(
+        lotus_api::JwtSecret::generate(),
+        sched,
+        WorkerInfo::default(),
+        BTreeSet::new(),
+        "http://127.0.0.1:1".into(),
+        false,
+    )
+}
+
+fn wid(n: u128) -> WorkerId {
+    WorkerId(Uuid::from_u128(n))
+}
+
+/// A one-core AddPiece worker: one 2KiB AddPiece (and its fetch) at a time.
+fn add_worker(m: &Arc<Manager>, n: u128, name: &str) -> Arc<FakeWorker> {
+    let fake = Arc::new(FakeWorker {
+        name: name.into(),
+        manager: Arc::downgrade(m),
+        answer: Mutex::new(Answer::Later),
+        started: Mutex::new(vec![]),
+        aborted: Mutex::new(vec![]),
+        running_before: Mutex::new(vec![]),
+    });
+    let info = WorkerInfo {
+        hostname: name.into(),
+        ignore_resources: false,
+        resources: WorkerResources {
+            mem_physical: 64 * GIB,
+            mem_used: 0,
+            mem_swap: 0,
+            mem_swap_used: 0,
+            cpus: 1,
+            gpus: vec![],
+            resources: default_table().clone(),
+        },
+        mock_proofs: false,
+    };
+    let types = [TaskType::AddPiece, TaskType::Fetch].into();
+    m.register_link(wid(n), info, types, format!("http://{name}"), fake.clone());
+    fake
+}
+
+fn sector(n: u64) -> SectorRef {
+    SectorRef { id: SectorId { miner: 1000, number: n }, proof_type: RegisteredSealProof::STACKED_DRG_2KIB_V1_1 }
+}
+
+/// An AddPiece of sector `n`, with a Fetch first when `fetch`.
+fn task(n: u64, fetch: bool) -> TaskSpec {
+    TaskSpec {
+        sector: sector(n),
+        task: TaskType::AddPiece,
+        priority: 0,
+        selector: Selector::Task,
+        prepare: fetch.then(|| TaskCall::Fetch(sector(n), FileTypes::default(), PathType::Sealing)),
+        work: TaskCall::AddPiece(sector(n), false),
+    }
+}
+
+fn run(m: &Arc<Manager>, t: TaskSpec) -> JoinHandle<Result<Ran, CallError>> {
+    let m = m.clone();
+    tokio::spawn(async move { m.run_task(t).await })
+}
+
+/// Let the spawned tasks run until `cond` holds (the runtime has one thread: this only
+/// yields to them; a test that waits for ever is a bug, so give up after 2 s).
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(2), "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A task waiting in a window of a worker that stops answering goes back to the queue and
+/// runs on another worker; the disabled worker never gets it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_task_waiting_on_a_disabled_worker_is_requeued_and_runs_elsewhere() {
+    let m = manager();
+    let a = add_worker(&m, 1, "a");
+    let first = run(&m, task(1, true));
+    let second = run(&m, task(2, true));
+    until("sector 1's fetch to start on a", || a.call_of("Fetch", 1).is_some()).await;
+    // Sector 2 waits in a's second window: a's one core is held by sector 1's fetch.
+    m.set_enabled(wid(1), false);
+    let b = add_worker(&m, 2, "b");
+    until("sector 2's fetch to start on b", || b.call_of("Fetch", 2).is_some()).await;
+    m.on_return(b.call_of("Fetch", 2).unwrap(), Ok(json!(null)));
+    until("sector 2's AddPiece to start on b", || b.call_of("AddPiece", 2).is_some()).await;
+    m.on_return(b.call_of("AddPiece", 2).unwrap(), Ok(json!("from b")));
+    let ran = second.await.unwrap().unwrap();
+    assert_eq!((ran.value, ran.host.as_str()), (json!("from b"), "b"));
+    assert!(a.started().iter().all(|(id, _)| id.sector.number == 1), "a never got sector 2: {:?}", a.started());
+
+    // The disabled worker answers again and finishes what it had.
+    m.set_enabled(wid(1), true);
+    m.on_return(a.call_of("Fetch", 1).unwrap(), Ok(json!(null)));
+    until("sector 1's AddPiece to start on a", || a.call_of("AddPiece", 1).is_some()).await;
+    m.on_return(a.call_of("AddPiece", 1).unwrap(), Ok(json!("from a")));
+    assert_eq!(first.await.unwrap().unwrap().host, "a");
+}
+
+/// A worker removed while it runs a task: the task runs again elsewhere, and the old worker's
+/// late answer is neither taken for the result nor kept in memory.
+#[tokio::test(flavor = "current_thread")]
+async fn a_late_answer_from_a_worker_that_lost_the_task_is_ignored() {
+    let m = manager();
+    let a = add_worker(&m, 1, "a");
+    let t = run(&m, task(1, false));
+    until("the AddPiece to start on a", || a.call_of("AddPiece", 1).is_some()).await;
+    let old = a.call_of("AddPiece", 1).unwrap();
+    m.remove(wid(1), "lost in a test");
+    let b = add_worker(&m, 2, "b");
+    until("the AddPiece to start again on b", || b.call_of("AddPiece", 1).is_some()).await;
+    m.on_return(old, Ok(json!("stale")));
+    assert_eq!(m.lock().early.len(), 0, "a late answer is not kept");
+    assert!(!t.is_finished(), "the late answer did not complete the request");
+    m.on_return(b.call_of("AddPiece", 1).unwrap(), Ok(json!("fresh")));
+    let ran = t.await.unwrap().unwrap();
+    assert_eq!((ran.value, ran.host.as_str()), (json!("fresh"), "b"));
+}
+
+/// A fast task's `Return*` arrives before the reply to its start: the result waits and the
+/// request completes with it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_result_that_arrives_before_its_call_is_tracked_completes_the_request() {
+    let m = manager();
+    let a = add_worker(&m, 1, "a");
+    *a.answer.lock().unwrap() = Answer::BeforeTheStartReturns { flood: 0 };
+    let ran = run(&m, task(1, false)).await.unwrap().unwrap();
+    assert_eq!((ran.value, ran.host.as_str()), (json!("a"), "a"));
+    assert_eq!(a.started().len(), 1);
+    assert_eq!(m.lock().early.len(), 0, "nothing left behind");
+}
+
+/// Early results are kept only for sectors with a start in flight, a few per sector: a flood
+/// of unknown answers leaves nothing in memory, one during a start keeps at most
+/// `EARLY_PER_SECTOR` (and nothing once the start returns), and the live result among them
+/// still completes its request.
+#[tokio::test(flavor = "current_thread")]
+async fn early_results_nobody_claims_are_bounded_and_the_live_one_is_kept() {
+    let m = manager();
+    for i in 0..20_000u64 {
+        m.on_return(CallId { sector: sector(i).id, id: Uuid::new_v4() }, Ok(json!("garbage")));
+    }
+    assert_eq!(m.lock().early.len(), 0, "no start in flight: no result can be early");
+
+    let a = add_worker(&m, 1, "a");
+    *a.answer.lock().unwrap() = Answer::BeforeTheStartReturns { flood: EARLY_PER_SECTOR - 2 };
+    let ran = run(&m, task(1, false)).await.unwrap().unwrap();
+    assert_eq!(ran.value, json!("a"), "the live result survived the flood");
+    assert_eq!(m.lock().early.len(), 0, "the sector's leftovers went when its start returned");
+
+    // Held while a start is in flight: bounded per sector.
+    let mut early = EarlyResults::default();
+    early.begin(sector(7).id);
+    for _ in 0..1000 {
+        let call = CallId { sector: sector(7).id, id: Uuid::new_v4() };
+        assert!(early.offer(call, Ok(json!(1))));
+        assert!(!early.offer(CallId { sector: sector(8).id, id: Uuid::new_v4() }, Ok(json!(1))));
+    }
+    assert_eq!(early.len(), EARLY_PER_SECTOR);
+    early.end(sector(7).id);
+    assert_eq!(early.len(), 0);
+}
+
+/// A miner restart while a worker computes: the new miner finds the call in its store, waits
+/// for the same worker's result instead of starting the work again, and takes it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_running_across_a_miner_restart_is_waited_for_not_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sealing.db");
+    let before = manager();
+    before.set_call_store(Arc::new(CallStore::open(&db).unwrap()));
+    let a = add_worker(&before, 1, "a");
+    let t = run(&before, task(1, false));
+    until("the AddPiece to start on a", || a.call_of("AddPiece", 1).is_some()).await;
+    let call = a.call_of("AddPiece", 1).unwrap();
+    let work = crate::calls::work_id(TaskType::AddPiece, &task(1, false).work.to_rpc().1);
+    assert_eq!(before.call_store().unwrap().get(&work), Some(Tracked::Running(call)));
+    t.abort(); // the miner process dies
+
+    let after = manager();
+    after.set_call_store(Arc::new(CallStore::open(&db).unwrap()));
+    let a_again = add_worker(&after, 1, "a");
+    a_again.running_before.lock().unwrap().push(call);
+    let t = run(&after, task(1, false));
+    until("the new miner to wait for the tracked call", || after.lock().waiting.contains_key(&call)).await;
+    after.on_return(call, Ok(json!("computed once")));
+    let ran = t.await.unwrap().unwrap();
+    assert_eq!((ran.value, ran.host.as_str()), (json!("computed once"), "a"));
+    assert!(a_again.started().is_empty(), "nothing started again: {:?}", a_again.started());
+}
+
+/// `sealing abort` of a task still fetching its files: the fetch is stopped on the worker, the
+/// request fails with the operator's reason, and the scheduler holds nothing of it.
+#[tokio::test(flavor = "current_thread")]
+async fn an_abort_while_the_task_prepares_stops_the_fetch_and_fails_the_request() {
+    let m = manager();
+    let a = add_worker(&m, 1, "a");
+    let t = run(&m, task(1, true));
+    until("the fetch to start", || a.call_of("Fetch", 1).is_some()).await;
+    let fetch = a.call_of("Fetch", 1).unwrap();
+    m.abort_call(fetch).await.unwrap();
+    let e = t.await.unwrap().unwrap_err();
+    assert!(e.message.contains("preparing (fetch): aborted by the operator (its computation was stopped)"), "{e:?}");
+    assert_eq!(*a.aborted.lock().unwrap(), vec![fetch]);
+    assert!(a.call_of("AddPiece", 1).is_none(), "the work never started");
+    until("the scheduler to let the request go", || m.lock().sched.tasks().count() == 0).await;
+    assert!(m.abort_call(fetch).await.unwrap_err().contains("no running job"), "aborted once");
+}
