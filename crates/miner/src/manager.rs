@@ -114,8 +114,11 @@ const EARLY_PER_SECTOR: usize = 16;
 #[derive(Default)]
 struct EarlyResults {
     inflight: HashMap<SectorId, usize>,
-    held: HashMap<SectorId, std::collections::VecDeque<(CallId, Result<serde_json::Value, CallError>)>>,
+    held: HashMap<SectorId, std::collections::VecDeque<(CallId, CallResult)>>,
 }
+
+/// What a `Return*` carries.
+type CallResult = Result<serde_json::Value, CallError>;
 
 impl EarlyResults {
     fn begin(&mut self, sector: SectorId) {
@@ -133,7 +136,7 @@ impl EarlyResults {
     }
 
     /// Keep a result no call waits for yet; false when it cannot be early (dropped).
-    fn offer(&mut self, call: CallId, result: Result<serde_json::Value, CallError>) -> bool {
+    fn offer(&mut self, call: CallId, result: CallResult) -> bool {
         if !self.inflight.contains_key(&call.sector) {
             return false;
         }
@@ -145,7 +148,7 @@ impl EarlyResults {
         true
     }
 
-    fn take(&mut self, call: CallId) -> Option<Result<serde_json::Value, CallError>> {
+    fn take(&mut self, call: CallId) -> Option<CallResult> {
         let q = self.held.get_mut(&call.sector)?;
         let i = q.iter().position(|(c, _)| *c == call)?;
         q.remove(i).map(|(_, r)| r)
