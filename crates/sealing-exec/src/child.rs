@@ -284,7 +284,10 @@ pub async fn spawn(exe: &std::path::Path, job: &Job, limits: Limits) -> Result<s
     for (k, v) in limits.env(&|var| std::env::var_os(var).is_some()) {
         cmd.env(k, v);
     }
-    cmd.arg(SUBCOMMAND).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    // What the process works on, for `ps` (the job itself comes on stdin): "proof-task
+    // Commit2 s-t01000-12".
+    cmd.arg(SUBCOMMAND).arg(job.op.name()).arg(format!("s-t0{}-{}", job.miner, job.sector));
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
     // The proof process dies with its parent, even one killed with SIGKILL: a task must never
     // keep computing for a worker that no longer exists (its work is requeued elsewhere).
     // PDEATHSIG follows the spawning thread: this runs on a runtime worker thread, which lives
