@@ -926,9 +926,15 @@ impl Manager {
             }),
             None => false,
         };
+        let what = if stopped { "its computation was stopped" } else { "the worker no longer ran it" };
+        let result = Err(CallError::unknown(format!("aborted by the operator ({what})")));
+        // The call is over: a retry of its work must start anew, not wait for this call as
+        // one still running (it would wait out TRACKED_CALL_GRACE first).
+        if let Some(store) = self.calls.get() {
+            store.returned(call, &result);
+        }
         if let Some(w) = self.lock().waiting.remove(&call) {
-            let what = if stopped { "its computation was stopped" } else { "the worker no longer ran it" };
-            let _ = w.tx.send(Err(CallError::unknown(format!("aborted by the operator ({what})"))));
+            let _ = w.tx.send(result);
         }
         Ok(())
     }

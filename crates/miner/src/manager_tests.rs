@@ -285,3 +285,25 @@ async fn an_abort_while_the_task_prepares_stops_the_fetch_and_fails_the_request(
     until("the scheduler to let the request go", || m.lock().sched.tasks().count() == 0).await;
     assert!(m.abort_call(fetch).await.unwrap_err().contains("no running job"), "aborted once");
 }
+
+/// An aborted call is over for the work tracker too: the sector's retry of the same work
+/// starts it again at once (it used to wait a minute for the aborted call as one still
+/// running, `TRACKED_CALL_GRACE`).
+#[tokio::test(flavor = "current_thread")]
+async fn a_retry_after_an_abort_starts_the_work_again_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager();
+    m.set_call_store(Arc::new(CallStore::open(&dir.path().join("sealing.db")).unwrap()));
+    let a = add_worker(&m, 1, "a");
+    let t = run(&m, task(1, false));
+    until("the AddPiece to start", || a.call_of("AddPiece", 1).is_some()).await;
+    let first = a.call_of("AddPiece", 1).unwrap();
+    m.abort_call(first).await.unwrap();
+    assert!(t.await.unwrap().unwrap_err().message.contains("aborted by the operator"));
+    let retry = run(&m, task(1, false));
+    until("the retry to start a new call", || a.started().len() == 2).await;
+    let second = a.started()[1].0;
+    assert_ne!(second, first);
+    m.on_return(second, Ok(json!("again")));
+    assert_eq!(retry.await.unwrap().unwrap().value, json!("again"));
+}
