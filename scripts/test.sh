@@ -9,12 +9,14 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://ru
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+# Build every test binary first (the end-to-end tests' lotus-miner and lotus-worker with
+# them), so that the time the test runner prints is the test phase alone. A separate
+# `cargo run` would build our crates a second time, with other features.
+cargo test --workspace --locked --no-run -q
 # Devnet proof parameters for 2KiB sectors, generated once per machine (about 12 minutes and
 # 5 GiB of RAM the first time) into one cache shared by every test run.
 export FIL_PROOFS_PARAMETER_CACHE=${FIL_PROOFS_PARAMETER_CACHE:-/var/tmp/filecoin-proof-parameters}
-cargo run -q --locked --bin lotus-miner -- fetch-params 2KiB
-# Build every test binary first, so that the time printed below is the test phase alone.
-cargo test --workspace --locked --no-run -q
+"${CARGO_TARGET_DIR:-target}/debug/lotus-miner" fetch-params 2KiB
 if cargo nextest --version >/dev/null 2>&1; then
     # Every test in its own process, end-to-end tests of different binaries side by side
     # (.config/nextest.toml: real-proof tests one at a time). Its last line is the summary,

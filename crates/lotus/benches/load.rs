@@ -4,21 +4,14 @@
 //! `cargo bench -p lotus --bench load` (LOAD_WORKERS=200, LOAD_SECS=600). The workers only
 //! register and answer heartbeats: no sealing, so no proof backend is involved.
 
+mod common;
+
+use common::rss_mib;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MINER: &str = env!("CARGO_BIN_EXE_lotus-miner");
 const WORKER: &str = env!("CARGO_BIN_EXE_lotus-worker");
-
-fn rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
-        .unwrap_or(0)
-        / 1024
-}
 
 struct Kids(Vec<Child>);
 impl Drop for Kids {

@@ -10,6 +10,8 @@
 //! SCALE_HOLD_SECS=30). The pure scheduler's own figures are `cargo bench -p sealing-sched
 //! --bench sched` (README, Benchmarks).
 
+mod common;
+
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -32,19 +34,7 @@ fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
 
 /// (utime + stime) in seconds and RSS in MiB of a process.
 fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: u64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
-        .unwrap_or(0);
-    (ticks as f64 / hz, rss / 1024)
+    (common::cpu_secs(pid), common::rss_mib(pid))
 }
 
 /// When each sector's AddPiece reached a worker.

@@ -10,6 +10,9 @@
 //! from the proof processes' command lines (`proof-task Commit2 s-t01000-12`): two processes
 //! of one sector's task alive at the same time anywhere in the cluster.
 
+mod common;
+
+use common::rss_mib;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -24,16 +27,6 @@ const DURATIONS: &str = "AP=200ms,PC1=2s,PC2=1s,C1=200ms,C2=3s,FIN=200ms";
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
-}
-
-fn rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
-        .unwrap_or(0)
-        / 1024
 }
 
 fn signal(pid: u32, sig: i32) {
