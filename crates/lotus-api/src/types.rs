@@ -168,3 +168,31 @@ impl std::fmt::Display for CallError {
 }
 
 impl std::error::Error for CallError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `GpuCardsUsed` is our addition to Lotus's `WorkerStats`: absent for a worker without
+    /// GPUs (Lotus's keys exactly), and a Lotus `WorkerStats` without it decodes.
+    #[test]
+    fn gpu_cards_used_is_on_the_wire_only_for_gpu_workers() {
+        let mut st = WorkerStats {
+            info: WorkerInfo::default(),
+            tasks: vec![],
+            enabled: true,
+            mem_used_min: 0,
+            mem_used_max: 0,
+            gpu_used: 0.0,
+            gpu_cards_used: vec![],
+            cpu_use: 0,
+            task_counts: Default::default(),
+        };
+        let v = serde_json::to_value(&st).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["CpuUse", "Enabled", "GpuUsed", "Info", "MemUsedMax", "MemUsedMin", "TaskCounts", "Tasks"]);
+        assert!(serde_json::from_value::<WorkerStats>(v).unwrap().gpu_cards_used.is_empty());
+        st.gpu_cards_used = vec![0.6, 0.0];
+        assert_eq!(serde_json::to_value(&st).unwrap()["GpuCardsUsed"], serde_json::json!([0.6, 0.0]));
+    }
+}

@@ -316,7 +316,8 @@ impl Manager {
             waiting: HashMap::new(),
             early: EarlyResults::default(),
         };
-        st.sched.handle(Event::WorkerAdded { id, spec: spec(&info, &types) });
+        let ws = spec(&st.index, &info, &types, &local_origin);
+        st.sched.handle(Event::WorkerAdded { id, spec: ws });
         st.workers.insert(
             id,
             WorkerEntry {
@@ -430,9 +431,7 @@ impl Manager {
             let node = origin(&url).to_string();
             let post = is_post_worker(&task_types);
             if !post {
-                let mut ws = spec(&info, &task_types);
-                ws.seal_space = st.index.node_space(&node, PathType::Sealing);
-                ws.store_space = st.index.node_space(&node, PathType::Storage);
+                let ws = spec(&st.index, &info, &task_types, &node);
                 effects.extend(st.sched.handle(Event::WorkerAdded { id, spec: ws }));
             }
             st.workers.insert(
@@ -473,9 +472,7 @@ impl Manager {
     ) {
         let effects = {
             let mut st = self.lock();
-            let mut ws = spec(&info, &task_types);
-            ws.seal_space = st.index.node_space(&origin, PathType::Sealing);
-            ws.store_space = st.index.node_space(&origin, PathType::Storage);
+            let ws = spec(&st.index, &info, &task_types, &origin);
             let fx = st.sched.handle(Event::WorkerAdded { id, spec: ws });
             let entry =
                 WorkerEntry { url: None, origin, link, info, task_types, enabled: true, heartbeat: None, post: false };
@@ -600,9 +597,15 @@ impl Manager {
     }
 }
 
-fn spec(info: &WorkerInfo, types: &BTreeSet<TaskType>) -> WorkerSpec {
-    // Space comes from the sector index once the worker attaches its paths.
-    WorkerSpec { info: info.clone(), task_types: types.clone(), seal_space: 0, store_space: 0 }
+/// What the scheduler knows of a worker: its report, task types and the room its node's paths
+/// have in the sector index (none until it attaches them).
+fn spec(index: &Index, info: &WorkerInfo, types: &BTreeSet<TaskType>, node: &str) -> WorkerSpec {
+    WorkerSpec {
+        info: info.clone(),
+        task_types: types.clone(),
+        seal_space: index.node_space(node, PathType::Sealing),
+        store_space: index.node_space(node, PathType::Storage),
+    }
 }
 
 /// Remove a worker: the scheduler requeues its tasks, its paths leave the index, and calls

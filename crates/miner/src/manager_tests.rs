@@ -88,6 +88,13 @@ fn wid(n: u128) -> WorkerId {
     WorkerId(Uuid::from_u128(n))
 }
 
+/// A [`manager`] tracking its calls in `<dir>/sealing.db`, as the daemon does.
+fn manager_with_store(dir: &std::path::Path) -> Arc<Manager> {
+    let m = manager();
+    m.set_call_store(Arc::new(CallStore::open(&dir.join("sealing.db")).unwrap()));
+    m
+}
+
 /// A one-core AddPiece worker: one 2KiB AddPiece (and its fetch) at a time.
 fn add_worker(m: &Arc<Manager>, n: u128, name: &str) -> Arc<FakeWorker> {
     let fake = Arc::new(FakeWorker {
@@ -245,9 +252,7 @@ async fn early_results_nobody_claims_are_bounded_and_the_live_one_is_kept() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_call_running_across_a_miner_restart_is_waited_for_not_run_again() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sealing.db");
-    let before = manager();
-    before.set_call_store(Arc::new(CallStore::open(&db).unwrap()));
+    let before = manager_with_store(dir.path());
     let a = add_worker(&before, 1, "a");
     let t = run(&before, task(1, false));
     until("the AddPiece to start on a", || a.call_of("AddPiece", 1).is_some()).await;
@@ -256,8 +261,7 @@ async fn a_call_running_across_a_miner_restart_is_waited_for_not_run_again() {
     assert_eq!(before.call_store().unwrap().get(&work), Some(Tracked::Running(call)));
     t.abort(); // the miner process dies
 
-    let after = manager();
-    after.set_call_store(Arc::new(CallStore::open(&db).unwrap()));
+    let after = manager_with_store(dir.path());
     let a_again = add_worker(&after, 1, "a");
     a_again.running_before.lock().unwrap().push(call);
     let t = run(&after, task(1, false));
@@ -292,8 +296,7 @@ async fn an_abort_while_the_task_prepares_stops_the_fetch_and_fails_the_request(
 #[tokio::test(flavor = "current_thread")]
 async fn a_retry_after_an_abort_starts_the_work_again_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let m = manager();
-    m.set_call_store(Arc::new(CallStore::open(&dir.path().join("sealing.db")).unwrap()));
+    let m = manager_with_store(dir.path());
     let a = add_worker(&m, 1, "a");
     let t = run(&m, task(1, false));
     until("the AddPiece to start", || a.call_of("AddPiece", 1).is_some()).await;

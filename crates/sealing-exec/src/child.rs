@@ -245,8 +245,7 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
         ProofJob::WarmUp { dir } => {
             let proof = RegisteredSealProof::STACKED_DRG_2KIB_V1_1;
             let s = Sealer::new(proof, 1000, 1);
-            let paths =
-                SectorPaths { unsealed: dir.join("unsealed"), sealed: dir.join("sealed"), cache: dir.join("cache") };
+            let paths = SectorPaths::in_dir(&dir);
             let size = sealing_proofs::max_unpadded(proof.sector_size());
             let piece = s.add_piece(std::io::repeat(0).take(size), size, &paths.unsealed).map_err(e)?;
             let pc1 = s.pre_commit1(&paths, [1; 32], &[piece]).map_err(e)?;

@@ -176,13 +176,6 @@ impl Executor {
         *self.mock.lock().unwrap_or_else(|e| e.into_inner()) = Some(durations);
     }
 
-    pub fn backend(&self) -> sealing_proofs::Backend {
-        match *self.mock.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(_) => sealing_proofs::Backend::Mock,
-            None => sealing_proofs::Backend::Real,
-        }
-    }
-
     /// `--no-gpu`: every proof process proves on the CPU.
     pub fn set_no_gpu(&self) {
         self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner()).no_gpu = true;
@@ -371,11 +364,8 @@ impl Executor {
         // GPU tasks hold their cards while they run (a mock one too, so that a test sees the
         // cards in use); dropping the lease frees them. A mock job runs in a proof process as
         // a real one does, sleeping for its configured duration.
-        let task = match &job.op {
-            ProofJob::PreCommit2 { .. } => Some(sealing_types::TaskType::PreCommit2),
-            ProofJob::Commit2 { .. } => Some(sealing_types::TaskType::Commit2),
-            _ => None,
-        };
+        use sealing_types::TaskType::{Commit2, PreCommit2};
+        let task = job.op.task_type().filter(|t| matches!(t, PreCommit2 | Commit2));
         let gpus = self.gpus.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let _lease = match (task, gpus, limits.no_gpu) {
             (Some(task), Some((slots, table)), false) => {

@@ -98,6 +98,13 @@ pub struct SectorPaths {
     pub cache: PathBuf,
 }
 
+impl SectorPaths {
+    /// `unsealed`, `sealed` and `cache` in one directory (scratch sectors, tests).
+    pub fn in_dir(dir: &Path) -> Self {
+        SectorPaths { unsealed: dir.join("unsealed"), sealed: dir.join("sealed"), cache: dir.join("cache") }
+    }
+}
+
 /// Seals one sector of one miner.
 #[derive(Clone, Copy, Debug)]
 pub struct Sealer {
@@ -328,11 +335,7 @@ mod tests {
     #[test]
     fn seals_a_2kib_sector_up_to_commit1() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = SectorPaths {
-            unsealed: dir.path().join("unsealed"),
-            sealed: dir.path().join("sealed"),
-            cache: dir.path().join("cache"),
-        };
+        let paths = SectorPaths::in_dir(dir.path());
         let s = Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 1);
         let size = max_unpadded(SectorSize::KIB2);
         let piece = s.add_piece(&piece_data(size as usize)[..], size, &paths.unsealed).unwrap();
@@ -367,11 +370,7 @@ mod tests {
              with the same FIL_PROOFS_PARAMETER_CACHE"
         );
         let dir = tempfile::tempdir().unwrap();
-        let paths = SectorPaths {
-            unsealed: dir.path().join("unsealed"),
-            sealed: dir.path().join("sealed"),
-            cache: dir.path().join("cache"),
-        };
+        let paths = SectorPaths::in_dir(dir.path());
         let s = Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 7);
         let size = max_unpadded(SectorSize::KIB2);
         let piece = s.add_piece(&piece_data(size as usize)[..], size, &paths.unsealed).unwrap();

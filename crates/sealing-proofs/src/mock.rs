@@ -353,11 +353,7 @@ mod tests {
     #[test]
     fn a_mock_sector_seals_unseals_and_proves_without_proof_work() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = SectorPaths {
-            unsealed: dir.path().join("unsealed"),
-            sealed: dir.path().join("sealed"),
-            cache: dir.path().join("cache"),
-        };
+        let paths = SectorPaths::in_dir(dir.path());
         let s = Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 4).with_backend(Backend::Mock);
         let size = max_unpadded(SectorSize::KIB2);
         let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();

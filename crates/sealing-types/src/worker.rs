@@ -45,3 +45,24 @@ pub struct WorkerInfo {
     #[serde(rename = "MockProofs", default, skip_serializing_if = "std::ops::Not::not")]
     pub mock_proofs: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `MockProofs` is our one addition to Lotus's `WorkerInfo`: off the wire unless set, so a
+    /// real-proof worker's `Info` has exactly Lotus's keys, and an `Info` without it (Lotus's)
+    /// decodes as a real-proof worker.
+    #[test]
+    fn mock_proofs_is_on_the_wire_only_when_set() {
+        let mut info = WorkerInfo::default();
+        let v = serde_json::to_value(&info).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["Hostname", "IgnoreResources", "Resources"]);
+        assert!(!serde_json::from_value::<WorkerInfo>(v).unwrap().mock_proofs);
+        info.mock_proofs = true;
+        let v = serde_json::to_value(&info).unwrap();
+        assert_eq!(v["MockProofs"], serde_json::json!(true));
+        assert!(serde_json::from_value::<WorkerInfo>(v).unwrap().mock_proofs);
+    }
+}
