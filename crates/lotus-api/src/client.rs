@@ -9,6 +9,9 @@ use std::time::Duration;
 pub enum ClientError {
     #[error("cannot reach {url}: {why}. Is the daemon running and listening there?")]
     Unreachable { url: String, why: String },
+    /// Nothing listens there: the process is gone (not merely slow or cut off).
+    #[error("cannot reach {url}: {why}. Is the daemon running and listening there?")]
+    Refused { url: String, why: String },
     #[error("{url} did not answer within {secs} s")]
     Timeout { url: String, secs: u64 },
     #[error("{url} refused the token (HTTP 401): {body}")]
@@ -24,7 +27,7 @@ pub enum ClientError {
 impl ClientError {
     /// The remote end is not there (connection refused, reset, timed out).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. } | ClientError::Timeout { .. })
+        matches!(self, ClientError::Unreachable { .. } | ClientError::Refused { .. } | ClientError::Timeout { .. })
     }
 }
 
@@ -69,6 +72,8 @@ impl RpcClient {
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
                 ClientError::Timeout { url: self.url.clone(), secs: timeout.as_secs() }
+            } else if refused(&e) {
+                ClientError::Refused { url: self.url.clone(), why: root_cause(&e) }
             } else {
                 ClientError::Unreachable { url: self.url.clone(), why: root_cause(&e) }
             }
@@ -98,6 +103,18 @@ impl RpcClient {
         serde_json::from_value(v.get("result").cloned().unwrap_or(Value::Null))
             .map_err(|e| ClientError::Decode { method: method.into(), why: e.to_string() })
     }
+}
+
+/// Whether the connection was refused (an I/O error of that kind somewhere in the chain).
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

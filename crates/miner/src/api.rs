@@ -149,13 +149,14 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
             let call: CallId = p.get(0, "callID")?;
             let result: Value = p.get(1, "result")?;
             let err: Option<CallError> = p.get(2, "err")?;
-            c.m.on_return(
+            c.m.on_return_synced(
                 call,
                 match err {
                     Some(e) => Err(e),
                     None => Ok(result),
                 },
-            );
+            )
+            .await;
             Ok(())
         });
     }

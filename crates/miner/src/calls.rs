@@ -6,11 +6,20 @@
 //! for the same work finds it: a stored result is used as is, and a running call is waited for
 //! (its worker keeps delivering the result until the miner takes it) instead of computing the
 //! phase again. Rows of a sector are dropped when it reaches Proving.
+//!
+//! Reads never touch the disk: the table is mirrored in memory (it holds only sectors still
+//! sealing). Writes change the mirror at once and are queued for one writer thread that
+//! commits them in order, many to a transaction, so no caller (and no lock of the manager's)
+//! waits for SQLite. A `Return*` is answered only once its result is committed
+//! ([`CallStore::synced`]): a worker drops a result the miner has taken, so the miner must not
+//! lose it.
 
 use lotus_api::types::CallError;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use sealing_types::{CallId, SectorId, TaskType};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::mpsc;
 use std::sync::Mutex;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -19,8 +28,44 @@ pub enum Tracked {
     Done { value: serde_json::Value, host: String },
 }
 
+#[derive(Clone)]
+struct Row {
+    sector: SectorId,
+    call: CallId,
+    host: String,
+    /// The result, once `Return*` brought one.
+    done: Option<serde_json::Value>,
+}
+
+enum Op {
+    Running { work: String, sector: SectorId, call: CallId, host: String },
+    Done { call: CallId, value: serde_json::Value },
+    DeleteCall(CallId),
+    DeleteWork(String),
+    DeleteSector(SectorId),
+}
+
+#[derive(Default)]
+struct Mirror {
+    rows: HashMap<String, Row>,
+    by_call: HashMap<CallId, String>,
+    /// Ops queued so far (the writer reports how many it committed).
+    queued: u64,
+}
+
+impl Mirror {
+    fn remove_work(&mut self, work: &str) {
+        if let Some(r) = self.rows.remove(work) {
+            self.by_call.remove(&r.call);
+        }
+    }
+}
+
 pub struct CallStore {
-    conn: Mutex<Connection>,
+    mirror: Mutex<Mirror>,
+    tx: Mutex<Option<mpsc::Sender<Op>>>,
+    committed: tokio::sync::watch::Receiver<u64>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// `<task>(<sha256 of the params JSON>)`: the same work asked twice has the same ID.
@@ -28,6 +73,48 @@ pub fn work_id(task: TaskType, params: &serde_json::Value) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(params.to_string().as_bytes());
     format!("{}({})", task.short(), h.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+fn call_key(call: CallId) -> String {
+    serde_json::to_string(&call).expect("a call ID serialises")
+}
+
+/// The writer thread: commit queued ops in order, as many per transaction as are waiting.
+fn write_loop(conn: Connection, rx: mpsc::Receiver<Op>, committed: tokio::sync::watch::Sender<u64>) {
+    let mut done = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter().take(4095));
+        if let Err(e) = commit(&conn, &batch) {
+            tracing::warn!(
+                "recording {} work-tracking changes failed (a restart would recompute that work): {e}",
+                batch.len()
+            );
+        }
+        done += batch.len() as u64;
+        committed.send_replace(done);
+    }
+}
+
+fn commit(conn: &Connection, batch: &[Op]) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    for op in batch {
+        match op {
+            Op::Running { work, sector, call, host } => tx.execute(
+                "INSERT INTO calls (work_id, sector, call_id, state, host) VALUES (?1, ?2, ?3, 'running', ?4)
+                 ON CONFLICT(work_id) DO UPDATE SET call_id = ?3, state = 'running', host = ?4, result = NULL",
+                params![work, sector.number, call_key(*call), host],
+            )?,
+            Op::Done { call, value } => tx.execute(
+                "UPDATE calls SET state = 'done', result = ?2 WHERE call_id = ?1",
+                params![call_key(*call), value.to_string()],
+            )?,
+            Op::DeleteCall(call) => tx.execute("DELETE FROM calls WHERE call_id = ?1", [call_key(*call)])?,
+            Op::DeleteWork(work) => tx.execute("DELETE FROM calls WHERE work_id = ?1", [work])?,
+            Op::DeleteSector(s) => tx.execute("DELETE FROM calls WHERE sector = ?1", [s.number])?,
+        };
+    }
+    tx.commit()
 }
 
 impl CallStore {
@@ -40,78 +127,146 @@ impl CallStore {
                  call_id TEXT NOT NULL UNIQUE, state TEXT NOT NULL, host TEXT NOT NULL DEFAULT '',
                  result TEXT);",
         )?;
-        Ok(CallStore { conn: Mutex::new(conn) })
+        let mut mirror = Mirror::default();
+        {
+            let mut q = conn.prepare("SELECT work_id, sector, call_id, state, host, result FROM calls")?;
+            let rows = q.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })?;
+            for row in rows {
+                let (work, _, call, state, host, result) = row?;
+                let Ok(call) = serde_json::from_str::<CallId>(&call) else { continue };
+                let done = match state.as_str() {
+                    "done" => match result.and_then(|r| serde_json::from_str(&r).ok()) {
+                        Some(v) => Some(v),
+                        None => continue,
+                    },
+                    _ => None,
+                };
+                mirror.by_call.insert(call, work.clone());
+                mirror.rows.insert(work, Row { sector: call.sector, call, host, done });
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let (ctx, committed) = tokio::sync::watch::channel(0);
+        let writer = std::thread::Builder::new()
+            .name("call-store".into())
+            .spawn(move || write_loop(conn, rx, ctx))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(CallStore {
+            mirror: Mutex::new(mirror),
+            tx: Mutex::new(Some(tx)),
+            committed,
+            writer: Mutex::new(Some(writer)),
+        })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn mirror(&self) -> std::sync::MutexGuard<'_, Mirror> {
+        self.mirror.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue an op (the mirror is already changed); its sequence number.
+    fn queue(&self, m: &mut Mirror, op: Op) -> u64 {
+        if let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = tx.send(op);
+        }
+        m.queued += 1;
+        m.queued
     }
 
     pub fn get(&self, work: &str) -> Option<Tracked> {
-        let row: Option<(String, String, String, Option<String>)> = self
-            .conn()
-            .query_row("SELECT call_id, state, host, result FROM calls WHERE work_id = ?1", [work], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-            .unwrap_or(None);
-        let (call, state, host, result) = row?;
-        match state.as_str() {
-            "done" => Some(Tracked::Done { value: serde_json::from_str(&result?).ok()?, host }),
-            "running" => serde_json::from_str(&call).ok().map(Tracked::Running),
-            _ => None,
-        }
+        let m = self.mirror();
+        let r = m.rows.get(work)?;
+        Some(match &r.done {
+            Some(value) => Tracked::Done { value: value.clone(), host: r.host.clone() },
+            None => Tracked::Running(r.call),
+        })
     }
 
     pub fn running(&self, work: &str, sector: SectorId, call: CallId, host: &str) {
-        let r = self.conn().execute(
-            "INSERT INTO calls (work_id, sector, call_id, state, host) VALUES (?1, ?2, ?3, 'running', ?4)
-             ON CONFLICT(work_id) DO UPDATE SET call_id = ?3, state = 'running', host = ?4, result = NULL",
-            params![work, sector.number, serde_json::to_string(&call).expect("serialises"), host],
-        );
-        if let Err(e) = r {
-            tracing::warn!(%work, "recording the call failed (a restart would recompute it): {e}");
+        let mut m = self.mirror();
+        m.remove_work(work);
+        m.by_call.insert(call, work.to_string());
+        m.rows.insert(work.to_string(), Row { sector, call, host: host.to_string(), done: None });
+        self.queue(&mut m, Op::Running { work: work.to_string(), sector, call, host: host.to_string() });
+    }
+
+    /// A `Return*` for a call this miner tracks: whether it was tracked, and the sequence
+    /// number to wait for ([`CallStore::synced`]) before telling the worker it was taken.
+    /// Errors are not stored: a failed call is retried by the sector's state machine.
+    pub fn returned(&self, call: CallId, result: &Result<serde_json::Value, CallError>) -> (bool, u64) {
+        let mut m = self.mirror();
+        let Some(work) = m.by_call.get(&call).cloned() else { return (false, m.queued) };
+        let seq = match result {
+            Ok(v) => {
+                if let Some(r) = m.rows.get_mut(&work) {
+                    r.done = Some(v.clone());
+                }
+                self.queue(&mut m, Op::Done { call, value: v.clone() })
+            }
+            Err(_) => {
+                m.remove_work(&work);
+                self.queue(&mut m, Op::DeleteCall(call))
+            }
+        };
+        (true, seq)
+    }
+
+    /// Wait until every op up to `seq` is committed (or the writer is gone).
+    pub async fn synced(&self, seq: u64) {
+        let mut rx = self.committed.clone();
+        let _ = rx.wait_for(|&c| c >= seq).await;
+    }
+
+    /// Commit everything queued, then stop the writer (the daemon's shutdown; tests).
+    pub fn close(&self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = w.join();
         }
     }
 
-    /// A `Return*` for a call this miner tracks; returns whether it was tracked. Errors are not
-    /// stored: a failed call is retried by the sector's state machine.
-    pub fn returned(&self, call: CallId, result: &Result<serde_json::Value, CallError>) -> bool {
-        let key = serde_json::to_string(&call).expect("serialises");
-        let c = self.conn();
-        let r = match result {
-            Ok(v) => c.execute(
-                "UPDATE calls SET state = 'done', result = ?2 WHERE call_id = ?1",
-                params![key, v.to_string()],
-            ),
-            Err(_) => c.execute("DELETE FROM calls WHERE call_id = ?1", [key]),
-        };
-        matches!(r, Ok(n) if n > 0)
-    }
-
     pub fn host_of(&self, call: CallId) -> Option<String> {
-        let key = serde_json::to_string(&call).expect("serialises");
-        self.conn()
-            .query_row("SELECT host FROM calls WHERE call_id = ?1", [key], |r| r.get(0))
-            .optional()
-            .unwrap_or(None)
+        let m = self.mirror();
+        let work = m.by_call.get(&call)?;
+        m.rows.get(work).map(|r| r.host.clone())
     }
 
     pub fn forget(&self, work: &str) {
-        let _ = self.conn().execute("DELETE FROM calls WHERE work_id = ?1", [work]);
+        let mut m = self.mirror();
+        m.remove_work(work);
+        self.queue(&mut m, Op::DeleteWork(work.to_string()));
     }
 
     /// Garbage collection once a sector has moved on for good.
     pub fn forget_sector(&self, sector: SectorId) {
-        let _ = self.conn().execute("DELETE FROM calls WHERE sector = ?1", [sector.number]);
+        let mut m = self.mirror();
+        let works: Vec<String> = m.rows.iter().filter(|(_, r)| r.sector == sector).map(|(w, _)| w.clone()).collect();
+        for w in works {
+            m.remove_work(&w);
+        }
+        self.queue(&mut m, Op::DeleteSector(sector));
     }
 
     pub fn len(&self) -> usize {
-        self.conn().query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0)).unwrap_or(0) as usize
+        self.mirror().rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Drop for CallStore {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -134,11 +289,16 @@ mod tests {
         }
         let s = CallStore::open(&p).unwrap();
         assert_eq!(s.get(&w), Some(Tracked::Running(call)));
-        assert!(s.returned(call, &Ok(serde_json::json!("proof"))));
+        assert!(s.returned(call, &Ok(serde_json::json!("proof"))).0);
         assert_eq!(s.get(&w), Some(Tracked::Done { value: serde_json::json!("proof"), host: "host-b".into() }));
         let other = CallId { sector, id: uuid::Uuid::new_v4() };
-        assert!(!s.returned(other, &Ok(serde_json::json!(1))), "unknown calls are not tracked");
+        assert!(!s.returned(other, &Ok(serde_json::json!(1))).0, "unknown calls are not tracked");
+        drop(s);
+        let s = CallStore::open(&p).unwrap();
+        assert_eq!(s.get(&w), Some(Tracked::Done { value: serde_json::json!("proof"), host: "host-b".into() }));
         s.forget_sector(sector);
         assert!(s.is_empty());
+        drop(s);
+        assert!(CallStore::open(&p).unwrap().is_empty(), "the forgetting was committed");
     }
 }

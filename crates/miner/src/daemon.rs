@@ -3,7 +3,7 @@
 
 use crate::chain::{Chain, Devnet};
 use crate::daemon_ctx::Ctx;
-use crate::manager::{LocalIndex, LocalReturner, Manager};
+use crate::manager::{LocalIndex, LocalReturner, Manager, ManagerConfig};
 use crate::sealing::{Db, Sealing, SealingConfig};
 use anyhow::{Context, Result};
 use axum::Router;
@@ -145,17 +145,15 @@ pub async fn run(repo: Repo) -> Result<()> {
         resources: res,
         mock_proofs: cfg.devnet.mock_proofs,
     };
-    let manager = Manager::with_local_worker(
-        secret.clone(),
-        sched,
-        info,
-        local_task_types(&cfg),
-        local_origin.clone(),
-        cfg.storage.disallow_remote_finalize,
-    );
-
-    manager.set_worker_lost_timeout(
-        lotus_node::config::parse_duration(&cfg.storage.worker_lost_timeout).map_err(anyhow::Error::msg)?,
+    let timings = crate::manager::Timings {
+        worker_lost_timeout: Some(
+            lotus_node::config::parse_duration(&cfg.storage.worker_lost_timeout).map_err(anyhow::Error::msg)?,
+        )
+        .filter(|d| !d.is_zero()),
+        ..Default::default()
+    };
+    let calls = Arc::new(
+        crate::calls::CallStore::open(&repo.file("sealing.db")).context("opening the work tracker in sealing.db")?,
     );
 
     // The miner's own storage paths and executor (its built-in worker).
@@ -165,17 +163,27 @@ pub async fn run(repo: Repo) -> Result<()> {
             .open_path(&p.path)
             .with_context(|| format!("opening storage path {} (from storage.json)", p.path.display()))?;
     }
-    let index: Arc<dyn sealing_exec::SectorIndex> = Arc::new(LocalIndex(Arc::downgrade(&manager)));
     let admin = secret.create_token(&Permission::Admin.with_lower());
     let fetcher = sealing_exec::remote::Fetcher::new(admin, cfg.storage.parallel_fetch_limit as usize);
-    let executor = sealing_exec::Executor::new(
-        store.clone(),
-        index.clone(),
-        fetcher,
-        Arc::new(LocalReturner(Arc::downgrade(&manager))),
+    let manager = Manager::new(
+        ManagerConfig {
+            secret: secret.clone(),
+            sched,
+            local_info: info,
+            local_task_types: local_task_types(&cfg),
+            local_origin: local_origin.clone(),
+            disallow_remote_finalize: cfg.storage.disallow_remote_finalize,
+            timings,
+            calls: Some(calls),
+        },
+        |me| {
+            let index: Arc<dyn sealing_exec::SectorIndex> = Arc::new(LocalIndex(me.clone()));
+            sealing_exec::Executor::new(store.clone(), index, fetcher, Arc::new(LocalReturner(me))).map(Some)
+        },
     )
     .context("locating this executable (for proof processes)")?;
-    manager.set_local_executor(executor.clone());
+    let index: Arc<dyn sealing_exec::SectorIndex> = Arc::new(LocalIndex(Arc::downgrade(&manager)));
+    let executor = manager.local_executor().expect("the miner's executor was built with its manager").clone();
     if let Some(d) = &mock_durations {
         executor.set_mock_proofs(d.clone());
     }
@@ -191,9 +199,6 @@ pub async fn run(repo: Repo) -> Result<()> {
 
     // The devnet chain, work tracking and the sector state machine.
     let db = Db::open(&repo.file("sealing.db"))?;
-    manager.set_call_store(Arc::new(
-        crate::calls::CallStore::open(&repo.file("sealing.db")).context("opening the work tracker in sealing.db")?,
-    ));
     let genesis = match db.meta("devnet_genesis")? {
         Some(v) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(v.parse().unwrap_or(0)),
         None => {

@@ -8,6 +8,7 @@ pub mod cli_proving;
 pub mod cli_sectors;
 pub mod daemon;
 pub mod index;
+pub mod jobs;
 pub mod manager;
 pub mod proving;
 pub mod render;

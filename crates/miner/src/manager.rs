@@ -1,28 +1,70 @@
 //! The worker manager: registered workers, their heartbeats, and the scheduler they feed.
 //!
-//! One short-held mutex guards the scheduler and the worker table; no lock is ever held across
-//! an `.await`. Heartbeat tasks turn what they observe into scheduler events.
+//! This is the shell around the pure core in `jobs.rs`: one short-held mutex guards the core
+//! (the scheduler and every task's record), the worker table and the sector index; no lock is
+//! ever held across an `.await`, and nothing under it touches the disk (the work tracker
+//! writes on its own thread). Heartbeat tasks, `Return*` calls and the ends of started calls
+//! become the core's inputs; its outputs (start a call, answer a task) run after the lock.
 
 use crate::index::{origin, Index};
+use crate::jobs::{CallResult, Fate, Input, JobState, Jobs, Output, Phase, Record};
 use futures_util::future::BoxFuture;
 use lotus_api::methods::WORKER_API_VERSION;
 use lotus_api::types::{seal_task_key, CallError, FsStat, SectorStorageInfo, StorageInfo, Version, WorkerStats};
 use lotus_api::{ClientError, JwtSecret, Permission, RpcClient};
 use sealing_exec::{Executor, TaskCall};
-use sealing_sched::{Effect, Event, Scheduler, Selector, TaskRequest, WorkerSpec};
+use sealing_sched::{Event, Scheduler, Selector, TaskRequest, WorkerSpec};
 use sealing_types::{CallId, FileTypes, PathType, SchedId, SectorId, SectorRef, TaskType, WorkerId, WorkerInfo};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-/// How often the miner checks each worker's session (reference §3.1).
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
-/// Timeout of one session check (HeartbeatInterval / 2).
-pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The manager's timings, resolved once from the configuration (tests shorten them).
+#[derive(Clone, Debug)]
+pub struct Timings {
+    /// How often the miner checks each worker's session (reference §3.1: 10 s).
+    pub heartbeat_interval: Duration,
+    /// Timeout of one session check (HeartbeatInterval / 2).
+    pub heartbeat_timeout: Duration,
+    /// `[Storage] WorkerLostTimeout`: a worker that does not answer for this long is removed,
+    /// so its running tasks run again elsewhere (none: never).
+    pub worker_lost_timeout: Option<Duration>,
+    /// How long a restarted miner waits for a call it tracked as running, when no connected
+    /// worker says it still runs it or holds its result, before scheduling the work again.
+    pub tracked_call_grace: Duration,
+    /// How often it asks the workers about such a call meanwhile.
+    pub tracked_call_poll: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(5),
+            worker_lost_timeout: None,
+            tracked_call_grace: Duration::from_secs(60),
+            tracked_call_poll: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the manager is built from.
+pub struct ManagerConfig {
+    pub secret: JwtSecret,
+    pub sched: Scheduler,
+    /// The miner's own worker: its report, task types and `/remote` origin (`http://host:port`).
+    pub local_info: WorkerInfo,
+    pub local_task_types: BTreeSet<TaskType>,
+    pub local_origin: String,
+    /// `[Storage] DisallowRemoteFinalize`.
+    pub disallow_remote_finalize: bool,
+    pub timings: Timings,
+    /// Work tracking in the miner's database (none in unit tests).
+    pub calls: Option<Arc<crate::calls::CallStore>>,
+}
 
 /// How the manager reaches a worker: over RPC ([`RpcLink`]), the miner's own executor in this
 /// process ([`LocalLink`]), or, in tests and benchmarks, anything that starts calls and
@@ -103,64 +145,6 @@ impl WorkerLink for NotStarted {
     }
 }
 
-/// At most this many results per sector wait for a start still in flight.
-const EARLY_PER_SECTOR: usize = 16;
-
-/// Results that came back before the start of their call did (a fast task). A result can only
-/// be early for a sector with a start in flight, so only those are kept, at most
-/// `EARLY_PER_SECTOR` each, newest kept: a flood of late or unknown answers cannot grow the
-/// miner's memory, and a live result is lost only if that many newer answers for its sector
-/// arrive within its start's round trip. A sector's entries go when its last start returns.
-#[derive(Default)]
-struct EarlyResults {
-    inflight: HashMap<SectorId, usize>,
-    held: HashMap<SectorId, std::collections::VecDeque<(CallId, CallResult)>>,
-}
-
-/// What a `Return*` carries.
-type CallResult = Result<serde_json::Value, CallError>;
-
-impl EarlyResults {
-    fn begin(&mut self, sector: SectorId) {
-        *self.inflight.entry(sector).or_insert(0) += 1;
-    }
-
-    fn end(&mut self, sector: SectorId) {
-        if let Some(n) = self.inflight.get_mut(&sector) {
-            *n -= 1;
-            if *n == 0 {
-                self.inflight.remove(&sector);
-                self.held.remove(&sector);
-            }
-        }
-    }
-
-    /// Keep a result no call waits for yet; false when it cannot be early (dropped).
-    fn offer(&mut self, call: CallId, result: CallResult) -> bool {
-        if !self.inflight.contains_key(&call.sector) {
-            return false;
-        }
-        let q = self.held.entry(call.sector).or_default();
-        q.push_back((call, result));
-        if q.len() > EARLY_PER_SECTOR {
-            q.pop_front();
-        }
-        true
-    }
-
-    fn take(&mut self, call: CallId) -> Option<CallResult> {
-        let q = self.held.get_mut(&call.sector)?;
-        let i = q.iter().position(|(c, _)| *c == call)?;
-        q.remove(i).map(|(_, r)| r)
-    }
-
-    /// Results held (what a test checks the bound with).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.held.values().map(|q| q.len()).sum()
-    }
-}
-
 struct WorkerEntry {
     /// `None` for the miner's own worker.
     url: Option<String>,
@@ -187,48 +171,6 @@ impl Drop for WorkerEntry {
     }
 }
 
-/// A request the scheduler holds, with what to run when it places it.
-struct Pending {
-    prepare: Option<TaskCall>,
-    work: TaskCall,
-    /// The worker the work was started on; cleared when the task is requeued, so a late
-    /// answer from the old worker is ignored.
-    running_on: Option<WorkerId>,
-    started: Option<SystemTime>,
-    call: Option<CallId>,
-    /// The work ID under which the call is tracked in the database.
-    work_id: String,
-    done: Option<oneshot::Sender<Result<Ran, CallError>>>,
-}
-
-/// A start in flight for a sector; ended when the start returns, or when the waiting future is
-/// dropped (so a cancelled start cannot leave its sector counted forever).
-struct Inflight<'a> {
-    manager: &'a Manager,
-    sector: SectorId,
-    ended: bool,
-}
-
-impl<'a> Inflight<'a> {
-    fn begin(manager: &'a Manager, sector: SectorId) -> Self {
-        manager.lock().early.begin(sector);
-        Inflight { manager, sector, ended: false }
-    }
-
-    fn end(mut self, st: &mut State) {
-        st.early.end(self.sector);
-        self.ended = true;
-    }
-}
-
-impl Drop for Inflight<'_> {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.manager.lock().early.end(self.sector);
-        }
-    }
-}
-
 /// A task's result and the hostname of the worker that ran it.
 #[derive(Debug)]
 pub struct Ran {
@@ -236,29 +178,21 @@ pub struct Ran {
     pub host: String,
 }
 
-impl Pending {
-    /// The task went back to the queue: its old placement's answer no longer counts.
-    fn unplace(&mut self) {
-        self.running_on = None;
-        self.call = None;
-        self.started = None;
-    }
-}
-
-/// A call a worker accepted and whose `Return*` has not come yet.
-struct Waiting {
-    worker: WorkerId,
-    tx: oneshot::Sender<Result<serde_json::Value, CallError>>,
-}
+/// Whoever waits for a task's result.
+type Reply = oneshot::Sender<Result<Ran, CallError>>;
 
 struct State {
-    sched: Scheduler,
+    /// The scheduler and every task's record.
+    jobs: Jobs<Reply>,
     workers: BTreeMap<WorkerId, WorkerEntry>,
     index: Index,
-    pending: HashMap<SchedId, Pending>,
-    waiting: HashMap<CallId, Waiting>,
-    /// Results that arrived before the call's ID was recorded (a fast task).
-    early: EarlyResults,
+}
+
+/// What is left to do once the lock is released.
+#[allow(clippy::large_enum_variant)] // carried out at once, never stored in bulk
+enum Todo {
+    Start { id: SchedId, placement: u64, worker: WorkerId, link: Option<Arc<dyn WorkerLink>>, call: TaskCall },
+    Deliver { reply: Reply, result: Result<Ran, CallError> },
 }
 
 pub struct Manager {
@@ -267,21 +201,14 @@ pub struct Manager {
     /// The local worker's ID, if the miner runs one.
     pub local_worker: Option<WorkerId>,
     /// The miner's own executor (its storage paths and its built-in worker's tasks).
-    local: OnceLock<Arc<Executor>>,
+    local: Option<Arc<Executor>>,
     /// `[Storage] DisallowRemoteFinalize`.
     pub disallow_remote_finalize: bool,
     /// `[Devnet] MockProofs` (the miner's own worker reports it): only mock-proof workers join.
     mock_proofs: bool,
-    /// `[Storage] WorkerLostTimeout`: a worker that does not answer for this long is removed,
-    /// so its running tasks run again elsewhere (zero: never).
-    worker_lost_timeout: std::sync::atomic::AtomicU64,
-    /// Work tracking in the miner's database (none in unit tests).
-    calls: OnceLock<Arc<crate::calls::CallStore>>,
+    timings: Timings,
+    calls: Option<Arc<crate::calls::CallStore>>,
 }
-
-/// How long a restarted miner waits for a call it tracked as running, when no connected worker
-/// says it still runs it or holds its result, before scheduling the work again.
-pub const TRACKED_CALL_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -297,82 +224,88 @@ pub enum ConnectError {
 
 impl Manager {
     /// The manager with the miner's own worker registered (no heartbeat: it lives in this
-    /// process). `local_origin` is the miner's `/remote` origin, `http://host:port`.
-    pub fn with_local_worker(
-        secret: JwtSecret,
-        sched: Scheduler,
-        info: WorkerInfo,
-        types: BTreeSet<TaskType>,
-        local_origin: String,
-        disallow_remote_finalize: bool,
-    ) -> Arc<Self> {
+    /// process). `executor` builds that worker's executor from the manager it reports to
+    /// (its index and its results go straight to it); none leaves the miner's own worker
+    /// unable to start anything (unit tests).
+    pub fn new<E>(
+        cfg: ManagerConfig,
+        executor: impl FnOnce(Weak<Manager>) -> Result<Option<Arc<Executor>>, E>,
+    ) -> Result<Arc<Self>, E> {
         let id = WorkerId::new_random();
-        let mock_proofs = info.mock_proofs;
-        let mut st = State {
-            sched,
-            workers: BTreeMap::new(),
-            index: Index::default(),
-            pending: HashMap::new(),
-            waiting: HashMap::new(),
-            early: EarlyResults::default(),
-        };
-        let ws = spec(&st.index, &info, &types, &local_origin);
-        st.sched.handle(Event::WorkerAdded { id, spec: ws });
-        st.workers.insert(
-            id,
-            WorkerEntry {
-                url: None,
-                origin: local_origin,
-                link: Arc::new(NotStarted),
-                info,
-                task_types: types,
-                enabled: true,
-                heartbeat: None,
-                post: false,
-            },
-        );
-        Arc::new(Manager {
-            secret,
-            state: Mutex::new(st),
-            local_worker: Some(id),
-            local: OnceLock::new(),
-            disallow_remote_finalize,
-            mock_proofs,
-            worker_lost_timeout: std::sync::atomic::AtomicU64::new(0),
-            calls: OnceLock::new(),
-        })
-    }
-
-    pub fn set_worker_lost_timeout(&self, d: Duration) {
-        self.worker_lost_timeout.store(d.as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn worker_lost_timeout(&self) -> Option<Duration> {
-        match self.worker_lost_timeout.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(Duration::from_millis(ms)),
+        let mock_proofs = cfg.local_info.mock_proofs;
+        let mut st = State { jobs: Jobs::new(cfg.sched), workers: BTreeMap::new(), index: Index::default() };
+        let ws = spec(&st.index, &cfg.local_info, &cfg.local_task_types, &cfg.local_origin);
+        st.jobs.sched.handle(Event::WorkerAdded { id, spec: ws });
+        let mut failed = None;
+        let m = Arc::new_cyclic(|me| {
+            let local = executor(me.clone()).unwrap_or_else(|e| {
+                failed = Some(e);
+                None
+            });
+            let link: Arc<dyn WorkerLink> = match &local {
+                Some(ex) => Arc::new(LocalLink(ex.clone())),
+                None => Arc::new(NotStarted),
+            };
+            st.workers.insert(
+                id,
+                WorkerEntry {
+                    url: None,
+                    origin: cfg.local_origin,
+                    link,
+                    info: cfg.local_info,
+                    task_types: cfg.local_task_types,
+                    enabled: true,
+                    heartbeat: None,
+                    post: false,
+                },
+            );
+            Manager {
+                secret: cfg.secret,
+                state: Mutex::new(st),
+                local_worker: Some(id),
+                local,
+                disallow_remote_finalize: cfg.disallow_remote_finalize,
+                mock_proofs,
+                timings: cfg.timings,
+                calls: cfg.calls,
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(m),
         }
     }
 
-    pub fn set_call_store(&self, c: Arc<crate::calls::CallStore>) {
-        let _ = self.calls.set(c);
+    /// A manager with no executor of its own (its own worker takes `local_task_types` but
+    /// cannot start them): what unit tests drive, with workers behind fake links.
+    pub fn without_executor(
+        sched: Scheduler,
+        local_task_types: BTreeSet<TaskType>,
+        calls: Option<Arc<crate::calls::CallStore>>,
+        timings: Timings,
+    ) -> Arc<Self> {
+        let cfg = ManagerConfig {
+            secret: JwtSecret::generate(),
+            sched,
+            local_info: WorkerInfo::default(),
+            local_task_types,
+            local_origin: "http://127.0.0.1:1".into(),
+            disallow_remote_finalize: false,
+            timings,
+            calls,
+        };
+        match Manager::new(cfg, |_| Ok::<_, std::convert::Infallible>(None)) {
+            Ok(m) => m,
+            Err(never) => match never {},
+        }
     }
 
     pub fn call_store(&self) -> Option<&Arc<crate::calls::CallStore>> {
-        self.calls.get()
-    }
-
-    pub fn set_local_executor(&self, ex: Arc<Executor>) {
-        if let Some(id) = self.local_worker {
-            if let Some(w) = self.lock().workers.get_mut(&id) {
-                w.link = Arc::new(LocalLink(ex.clone()));
-            }
-        }
-        let _ = self.local.set(ex);
+        self.calls.as_ref()
     }
 
     pub fn local_executor(&self) -> Option<&Arc<Executor>> {
-        self.local.get()
+        self.local.as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -423,16 +356,16 @@ impl Manager {
             // A new session at a known URL is the same worker restarted: drop the old entry.
             let stale: Vec<WorkerId> =
                 st.workers.iter().filter(|(_, w)| w.url.as_deref() == Some(url.as_str())).map(|(id, _)| *id).collect();
-            let mut effects = vec![];
+            let mut todo = vec![];
             for old in stale {
                 tracing::info!(worker = %old, %url, "worker restarted with a new session; removing the old entry");
-                effects.extend(remove_locked(&mut st, old));
+                todo.extend(self.remove_locked(&mut st, old));
             }
             let node = origin(&url).to_string();
             let post = is_post_worker(&task_types);
             if !post {
                 let ws = spec(&st.index, &info, &task_types, &node);
-                effects.extend(st.sched.handle(Event::WorkerAdded { id, spec: ws }));
+                todo.extend(self.step(&mut st, Input::Sched(Event::WorkerAdded { id, spec: ws })).0);
             }
             st.workers.insert(
                 id,
@@ -448,10 +381,11 @@ impl Manager {
                 },
             );
             drop(st);
-            self.apply(effects);
+            self.carry(todo);
         }
         let me = Arc::downgrade(self);
-        let hb = tokio::spawn(async move { heartbeat(me, id, client).await });
+        let timings = self.timings.clone();
+        let hb = tokio::spawn(async move { heartbeat(me, id, client, timings).await });
         if let Some(w) = self.lock().workers.get_mut(&id) {
             w.heartbeat = Some(hb);
         }
@@ -470,16 +404,15 @@ impl Manager {
         origin: String,
         link: Arc<dyn WorkerLink>,
     ) {
-        let effects = {
+        let todo = {
             let mut st = self.lock();
             let ws = spec(&st.index, &info, &task_types, &origin);
-            let fx = st.sched.handle(Event::WorkerAdded { id, spec: ws });
             let entry =
                 WorkerEntry { url: None, origin, link, info, task_types, enabled: true, heartbeat: None, post: false };
             st.workers.insert(id, entry);
-            fx
+            self.step(&mut st, Input::Sched(Event::WorkerAdded { id, spec: ws })).0
         };
-        self.apply(effects);
+        self.carry(todo);
     }
 
     fn set_enabled(self: &Arc<Self>, id: WorkerId, enabled: bool) {
@@ -493,9 +426,10 @@ impl Manager {
         if w.post {
             return;
         }
-        let effects = st.sched.handle(if enabled { Event::WorkerEnabled(id) } else { Event::WorkerDisabled(id) });
+        let ev = if enabled { Event::WorkerEnabled(id) } else { Event::WorkerDisabled(id) };
+        let todo = self.step(&mut st, Input::Sched(ev)).0;
         drop(st);
-        self.apply(effects);
+        self.carry(todo);
     }
 
     fn remove(self: &Arc<Self>, id: WorkerId, why: &str) {
@@ -503,9 +437,9 @@ impl Manager {
         if let Some(w) = st.workers.get(&id) {
             tracing::warn!(worker = %id, host = %w.info.hostname, "removing worker: {why}");
         }
-        let effects = remove_locked(&mut st, id);
+        let todo = self.remove_locked(&mut st, id);
         drop(st);
-        self.apply(effects);
+        self.carry(todo);
     }
 
     fn set_task_types(self: &Arc<Self>, id: WorkerId, types: BTreeSet<TaskType>) {
@@ -513,9 +447,9 @@ impl Manager {
         let Some(w) = st.workers.get_mut(&id) else { return };
         if w.task_types != types && !w.post {
             w.task_types = types.clone();
-            let effects = st.sched.handle(Event::WorkerTaskTypes { id, task_types: types });
+            let todo = self.step(&mut st, Input::Sched(Event::WorkerTaskTypes { id, task_types: types })).0;
             drop(st);
-            self.apply(effects);
+            self.carry(todo);
         }
     }
 
@@ -525,7 +459,7 @@ impl Manager {
         st.workers
             .iter()
             .map(|(id, w)| {
-                let view = st.sched.worker(*id);
+                let view = st.jobs.sched.worker(*id);
                 let (active, counts, cards) = view.map(|v| (v.active, v.task_counts, v.gpu_loads)).unwrap_or_default();
                 let mut tasks: Vec<TaskType> = w.task_types.iter().copied().collect();
                 TaskType::sort_by_order(&mut tasks);
@@ -558,21 +492,41 @@ impl Manager {
     }
 
     pub fn sched_diag(&self) -> sealing_sched::SchedDiag {
-        self.lock().sched.diag(1000)
+        self.lock().jobs.sched.diag(1000)
     }
 
+    /// `sealing abort --sched`: remove a request that has not started; whether it was there.
     pub fn remove_request(self: &Arc<Self>, id: sealing_types::SchedId) -> bool {
-        let effects = self.lock().sched.handle(Event::Cancel(id));
-        let cancelled = effects.iter().any(|e| matches!(e, Effect::Cancelled { .. }));
-        self.apply(effects);
-        cancelled
+        let (todo, removed) = {
+            let mut st = self.lock();
+            let known = st.jobs.job(id).is_some();
+            let todo = self.step(&mut st, Input::Sched(Event::Cancel(id))).0;
+            (todo, known && st.jobs.job(id).is_none())
+        };
+        self.carry(todo);
+        removed
+    }
+
+    /// Remove a worker: the scheduler requeues its tasks, its paths leave the index, and a
+    /// call still on it fails (its request runs again elsewhere).
+    fn remove_locked(&self, st: &mut State, id: WorkerId) -> Vec<Todo> {
+        let Some(w) = st.workers.remove(&id) else { return vec![] };
+        if w.url.is_some() {
+            for path in st.index.detach_origin(&w.origin) {
+                tracing::info!(worker = %id, %path, "storage path detached with its worker");
+            }
+        }
+        if w.post {
+            return vec![];
+        }
+        self.step(st, Input::Sched(Event::WorkerRemoved(id))).0
     }
 
     pub fn jobs(&self) -> BTreeMap<WorkerId, Vec<lotus_api::types::WorkerJob>> {
         use sealing_sched::TaskState;
         let st = self.lock();
         let mut out: BTreeMap<WorkerId, Vec<_>> = st.workers.keys().map(|id| (*id, vec![])).collect();
-        for (req, state) in st.sched.tasks() {
+        for (req, state) in st.jobs.sched.tasks() {
             let (worker, run_wait) = match state {
                 TaskState::Queued => continue,
                 TaskState::Running { worker } => (worker, 0),
@@ -580,14 +534,18 @@ impl Manager {
                 TaskState::Assigned { worker, window } => (worker, 2 + window as i64),
             };
             let host = st.workers.get(&worker).map(|w| w.info.hostname.clone()).unwrap_or_default();
-            let p = st.pending.get(&req.id);
+            let job = st.jobs.job(req.id);
+            let call = job.and_then(|j| match j.state {
+                JobState::Running { phase: Phase::Work, call, .. } => Some(call),
+                _ => None,
+            });
             out.entry(worker).or_default().push(lotus_api::types::WorkerJob {
-                id: p.and_then(|p| p.call).unwrap_or(CallId { sector: req.sector.id, id: Uuid::nil() }),
+                id: call.unwrap_or(CallId { sector: req.sector.id, id: Uuid::nil() }),
                 sector: req.sector.id,
                 task: req.task,
                 run_wait,
-                start: p
-                    .and_then(|p| p.started)
+                start: job
+                    .and_then(|j| j.started)
                     .map(|t| humantime::format_rfc3339_seconds(t).to_string())
                     .unwrap_or_default(),
                 hostname: host,
@@ -608,53 +566,25 @@ fn spec(index: &Index, info: &WorkerInfo, types: &BTreeSet<TaskType>, node: &str
     }
 }
 
-/// Remove a worker: the scheduler requeues its tasks, its paths leave the index, and calls
-/// waiting on it fail (their requests run again elsewhere).
-fn remove_locked(st: &mut State, id: WorkerId) -> Vec<Effect> {
-    let Some(w) = st.workers.remove(&id) else { return vec![] };
-    let effects = if w.post { vec![] } else { st.sched.handle(Event::WorkerRemoved(id)) };
-    // Forget the placements now, under the lock: the calls failed below must find their
-    // request requeued, not completed.
-    for e in &effects {
-        if let Effect::Requeued { task, .. } = e {
-            if let Some(p) = st.pending.get_mut(task) {
-                p.unplace();
-            }
-        }
-    }
-    if w.url.is_some() {
-        for path in st.index.detach_origin(&w.origin) {
-            tracing::info!(worker = %id, %path, "storage path detached with its worker");
-        }
-    }
-    let gone: Vec<CallId> = st.waiting.iter().filter(|(_, c)| c.worker == id).map(|(k, _)| *k).collect();
-    for c in gone {
-        if let Some(wt) = st.waiting.remove(&c) {
-            let _ = wt.tx.send(Err(CallError::new(CallError::TEMP_WORKER_RESTART, format!("worker {id} is gone"))));
-        }
-    }
-    effects
-}
-
-/// Check the worker's session every `HEARTBEAT_INTERVAL` (reference §3.7, §3.8):
+/// Check the worker's session every `heartbeat_interval` (reference §3.7, §3.8):
 /// - same session: enabled (again);
 /// - another or the all-zero session: the worker restarted or shut down, so remove it;
 /// - connection refused: the process is gone, remove it (a restarted worker registers anew);
 /// - timeout or error: disable it (its assigned tasks go back to the queue) and keep checking;
 /// - no answer at all for `[Storage] WorkerLostTimeout`: remove it, so its running tasks run
 ///   again elsewhere (a worker that answers with an error, disabled or draining, is not lost).
-async fn heartbeat(manager: std::sync::Weak<Manager>, id: WorkerId, client: Arc<RpcClient>) {
-    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+async fn heartbeat(manager: std::sync::Weak<Manager>, id: WorkerId, client: Arc<RpcClient>, t: Timings) {
+    let mut tick = tokio::time::interval(t.heartbeat_interval);
     tick.tick().await; // the first tick fires at once; the worker was just checked
-    let mut silent_since: Option<std::time::Instant> = None;
+    let mut silent_since: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         let Some(m) = manager.upgrade() else { return };
-        let r = client.call_timeout::<Uuid>("Session", serde_json::json!([]), HEARTBEAT_TIMEOUT).await;
+        let r = client.call_timeout::<Uuid>("Session", serde_json::json!([]), t.heartbeat_timeout).await;
         match &r {
             Err(e) if e.is_unreachable() => {
-                let since = *silent_since.get_or_insert_with(std::time::Instant::now);
-                if let Some(limit) = m.worker_lost_timeout().filter(|l| since.elapsed() >= *l) {
+                let since = *silent_since.get_or_insert_with(tokio::time::Instant::now);
+                if let Some(limit) = t.worker_lost_timeout.filter(|l| since.elapsed() >= *l) {
                     return m.remove(
                         id,
                         &format!(
@@ -675,7 +605,7 @@ async fn heartbeat(manager: std::sync::Weak<Manager>, id: WorkerId, client: Arc<
             }
             Ok(s) if s.is_nil() => return m.remove(id, "it shut down"),
             Ok(_) => return m.remove(id, "it restarted (new session)"),
-            Err(ClientError::Unreachable { why, .. }) if why.contains("refused") => {
+            Err(ClientError::Refused { why, .. }) => {
                 return m.remove(id, &format!("its API refuses connections ({why})"))
             }
             Err(e) => {
@@ -700,25 +630,10 @@ pub struct TaskSpec {
 impl Manager {
     /// Queue a task and wait for its result (reference §1.3): the scheduler picks a worker,
     /// the preparation call runs there, then the work call, whose result comes back through
-    /// `Return*`.
+    /// `Return*`. Work tracked before a restart is not computed again: a stored result is
+    /// used as is, a call still running is waited for.
     pub async fn run_task(self: &Arc<Self>, t: TaskSpec) -> Result<Ran, CallError> {
         let work_id = crate::calls::work_id(t.task, &t.work.to_rpc().1);
-        if let Some(store) = self.calls.get() {
-            match store.get(&work_id) {
-                Some(crate::calls::Tracked::Done { value, host }) => {
-                    tracing::info!(%work_id, %host, "using the stored result of work done before a restart");
-                    return Ok(Ran { value, host });
-                }
-                Some(crate::calls::Tracked::Running(call)) => {
-                    if let Some(r) = self.wait_tracked(call, &work_id).await {
-                        return r;
-                    }
-                    tracing::warn!(%work_id, call = %call.id, "no worker has this call any more; scheduling it again");
-                    store.forget(&work_id);
-                }
-                None => {}
-            }
-        }
         let id = SchedId::new_random();
         let (tx, rx) = oneshot::channel();
         let req = TaskRequest {
@@ -729,57 +644,49 @@ impl Manager {
             selector: t.selector,
             prepare: t.prepare.as_ref().map(|_| TaskType::Fetch),
         };
-        let effects = {
+        let (todo, adopted) = {
+            // The tracker is read under the lock a `Return*` is handled under: a result
+            // cannot slip between the look and the submission.
             let mut st = self.lock();
-            st.pending.insert(
-                id,
-                Pending {
-                    prepare: t.prepare,
-                    work: t.work,
-                    running_on: None,
-                    started: None,
-                    call: None,
-                    work_id,
-                    done: Some(tx),
-                },
-            );
-            st.sched.handle(Event::Push(req))
+            let adopt = match self.calls.as_ref().and_then(|c| c.get(&work_id)) {
+                Some(crate::calls::Tracked::Done { value, host }) => {
+                    tracing::info!(%work_id, %host, "using the stored result of work done before a restart");
+                    return Ok(Ran { value, host });
+                }
+                Some(crate::calls::Tracked::Running(call)) => Some(call),
+                None => None,
+            };
+            let input = Input::Submit { id, req, prepare: t.prepare, work: t.work, work_id, adopt, reply: tx };
+            (self.step(&mut st, input).0, adopt)
         };
-        self.apply(effects);
+        self.carry(todo);
+        if let Some(call) = adopted {
+            tracing::info!(call = %call.id, sector = %call.sector, "waiting for the result of a call that was running before the restart");
+            let me = self.clone();
+            tokio::spawn(async move { me.watch_adopted(call).await });
+        }
         rx.await.unwrap_or_else(|_| Err(CallError::unknown("the scheduler dropped the request")))
     }
 
-    /// Wait for a call tracked as running before a restart. Its worker re-registers and keeps
-    /// delivering the result; give up when, for `TRACKED_CALL_GRACE`, no connected worker
-    /// runs it or holds its result.
-    async fn wait_tracked(self: &Arc<Self>, call: CallId, work_id: &str) -> Option<Result<Ran, CallError>> {
-        let (tx, mut rx) = oneshot::channel();
-        {
-            let mut st = self.lock();
-            st.waiting.insert(call, Waiting { worker: WorkerId::CLOSED, tx });
-        }
-        // A result that came in between the caller's look at the store and the line above
-        // found nobody waiting; the store has it.
-        if let Some(crate::calls::Tracked::Done { value, host }) = self.calls.get().and_then(|c| c.get(work_id)) {
-            self.lock().waiting.remove(&call);
-            return Some(Ok(Ran { value, host }));
-        }
-        tracing::info!(call = %call.id, sector = %call.sector, "waiting for the result of a call that was running before the restart");
+    /// While a call tracked before a restart is awaited, its worker re-registers and keeps
+    /// delivering the result. Give up (schedule the work anew) when, for
+    /// `tracked_call_grace`, no connected worker runs it or holds its result.
+    async fn watch_adopted(self: Arc<Self>, call: CallId) {
         let mut last_seen = tokio::time::Instant::now();
         loop {
-            match tokio::time::timeout(Duration::from_secs(5), &mut rx).await {
-                Ok(Ok(r)) => {
-                    let host = self.calls.get().and_then(|c| c.host_of(call)).unwrap_or_default();
-                    return Some(r.map(|value| Ran { value, host }));
-                }
-                Ok(Err(_)) => return None,
-                Err(_) => {}
+            tokio::time::sleep(self.timings.tracked_call_poll).await;
+            let adopted = |m: &Manager| {
+                m.lock().jobs.job_of_call(call).is_some_and(|j| matches!(j.state, JobState::Adopted { .. }))
+            };
+            if !adopted(&self) {
+                return;
             }
             if self.someone_has(call).await {
                 last_seen = tokio::time::Instant::now();
-            } else if last_seen.elapsed() > TRACKED_CALL_GRACE {
-                self.lock().waiting.remove(&call);
-                return None;
+            } else if last_seen.elapsed() > self.timings.tracked_call_grace {
+                tracing::warn!(call = %call.id, sector = %call.sector, "no worker has this call any more; scheduling it again");
+                self.feed(Input::Unadopt { call });
+                return;
             }
         }
     }
@@ -795,122 +702,78 @@ impl Manager {
         false
     }
 
-    /// Carry out the scheduler's effects. Never called with the lock held.
-    fn apply(self: &Arc<Self>, effects: Vec<Effect>) {
-        for e in effects {
-            match e {
-                Effect::Prepare { task, worker } => {
-                    let call = self.lock().pending.get(&task).and_then(|p| p.prepare.clone());
-                    let me = self.clone();
-                    tokio::spawn(async move {
-                        let r = match call {
-                            Some(c) => me.call_worker(worker, c).await.map(|_| ()),
-                            None => Ok(()),
-                        };
-                        let (effects, failed) = {
-                            let mut st = me.lock();
-                            match r {
-                                Ok(()) => (st.sched.handle(Event::Prepared { task, worker }), None),
-                                Err(e) => {
-                                    let fx = st.sched.handle(Event::PrepareFailed { task, worker });
-                                    (fx, st.pending.remove(&task).and_then(|mut p| p.done.take()).map(|d| (d, e)))
-                                }
-                            }
-                        };
-                        if let Some((done, e)) = failed {
-                            let _ = done.send(Err(CallError::new(e.code, format!("preparing (fetch): {}", e.message))));
-                        }
-                        me.apply(effects);
-                    });
+    fn hostname(st: &State, worker: WorkerId) -> String {
+        st.workers.get(&worker).map(|w| w.info.hostname.clone()).unwrap_or_default()
+    }
+
+    /// Feed the core under the lock. Its records go to the work tracker's queue here, in their
+    /// order (the tracker writes to disk on its own thread); the rest is left for after the
+    /// lock.
+    fn step(&self, st: &mut State, input: Input<Reply>) -> (Vec<Todo>, Option<Fate>) {
+        let (outputs, fate) = st.jobs.handle(input, SystemTime::now());
+        let mut todo = vec![];
+        for o in outputs {
+            match o {
+                Output::Start { id, placement, worker, phase: _, call } => {
+                    let link = st.workers.get(&worker).map(|w| w.link.clone());
+                    todo.push(Todo::Start { id, placement, worker, link, call });
                 }
-                Effect::Start { task, worker } => {
-                    let call = {
-                        let mut st = self.lock();
-                        st.pending.get_mut(&task).map(|p| {
-                            p.running_on = Some(worker);
-                            p.started = Some(SystemTime::now());
-                            p.work.clone()
-                        })
+                Output::Deliver { reply, worker, call, result } => {
+                    let host = match (worker, call) {
+                        (Some(w), _) => Self::hostname(st, w),
+                        (None, Some(c)) => self.calls.as_ref().and_then(|s| s.host_of(c)).unwrap_or_default(),
+                        (None, None) => String::new(),
                     };
-                    let Some(call) = call else { continue };
+                    todo.push(Todo::Deliver { reply, result: result.map(|value| Ran { value, host }) });
+                }
+                Output::Record(r) => {
+                    let Some(store) = &self.calls else { continue };
+                    match r {
+                        Record::Running { work_id, call, worker } => {
+                            store.running(&work_id, call.sector, call, &Self::hostname(st, worker))
+                        }
+                        Record::Returned { call, result } => {
+                            store.returned(call, &result);
+                        }
+                        Record::Forget { work_id } => store.forget(&work_id),
+                    }
+                }
+                Output::Requeued { id, from } => tracing::info!(task = %id, worker = %from, "task requeued"),
+            }
+        }
+        (todo, fate)
+    }
+
+    fn feed(self: &Arc<Self>, input: Input<Reply>) -> Option<Fate> {
+        let (todo, fate) = {
+            let mut st = self.lock();
+            self.step(&mut st, input)
+        };
+        self.carry(todo);
+        fate
+    }
+
+    /// Carry out what the core decided. Never called with the lock held.
+    fn carry(self: &Arc<Self>, todo: Vec<Todo>) {
+        for t in todo {
+            match t {
+                Todo::Deliver { reply, result } => {
+                    let _ = reply.send(result);
+                }
+                Todo::Start { id, placement, worker, link, call } => {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        let r = me.call_worker_tracked(worker, call, Some(task)).await;
-                        let (effects, done) = {
-                            let mut st = me.lock();
-                            let current = st.pending.get(&task).is_some_and(|p| p.running_on == Some(worker));
-                            if !current {
-                                return; // requeued meanwhile: the new placement answers
+                        let result = match link {
+                            Some(l) => l.start(call).await,
+                            None => {
+                                Err(CallError::new(CallError::TEMP_WORKER_RESTART, format!("worker {worker} is gone")))
                             }
-                            let done = st.pending.remove(&task).and_then(|mut p| p.done.take());
-                            let host = st.workers.get(&worker).map(|w| w.info.hostname.clone()).unwrap_or_default();
-                            (st.sched.handle(Event::Done { task, worker }), done.map(|d| (d, host)))
                         };
-                        if let Some((d, host)) = done {
-                            let _ = d.send(r.map(|value| Ran { value, host }));
-                        }
-                        me.apply(effects);
+                        me.feed(Input::Started { id, placement, result });
                     });
                 }
-                Effect::Requeued { task, from } => {
-                    tracing::info!(%task, worker = %from, "task requeued");
-                    if let Some(p) = self.lock().pending.get_mut(&task) {
-                        p.unplace();
-                    }
-                }
-                Effect::Cancelled { task } => {
-                    if let Some(d) = self.lock().pending.remove(&task).and_then(|mut p| p.done.take()) {
-                        let _ = d.send(Err(CallError::unknown("the request was removed (sealing abort --sched)")));
-                    }
-                }
-                Effect::Rejected { task, reason } => {
-                    if let Some(d) = self.lock().pending.remove(&task).and_then(|mut p| p.done.take()) {
-                        let _ = d.send(Err(CallError::unknown(format!("the scheduler refused the request: {reason}"))));
-                    }
-                }
             }
         }
-    }
-
-    async fn call_worker(self: &Arc<Self>, worker: WorkerId, call: TaskCall) -> Result<serde_json::Value, CallError> {
-        self.call_worker_tracked(worker, call, None).await
-    }
-
-    /// Start a call on a worker and wait for its `Return*`.
-    async fn call_worker_tracked(
-        self: &Arc<Self>,
-        worker: WorkerId,
-        call: TaskCall,
-        task: Option<SchedId>,
-    ) -> Result<serde_json::Value, CallError> {
-        let link = self.lock().workers.get(&worker).map(|w| w.link.clone());
-        let gone = || CallError::new(CallError::TEMP_WORKER_RESTART, format!("worker {worker} is gone"));
-        let link = link.ok_or_else(gone)?;
-        let sector = call.sector().id;
-        // While the start is in flight its result may come first (a fast task).
-        let inflight = Inflight::begin(self, sector);
-        let started = link.start(call).await;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut st = self.lock();
-            let early = started.as_ref().ok().and_then(|id| st.early.take(*id));
-            inflight.end(&mut st);
-            let call_id = started?;
-            if let Some(t) = task {
-                let host = st.workers.get(&worker).map(|w| w.info.hostname.clone()).unwrap_or_default();
-                if let Some(p) = st.pending.get_mut(&t) {
-                    p.call = Some(call_id);
-                    if let Some(store) = self.calls.get() {
-                        store.running(&p.work_id, call_id.sector, call_id, &host);
-                    }
-                }
-            }
-            if let Some(r) = early {
-                return r;
-            }
-            st.waiting.insert(call_id, Waiting { worker, tx });
-        }
-        rx.await.unwrap_or_else(|_| Err(gone()))
     }
 
     /// `SealingAbort`: stop a running call on its worker (its proof process is killed) and fail
@@ -919,46 +782,52 @@ impl Manager {
     pub async fn abort_call(self: &Arc<Self>, call: CallId) -> Result<(), String> {
         let (worker, link) = {
             let st = self.lock();
-            let w = st.waiting.get(&call).ok_or_else(|| format!("no running job {}", call.id))?.worker;
-            (w, st.workers.get(&w).map(|e| e.link.clone()))
+            let job = st.jobs.job_of_call(call).ok_or_else(|| format!("no running job {}", call.id))?;
+            match job.state {
+                JobState::Running { worker, .. } => (Some(worker), st.workers.get(&worker).map(|e| e.link.clone())),
+                _ => (None, None),
+            }
         };
         let stopped = match link {
             Some(l) => l.abort(call).await.unwrap_or_else(|e| {
-                tracing::warn!(%worker, "could not reach the worker to stop call {}: {e}", call.id);
+                tracing::warn!(worker = ?worker, "could not reach the worker to stop call {}: {e}", call.id);
                 false
             }),
             None => false,
         };
         let what = if stopped { "its computation was stopped" } else { "the worker no longer ran it" };
-        let result = Err(CallError::unknown(format!("aborted by the operator ({what})")));
-        // The call is over: a retry of its work must start anew, not wait for this call as
-        // one still running (it would wait out TRACKED_CALL_GRACE first).
-        if let Some(store) = self.calls.get() {
-            store.returned(call, &result);
-        }
-        if let Some(w) = self.lock().waiting.remove(&call) {
-            let _ = w.tx.send(result);
-        }
+        // As a failed `Return*`: the call is over, so the tracker forgets it, and a retry of
+        // its work starts anew rather than wait for this call as one still running.
+        self.on_return(call, Err(CallError::unknown(format!("aborted by the operator ({what})"))));
         Ok(())
     }
 
-    /// `Return<Method>(callID, result, error)` from a worker (or the local executor).
-    pub fn on_return(&self, call: CallId, result: Result<serde_json::Value, CallError>) {
-        if let Some(store) = self.calls.get() {
-            store.returned(call, &result);
+    /// `Return<Method>(callID, result, error)` from a worker (or the local executor). The
+    /// tracker's sequence number of the result: [`Manager::on_return_synced`] waits for it.
+    pub fn on_return(self: &Arc<Self>, call: CallId, result: CallResult) -> u64 {
+        let (todo, fate, seq) = {
+            let mut st = self.lock();
+            // Recorded even when no task waits for it: after a restart the result of a
+            // tracked call can come before the sector asks for that work again.
+            let seq = self.calls.as_ref().map(|c| c.returned(call, &result).1).unwrap_or(0);
+            let (todo, fate) = self.step(&mut st, Input::Returned { call, result });
+            (todo, fate, seq)
+        };
+        self.carry(todo);
+        if fate == Some(Fate::Dropped) {
+            // Late (its task was requeued and runs elsewhere) or unknown; the tracker kept it
+            // if the work is tracked.
+            tracing::debug!(call = %call.id, sector = %call.sector, "a result no task waits for: dropped");
         }
-        let mut st = self.lock();
-        match st.waiting.remove(&call) {
-            Some(w) => {
-                let _ = w.tx.send(result);
-            }
-            None => {
-                if !st.early.offer(call, result) {
-                    // Late (its task was requeued and runs elsewhere) or unknown; the call
-                    // store kept it if the work is tracked.
-                    tracing::debug!(call = %call.id, sector = %call.sector, "a result no task waits for: dropped");
-                }
-            }
+        seq
+    }
+
+    /// [`Manager::on_return`], answered only once the result is on disk: the worker drops a
+    /// result the miner took.
+    pub async fn on_return_synced(self: &Arc<Self>, call: CallId, result: CallResult) {
+        let seq = self.on_return(call, result);
+        if let Some(store) = &self.calls {
+            store.synced(seq).await;
         }
     }
 
@@ -991,9 +860,9 @@ impl Manager {
             st.index.attach(info, stat);
             let owners = Self::owners(&st, id);
             let evs = Self::space_events(&st, &owners);
-            st.sched.handle_batch(evs)
+            self.step(&mut st, Input::SchedBatch(evs)).0
         };
-        self.apply(effects);
+        self.carry(effects);
     }
 
     pub fn storage_health(self: &Arc<Self>, id: Uuid, stat: FsStat, err: String) -> Result<(), String> {
@@ -1002,9 +871,9 @@ impl Manager {
             st.index.health(id, stat, err).map_err(|e| e.to_string())?;
             let owners = Self::owners(&st, id);
             let evs = Self::space_events(&st, &owners);
-            st.sched.handle_batch(evs)
+            self.step(&mut st, Input::SchedBatch(evs)).0
         };
-        self.apply(effects);
+        self.carry(effects);
         Ok(())
     }
 
@@ -1020,9 +889,9 @@ impl Manager {
             st.index.declare(id, sector, types, primary).map_err(|e| e.to_string())?;
             let owners = Self::owners(&st, id);
             let evs: Vec<Event> = owners.iter().map(|w| Event::SectorFiles { sector, worker: *w, types }).collect();
-            st.sched.handle_batch(evs)
+            self.step(&mut st, Input::SchedBatch(evs)).0
         };
-        self.apply(effects);
+        self.carry(effects);
         Ok(())
     }
 
@@ -1045,9 +914,9 @@ impl Manager {
                     evs.push(Event::SectorFilesGone { sector, worker: w, types: gone });
                 }
             }
-            st.sched.handle_batch(evs)
+            self.step(&mut st, Input::SchedBatch(evs)).0
         };
-        self.apply(effects);
+        self.carry(effects);
     }
 
     pub fn storage_find(&self, sector: SectorId, types: FileTypes) -> Vec<SectorStorageInfo> {

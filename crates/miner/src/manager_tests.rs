@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::calls::{CallStore, Tracked};
+use crate::jobs::EARLY_PER_SECTOR;
 use sealing_sched::{Assigner, Config};
 use sealing_types::resources::default_table;
 use sealing_types::{RegisteredSealProof, WorkerResources};
@@ -73,15 +74,13 @@ impl WorkerLink for FakeWorker {
 
 /// A manager whose own worker takes no task type, so only the fakes seal.
 fn manager() -> Arc<Manager> {
+    manager_tracking(None)
+}
+
+fn manager_tracking(calls: Option<Arc<CallStore>>) -> Arc<Manager> {
     let sched = Scheduler::new(Config { assigner: Assigner::Utilization });
-    Manager::with_local_worker(
-        lotus_api::JwtSecret::generate(),
-        sched,
-        WorkerInfo::default(),
-        BTreeSet::new(),
-        "http://127.0.0.1:1".into(),
-        false,
-    )
+    let timings = Timings { tracked_call_grace: Duration::from_secs(60), ..Default::default() };
+    Manager::without_executor(sched, BTreeSet::new(), calls, timings)
 }
 
 fn wid(n: u128) -> WorkerId {
@@ -90,9 +89,7 @@ fn wid(n: u128) -> WorkerId {
 
 /// A [`manager`] tracking its calls in `<dir>/sealing.db`, as the daemon does.
 fn manager_with_store(dir: &std::path::Path) -> Arc<Manager> {
-    let m = manager();
-    m.set_call_store(Arc::new(CallStore::open(&dir.join("sealing.db")).unwrap()));
-    m
+    manager_tracking(Some(Arc::new(CallStore::open(&dir.join("sealing.db")).unwrap())))
 }
 
 /// A one-core AddPiece worker: one 2KiB AddPiece (and its fetch) at a time.
@@ -196,7 +193,7 @@ async fn a_late_answer_from_a_worker_that_lost_the_task_is_ignored() {
     let b = add_worker(&m, 2, "b");
     until("the AddPiece to start again on b", || b.call_of("AddPiece", 1).is_some()).await;
     m.on_return(old, Ok(json!("stale")));
-    assert_eq!(m.lock().early.len(), 0, "a late answer is not kept");
+    assert_eq!(m.lock().jobs.early_len(), 0, "a late answer is not kept");
     assert!(!t.is_finished(), "the late answer did not complete the request");
     m.on_return(b.call_of("AddPiece", 1).unwrap(), Ok(json!("fresh")));
     let ran = t.await.unwrap().unwrap();
@@ -213,12 +210,13 @@ async fn a_result_that_arrives_before_its_call_is_tracked_completes_the_request(
     let ran = run(&m, task(1, false)).await.unwrap().unwrap();
     assert_eq!((ran.value, ran.host.as_str()), (json!("a"), "a"));
     assert_eq!(a.started().len(), 1);
-    assert_eq!(m.lock().early.len(), 0, "nothing left behind");
+    assert_eq!(m.lock().jobs.early_len(), 0, "nothing left behind");
 }
 
 /// Early results are kept only for sectors with a start in flight, a few per sector: a flood
 /// of unknown answers leaves nothing in memory, one during a start keeps at most
-/// `EARLY_PER_SECTOR` (and nothing once the start returns), and the live result among them
+/// `EARLY_PER_SECTOR` (and nothing once the start returns; the bound itself is a test of
+/// `jobs.rs`), and the live result among them
 /// still completes its request.
 #[tokio::test(flavor = "current_thread")]
 async fn early_results_nobody_claims_are_bounded_and_the_live_one_is_kept() {
@@ -226,25 +224,13 @@ async fn early_results_nobody_claims_are_bounded_and_the_live_one_is_kept() {
     for i in 0..20_000u64 {
         m.on_return(CallId { sector: sector(i).id, id: Uuid::new_v4() }, Ok(json!("garbage")));
     }
-    assert_eq!(m.lock().early.len(), 0, "no start in flight: no result can be early");
+    assert_eq!(m.lock().jobs.early_len(), 0, "no start in flight: no result can be early");
 
     let a = add_worker(&m, 1, "a");
     *a.answer.lock().unwrap() = Answer::BeforeTheStartReturns { flood: EARLY_PER_SECTOR - 2 };
     let ran = run(&m, task(1, false)).await.unwrap().unwrap();
     assert_eq!(ran.value, json!("a"), "the live result survived the flood");
-    assert_eq!(m.lock().early.len(), 0, "the sector's leftovers went when its start returned");
-
-    // Held while a start is in flight: bounded per sector.
-    let mut early = EarlyResults::default();
-    early.begin(sector(7).id);
-    for _ in 0..1000 {
-        let call = CallId { sector: sector(7).id, id: Uuid::new_v4() };
-        assert!(early.offer(call, Ok(json!(1))));
-        assert!(!early.offer(CallId { sector: sector(8).id, id: Uuid::new_v4() }, Ok(json!(1))));
-    }
-    assert_eq!(early.len(), EARLY_PER_SECTOR);
-    early.end(sector(7).id);
-    assert_eq!(early.len(), 0);
+    assert_eq!(m.lock().jobs.early_len(), 0, "the sector's leftovers went when its start returned");
 }
 
 /// A miner restart while a worker computes: the new miner finds the call in its store, waits
@@ -259,13 +245,14 @@ async fn a_call_running_across_a_miner_restart_is_waited_for_not_run_again() {
     let call = a.call_of("AddPiece", 1).unwrap();
     let work = crate::calls::work_id(TaskType::AddPiece, &task(1, false).work.to_rpc().1);
     assert_eq!(before.call_store().unwrap().get(&work), Some(Tracked::Running(call)));
-    t.abort(); // the miner process dies
+    t.abort(); // the miner process dies (after its tracker wrote)
+    before.call_store().unwrap().close();
 
     let after = manager_with_store(dir.path());
     let a_again = add_worker(&after, 1, "a");
     a_again.running_before.lock().unwrap().push(call);
     let t = run(&after, task(1, false));
-    until("the new miner to wait for the tracked call", || after.lock().waiting.contains_key(&call)).await;
+    until("the new miner to wait for the tracked call", || after.lock().jobs.job_of_call(call).is_some()).await;
     after.on_return(call, Ok(json!("computed once")));
     let ran = t.await.unwrap().unwrap();
     assert_eq!((ran.value, ran.host.as_str()), (json!("computed once"), "a"));
@@ -286,7 +273,7 @@ async fn an_abort_while_the_task_prepares_stops_the_fetch_and_fails_the_request(
     assert!(e.message.contains("preparing (fetch): aborted by the operator (its computation was stopped)"), "{e:?}");
     assert_eq!(*a.aborted.lock().unwrap(), vec![fetch]);
     assert!(a.call_of("AddPiece", 1).is_none(), "the work never started");
-    until("the scheduler to let the request go", || m.lock().sched.tasks().count() == 0).await;
+    until("the scheduler to let the request go", || m.lock().jobs.sched.tasks().count() == 0).await;
     assert!(m.abort_call(fetch).await.unwrap_err().contains("no running job"), "aborted once");
 }
 

@@ -700,14 +700,7 @@ mod tests {
     fn sealing(dir: &Path, max: u64, max_deals: u64) -> Arc<Sealing> {
         let sched =
             sealing_sched::Scheduler::new(sealing_sched::Config { assigner: sealing_sched::Assigner::Utilization });
-        let manager = Manager::with_local_worker(
-            lotus_api::JwtSecret::generate(),
-            sched,
-            sealing_types::WorkerInfo::default(),
-            Default::default(),
-            "http://127.0.0.1:1".into(),
-            false,
-        );
+        let manager = Manager::without_executor(sched, Default::default(), None, Default::default());
         let chain = crate::chain::Devnet::new(SystemTime::now(), Duration::from_secs(1), 1, [0; 32]);
         Arc::new(Sealing {
             db: Mutex::new(Db::open(&dir.join("sealing.db")).unwrap()),
