@@ -276,7 +276,7 @@ fn init(repo: &Repo, sector_size: &str, no_local_storage: bool, actor_id: u64) -
     )?;
     let mut storage = repo.storage_config()?;
     if !no_local_storage {
-        repo::init_storage_path(&repo.path, 10, true, true)?;
+        sealing_exec::store::init_storage_path(&repo.path, 10, true, true)?;
         storage.storage_paths.push(repo::LocalPath { path: std::fs::canonicalize(&repo.path)? });
     }
     repo.write_storage_config(&storage)?;
