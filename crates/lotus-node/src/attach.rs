@@ -3,6 +3,7 @@
 
 use crate::repo;
 use anyhow::{bail, Context};
+use sealing_exec::store::init_storage_path;
 use std::path::PathBuf;
 
 /// `storage attach` (miner and worker).
@@ -33,7 +34,7 @@ pub fn prepare_attach(a: &AttachArgs) -> anyhow::Result<PathBuf> {
             bail!("--init needs --seal and/or --store: say what the path is for");
         }
         let max = sealing_types::size::parse_size(&a.max_storage).map_err(anyhow::Error::msg)?;
-        let mut meta = repo::init_storage_path(&a.path, a.weight, a.seal, a.store)?;
+        let mut meta = init_storage_path(&a.path, a.weight, a.seal, a.store)?;
         if max > 0 {
             meta.max_storage = max;
             repo::write_atomic(&a.path.join("sectorstore.json"), &serde_json::to_vec_pretty(&meta)?, 0o644)?;

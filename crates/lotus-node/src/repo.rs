@@ -82,29 +82,6 @@ pub struct LocalPath {
     pub path: PathBuf,
 }
 
-/// `<path>/sectorstore.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SectorStoreMeta {
-    #[serde(rename = "ID")]
-    pub id: uuid::Uuid,
-    #[serde(rename = "Weight")]
-    pub weight: u64,
-    #[serde(rename = "CanSeal")]
-    pub can_seal: bool,
-    #[serde(rename = "CanStore")]
-    pub can_store: bool,
-    #[serde(rename = "MaxStorage", default)]
-    pub max_storage: u64,
-    #[serde(rename = "Groups", default)]
-    pub groups: Vec<String>,
-    #[serde(rename = "AllowTo", default)]
-    pub allow_to: Vec<String>,
-    #[serde(rename = "AllowTypes", default)]
-    pub allow_types: Vec<String>,
-    #[serde(rename = "DenyTypes", default)]
-    pub deny_types: Vec<String>,
-}
-
 impl Repo {
     pub fn new(path: impl Into<PathBuf>, kind: RepoKind) -> Self {
         Repo { path: path.into(), kind }
@@ -220,33 +197,6 @@ impl Repo {
     pub fn write_storage_config(&self, c: &StorageConfig) -> Result<(), RepoError> {
         self.write_file("storage.json", &serde_json::to_vec_pretty(c).expect("serialises"), 0o644)
     }
-}
-
-/// Make `dir` a storage path: write its `sectorstore.json`.
-pub fn init_storage_path(
-    dir: &Path,
-    weight: u64,
-    can_seal: bool,
-    can_store: bool,
-) -> Result<SectorStoreMeta, RepoError> {
-    let meta = SectorStoreMeta {
-        id: uuid::Uuid::new_v4(),
-        weight,
-        can_seal,
-        can_store,
-        max_storage: 0,
-        groups: vec![],
-        allow_to: vec![],
-        allow_types: vec![],
-        deny_types: vec![],
-    };
-    fs::create_dir_all(dir).map_err(io("creating storage path", dir))?;
-    let p = dir.join("sectorstore.json");
-    if p.exists() {
-        return Err(RepoError::AlreadyExists { path: p, env: "--init" });
-    }
-    write_atomic(&p, &serde_json::to_vec_pretty(&meta).expect("serialises"), 0o644)?;
-    Ok(meta)
 }
 
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), RepoError> {

@@ -4,8 +4,6 @@ pub mod api;
 pub mod calls;
 pub mod chain;
 pub mod cli;
-pub mod cli_proving;
-pub mod cli_sectors;
 pub mod daemon;
 pub mod index;
 pub mod jobs;

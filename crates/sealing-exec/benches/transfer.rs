@@ -36,7 +36,7 @@ fn peak_rss_mib() -> u64 {
 }
 
 fn init_path(dir: &std::path::Path) {
-    lotus_node::repo::init_storage_path(dir, 10, true, true).unwrap();
+    sealing_exec::store::init_storage_path(dir, 10, true, true).unwrap();
 }
 
 #[tokio::main]

@@ -19,6 +19,7 @@ pub mod child;
 pub mod exec;
 pub mod gpu;
 pub mod index;
+mod meta;
 pub mod post;
 pub mod remote;
 pub mod store;

@@ -2,11 +2,12 @@
 //! machine, how much room each path has, and where a new file goes.
 
 use lotus_api::types::{FsStat, StorageInfo};
-use lotus_node::repo::SectorStoreMeta;
 use sealing_types::{FileType, FileTypes, PathType, SectorId};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use uuid::Uuid;
+
+pub use crate::meta::{init_storage_path, InitPathError, SectorStoreMeta};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -238,7 +239,7 @@ mod tests {
     use super::*;
 
     fn path(dir: &Path, seal: bool, store: bool, max: u64) -> PathBuf {
-        let mut m = lotus_node::repo::init_storage_path(dir, 10, seal, store).unwrap();
+        let mut m = init_storage_path(dir, 10, seal, store).unwrap();
         m.max_storage = max;
         std::fs::write(dir.join("sectorstore.json"), serde_json::to_vec(&m).unwrap()).unwrap();
         dir.to_path_buf()

@@ -117,7 +117,7 @@ pub async fn run(s: Settings) -> Result<()> {
     if !s.repo.is_initialised() {
         let mut storage = s.repo.storage_config()?;
         if !s.no_local_storage {
-            repo::init_storage_path(&s.repo.path, 10, true, false)?;
+            sealing_exec::store::init_storage_path(&s.repo.path, 10, true, false)?;
             storage.storage_paths.push(repo::LocalPath { path: std::fs::canonicalize(&s.repo.path)? });
         }
         s.repo.write_storage_config(&storage)?;

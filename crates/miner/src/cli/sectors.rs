@@ -1,14 +1,50 @@
 //! `lotus-miner sectors …` and `lotus-miner storage …`.
 
-use crate::cli::{client, explain, SectorsCmd, StorageCmd};
+use super::client::{client, endpoint, explain};
 use anyhow::{bail, Context, Result};
+use clap::Subcommand;
 use lotus_api::types::SectorStorageInfo;
 use lotus_node::attach::prepare_attach;
 use lotus_node::repo::Repo;
 use sealing_types::size::size_str;
 use sealing_types::{FileType, FileTypes, SectorId, SectorRef};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::Duration;
+
+#[derive(Subcommand, Debug)]
+pub enum SectorsCmd {
+    /// Store random data in a sector (a committed-capacity sector)
+    Pledge,
+    /// Seal a file's bytes into a new sector, at deal priority (devnet stand-in for a deal)
+    AddPiece { file: PathBuf },
+    /// Get the seal status of a sector
+    Status {
+        /// Print the event log
+        #[arg(long)]
+        log: bool,
+        sector: u64,
+    },
+    /// List sectors
+    List,
+    /// Unseal a sector from its sealed copy and write its data to a file
+    Unseal {
+        sector: u64,
+        /// Where to write the sector's data
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCmd {
+    /// Attach a storage path to this node
+    Attach(lotus_node::attach::AttachArgs),
+    /// List storage paths in the cluster, with their use and sectors
+    List,
+    /// Find where a sector's files are
+    Find { sector: u64 },
+}
 
 pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
     let c = client(repo)?;
@@ -96,7 +132,7 @@ async fn unseal(repo: &Repo, c: &lotus_api::RpcClient, sector: u64, output: &std
     let sid = SectorId { miner: actor_id(c).await?, number: sector };
     let sref = SectorRef { id: sid, proof_type: proof };
     let t0 = std::time::Instant::now();
-    let (url, token) = crate::cli::endpoint(repo)?;
+    let (url, token) = endpoint(repo)?;
     // Unsealing runs a whole task on a worker: longer than the usual 30 s call timeout.
     let long = lotus_api::RpcClient::new(url, Some(token.clone()), Duration::from_secs(3600));
     long.call::<()>("SectorsUnsealPiece", json!([sref])).await.map_err(explain)?;

@@ -1,5 +1,6 @@
 //! `lotus-miner proving info|deadlines|workers` and the proving lines of `lotus-miner info`.
 
+use super::client::explain;
 use crate::chain::{DeadlineInfo, Epoch, ProvingParams, ProvingSummary};
 use crate::proving::{BlockAttempt, PoStAttempt};
 use anyhow::Result;
@@ -35,7 +36,7 @@ pub struct ProvingView {
 }
 
 pub async fn fetch(c: &RpcClient) -> Result<ProvingView> {
-    c.call("ProvingInfo", json!([])).await.map_err(crate::cli::explain)
+    c.call("ProvingInfo", json!([])).await.map_err(explain)
 }
 
 fn ago(epoch: Epoch, now: Epoch) -> String {

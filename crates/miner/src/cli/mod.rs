@@ -1,10 +1,19 @@
-//! The `lotus-miner` command line (also answers to its old name, `lotus-storage-miner`).
+//! The `lotus-miner` command line (also answers to its old name, `lotus-storage-miner`): the
+//! top-level commands and their dispatch. The command groups live in the leaves (`proving`,
+//! `sectors`), which share the RPC client helpers of `client` and do not use this module.
+
+mod client;
+pub mod proving;
+pub mod sectors;
+
+pub use client::{client, endpoint, explain};
+pub use sectors::{SectorsCmd, StorageCmd};
 
 use crate::daemon::{self, Metadata};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use lotus_api::types::WorkerStats;
-use lotus_api::{ApiInfo, ClientError, JwtSecret, Permission, RpcClient};
+use lotus_api::{JwtSecret, Permission};
 use lotus_node::repo::{self, Repo, RepoKind};
 use lotus_node::MinerConfig;
 use sealing_types::{SectorSize, WorkerId};
@@ -77,42 +86,8 @@ pub enum Cmd {
     /// WindowPoSt deadlines, faults and PoSt workers
     Proving {
         #[command(subcommand)]
-        cmd: crate::cli_proving::ProvingCmd,
+        cmd: proving::ProvingCmd,
     },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum SectorsCmd {
-    /// Store random data in a sector (a committed-capacity sector)
-    Pledge,
-    /// Seal a file's bytes into a new sector, at deal priority (devnet stand-in for a deal)
-    AddPiece { file: PathBuf },
-    /// Get the seal status of a sector
-    Status {
-        /// Print the event log
-        #[arg(long)]
-        log: bool,
-        sector: u64,
-    },
-    /// List sectors
-    List,
-    /// Unseal a sector from its sealed copy and write its data to a file
-    Unseal {
-        sector: u64,
-        /// Where to write the sector's data
-        #[arg(long, short)]
-        output: PathBuf,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum StorageCmd {
-    /// Attach a storage path to this node
-    Attach(lotus_node::attach::AttachArgs),
-    /// List storage paths in the cluster, with their use and sectors
-    List,
-    /// Find where a sector's files are
-    Find { sector: u64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -206,7 +181,7 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
         }
         Cmd::Info => info(&repo).await,
         Cmd::Proving { cmd } => {
-            use crate::cli_proving::{fetch, render_deadlines, render_info, ProvingCmd};
+            use crate::cli::proving::{fetch, render_deadlines, render_info, ProvingCmd};
             match cmd {
                 ProvingCmd::Info => print!("{}", render_info(&fetch(&client(&repo)?).await?)),
                 ProvingCmd::Deadlines => print!("{}", render_deadlines(&fetch(&client(&repo)?).await?)),
@@ -278,8 +253,8 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             }
         },
         Cmd::Workers { cmd: WorkersCmd::List { color } } => workers(&repo, color).await,
-        Cmd::Sectors { cmd } => crate::cli_sectors::sectors(&repo, cmd).await,
-        Cmd::Storage { cmd } => crate::cli_sectors::storage(&repo, cmd).await,
+        Cmd::Sectors { cmd } => sectors::sectors(&repo, cmd).await,
+        Cmd::Storage { cmd } => sectors::storage(&repo, cmd).await,
     }
 }
 
@@ -301,7 +276,7 @@ fn init(repo: &Repo, sector_size: &str, no_local_storage: bool, actor_id: u64) -
     )?;
     let mut storage = repo.storage_config()?;
     if !no_local_storage {
-        repo::init_storage_path(&repo.path, 10, true, true)?;
+        sealing_exec::store::init_storage_path(&repo.path, 10, true, true)?;
         storage.storage_paths.push(repo::LocalPath { path: std::fs::canonicalize(&repo.path)? });
     }
     repo.write_storage_config(&storage)?;
@@ -312,43 +287,6 @@ fn init(repo: &Repo, sector_size: &str, no_local_storage: bool, actor_id: u64) -
     println!("Initialised miner repo {} (actor t0{actor_id}, sector size {size})", repo.path.display());
     println!("Start it with: lotus-miner run");
     Ok(())
-}
-
-/// A client for the running miner: `MINER_API_INFO` (or the old `STORAGE_API_INFO`) if set,
-/// else the repo's `api` and `token` files.
-pub fn client(repo: &Repo) -> Result<RpcClient> {
-    let (url, token) = endpoint(repo)?;
-    Ok(RpcClient::new(url, Some(token), Duration::from_secs(30)))
-}
-
-/// The running miner's RPC URL and the token to use with it (see [`client`]).
-pub fn endpoint(repo: &Repo) -> Result<(String, String)> {
-    Ok(match api_info_from_env()? {
-        Some(info) => (info.rpc_url(), info.token),
-        None => {
-            repo.require_initialised()?;
-            let addr = repo.api_addr().map_err(|_| {
-                anyhow::anyhow!(
-                    "the miner at {} is not running ({} is missing); start it with `lotus-miner run`",
-                    repo.path.display(),
-                    repo.file("api").display()
-                )
-            })?;
-            let info = ApiInfo::parse(&format!("{}:{addr}", repo.token()?))?;
-            (info.rpc_url(), info.token)
-        }
-    })
-}
-
-fn api_info_from_env() -> Result<Option<ApiInfo>> {
-    for var in ["MINER_API_INFO", "STORAGE_API_INFO"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.trim().is_empty() {
-                return Ok(Some(ApiInfo::parse(&v).with_context(|| format!("in ${var}"))?));
-            }
-        }
-    }
-    Ok(None)
 }
 
 async fn auth(repo: &Repo, cmd: AuthCmd) -> Result<()> {
@@ -413,15 +351,6 @@ async fn info(repo: &Repo) -> Result<()> {
     if st.values().any(|s| s.info.mock_proofs) {
         println!("Proofs: MOCK ([Devnet] MockProofs): nothing is proven for real; for tests and benchmarks only");
     }
-    print!("{}", crate::cli_proving::render_health(&crate::cli_proving::fetch(&c).await?));
+    print!("{}", proving::render_health(&proving::fetch(&c).await?));
     Ok(())
-}
-
-pub fn explain(e: ClientError) -> anyhow::Error {
-    match e {
-        ClientError::Unreachable { .. } => {
-            anyhow::anyhow!("{e}\nIs `lotus-miner run` running? If it runs elsewhere, set MINER_API_INFO.")
-        }
-        other => other.into(),
-    }
 }

@@ -1,0 +1,53 @@
+//! The RPC client helpers the CLI's commands share: where the running miner listens, a client
+//! for it, and errors that say what to do when it does not answer.
+
+use anyhow::{Context, Result};
+use lotus_api::{ApiInfo, ClientError, RpcClient};
+use lotus_node::repo::Repo;
+use std::time::Duration;
+
+/// A client for the running miner: `MINER_API_INFO` (or the old `STORAGE_API_INFO`) if set,
+/// else the repo's `api` and `token` files.
+pub fn client(repo: &Repo) -> Result<RpcClient> {
+    let (url, token) = endpoint(repo)?;
+    Ok(RpcClient::new(url, Some(token), Duration::from_secs(30)))
+}
+
+/// The running miner's RPC URL and the token to use with it (see [`client`]).
+pub fn endpoint(repo: &Repo) -> Result<(String, String)> {
+    Ok(match api_info_from_env()? {
+        Some(info) => (info.rpc_url(), info.token),
+        None => {
+            repo.require_initialised()?;
+            let addr = repo.api_addr().map_err(|_| {
+                anyhow::anyhow!(
+                    "the miner at {} is not running ({} is missing); start it with `lotus-miner run`",
+                    repo.path.display(),
+                    repo.file("api").display()
+                )
+            })?;
+            let info = ApiInfo::parse(&format!("{}:{addr}", repo.token()?))?;
+            (info.rpc_url(), info.token)
+        }
+    })
+}
+
+fn api_info_from_env() -> Result<Option<ApiInfo>> {
+    for var in ["MINER_API_INFO", "STORAGE_API_INFO"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.trim().is_empty() {
+                return Ok(Some(ApiInfo::parse(&v).with_context(|| format!("in ${var}"))?));
+            }
+        }
+    }
+    Ok(None)
+}
+
+pub fn explain(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Unreachable { .. } => {
+            anyhow::anyhow!("{e}\nIs `lotus-miner run` running? If it runs elsewhere, set MINER_API_INFO.")
+        }
+        other => other.into(),
+    }
+}
