@@ -45,7 +45,7 @@ fn api_info_from_env() -> Result<Option<ApiInfo>> {
 
 pub fn explain(e: ClientError) -> anyhow::Error {
     match e {
-        ClientError::Unreachable { .. } => {
+        ClientError::Unreachable { .. } | ClientError::Refused { .. } => {
             anyhow::anyhow!("{e}\nIs `lotus-miner run` running? If it runs elsewhere, set MINER_API_INFO.")
         }
         other => other.into(),
