@@ -1,11 +1,13 @@
 //! Daemon plumbing shared by `lotus-miner` and `lotus-worker`: the repo directory (layout,
-//! lock, keystore, token and api files), the miner's `config.toml`, and the hardware probe.
+//! lock, keystore, token and api files), the miner's `config.toml`, the hardware probe, and
+//! the daemon skeleton both serve their API with (`daemon`).
 //!
 //! All file and OS access of the two daemons' start-up lives here; the scheduler and the API
 //! crate never touch the disk.
 
 pub mod attach;
 pub mod config;
+pub mod daemon;
 pub mod hw;
 pub mod params;
 pub mod repo;

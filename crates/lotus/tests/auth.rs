@@ -67,7 +67,7 @@ fn every_method_checks_its_permission() {
         .iter()
         .map(|p| (*p, c.miner_ok(&["auth", "create-token", "--perm", p.as_str()]).trim().to_string()))
         .collect();
-    let miner_url = format!("http://127.0.0.1:{}/rpc/v0", c.port);
+    let miner_url = format!("http://127.0.0.1:{}/rpc/v0", c.port());
     let worker_addr = std::fs::read_to_string(c.path("w").join("api")).unwrap();
     let worker_url = lotus_api::ApiInfo::parse(worker_addr.trim()).unwrap().rpc_url();
 

@@ -48,14 +48,14 @@ fn err_of(case: &str, v: &Value) -> String {
 fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
     let c = Cluster::new();
     let _miner = c.start_miner();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let _w = c.start_worker("worker", &["run", "--listen", &listen]);
+    let _w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0"]);
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    let listen = c.worker_addr("worker");
     let token = c.miner_ok(&["auth", "create-token", "--perm", "admin"]).trim().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut cases = 0usize;
     rt.block_on(async {
-        let m = Http { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{}", c.port), token: token.clone() };
+        let m = Http { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{}", c.port()), token: token.clone() };
         let w = Http { client: reqwest::Client::new(), base: format!("http://{listen}"), token: token.clone() };
 
         // ---- the JSON-RPC envelope

@@ -126,10 +126,9 @@ fn guide_walk_miner_and_two_workers() {
 fn worker_refuses_bad_setups_with_clear_errors() {
     let c = Cluster::new();
     let _miner = c.start_miner();
-    let port = free_port().to_string();
-    let listen = format!("127.0.0.1:{port}");
-    let _w = c.start_worker("w1", &["run", "--listen", &listen]);
+    let _w = c.start_worker("w1", &["run", "--listen", "127.0.0.1:0"]);
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    let listen = c.worker_addr("w1");
 
     let run = |repo: &str, args: &[&str]| {
         let out = c.worker_command(repo, args).output().unwrap();

@@ -37,13 +37,12 @@ fn a_full_path_fails_with_code_102_and_the_sector_completes_once_space_is_freed(
     let c = Cluster::mock("C2=15s");
     c.write_config(CONFIG);
     let miner = c.start_miner();
-    let listen = format!("127.0.0.1:{}", free_port());
     let _w = c.start_worker(
         "w",
         &[
             "run",
             "--listen",
-            &listen,
+            "127.0.0.1:0",
             "--name",
             "small-disk",
             "--no-local-storage",

@@ -32,8 +32,8 @@ fn setup() -> (Cluster, Proc, String) {
     let c = Cluster::mock(C2_TIME);
     c.write_config(CONFIG);
     let miner = c.start_miner();
-    let listen = format!("127.0.0.1:{}", free_port());
-    (c, miner, listen)
+    // Workers bind port 0; one that restarts gets the port it had (read back from its repo).
+    (c, miner, "127.0.0.1:0".to_string())
 }
 
 fn wait_for_c2(w: &Proc) {
@@ -70,6 +70,7 @@ fn a_worker_restart_after_commit2_delivers_the_stored_result() {
     let (c, mut miner, listen) = setup();
     let mut w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    let listen = c.worker_addr("worker");
     wait_until(Duration::from_secs(30), "storage attached", || {
         c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
     });
@@ -99,6 +100,7 @@ fn a_worker_killed_during_commit2_loses_no_sector() {
     let (c, miner, listen) = setup();
     let mut a = c.start_worker("worker-a", &["run", "--listen", &listen, "--name", "host-a"]);
     wait_until(Duration::from_secs(30), "worker A to register", || c.workers().len() == 2);
+    let listen = c.worker_addr("worker-a");
     wait_until(Duration::from_secs(30), "storage attached", || {
         c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
     });
@@ -113,8 +115,8 @@ fn a_worker_killed_during_commit2_loses_no_sector() {
         // Gone, or a zombie waiting to be reaped (its cmdline is empty).
         std::fs::read(format!("/proc/{child}/cmdline")).map(|c| c.is_empty()).unwrap_or(true)
     });
-    let listen_b = format!("127.0.0.1:{}", free_port());
-    let b = c.start_worker("worker-b", &["run", "--listen", &listen_b, "--name", "host-b", "--no-default", "--commit"]);
+    let listen_b = "127.0.0.1:0";
+    let b = c.start_worker("worker-b", &["run", "--listen", listen_b, "--name", "host-b", "--no-default", "--commit"]);
     wait_until(Duration::from_secs(60), "C2 to run again on worker B", || c2_started(&b.log()) == 1);
     // Worker A's machine comes back: it holds the sealed sector and re-declares it.
     let _a2 = c.start_worker("worker-a", &["run", "--listen", &listen, "--name", "host-a"]);
@@ -145,8 +147,8 @@ fn a_worker_stopped_for_half_a_minute_keeps_its_running_task() {
     let pid = a.child.id();
     signal(pid, "-STOP");
     let stopped = std::time::Instant::now();
-    let listen_b = format!("127.0.0.1:{}", free_port());
-    let b = c.start_worker("worker-b", &["run", "--listen", &listen_b, "--name", "host-b", "--no-default", "--commit"]);
+    let listen_b = "127.0.0.1:0";
+    let b = c.start_worker("worker-b", &["run", "--listen", listen_b, "--name", "host-b", "--no-default", "--commit"]);
     wait_until(Duration::from_secs(40), "worker A to be disabled", || {
         c.workers().iter().any(|(h, block)| h == "host-a" && block.contains("(disabled)"))
     });
@@ -170,6 +172,7 @@ fn worker_stop_finishes_the_running_commit2_before_exiting() {
     let (c, _miner, listen) = setup();
     let mut w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    let listen = c.worker_addr("worker");
     wait_until(Duration::from_secs(30), "storage attached", || {
         c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
     });

@@ -49,17 +49,15 @@ fn cc_and_data_sectors_seal_across_two_workers_on_mock_proofs() {
 fn seal_across_two_workers(c: Cluster, with_cc: bool) {
     c.write_config(CONFIG);
     let miner = c.start_miner();
-    let a_port = free_port();
-    let b_port = free_port();
-    let a_listen = format!("127.0.0.1:{a_port}");
-    let b_listen = format!("127.0.0.1:{b_port}");
+    let a_listen = "127.0.0.1:0";
+    let b_listen = "127.0.0.1:0";
     let a = c.start_worker(
         "worker-a",
-        &["run", "--listen", &a_listen, "--name", "host-a", "--no-default", "--addpiece", "--precommit1", "--unseal"],
+        &["run", "--listen", a_listen, "--name", "host-a", "--no-default", "--addpiece", "--precommit1", "--unseal"],
     );
     let b = c.start_worker(
         "worker-b",
-        &["run", "--listen", &b_listen, "--name", "host-b", "--no-default", "--precommit2", "--commit"],
+        &["run", "--listen", b_listen, "--name", "host-b", "--no-default", "--precommit2", "--commit"],
     );
     wait_until(Duration::from_secs(30), "both workers to register", || c.workers().len() == 3);
     // Each worker's repo is a sealing path; the miner's repo is its store.
@@ -158,8 +156,7 @@ fn sealing_abort_stops_the_computation_on_the_worker() {
     let c = Cluster::mock("C2=8s");
     c.write_config(CONFIG);
     let miner = c.start_miner();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
+    let w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
     let pid = w.child.id();
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
     wait_until(Duration::from_secs(30), "storage paths attached", || {

@@ -88,12 +88,14 @@ pub async fn run(repo: Repo) -> Result<()> {
     let secret = repo.jwt_secret()?;
 
     let listen = lotus_api::apiinfo::listen_addr(&cfg.api.listen_address)?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+    let listener = lotus_node::daemon::bind(listen, || {
         format!(
-            "cannot listen on {listen} ([API] ListenAddress in {}): is another lotus-miner running? Change the address or stop the other process",
+            "[API] ListenAddress in {}: is another lotus-miner running? Change the address or stop the other process",
             repo.file("config.toml").display()
         )
-    })?;
+    })
+    .await?;
+    let background = lotus_node::daemon::Background::new();
     let bound = listener.local_addr()?;
 
     // The URL other nodes fetch this miner's sector files from. Lotus takes it from
@@ -190,7 +192,7 @@ pub async fn run(repo: Repo) -> Result<()> {
     executor.set_sealing_limits(cfg.proving.sealing_nice as i32, sealing_threads);
     executor.declare_all().await.map_err(anyhow::Error::msg).context("attaching the miner's storage paths")?;
     let ex = executor.clone();
-    tokio::spawn(async move {
+    background.spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(10)).await;
             ex.report_health().await;
@@ -268,7 +270,7 @@ pub async fn run(repo: Repo) -> Result<()> {
         cfg.proving.disable_builtin_window_post,
         cfg.proving.disable_builtin_winning_post,
     );
-    proving.start();
+    proving.start(&background);
     let ctx = Ctx { m: manager.clone(), sealing, store: store.clone(), repo: repo.clone(), proving };
     let server = Arc::new(api(ctx, secret.clone(), session, meta, shutdown.clone()));
     let auth: Arc<dyn Authenticator> = Arc::new(MinerAuth(secret));
@@ -286,27 +288,13 @@ pub async fn run(repo: Repo) -> Result<()> {
     tracing::info!(%bound, session = %session, "miner API listening; workers connect with MINER_API_INFO=<token>:{api_addr}");
     println!("lotus-miner: API listening on {bound} ({api_addr})");
 
-    let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = stop.notified() => tracing::info!("shutdown requested over the API"),
-                _ = signal() => tracing::info!("signal received, shutting down"),
-            }
-        })
-        .await
-        .context("serving the API")?;
-    let _ = std::fs::remove_file(repo.file("api"));
+    lotus_node::daemon::serve(listener, app, &repo, shutdown, || {}, &background).await?;
+    // Committed before the process goes: a result taken from a worker is never lost.
+    if let Some(calls) = manager.call_store() {
+        calls.close();
+    }
     tracing::info!("miner stopped");
     Ok(())
-}
-
-pub async fn signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 fn hex32(h: &str) -> Option<[u8; 32]> {

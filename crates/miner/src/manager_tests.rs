@@ -297,3 +297,35 @@ async fn a_retry_after_an_abort_starts_the_work_again_at_once() {
     m.on_return(second, Ok(json!("again")));
     assert_eq!(retry.await.unwrap().unwrap().value, json!("again"));
 }
+
+/// A call tracked before a restart that no connected worker has any more: the new miner waits
+/// out the grace (`Timings::tracked_call_grace`, a minute, here on paused time), then
+/// schedules the work again, and the tracker forgets the old call.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_tracked_call_nobody_has_is_scheduled_again_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = manager_with_store(dir.path());
+    let a = add_worker(&before, 1, "a");
+    let t = run(&before, task(1, false));
+    until("the AddPiece to start on a", || a.call_of("AddPiece", 1).is_some()).await;
+    let lost = a.call_of("AddPiece", 1).unwrap();
+    t.abort();
+    before.call_store().unwrap().close();
+
+    let after = manager_with_store(dir.path());
+    let b = add_worker(&after, 2, "b"); // a never comes back
+    let t = run(&after, task(1, false));
+    until("the new miner to wait for the tracked call", || after.lock().jobs.job_of_call(lost).is_some()).await;
+    tokio::time::sleep(Duration::from_secs(55)).await;
+    assert!(b.started().is_empty(), "within the grace nothing is started again");
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    until("the work to start again on b", || b.call_of("AddPiece", 1).is_some()).await;
+    let work = crate::calls::work_id(TaskType::AddPiece, &task(1, false).work.to_rpc().1);
+    let new = b.call_of("AddPiece", 1).unwrap();
+    until("the tracker to follow the new call", || {
+        after.call_store().unwrap().get(&work) == Some(Tracked::Running(new))
+    })
+    .await;
+    after.on_return(new, Ok(json!("again")));
+    assert_eq!(t.await.unwrap().unwrap().host, "b");
+}

@@ -101,9 +101,10 @@ impl Proving {
         self.blocks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn start(self: &Arc<Self>) {
-        tokio::spawn(self.clone().window_post_loop());
-        tokio::spawn(self.clone().mining_loop());
+    /// Start the WindowPoSt and mining loops, tracked by the daemon (stopped at shutdown).
+    pub fn start(self: &Arc<Self>, background: &lotus_node::daemon::Background) {
+        background.spawn(self.clone().window_post_loop());
+        background.spawn(self.clone().mining_loop());
     }
 
     fn tick(&self) -> Duration {

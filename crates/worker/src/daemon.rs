@@ -13,7 +13,6 @@ use sealing_exec::post::PoStKind;
 use sealing_types::{TaskType, WorkerInfo};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -44,6 +43,31 @@ pub struct Settings {
     pub mock: Option<sealing_types::MockDurations>,
 }
 
+/// Where the worker is in its life: one value, so no reader sees a mix of two (the flags it
+/// replaces could be read as "enabled" and "closed" at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    /// Taking tasks.
+    Enabled,
+    /// `lotus-worker set --enabled=false`: registered, taking no task.
+    Disabled,
+    /// `lotus-worker stop`: no new tasks; it exits once the running ones are done and delivered.
+    Draining,
+    /// Shutting down: its session reads as closed.
+    Closed,
+}
+
+impl Life {
+    /// Why a new task is refused, if it is.
+    fn refuses_tasks(self) -> Option<&'static str> {
+        match self {
+            Life::Enabled => None,
+            Life::Disabled => Some("worker disabled (lotus-worker set --enabled=false): not taking tasks"),
+            Life::Draining | Life::Closed => Some("worker is stopping (lotus-worker stop): not taking tasks"),
+        }
+    }
+}
+
 /// State shared by the API handlers and the registration loop.
 struct Worker {
     session: Uuid,
@@ -51,15 +75,13 @@ struct Worker {
     no_swap: bool,
     no_gpu: bool,
     mock_proofs: bool,
-    enabled: AtomicBool,
-    closed: AtomicBool,
-    /// `lotus-worker stop`: no new tasks; exit once the running ones are done and delivered.
-    draining: AtomicBool,
+    life: Mutex<Life>,
     /// When the miner last checked this worker's session: a miner that stops checking has
     /// removed it (lost), and the worker registers again.
     last_checked: Mutex<std::time::Instant>,
     task_types: Mutex<BTreeSet<TaskType>>,
-    shutdown: Notify,
+    /// `Shutdown` (now, or once drained).
+    shutdown: Arc<Notify>,
 }
 
 impl Worker {
@@ -74,6 +96,24 @@ impl Worker {
             resources: res,
             mock_proofs: self.mock_proofs,
         })
+    }
+
+    fn life(&self) -> Life {
+        *self.life.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Move to `to` if the worker is in one of `from`; whether it moved.
+    fn change_life(&self, from: &[Life], to: Life) -> bool {
+        let mut l = self.life.lock().unwrap_or_else(|e| e.into_inner());
+        let moved = from.contains(&l);
+        if moved {
+            *l = to;
+        }
+        moved
+    }
+
+    fn close(&self) {
+        *self.life.lock().unwrap_or_else(|e| e.into_inner()) = Life::Closed;
     }
 
     fn types(&self) -> BTreeSet<TaskType> {
@@ -129,9 +169,11 @@ pub async fn run(s: Settings) -> Result<()> {
 
     let listen: SocketAddr =
         s.listen.parse().with_context(|| format!("--listen {:?} is not an address like 0.0.0.0:3456", s.listen))?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
-        format!("cannot listen on {listen}: another worker (or process) uses that port; give each worker on this host its own --listen port")
-    })?;
+    let listener = lotus_node::daemon::bind(listen, || {
+        "another worker (or process) uses that port; give each worker on this host its own --listen port".into()
+    })
+    .await?;
+    let background = lotus_node::daemon::Background::new();
     let bound = listener.local_addr()?;
     let advertised = advertised_addr(bound, &s.miner.host_port)?;
     let url = format!("http://{advertised}/rpc/v0");
@@ -147,12 +189,10 @@ pub async fn run(s: Settings) -> Result<()> {
         no_swap: s.no_swap,
         no_gpu: s.no_gpu,
         mock_proofs: s.mock.is_some(),
-        enabled: AtomicBool::new(true),
-        closed: AtomicBool::new(false),
-        draining: AtomicBool::new(false),
+        life: Mutex::new(Life::Enabled),
         last_checked: Mutex::new(std::time::Instant::now()),
         task_types: Mutex::new(s.task_types.clone()),
-        shutdown: Notify::new(),
+        shutdown: Arc::new(Notify::new()),
     });
     // Storage paths and the executor that runs the miner's task calls.
     let store = Arc::new(sealing_exec::LocalStore::new(format!("http://{advertised}/remote")));
@@ -231,20 +271,9 @@ pub async fn run(s: Settings) -> Result<()> {
     tracing::info!(session = %worker.session, %url, tasks = %shorts.join(" "), "worker API listening");
     println!("lotus-worker: listening on {bound}, advertised as {url}; tasks: {}", shorts.join(" "));
 
-    let reg = tokio::spawn(keep_registered(miner.clone(), url, worker.clone(), executor.clone()));
+    background.spawn(keep_registered(miner.clone(), url, worker.clone(), executor.clone()));
     let w = worker.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = w.shutdown.notified() => tracing::info!("shutdown requested over the API"),
-                _ = signal() => tracing::info!("signal received, shutting down"),
-            }
-            w.closed.store(true, Ordering::SeqCst);
-        })
-        .await
-        .context("serving the worker API")?;
-    reg.abort();
-    let _ = std::fs::remove_file(s.repo.file("api"));
+    lotus_node::daemon::serve(listener, app, &s.repo, worker.shutdown.clone(), move || w.close(), &background).await?;
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -265,14 +294,6 @@ fn warm_up_gpus(ex: &Arc<sealing_exec::Executor>) {
             Err(e) => tracing::warn!("GPU warm-up failed (the first GPU proof will be slow): {e}"),
         }
     });
-}
-
-async fn signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// "Connecting to miner API...": poll `Version` every second; the miner's API version must
@@ -326,7 +347,7 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>, ex:
     // down (or refuses us) costs one log line per attempt at most every 10 s.
     let mut retry = Duration::from_secs(1);
     loop {
-        if w.closed.load(Ordering::SeqCst) {
+        if w.life() == Life::Closed {
             return;
         }
         let unchecked = w.last_checked.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
@@ -513,11 +534,8 @@ fn api(
             let params =
                 serde_json::Value::Array((0..p.len()).map(|i| p.get(i, "param").unwrap_or_default()).collect());
             let call = sealing_exec::TaskCall::from_rpc(name, params).map_err(RpcError::invalid_params)?;
-            if !w.enabled.load(Ordering::SeqCst) {
-                return Err(RpcError::method("worker disabled (lotus-worker set --enabled=false): not taking tasks"));
-            }
-            if w.draining.load(Ordering::SeqCst) || w.closed.load(Ordering::SeqCst) {
-                return Err(RpcError::method("worker is stopping (lotus-worker stop): not taking tasks"));
+            if let Some(why) = w.life().refuses_tasks() {
+                return Err(RpcError::method(why));
             }
             Ok(ex.start(call))
         });
@@ -549,19 +567,17 @@ fn api(
     s.register_with("Session", w.clone(), |w, p: Params| async move {
         p.expect(0)?;
         *w.last_checked.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
-        if w.closed.load(Ordering::SeqCst) {
-            return Ok(Uuid::nil());
-        }
-        if w.draining.load(Ordering::SeqCst) {
+        match w.life() {
+            Life::Enabled => Ok(w.session),
+            Life::Closed => Ok(Uuid::nil()),
             // Answering with an error keeps it registered but disabled: nothing new is
             // assigned, running calls are still awaited.
-            return Err(RpcError::method("worker is stopping (lotus-worker stop): finishing its running tasks"));
-        }
-        if !w.enabled.load(Ordering::SeqCst) {
+            Life::Draining => {
+                Err(RpcError::method("worker is stopping (lotus-worker stop): finishing its running tasks"))
+            }
             // The miner treats a failing session as "disabled" (reference §7.4).
-            return Err(RpcError::method("worker disabled (lotus-worker set --enabled=false)"));
+            Life::Disabled => Err(RpcError::method("worker disabled (lotus-worker set --enabled=false)")),
         }
-        Ok(w.session)
     });
     s.register_with("ProcessSession", w.clone(), |w, p: Params| async move {
         p.expect(0)?;
@@ -581,11 +597,14 @@ fn api(
     });
     s.register_with("Enabled", w.clone(), |w, p: Params| async move {
         p.expect(0)?;
-        Ok(w.enabled.load(Ordering::SeqCst))
+        Ok(w.life() == Life::Enabled)
     });
     s.register_with("SetEnabled", w.clone(), |w, p: Params| async move {
         p.expect(1)?;
-        w.enabled.store(p.get(0, "enabled")?, Ordering::SeqCst);
+        let enabled: bool = p.get(0, "enabled")?;
+        let (from, to) = if enabled { (Life::Disabled, Life::Enabled) } else { (Life::Enabled, Life::Disabled) };
+        // A stopping worker stays stopping.
+        w.change_life(&[from, to], to);
         Ok(())
     });
     for (name, enable) in [("TaskEnable", true), ("TaskDisable", false)] {
@@ -610,12 +629,12 @@ fn api(
         p.expect_between(0, 1)?;
         let now: bool = if p.len() == 1 { p.get(0, "now")? } else { false };
         if now {
-            w.closed.store(true, Ordering::SeqCst);
+            w.close();
             w.shutdown.notify_one();
             return Ok(());
         }
-        if w.draining.swap(true, Ordering::SeqCst) {
-            return Ok(()); // already draining
+        if !w.change_life(&[Life::Enabled, Life::Disabled], Life::Draining) {
+            return Ok(()); // already draining or closed
         }
         tracing::info!("stop requested: draining ({} task(s) running)", ex.running_calls().len());
         tokio::spawn(async move {
@@ -632,7 +651,7 @@ fn api(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             tracing::info!("drained: no task running, results delivered; stopping");
-            w.closed.store(true, Ordering::SeqCst);
+            w.close();
             w.shutdown.notify_one();
         });
         Ok(())

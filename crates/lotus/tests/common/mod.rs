@@ -30,14 +30,25 @@ impl Drop for Proc {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `host:port` from a repo's `api` file (`/ip4/127.0.0.1/tcp/2345/http`), once the daemon
+/// wrote it: daemons bind port 0 in tests and say which port they got there.
+pub fn api_addr(repo: &Path) -> String {
+    let file = repo.join("api");
+    let mut text = String::new();
+    wait_until(Duration::from_secs(20), &format!("{} to be written", file.display()), || {
+        text = std::fs::read_to_string(&file).unwrap_or_default();
+        text.split('/').nth(4).is_some_and(|p| p.parse::<u16>().is_ok())
+    });
+    let parts: Vec<&str> = text.trim().split('/').collect();
+    format!("{}:{}", parts[2], parts[4])
 }
 
 /// A miner repo and the environment to reach it.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
-    pub port: u16,
+    /// The miner's API port: 0 until it first starts (it binds port 0 and the port it got is
+    /// read back from its `api` file), then kept, so workers find a restarted miner again.
+    port: std::sync::atomic::AtomicU16,
     /// The mock proof backend's task durations (`"C2=10s"`), or `None` for real proofs.
     pub mock: Option<String>,
 }
@@ -57,7 +68,7 @@ impl Cluster {
     }
 
     fn init(mock: Option<String>) -> Cluster {
-        let c = Cluster { dir: tempfile::tempdir().unwrap(), port: free_port(), mock };
+        let c = Cluster { dir: tempfile::tempdir().unwrap(), port: 0.into(), mock };
         let out = c.miner_cmd(&["init", "--sector-size", "2KiB"]);
         assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
         c
@@ -80,13 +91,28 @@ impl Cluster {
         std::fs::write(self.path("miner/config.toml"), text).unwrap();
     }
 
+    /// The miner's API port (after [`Cluster::start_miner`]).
+    pub fn port(&self) -> u16 {
+        let p = self.port.load(std::sync::atomic::Ordering::SeqCst);
+        assert_ne!(p, 0, "the miner has not started yet");
+        p
+    }
+
+    /// The address a worker started with `--listen 127.0.0.1:0` got (from its repo's `api`).
+    pub fn worker_addr(&self, repo: &str) -> String {
+        api_addr(&self.path(repo))
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
 
     fn miner_env(&self, cmd: &mut Command) {
         cmd.env("LOTUS_MINER_PATH", self.path("miner"))
-            .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{}/http", self.port))
+            .env(
+                "LOTUS_API_LISTENADDRESS",
+                format!("/ip4/127.0.0.1/tcp/{}/http", self.port.load(std::sync::atomic::Ordering::SeqCst)),
+            )
             .env_remove("MINER_API_INFO")
             .env_remove("STORAGE_API_INFO")
             .env("RUST_LOG", "info");
@@ -111,7 +137,17 @@ impl Cluster {
         self.miner_env(&mut cmd);
         let f = std::fs::File::create(&log).unwrap();
         cmd.arg("run").stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null());
+        // A killed miner leaves its `api` file behind: only the new one's counts.
+        let _ = std::fs::remove_file(self.path("miner/api"));
         let p = Proc { child: cmd.spawn().unwrap(), log };
+        let addr = wait_or_show_value(
+            Duration::from_secs(20),
+            "the miner's api file",
+            || p.log(),
+            || std::fs::read_to_string(self.path("miner/api")).ok().filter(|t| t.split('/').nth(4).is_some()),
+        );
+        let port: u16 = addr.trim().split('/').nth(4).and_then(|p| p.parse().ok()).expect("a port in the api file");
+        self.port.store(port, std::sync::atomic::Ordering::SeqCst);
         wait_until(Duration::from_secs(20), "the miner API to answer", || self.miner_cmd(&["info"]).status.success());
         p
     }
@@ -205,6 +241,25 @@ pub fn wait_or_show(
             panic!("timed out after {timeout:?} waiting for {what}\n{}", context().trim_end());
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Poll `get` every 50 ms until it gives a value; panic (with `context()`) after `timeout`.
+pub fn wait_or_show_value<T>(
+    timeout: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+    mut get: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = get() {
+            return v;
+        }
+        if start.elapsed() >= timeout {
+            panic!("timed out after {timeout:?} waiting for {what}\n{}", context().trim_end());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
