@@ -166,11 +166,14 @@ async fn main() {
     let stats: HashMap<String, Value> = m.call("WorkerStats", json!([])).await.unwrap();
     println!("scale: {} workers registered over RPC in {:.1} s", stats.len() - 1, t.elapsed().as_secs_f64());
 
-    // Push the sectors, 64 calls at a time.
+    // Push the sectors, SCALE_CONCURRENCY (64) calls at a time: a burst measures throughput
+    // (latency is then the queue: in flight / pledges per second), a few at a time the
+    // latency of one push with everything else in flight.
+    let concurrency: usize = env_or("SCALE_CONCURRENCY", 64);
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Default::default();
     let (cpu1, _) = usage(pid);
     let t = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut joins = vec![];
     for _ in 0..sectors {
         let permit = sem.clone().acquire_owned().await.unwrap();
@@ -197,7 +200,7 @@ async fn main() {
     };
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "scale: {sectors} sectors pushed in {:.1} s, {} AddPiece calls at workers after {:.1} s",
+        "scale: {sectors} sectors pushed ({concurrency} at a time) in {:.1} s, {} AddPiece calls at workers after {:.1} s",
         pushed.as_secs_f64(),
         lat.len(),
         all_there.as_secs_f64()

@@ -100,18 +100,20 @@ fn commit(conn: &Connection, batch: &[Op]) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     for op in batch {
         match op {
-            Op::Running { work, sector, call, host } => tx.execute(
-                "INSERT INTO calls (work_id, sector, call_id, state, host) VALUES (?1, ?2, ?3, 'running', ?4)
-                 ON CONFLICT(work_id) DO UPDATE SET call_id = ?3, state = 'running', host = ?4, result = NULL",
-                params![work, sector.number, call_key(*call), host],
-            )?,
-            Op::Done { call, value } => tx.execute(
-                "UPDATE calls SET state = 'done', result = ?2 WHERE call_id = ?1",
-                params![call_key(*call), value.to_string()],
-            )?,
-            Op::DeleteCall(call) => tx.execute("DELETE FROM calls WHERE call_id = ?1", [call_key(*call)])?,
-            Op::DeleteWork(work) => tx.execute("DELETE FROM calls WHERE work_id = ?1", [work])?,
-            Op::DeleteSector(s) => tx.execute("DELETE FROM calls WHERE sector = ?1", [s.number])?,
+            Op::Running { work, sector, call, host } => tx
+                .prepare_cached(
+                    "INSERT INTO calls (work_id, sector, call_id, state, host) VALUES (?1, ?2, ?3, 'running', ?4)
+                     ON CONFLICT(work_id) DO UPDATE SET call_id = ?3, state = 'running', host = ?4, result = NULL",
+                )?
+                .execute(params![work, sector.number, call_key(*call), host])?,
+            Op::Done { call, value } => tx
+                .prepare_cached("UPDATE calls SET state = 'done', result = ?2 WHERE call_id = ?1")?
+                .execute(params![call_key(*call), value.to_string()])?,
+            Op::DeleteCall(call) => {
+                tx.prepare_cached("DELETE FROM calls WHERE call_id = ?1")?.execute([call_key(*call)])?
+            }
+            Op::DeleteWork(work) => tx.prepare_cached("DELETE FROM calls WHERE work_id = ?1")?.execute([work])?,
+            Op::DeleteSector(s) => tx.prepare_cached("DELETE FROM calls WHERE sector = ?1")?.execute([s.number])?,
         };
     }
     tx.commit()

@@ -96,6 +96,7 @@ pub async fn run(repo: Repo) -> Result<()> {
     })
     .await?;
     let background = lotus_node::daemon::Background::new();
+    lotus_node::daemon::trim_memory_every(&background, std::time::Duration::from_secs(10));
     let bound = listener.local_addr()?;
 
     // The URL other nodes fetch this miner's sector files from. Lotus takes it from

@@ -174,6 +174,7 @@ pub async fn run(s: Settings) -> Result<()> {
     })
     .await?;
     let background = lotus_node::daemon::Background::new();
+    lotus_node::daemon::trim_memory_every(&background, Duration::from_secs(10));
     let bound = listener.local_addr()?;
     let advertised = advertised_addr(bound, &s.miner.host_port)?;
     let url = format!("http://{advertised}/rpc/v0");

@@ -135,6 +135,8 @@ impl Scheduler {
     }
 
     /// Whether a non-holder worker passes the selector (space on its paths).
+    /// Whether the selector lets `w` run the request when `w` does not hold the sector's files,
+    /// and why not (the message `sealing sched-diag` shows).
     pub(crate) fn selector_allows_remote(&self, req: &TaskRequest, w: &Worker) -> Result<(), String> {
         let ssize = req.sector.proof_type.sector_size().0;
         let need_space = |types: FileTypes, kind: PathType, have: u64| {
@@ -170,6 +172,18 @@ impl Scheduler {
         }
     }
 
+    /// [`Self::selector_allows_remote`] as a yes or no, with the space the request needs worked
+    /// out once (`SpaceNeed::of`) rather than for every worker a pass looks at: with a
+    /// thousand workers that was most of a push's cost.
+    pub(crate) fn selector_fits(need: SpaceNeed, w: &Worker) -> bool {
+        match need {
+            SpaceNeed::None => true,
+            SpaceNeed::Never => false,
+            SpaceNeed::Sealing(n) => w.spec.seal_space >= n,
+            SpaceNeed::Storage(n) => w.spec.store_space >= n,
+        }
+    }
+
     /// `pass_util[wi]`: the worker's utilisation including this pass's assignments, once it has
     /// one; `pass_count[wi]`: tasks this pass gave it.
     fn score(&self, w: &Worker, wi: usize, pass_util: &[Option<f64>], pass_count: &[u64]) -> u64 {
@@ -193,9 +207,10 @@ impl Scheduler {
     ) -> BinaryHeap<Reverse<CandKey>> {
         // Collected, then heapified in one go (linear, rather than a sift per push).
         let mut h = Vec::new();
+        let need = SpaceNeed::of(req);
         for (si, s) in scratch.iter().enumerate() {
             let w = wrefs[s.wi];
-            if !w.offers(req.task) || self.selector_allows_remote(req, w).is_err() || w.fits_empty(req).is_err() {
+            if !w.offers(req.task) || !Self::selector_fits(need, w) || w.fits_empty(req).is_err() {
                 continue;
             }
             let tier = if req.selector == Selector::Task { u64::from(w.task_mask.count_ones()) } else { 0 };
@@ -449,5 +464,42 @@ mod tests {
         let k = CandKey::new(3, 7, 2, 4).with_score(1 << 60);
         assert_eq!((k.score(), k.si()), (CandKey::SCORE_MAX, 4), "a huge score saturates, the rest stays");
         assert!(CandKey::new(3, 7, 2, 4).with_score(8) > CandKey::new(3, 7, 2, 4));
+    }
+}
+
+/// The room a request needs on a worker that does not hold its files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SpaceNeed {
+    /// Any worker (the task selector).
+    None,
+    /// Room on the worker's sealing paths.
+    Sealing(u64),
+    /// Room on its storage paths.
+    Storage(u64),
+    /// Only workers that hold the files.
+    Never,
+}
+
+impl SpaceNeed {
+    pub(crate) fn of(req: &TaskRequest) -> SpaceNeed {
+        let ssize = req.sector.proof_type.sector_size().0;
+        match req.selector {
+            Selector::Task => SpaceNeed::None,
+            Selector::Alloc { types, path: PathType::Sealing } => {
+                SpaceNeed::Sealing(types.space_use(ssize, PathType::Sealing))
+            }
+            Selector::Alloc { types, path: PathType::Storage } => {
+                SpaceNeed::Storage(types.space_use(ssize, PathType::Storage))
+            }
+            Selector::Existing { types, allow_fetch: true } => {
+                SpaceNeed::Sealing(types.space_use(ssize, PathType::Sealing))
+            }
+            Selector::Move { types, allow_remote: true } => {
+                SpaceNeed::Storage(types.space_use(ssize, PathType::Storage))
+            }
+            Selector::Existing { allow_fetch: false, .. } | Selector::Move { allow_remote: false, .. } => {
+                SpaceNeed::Never
+            }
+        }
     }
 }

@@ -68,7 +68,7 @@ impl Scheduler {
                     let ignore = t.spec.info.ignore_resources;
                     if pinned
                         || !t.offers(req.task)
-                        || self.selector_allows_remote(req, t).is_err()
+                        || !Self::selector_fits(super::pass::SpaceNeed::of(req), t)
                         || alloc.can_handle(&spec, res, ignore).is_err()
                     {
                         continue;
