@@ -7,16 +7,23 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 # One clean build, no incremental caches: they only help repeated edits, and cost gigabytes.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+# Each phase says how long it took (a clean clone's run is mostly building).
+t0=$(date +%s)
+phase() { echo "test.sh: $1 took $(($(date +%s) - t0)) s" >&2; t0=$(date +%s); }
 cargo fmt --all -- --check
+phase "fmt"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+phase "clippy"
 # Build every test binary first (the end-to-end tests' lotus-miner and lotus-worker with
 # them), so that the time the test runner prints is the test phase alone. A separate
 # `cargo run` would build our crates a second time, with other features.
 cargo test --workspace --locked --no-run -q
+phase "building the tests"
 # Devnet proof parameters for 2KiB sectors, generated once per machine (about 12 minutes and
 # 5 GiB of RAM the first time) into one cache shared by every test run.
 export FIL_PROOFS_PARAMETER_CACHE=${FIL_PROOFS_PARAMETER_CACHE:-/var/tmp/filecoin-proof-parameters}
 "${CARGO_TARGET_DIR:-target}/debug/lotus-miner" fetch-params 2KiB
+phase "2KiB parameters"
 if cargo nextest --version >/dev/null 2>&1; then
     # Every test in its own process, end-to-end tests of different binaries side by side
     # (.config/nextest.toml: real-proof tests one at a time). Its last line is the summary,

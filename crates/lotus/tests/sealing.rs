@@ -49,16 +49,16 @@ fn cc_and_data_sectors_seal_across_two_workers_on_mock_proofs() {
 fn seal_across_two_workers(c: Cluster, with_cc: bool) {
     c.write_config(CONFIG);
     let miner = c.start_miner();
-    let a_listen = "127.0.0.1:0";
-    let b_listen = "127.0.0.1:0";
+    // Niced to the bottom (19): the suite runs this beside the proving test, whose Commit2
+    // (nice 10) is the suite's critical path and whose WindowPoSts (never niced) must meet
+    // their deadlines. CPU time then goes to the proving test first and to this one while
+    // that test waits for deadlines.
+    let common = ["run", "--listen", "127.0.0.1:0", "--sealing-nice", "19", "--no-default"];
     let a = c.start_worker(
         "worker-a",
-        &["run", "--listen", a_listen, "--name", "host-a", "--no-default", "--addpiece", "--precommit1", "--unseal"],
+        &[&common[..], &["--name", "host-a", "--addpiece", "--precommit1", "--unseal"]].concat(),
     );
-    let b = c.start_worker(
-        "worker-b",
-        &["run", "--listen", b_listen, "--name", "host-b", "--no-default", "--precommit2", "--commit"],
-    );
+    let b = c.start_worker("worker-b", &[&common[..], &["--name", "host-b", "--precommit2", "--commit"]].concat());
     wait_until(Duration::from_secs(30), "both workers to register", || c.workers().len() == 3);
     // Each worker's repo is a sealing path; the miner's repo is its store.
     wait_until(Duration::from_secs(30), "three storage paths attached", || {

@@ -12,7 +12,8 @@ use futures_util::future::BoxFuture;
 use lotus_api::methods::WORKER_API_VERSION;
 use lotus_api::types::{seal_task_key, CallError, FsStat, SectorStorageInfo, StorageInfo, Version, WorkerStats};
 use lotus_api::{ClientError, JwtSecret, Permission, RpcClient};
-use sealing_exec::{Executor, TaskCall};
+use sealing_exec::index::IndexResult;
+use sealing_exec::{Executor, IndexError, TaskCall};
 use sealing_sched::{Event, Scheduler, Selector, TaskRequest, WorkerSpec};
 use sealing_types::{CallId, FileTypes, PathType, SchedId, SectorId, SectorRef, TaskType, WorkerId, WorkerInfo};
 use std::collections::{BTreeMap, BTreeSet};
@@ -959,38 +960,35 @@ mod tests;
 /// The index as the miner's own executor reaches it: direct calls, no RPC.
 pub struct LocalIndex(pub Weak<Manager>);
 
+impl LocalIndex {
+    fn manager(&self) -> Result<Arc<Manager>, IndexError> {
+        self.0.upgrade().ok_or_else(|| IndexError::Unavailable("the miner is stopping".into()))
+    }
+}
+
 impl sealing_exec::SectorIndex for LocalIndex {
-    fn attach(&self, info: StorageInfo, stat: FsStat) -> BoxFuture<'_, Result<(), String>> {
-        let m = self.0.upgrade();
+    fn attach(&self, info: StorageInfo, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
-            m.ok_or("miner stopping")?.storage_attach(info, stat);
+            self.manager()?.storage_attach(info, stat);
             Ok(())
         })
     }
-    fn report_health(&self, id: Uuid, stat: FsStat) -> BoxFuture<'_, Result<(), String>> {
-        let m = self.0.upgrade();
-        Box::pin(async move { m.ok_or("miner stopping")?.storage_health(id, stat, String::new()) })
+    fn report_health(&self, id: Uuid, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
+        Box::pin(async move { self.manager()?.storage_health(id, stat, String::new()).map_err(IndexError::Refused) })
     }
-    fn declare(
-        &self,
-        id: Uuid,
-        sector: SectorId,
-        types: FileTypes,
-        primary: bool,
-    ) -> BoxFuture<'_, Result<(), String>> {
-        let m = self.0.upgrade();
-        Box::pin(async move { m.ok_or("miner stopping")?.storage_declare(id, sector, types, primary) })
+    fn declare(&self, id: Uuid, sector: SectorId, types: FileTypes, primary: bool) -> BoxFuture<'_, IndexResult<()>> {
+        Box::pin(
+            async move { self.manager()?.storage_declare(id, sector, types, primary).map_err(IndexError::Refused) },
+        )
     }
-    fn drop_sector(&self, id: Uuid, sector: SectorId, types: FileTypes) -> BoxFuture<'_, Result<(), String>> {
-        let m = self.0.upgrade();
+    fn drop_sector(&self, id: Uuid, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
-            m.ok_or("miner stopping")?.storage_drop(id, sector, types);
+            self.manager()?.storage_drop(id, sector, types);
             Ok(())
         })
     }
-    fn find(&self, sector: SectorId, types: FileTypes) -> BoxFuture<'_, Result<Vec<SectorStorageInfo>, String>> {
-        let m = self.0.upgrade();
-        Box::pin(async move { Ok(m.ok_or("miner stopping")?.storage_find(sector, types)) })
+    fn find(&self, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<Vec<SectorStorageInfo>>> {
+        Box::pin(async move { Ok(self.manager()?.storage_find(sector, types)) })
     }
 }
 

@@ -192,13 +192,13 @@ impl Executor {
 
     pub async fn attach_path(&self, p: &LocalPath) -> Result<(), String> {
         let stat = self.store.stat(p).map_err(|e| e.to_string())?;
-        self.index.attach(self.store.info(p), stat).await?;
+        self.index.attach(self.store.info(p), stat).await.map_err(|e| e.to_string())?;
         let mut by_sector: HashMap<SectorId, FileTypes> = HashMap::new();
         for (s, t) in self.store.sectors(p) {
             by_sector.entry(s).or_default().0 |= t.bit();
         }
         for (s, types) in by_sector {
-            self.index.declare(p.id(), s, types, p.meta.can_store).await?;
+            self.index.declare(p.id(), s, types, p.meta.can_store).await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -346,9 +346,10 @@ impl Executor {
     }
 
     async fn declare(&self, p: &LocalPath, s: SectorRef, types: FileTypes) -> Result<(), CallError> {
-        self.index.declare(p.id(), s.id, types, true).await.map_err(|e| {
-            CallError::new(CallError::TEMP_UNKNOWN, format!("declaring {types} of {} to the miner: {e}", s.id))
-        })
+        self.index
+            .declare(p.id(), s.id, types, true)
+            .await
+            .map_err(|e| e.in_task(format_args!("declaring {types} of {} to the miner", s.id)))
     }
 
     async fn proof(&self, s: SectorRef, paths: Paths, op: ProofJob) -> Result<serde_json::Value, CallError> {
@@ -412,12 +413,11 @@ impl Executor {
                 out.insert(t, target);
                 continue;
             }
-            let sources = self.index.find(s.id, FileTypes::of(&[t])).await.map_err(|e| {
-                CallError::new(
-                    CallError::TEMP_UNKNOWN,
-                    format!("asking the miner where {} of {} is: {e}", t.name(), s.id),
-                )
-            })?;
+            let sources = self
+                .index
+                .find(s.id, FileTypes::of(&[t]))
+                .await
+                .map_err(|e| e.in_task(format_args!("asking the miner where {} of {} is", t.name(), s.id)))?;
             let local: Vec<Uuid> = self.store.paths().iter().map(|p| p.id()).collect();
             let mut sources: Vec<_> = sources.into_iter().filter(|si| !local.contains(&si.id)).collect();
             // Lotus tries sources by ascending weight; prefer primaries first, then weight.

@@ -1,12 +1,48 @@
 //! The miner's sector index as the executor sees it (reference §5.4).
 
 use futures_util::future::BoxFuture;
-use lotus_api::types::{FsStat, SectorStorageInfo, StorageInfo};
+use lotus_api::types::{CallError, FsStat, SectorStorageInfo, StorageInfo};
 use sealing_types::{FileTypes, SectorId};
 use uuid::Uuid;
 
-/// Errors are strings: they come from the miner, over RPC or not, and are shown to the operator.
-pub type IndexResult<T> = Result<T, String>;
+/// Why the index did not do what was asked, typed by what the caller should do about it. The
+/// messages come from the miner, over RPC or not, and are shown to the operator.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    /// The miner could not be asked (unreachable, timed out, stopping): the same call can
+    /// succeed later, so a task failing on it fails temporarily.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The miner answered no (an unknown path, a sector it does not know, a bad token):
+    /// asking again will not help.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl IndexError {
+    /// The task error for an index call that failed while a task ran (`doing` says what it
+    /// was doing): temporary when the miner could not be asked.
+    pub fn in_task(&self, doing: impl std::fmt::Display) -> CallError {
+        let code = match self {
+            IndexError::Unavailable(_) => CallError::TEMP_UNKNOWN,
+            IndexError::Refused(_) => CallError::UNKNOWN,
+        };
+        CallError::new(code, format!("{doing}: {self}"))
+    }
+}
+
+impl From<lotus_api::ClientError> for IndexError {
+    fn from(e: lotus_api::ClientError) -> Self {
+        use lotus_api::ClientError::*;
+        match e {
+            Unreachable { .. } | Refused { .. } | Timeout { .. } => IndexError::Unavailable(e.to_string()),
+            Http { status, .. } if status >= 500 => IndexError::Unavailable(e.to_string()),
+            Unauthorized { .. } | Http { .. } | Rpc { .. } | Decode { .. } => IndexError::Refused(e.to_string()),
+        }
+    }
+}
+
+pub type IndexResult<T> = Result<T, IndexError>;
 
 pub trait SectorIndex: Send + Sync {
     fn attach(&self, info: StorageInfo, stat: FsStat) -> BoxFuture<'_, IndexResult<()>>;
@@ -23,13 +59,13 @@ pub struct RpcIndex(pub std::sync::Arc<lotus_api::RpcClient>);
 impl SectorIndex for RpcIndex {
     fn attach(&self, info: StorageInfo, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
-            self.0.call("StorageAttach", serde_json::json!([info, stat])).await.map_err(|e| e.to_string())
+            self.0.call("StorageAttach", serde_json::json!([info, stat])).await.map_err(IndexError::from)
         })
     }
     fn report_health(&self, id: Uuid, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
             let report = serde_json::json!({ "Stat": stat, "Err": "" });
-            self.0.call("StorageReportHealth", serde_json::json!([id, report])).await.map_err(|e| e.to_string())
+            self.0.call("StorageReportHealth", serde_json::json!([id, report])).await.map_err(IndexError::from)
         })
     }
     fn declare(&self, id: Uuid, sector: SectorId, types: FileTypes, primary: bool) -> BoxFuture<'_, IndexResult<()>> {
@@ -37,12 +73,12 @@ impl SectorIndex for RpcIndex {
             self.0
                 .call("StorageDeclareSector", serde_json::json!([id, sector, types, primary]))
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(IndexError::from)
         })
     }
     fn drop_sector(&self, id: Uuid, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
-            self.0.call("StorageDropSector", serde_json::json!([id, sector, types])).await.map_err(|e| e.to_string())
+            self.0.call("StorageDropSector", serde_json::json!([id, sector, types])).await.map_err(IndexError::from)
         })
     }
     fn find(&self, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<Vec<SectorStorageInfo>>> {
@@ -50,7 +86,7 @@ impl SectorIndex for RpcIndex {
             self.0
                 .call("StorageFindSector", serde_json::json!([sector, types, 0, false]))
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(IndexError::from)
         })
     }
 }
@@ -75,5 +111,41 @@ impl SectorIndex for FixedIndex {
     fn find(&self, _: SectorId, _: FileTypes) -> BoxFuture<'_, IndexResult<Vec<SectorStorageInfo>>> {
         let holders = self.0.clone();
         Box::pin(async move { Ok(holders) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lotus_api::ClientError;
+
+    /// What the caller does depends on the kind: a miner that cannot be asked makes a task
+    /// fail temporarily (it is retried without counting), a refusal fails it.
+    #[test]
+    fn index_errors_are_typed_by_what_the_caller_must_do() {
+        let url = || "http://miner/rpc/v0".to_string();
+        let unavailable = [
+            ClientError::Unreachable { url: url(), why: "reset".into() },
+            ClientError::Refused { url: url(), why: "connection refused".into() },
+            ClientError::Timeout { url: url(), secs: 5 },
+            ClientError::Http { url: url(), status: 503, body: String::new() },
+        ];
+        for e in unavailable {
+            let ie = IndexError::from(e);
+            assert!(matches!(ie, IndexError::Unavailable(_)), "{ie:?}");
+            assert!(ie.in_task("declaring").is_temporary());
+        }
+        let refused = [
+            ClientError::Rpc { method: "StorageDeclareSector".into(), code: 1, message: "path not attached".into() },
+            ClientError::Unauthorized { url: url(), body: String::new() },
+            ClientError::Decode { method: "StorageFindSector".into(), why: "bad".into() },
+        ];
+        for e in refused {
+            let ie = IndexError::from(e);
+            assert!(matches!(ie, IndexError::Refused(_)), "{ie:?}");
+            let ce = ie.in_task("declaring sealed of s-t01000-1");
+            assert!(!ce.is_temporary());
+            assert!(ce.message.starts_with("declaring sealed of s-t01000-1: "), "{}", ce.message);
+        }
     }
 }

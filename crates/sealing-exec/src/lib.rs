@@ -25,7 +25,7 @@ pub mod remote;
 pub mod store;
 
 pub use exec::{Executor, Returner, TaskCall};
-pub use index::{FixedIndex, SectorIndex};
+pub use index::{FixedIndex, IndexError, SectorIndex};
 /// Real proofs or the mock backend (tests and benchmarks whose subject is not the proof).
 pub use sealing_proofs::Backend;
 pub use store::LocalStore;

@@ -137,7 +137,7 @@ impl PoStProver {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let holders = self.index.find(id, FileTypes::of(&[FileType::Sealed])).await?;
+        let holders = self.index.find(id, FileTypes::of(&[FileType::Sealed])).await.map_err(|e| e.to_string())?;
         let mut errors = vec![];
         for base in holders.iter().flat_map(|h| h.base_urls.iter()) {
             let url = format!("{base}/vanilla/single");
