@@ -77,6 +77,8 @@ pub fn env_lookup(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
+/// `lotus-miner run`: lock the repo, load its config, bind `[API] ListenAddress`, and
+/// [`serve`].
 pub async fn run(repo: Repo) -> Result<()> {
     repo.require_initialised()?;
     let _lock = repo.lock()?;
@@ -84,9 +86,6 @@ pub async fn run(repo: Repo) -> Result<()> {
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let meta = Metadata::load(&repo)?;
-    let secret = repo.jwt_secret()?;
-
     let listen = lotus_api::apiinfo::listen_addr(&cfg.api.listen_address)?;
     let listener = lotus_node::daemon::bind(listen, || {
         format!(
@@ -95,6 +94,20 @@ pub async fn run(repo: Repo) -> Result<()> {
         )
     })
     .await?;
+    serve(repo, cfg, listener, Arc::new(Notify::new())).await
+}
+
+/// The miner daemon on a locked, initialised repo with its loaded config, serving on
+/// `listener` (any address, port 0 included: the `api` file says which it got) until
+/// `shutdown` is notified, the API's `Shutdown` is called, or a signal comes.
+pub async fn serve(
+    repo: Repo,
+    cfg: MinerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: Arc<Notify>,
+) -> Result<()> {
+    let meta = Metadata::load(&repo)?;
+    let secret = repo.jwt_secret()?;
     let background = lotus_node::daemon::Background::new();
     lotus_node::daemon::trim_memory_every(&background, std::time::Duration::from_secs(10));
     let bound = listener.local_addr()?;
@@ -251,7 +264,6 @@ pub async fn run(repo: Repo) -> Result<()> {
     sealing.resume_all()?;
 
     let session = Uuid::new_v4();
-    let shutdown = Arc::new(Notify::new());
     let post_prover = sealing_exec::post::PoStProver::new(
         store.clone(),
         index.clone(),

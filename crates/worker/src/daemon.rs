@@ -150,6 +150,8 @@ impl Authenticator for MinerAuth {
     }
 }
 
+/// `lotus-worker run`: create and lock the repo, wait for the miner, bind `--listen`, and
+/// [`serve`].
 pub async fn run(s: Settings) -> Result<()> {
     // The repo: created on first start, locked for the life of the process.
     s.repo.create_dir()?;
@@ -173,6 +175,18 @@ pub async fn run(s: Settings) -> Result<()> {
         "another worker (or process) uses that port; give each worker on this host its own --listen port".into()
     })
     .await?;
+    serve(s, miner, listener, Arc::new(Notify::new())).await
+}
+
+/// The worker daemon on a locked repo, its miner answering, serving on `listener` (port 0
+/// included: the `api` file and the registration say which it got) until `shutdown` is
+/// notified, the API's `Shutdown` asks, or a signal comes.
+pub async fn serve(
+    s: Settings,
+    miner: Arc<RpcClient>,
+    listener: tokio::net::TcpListener,
+    shutdown: Arc<Notify>,
+) -> Result<()> {
     let background = lotus_node::daemon::Background::new();
     lotus_node::daemon::trim_memory_every(&background, Duration::from_secs(10));
     let bound = listener.local_addr()?;
@@ -193,7 +207,7 @@ pub async fn run(s: Settings) -> Result<()> {
         life: Mutex::new(Life::Enabled),
         last_checked: Mutex::new(std::time::Instant::now()),
         task_types: Mutex::new(s.task_types.clone()),
-        shutdown: Arc::new(Notify::new()),
+        shutdown,
     });
     // Storage paths and the executor that runs the miner's task calls.
     let store = Arc::new(sealing_exec::LocalStore::new(format!("http://{advertised}/remote")));
