@@ -199,25 +199,19 @@ impl Repo {
     }
 }
 
+/// Write a file atomically with `mode` (the one implementation lives with the storage paths).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), RepoError> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
-        set_mode(&tmp, mode)?;
-        f.write_all(data).map_err(io("writing", &tmp))?;
-        f.sync_all().map_err(io("syncing", &tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io("renaming into place", path))
+    Ok(sealing_exec::store::write_atomic(path, data, mode)?)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), RepoError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io("setting permissions of", path))?;
+    Ok(sealing_exec::store::set_mode(path, mode)?)
+}
+
+impl From<sealing_exec::store::FileError> for RepoError {
+    fn from(e: sealing_exec::store::FileError) -> Self {
+        RepoError::Io { what: e.what, path: e.path, source: e.source }
     }
-    let _ = (path, mode);
-    Ok(())
 }
 
 /// The repo path from a flag, then the env vars in order, then the default under `$HOME`.

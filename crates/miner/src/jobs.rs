@@ -492,4 +492,4 @@ impl<R> Jobs<R> {
 
 #[cfg(test)]
 #[path = "jobs_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -27,10 +27,11 @@ fn sector(n: u64) -> SectorRef {
     SectorRef { id: SectorId { miner: 1000, number: n }, proof_type: RegisteredSealProof::STACKED_DRG_2KIB_V1_1 }
 }
 
-/// A one-core AddPiece worker: one 2KiB AddPiece (or its fetch) at a time.
-fn worker_added(n: u128) -> Input<u32> {
-    let info = WorkerInfo {
-        hostname: format!("w{n}"),
+/// A worker with one core and 64 GiB: one 2KiB AddPiece (or its fetch) at a time. The
+/// manager's tests use it too.
+pub(crate) fn one_core_worker(hostname: &str) -> WorkerInfo {
+    WorkerInfo {
+        hostname: hostname.into(),
         ignore_resources: false,
         resources: WorkerResources {
             mem_physical: 64 * GIB,
@@ -42,9 +43,13 @@ fn worker_added(n: u128) -> Input<u32> {
             resources: default_table().clone(),
         },
         mock_proofs: false,
-    };
+    }
+}
+
+/// A one-core AddPiece worker joins.
+fn worker_added(n: u128) -> Input<u32> {
     let spec = WorkerSpec {
-        info,
+        info: one_core_worker(&format!("w{n}")),
         task_types: [TaskType::AddPiece, TaskType::Fetch].into(),
         seal_space: 1 << 40,
         store_space: 1 << 40,

@@ -7,11 +7,8 @@ use super::*;
 use crate::calls::{CallStore, Tracked};
 use crate::jobs::EARLY_PER_SECTOR;
 use sealing_sched::{Assigner, Config};
-use sealing_types::resources::default_table;
-use sealing_types::{RegisteredSealProof, WorkerResources};
+use sealing_types::RegisteredSealProof;
 use serde_json::json;
-
-const GIB: u64 = 1 << 30;
 
 /// What a fake worker does when a call starts.
 #[derive(Clone, Copy, PartialEq)]
@@ -102,20 +99,7 @@ fn add_worker(m: &Arc<Manager>, n: u128, name: &str) -> Arc<FakeWorker> {
         aborted: Mutex::new(vec![]),
         running_before: Mutex::new(vec![]),
     });
-    let info = WorkerInfo {
-        hostname: name.into(),
-        ignore_resources: false,
-        resources: WorkerResources {
-            mem_physical: 64 * GIB,
-            mem_used: 0,
-            mem_swap: 0,
-            mem_swap_used: 0,
-            cpus: 1,
-            gpus: vec![],
-            resources: default_table().clone(),
-        },
-        mock_proofs: false,
-    };
+    let info = crate::jobs::tests::one_core_worker(name);
     let types = [TaskType::AddPiece, TaskType::Fetch].into();
     m.register_link(wid(n), info, types, format!("http://{name}"), fake.clone());
     fake

@@ -35,12 +35,22 @@ pub struct SectorStoreMeta {
 pub enum InitPathError {
     #[error("repo {path} already exists; remove it or choose another path with --init")]
     AlreadyExists { path: PathBuf },
-    #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] FileError),
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> InitPathError + 'a {
-    move |source| InitPathError::Io { what, path: path.to_path_buf(), source }
+/// A file operation that failed: what was being done, to which path, and the OS's answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {path}: {source}")]
+pub struct FileError {
+    pub what: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FileError + 'a {
+    move |source| FileError { what, path: path.to_path_buf(), source }
 }
 
 /// Make `dir` a storage path: write its `sectorstore.json`.
@@ -70,11 +80,9 @@ pub fn init_storage_path(
     Ok(meta)
 }
 
-// `write_atomic` and `set_mode` are copies of lotus-node's `repo` helpers: lotus-node depends on
-// this crate (not the other way round), and the two small functions are not worth a shared crate.
-
-/// Write a file atomically (temp file + rename), with `mode` on Unix.
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), InitPathError> {
+/// Write a file atomically (temp file, synced, renamed into place), with `mode` on Unix. Every
+/// file the daemons keep (repo files, `sectorstore.json`, results, the chain) goes through it.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), FileError> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
@@ -85,7 +93,7 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), InitPathError
     fs::rename(&tmp, path).map_err(io("renaming into place", path))
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), InitPathError> {
+pub fn set_mode(path: &Path, mode: u32) -> Result<(), FileError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use uuid::Uuid;
 
-pub use crate::meta::{init_storage_path, InitPathError, SectorStoreMeta};
+pub use crate::meta::{init_storage_path, set_mode, write_atomic, FileError, InitPathError, SectorStoreMeta};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
