@@ -974,11 +974,13 @@ impl sealing_exec::SectorIndex for LocalIndex {
         })
     }
     fn report_health(&self, id: Uuid, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(async move { self.manager()?.storage_health(id, stat, String::new()).map_err(IndexError::Refused) })
+        Box::pin(
+            async move { self.manager()?.storage_health(id, stat, String::new()).map_err(IndexError::Unavailable) },
+        )
     }
     fn declare(&self, id: Uuid, sector: SectorId, types: FileTypes, primary: bool) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(
-            async move { self.manager()?.storage_declare(id, sector, types, primary).map_err(IndexError::Refused) },
+            async move { self.manager()?.storage_declare(id, sector, types, primary).map_err(IndexError::Unavailable) },
         )
     }
     fn drop_sector(&self, id: Uuid, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<()>> {

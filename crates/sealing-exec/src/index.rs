@@ -9,12 +9,13 @@ use uuid::Uuid;
 /// messages come from the miner, over RPC or not, and are shown to the operator.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
-    /// The miner could not be asked (unreachable, timed out, stopping): the same call can
-    /// succeed later, so a task failing on it fails temporarily.
+    /// The miner could not be asked (unreachable, timed out, stopping), or its index is not
+    /// ready for the call (a path not attached again yet after a miner restart): the same call
+    /// can succeed later, so a task failing on it fails temporarily.
     #[error("{0}")]
     Unavailable(String),
-    /// The miner answered no (an unknown path, a sector it does not know, a bad token):
-    /// asking again will not help.
+    /// The call cannot work as made (a token the miner refuses, an answer this node cannot
+    /// read: two releases that do not match): asking again will not help.
     #[error("{0}")]
     Refused(String),
 }
@@ -35,9 +36,11 @@ impl From<lotus_api::ClientError> for IndexError {
     fn from(e: lotus_api::ClientError) -> Self {
         use lotus_api::ClientError::*;
         match e {
-            Unreachable { .. } | Refused { .. } | Timeout { .. } => IndexError::Unavailable(e.to_string()),
+            // The index's own refusals name state that changes (paths attach, sectors are
+            // declared), so they are worth retrying.
+            Unreachable { .. } | Refused { .. } | Timeout { .. } | Rpc { .. } => IndexError::Unavailable(e.to_string()),
             Http { status, .. } if status >= 500 => IndexError::Unavailable(e.to_string()),
-            Unauthorized { .. } | Http { .. } | Rpc { .. } | Decode { .. } => IndexError::Refused(e.to_string()),
+            Unauthorized { .. } | Http { .. } | Decode { .. } => IndexError::Refused(e.to_string()),
         }
     }
 }
@@ -129,6 +132,7 @@ mod tests {
             ClientError::Refused { url: url(), why: "connection refused".into() },
             ClientError::Timeout { url: url(), secs: 5 },
             ClientError::Http { url: url(), status: 503, body: String::new() },
+            ClientError::Rpc { method: "StorageDeclareSector".into(), code: 1, message: "path not attached".into() },
         ];
         for e in unavailable {
             let ie = IndexError::from(e);
@@ -136,8 +140,8 @@ mod tests {
             assert!(ie.in_task("declaring").is_temporary());
         }
         let refused = [
-            ClientError::Rpc { method: "StorageDeclareSector".into(), code: 1, message: "path not attached".into() },
             ClientError::Unauthorized { url: url(), body: String::new() },
+            ClientError::Http { url: url(), status: 404, body: String::new() },
             ClientError::Decode { method: "StorageFindSector".into(), why: "bad".into() },
         ];
         for e in refused {
