@@ -391,7 +391,32 @@ impl Manager {
             w.heartbeat = Some(hb);
         }
         tracing::info!(worker = %id, host = %info.hostname, %url, "worker connected");
+        let me = self.clone();
+        tokio::spawn(async move { me.stop_orphan_calls(id).await });
         Ok(id)
+    }
+
+    /// A worker that joins (or comes back after it was removed as lost) may still run calls
+    /// nobody here waits for: its tasks were requeued and run elsewhere, or a miner restart
+    /// lost the record of them. Those are stopped, so no task runs twice at once; a call the
+    /// work tracker knows (a restarted miner will wait for it) is left alone.
+    async fn stop_orphan_calls(self: Arc<Self>, id: WorkerId) {
+        let Some(link) = self.lock().workers.get(&id).map(|w| w.link.clone()) else { return };
+        let Ok(calls) = link.calls().await else { return };
+        for call in calls {
+            let known = self.lock().jobs.job_of_call(call).is_some()
+                || self.calls.as_ref().is_some_and(|c| c.host_of(call).is_some());
+            if known {
+                continue;
+            }
+            match link.abort(call).await {
+                Ok(true) => {
+                    tracing::warn!(worker = %id, call = %call.id, sector = %call.sector, "stopped a call no task waits for (its task runs elsewhere)")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(worker = %id, call = %call.id, "could not stop a call no task waits for: {e}"),
+            }
+        }
     }
 
     /// Register a sealing worker reached through `link` without calling it back or checking
@@ -929,6 +954,15 @@ impl Manager {
     }
 
     /// Every attached path with its space, health and the hostnames of the nodes serving it.
+    /// The hostnames of the workers whose node serves the storage path.
+    pub fn path_hosts(&self, path: Uuid) -> Vec<String> {
+        let st = self.lock();
+        Self::owners(&st, path)
+            .into_iter()
+            .filter_map(|w| st.workers.get(&w).map(|e| e.info.hostname.clone()))
+            .collect()
+    }
+
     pub fn storage_paths(&self) -> Vec<(StorageInfo, FsStat, String, Vec<String>)> {
         let st = self.lock();
         st.index

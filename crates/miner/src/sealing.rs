@@ -471,17 +471,21 @@ impl Sealing {
             PreCommit2 => {
                 let pc1 = serde_json::from_value(s.pc1.clone().ok_or_else(|| CallError::unknown("no PC1 output"))?)
                     .map_err(json)?;
-                let r = note(
-                    run(TaskSpec {
-                        sector,
-                        task: TaskType::PreCommit2,
-                        priority: prio,
-                        selector: Selector::Existing { types: sealed_cache, allow_fetch: true },
-                        prepare: fetch(sealed_cache),
-                        work: TaskCall::SealPreCommit2(sector, pc1),
-                    })
-                    .await?,
-                );
+                let done = run(TaskSpec {
+                    sector,
+                    task: TaskType::PreCommit2,
+                    priority: prio,
+                    selector: Selector::Existing { types: sealed_cache, allow_fetch: true },
+                    prepare: fetch(sealed_cache),
+                    work: TaskCall::SealPreCommit2(sector, pc1),
+                })
+                .await?;
+                // Only the PC2 node's sealed file and cache (with p_aux and tree R) are the
+                // sector's now. Another copy (the PC1 node's, or one a failed PC1 left and its
+                // node declared again on re-attaching) would draw C1 there by locality, where
+                // it fails for ever on the missing p_aux (found by the soak benchmark).
+                self.remove_copies_not_on(sector.id, sealed_cache, &done.1.host).await;
+                let r = note(done);
                 #[derive(Deserialize)]
                 struct Cids {
                     #[serde(rename = "CommR")]
@@ -607,6 +611,22 @@ impl Sealing {
             for url in &si.urls {
                 if let Err(e) = ex.fetcher.delete(url, &[]).await {
                     tracing::warn!(%url, "removing {types} of {sector} failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Remove the sector's `types` files from every node but `host`'s.
+    async fn remove_copies_not_on(&self, sector: SectorId, types: FileTypes, host: &str) {
+        let Some(ex) = self.manager.local_executor() else { return };
+        for si in self.manager.storage_find(sector, types) {
+            if self.manager.path_hosts(si.id).iter().any(|h| h == host) {
+                continue;
+            }
+            for url in &si.urls {
+                match ex.fetcher.delete(url, &[]).await {
+                    Ok(()) => tracing::info!(%url, "removed a stale copy of {types} of {sector}"),
+                    Err(e) => tracing::warn!(%url, "removing a stale copy of {types} of {sector} failed: {e}"),
                 }
             }
         }
