@@ -483,11 +483,6 @@ impl<R> Jobs<R> {
         }
         self.sched.check_invariants()
     }
-
-    /// Each job's id, request, state and start time (`sealing jobs`).
-    pub fn iter(&self) -> impl Iterator<Item = (&SchedId, &Job<R>)> {
-        self.jobs.iter()
-    }
 }
 
 #[cfg(test)]

@@ -484,7 +484,7 @@ impl Sealing {
                 // sector's now. Another copy (the PC1 node's, or one a failed PC1 left and its
                 // node declared again on re-attaching) would draw C1 there by locality, where
                 // it fails for ever on the missing p_aux (found by the soak benchmark).
-                self.remove_copies_not_on(sector.id, sealed_cache, &done.1.host).await;
+                self.remove_copies(sector.id, sealed_cache, Some(&done.1.host)).await;
                 let r = note(done);
                 #[derive(Deserialize)]
                 struct Cids {
@@ -596,7 +596,7 @@ impl Sealing {
                 );
                 // The unsealed copy and the piece are not kept (CC, and deal data can be
                 // unsealed again).
-                self.remove_everywhere(sector.id, FileTypes::of(&[Unsealed, Piece])).await;
+                self.remove_copies(sector.id, FileTypes::of(&[Unsealed, Piece]), None).await;
                 s.state = Proving;
             }
             st => return Err(CallError::unknown(format!("no work for state {}", st.name()))),
@@ -605,28 +605,18 @@ impl Sealing {
     }
 
     /// Delete every copy of these files in the cluster (through each holder's /remote).
-    async fn remove_everywhere(&self, sector: SectorId, types: FileTypes) {
+    /// Remove the sector's `types` files from every node, or from every node but `keep`'s
+    /// (a hostname).
+    async fn remove_copies(&self, sector: SectorId, types: FileTypes, keep: Option<&str>) {
         let Some(ex) = self.manager.local_executor() else { return };
         for si in self.manager.storage_find(sector, types) {
-            for url in &si.urls {
-                if let Err(e) = ex.fetcher.delete(url, &[]).await {
-                    tracing::warn!(%url, "removing {types} of {sector} failed: {e}");
-                }
-            }
-        }
-    }
-
-    /// Remove the sector's `types` files from every node but `host`'s.
-    async fn remove_copies_not_on(&self, sector: SectorId, types: FileTypes, host: &str) {
-        let Some(ex) = self.manager.local_executor() else { return };
-        for si in self.manager.storage_find(sector, types) {
-            if self.manager.path_hosts(si.id).iter().any(|h| h == host) {
+            if keep.is_some_and(|host| self.manager.path_hosts(si.id).iter().any(|h| h == host)) {
                 continue;
             }
             for url in &si.urls {
                 match ex.fetcher.delete(url, &[]).await {
-                    Ok(()) => tracing::info!(%url, "removed a stale copy of {types} of {sector}"),
-                    Err(e) => tracing::warn!(%url, "removing a stale copy of {types} of {sector} failed: {e}"),
+                    Ok(()) => tracing::info!(%url, "removed {types} of {sector}"),
+                    Err(e) => tracing::warn!(%url, "removing {types} of {sector} failed: {e}"),
                 }
             }
         }
