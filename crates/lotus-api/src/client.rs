@@ -53,6 +53,20 @@ impl RpcClient {
         &self.url
     }
 
+    /// Call a method of the contract with its typed params.
+    pub async fn request<M: crate::contract::Method>(&self, params: M::Params) -> Result<M::Result, ClientError> {
+        self.request_timeout::<M>(params, self.timeout).await
+    }
+
+    pub async fn request_timeout<M: crate::contract::Method>(
+        &self,
+        params: M::Params,
+        timeout: Duration,
+    ) -> Result<M::Result, ClientError> {
+        use crate::contract::ParamList;
+        self.call_timeout(M::NAME, Value::Array(params.to_values()), timeout).await
+    }
+
     pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, ClientError> {
         self.call_timeout(method, params, self.timeout).await
     }

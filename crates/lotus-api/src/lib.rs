@@ -8,9 +8,11 @@
 pub mod apiinfo;
 pub mod auth;
 pub mod client;
+pub mod contract;
 pub mod methods;
 pub mod rpc;
 pub mod types;
+pub mod wire;
 
 pub use apiinfo::ApiInfo;
 pub use auth::{JwtSecret, Permission};

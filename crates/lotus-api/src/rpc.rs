@@ -98,6 +98,11 @@ impl Params {
         self.values.len()
     }
 
+    /// The params as they came, for a decoder of their own.
+    pub fn into_values(self) -> Vec<Value> {
+        self.values
+    }
+
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
@@ -154,6 +159,40 @@ impl RpcServer {
         R: Serialize,
     {
         self.register(name, move |p| f(state.clone(), p))
+    }
+
+    /// Register a method of the contract: its params arrive decoded as `M::Params`, and a
+    /// param of the wrong shape is refused with the param's name before the handler runs.
+    pub fn method<M, S, F, Fut>(&mut self, state: S, f: F)
+    where
+        M: crate::contract::Method,
+        S: Clone + Send + Sync + 'static,
+        F: Fn(S, M::Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<M::Result, RpcError>> + Send + 'static,
+    {
+        use crate::contract::ParamList;
+        assert_eq!(
+            methods::permission(self.table, M::NAME),
+            Some(M::PERM),
+            "{} is registered on a server whose table does not declare it with {}",
+            M::NAME,
+            M::PERM
+        );
+        let f = Arc::new(f);
+        self.register(M::NAME, move |p: Params| {
+            let (state, f) = (state.clone(), f.clone());
+            async move {
+                let params = M::Params::from_values(M::NAME, M::PARAM_NAMES, p.values)?;
+                f(state, params).await
+            }
+        })
+    }
+
+    /// Answer every method of a contract that has no handler yet with a refusal naming it
+    /// (after its params are checked, as for any method): a caller learns the method is known
+    /// and not served, instead of "method not found".
+    pub fn refuse_unimplemented(&mut self, visit: impl FnOnce(&mut Refuser<'_>), daemon: &'static str) {
+        visit(&mut Refuser { server: self, daemon });
     }
 
     /// Handle one HTTP body or WebSocket message. `None` when nothing is to be answered
@@ -224,6 +263,27 @@ impl RpcServer {
             }
         };
         answer(r)
+    }
+}
+
+/// Registers refusals for the methods a server has no handler for (see
+/// [`RpcServer::refuse_unimplemented`]).
+pub struct Refuser<'a> {
+    server: &'a mut RpcServer,
+    daemon: &'static str,
+}
+
+impl crate::contract::Visitor for Refuser<'_> {
+    fn visit<M: crate::contract::Method>(&mut self) {
+        if self.server.handlers.contains_key(M::NAME) {
+            return;
+        }
+        self.server.method::<M, _, _, _>(self.daemon, |daemon, _| async move {
+            Err(RpcError::method(format!(
+                "{} is not implemented by this {daemon} yet (the README lists the Lotus methods left out and why)",
+                M::NAME
+            )))
+        });
     }
 }
 

@@ -13,6 +13,9 @@ pub struct Version {
     pub api_version: u32,
     #[serde(rename = "BlockDelay")]
     pub block_delay: u64,
+    /// The user agent (`lotus-miner` etc.); Lotus fills it from the build.
+    #[serde(rename = "Agent", default)]
+    pub agent: String,
 }
 
 /// One worker in `Filecoin.WorkerStats` (a map keyed by worker UUID).
@@ -20,7 +23,7 @@ pub struct Version {
 pub struct WorkerStats {
     #[serde(rename = "Info")]
     pub info: WorkerInfo,
-    #[serde(rename = "Tasks")]
+    #[serde(rename = "Tasks", deserialize_with = "null_as_default")]
     pub tasks: Vec<TaskType>,
     #[serde(rename = "Enabled")]
     pub enabled: bool,
@@ -37,7 +40,7 @@ pub struct WorkerStats {
     #[serde(rename = "CpuUse")]
     pub cpu_use: u64,
     /// `"<proof>:<task type>"` → tasks on the worker (assigned, preparing or running).
-    #[serde(rename = "TaskCounts")]
+    #[serde(rename = "TaskCounts", deserialize_with = "null_as_default")]
     pub task_counts: BTreeMap<String, usize>,
 }
 
@@ -81,14 +84,29 @@ pub struct StorageInfo {
     pub can_seal: bool,
     #[serde(rename = "CanStore")]
     pub can_store: bool,
-    #[serde(rename = "Groups", default)]
+    #[serde(rename = "Groups", default, deserialize_with = "null_as_empty")]
     pub groups: Vec<String>,
-    #[serde(rename = "AllowTo", default)]
+    #[serde(rename = "AllowTo", default, deserialize_with = "null_as_empty")]
     pub allow_to: Vec<String>,
-    #[serde(rename = "AllowTypes", default)]
+    #[serde(rename = "AllowTypes", default, deserialize_with = "null_as_empty")]
     pub allow_types: Vec<String>,
-    #[serde(rename = "DenyTypes", default)]
+    #[serde(rename = "DenyTypes", default, deserialize_with = "null_as_empty")]
     pub deny_types: Vec<String>,
+    /// Miner actor addresses allowed to (not) use this path; empty = any.
+    #[serde(rename = "AllowMiners", default, deserialize_with = "null_as_empty")]
+    pub allow_miners: Vec<String>,
+    #[serde(rename = "DenyMiners", default, deserialize_with = "null_as_empty")]
+    pub deny_miners: Vec<String>,
+}
+
+/// Go encodes an empty slice as `null`.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    null_as_default(d)
+}
+
+/// Go encodes a nil slice or map as `null`.
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Space on a storage path (`fsutil.FsStat`), in bytes.
@@ -111,7 +129,7 @@ pub struct FsStat {
 }
 
 /// One place a sector's files are, or could be fetched to (`storiface.SectorStorageInfo`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SectorStorageInfo {
     #[serde(rename = "ID")]
     pub id: uuid::Uuid,
@@ -128,6 +146,14 @@ pub struct SectorStorageInfo {
     pub can_store: bool,
     #[serde(rename = "Primary")]
     pub primary: bool,
+    #[serde(rename = "AllowTypes", default, deserialize_with = "null_as_empty")]
+    pub allow_types: Vec<String>,
+    #[serde(rename = "DenyTypes", default, deserialize_with = "null_as_empty")]
+    pub deny_types: Vec<String>,
+    #[serde(rename = "AllowMiners", default, deserialize_with = "null_as_empty")]
+    pub allow_miners: Vec<String>,
+    #[serde(rename = "DenyMiners", default, deserialize_with = "null_as_empty")]
+    pub deny_miners: Vec<String>,
 }
 
 /// The error half of a `Return*` call (`storiface.CallError`). Codes as Lotus: 0 unknown,

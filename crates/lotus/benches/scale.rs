@@ -15,7 +15,7 @@ mod common;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use lotus_api::types::{FsStat, StorageInfo, Version};
+use lotus_api::types::{FsStat, StorageInfo};
 use lotus_api::RpcClient;
 use sealing_types::resources::default_table;
 use sealing_types::{CallId, SectorRef, TaskType, WorkerInfo, WorkerResources};
@@ -50,14 +50,10 @@ async fn rpc(State(w): State<Arc<Fake>>, Json(req): Json<Value>) -> Json<Value> 
     let method = req["method"].as_str().unwrap_or("").trim_start_matches("Filecoin.");
     let id = req["id"].clone();
     let result = match method {
-        "Version" => json!(Version {
-            version: "scale-bench".into(),
-            api_version: lotus_api::methods::WORKER_API_VERSION,
-            block_delay: 30
-        }),
+        "Version" => json!(lotus_api::methods::WORKER_API_VERSION),
         "Session" => json!(w.session),
         "Info" => json!(w.info),
-        "TaskTypes" => json!([TaskType::AddPiece, TaskType::Fetch]),
+        "TaskTypes" => json!({ TaskType::AddPiece.as_str(): {}, TaskType::Fetch.as_str(): {} }),
         "Calls" => json!([]),
         _ => match serde_json::from_value::<SectorRef>(req["params"][0].clone()) {
             // A task call: accepted and held (its result never comes).
@@ -147,8 +143,7 @@ async fn main() {
                 can_store: false,
                 groups: vec![],
                 allow_to: vec![],
-                allow_types: vec![],
-                deny_types: vec![],
+                ..Default::default()
             };
             let stat = FsStat { capacity: 1 << 50, available: 1 << 50, fs_available: 1 << 50, ..Default::default() };
             m.call::<Value>("StorageAttach", json!([path, stat])).await.unwrap();

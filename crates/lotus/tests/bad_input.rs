@@ -158,14 +158,14 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
             cases += 1;
         }
         let worker_typed: &[(&str, Value, &str)] = &[
-            ("SealPreCommit1", json!([{"ID": {"Miner": 1000, "Number": 1}, "ProofType": 5}, "ticket", []]), "bad params"),
-            ("SealCommit2", json!([{"ID": {"Miner": 1000, "Number": 1}, "ProofType": 5}, {"not": "c1"}]), "bad params"),
-            ("AddPiece", json!([{"ID": {"Miner": 1000}, "ProofType": 5}, false]), "bad params"),
+            ("SealPreCommit1", json!([{"ID": {"Miner": 1000, "Number": 1}, "ProofType": 5}, "ticket", []]), "param 1 (ticket)"),
+            ("SealCommit2", json!([{"ID": {"Miner": 1000, "Number": 1}, "ProofType": 5}, {"not": "c1"}]), "param 1 (c1o)"),
+            ("AddPiece", json!([{"ID": {"Miner": 1000}, "ProofType": 5}, false]), "param 0 (sector)"),
             ("TaskEnable", json!(["XYZ"]), "XYZ"),
             ("TaskDisable", json!([5]), "param 0"),
             ("AbortCall", json!(["nope"]), "param 0"),
             ("StorageAddLocal", json!(["/no/such/worker/path"]), "no/such/worker/path"),
-            ("Fetch", json!([{"ID": {"Miner": 1000, "Number": 1}, "ProofType": 5}, 2, "Nowhere"]), "bad params"),
+            ("Fetch", json!([{"ID": {"Miner": 1000, "Number": 1}, "ProofType": 5}, 2, "Nowhere"]), "param 2 (path_type)"),
         ];
         for (method, params, want) in worker_typed {
             let v = w.call(method, params.clone()).await;

@@ -6,9 +6,8 @@ use lotus_api::rpc::{Params, RpcError, RpcServer};
 use lotus_api::types::{CallError, FsStat, StorageInfo};
 use sealing_exec::exec::TASK_METHODS;
 use sealing_types::{CallId, FileType, FileTypes, SectorId, SectorRef};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 fn method_err(e: impl std::fmt::Display) -> RpcError {
     RpcError::method(e.to_string())
@@ -58,20 +57,10 @@ fn status_json(ctx: &Ctx, s: &SectorInfo, log: bool) -> Value {
     })
 }
 
-#[derive(Deserialize)]
-struct HealthReport {
-    #[serde(rename = "Stat")]
-    stat: FsStat,
-    #[serde(rename = "Err", default)]
-    err: String,
-}
-
 pub fn register(s: &mut RpcServer, ctx: Ctx) {
+    use lotus_api::contract::miner as m;
     // ---- sector index (reference §5.4)
-    s.register_with("StorageAttach", ctx.clone(), |c, p: Params| async move {
-        p.expect(2)?;
-        let info: StorageInfo = p.get(0, "si")?;
-        let stat: FsStat = p.get(1, "st")?;
+    s.method::<m::StorageAttach, _, _, _>(ctx.clone(), |c, (info, stat)| async move {
         if info.urls.is_empty() {
             return Err(RpcError::invalid_params(
                 "StorageAttach: the path has no URLs; the node must say where it serves files",
@@ -80,43 +69,66 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         c.m.storage_attach(info, stat);
         Ok(())
     });
-    s.register_with("StorageReportHealth", ctx.clone(), |c, p: Params| async move {
-        p.expect(2)?;
-        let id: Uuid = p.get(0, "id")?;
-        let r: HealthReport = p.get(1, "report")?;
+    s.method::<m::StorageReportHealth, _, _, _>(ctx.clone(), |c, (id, r)| async move {
         c.m.storage_health(id, r.stat, r.err).map_err(method_err)
     });
-    s.register_with("StorageDeclareSector", ctx.clone(), |c, p: Params| async move {
-        p.expect(4)?;
-        let id: Uuid = p.get(0, "storageId")?;
-        let sector: SectorId = p.get(1, "s")?;
-        let types: FileTypes = p.get(2, "ft")?;
-        let primary: bool = p.get(3, "primary")?;
+    s.method::<m::StorageDeclareSector, _, _, _>(ctx.clone(), |c, (id, sector, types, primary)| async move {
         c.m.storage_declare(id, sector, types, primary).map_err(method_err)
     });
-    s.register_with("StorageDropSector", ctx.clone(), |c, p: Params| async move {
-        p.expect(3)?;
-        c.m.storage_drop(p.get(0, "storageId")?, p.get(1, "s")?, p.get(2, "ft")?);
+    s.method::<m::StorageDropSector, _, _, _>(ctx.clone(), |c, (id, sector, types)| async move {
+        c.m.storage_drop(id, sector, types);
         Ok(())
     });
-    s.register_with("StorageFindSector", ctx.clone(), |c, p: Params| async move {
-        p.expect_between(2, 4)?;
-        let sector: SectorId = p.get(0, "sector")?;
-        let types: FileTypes = p.get(1, "ft")?;
+    s.method::<m::StorageFindSector, _, _, _>(ctx.clone(), |c, (sector, types, _size, _allow_fetch)| async move {
         Ok(c.m.storage_find(sector, types))
     });
-    s.register_with("StorageList", ctx.clone(), |c, p: Params| async move {
-        p.expect(0)?;
-        Ok(c.m.storage_list())
-    });
-    s.register_with("StorageInfo", ctx.clone(), |c, p: Params| async move {
-        p.expect(1)?;
-        let id: Uuid = p.get(0, "id")?;
+    s.method::<m::StorageList, _, _, _>(ctx.clone(), |c, ()| async move { Ok(c.m.storage_list()) });
+    s.method::<m::StorageInfo, _, _, _>(ctx.clone(), |c, (id,)| async move {
         c.m.storage_paths()
             .into_iter()
             .find(|(i, ..)| i.id == id)
             .map(|(i, ..)| i)
             .ok_or_else(|| method_err(format!("storage path {id} not found")))
+    });
+    s.method::<m::StorageStat, _, _, _>(ctx.clone(), |c, (id,)| async move {
+        c.m.storage_paths()
+            .into_iter()
+            .find(|(i, ..)| i.id == id)
+            .map(|(_, stat, ..)| stat)
+            .ok_or_else(|| method_err(format!("storage path {id} not found")))
+    });
+    // Where a Lotus worker puts new files (it asks for every file it allocates): the paths
+    // of that kind with room for them, best first.
+    s.method::<m::StorageBestAlloc, _, _, _>(ctx.clone(), |c, (types, size, path_type, _miner)| async move {
+        let need = types.space_use(size, path_type);
+        let mut fit: Vec<(StorageInfo, FsStat)> = c
+            .m
+            .storage_paths()
+            .into_iter()
+            .filter(|(i, st, err, _)| {
+                err.is_empty()
+                    && st.available >= need
+                    && match path_type {
+                        sealing_types::PathType::Sealing => i.can_seal,
+                        sealing_types::PathType::Storage => i.can_store,
+                    }
+            })
+            .map(|(i, st, ..)| (i, st))
+            .collect();
+        // Lotus orders by weight × available space.
+        fit.sort_by_key(|(i, st)| std::cmp::Reverse(i.weight as u128 * st.available as u128));
+        if fit.is_empty() {
+            return Err(method_err(format!(
+                "no {} path has room for {types} of a {} sector ({} bytes needed): attach one with lotus-miner storage attach (or lotus-worker storage attach)",
+                match path_type {
+                    sealing_types::PathType::Sealing => "sealing",
+                    sealing_types::PathType::Storage => "storage",
+                },
+                sealing_types::SectorSize(size),
+                need
+            )));
+        }
+        Ok(fit.into_iter().map(|(i, _)| i).collect())
     });
     // Ours: every path with its space, health and serving hosts, for `storage list`.
     s.register_with("StorageListDetail", ctx.clone(), |c, p: Params| async move {
@@ -141,24 +153,43 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         add_local(&c, &path).await.map_err(method_err)
     });
 
-    // ---- results of worker calls (reference §1.2)
-    for name in TASK_METHODS {
-        let ret: &'static str = Box::leak(format!("Return{name}").into_boxed_str());
-        s.register_with(ret, ctx.clone(), |c, p: Params| async move {
-            p.expect(3)?;
-            let call: CallId = p.get(0, "callID")?;
-            let result: Value = p.get(1, "result")?;
-            let err: Option<CallError> = p.get(2, "err")?;
-            c.m.on_return_synced(
-                call,
-                match err {
-                    Some(e) => Err(e),
-                    None => Ok(result),
-                },
-            )
-            .await;
+    // ---- results of worker calls (reference §1.2): Lotus's shapes; the result goes to the
+    // waiting task as its JSON, which the sector's next step decodes.
+    fn deliver<T: Serialize>(
+        c: &Ctx,
+        call: CallId,
+        result: Option<lotus_api::wire::ReturnValue<T>>,
+        err: Option<CallError>,
+        method: &str,
+    ) -> impl std::future::Future<Output = Result<(), RpcError>> + Send + 'static {
+        let outcome = match (err, result) {
+            (Some(e), _) => Ok(Err(e)),
+            (None, None) => Ok(Ok(Value::Null)),
+            (None, Some(r)) => r
+                .valid()
+                .map(|t| Ok(serde_json::to_value(t).expect("a result encodes")))
+                .map_err(|why| RpcError::invalid_params(format!("{method}: param 1 (result) is invalid: {why}"))),
+        };
+        let m = c.m.clone();
+        async move {
+            m.on_return_synced(call, outcome?).await;
             Ok(())
-        });
+        }
+    }
+    macro_rules! with_result {
+        ($($name:ident),*) => {$(
+            s.method::<m::$name, _, _, _>(ctx.clone(), |c, (call, r, err)| deliver(&c, call, Some(r), err, stringify!($name)));
+        )*};
+    }
+    macro_rules! without_result {
+        ($($name:ident),*) => {$(
+            s.method::<m::$name, _, _, _>(ctx.clone(), |c, (call, err)| deliver::<()>(&c, call, None, err, stringify!($name)));
+        )*};
+    }
+    with_result!(ReturnAddPiece, ReturnSealPreCommit1, ReturnSealPreCommit2, ReturnSealCommit1, ReturnSealCommit2);
+    without_result!(ReturnFinalizeSector, ReturnMoveStorage, ReturnFetch, ReturnUnsealPiece);
+    for ret in TASK_METHODS {
+        debug_assert!(lotus_api::methods::permission(lotus_api::methods::MINER, &format!("Return{ret}")).is_some());
     }
 
     s.register_with("SealingAbort", ctx.clone(), |c, p: Params| async move {
@@ -190,8 +221,16 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         p.expect(0)?;
         Ok(c.sealing.list().map_err(method_err)?.iter().map(|s| s.number).collect::<Vec<_>>())
     });
+    // Lotus's: how many sectors are in each state.
+    s.method::<m::SectorsSummary, _, _, _>(ctx.clone(), |c, ()| async move {
+        let mut out = std::collections::BTreeMap::<String, u64>::new();
+        for s in c.sealing.list().map_err(method_err)? {
+            *out.entry(s.state.name().to_string()).or_default() += 1;
+        }
+        Ok(out)
+    });
     // Ours: every sector with its state in one call, for `sectors list`.
-    s.register_with("SectorsSummary", ctx.clone(), |c, p: Params| async move {
+    s.register_with("SectorsListDetail", ctx.clone(), |c, p: Params| async move {
         p.expect(0)?;
         let list = c.sealing.list().map_err(method_err)?;
         Ok(list.iter().map(|s| json!({ "SectorID": s.number, "State": s.state.name(), "HasData": s.has_data, "LastErr": s.last_error })).collect::<Vec<_>>())

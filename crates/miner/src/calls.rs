@@ -69,9 +69,9 @@ pub struct CallStore {
 }
 
 /// `<task>(<sha256 of the params JSON>)`: the same work asked twice has the same ID.
-pub fn work_id(task: TaskType, params: &serde_json::Value) -> String {
+pub fn work_id(task: TaskType, params: &[serde_json::Value]) -> String {
     use sha2::Digest;
-    let h = sha2::Sha256::digest(params.to_string().as_bytes());
+    let h = sha2::Sha256::digest(serde_json::to_string(params).expect("JSON values encode").as_bytes());
     format!("{}({})", task.short(), h.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
@@ -282,9 +282,9 @@ mod tests {
         let p = d.path().join("sealing.db");
         let sector = SectorId { miner: 1000, number: 4 };
         let call = CallId { sector, id: uuid::Uuid::new_v4() };
-        let w = work_id(TaskType::Commit2, &serde_json::json!([1, 2]));
-        assert_eq!(w, work_id(TaskType::Commit2, &serde_json::json!([1, 2])));
-        assert_ne!(w, work_id(TaskType::Commit2, &serde_json::json!([1, 3])));
+        let w = work_id(TaskType::Commit2, &[1.into(), 2.into()]);
+        assert_eq!(w, work_id(TaskType::Commit2, &[1.into(), 2.into()]));
+        assert_ne!(w, work_id(TaskType::Commit2, &[1.into(), 3.into()]));
         {
             let s = CallStore::open(&p).unwrap();
             s.running(&w, sector, call, "host-b");

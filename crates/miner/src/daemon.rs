@@ -327,7 +327,12 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
     crate::api::register(&mut s, ctx);
     s.register("Version", |p: Params| async move {
         p.expect(0)?;
-        Ok(Version { version: crate::VERSION.into(), api_version: MINER_API_VERSION, block_delay: 30 })
+        Ok(Version {
+            version: crate::VERSION.into(),
+            api_version: MINER_API_VERSION,
+            block_delay: 30,
+            agent: "lotus-miner".into(),
+        })
     });
     s.register("Session", move |p: Params| async move {
         p.expect(0)?;
@@ -352,8 +357,7 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
         p.expect(1)?;
         let perms: Vec<Permission> = p.get(0, "perms")?;
         // Lotus returns the token as []byte, which JSON carries as base64.
-        use base64::Engine;
-        Ok(base64::engine::general_purpose::STANDARD.encode(sec.create_token(&perms)))
+        Ok(lotus_api::wire::Bytes(sec.create_token(&perms).into_bytes()))
     });
     s.register_with("WorkerConnect", m.clone(), |mm, p: Params| async move {
         p.expect(1)?;
@@ -397,5 +401,6 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
         shutdown.notify_one();
         Ok(())
     });
+    s.refuse_unimplemented(|r| lotus_api::contract::miner::visit(r), "miner");
     s
 }

@@ -4,7 +4,6 @@
 
 use lotus_api::types::{FsStat, SectorStorageInfo, StorageInfo};
 use sealing_types::{FileType, FileTypes, PathType, SectorId};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -15,14 +14,8 @@ pub struct PathEntry {
     pub err: String,
 }
 
-/// One declaration: the sector's files of one type are in a path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Decl {
-    #[serde(rename = "SectorID")]
-    pub sector: SectorId,
-    #[serde(rename = "SectorFileType")]
-    pub types: FileTypes,
-}
+/// One declaration: the sector's files of these types are in a path (Lotus's shape).
+pub use lotus_api::contract::miner::Decl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -154,6 +147,10 @@ impl Index {
                     can_seal: e.info.can_seal,
                     can_store: e.info.can_store,
                     primary,
+                    allow_types: e.info.allow_types.clone(),
+                    deny_types: e.info.deny_types.clone(),
+                    allow_miners: e.info.allow_miners.clone(),
+                    deny_miners: e.info.deny_miners.clone(),
                 })
             })
             .collect();
@@ -192,7 +189,14 @@ impl Index {
             }
         }
         out.into_iter()
-            .map(|(id, m)| (id, m.into_iter().map(|(sector, types)| Decl { sector, types }).collect()))
+            .map(|(id, m)| {
+                (
+                    id,
+                    m.into_iter()
+                        .map(|(sector, types)| Decl { miner: sector.miner, number: sector.number, file_type: types })
+                        .collect(),
+                )
+            })
             .collect()
     }
 

@@ -70,8 +70,10 @@ fn submit(n: u64, fetch: bool, adopt: Option<CallId>) -> (SchedId, Input<u32>) {
     let input = Input::Submit {
         id,
         req,
-        prepare: fetch.then(|| TaskCall::Fetch(sector(n), FileTypes::default(), PathType::Sealing)),
-        work: TaskCall::AddPiece(sector(n), false),
+        prepare: fetch.then(|| {
+            TaskCall::Fetch((sector(n), FileTypes::default(), PathType::Sealing, lotus_api::wire::AcquireMode::Move))
+        }),
+        work: TaskCall::AddPiece((sector(n), vec![], 2032, lotus_api::wire::Data::Null(2032))),
         work_id: format!("AP({n})"),
         adopt,
         reply: n as u32,

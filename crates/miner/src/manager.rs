@@ -10,7 +10,7 @@ use crate::index::{origin, Index};
 use crate::jobs::{CallResult, Fate, Input, JobState, Jobs, Output, Phase, Record};
 use futures_util::future::BoxFuture;
 use lotus_api::methods::WORKER_API_VERSION;
-use lotus_api::types::{seal_task_key, CallError, FsStat, SectorStorageInfo, StorageInfo, Version, WorkerStats};
+use lotus_api::types::{seal_task_key, CallError, FsStat, SectorStorageInfo, StorageInfo, WorkerStats};
 use lotus_api::{ClientError, JwtSecret, Permission, RpcClient};
 use sealing_exec::index::IndexResult;
 use sealing_exec::{Executor, IndexError, TaskCall};
@@ -93,20 +93,20 @@ impl WorkerLink for RpcLink {
     fn start(&self, call: TaskCall) -> BoxFuture<'_, Result<CallId, CallError>> {
         Box::pin(async move {
             let (method, params) = call.to_rpc();
-            self.client.call::<CallId>(&method, params).await.map_err(|e| {
+            self.client.call::<CallId>(method, serde_json::Value::Array(params)).await.map_err(|e| {
                 CallError::new(CallError::TEMP_UNKNOWN, format!("calling {method} on worker {}: {e}", self.worker))
             })
         })
     }
     fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, String>> {
         Box::pin(async move {
-            self.client.call::<bool>("AbortCall", serde_json::json!([call])).await.map_err(|e| e.to_string())
+            self.client.request::<lotus_api::contract::worker::AbortCall>((call,)).await.map_err(|e| e.to_string())
         })
     }
     fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>> {
         Box::pin(async move {
             self.client
-                .call_timeout::<Vec<CallId>>("Calls", serde_json::json!([]), Duration::from_secs(5))
+                .request_timeout::<lotus_api::contract::worker::Calls>((), Duration::from_secs(5))
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -319,15 +319,17 @@ impl Manager {
         let token = self.secret.create_token(&Permission::Admin.with_lower());
         let client = Arc::new(RpcClient::new(url.clone(), Some(token), Duration::from_secs(30)));
         let unreachable = |source| ConnectError::Unreachable { url: url.clone(), source };
-        let v: Version = client.call("Version", serde_json::json!([])).await.map_err(unreachable)?;
-        if v.api_version >> 8 != WORKER_API_VERSION >> 8 {
+        use lotus_api::contract::worker as w;
+        // Lotus's rule: the worker's API major.minor must be ours (patch may differ).
+        let v = client.request::<w::Version>(()).await.map_err(unreachable)?;
+        if v >> 8 != WORKER_API_VERSION >> 8 {
             return Err(ConnectError::Version {
                 url,
-                theirs: lotus_api::methods::version_string(v.api_version),
+                theirs: lotus_api::methods::version_string(v),
                 ours: lotus_api::methods::version_string(WORKER_API_VERSION)[..3].to_string(),
             });
         }
-        let session: Uuid = client.call("Session", serde_json::json!([])).await.map_err(unreachable)?;
+        let session = client.request::<w::Session>(()).await.map_err(unreachable)?;
         if session.is_nil() {
             return Err(ConnectError::Closed { url });
         }
@@ -336,7 +338,7 @@ impl Manager {
         if self.lock().workers.contains_key(&WorkerId(session)) {
             return Ok(WorkerId(session));
         }
-        let info: WorkerInfo = client.call("Info", serde_json::json!([])).await.map_err(unreachable)?;
+        let info = client.request::<w::Info>(()).await.map_err(unreachable)?;
         if info.mock_proofs != self.mock_proofs {
             let name = |mock: bool| if mock { "mock" } else { "real" };
             return Err(ConnectError::Backend {
@@ -346,9 +348,9 @@ impl Manager {
                 fix: if self.mock_proofs { "with --mock-proofs" } else { "without --mock-proofs" },
             });
         }
-        let types: Vec<TaskType> = client.call("TaskTypes", serde_json::json!([])).await.map_err(unreachable)?;
+        let types = client.request::<w::TaskTypes>(()).await.map_err(unreachable)?;
         let id = WorkerId(session);
-        let task_types: BTreeSet<TaskType> = types.into_iter().collect();
+        let task_types: BTreeSet<TaskType> = types.into_keys().collect();
         {
             let mut st = self.lock();
             if st.workers.contains_key(&id) {
@@ -606,7 +608,7 @@ async fn heartbeat(manager: std::sync::Weak<Manager>, id: WorkerId, client: Arc<
     loop {
         tick.tick().await;
         let Some(m) = manager.upgrade() else { return };
-        let r = client.call_timeout::<Uuid>("Session", serde_json::json!([]), t.heartbeat_timeout).await;
+        let r = client.request_timeout::<lotus_api::contract::worker::Session>((), t.heartbeat_timeout).await;
         match &r {
             Err(e) if e.is_unreachable() => {
                 let since = *silent_since.get_or_insert_with(tokio::time::Instant::now);
@@ -625,7 +627,8 @@ async fn heartbeat(manager: std::sync::Weak<Manager>, id: WorkerId, client: Arc<
         match r {
             Ok(s) if s == id.0 => {
                 m.set_enabled(id, true);
-                if let Ok(types) = client.call::<Vec<TaskType>>("TaskTypes", serde_json::json!([])).await {
+                if let Ok(types) = client.request::<lotus_api::contract::worker::TaskTypes>(()).await {
+                    let types = types.into_keys();
                     m.set_task_types(id, types.into_iter().collect());
                 }
             }

@@ -116,8 +116,10 @@ fn task(n: u64, fetch: bool) -> TaskSpec {
         task: TaskType::AddPiece,
         priority: 0,
         selector: Selector::Task,
-        prepare: fetch.then(|| TaskCall::Fetch(sector(n), FileTypes::default(), PathType::Sealing)),
-        work: TaskCall::AddPiece(sector(n), false),
+        prepare: fetch.then(|| {
+            TaskCall::Fetch((sector(n), FileTypes::default(), PathType::Sealing, lotus_api::wire::AcquireMode::Move))
+        }),
+        work: TaskCall::AddPiece((sector(n), vec![], 2032, lotus_api::wire::Data::Null(2032))),
     }
 }
 

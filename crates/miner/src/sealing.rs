@@ -9,6 +9,7 @@
 use crate::chain::{Chain, Epoch, PreCommitInfo};
 use crate::manager::{Manager, TaskSpec};
 use lotus_api::types::CallError;
+use lotus_api::wire::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 use sealing_proofs::{Commitment, PieceInfo};
 use sealing_sched::{Selector, DEAL_SECTOR_PRIORITY};
@@ -425,11 +426,31 @@ impl Sealing {
             r.value
         };
         let m = &self.manager;
-        let fetch = |types: FileTypes| Some(TaskCall::Fetch(sector, types, PathType::Sealing));
+        let fetch = |types: FileTypes| {
+            Some(TaskCall::Fetch((sector, types, PathType::Sealing, lotus_api::wire::AcquireMode::Move)))
+        };
+        let bad = |e: String| CallError::unknown(format!("bad result from the worker: {e}"));
         let sealed_cache = FileTypes::of(&[Sealed, Cache]);
         let json = |e: serde_json::Error| CallError::unknown(format!("bad result from the worker: {e}"));
+        let pieces: Vec<lotus_api::wire::PieceInfo> = s.pieces.iter().map(sealing_exec::wire::piece_to_wire).collect();
         match s.state {
             Packing => {
+                // One piece fills the sector (zero-filled past the data): CC sectors get a null
+                // reader, data sectors the URL of their piece file, which the worker fetches.
+                let size = sealing_proofs::max_unpadded(s.proof.sector_size());
+                let data = if s.has_data {
+                    let url = m
+                        .storage_find(sector.id, FileTypes::of(&[Piece]))
+                        .into_iter()
+                        .flat_map(|si| si.urls)
+                        .next()
+                        .ok_or_else(|| {
+                            CallError::unknown(format!("the piece file of {} is in no storage path", sector.id))
+                        })?;
+                    lotus_api::wire::Data::Http(url)
+                } else {
+                    lotus_api::wire::Data::Null(size)
+                };
                 let r = note(
                     run(TaskSpec {
                         sector,
@@ -437,11 +458,12 @@ impl Sealing {
                         priority: prio,
                         selector: Selector::Alloc { types: FileTypes::of(&[Unsealed]), path: PathType::Sealing },
                         prepare: None,
-                        work: TaskCall::AddPiece(sector, s.has_data),
+                        work: TaskCall::AddPiece((sector, vec![], size, data)),
                     })
                     .await?,
                 );
-                s.pieces = vec![serde_json::from_value(r).map_err(json)?];
+                let piece: lotus_api::wire::PieceInfo = serde_json::from_value(r).map_err(json)?;
+                s.pieces = vec![sealing_exec::wire::piece_from_wire(&piece).map_err(bad)?];
                 s.state = GetTicket;
             }
             GetTicket => {
@@ -461,7 +483,7 @@ impl Sealing {
                         priority: prio,
                         selector: Selector::Alloc { types: sealed_cache, path: PathType::Sealing },
                         prepare: fetch(FileTypes::of(&[Unsealed])),
-                        work: TaskCall::SealPreCommit1(sector, ticket, s.pieces.clone()),
+                        work: TaskCall::SealPreCommit1((sector, Bytes(ticket.to_vec()), pieces)),
                     })
                     .await?,
                 );
@@ -469,15 +491,15 @@ impl Sealing {
                 s.state = PreCommit2;
             }
             PreCommit2 => {
-                let pc1 = serde_json::from_value(s.pc1.clone().ok_or_else(|| CallError::unknown("no PC1 output"))?)
-                    .map_err(json)?;
+                let pc1 = pc1_bytes(s.pc1.clone().ok_or_else(|| CallError::unknown("no PC1 output"))?, s.ticket)
+                    .map_err(bad)?;
                 let done = run(TaskSpec {
                     sector,
                     task: TaskType::PreCommit2,
                     priority: prio,
                     selector: Selector::Existing { types: sealed_cache, allow_fetch: true },
                     prepare: fetch(sealed_cache),
-                    work: TaskCall::SealPreCommit2(sector, pc1),
+                    work: TaskCall::SealPreCommit2((sector, pc1)),
                 })
                 .await?;
                 // Only the PC2 node's sealed file and cache (with p_aux and tree R) are the
@@ -486,23 +508,17 @@ impl Sealing {
                 // it fails for ever on the missing p_aux (found by the soak benchmark).
                 self.remove_copies(sector.id, sealed_cache, Some(&done.1.host)).await;
                 let r = note(done);
-                #[derive(Deserialize)]
-                struct Cids {
-                    #[serde(rename = "CommR")]
-                    comm_r: Commitment,
-                    #[serde(rename = "CommD")]
-                    comm_d: Commitment,
-                }
-                let c: Cids = serde_json::from_value(r).map_err(json)?;
+                let cids: lotus_api::wire::SectorCids = serde_json::from_value(r).map_err(json)?;
+                let (comm_r, comm_d) = sealing_exec::wire::commitments(&cids).map_err(bad)?;
                 let sealer = sealing_proofs::Sealer::new(s.proof, self.miner, s.number).with_backend(self.backend);
                 let want = sealer.comm_d(&s.pieces).map_err(|e| CallError::unknown(e.to_string()))?;
-                if want != c.comm_d {
+                if want != comm_d {
                     return Err(CallError::unknown(
                         "PreCommit2 returned a CommD that does not match the sector's pieces",
                     ));
                 }
-                s.comm_r = Some(c.comm_r);
-                s.comm_d = Some(c.comm_d);
+                s.comm_r = Some(comm_r);
+                s.comm_d = Some(comm_d);
                 s.pc1 = None; // large and no longer needed
                 s.state = PreCommitting;
             }
@@ -539,11 +555,17 @@ impl Sealing {
                         priority: prio,
                         selector: Selector::Existing { types: sealed_cache, allow_fetch: false },
                         prepare: fetch(sealed_cache),
-                        work: TaskCall::SealCommit1(sector, ticket, seed, s.pieces.clone(), comm_r, comm_d),
+                        work: TaskCall::SealCommit1((
+                            sector,
+                            Bytes(ticket.to_vec()),
+                            Bytes(seed.to_vec()),
+                            pieces,
+                            sealing_exec::wire::cids(&comm_r, &comm_d),
+                        )),
                     })
                     .await?,
                 );
-                let c1 = serde_json::from_value(c1).map_err(json)?;
+                let c1: Bytes = serde_json::from_value(c1).map_err(json)?;
                 let proof = note(
                     run(TaskSpec {
                         sector,
@@ -551,15 +573,13 @@ impl Sealing {
                         priority: prio,
                         selector: Selector::Task,
                         prepare: None,
-                        work: TaskCall::SealCommit2(sector, c1),
+                        work: TaskCall::SealCommit2((sector, c1)),
                     })
                     .await?,
                 );
-                let b64: String = serde_json::from_value(proof).map_err(json)?;
-                use base64::Engine;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(&b64)
-                    .map_err(|e| CallError::unknown(format!("bad proof encoding: {e}")))?;
+                let proof: Bytes = serde_json::from_value(proof).map_err(json)?;
+                let b64 = proof.to_base64();
+                let bytes = proof.0;
                 // The chain verifies the proof (real Groth16 verification) before accepting.
                 let chain = self.chain.clone();
                 let id = sector.id;
@@ -579,7 +599,7 @@ impl Sealing {
                         priority: prio,
                         selector: Selector::Existing { types: cache, allow_fetch: false },
                         prepare: None,
-                        work: TaskCall::FinalizeSector(sector, false),
+                        work: TaskCall::FinalizeSector((sector,)),
                     })
                     .await?,
                 );
@@ -590,7 +610,7 @@ impl Sealing {
                         priority: prio,
                         selector: Selector::Move { types: sealed_cache, allow_remote: !m.disallow_remote_finalize },
                         prepare: None,
-                        work: TaskCall::MoveStorage(sector, sealed_cache),
+                        work: TaskCall::MoveStorage((sector, sealed_cache)),
                     })
                     .await?,
                 );
@@ -638,11 +658,13 @@ impl Sealing {
                 priority: Self::priority(&s),
                 selector: Selector::Existing { types: sealed_cache, allow_fetch: true },
                 prepare: None,
-                work: sealing_exec::TaskCall::UnsealPiece(
+                work: sealing_exec::TaskCall::UnsealPiece((
                     sector,
-                    s.ticket.unwrap_or_default(),
-                    s.comm_d.unwrap_or_default(),
-                ),
+                    0,
+                    sealing_proofs::max_unpadded(s.proof.sector_size()),
+                    Bytes(s.ticket.ok_or("the sector has no ticket")?.to_vec()),
+                    lotus_api::wire::Commitment::Unsealed.to_cid(&s.comm_d.ok_or("the sector has no CommD")?),
+                )),
             })
             .await
             .map(|r| tracing::info!(sector = number, host = %r.host, "unsealed"))
@@ -671,6 +693,17 @@ fn after_failure(s: &SectorInfo, e: &CallError, max_retries: u32) -> SectorInfo 
     n.last_error = e.to_string();
     n.state = if n.retries > max_retries { SectorState::FailedUnrecoverable } else { s.state.failure() };
     n
+}
+
+/// The PreCommit1 output kept in the sector record, as PreCommit2's param: Lotus's bytes, or
+/// (a record written before this miner spoke Lotus's encoding) the library's JSON object.
+fn pc1_bytes(v: serde_json::Value, ticket: Option<[u8; 32]>) -> Result<Bytes, String> {
+    if v.is_object() {
+        let out: sealing_proofs::SealPreCommitPhase1Output =
+            serde_json::from_value(v).map_err(|e| format!("the stored PreCommit1 output does not decode: {e}"))?;
+        return sealing_exec::wire::pc1_to_wire(&out, &ticket.ok_or("the sector has no ticket")?);
+    }
+    serde_json::from_value(v).map_err(|e| format!("the stored PreCommit1 output does not decode: {e}"))
 }
 
 #[cfg(test)]

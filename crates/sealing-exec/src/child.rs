@@ -62,9 +62,11 @@ mod millis {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ProofJob {
-    /// The sector's data: the piece file's bytes, or zeros (CC) when `piece` is None.
+    /// A piece of `size` unpadded bytes: the piece file's bytes (zero-filled to `size`), or
+    /// zeros (CC) when `piece` is None. The rest of the sector is left to be filled.
     AddPiece {
         piece: Option<PathBuf>,
+        size: u64,
     },
     PreCommit1 {
         ticket: [u8; 32],
@@ -181,30 +183,30 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
     let e = |e: sealing_proofs::ProofError| e.to_string();
     let json = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| e.to_string());
     match job.op {
-        ProofJob::AddPiece { piece } => {
-            let size = sealing_proofs::max_unpadded(job.proof.sector_size());
+        ProofJob::AddPiece { piece, size } => {
             let info = match piece {
                 Some(f) => {
                     let file =
                         std::fs::File::open(&f).map_err(|err| format!("opening piece {}: {err}", f.display()))?;
                     let len = file.metadata().map_err(|err| err.to_string())?.len();
-                    // The piece is zero-padded to fill the sector: one piece per sector.
-                    let data = file.take(size).chain(std::io::repeat(0)).take(size);
                     if len > size {
-                        return Err(format!("piece {} has {len} bytes, the sector holds {size}", f.display()));
+                        return Err(format!("piece {} has {len} bytes, more than the {size} announced", f.display()));
                     }
+                    // A shorter stream is zero-filled, as Lotus's worker does.
+                    let data = file.take(size).chain(std::io::repeat(0)).take(size);
                     s.add_piece(data, size, &paths.unsealed).map_err(e)?
                 }
                 None => s.add_piece(std::io::repeat(0).take(size), size, &paths.unsealed).map_err(e)?,
             };
-            json(serde_json::to_value(info))
+            json(serde_json::to_value(crate::wire::piece_to_wire(&info)))
         }
         ProofJob::PreCommit1 { ticket, pieces } => {
-            json(serde_json::to_value(s.pre_commit1(&paths, ticket, &pieces).map_err(e)?))
+            let out = s.pre_commit1(&paths, ticket, &pieces).map_err(e)?;
+            json(serde_json::to_value(crate::wire::pc1_to_wire(&out, &ticket)?))
         }
         ProofJob::PreCommit2 { pc1 } => {
             let out = s.pre_commit2(pc1, &paths).map_err(e)?;
-            Ok(serde_json::json!({ "CommR": out.comm_r, "CommD": out.comm_d }))
+            json(serde_json::to_value(crate::wire::cids(&out.comm_r, &out.comm_d)))
         }
         ProofJob::Commit1 { ticket, seed, comm_r, comm_d, pieces } => {
             let pc2 = sealing_proofs::SealPreCommitPhase2Output {
@@ -212,12 +214,12 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
                 comm_r,
                 comm_d,
             };
-            json(serde_json::to_value(s.commit1(&paths, ticket, seed, pc2, &pieces).map_err(e)?))
+            let out = s.commit1(&paths, ticket, seed, pc2, &pieces).map_err(e)?;
+            json(serde_json::to_value(crate::wire::c1_to_wire(&out)?))
         }
         ProofJob::Commit2 { c1 } => {
-            use base64::Engine;
             let proof = s.commit2(c1).map_err(e)?;
-            Ok(serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(proof)))
+            json(serde_json::to_value(lotus_api::wire::Bytes(proof)))
         }
         ProofJob::Finalize => {
             s.finalize(&paths.cache).map_err(e)?;
@@ -226,8 +228,8 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
         ProofJob::Unseal { ticket, comm_d } => {
             let data = s.unseal(&paths, ticket, comm_d).map_err(e)?;
             let size = data.len() as u64;
-            let piece = s.add_piece(&data[..], size, &paths.unsealed).map_err(e)?;
-            json(serde_json::to_value(piece))
+            s.add_piece(&data[..], size, &paths.unsealed).map_err(e)?;
+            Ok(serde_json::Value::Null)
         }
         ProofJob::PoStSnark { kind, randomness, vanilla } => {
             use base64::Engine;

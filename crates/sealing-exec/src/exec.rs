@@ -6,77 +6,99 @@ use crate::index::SectorIndex;
 use crate::remote::{fetch_paths, Fetcher};
 use crate::store::{LocalPath, LocalStore, StoreError};
 use futures_util::future::BoxFuture;
+use lotus_api::contract::{worker as w, Method, ParamList};
+use lotus_api::rpc::RpcError;
 use lotus_api::types::CallError;
-use sealing_proofs::{Commitment, PieceInfo};
+use lotus_api::wire::{AcquireMode, Data};
 use sealing_types::{CallId, FileType, FileTypes, PathType, SectorId, SectorRef};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-/// The asynchronous task methods of the worker API, with Lotus's names and positional
-/// parameters. Serde's external tagging of tuple variants is exactly the JSON-RPC shape
-/// (`{"SealPreCommit1": [sector, ticket, pieces]}` ↔ method + params), so the wire mapping is
-/// derived, not hand-written. Every variant has at least two fields so its params are an array.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The asynchronous task methods of the worker API: each variant holds the method's params
+/// exactly as the contract ([`lotus_api::contract::worker`]) declares them, so what the miner
+/// sends and what a worker decodes are Lotus's shapes by construction.
+#[derive(Clone, Debug)]
 pub enum TaskCall {
-    /// (sector, has piece data): the piece is the sector's `piece` file, else zeros (CC).
-    AddPiece(SectorRef, bool),
-    SealPreCommit1(SectorRef, [u8; 32], Vec<PieceInfo>),
-    SealPreCommit2(SectorRef, sealing_proofs::SealPreCommitPhase1Output),
-    /// (sector, ticket, seed, pieces, CommR, CommD)
-    SealCommit1(SectorRef, [u8; 32], [u8; 32], Vec<PieceInfo>, Commitment, Commitment),
-    SealCommit2(SectorRef, sealing_proofs::SealCommitPhase1Output),
-    /// (sector, keep unsealed)
-    FinalizeSector(SectorRef, bool),
-    /// Move these files into a long-term storage path of this node.
-    MoveStorage(SectorRef, FileTypes),
-    /// Bring these files into a path of this kind on this node (the preparation step).
-    Fetch(SectorRef, FileTypes, PathType),
-    /// (sector, ticket, CommD): rebuild the unsealed file from sealed + cache.
-    UnsealPiece(SectorRef, [u8; 32], Commitment),
+    AddPiece(P<w::AddPiece>),
+    SealPreCommit1(P<w::SealPreCommit1>),
+    SealPreCommit2(P<w::SealPreCommit2>),
+    SealCommit1(P<w::SealCommit1>),
+    SealCommit2(P<w::SealCommit2>),
+    FinalizeSector(P<w::FinalizeSector>),
+    MoveStorage(P<w::MoveStorage>),
+    Fetch(P<w::Fetch>),
+    UnsealPiece(P<w::UnsealPiece>),
 }
 
+type P<M> = <M as Method>::Params;
+
 pub const TASK_METHODS: &[&str] = &[
-    "AddPiece",
-    "SealPreCommit1",
-    "SealPreCommit2",
-    "SealCommit1",
-    "SealCommit2",
-    "FinalizeSector",
-    "MoveStorage",
-    "Fetch",
-    "UnsealPiece",
+    w::AddPiece::NAME,
+    w::SealPreCommit1::NAME,
+    w::SealPreCommit2::NAME,
+    w::SealCommit1::NAME,
+    w::SealCommit2::NAME,
+    w::FinalizeSector::NAME,
+    w::MoveStorage::NAME,
+    w::Fetch::NAME,
+    w::UnsealPiece::NAME,
 ];
 
 impl TaskCall {
     pub fn sector(&self) -> SectorRef {
         match self {
-            TaskCall::AddPiece(s, ..)
-            | TaskCall::SealPreCommit1(s, ..)
-            | TaskCall::SealPreCommit2(s, ..)
-            | TaskCall::SealCommit1(s, ..)
-            | TaskCall::SealCommit2(s, ..)
-            | TaskCall::FinalizeSector(s, ..)
-            | TaskCall::MoveStorage(s, ..)
-            | TaskCall::Fetch(s, ..)
-            | TaskCall::UnsealPiece(s, ..) => *s,
+            TaskCall::AddPiece(p) => p.0,
+            TaskCall::SealPreCommit1(p) => p.0,
+            TaskCall::SealPreCommit2(p) => p.0,
+            TaskCall::SealCommit1(p) => p.0,
+            TaskCall::SealCommit2(p) => p.0,
+            TaskCall::FinalizeSector(p) => p.0,
+            TaskCall::MoveStorage(p) => p.0,
+            TaskCall::Fetch(p) => p.0,
+            TaskCall::UnsealPiece(p) => p.0,
         }
     }
 
     /// Method name and positional params.
-    pub fn to_rpc(&self) -> (String, serde_json::Value) {
-        match serde_json::to_value(self).expect("serialises") {
-            serde_json::Value::Object(m) => m.into_iter().next().expect("one variant"),
-            _ => unreachable!("tuple variants serialise as objects"),
+    pub fn to_rpc(&self) -> (&'static str, Vec<serde_json::Value>) {
+        fn of<M: Method>(p: &M::Params) -> (&'static str, Vec<serde_json::Value>) {
+            (M::NAME, p.to_values())
+        }
+        match self {
+            TaskCall::AddPiece(p) => of::<w::AddPiece>(p),
+            TaskCall::SealPreCommit1(p) => of::<w::SealPreCommit1>(p),
+            TaskCall::SealPreCommit2(p) => of::<w::SealPreCommit2>(p),
+            TaskCall::SealCommit1(p) => of::<w::SealCommit1>(p),
+            TaskCall::SealCommit2(p) => of::<w::SealCommit2>(p),
+            TaskCall::FinalizeSector(p) => of::<w::FinalizeSector>(p),
+            TaskCall::MoveStorage(p) => of::<w::MoveStorage>(p),
+            TaskCall::Fetch(p) => of::<w::Fetch>(p),
+            TaskCall::UnsealPiece(p) => of::<w::UnsealPiece>(p),
         }
     }
 
-    pub fn from_rpc(method: &str, params: serde_json::Value) -> Result<TaskCall, String> {
-        serde_json::from_value(serde_json::json!({ method: params }))
-            .map_err(|e| format!("bad params for {method}: {e}"))
+    /// Decode a task method's params (the worker's side).
+    pub fn from_rpc(method: &str, values: Vec<serde_json::Value>) -> Result<TaskCall, RpcError> {
+        fn of<M: Method>(values: Vec<serde_json::Value>) -> Result<M::Params, RpcError> {
+            M::Params::from_values(M::NAME, M::PARAM_NAMES, values)
+        }
+        Ok(match method {
+            "AddPiece" => TaskCall::AddPiece(of::<w::AddPiece>(values)?),
+            "SealPreCommit1" => TaskCall::SealPreCommit1(of::<w::SealPreCommit1>(values)?),
+            "SealPreCommit2" => TaskCall::SealPreCommit2(of::<w::SealPreCommit2>(values)?),
+            "SealCommit1" => TaskCall::SealCommit1(of::<w::SealCommit1>(values)?),
+            "SealCommit2" => TaskCall::SealCommit2(of::<w::SealCommit2>(values)?),
+            "FinalizeSector" => TaskCall::FinalizeSector(of::<w::FinalizeSector>(values)?),
+            "MoveStorage" => TaskCall::MoveStorage(of::<w::MoveStorage>(values)?),
+            "Fetch" => TaskCall::Fetch(of::<w::Fetch>(values)?),
+            "UnsealPiece" => TaskCall::UnsealPiece(of::<w::UnsealPiece>(values)?),
+            other => {
+                return Err(RpcError::new(lotus_api::rpc::METHOD_NOT_FOUND, format!("{other} is not a task method")))
+            }
+        })
     }
 
     /// The method name, without serialising the params (a Commit1 output is megabytes).
@@ -263,21 +285,42 @@ impl Executor {
         let sector = call.sector();
         use FileType::*;
         let (unsealed, sealed) = (FileTypes::of(&[Unsealed]), FileTypes::of(&[Sealed, Cache]));
+        let bad = |e: String| CallError::unknown(format!("{}: {e}", sector.id));
         match call {
-            TaskCall::AddPiece(_, has_data) => {
-                let piece = if has_data {
-                    let f = self.acquire(sector, FileTypes::of(&[Piece]), PathType::Sealing, false).await?;
-                    Some(f[&Piece].clone())
-                } else {
-                    None
+            TaskCall::AddPiece((_, existing, size, data)) => {
+                if !existing.is_empty() {
+                    return Err(bad(
+                        "AddPiece into a sector that has pieces is not supported: one piece per sector".into()
+                    ));
+                }
+                let max = sealing_proofs::max_unpadded(sector.proof_type.sector_size());
+                if size == 0 || size > max {
+                    return Err(bad(format!("piece size {size}: the sector holds 1 to {max} unpadded bytes")));
+                }
+                let piece = match data {
+                    Data::Null(n) if n == size => None,
+                    Data::Null(n) => return Err(bad(format!("a null reader of {n} bytes for a piece of {size}"))),
+                    Data::Http(url) => Some(self.fetch_piece(sector, &url).await?),
+                    Data::Push(_) => {
+                        return Err(bad(
+                            "push readers (/rpc/streams/v0/push) are not supported yet: send a null or http reader"
+                                .into(),
+                        ))
+                    }
                 };
                 let p = self.alloc(sector, unsealed, PathType::Sealing)?;
                 let paths = self.paths_in(&p, sector);
-                let r = self.proof(sector, paths, ProofJob::AddPiece { piece }).await?;
+                let r = self.proof(sector, paths, ProofJob::AddPiece { piece: piece.clone(), size }).await;
+                if let Some(f) = piece {
+                    let _ = std::fs::remove_file(f);
+                }
+                let r = r?;
                 self.declare(&p, sector, unsealed).await?;
                 Ok(r)
             }
-            TaskCall::SealPreCommit1(_, ticket, pieces) => {
+            TaskCall::SealPreCommit1((_, ticket, pieces)) => {
+                let ticket = ticket.to_32("the ticket").map_err(bad)?;
+                let pieces = crate::wire::pieces_from_wire(&pieces).map_err(bad)?;
                 let have = self.acquire(sector, unsealed, PathType::Sealing, true).await?;
                 let p = self.alloc(sector, sealed, PathType::Sealing)?;
                 let mut paths = self.paths_in(&p, sector);
@@ -286,38 +329,52 @@ impl Executor {
                 self.declare(&p, sector, sealed).await?;
                 Ok(r)
             }
-            TaskCall::SealPreCommit2(_, pc1) => {
+            TaskCall::SealPreCommit2((_, pc1)) => {
+                let pc1 = crate::wire::pc1_from_wire(&pc1).map_err(bad)?;
                 let have = self.acquire(sector, sealed, PathType::Sealing, true).await?;
                 let paths =
                     Paths { unsealed: PathBuf::new(), sealed: have[&Sealed].clone(), cache: have[&Cache].clone() };
                 self.proof(sector, paths, ProofJob::PreCommit2 { pc1 }).await
             }
-            TaskCall::SealCommit1(_, ticket, seed, pieces, comm_r, comm_d) => {
+            TaskCall::SealCommit1((_, ticket, seed, pieces, cids)) => {
+                let ticket = ticket.to_32("the ticket").map_err(bad)?;
+                let seed = seed.to_32("the seed").map_err(bad)?;
+                let pieces = crate::wire::pieces_from_wire(&pieces).map_err(bad)?;
+                let (comm_r, comm_d) = crate::wire::commitments(&cids).map_err(bad)?;
                 let have = self.acquire(sector, sealed, PathType::Sealing, true).await?;
                 let paths =
                     Paths { unsealed: PathBuf::new(), sealed: have[&Sealed].clone(), cache: have[&Cache].clone() };
                 self.proof(sector, paths, ProofJob::Commit1 { ticket, seed, comm_r, comm_d, pieces }).await
             }
-            TaskCall::SealCommit2(_, c1) => {
+            TaskCall::SealCommit2((_, c1)) => {
+                let c1 = crate::wire::c1_from_wire(&c1).map_err(bad)?;
                 let paths = Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: PathBuf::new() };
                 self.proof(sector, paths, ProofJob::Commit2 { c1 }).await
             }
-            TaskCall::FinalizeSector(_, _keep_unsealed) => {
+            TaskCall::FinalizeSector(_) => {
                 let (_, cache_dir) = self.store.find(sector.id, Cache).ok_or_else(|| {
                     CallError::unknown(format!("finalize: sector {} has no cache directory on this node", sector.id))
                 })?;
                 let paths = Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: cache_dir };
                 self.proof(sector, paths, ProofJob::Finalize).await
             }
-            TaskCall::MoveStorage(_, types) => {
+            TaskCall::MoveStorage((_, types)) => {
                 self.acquire(sector, types, PathType::Storage, true).await?;
                 Ok(serde_json::Value::Null)
             }
-            TaskCall::Fetch(_, types, kind) => {
-                self.acquire(sector, types, kind, true).await?;
+            TaskCall::Fetch((_, types, kind, mode)) => {
+                self.acquire(sector, types, kind, mode == AcquireMode::Move).await?;
                 Ok(serde_json::Value::Null)
             }
-            TaskCall::UnsealPiece(_, ticket, comm_d) => {
+            TaskCall::UnsealPiece((_, offset, size, randomness, comm_d)) => {
+                let ticket = randomness.to_32("the randomness (ticket)").map_err(bad)?;
+                let comm_d = lotus_api::wire::Commitment::Unsealed.from_cid(&comm_d).map_err(bad)?;
+                let max = sealing_proofs::max_unpadded(sector.proof_type.sector_size());
+                if offset != 0 || size != max {
+                    return Err(bad(format!(
+                        "unsealing {size} bytes at {offset}: only whole sectors (0, {max}) are unsealed"
+                    )));
+                }
                 // Copy, not move: the long-term copy of sealed + cache stays where it is.
                 let have = self.acquire(sector, sealed, PathType::Sealing, false).await?;
                 let p = self.alloc(sector, unsealed, PathType::Sealing)?;
@@ -326,11 +383,23 @@ impl Executor {
                     sealed: have[&Sealed].clone(),
                     cache: have[&Cache].clone(),
                 };
-                let r = self.proof(sector, paths, ProofJob::Unseal { ticket, comm_d }).await?;
+                self.proof(sector, paths, ProofJob::Unseal { ticket, comm_d }).await?;
                 self.declare(&p, sector, unsealed).await?;
-                Ok(r)
+                Ok(serde_json::Value::Null)
             }
         }
+    }
+
+    /// Download an http reader's piece into this node's scratch space (with this node's
+    /// token: the miner's `/remote` wants one), for AddPiece to read.
+    async fn fetch_piece(&self, sector: SectorRef, url: &str) -> Result<PathBuf, CallError> {
+        let p = self.alloc(sector, FileTypes::of(&[FileType::Piece]), PathType::Sealing)?;
+        let (tmp, dest) = fetch_paths(&p, FileType::Piece, sector.id);
+        self.fetcher
+            .fetch(url, &tmp, &dest)
+            .await
+            .map_err(|e| CallError::unknown(format!("fetching the piece of {} from {url}: {e}", sector.id)))?;
+        Ok(dest)
     }
 
     fn paths_in(&self, p: &LocalPath, s: SectorRef) -> Paths {
@@ -482,6 +551,7 @@ async fn move_local(from: &std::path::Path, to: &std::path::Path) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lotus_api::wire::{Bytes, Commitment};
     use sealing_types::{RegisteredSealProof, SectorId};
 
     #[test]
@@ -490,23 +560,32 @@ mod tests {
             id: SectorId { miner: 1000, number: 3 },
             proof_type: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
         };
+        let commd = Commitment::Unsealed.to_cid(&[4; 32]);
         let calls = [
-            TaskCall::AddPiece(s, true),
-            TaskCall::SealPreCommit1(s, [1; 32], vec![]),
-            TaskCall::SealCommit1(s, [1; 32], [2; 32], vec![], [3; 32], [4; 32]),
-            TaskCall::FinalizeSector(s, false),
-            TaskCall::MoveStorage(s, FileTypes::of(&[FileType::Sealed])),
-            TaskCall::Fetch(s, FileTypes::of(&[FileType::Cache]), PathType::Sealing),
-            TaskCall::UnsealPiece(s, [1; 32], [2; 32]),
+            TaskCall::AddPiece((s, vec![], 2032, Data::Null(2032))),
+            TaskCall::SealPreCommit1((s, Bytes(vec![1; 32]), vec![])),
+            TaskCall::SealCommit1((
+                s,
+                Bytes(vec![1; 32]),
+                Bytes(vec![2; 32]),
+                vec![],
+                crate::wire::cids(&[3; 32], &[4; 32]),
+            )),
+            TaskCall::FinalizeSector((s,)),
+            TaskCall::MoveStorage((s, FileTypes::of(&[FileType::Sealed]))),
+            TaskCall::Fetch((s, FileTypes::of(&[FileType::Cache]), PathType::Sealing, AcquireMode::Move)),
+            TaskCall::UnsealPiece((s, 0, 2032, Bytes(vec![1; 32]), commd)),
         ];
         for c in calls {
             let (name, params) = c.to_rpc();
             assert_eq!(name, c.method());
-            assert!(TASK_METHODS.contains(&name.as_str()));
-            assert!(params.is_array(), "{name}: positional params");
-            let back = TaskCall::from_rpc(&name, params.clone()).unwrap();
+            assert!(TASK_METHODS.contains(&name));
+            let back = TaskCall::from_rpc(name, params.clone()).unwrap();
             assert_eq!(back.to_rpc().1, params);
         }
-        assert!(TaskCall::from_rpc("SealPreCommit1", serde_json::json!([1])).unwrap_err().contains("bad params"));
+        let (_, fetch) = TaskCall::Fetch((s, FileTypes(4), PathType::Sealing, AcquireMode::Copy)).to_rpc();
+        assert_eq!(fetch[2..], [serde_json::json!("sealing"), serde_json::json!("copy")], "Lotus's lowercase words");
+        let e = TaskCall::from_rpc("SealPreCommit1", vec![serde_json::json!(1)]).unwrap_err().to_string();
+        assert!(e.contains("SealPreCommit1: param 0 (sector) is invalid"), "{e}");
     }
 }

@@ -10,7 +10,8 @@
 //! - [`child`]: the child process's side (`<binary> proof-task`, JSON on stdin and stdout);
 //! - [`gpu`]: which cards each GPU task's proof process sees;
 //! - [`post`]: WindowPoSt / WinningPoSt on this node: vanilla proofs read where the sectors
-//!   are (`/remote/vanilla/single`), the SNARK in a proof process, unreadable sectors skipped.
+//!   are (`/remote/vanilla/single`), the SNARK in a proof process, unreadable sectors skipped;
+//! - [`wire`]: task params and results between Lotus's encodings and the proofs library's types.
 //!
 //! The miner's sector index is reached through the [`index::SectorIndex`] trait: over RPC
 //! from a worker, directly inside the miner.
@@ -23,6 +24,7 @@ mod meta;
 pub mod post;
 pub mod remote;
 pub mod store;
+pub mod wire;
 
 pub use exec::{Executor, Returner, TaskCall};
 pub use index::{FixedIndex, IndexError, SectorIndex};

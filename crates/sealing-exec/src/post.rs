@@ -271,6 +271,7 @@ mod tests {
             can_seal: true,
             can_store: true,
             primary: true,
+            ..Default::default()
         };
         let index: Arc<dyn SectorIndex> = Arc::new(crate::index::FixedIndex(vec![holder]));
         let limit = Duration::from_millis(300);

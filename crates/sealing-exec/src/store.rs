@@ -119,6 +119,7 @@ impl LocalStore {
             allow_to: p.meta.allow_to.clone(),
             allow_types: p.meta.allow_types.clone(),
             deny_types: p.meta.deny_types.clone(),
+            ..Default::default()
         }
     }
 

@@ -23,7 +23,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use api::seal::{SealCommitPhase1Output, SealPreCommitPhase1Output, SealPreCommitPhase2Output};
-pub use api::{Commitment, PieceInfo, Ticket};
+pub use api::{Commitment, PieceInfo, Ticket, UnpaddedBytesAmount};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProofError {

@@ -100,7 +100,9 @@ impl fmt::Display for FileTypes {
 }
 
 /// Whether an allocation is for sealing scratch space or for long-term storage.
+/// On the wire `"sealing"` / `"storage"`, as Lotus's `storiface.PathType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PathType {
     Sealing,
     Storage,

@@ -379,15 +379,17 @@ fn worker_client(repo: &Repo) -> Result<RpcClient> {
 
 async fn info(repo: &Repo) -> Result<()> {
     let c = worker_client(repo)?;
-    let v: lotus_api::types::Version = c.call("Version", json!([])).await?;
-    let session: uuid::Uuid = c.call("Session", json!([])).await.unwrap_or_default();
-    let enabled: bool = c.call("Enabled", json!([])).await?;
-    let info: WorkerInfo = c.call("Info", json!([])).await?;
-    let mut types: Vec<TaskType> = c.call("TaskTypes", json!([])).await?;
+    use lotus_api::contract::worker as w;
+    let v = c.request::<w::Version>(()).await?;
+    let session = c.request::<w::Session>(()).await.unwrap_or_default();
+    let enabled = c.request::<w::Enabled>(()).await?;
+    let info: WorkerInfo = c.request::<w::Info>(()).await?;
+    let mut types: Vec<TaskType> = c.request::<w::TaskTypes>(()).await?.into_keys().collect();
     TaskType::sort_by_order(&mut types);
+    let paths = c.request::<w::Paths>(()).await?;
     use sealing_types::size::size_str;
     let r = &info.resources;
-    println!("Worker version:  {}", lotus_api::methods::version_string(v.api_version));
+    println!("Worker version:  {}", lotus_api::methods::version_string(v));
     println!("CLI version: {}", crate::VERSION);
     println!("Session: {session}");
     println!("Enabled: {enabled}");
@@ -402,5 +404,13 @@ async fn info(repo: &Repo) -> Result<()> {
     );
     let shorts: Vec<&str> = types.iter().map(|t| t.short()).collect();
     println!("Task types: {} ", shorts.join(" "));
+    println!();
+    for p in paths {
+        let uses: Vec<&str> =
+            [(p.can_seal, "Seal"), (p.can_store, "Store")].iter().filter(|u| u.0).map(|u| u.1).collect();
+        println!("{}:", p.id);
+        println!("\tWeight: {}; Use: {}", p.weight, uses.join(" "));
+        println!("\tLocal: {}", p.local_path);
+    }
     Ok(())
 }

@@ -466,7 +466,13 @@ impl RpcReturner {
     }
 
     async fn deliver(&self, r: StoredResult) {
-        let params = serde_json::json!([r.call, r.value, r.err]);
+        // Lotus's Return<Method>: (callID, result, err) for methods with a result, (callID,
+        // err) for the others; a failed call's result is null.
+        let params = if lotus_api::contract::returns_value(&r.method) {
+            serde_json::json!([r.call, r.value, r.err])
+        } else {
+            serde_json::json!([r.call, r.err])
+        };
         let name = format!("Return{}", r.method);
         let mut wait = Duration::from_secs(1);
         loop {
@@ -515,6 +521,7 @@ fn api(
     ret: Arc<RpcReturner>,
     post: Arc<sealing_exec::post::PoStProver>,
 ) -> RpcServer {
+    use lotus_api::contract::worker as c;
     let mut s = RpcServer::new(lotus_api::methods::WORKER);
     // PoSt (only on a PoSt worker): (miner ID, sectors, randomness) → the proof, answered when
     // it is done; sectors that cannot be read are skipped (WindowPoSt) and listed.
@@ -538,26 +545,21 @@ fn api(
         });
     }
     // Calls this worker runs or holds an undelivered result of (a restarted miner asks).
-    s.register_with("Calls", (ex.clone(), ret.clone()), |(ex, ret), p: Params| async move {
-        p.expect(0)?;
+    s.method::<c::Calls, _, _, _>((ex.clone(), ret.clone()), |(ex, ret), ()| async move {
         let mut calls = ex.running_calls();
         calls.extend(ret.stored_calls());
         Ok(calls)
     });
     for &name in sealing_exec::exec::TASK_METHODS {
         s.register_with(name, (w.clone(), ex.clone()), move |(w, ex), p: Params| async move {
-            let params =
-                serde_json::Value::Array((0..p.len()).map(|i| p.get(i, "param").unwrap_or_default()).collect());
-            let call = sealing_exec::TaskCall::from_rpc(name, params).map_err(RpcError::invalid_params)?;
+            let call = sealing_exec::TaskCall::from_rpc(name, p.into_values())?;
             if let Some(why) = w.life().refuses_tasks() {
                 return Err(RpcError::method(why));
             }
             Ok(ex.start(call))
         });
     }
-    s.register_with("StorageAddLocal", (ex.clone(), repo), |(ex, repo), p: Params| async move {
-        p.expect(1)?;
-        let path: String = p.get(0, "path")?;
+    s.method::<c::StorageAddLocal, _, _, _>((ex.clone(), repo), |(ex, repo), (path,)| async move {
         let lp = ex.store.open_path(std::path::Path::new(&path)).map_err(|e| RpcError::method(e.to_string()))?;
         let mut cfg = repo.storage_config().map_err(|e| RpcError::method(e.to_string()))?;
         if !cfg.storage_paths.iter().any(|p| p.path == lp.root) {
@@ -566,21 +568,12 @@ fn api(
         }
         ex.attach_path(&lp).await.map_err(RpcError::method)
     });
-    s.register_with("AbortCall", ex.clone(), |ex, p: Params| async move {
-        p.expect(1)?;
-        let call: sealing_types::CallId = p.get(0, "callID")?;
-        Ok(ex.abort(call))
+    s.method::<c::AbortCall, _, _, _>(ex.clone(), |ex, (call,)| async move { Ok(ex.abort(call)) });
+    s.method::<c::StorageLocal, _, _, _>(ex.clone(), |ex, ()| async move {
+        Ok(ex.store.paths().into_iter().map(|lp| (lp.id(), lp.root.display().to_string())).collect())
     });
-    s.register_with("StorageLocal", ex.clone(), |ex, p: Params| async move {
-        p.expect(0)?;
-        Ok(ex.store.paths().into_iter().map(|lp| (lp.id(), lp.root)).collect::<std::collections::BTreeMap<_, _>>())
-    });
-    s.register("Version", |p: Params| async move {
-        p.expect(0)?;
-        Ok(Version { version: crate::VERSION.into(), api_version: WORKER_API_VERSION, block_delay: 30 })
-    });
-    s.register_with("Session", w.clone(), |w, p: Params| async move {
-        p.expect(0)?;
+    s.method::<c::Version, _, _, _>((), |(), ()| async move { Ok(WORKER_API_VERSION) });
+    s.method::<c::Session, _, _, _>(w.clone(), |w, ()| async move {
         *w.last_checked.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
         match w.life() {
             Life::Enabled => Ok(w.session),
@@ -594,56 +587,52 @@ fn api(
             Life::Disabled => Err(RpcError::method("worker disabled (lotus-worker set --enabled=false)")),
         }
     });
-    s.register_with("ProcessSession", w.clone(), |w, p: Params| async move {
-        p.expect(0)?;
-        Ok(w.session)
+    s.method::<c::ProcessSession, _, _, _>(w.clone(), |w, ()| async move { Ok(w.session) });
+    s.method::<c::Info, _, _, _>(w.clone(), |w, ()| async move { w.info() });
+    s.method::<c::TaskTypes, _, _, _>(w.clone(), |w, ()| async move {
+        Ok(w.types().into_iter().map(|t| (t, lotus_api::contract::Empty {})).collect())
     });
-    s.register_with("Info", w.clone(), |w, p: Params| async move {
-        p.expect(0)?;
-        w.info()
+    s.method::<c::Paths, _, _, _>(ex.clone(), |ex, ()| async move {
+        Ok(ex
+            .store
+            .paths()
+            .iter()
+            .map(|lp| lotus_api::wire::StoragePath {
+                id: lp.id(),
+                weight: lp.meta.weight,
+                local_path: lp.root.display().to_string(),
+                can_seal: lp.meta.can_seal,
+                can_store: lp.meta.can_store,
+            })
+            .collect())
     });
-    s.register_with("TaskTypes", w.clone(), |w, p: Params| async move {
-        p.expect(0)?;
-        Ok(w.types())
-    });
-    s.register_with("Paths", ex.clone(), |ex, p: Params| async move {
-        p.expect(0)?;
-        Ok(ex.store.paths().iter().map(|lp| ex.store.info(lp)).collect::<Vec<_>>())
-    });
-    s.register_with("Enabled", w.clone(), |w, p: Params| async move {
-        p.expect(0)?;
-        Ok(w.life() == Life::Enabled)
-    });
-    s.register_with("SetEnabled", w.clone(), |w, p: Params| async move {
-        p.expect(1)?;
-        let enabled: bool = p.get(0, "enabled")?;
+    s.method::<c::Enabled, _, _, _>(w.clone(), |w, ()| async move { Ok(w.life() == Life::Enabled) });
+    s.method::<c::SetEnabled, _, _, _>(w.clone(), |w, (enabled,)| async move {
         let (from, to) = if enabled { (Life::Disabled, Life::Enabled) } else { (Life::Enabled, Life::Disabled) };
         // A stopping worker stays stopping.
         w.change_life(&[from, to], to);
         Ok(())
     });
-    for (name, enable) in [("TaskEnable", true), ("TaskDisable", false)] {
-        s.register_with(name, w.clone(), move |w, p: Params| async move {
-            p.expect(1)?;
-            let t: String = p.get(0, "taskType")?;
-            let t: TaskType =
-                t.parse().map_err(|e: sealing_types::task::UnknownTaskType| RpcError::invalid_params(e.to_string()))?;
-            let mut set = w.task_types.lock().unwrap_or_else(|e| e.into_inner());
-            if enable {
-                set.insert(t);
-            } else {
-                set.remove(&t);
-            }
-            Ok(())
-        });
-    }
+    s.method::<c::TaskEnable, _, _, _>(w.clone(), |w, (t,)| async move {
+        w.task_types.lock().unwrap_or_else(|e| e.into_inner()).insert(t);
+        Ok(())
+    });
+    s.method::<c::TaskDisable, _, _, _>(w.clone(), |w, (t,)| async move {
+        w.task_types.lock().unwrap_or_else(|e| e.into_inner()).remove(&t);
+        Ok(())
+    });
+    // Wait until no task runs (Lotus's `WaitQuiet`).
+    s.method::<c::WaitQuiet, _, _, _>(ex.clone(), |ex, ()| async move {
+        while !ex.running_calls().is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    });
     // `Shutdown` drains: no new tasks, the running ones finish and their results are delivered
     // (or stored, if the miner is away), then the worker exits. `Shutdown [true]` exits now;
     // its running tasks are then rescheduled by the miner.
-    s.register_with("Shutdown", (w.clone(), ex.clone(), ret.clone()), |(w, ex, ret), p: Params| async move {
-        p.expect_between(0, 1)?;
-        let now: bool = if p.len() == 1 { p.get(0, "now")? } else { false };
-        if now {
+    s.method::<c::Shutdown, _, _, _>((w.clone(), ex.clone(), ret.clone()), |(w, ex, ret), (now,)| async move {
+        if now == Some(true) {
             w.close();
             w.shutdown.notify_one();
             return Ok(());
@@ -671,5 +660,6 @@ fn api(
         });
         Ok(())
     });
+    s.refuse_unimplemented(|r| c::visit(r), "worker");
     s
 }

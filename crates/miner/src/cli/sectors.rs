@@ -63,7 +63,7 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
             print!("{}", render_status(&v, log));
         }
         SectorsCmd::List => {
-            let list: Vec<Value> = c.call("SectorsSummary", json!([])).await.map_err(explain)?;
+            let list: Vec<Value> = c.call("SectorsListDetail", json!([])).await.map_err(explain)?;
             println!("ID  State                 Deals  Error");
             for s in list {
                 println!(

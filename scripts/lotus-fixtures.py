@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Extract the golden fixtures of the API contract from Lotus's generated API documents.
+
+Lotus generates `documentation/en/api-methods-*.md` from its Go types (`make docsgen`): every
+method with its permission, example params and example response. This script turns each document
+into JSON, one object per method: {"perm": ..., "params": [...] | null, "response": ...}.
+The golden tests in crates/lotus-api/tests/golden.rs read these files; they are data Lotus's
+tooling generated, never edited by hand. Re-run after moving the reference commit:
+
+    scripts/lotus-fixtures.py /path/to/lotus.git b835fab7
+
+(the first argument is a Lotus clone or bare mirror; `fetch github:filecoin-project/lotus`).
+"""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+DOCS = {
+    "worker": "documentation/en/api-methods-worker.md",
+    "miner": "documentation/en/api-methods-miner.md",
+}
+OUT = Path(__file__).resolve().parent.parent / "crates" / "lotus-api" / "fixtures"
+
+
+def value_after(lines, i, label):
+    """The JSON after `label:` at line i: inline (`Inputs: \\`null\\``) or a ```json block.
+    Returns (value, next line index)."""
+    line = lines[i]
+    rest = line[len(label) + 1:].strip()
+    if rest.startswith("`"):
+        return json.loads(rest.strip("`")), i + 1
+    j = i + 1
+    while j < len(lines) and not lines[j].startswith("```"):
+        j += 1
+    k = j + 1
+    while k < len(lines) and not lines[k].startswith("```"):
+        k += 1
+    return json.loads("\n".join(lines[j + 1:k])), k + 1
+
+
+def parse(text):
+    lines = text.splitlines()
+    methods = {}
+    name = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        m = re.match(r"^### (\w+)\s*$", line)
+        if m:
+            name = m.group(1)
+            methods[name] = {}
+            i += 1
+            continue
+        if name is not None:
+            if line.startswith("Perms:"):
+                methods[name]["perm"] = line.split(":", 1)[1].strip()
+            elif line.startswith("Inputs:"):
+                methods[name]["params"], i = value_after(lines, i, "Inputs")
+                continue
+            elif line.startswith("Response:"):
+                methods[name]["response"], i = value_after(lines, i, "Response")
+                continue
+        i += 1
+    for n, m in methods.items():
+        missing = {"perm", "params", "response"} - m.keys()
+        if missing:
+            sys.exit(f"{n}: the document has no {', '.join(sorted(missing))}")
+    return methods
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    repo, commit = sys.argv[1], sys.argv[2]
+    OUT.mkdir(parents=True, exist_ok=True)
+    for kind, path in DOCS.items():
+        text = subprocess.run(
+            ["git", "-C", repo, "show", f"{commit}:{path}"], check=True, capture_output=True, text=True
+        ).stdout
+        methods = parse(text)
+        doc = {"source": f"filecoin-project/lotus@{commit}:{path}", "methods": methods}
+        (OUT / f"{kind}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        print(f"{kind}: {len(methods)} methods -> {OUT / (kind + '.json')}")
+
+
+if __name__ == "__main__":
+    main()
