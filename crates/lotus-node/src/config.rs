@@ -219,7 +219,9 @@ pub enum ConfigError {
 }
 
 impl MinerConfig {
-    /// The commented default file, in Lotus's style: every key present, commented out.
+    /// The commented default file, in Lotus's style: every key present, commented out, but
+    /// for the two `[API]` addresses, written with their defaults: the guides tell operators
+    /// to edit them, and editing a commented line would change nothing.
     pub fn default_file() -> String {
         let value = toml::Value::try_from(MinerConfig::default()).expect("config serialises");
         let mut out = String::new();
@@ -231,7 +233,8 @@ impl MinerConfig {
                     out.push_str(&format!("  # {doc}\n"));
                 }
                 out.push_str(&format!("  #\n  # env var: LOTUS_{}_{}\n", section.to_uppercase(), key.to_uppercase()));
-                out.push_str(&format!("  #{key} = {v}\n\n"));
+                let live = matches!(full.as_str(), "API.ListenAddress" | "API.RemoteListenAddress");
+                out.push_str(&format!("  {}{key} = {v}\n\n", if live { "" } else { "#" }));
             }
         }
         out
@@ -420,9 +423,12 @@ mod tests {
         assert!(warnings.is_empty());
         for (k, _) in DOCS {
             let key = k.split('.').nth(1).unwrap();
-            assert!(text.contains(&format!("#{key} = ")), "{key} missing");
+            assert!(text.contains(&format!("#{key} = ")) || text.contains(&format!("\n  {key} = ")), "{key} missing");
         }
-        assert!(text.contains("  #ListenAddress = \"/ip4/127.0.0.1/tcp/2345/http\""));
+        // The guides say "edit ListenAddress": the two API addresses are live lines.
+        assert!(text.contains("\n  ListenAddress = \"/ip4/127.0.0.1/tcp/2345/http\""), "{text}");
+        assert!(text.contains("\n  RemoteListenAddress = \"127.0.0.1:2345\""), "{text}");
+        assert!(text.contains("  #Timeout = "));
         assert!(text.contains("# env var: LOTUS_STORAGE_ALLOWPRECOMMIT1"));
     }
 

@@ -214,6 +214,25 @@ impl From<sealing_exec::store::FileError> for RepoError {
     }
 }
 
+/// Whether this process was started under one of the old names the first guides use
+/// (`lotus-storage-miner`, `lotus-seal-worker`): their default miner repo is
+/// `~/.lotusstorage`, as it was then.
+pub fn started_as_old_name() -> bool {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let name = Path::new(&arg0).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    matches!(name, "lotus-storage-miner" | "lotus-seal-worker")
+}
+
+/// The default miner repo directories under `$HOME`, most likely first for this binary's
+/// name: the first that exists wins, else the first.
+pub fn miner_repo_defaults() -> &'static [&'static str] {
+    if started_as_old_name() {
+        &[".lotusstorage", ".lotusminer"]
+    } else {
+        &[".lotusminer", ".lotusstorage"]
+    }
+}
+
 /// The repo path from a flag, then the env vars in order, then the default under `$HOME`.
 pub fn resolve_path(flag: Option<&Path>, envs: &[&str], default_dirs: &[&str]) -> PathBuf {
     if let Some(p) = flag {

@@ -19,7 +19,7 @@ pub struct Cli {
     #[arg(long = "worker-repo", alias = "workerrepo", global = true)]
     pub worker_repo: Option<PathBuf>,
     /// Miner repo, to take the miner's address and token from when MINER_API_INFO is not set
-    /// [env: LOTUS_MINER_PATH, LOTUS_STORAGE_PATH] [default: ~/.lotusminer]
+    /// [env: LOTUS_MINER_PATH, LOTUS_STORAGE_PATH] [default: ~/.lotusminer; ~/.lotusstorage as lotus-storage-miner]
     #[arg(long = "miner-repo", alias = "storagerepo", global = true)]
     pub miner_repo: Option<PathBuf>,
     /// Prove on GPUs when present; false sets BELLMAN_NO_GPU for the proofs library
@@ -195,7 +195,7 @@ pub fn main() -> Result<()> {
         repo::resolve_path(
             cli.miner_repo.as_deref(),
             &["LOTUS_MINER_PATH", "LOTUS_STORAGE_PATH"],
-            &[".lotusminer", ".lotusstorage"],
+            repo::miner_repo_defaults(),
         ),
         RepoKind::Miner,
     );

@@ -25,7 +25,7 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(name = "lotus-miner", version = crate::VERSION, about = "Filecoin storage miner: sealing pipeline, seal workers, storage paths")]
 pub struct Cli {
-    /// Miner repo [env: LOTUS_MINER_PATH, LOTUS_STORAGE_PATH] [default: ~/.lotusminer]
+    /// Miner repo [env: LOTUS_MINER_PATH, LOTUS_STORAGE_PATH] [default: ~/.lotusminer; ~/.lotusstorage as lotus-storage-miner]
     #[arg(long = "miner-repo", visible_alias = "repo", alias = "storagerepo", global = true)]
     pub repo: Option<PathBuf>,
     #[command(subcommand)]
@@ -149,7 +149,7 @@ pub fn main() -> Result<()> {
     let repo_path = repo::resolve_path(
         cli.repo.as_deref(),
         &["LOTUS_MINER_PATH", "LOTUS_STORAGE_PATH"],
-        &[".lotusminer", ".lotusstorage"],
+        repo::miner_repo_defaults(),
     );
     let repo = Repo::new(repo_path, RepoKind::Miner);
     if let Cmd::FetchParams { size } = &cli.cmd {
