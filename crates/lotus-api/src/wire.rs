@@ -342,4 +342,18 @@ mod tests {
         assert_eq!(unpadded(2048), 2032);
         assert_eq!(unpadded(34359738368), 34091302912);
     }
+
+    /// A failed call's `Return*` carries the zero value of its result, which is not a valid
+    /// one: the params still decode, and the result is not used.
+    #[test]
+    fn a_failed_calls_zero_result_is_accepted() {
+        use crate::contract::{miner, Method, ParamList};
+        let call = json!({"Sector": {"Miner": 1000, "Number": 9}, "ID": "07070707-0707-0707-0707-070707070707"});
+        let params = vec![call, json!({"Size": 0, "PieceCID": null}), json!({"Code": 0, "Message": "it broke"})];
+        let (_, piece, err) =
+            <miner::ReturnAddPiece as Method>::Params::from_values("ReturnAddPiece", &[], params).unwrap();
+        assert!(piece.valid().is_err());
+        assert_eq!(err.unwrap().message, "it broke");
+        assert_eq!(serde_json::to_value(ReturnValue::<PieceInfo>::Invalid("x".into())).unwrap(), json!(null));
+    }
 }

@@ -223,7 +223,15 @@ impl MinerConfig {
     /// for the two `[API]` addresses, written with their defaults: the guides tell operators
     /// to edit them, and editing a commented line would change nothing.
     pub fn default_file() -> String {
-        let value = toml::Value::try_from(MinerConfig::default()).expect("config serialises");
+        MinerConfig::default().render(true, true)
+    }
+
+    /// This config as a documented file, in Lotus's style (`config default|updated`): every key
+    /// with its documentation and env var; with `comment_defaults`, keys at their default value
+    /// are commented out (but the `[API]` addresses with `live_api`).
+    pub fn render(&self, comment_defaults: bool, live_api: bool) -> String {
+        let value = toml::Value::try_from(self).expect("config serialises");
+        let defaults = toml::Value::try_from(MinerConfig::default()).expect("config serialises");
         let mut out = String::new();
         for (section, table) in value.as_table().expect("table") {
             out.push_str(&format!("[{section}]\n"));
@@ -233,8 +241,10 @@ impl MinerConfig {
                     out.push_str(&format!("  # {doc}\n"));
                 }
                 out.push_str(&format!("  #\n  # env var: LOTUS_{}_{}\n", section.to_uppercase(), key.to_uppercase()));
-                let live = matches!(full.as_str(), "API.ListenAddress" | "API.RemoteListenAddress");
-                out.push_str(&format!("  {}{key} = {v}\n\n", if live { "" } else { "#" }));
+                let is_default = defaults.get(section).and_then(|t| t.get(key)) == Some(v);
+                let live = live_api && matches!(full.as_str(), "API.ListenAddress" | "API.RemoteListenAddress");
+                let comment = comment_defaults && is_default && !live;
+                out.push_str(&format!("  {}{key} = {v}\n\n", if comment { "#" } else { "" }));
             }
         }
         out
@@ -505,5 +515,20 @@ mod tests {
         assert!(e.contains(":2: Devnet.MockTaskDurations: \"PC9\" is not a task type"), "{e}");
         assert!(parse_mock_durations("C2").unwrap_err().contains("TASK=DURATION"));
         assert!(parse_mock_durations("C2=soon").is_err());
+    }
+
+    /// `config updated`: changed keys are live lines, the rest stay commented; without
+    /// comments every key is live. What it prints loads back to the same config.
+    #[test]
+    fn updated_config_comments_only_the_defaults() {
+        let (cfg, _) = load("[Storage]\n  ParallelFetchLimit = 3\n", &[]).unwrap();
+        let text = cfg.render(true, false);
+        assert!(text.contains("\n  ParallelFetchLimit = 3\n"), "{text}");
+        assert!(text.contains("\n  #ListenAddress = "), "{text}");
+        assert_eq!(load(&text, &[]).unwrap().0, cfg);
+        let all = cfg.render(false, false);
+        let commented_key = |l: &str| l.starts_with("  #") && !l.starts_with("  # ") && l != "  #";
+        assert!(all.contains("\n  ListenAddress = ") && !all.lines().any(commented_key), "{all}");
+        assert_eq!(load(&all, &[]).unwrap().0, cfg);
     }
 }

@@ -250,7 +250,8 @@ pub fn resolve_path(flag: Option<&Path>, envs: &[&str], default_dirs: &[&str]) -
     default_dirs.iter().map(|d| home.join(d)).find(|p| p.exists()).unwrap_or_else(|| home.join(default_dirs[0]))
 }
 
-fn expand_home(p: &Path) -> PathBuf {
+/// `~/x` → `$HOME/x`.
+pub fn expand_home(p: &Path) -> PathBuf {
     match p.strip_prefix("~") {
         Ok(rest) => dirs::home_dir().unwrap_or_default().join(rest),
         Err(_) => p.to_path_buf(),

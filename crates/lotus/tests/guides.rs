@@ -80,3 +80,47 @@ fn the_oldest_name_uses_lotusstorage_and_listen_address_is_editable() {
     );
     assert!(info.contains("Miner:"), "{info}");
 }
+
+/// `storage detach|redeclare` on a worker, `version` and `wait-api` on the miner, as Lotus's
+/// CLI reference has them.
+#[test]
+fn storage_detach_redeclare_version_and_wait_api() {
+    let c = Cluster::mock("");
+    c.write_config("[Devnet]\n");
+    let miner = c.start_miner();
+    let _w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
+    let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
+    wait_or_show(Duration::from_secs(30), "the worker's path attached", || miner.log(), || urls() == 2);
+
+    let worker = |args: &[&str]| c.worker_command("worker", args).output().unwrap();
+    let out = worker(&["storage", "redeclare", "--all"]);
+    assert!(out.status.success(), "redeclare --all: {}", String::from_utf8_lossy(&out.stderr));
+    let out = worker(&["storage", "redeclare"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("You must specify a storage path, or --id, or --all"));
+    let path = c.path("worker");
+    let out = worker(&["storage", "detach", path.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("pass --really-do-it"));
+    assert_eq!(urls(), 2, "nothing detached without --really-do-it");
+    let out = worker(&["storage", "detach", "--really-do-it", path.to_str().unwrap()]);
+    assert!(out.status.success(), "detach: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(urls(), 1, "the miner's index forgot the worker's path");
+    let cfg = std::fs::read_to_string(c.path("worker/storage.json")).unwrap();
+    assert!(!cfg.contains(path.to_str().unwrap()), "a restart does not attach it again: {cfg}");
+
+    let v = c.miner_ok(&["version"]);
+    assert!(v.starts_with("Daemon:  ") && v.contains("+api1.5.0") && v.contains("Local: lotus-miner version"), "{v}");
+    c.miner_ok(&["wait-api", "--timeout", "5s"]);
+
+    // `log list|set-level` and `config default|updated`.
+    let systems = c.miner_ok(&["log", "list"]);
+    assert!(systems.lines().any(|l| l == "miner") && systems.lines().any(|l| l == "sealing_sched"), "{systems}");
+    c.miner_ok(&["log", "set-level", "--system", "miner", "debug"]);
+    c.miner_ok(&["log", "set-level", "warn"]);
+    let out = c.miner_cmd(&["log", "set-level", "--system", "chainxchg", "debug"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown log system \"chainxchg\""), "{out:?}");
+    let defaults = c.miner_ok(&["config", "default"]);
+    assert!(defaults.contains("\n  #ParallelFetchLimit = 10\n"), "{defaults}");
+    let updated = c.miner_ok(&["config", "updated"]);
+    assert!(updated.contains("\n  MockProofs = true\n"), "the changed key is a live line: {updated}");
+    assert!(updated.contains("\n  #ParallelFetchLimit = 10\n"), "{updated}");
+}

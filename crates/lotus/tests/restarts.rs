@@ -89,7 +89,11 @@ fn a_worker_restart_after_commit2_delivers_the_stored_result() {
     let log = w2.log();
     assert!(log.contains("delivering a result stored before the restart"), "{log}");
     assert_eq!(c2_started(&log), 0, "Commit2 ran again after the restart:\n{log}");
-    assert_eq!(std::fs::read_dir(c.path("worker/results")).unwrap().count(), 0, "delivered results are removed");
+    // The last result (MoveStorage's) is removed once the miner's answer to its Return* is
+    // back, which can be a moment after the sector reached Proving.
+    wait_until(Duration::from_secs(10), "delivered results to be removed", || {
+        std::fs::read_dir(c.path("worker/results")).unwrap().count() == 0
+    });
 }
 
 /// A worker killed with SIGKILL in the middle of Commit2: its proof process dies with it, the

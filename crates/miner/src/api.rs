@@ -13,48 +13,68 @@ fn method_err(e: impl std::fmt::Display) -> RpcError {
     RpcError::method(e.to_string())
 }
 
-/// A commitment as Lotus shows it: a CID (CommR: fil-commitment-sealed with
-/// poseidon-bls12_381-a2-fc1; CommD: fil-commitment-unsealed with sha2-256-trunc254-padded).
-pub fn commitment_cid(c: &[u8; 32], sealed: bool) -> String {
-    let (codec, mh) = if sealed { (0xf102, 0xb401) } else { (0xf101, 0x1012) };
-    match cid::multihash::Multihash::<64>::wrap(mh, c) {
-        Ok(h) => cid::Cid::new_v1(codec, h).to_string(),
-        Err(_) => c.iter().map(|b| format!("{b:02x}")).collect(),
-    }
-}
-
-#[derive(Serialize)]
-struct Randomness {
-    #[serde(rename = "Value")]
-    value: String,
-    #[serde(rename = "Epoch")]
-    epoch: i64,
-}
-
-/// `SectorsStatus` in Lotus's shape (the fields this miner knows).
-fn status_json(ctx: &Ctx, s: &SectorInfo, log: bool) -> Value {
-    use base64::Engine;
-    let b64 = |v: &[u8; 32]| base64::engine::general_purpose::STANDARD.encode(v);
+/// `SectorsStatus` in Lotus's shape. Chain fields this devnet does not track yet (messages,
+/// expiration, pledge) are empty; `log` says whether the event log is included.
+fn sector_status(ctx: &Ctx, s: &SectorInfo, log: bool) -> lotus_api::contract::miner::SectorInfo {
+    use lotus_api::contract::miner as m;
+    use lotus_api::wire::{Bytes, Commitment};
     let sid = SectorId { miner: ctx.sealing.miner, number: s.number };
-    json!({
-        "SectorID": s.number,
-        "State": s.state.name(),
-        "CommD": s.comm_d.map(|c| json!({ "/": commitment_cid(&c, false) })),
-        "CommR": s.comm_r.map(|c| json!({ "/": commitment_cid(&c, true) })),
-        "Proof": s.proof_bytes,
-        "Deals": [],
-        "Pieces": s.pieces.iter().map(|p| json!({ "Piece": p })).collect::<Vec<_>>(),
-        "Ticket": s.ticket.map(|t| Randomness { value: b64(&t), epoch: s.ticket_epoch.unwrap_or(0) }),
-        "Seed": s.seed.map(|t| Randomness { value: b64(&t), epoch: s.seed_epoch.unwrap_or(0) }),
-        "PreCommitEpoch": s.precommit_epoch,
-        "Retries": s.retries,
-        "LastErr": s.last_error,
-        "SealProof": s.proof,
-        "HasData": s.has_data,
-        "DataLen": s.data_len,
-        "Log": if log { serde_json::to_value(ctx.sealing.log(s.number).unwrap_or_default()).unwrap_or_default() } else { json!([]) },
-        "Files": ctx.m.storage_find(sid, FileTypes::of(&FileType::ALL)),
-    })
+    let randomness = |v: Option<[u8; 32]>, epoch: Option<i64>| m::SealRandomness {
+        value: Bytes(v.map(|v| v.to_vec()).unwrap_or_default()),
+        epoch: epoch.unwrap_or(0),
+    };
+    let proof = s.proof_bytes.as_deref().map(|b64| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default()
+    });
+    m::SectorInfo {
+        sector_id: s.number,
+        state: s.state.name(),
+        comm_d: s.comm_d.map(|c| Commitment::Unsealed.to_cid(&c)),
+        comm_r: s.comm_r.map(|c| Commitment::Sealed.to_cid(&c)),
+        proof: Bytes(proof.unwrap_or_default()),
+        deals: vec![],
+        pieces: s
+            .pieces
+            .iter()
+            .map(|p| m::SectorPiece { piece: sealing_exec::wire::piece_to_wire(p), deal_info: None })
+            .collect(),
+        ticket: randomness(s.ticket, s.ticket_epoch),
+        seed: randomness(s.seed, s.seed_epoch),
+        precommit_msg: None,
+        commit_msg: None,
+        retries: s.retries.into(),
+        to_upgrade: false,
+        replica_update_message: None,
+        last_err: s.last_error.clone(),
+        log: if log {
+            ctx.sealing
+                .log(s.number)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| m::SectorLog {
+                    kind: e.kind,
+                    timestamp: e.timestamp,
+                    trace: String::new(),
+                    message: e.message,
+                })
+                .collect()
+        } else {
+            vec![]
+        },
+        seal_proof: s.proof,
+        activation: 0,
+        expiration: 0,
+        deal_weight: "0".into(),
+        verified_deal_weight: "0".into(),
+        initial_pledge: "0".into(),
+        on_time: 0,
+        early: 0,
+        has_data: s.has_data,
+        data_len: s.data_len,
+        precommit_epoch: s.precommit_epoch,
+        files: ctx.m.storage_find(sid, FileTypes::of(&FileType::ALL)),
+    }
 }
 
 pub fn register(s: &mut RpcServer, ctx: Ctx) {
@@ -96,6 +116,20 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
             .find(|(i, ..)| i.id == id)
             .map(|(_, stat, ..)| stat)
             .ok_or_else(|| method_err(format!("storage path {id} not found")))
+    });
+    s.method::<m::StorageDetach, _, _, _>(ctx.clone(), |c, (id, url)| async move {
+        c.m.storage_detach(id, &url).map_err(method_err)
+    });
+    s.method::<m::StorageDetachLocal, _, _, _>(ctx.clone(), |c, (path,)| async move {
+        let ex = c.m.local_executor().ok_or_else(|| method_err("the miner's executor is not started"))?;
+        let p = ex.detach_path(std::path::Path::new(&path)).await.map_err(method_err)?;
+        let mut cfg = c.repo.storage_config().map_err(method_err)?;
+        cfg.storage_paths.retain(|lp| lp.path != p.root);
+        c.repo.write_storage_config(&cfg).map_err(method_err)
+    });
+    s.method::<m::StorageRedeclareLocal, _, _, _>(ctx.clone(), |c, (id, drop_missing)| async move {
+        let ex = c.m.local_executor().ok_or_else(|| method_err("the miner's executor is not started"))?;
+        ex.redeclare(id, drop_missing).await.map_err(method_err)
     });
     // Where a Lotus worker puts new files (it asks for every file it allocates): the paths
     // of that kind with room for them, best first.
@@ -186,8 +220,28 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
             s.method::<m::$name, _, _, _>(ctx.clone(), |c, (call, err)| deliver::<()>(&c, call, None, err, stringify!($name)));
         )*};
     }
-    with_result!(ReturnAddPiece, ReturnSealPreCommit1, ReturnSealPreCommit2, ReturnSealCommit1, ReturnSealCommit2);
-    without_result!(ReturnFinalizeSector, ReturnMoveStorage, ReturnFetch, ReturnUnsealPiece);
+    with_result!(
+        ReturnAddPiece,
+        ReturnDataCid,
+        ReturnSealPreCommit1,
+        ReturnSealPreCommit2,
+        ReturnSealCommit1,
+        ReturnSealCommit2,
+        ReturnReplicaUpdate,
+        ReturnProveReplicaUpdate1,
+        ReturnProveReplicaUpdate2,
+        ReturnReadPiece
+    );
+    without_result!(
+        ReturnFinalizeSector,
+        ReturnFinalizeReplicaUpdate,
+        ReturnReleaseUnsealed,
+        ReturnMoveStorage,
+        ReturnFetch,
+        ReturnUnsealPiece,
+        ReturnGenerateSectorKeyFromData,
+        ReturnDownloadSector
+    );
     for ret in TASK_METHODS {
         debug_assert!(lotus_api::methods::permission(lotus_api::methods::MINER, &format!("Return{ret}")).is_some());
     }
@@ -210,16 +264,18 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         let path: String = p.get(0, "path")?;
         add_piece_file(&c, &path).await.map_err(method_err)
     });
-    s.register_with("SectorsStatus", ctx.clone(), |c, p: Params| async move {
-        p.expect_between(1, 2)?;
-        let n: u64 = p.get(0, "sid")?;
-        let log = p.len() < 2 || p.get::<bool>(1, "showOnChainInfo").is_ok();
+    s.method::<m::SectorsStatus, _, _, _>(ctx.clone(), |c, (n, show_on_chain)| async move {
         let s = c.sealing.get(n).map_err(method_err)?.ok_or_else(|| method_err(format!("sector {n} not found")))?;
-        Ok(status_json(&c, &s, log))
+        // Lotus's second param is showOnChainInfo; the log is always included, as Lotus does.
+        let _ = show_on_chain;
+        Ok(sector_status(&c, &s, true))
     });
-    s.register_with("SectorsList", ctx.clone(), |c, p: Params| async move {
-        p.expect(0)?;
-        Ok(c.sealing.list().map_err(method_err)?.iter().map(|s| s.number).collect::<Vec<_>>())
+    s.method::<m::SectorsList, _, _, _>(ctx.clone(), |c, ()| async move {
+        Ok(c.sealing.list().map_err(method_err)?.iter().map(|s| s.number).collect())
+    });
+    s.method::<m::SectorsListInStates, _, _, _>(ctx.clone(), |c, (states,)| async move {
+        let list = c.sealing.list().map_err(method_err)?;
+        Ok(list.iter().filter(|s| states.contains(&s.state.name())).map(|s| s.number).collect())
     });
     // Lotus's: how many sectors are in each state.
     s.method::<m::SectorsSummary, _, _, _>(ctx.clone(), |c, ()| async move {

@@ -10,7 +10,7 @@ use axum::Router;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use lotus_api::methods::MINER_API_VERSION;
-use lotus_api::rpc::{self, Authenticator, Params, RpcError, RpcServer};
+use lotus_api::rpc::{self, Authenticator, RpcError, RpcServer};
 use lotus_api::types::Version;
 use lotus_api::{JwtSecret, Permission};
 use lotus_node::hw;
@@ -325,8 +325,8 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
     let m = ctx.m.clone();
     let mut s = RpcServer::new(lotus_api::methods::MINER);
     crate::api::register(&mut s, ctx);
-    s.register("Version", |p: Params| async move {
-        p.expect(0)?;
+    use lotus_api::contract::miner as c;
+    s.method::<c::Version, _, _, _>((), |(), ()| async move {
         Ok(Version {
             version: crate::VERSION.into(),
             api_version: MINER_API_VERSION,
@@ -334,50 +334,34 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
             agent: "lotus-miner".into(),
         })
     });
-    s.register("Session", move |p: Params| async move {
-        p.expect(0)?;
-        Ok(session)
-    });
+    s.method::<c::Session, _, _, _>(session, |session, ()| async move { Ok(session) });
     let actor = meta.actor_id;
-    s.register("ActorAddress", move |p: Params| async move {
-        p.expect(0)?;
-        Ok(format!("t0{actor}"))
-    });
-    let ssize = meta.sector_size;
-    s.register("ActorSectorSize", move |p: Params| async move {
-        p.expect(1)?;
-        Ok(ssize.0)
-    });
-    s.register_with("AuthVerify", secret.clone(), |sec, p: Params| async move {
-        p.expect(1)?;
-        let token: String = p.get(0, "token")?;
+    s.method::<c::ActorAddress, _, _, _>(actor, |actor, ()| async move { Ok(format!("t0{actor}")) });
+    s.method::<c::ActorSectorSize, _, _, _>(meta.sector_size, |ssize, (_addr,)| async move { Ok(ssize.0) });
+    s.method::<c::AuthVerify, _, _, _>(secret.clone(), |sec, (token,)| async move {
         sec.verify(&token).map_err(|e| RpcError::method(e.to_string()))
     });
-    s.register_with("AuthNew", secret.clone(), |sec, p: Params| async move {
-        p.expect(1)?;
-        let perms: Vec<Permission> = p.get(0, "perms")?;
+    // What a Lotus worker's `/remote` asks before serving a file to another node.
+    s.method::<c::StorageAuthVerify, _, _, _>(secret.clone(), |sec, (token,)| async move {
+        sec.verify(&token).map_err(|e| RpcError::method(e.to_string()))
+    });
+    s.method::<c::AuthNew, _, _, _>(secret.clone(), |sec, (perms,)| async move {
         // Lotus returns the token as []byte, which JSON carries as base64.
         Ok(lotus_api::wire::Bytes(sec.create_token(&perms).into_bytes()))
     });
-    s.register_with("WorkerConnect", m.clone(), |mm, p: Params| async move {
-        p.expect(1)?;
-        let url: String = p.get(0, "url")?;
+    s.method::<c::WorkerConnect, _, _, _>(m.clone(), |mm, (url,)| async move {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(RpcError::invalid_params(format!("worker URL {url:?} must start with http:// or https://")));
         }
         mm.connect(url).await.map(|_| ()).map_err(|e| RpcError::method(e.to_string()))
     });
-    s.register_with("WorkerStats", m.clone(), |mm, p: Params| async move {
-        p.expect(0)?;
-        Ok(mm.stats())
+    s.method::<c::WorkerStats, _, _, _>(m.clone(), |mm, ()| async move {
+        Ok(mm.stats().into_iter().map(|(id, st)| (id.0, st)).collect())
     });
-    s.register_with("WorkerJobs", m.clone(), |mm, p: Params| async move {
-        p.expect(0)?;
-        Ok(mm.jobs())
+    s.method::<c::WorkerJobs, _, _, _>(m.clone(), |mm, ()| async move {
+        Ok(mm.jobs().into_iter().map(|(id, jobs)| (id.0, jobs)).collect())
     });
-    s.register_with("SealingSchedDiag", m.clone(), |mm, p: Params| async move {
-        p.expect(1)?;
-        let _do_sched: bool = p.get(0, "doSched")?;
+    s.method::<c::SealingSchedDiag, _, _, _>(m.clone(), |mm, (_do_sched,)| async move {
         let d = mm.sched_diag();
         Ok(serde_json::json!({
             "SchedInfo": d,
@@ -387,19 +371,27 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
             "EarlyRet": [],
         }))
     });
-    s.register_with("SealingRemoveRequest", m.clone(), |mm, p: Params| async move {
-        p.expect(1)?;
-        let id: Uuid = p.get(0, "schedId")?;
+    s.method::<c::SealingRemoveRequest, _, _, _>(m.clone(), |mm, (id,)| async move {
         if mm.remove_request(SchedId(id)) {
             Ok(())
         } else {
             Err(RpcError::method(format!("no queued request {id}: it has started, finished, or never existed")))
         }
     });
-    s.register_with("Shutdown", shutdown, |shutdown, p: Params| async move {
-        p.expect(0)?;
+    s.method::<c::Shutdown, _, _, _>(shutdown, |shutdown, ()| async move {
         shutdown.notify_one();
         Ok(())
+    });
+    let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    s.method::<c::StartTime, _, _, _>(started, |started, ()| async move { Ok(started) });
+    s.method::<c::LogList, _, _, _>((), |(), ()| async move {
+        Ok(lotus_node::logging::SYSTEMS.iter().map(|s| s.to_string()).collect())
+    });
+    s.method::<c::LogSetLevel, _, _, _>((), |(), (system, level)| async move {
+        lotus_node::logging::set_level(&system, &level).map_err(|e| RpcError::invalid_params(e.to_string()))
+    });
+    s.method::<c::RuntimeSubsystems, _, _, _>((), |(), ()| async move {
+        Ok(vec!["Mining".to_string(), "Sealing".to_string(), "SectorStorage".to_string()])
     });
     s.refuse_unimplemented(|r| lotus_api::contract::miner::visit(r), "miner");
     s

@@ -80,6 +80,25 @@ impl Index {
         dropped
     }
 
+    /// `StorageDetach`: one node (`url`) no longer serves the path; a path left without URLs
+    /// is gone, with its declarations. Returns whether it is gone.
+    pub fn detach(&mut self, id: Uuid, url: &str) -> Result<bool, IndexError> {
+        let e = self.paths.get_mut(&id).ok_or(IndexError::UnknownPath(id))?;
+        e.info.urls.retain(|u| u != url);
+        if !e.info.urls.is_empty() {
+            return Ok(false);
+        }
+        self.paths.remove(&id);
+        for per_type in self.decls.values_mut() {
+            for v in per_type.values_mut() {
+                v.retain(|(p, _)| *p != id);
+            }
+            per_type.retain(|_, v| !v.is_empty());
+        }
+        self.decls.retain(|_, per_type| !per_type.is_empty());
+        Ok(true)
+    }
+
     pub fn health(&mut self, id: Uuid, stat: FsStat, err: String) -> Result<(), IndexError> {
         let e = self.paths.get_mut(&id).ok_or(IndexError::UnknownPath(id))?;
         e.stat = stat;

@@ -924,12 +924,49 @@ impl Manager {
         Ok(())
     }
 
+    /// `StorageDetach(id, url)`: the node at `url` no longer serves the path. When no node
+    /// does, its sector files are gone for the scheduler too.
+    pub fn storage_detach(self: &Arc<Self>, id: Uuid, url: &str) -> Result<(), String> {
+        let effects = {
+            let mut st = self.lock();
+            let owners = Self::owners(&st, id);
+            let urls = st.index.paths().find(|(p, _)| **p == id).map(|(_, e)| e.info.urls.clone());
+            let urls = urls.ok_or_else(|| format!("storage path {id} is not attached"))?;
+            if !urls.iter().any(|u| u == url) {
+                return Err(format!("storage path {id} is not served at {url} (its URLs: {})", urls.join(", ")));
+            }
+            let mut evs = vec![];
+            if urls.len() == 1 {
+                // The last node leaves: the path's sector files are gone for the scheduler.
+                for d in st.index.list().remove(&id).unwrap_or_default() {
+                    let sector = SectorId { miner: d.miner, number: d.number };
+                    evs.extend(Self::drop_locked(&mut st, id, sector, d.file_type));
+                }
+            }
+            st.index.detach(id, url).map_err(|e| e.to_string())?;
+            evs.extend(Self::space_events(&st, &owners));
+            self.step(&mut st, Input::SchedBatch(evs)).0
+        };
+        self.carry(effects);
+        Ok(())
+    }
+
     pub fn storage_drop(self: &Arc<Self>, id: Uuid, sector: SectorId, types: FileTypes) {
         let effects = {
             let mut st = self.lock();
+            let evs = Self::drop_locked(&mut st, id, sector, types);
+            self.step(&mut st, Input::SchedBatch(evs)).0
+        };
+        self.carry(effects);
+    }
+
+    /// Drop declarations from the index; the events for the workers that no longer hold the
+    /// files anywhere.
+    fn drop_locked(st: &mut State, id: Uuid, sector: SectorId, types: FileTypes) -> Vec<Event> {
+        {
             st.index.drop_sector(id, sector, types);
             let mut evs = vec![];
-            for w in Self::owners(&st, id) {
+            for w in Self::owners(st, id) {
                 // The worker may still hold the type in another of its paths.
                 let node = st.workers[&w].origin.clone();
                 let still: u8 = st
@@ -943,9 +980,8 @@ impl Manager {
                     evs.push(Event::SectorFilesGone { sector, worker: w, types: gone });
                 }
             }
-            self.step(&mut st, Input::SchedBatch(evs)).0
-        };
-        self.carry(effects);
+            evs
+        }
     }
 
     pub fn storage_find(&self, sector: SectorId, types: FileTypes) -> Vec<SectorStorageInfo> {
@@ -1028,6 +1064,12 @@ impl sealing_exec::SectorIndex for LocalIndex {
     }
     fn find(&self, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<Vec<SectorStorageInfo>>> {
         Box::pin(async move { Ok(self.manager()?.storage_find(sector, types)) })
+    }
+    fn list(&self) -> BoxFuture<'_, IndexResult<BTreeMap<Uuid, Vec<crate::index::Decl>>>> {
+        Box::pin(async move { Ok(self.manager()?.storage_list()) })
+    }
+    fn detach(&self, id: Uuid, url: String) -> BoxFuture<'_, IndexResult<()>> {
+        Box::pin(async move { self.manager()?.storage_detach(id, &url).map_err(IndexError::Refused) })
     }
 }
 

@@ -154,11 +154,15 @@ impl Proving {
         // Bounded by the deadline: a proof process that hangs is killed (dropping the future
         // kills it) and the loop goes on to retry or to the next deadline.
         let left = close_at.duration_since(SystemTime::now()).unwrap_or_default();
-        let out =
-            match tokio::time::timeout(left, self.run(PoStKind::Window, randomness, sectors, Some(close_at))).await {
-                Ok(r) => r,
-                Err(_) => Err("the proof was not ready when the deadline closed".to_string()),
-            };
+        let out = match tokio::time::timeout(
+            left,
+            self.run(PoStKind::Window, randomness, sectors, p.index as i64, Some(close_at)),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err("the proof was not ready when the deadline closed".to_string()),
+        };
         let result = match out {
             Ok(out) => {
                 attempt.prover = out.prover.clone();
@@ -218,6 +222,26 @@ impl Proving {
         push(&self.attempts, attempt);
     }
 
+    /// The sectors with their challenged leaves, as Lotus's miner sends them to a PoSt worker
+    /// (it computes the challenges itself; a worker only reads and proves).
+    async fn challenged(
+        &self,
+        kind: PoStKind,
+        randomness: [u8; 32],
+        sectors: &[PoStSector],
+    ) -> Result<Vec<lotus_api::contract::worker::PostSectorChallenge>, String> {
+        let first = sectors.first().ok_or("no sectors to prove")?;
+        let prover = sealing_proofs::post::Prover::new(kind, first.seal_proof.sector_size(), self.miner, randomness)
+            .map_err(|e| e.to_string())?
+            .with_backend(self.local.backend());
+        let numbers: Vec<u64> = sectors.iter().map(|s| s.number).collect();
+        let challenges = tokio::task::spawn_blocking(move || prover.challenges(&numbers))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(sealing_exec::wire::post_challenges(sectors, &challenges))
+    }
+
     /// Compute a PoSt on a PoSt worker (random order, the next one on a connection error) or,
     /// with none, on the miner unless its built-in proving is disabled. A WindowPoSt waits for a
     /// worker until `wait_until`; a WinningPoSt never waits.
@@ -226,6 +250,7 @@ impl Proving {
         kind: PoStKind,
         randomness: [u8; 32],
         sectors: Vec<PoStSector>,
+        partition: i64,
         wait_until: Option<SystemTime>,
     ) -> Result<PoStOutput, String> {
         let (task, method, builtin_disabled) = match kind {
@@ -233,21 +258,43 @@ impl Proving {
             PoStKind::Winning => (TaskType::GenerateWinningPoSt, "GenerateWinningPoSt", self.disable_builtin_winning),
         };
         let mut said = false;
+        let mut wire_sectors = None;
         loop {
             let mut workers = self.manager.post_workers(task);
             // Random order (§3.11): a fresh UUID is a cheap random sort key.
             workers.sort_by_key(|_| uuid::Uuid::new_v4());
             if workers.is_empty() && !builtin_disabled {
-                return self.local.prove(kind, self.miner, randomness, sectors).await;
+                return self.local.prove(kind, self.miner, randomness, sectors, None).await;
             }
             let timeout = wait_until
                 .and_then(|t| t.duration_since(SystemTime::now()).ok())
                 .unwrap_or(Duration::from_secs(600))
                 .max(Duration::from_secs(1));
+            if !workers.is_empty() && wire_sectors.is_none() {
+                wire_sectors = Some(self.challenged(kind, randomness, &sectors).await?);
+            }
             for (id, host, client) in workers {
-                let params = serde_json::json!([self.miner, sectors, randomness]);
-                match client.call_timeout::<PoStOutput>(method, params, timeout).await {
-                    Ok(out) => return Ok(out),
+                let challenged = wire_sectors.clone().unwrap_or_default();
+                let started = std::time::Instant::now();
+                let ppt = sealing_exec::wire::post_proof_type(kind, sectors[0].seal_proof);
+                let b = lotus_api::wire::Bytes(randomness.to_vec());
+                use lotus_api::contract::worker as w;
+                let r = match kind {
+                    PoStKind::Window => client
+                        .request_timeout::<w::GenerateWindowPoSt>((ppt, self.miner, challenged, partition, b), timeout)
+                        .await
+                        .map(|r| {
+                            Ok(sealing_exec::wire::window_output(r, &sectors, &host, started.elapsed().as_secs_f64()))
+                        }),
+                    PoStKind::Winning => client
+                        .request_timeout::<w::GenerateWinningPoSt>((ppt, self.miner, challenged, b), timeout)
+                        .await
+                        .map(|r| {
+                            sealing_exec::wire::winning_output(r, &sectors, &host, started.elapsed().as_secs_f64())
+                        }),
+                };
+                match r {
+                    Ok(out) => return out,
                     Err(e) if e.is_unreachable() => {
                         tracing::warn!(worker = %id, %host, "{method} on {host} failed to connect, trying another PoSt worker: {e}");
                     }
@@ -293,7 +340,7 @@ impl Proving {
             let numbers: Vec<u64> = sectors.iter().map(|s| s.number).collect();
             // A block is worth something only while it is fresh.
             let limit = (self.chain.block_delay() * 30).max(Duration::from_secs(60));
-            let run = self.run(PoStKind::Winning, randomness, sectors.iter().map(post_sector).collect(), None);
+            let run = self.run(PoStKind::Winning, randomness, sectors.iter().map(post_sector).collect(), 0, None);
             let out = tokio::time::timeout(limit, run)
                 .await
                 .map_err(|_| format!("no WinningPoSt within {} s", limit.as_secs()))??;

@@ -31,6 +31,8 @@ pub enum TaskCall {
     MoveStorage(P<w::MoveStorage>),
     Fetch(P<w::Fetch>),
     UnsealPiece(P<w::UnsealPiece>),
+    DataCid(P<w::DataCid>),
+    ReleaseUnsealed(P<w::ReleaseUnsealed>),
 }
 
 type P<M> = <M as Method>::Params;
@@ -45,7 +47,15 @@ pub const TASK_METHODS: &[&str] = &[
     w::MoveStorage::NAME,
     w::Fetch::NAME,
     w::UnsealPiece::NAME,
+    w::DataCid::NAME,
+    w::ReleaseUnsealed::NAME,
 ];
+
+/// The sector a call without one (`DataCid`) is filed under, as Lotus's `NoSectorRef`.
+const NO_SECTOR: SectorRef = SectorRef {
+    id: SectorId { miner: 0, number: 0 },
+    proof_type: sealing_types::RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+};
 
 impl TaskCall {
     pub fn sector(&self) -> SectorRef {
@@ -59,6 +69,8 @@ impl TaskCall {
             TaskCall::MoveStorage(p) => p.0,
             TaskCall::Fetch(p) => p.0,
             TaskCall::UnsealPiece(p) => p.0,
+            TaskCall::DataCid(_) => NO_SECTOR,
+            TaskCall::ReleaseUnsealed(p) => p.0,
         }
     }
 
@@ -77,6 +89,8 @@ impl TaskCall {
             TaskCall::MoveStorage(p) => of::<w::MoveStorage>(p),
             TaskCall::Fetch(p) => of::<w::Fetch>(p),
             TaskCall::UnsealPiece(p) => of::<w::UnsealPiece>(p),
+            TaskCall::DataCid(p) => of::<w::DataCid>(p),
+            TaskCall::ReleaseUnsealed(p) => of::<w::ReleaseUnsealed>(p),
         }
     }
 
@@ -95,6 +109,8 @@ impl TaskCall {
             "MoveStorage" => TaskCall::MoveStorage(of::<w::MoveStorage>(values)?),
             "Fetch" => TaskCall::Fetch(of::<w::Fetch>(values)?),
             "UnsealPiece" => TaskCall::UnsealPiece(of::<w::UnsealPiece>(values)?),
+            "DataCid" => TaskCall::DataCid(of::<w::DataCid>(values)?),
+            "ReleaseUnsealed" => TaskCall::ReleaseUnsealed(of::<w::ReleaseUnsealed>(values)?),
             other => {
                 return Err(RpcError::new(lotus_api::rpc::METHOD_NOT_FOUND, format!("{other} is not a task method")))
             }
@@ -113,6 +129,8 @@ impl TaskCall {
             TaskCall::MoveStorage(..) => "MoveStorage",
             TaskCall::Fetch(..) => "Fetch",
             TaskCall::UnsealPiece(..) => "UnsealPiece",
+            TaskCall::DataCid(..) => "DataCid",
+            TaskCall::ReleaseUnsealed(..) => "ReleaseUnsealed",
         }
         .to_string()
     }
@@ -139,6 +157,8 @@ pub struct Executor {
     gpus: Mutex<Option<(Arc<crate::gpu::GpuSlots>, sealing_types::resources::ResourceTable)>>,
     /// The mock proof backend and how long each of its tasks takes; `None`: real proofs.
     mock: Mutex<Option<sealing_types::MockDurations>>,
+    /// Where data pushed for AddPiece arrives (`/rpc/streams/v0/push`); `None`: not served.
+    push: Mutex<Option<Arc<crate::push::PushStreams>>>,
 }
 
 impl Executor {
@@ -159,6 +179,7 @@ impl Executor {
             sealing_limits: Mutex::new(child::Limits::default()),
             gpus: Mutex::new(None),
             mock: Mutex::new(None),
+            push: Mutex::new(None),
         }))
     }
 
@@ -168,6 +189,11 @@ impl Executor {
         let mut l = self.sealing_limits.lock().unwrap_or_else(|e| e.into_inner());
         l.nice = nice.clamp(0, 19);
         l.threads = threads;
+    }
+
+    /// Take AddPiece data pushed to this node's `/rpc/streams/v0/push` route.
+    pub fn set_push_streams(&self, streams: Arc<crate::push::PushStreams>) {
+        *self.push.lock().unwrap_or_else(|e| e.into_inner()) = Some(streams);
     }
 
     /// Give GPU tasks cards of `slots`, as much of one as `table` says the task uses.
@@ -297,17 +323,7 @@ impl Executor {
                 if size == 0 || size > max {
                     return Err(bad(format!("piece size {size}: the sector holds 1 to {max} unpadded bytes")));
                 }
-                let piece = match data {
-                    Data::Null(n) if n == size => None,
-                    Data::Null(n) => return Err(bad(format!("a null reader of {n} bytes for a piece of {size}"))),
-                    Data::Http(url) => Some(self.fetch_piece(sector, &url).await?),
-                    Data::Push(_) => {
-                        return Err(bad(
-                            "push readers (/rpc/streams/v0/push) are not supported yet: send a null or http reader"
-                                .into(),
-                        ))
-                    }
-                };
+                let piece = self.piece_data(sector, data, size).await?;
                 let p = self.alloc(sector, unsealed, PathType::Sealing)?;
                 let paths = self.paths_in(&p, sector);
                 let r = self.proof(sector, paths, ProofJob::AddPiece { piece: piece.clone(), size }).await;
@@ -387,7 +403,120 @@ impl Executor {
                 self.declare(&p, sector, unsealed).await?;
                 Ok(serde_json::Value::Null)
             }
+            TaskCall::DataCid((size, data)) => {
+                // The smallest sector that holds the piece: its commitment is the same in any.
+                let proof = sealing_types::RegisteredSealProof::all()
+                    .filter(|p| !p.is_synthetic() && p.as_i64() >= 5)
+                    .find(|p| sealing_proofs::max_unpadded(p.sector_size()) >= size)
+                    .ok_or_else(|| bad(format!("a piece of {size} bytes is larger than any sector")))?;
+                let piece = self.piece_data(sector, data, size).await?;
+                let scratch = tempfile::tempdir().map_err(|e| bad(format!("a scratch directory: {e}")))?;
+                let paths =
+                    Paths { unsealed: scratch.path().join("piece"), sealed: PathBuf::new(), cache: PathBuf::new() };
+                let s = SectorRef { proof_type: proof, ..sector };
+                let r = self.proof(s, paths, ProofJob::AddPiece { piece: piece.clone(), size }).await;
+                if let Some(f) = piece {
+                    let _ = std::fs::remove_file(f);
+                }
+                r
+            }
+            TaskCall::ReleaseUnsealed((_, keep)) => {
+                let max = sealing_proofs::max_unpadded(sector.proof_type.sector_size());
+                if keep.iter().any(|r| !(r.offset == 0 && r.size >= max)) && !keep.is_empty() {
+                    return Err(bad(
+                        "keeping part of the unsealed copy is not supported: keep all of it or none".into()
+                    ));
+                }
+                if keep.is_empty() {
+                    for path in self.store.remove(sector.id, Unsealed, &[]).map_err(store_err)? {
+                        self.index
+                            .drop_sector(path, sector.id, unsealed)
+                            .await
+                            .map_err(|e| e.in_task(format_args!("dropping the unsealed copy of {}", sector.id)))?;
+                    }
+                }
+                Ok(serde_json::Value::Null)
+            }
         }
+    }
+
+    /// The bytes of an io.Reader param: `None` for zeros, else a staging file the caller
+    /// removes.
+    async fn piece_data(&self, sector: SectorRef, data: Data, size: u64) -> Result<Option<PathBuf>, CallError> {
+        let bad = |e: String| CallError::unknown(format!("{}: {e}", sector.id));
+        Ok(match data {
+            Data::Null(n) if n == size => None,
+            Data::Null(n) => return Err(bad(format!("a null reader of {n} bytes for a piece of {size}"))),
+            Data::Http(url) => Some(self.fetch_piece(sector, &url).await?),
+            Data::Push(id) => {
+                let streams = self.push.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let streams = streams.ok_or_else(|| {
+                    bad("this node takes no pushed data (no /rpc/streams/v0/push route): send a null or http reader".into())
+                })?;
+                Some(streams.take(id, size).await.map_err(bad)?)
+            }
+        })
+    }
+
+    /// Remove every local file of a sector and drop them from the index (`Remove`).
+    pub async fn remove_sector(&self, sector: SectorId) -> Result<(), String> {
+        for t in FileType::ALL {
+            let removed = self.store.remove(sector, t, &[]).map_err(|e| e.to_string())?;
+            for path in removed {
+                self.index
+                    .drop_sector(path, sector, FileTypes::of(&[t]))
+                    .await
+                    .map_err(|e| format!("dropping {} of {sector} from the miner's index: {e}", t.name()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop serving a local path (`StorageDetachLocal`): the miner's index forgets this node
+    /// for it, and no task allocates in it any more. Its files stay on disk.
+    pub async fn detach_path(&self, root: &std::path::Path) -> Result<LocalPath, String> {
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let p = self
+            .store
+            .paths()
+            .into_iter()
+            .find(|p| p.root == root)
+            .ok_or_else(|| format!("{} is not a local storage path of this node", root.display()))?;
+        self.index.detach(p.id(), self.store.url.clone()).await.map_err(|e| e.to_string())?;
+        self.store.detach(p.id());
+        Ok(p)
+    }
+
+    /// Declare again what a path (or every path) holds (`StorageRedeclareLocal`); with
+    /// `drop_missing`, files the index lists there but that are gone are dropped from it.
+    pub async fn redeclare(&self, id: Option<Uuid>, drop_missing: bool) -> Result<(), String> {
+        let paths: Vec<LocalPath> =
+            self.store.paths().into_iter().filter(|p| id.is_none_or(|id| p.id() == id)).collect();
+        if let (Some(id), true) = (id, paths.is_empty()) {
+            return Err(format!("no local storage path has ID {id}: `lotus-worker storage list` shows them"));
+        }
+        for p in &paths {
+            self.attach_path(p).await?;
+        }
+        if drop_missing {
+            let listed = self.index.list().await.map_err(|e| e.to_string())?;
+            for p in &paths {
+                let present: Vec<(SectorId, FileType)> = self.store.sectors(p);
+                for d in listed.get(&p.id()).into_iter().flatten() {
+                    let sector = SectorId { miner: d.miner, number: d.number };
+                    for t in d.file_type.iter() {
+                        if !present.contains(&(sector, t)) {
+                            tracing::info!(path = %p.id(), "{} of {sector} is gone from {}; dropping it from the index", t.name(), p.root.display());
+                            self.index
+                                .drop_sector(p.id(), sector, FileTypes::of(&[t]))
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Download an http reader's piece into this node's scratch space (with this node's

@@ -1,8 +1,10 @@
 //! The miner's sector index as the executor sees it (reference §5.4).
 
 use futures_util::future::BoxFuture;
+use lotus_api::contract::miner as m;
 use lotus_api::types::{CallError, FsStat, SectorStorageInfo, StorageInfo};
 use sealing_types::{FileTypes, SectorId};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Why the index did not do what was asked, typed by what the caller should do about it. The
@@ -54,6 +56,10 @@ pub trait SectorIndex: Send + Sync {
     fn drop_sector(&self, id: Uuid, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<()>>;
     /// Where the sector's files of `types` are (no fetch candidates).
     fn find(&self, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<Vec<SectorStorageInfo>>>;
+    /// Every path's declared sector files.
+    fn list(&self) -> BoxFuture<'_, IndexResult<BTreeMap<Uuid, Vec<m::Decl>>>>;
+    /// This node (`url`) no longer serves the path.
+    fn detach(&self, id: Uuid, url: String) -> BoxFuture<'_, IndexResult<()>>;
 }
 
 /// The index over the miner's JSON-RPC API, as a worker uses it.
@@ -61,36 +67,34 @@ pub struct RpcIndex(pub std::sync::Arc<lotus_api::RpcClient>);
 
 impl SectorIndex for RpcIndex {
     fn attach(&self, info: StorageInfo, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(async move {
-            self.0.call("StorageAttach", serde_json::json!([info, stat])).await.map_err(IndexError::from)
-        })
+        Box::pin(async move { self.0.request::<m::StorageAttach>((info, stat)).await.map_err(IndexError::from) })
     }
     fn report_health(&self, id: Uuid, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
-            let report = serde_json::json!({ "Stat": stat, "Err": "" });
-            self.0.call("StorageReportHealth", serde_json::json!([id, report])).await.map_err(IndexError::from)
+            let report = m::HealthReport { stat, err: String::new() };
+            self.0.request::<m::StorageReportHealth>((id, report)).await.map_err(IndexError::from)
         })
     }
     fn declare(&self, id: Uuid, sector: SectorId, types: FileTypes, primary: bool) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
-            self.0
-                .call("StorageDeclareSector", serde_json::json!([id, sector, types, primary]))
-                .await
-                .map_err(IndexError::from)
+            self.0.request::<m::StorageDeclareSector>((id, sector, types, primary)).await.map_err(IndexError::from)
         })
     }
     fn drop_sector(&self, id: Uuid, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(async move {
-            self.0.call("StorageDropSector", serde_json::json!([id, sector, types])).await.map_err(IndexError::from)
-        })
+        Box::pin(
+            async move { self.0.request::<m::StorageDropSector>((id, sector, types)).await.map_err(IndexError::from) },
+        )
     }
     fn find(&self, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<Vec<SectorStorageInfo>>> {
         Box::pin(async move {
-            self.0
-                .call("StorageFindSector", serde_json::json!([sector, types, 0, false]))
-                .await
-                .map_err(IndexError::from)
+            self.0.request::<m::StorageFindSector>((sector, types, 0, false)).await.map_err(IndexError::from)
         })
+    }
+    fn list(&self) -> BoxFuture<'_, IndexResult<BTreeMap<Uuid, Vec<m::Decl>>>> {
+        Box::pin(async move { self.0.request::<m::StorageList>(()).await.map_err(IndexError::from) })
+    }
+    fn detach(&self, id: Uuid, url: String) -> BoxFuture<'_, IndexResult<()>> {
+        Box::pin(async move { self.0.request::<m::StorageDetach>((id, url)).await.map_err(IndexError::from) })
     }
 }
 
@@ -114,6 +118,12 @@ impl SectorIndex for FixedIndex {
     fn find(&self, _: SectorId, _: FileTypes) -> BoxFuture<'_, IndexResult<Vec<SectorStorageInfo>>> {
         let holders = self.0.clone();
         Box::pin(async move { Ok(holders) })
+    }
+    fn list(&self) -> BoxFuture<'_, IndexResult<BTreeMap<Uuid, Vec<m::Decl>>>> {
+        Box::pin(async { Ok(BTreeMap::new()) })
+    }
+    fn detach(&self, _: Uuid, _: String) -> BoxFuture<'_, IndexResult<()>> {
+        Box::pin(async { Ok(()) })
     }
 }
 

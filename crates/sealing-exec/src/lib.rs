@@ -11,6 +11,7 @@
 //! - [`gpu`]: which cards each GPU task's proof process sees;
 //! - [`post`]: WindowPoSt / WinningPoSt on this node: vanilla proofs read where the sectors
 //!   are (`/remote/vanilla/single`), the SNARK in a proof process, unreadable sectors skipped;
+//! - [`push`]: AddPiece data pushed to this node (Lotus's `/rpc/streams/v0/push`);
 //! - [`wire`]: task params and results between Lotus's encodings and the proofs library's types.
 //!
 //! The miner's sector index is reached through the [`index::SectorIndex`] trait: over RPC
@@ -22,6 +23,7 @@ pub mod gpu;
 pub mod index;
 mod meta;
 pub mod post;
+pub mod push;
 pub mod remote;
 pub mod store;
 pub mod wire;

@@ -37,12 +37,8 @@ pub struct VanillaRequest {
     pub challenges: Vec<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct SkippedSector {
-    pub number: u64,
-    pub reason: String,
-}
+/// A sector a WindowPoSt skipped, and why.
+pub use lotus_api::contract::worker::PoStSkip as SkippedSector;
 
 /// What `GenerateWindowPoSt` / `GenerateWinningPoSt` return.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -114,6 +110,10 @@ impl PoStProver {
         }))
     }
 
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     async fn vanilla(&self, req: VanillaRequest) -> Result<Vec<u8>, String> {
         let _slot = self.reads.acquire().await.expect("never closed");
         let Some(limit) = self.read_timeout else {
@@ -160,12 +160,15 @@ impl PoStProver {
     }
 
     /// Prove `sectors` (one WindowPoSt partition, or a WinningPoSt's challenged sectors).
+    /// `challenges`: each sector's challenged leaves as the caller computed them (a Lotus
+    /// miner sends them); computed here from the randomness when `None`.
     pub async fn prove(
         &self,
         kind: PoStKind,
         miner: u64,
         randomness: [u8; 32],
         sectors: Vec<PoStSector>,
+        challenges: Option<std::collections::BTreeMap<u64, Vec<u64>>>,
     ) -> Result<PoStOutput, String> {
         let started = Instant::now();
         // Any order: `Prover::snark` puts a WindowPoSt's vanilla proofs in sector order itself.
@@ -175,12 +178,15 @@ impl PoStProver {
         let mut numbers: Vec<u64> = sectors.iter().map(|s| s.number).collect();
         numbers.sort_unstable();
         numbers.dedup();
-        let challenges = {
-            let numbers = numbers.clone();
-            tokio::task::spawn_blocking(move || prover.challenges(&numbers))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
+        let challenges = match challenges {
+            Some(c) => c,
+            None => {
+                let numbers = numbers.clone();
+                tokio::task::spawn_blocking(move || prover.challenges(&numbers))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?
+            }
         };
         let reads = sectors.iter().map(|s| {
             let req = VanillaRequest {

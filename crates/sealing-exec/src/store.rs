@@ -81,6 +81,13 @@ impl LocalStore {
         self.paths.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Stop using a path (its files stay on disk). Returns it, if it was attached.
+    pub fn detach(&self, id: Uuid) -> Option<LocalPath> {
+        let mut paths = self.paths.write().unwrap_or_else(|e| e.into_inner());
+        let i = paths.iter().position(|p| p.id() == id)?;
+        Some(paths.remove(i))
+    }
+
     pub fn get(&self, id: Uuid) -> Option<LocalPath> {
         self.paths().into_iter().find(|p| p.id() == id)
     }

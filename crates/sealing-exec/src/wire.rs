@@ -7,8 +7,12 @@
 //! finished by ours and the other way round. Commit1 output is the library's serde JSON as
 //! filecoin-ffi produces it.
 
+use crate::post::{PoStKind, PoStOutput, PoStSector, SkippedSector};
+use lotus_api::contract::worker::{PoStDetails, PoStProof, PostSectorChallenge, WindowPoStResult};
 use lotus_api::wire::{self, Bytes, Commitment};
 use sealing_proofs::{PieceInfo, SealCommitPhase1Output, SealPreCommitPhase1Output, UnpaddedBytesAmount};
+use sealing_types::{RegisteredSealProof, SectorId};
+use std::collections::BTreeMap;
 
 const SEAL_RANDOMNESS_KEY: &str = "_lotus_SealRandomness";
 
@@ -62,6 +66,116 @@ pub fn commitments(c: &wire::SectorCids) -> Result<([u8; 32], [u8; 32]), String>
     Ok((Commitment::Sealed.from_cid(&c.sealed)?, Commitment::Unsealed.from_cid(&c.unsealed)?))
 }
 
+/// Lotus's `abi.RegisteredPoStProof` for a seal proof's sector size: WinningPoSt V1
+/// (0–4), WindowPoSt V1_1 (10–14), what Lotus uses on current networks.
+pub fn post_proof_type(kind: PoStKind, seal: RegisteredSealProof) -> i64 {
+    let size = seal.as_i64() % 5;
+    match kind {
+        PoStKind::Winning => size,
+        PoStKind::Window => 10 + size,
+    }
+}
+
+/// The sectors of a PoSt with their challenges, as Lotus's miner sends them to a worker.
+pub fn post_challenges(sectors: &[PoStSector], challenges: &Challenges) -> Vec<PostSectorChallenge> {
+    sectors
+        .iter()
+        .map(|s| PostSectorChallenge {
+            seal_proof: s.seal_proof,
+            sector_number: s.number,
+            sealed_cid: Commitment::Sealed.to_cid(&s.comm_r),
+            challenge: challenges.get(&s.number).cloned().unwrap_or_default(),
+            update: false,
+        })
+        .collect()
+}
+
+/// Each sector's challenged leaves, by sector number.
+pub type Challenges = BTreeMap<u64, Vec<u64>>;
+
+/// The sectors and challenges of a PoSt call (the worker's side).
+pub fn post_sectors(wire: &[PostSectorChallenge]) -> Result<(Vec<PoStSector>, Challenges), String> {
+    let mut sectors = vec![];
+    let mut challenges = BTreeMap::new();
+    for c in wire {
+        if c.update {
+            return Err(format!(
+                "sector {} is a snap-deal (updated) sector: proving those is not supported yet",
+                c.sector_number
+            ));
+        }
+        sectors.push(PoStSector {
+            number: c.sector_number,
+            seal_proof: c.seal_proof,
+            comm_r: Commitment::Sealed.from_cid(&c.sealed_cid)?,
+        });
+        challenges.insert(c.sector_number, c.challenge.clone());
+    }
+    Ok((sectors, challenges))
+}
+
+fn proof_of(post_proof: i64, out: &PoStOutput) -> Result<PoStProof, String> {
+    Ok(PoStProof { post_proof, proof_bytes: Bytes(out.proof_bytes()?) })
+}
+
+/// What a WindowPoSt worker answers: Lotus's result, and our details beside it.
+pub fn window_result(post_proof: i64, miner: u64, out: PoStOutput) -> Result<WindowPoStResult, String> {
+    Ok(WindowPoStResult {
+        post_proofs: proof_of(post_proof, &out)?,
+        skipped: out.skipped.iter().map(|s| SectorId { miner, number: s.number }).collect(),
+        details: Some(PoStDetails {
+            proven: out.proven,
+            skipped_reasons: out.skipped,
+            prover: out.prover,
+            seconds: out.seconds,
+        }),
+    })
+}
+
+pub fn winning_result(post_proof: i64, out: PoStOutput) -> Result<Vec<PoStProof>, String> {
+    Ok(vec![proof_of(post_proof, &out)?])
+}
+
+/// A WindowPoSt worker's answer as the miner uses it. A Lotus worker sends no details: the
+/// proven sectors are the others, the prover is the host the miner called.
+pub fn window_output(r: WindowPoStResult, sectors: &[PoStSector], host: &str, seconds: f64) -> PoStOutput {
+    let proof = r.post_proofs.proof_bytes.to_base64();
+    match r.details {
+        Some(d) => {
+            PoStOutput { proof, proven: d.proven, skipped: d.skipped_reasons, prover: d.prover, seconds: d.seconds }
+        }
+        None => {
+            let skipped: Vec<u64> = r.skipped.iter().map(|s| s.number).collect();
+            PoStOutput {
+                proof,
+                proven: sectors.iter().map(|s| s.number).filter(|n| !skipped.contains(n)).collect(),
+                skipped: skipped
+                    .into_iter()
+                    .map(|number| SkippedSector { number, reason: "skipped by the worker".into() })
+                    .collect(),
+                prover: host.to_string(),
+                seconds,
+            }
+        }
+    }
+}
+
+pub fn winning_output(
+    r: Vec<PoStProof>,
+    sectors: &[PoStSector],
+    host: &str,
+    seconds: f64,
+) -> Result<PoStOutput, String> {
+    let p = r.into_iter().next().ok_or("the WinningPoSt worker returned no proof")?;
+    Ok(PoStOutput {
+        proof: p.proof_bytes.to_base64(),
+        proven: sectors.iter().map(|s| s.number).collect(),
+        skipped: vec![],
+        prover: host.to_string(),
+        seconds,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +212,40 @@ mod tests {
         assert_eq!(text, serde_json::to_string(&v).unwrap());
         let back = pc1_from_wire(&b).unwrap();
         assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&out).unwrap());
+    }
+
+    /// A Lotus PoSt worker's answer has no details: the miner derives them.
+    #[test]
+    fn post_results_from_a_lotus_worker_and_from_ours() {
+        let sectors: Vec<PoStSector> = (1..=3)
+            .map(|n| PoStSector {
+                number: n,
+                seal_proof: sealing_types::RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+                comm_r: [n as u8; 32],
+            })
+            .collect();
+        let challenges: Challenges = (1..=3).map(|n| (n, vec![n * 10])).collect();
+        let wire = post_challenges(&sectors, &challenges);
+        assert_eq!(post_proof_type(PoStKind::Window, sectors[0].seal_proof), 10, "StackedDrgWindow2KiBV1_1");
+        assert_eq!(post_proof_type(PoStKind::Winning, sectors[0].seal_proof), 0, "StackedDrgWinning2KiBV1");
+        let (back, ch) = post_sectors(&wire).unwrap();
+        assert_eq!((back, ch), (sectors.clone(), challenges.clone()));
+        let lotus = WindowPoStResult {
+            post_proofs: PoStProof { post_proof: 10, proof_bytes: Bytes(vec![1; 192]) },
+            skipped: vec![SectorId { miner: 1000, number: 2 }],
+            details: None,
+        };
+        let out = window_output(lotus, &sectors, "lotus-box", 1.5);
+        assert_eq!(out.proven, [1, 3]);
+        assert_eq!(out.skipped[0].number, 2);
+        assert_eq!((out.prover.as_str(), out.seconds), ("lotus-box", 1.5));
+        assert_eq!(out.proof_bytes().unwrap(), vec![1; 192]);
+        let ours = window_result(10, 1000, out.clone()).unwrap();
+        assert_eq!(ours.skipped, [SectorId { miner: 1000, number: 2 }]);
+        let again = window_output(ours, &sectors, "elsewhere", 9.0);
+        assert_eq!((again.prover, again.proven), (out.prover, out.proven), "our details win over the caller's guesses");
+        let mut updated = post_challenges(&sectors, &challenges);
+        updated[0].update = true;
+        assert!(post_sectors(&updated).unwrap_err().contains("snap-deal"));
     }
 }

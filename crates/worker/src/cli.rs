@@ -79,6 +79,10 @@ pub enum Cmd {
 pub enum StorageCmd {
     /// Attach a storage path to this worker (sealing scratch space, or long-term storage)
     Attach(lotus_node::attach::AttachArgs),
+    /// detach local storage path
+    Detach(lotus_node::attach::DetachArgs),
+    /// redeclare sectors in a local storage path
+    Redeclare(lotus_node::attach::RedeclareArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -281,6 +285,16 @@ async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
             let path = lotus_node::attach::prepare_attach(&a)?;
             worker_client(&worker_repo)?.call::<()>("StorageAddLocal", json!([path])).await?;
             println!("attached {}", path.display());
+            Ok(())
+        }
+        Cmd::Storage { cmd: StorageCmd::Detach(a) } => {
+            let path = a.checked()?;
+            worker_client(&worker_repo)?.request::<lotus_api::contract::worker::StorageDetachLocal>((path,)).await?;
+            Ok(())
+        }
+        Cmd::Storage { cmd: StorageCmd::Redeclare(a) } => {
+            let params = a.params()?;
+            worker_client(&worker_repo)?.request::<lotus_api::contract::worker::StorageRedeclareLocal>(params).await?;
             Ok(())
         }
         Cmd::Set { enabled } => {

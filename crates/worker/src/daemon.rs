@@ -278,7 +278,10 @@ pub async fn serve(
         missing: "admin",
         backend,
     });
-    let app = rpc::router(server, auth).merge(remote);
+    // Deal data a Lotus miner pushes for AddPiece (io.Reader params, reference §6.1).
+    let push = sealing_exec::push::PushStreams::new(s.repo.path.join("push"));
+    executor.set_push_streams(push.clone());
+    let app = rpc::router(server, auth).merge(remote).merge(sealing_exec::push::router(push));
 
     let mut types: Vec<TaskType> = s.task_types.iter().copied().collect();
     TaskType::sort_by_order(&mut types);
@@ -523,27 +526,50 @@ fn api(
 ) -> RpcServer {
     use lotus_api::contract::worker as c;
     let mut s = RpcServer::new(lotus_api::methods::WORKER);
-    // PoSt (only on a PoSt worker): (miner ID, sectors, randomness) → the proof, answered when
-    // it is done; sectors that cannot be read are skipped (WindowPoSt) and listed.
-    for (name, kind, tt) in [
-        ("GenerateWindowPoSt", PoStKind::Window, TaskType::GenerateWindowPoSt),
-        ("GenerateWinningPoSt", PoStKind::Winning, TaskType::GenerateWinningPoSt),
-    ] {
-        s.register_with(name, (w.clone(), post.clone()), move |(w, post), p: Params| async move {
-            p.expect(3)?;
-            let miner: u64 = p.get(0, "minerID")?;
-            let sectors: Vec<sealing_exec::post::PoStSector> = p.get(1, "sectors")?;
-            let randomness: [u8; 32] = p.get(2, "randomness")?;
-            if !w.task_types.lock().unwrap_or_else(|e| e.into_inner()).contains(&tt) {
-                return Err(RpcError::method(format!(
-                    "this worker does not run {} (start it with --{})",
-                    tt.short(),
-                    if kind == PoStKind::Window { "windowpost" } else { "winningpost" }
-                )));
-            }
-            post.prove(kind, miner, randomness, sectors).await.map_err(RpcError::method)
-        });
+    // PoSt (only on a PoSt worker), with Lotus's params: the proof type, the miner, the
+    // sectors with their challenges, (WindowPoSt) the partition, the randomness. Answered when
+    // the proof is done; sectors that cannot be read are skipped (WindowPoSt) and listed.
+    fn post_params(
+        w: &Worker,
+        tt: TaskType,
+        sectors: &[c::PostSectorChallenge],
+        randomness: &lotus_api::wire::Bytes,
+    ) -> Result<(Vec<sealing_exec::post::PoStSector>, sealing_exec::wire::Challenges, [u8; 32]), RpcError> {
+        if !w.task_types.lock().unwrap_or_else(|e| e.into_inner()).contains(&tt) {
+            return Err(RpcError::method(format!(
+                "this worker does not run {} (start it with --{})",
+                tt.short(),
+                if tt == TaskType::GenerateWindowPoSt { "windowpost" } else { "winningpost" }
+            )));
+        }
+        let (sectors, challenges) = sealing_exec::wire::post_sectors(sectors).map_err(RpcError::invalid_params)?;
+        let randomness = randomness.to_32("the randomness").map_err(RpcError::invalid_params)?;
+        Ok((sectors, challenges, randomness))
     }
+    s.method::<c::GenerateWindowPoSt, _, _, _>(
+        (w.clone(), post.clone()),
+        |(w, post), (ppt, miner, sectors, _partition, randomness)| async move {
+            let (sectors, challenges, randomness) =
+                post_params(&w, TaskType::GenerateWindowPoSt, &sectors, &randomness)?;
+            let out = post
+                .prove(PoStKind::Window, miner, randomness, sectors, Some(challenges))
+                .await
+                .map_err(RpcError::method)?;
+            sealing_exec::wire::window_result(ppt, miner, out).map_err(RpcError::method)
+        },
+    );
+    s.method::<c::GenerateWinningPoSt, _, _, _>(
+        (w.clone(), post.clone()),
+        |(w, post), (ppt, miner, sectors, randomness)| async move {
+            let (sectors, challenges, randomness) =
+                post_params(&w, TaskType::GenerateWinningPoSt, &sectors, &randomness)?;
+            let out = post
+                .prove(PoStKind::Winning, miner, randomness, sectors, Some(challenges))
+                .await
+                .map_err(RpcError::method)?;
+            sealing_exec::wire::winning_result(ppt, out).map_err(RpcError::method)
+        },
+    );
     // Calls this worker runs or holds an undelivered result of (a restarted miner asks).
     s.method::<c::Calls, _, _, _>((ex.clone(), ret.clone()), |(ex, ret), ()| async move {
         let mut calls = ex.running_calls();
@@ -559,7 +585,7 @@ fn api(
             Ok(ex.start(call))
         });
     }
-    s.method::<c::StorageAddLocal, _, _, _>((ex.clone(), repo), |(ex, repo), (path,)| async move {
+    s.method::<c::StorageAddLocal, _, _, _>((ex.clone(), repo.clone()), |(ex, repo), (path,)| async move {
         let lp = ex.store.open_path(std::path::Path::new(&path)).map_err(|e| RpcError::method(e.to_string()))?;
         let mut cfg = repo.storage_config().map_err(|e| RpcError::method(e.to_string()))?;
         if !cfg.storage_paths.iter().any(|p| p.path == lp.root) {
@@ -619,6 +645,28 @@ fn api(
     });
     s.method::<c::TaskDisable, _, _, _>(w.clone(), |w, (t,)| async move {
         w.task_types.lock().unwrap_or_else(|e| e.into_inner()).remove(&t);
+        Ok(())
+    });
+    s.method::<c::Remove, _, _, _>(ex.clone(), |ex, (sector,)| async move {
+        ex.remove_sector(sector).await.map_err(RpcError::method)
+    });
+    s.method::<c::StorageRedeclareLocal, _, _, _>(ex.clone(), |ex, (id, drop_missing)| async move {
+        ex.redeclare(id, drop_missing).await.map_err(RpcError::method)
+    });
+    // Detaching also takes the path out of storage.json, so a restart does not attach it again.
+    async fn detach(ex: &sealing_exec::Executor, repo: &Repo, root: &std::path::Path) -> Result<(), RpcError> {
+        let p = ex.detach_path(root).await.map_err(RpcError::method)?;
+        let mut cfg = repo.storage_config().map_err(|e| RpcError::method(e.to_string()))?;
+        cfg.storage_paths.retain(|lp| lp.path != p.root);
+        repo.write_storage_config(&cfg).map_err(|e| RpcError::method(e.to_string()))
+    }
+    s.method::<c::StorageDetachLocal, _, _, _>((ex.clone(), repo.clone()), |(ex, repo), (path,)| async move {
+        detach(&ex, &repo, std::path::Path::new(&path)).await
+    });
+    s.method::<c::StorageDetachAll, _, _, _>((ex.clone(), repo.clone()), |(ex, repo), ()| async move {
+        for p in ex.store.paths() {
+            detach(&ex, &repo, &p.root).await?;
+        }
         Ok(())
     });
     // Wait until no task runs (Lotus's `WaitQuiet`).

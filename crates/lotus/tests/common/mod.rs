@@ -67,9 +67,19 @@ impl Cluster {
         Self::init(Some(durations.to_string()))
     }
 
+    /// A mock-proof cluster whose miner has no storage path of its own (`init
+    /// --no-local-storage`): every file stays on the workers.
+    pub fn mock_without_miner_storage(durations: &str) -> Cluster {
+        Self::init_with(Some(durations.to_string()), &["--no-local-storage"])
+    }
+
     fn init(mock: Option<String>) -> Cluster {
+        Self::init_with(mock, &[])
+    }
+
+    fn init_with(mock: Option<String>, args: &[&str]) -> Cluster {
         let c = Cluster { dir: tempfile::tempdir().unwrap(), port: 0.into(), mock };
-        let out = c.miner_cmd(&["init", "--sector-size", "2KiB"]);
+        let out = c.miner_cmd(&[&["init", "--sector-size", "2KiB"][..], args].concat());
         assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
         c
     }

@@ -10,7 +10,7 @@ pub use client::{client, endpoint, explain};
 pub use sectors::{SectorsCmd, StorageCmd};
 
 use crate::daemon::{self, Metadata};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use lotus_api::types::WorkerStats;
 use lotus_api::{JwtSecret, Permission};
@@ -58,6 +58,24 @@ pub enum Cmd {
     Stop,
     /// Print miner information
     Info,
+    /// Print version
+    Version,
+    /// Manage logging
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
+    /// Manage node config
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Wait for the miner API to come online
+    WaitApi {
+        /// duration to wait till fail, e.g. 30s (default: wait for ever)
+        #[arg(long)]
+        timeout: Option<String>,
+    },
     /// Manage API tokens
     Auth {
         #[command(subcommand)]
@@ -87,6 +105,36 @@ pub enum Cmd {
     Proving {
         #[command(subcommand)]
         cmd: proving::ProvingCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogCmd {
+    /// List log systems
+    List,
+    /// Set log level (debug, info, warn, error), for every log system or those named with
+    /// --system
+    SetLevel {
+        /// limit to log system
+        #[arg(long)]
+        system: Vec<String>,
+        level: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Print default node config
+    Default {
+        /// don't comment default values
+        #[arg(long)]
+        no_comment: bool,
+    },
+    /// Print updated node config
+    Updated {
+        /// don't comment default values
+        #[arg(long)]
+        no_comment: bool,
     },
 }
 
@@ -180,6 +228,65 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             bail!("the miner accepted the stop request but is still running after 30 s")
         }
         Cmd::Info => info(&repo).await,
+        Cmd::Log { cmd: LogCmd::List } => {
+            for s in client(&repo)?.request::<lotus_api::contract::miner::LogList>(()).await.map_err(explain)? {
+                println!("{s}");
+            }
+            Ok(())
+        }
+        Cmd::Log { cmd: LogCmd::SetLevel { system, level } } => {
+            let Some(level) = level else { bail!("level is required") };
+            let c = client(&repo)?;
+            let systems = if system.is_empty() {
+                c.request::<lotus_api::contract::miner::LogList>(()).await.map_err(explain)?
+            } else {
+                system
+            };
+            for s in systems {
+                c.request::<lotus_api::contract::miner::LogSetLevel>((s.clone(), level.clone()))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("setting log level on {s}: {}", explain(e)))?;
+            }
+            Ok(())
+        }
+        Cmd::Config { cmd: ConfigCmd::Default { no_comment } } => {
+            print!("{}", MinerConfig::default().render(!no_comment, false));
+            Ok(())
+        }
+        Cmd::Config { cmd: ConfigCmd::Updated { no_comment } } => {
+            let (cfg, _) = MinerConfig::load(&repo.file("config.toml"), &daemon::env_lookup)?;
+            print!("{}", cfg.render(!no_comment, false));
+            Ok(())
+        }
+        Cmd::Version => {
+            let v = client(&repo)?.request::<lotus_api::contract::miner::Version>(()).await.map_err(explain)?;
+            println!("Daemon:  {}+api{}", v.version, lotus_api::methods::version_string(v.api_version));
+            println!("Local: lotus-miner version {}", crate::VERSION);
+            Ok(())
+        }
+        Cmd::WaitApi { timeout } => {
+            let limit = timeout
+                .map(|t| {
+                    humantime::parse_duration(&t)
+                        .with_context(|| format!("--timeout {t:?} is not a duration (30s, 5m)"))
+                })
+                .transpose()?;
+            let start = std::time::Instant::now();
+            loop {
+                let up = match client(&repo) {
+                    Ok(c) => c.request::<lotus_api::contract::miner::Version>(()).await.is_ok(),
+                    Err(_) => false,
+                };
+                if up {
+                    return Ok(());
+                }
+                if limit.is_some_and(|l| start.elapsed() >= l) {
+                    bail!("timed out waiting for api to come online");
+                }
+                println!("Not online yet... ");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
         Cmd::Proving { cmd } => {
             use crate::cli::proving::{fetch, render_deadlines, render_info, ProvingCmd};
             match cmd {

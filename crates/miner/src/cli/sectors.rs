@@ -44,6 +44,10 @@ pub enum StorageCmd {
     List,
     /// Find where a sector's files are
     Find { sector: u64 },
+    /// detach local storage path
+    Detach(lotus_node::attach::DetachArgs),
+    /// redeclare sectors in a local storage path
+    Redeclare(lotus_node::attach::RedeclareArgs),
 }
 
 pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
@@ -178,6 +182,16 @@ pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
             let path = prepare_attach(&a)?;
             c.call::<()>("StorageAddLocal", json!([path])).await.map_err(explain)?;
             println!("attached {}", path.display());
+        }
+        StorageCmd::Detach(a) => {
+            let path = a.checked()?;
+            c.request::<lotus_api::contract::miner::StorageDetachLocal>((path,)).await.map_err(explain)?;
+        }
+        StorageCmd::Redeclare(a) => {
+            let (id, drop_missing) = a.params()?;
+            c.request::<lotus_api::contract::miner::StorageRedeclareLocal>((id, drop_missing))
+                .await
+                .map_err(explain)?;
         }
         StorageCmd::List => {
             let list: Vec<Value> = c.call("StorageListDetail", json!([])).await.map_err(explain)?;
