@@ -407,6 +407,23 @@ pub mod miner {
         pub files: Vec<SectorStorageInfo>,
     }
 
+    /// One sector's locks in `StorageGetLocks`: per file type, writers and readers.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct SectorLock {
+        #[serde(rename = "Sector")]
+        pub sector: SectorId,
+        #[serde(rename = "Write")]
+        pub write: [u32; 6],
+        #[serde(rename = "Read")]
+        pub read: [u32; 6],
+    }
+
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct SectorLocks {
+        #[serde(rename = "Locks")]
+        pub locks: Vec<SectorLock>,
+    }
+
     type Err = Option<CallError>;
     type Ret<T> = ReturnValue<T>;
 
@@ -449,6 +466,10 @@ pub mod miner {
         StorageDetach(id: Uuid, url: String) -> (), Admin;
         StorageDetachLocal(path: String) -> (), Admin;
         StorageRedeclareLocal(id: Option<Uuid>, drop_missing: bool) -> (), Admin;
+        /// Wait until the sector's files can be locked (for the call: see the miner's locks.rs).
+        StorageLock(sector: SectorId, read: FileTypes, write: FileTypes) -> (), Admin;
+        StorageTryLock(sector: SectorId, read: FileTypes, write: FileTypes) -> bool, Admin;
+        StorageGetLocks() -> SectorLocks, Admin;
         // results of worker calls
         ReturnAddPiece(call: CallId, piece: Ret<PieceInfo>, err: Err) -> (), Admin;
         ReturnDataCid(call: CallId, piece: Ret<PieceInfo>, err: Err) -> (), Admin;

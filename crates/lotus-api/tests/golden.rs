@@ -194,9 +194,6 @@ const MINER_LEFT_OUT: &[(&str, &str)] = &[
     ("SectorUnseal", "not yet"),
     ("SectorsRefs", "deals"),
     ("SectorsUpdate", "not yet"),
-    ("StorageGetLocks", "sector locks: not yet"),
-    ("StorageLock", "sector locks: not yet"),
-    ("StorageTryLock", "sector locks: not yet"),
 ];
 
 #[test]

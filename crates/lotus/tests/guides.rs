@@ -86,11 +86,26 @@ fn the_oldest_name_uses_lotusstorage_and_listen_address_is_editable() {
 #[test]
 fn storage_detach_redeclare_version_and_wait_api() {
     let c = Cluster::mock("");
-    c.write_config("[Devnet]\n");
+    c.write_config("[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n");
     let miner = c.start_miner();
     let _w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
     let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
     wait_or_show(Duration::from_secs(30), "the worker's path attached", || miner.log(), || urls() == 2);
+
+    // A sealed sector's files, as `storage list sectors` shows them; no lock outlives a call.
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_or_show(Duration::from_secs(60), "sector 1 proving", || miner.log(), || sector_state(&c, 1) == "Proving");
+    let files = c.miner_ok(&["storage", "list", "sectors"]);
+    let header: Vec<&str> = files.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["Storage", "Sector", "Type", "State", "Primary", "Path", "use", "URLs"], "{files}");
+    let sealed = files.lines().find(|l| l.contains("  sealed  ")).unwrap_or_else(|| panic!("{files}"));
+    assert!(sealed.contains("  1  ") && sealed.contains("Proving") && sealed.contains("store"), "{files}");
+    assert_eq!(c.miner_ok(&["storage", "locks"]), "");
+    let all = c.miner_ok(&["info", "all"]);
+    let titles: Vec<&str> = all.lines().filter_map(|l| l.strip_prefix("#: ")).collect();
+    assert_eq!(titles.first(), Some(&"Version"), "{all}");
+    assert!(titles.contains(&"Sealing Worker List") && titles.last() == Some(&"Storage Sector List"), "{all}");
+    assert!(!all.contains("ERROR:"), "{all}");
 
     let worker = |args: &[&str]| c.worker_command("worker", args).output().unwrap();
     let out = worker(&["storage", "redeclare", "--all"]);

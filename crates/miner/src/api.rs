@@ -131,6 +131,23 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         let ex = c.m.local_executor().ok_or_else(|| method_err("the miner's executor is not started"))?;
         ex.redeclare(id, drop_missing).await.map_err(method_err)
     });
+    // Sector file locks, as a Lotus worker takes them before fetching (they last for the call).
+    let locks = std::sync::Arc::new(crate::locks::SectorLocks::default());
+    s.method::<m::StorageLock, _, _, _>(locks.clone(), |l, (sector, read, write)| async move {
+        l.lock(sector, read, write).await.map(drop).map_err(method_err)
+    });
+    s.method::<m::StorageTryLock, _, _, _>(locks.clone(), |l, (sector, read, write)| async move {
+        Ok(l.try_lock(sector, read, write).map_err(method_err)?.is_some())
+    });
+    s.method::<m::StorageGetLocks, _, _, _>(locks, |l, ()| async move {
+        Ok(m::SectorLocks {
+            locks: l
+                .snapshot()
+                .into_iter()
+                .map(|(sector, read, write)| m::SectorLock { sector, write, read })
+                .collect(),
+        })
+    });
     // Where a Lotus worker puts new files (it asks for every file it allocates): the paths
     // of that kind with room for them, best first.
     s.method::<m::StorageBestAlloc, _, _, _>(ctx.clone(), |c, (types, size, path_type, _miner)| async move {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod daemon;
 pub mod index;
 pub mod jobs;
+pub mod locks;
 pub mod manager;
 pub mod proving;
 pub mod render;

@@ -208,6 +208,113 @@ fn elapsed(start: &str) -> String {
     }
 }
 
+/// Lotus's `lib/tablewriter`: a header row and one row per entry, each cell padded to its
+/// column's width plus two spaces; a column no row filled is left out (header included).
+pub struct Table {
+    cols: Vec<&'static str>,
+    rows: Vec<BTreeMap<usize, String>>,
+}
+
+impl Table {
+    pub fn new(cols: &[&'static str]) -> Table {
+        Table { cols: cols.to_vec(), rows: vec![] }
+    }
+
+    /// One row: (column, value) pairs; a column not named stays empty.
+    pub fn row(&mut self, cells: &[(&'static str, String)]) {
+        let mut r = BTreeMap::new();
+        for (name, v) in cells {
+            let i = match self.cols.iter().position(|c| c == name) {
+                Some(i) => i,
+                None => {
+                    self.cols.push(name);
+                    self.cols.len() - 1
+                }
+            };
+            r.insert(i, v.clone());
+        }
+        self.rows.push(r);
+    }
+
+    pub fn render(&self) -> String {
+        let used: Vec<usize> = (0..self.cols.len()).filter(|i| self.rows.iter().any(|r| r.contains_key(i))).collect();
+        let width = |i: usize| {
+            let cells = self.rows.iter().filter_map(|r| r.get(&i)).map(|v| v.chars().count());
+            cells.chain([self.cols[i].chars().count()]).max().unwrap_or(0)
+        };
+        let widths: BTreeMap<usize, usize> = used.iter().map(|&i| (i, width(i))).collect();
+        let mut out = String::new();
+        let line = |out: &mut String, cell: &dyn Fn(usize) -> String| {
+            for &i in &used {
+                let v = cell(i);
+                let pad = widths[&i] - v.chars().count() + 2;
+                out.push_str(&v);
+                out.push_str(&" ".repeat(pad));
+            }
+            out.push('\n');
+        };
+        line(&mut out, &|i| self.cols[i].to_string());
+        for r in &self.rows {
+            line(&mut out, &|i| r.get(&i).cloned().unwrap_or_default());
+        }
+        out
+    }
+}
+
+/// One sector file in a storage path, as `storage list sectors` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectorFile {
+    pub storage: uuid::Uuid,
+    pub sector: u64,
+    pub file_type: sealing_types::FileType,
+    pub state: String,
+    pub faulty: bool,
+    /// (primary, copy, main) as Lotus derives them from the holders of the file.
+    pub primary: bool,
+    pub copies: usize,
+    pub seal: bool,
+    pub store: bool,
+    pub urls: Vec<String>,
+}
+
+/// `lotus-miner storage list sectors`: every sector file by path, store paths first.
+pub fn storage_sectors(mut files: Vec<SectorFile>) -> String {
+    if files.is_empty() {
+        return String::new();
+    }
+    files.sort_by(|a, b| {
+        (!a.store, a.storage.to_string(), a.sector, a.file_type).cmp(&(
+            !b.store,
+            b.storage.to_string(),
+            b.sector,
+            b.file_type,
+        ))
+    });
+    let mut t = Table::new(&["Storage", "Sector", "Type", "State", "Faulty", "Primary", "Path use", "URLs"]);
+    for f in files {
+        let copy = !f.primary && f.copies > 1;
+        let main = !f.primary && f.copies == 1;
+        let mut cells = vec![
+            ("Storage", f.storage.to_string()),
+            ("Sector", f.sector.to_string()),
+            ("Type", f.file_type.name().to_string()),
+            ("State", f.state),
+            (
+                "Primary",
+                [(f.primary, "primary"), (copy, "copy"), (main, "main")].iter().filter(|x| x.0).map(|x| x.1).collect(),
+            ),
+            ("Path use", format!("{}{}", if f.seal { "seal " } else { "" }, if f.store { "store" } else { "" })),
+            ("URLs", f.urls.join(";")),
+        ];
+        if f.faulty {
+            // Only set on a fault, so the column is hidden when there is none (as Lotus).
+            cells.push(("Faulty", "faulty".into()));
+        }
+        t.row(&cells);
+    }
+    t.render()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +397,38 @@ mod tests {
         assert!(out.contains(&format!("\tCPU:  [{}{}]", "|".repeat(32), " ".repeat(32))), "{out}");
         assert!(out.contains("] 31% 38.1 GiB/62.7 GiB"), "{out}");
         assert!(!out.contains("GPU"), "no GPU lines without GPUs");
+    }
+
+    #[test]
+    fn storage_list_sectors_as_lotuss_table() {
+        let id = |n: u128| uuid::Uuid::from_u128(n);
+        let file = |storage, sector, t: sealing_types::FileType, store: bool, primary: bool| SectorFile {
+            storage,
+            sector,
+            file_type: t,
+            state: "Proving".into(),
+            faulty: false,
+            primary,
+            copies: 1,
+            seal: !store,
+            store,
+            urls: vec![format!("http://h:1/remote/{}/s-t01000-{sector}", t.name())],
+        };
+        use sealing_types::FileType::*;
+        let out = storage_sectors(vec![file(id(2), 1, Cache, false, false), file(id(1), 1, Sealed, true, true)]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("Storage  ") && !lines[0].contains("Faulty"), "no fault, no Faulty column: {out}");
+        assert!(lines[1].starts_with(&id(1).to_string()), "store paths first: {out}");
+        assert!(
+            lines[1].contains("  sealed  ") && lines[1].contains("  primary  ") && lines[1].contains("store  "),
+            "{out}"
+        );
+        assert!(lines[2].contains("  main  ") && lines[2].contains("seal   "), "{out}");
+        // Every cell is padded to its column, two spaces between.
+        let col = lines[0].find("Sector").unwrap();
+        assert_eq!(&lines[1][col..col + 3], "1  ", "{out}");
+        let mut faulty = file(id(1), 2, Sealed, true, true);
+        faulty.faulty = true;
+        assert!(storage_sectors(vec![faulty]).lines().next().unwrap().contains("Faulty"));
     }
 }

@@ -56,8 +56,11 @@ pub enum Cmd {
     },
     /// Stop a running miner daemon
     Stop,
-    /// Print miner information
-    Info,
+    /// Print miner information (`info all`: everything, for a support request)
+    Info {
+        #[command(subcommand)]
+        cmd: Option<InfoCmd>,
+    },
     /// Print version
     Version,
     /// Manage logging
@@ -106,6 +109,12 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: proving::ProvingCmd,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InfoCmd {
+    /// dump all related miner info
+    All,
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +217,35 @@ pub fn main() -> Result<()> {
     rt.block_on(dispatch(cli.cmd, repo))
 }
 
+/// `info all`: the sections of Lotus's, in its order, each from the command that shows it
+/// (an error is printed in its place and the dump goes on). Lotus's libp2p and message-batch
+/// sections have nothing to show here and are left out.
+async fn info_all(repo: &Repo) -> Result<()> {
+    use crate::cli::proving::ProvingCmd;
+    use sectors::{SectorsCmd, StorageCmd, StorageListCmd};
+    let sections: Vec<(&str, Cmd)> = vec![
+        ("Version", Cmd::Version),
+        ("Miner Info", Cmd::Info { cmd: None }),
+        ("Storage List", Cmd::Storage { cmd: StorageCmd::List { cmd: None } }),
+        ("Sealing Worker List", Cmd::Sealing { cmd: SealingCmd::Workers { color: false } }),
+        ("Proving Worker List", Cmd::Proving { cmd: ProvingCmd::Workers }),
+        ("Proving Info", Cmd::Proving { cmd: ProvingCmd::Info }),
+        ("Proving Deadlines", Cmd::Proving { cmd: ProvingCmd::Deadlines }),
+        ("Sealing Jobs", Cmd::Sealing { cmd: SealingCmd::Jobs { show_ret_done: false } }),
+        ("Storage Locks", Cmd::Storage { cmd: StorageCmd::Locks }),
+        ("Sched Diag", Cmd::Sealing { cmd: SealingCmd::SchedDiag { force_sched: false } }),
+        ("Sector List", Cmd::Sectors { cmd: SectorsCmd::List }),
+        ("Storage Sector List", Cmd::Storage { cmd: StorageCmd::List { cmd: Some(StorageListCmd::Sectors) } }),
+    ];
+    for (i, (title, cmd)) in sections.into_iter().enumerate() {
+        println!("{}#: {title}", if i == 0 { "" } else { "\n" });
+        if let Err(e) = Box::pin(dispatch(cmd, repo.clone())).await {
+            println!("ERROR:  {e:#}");
+        }
+    }
+    Ok(())
+}
+
 async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
     match cmd {
         Cmd::Init { sector_size, no_local_storage, actor_id } => init(&repo, &sector_size, no_local_storage, actor_id),
@@ -227,7 +265,8 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             }
             bail!("the miner accepted the stop request but is still running after 30 s")
         }
-        Cmd::Info => info(&repo).await,
+        Cmd::Info { cmd: None } => info(&repo).await,
+        Cmd::Info { cmd: Some(InfoCmd::All) } => info_all(&repo).await,
         Cmd::Log { cmd: LogCmd::List } => {
             for s in client(&repo)?.request::<lotus_api::contract::miner::LogList>(()).await.map_err(explain)? {
                 println!("{s}");

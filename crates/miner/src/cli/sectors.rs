@@ -37,15 +37,26 @@ pub enum SectorsCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum StorageListCmd {
+    /// get list of all sector files
+    Sectors,
+}
+
+#[derive(clap::Subcommand, Debug)]
 pub enum StorageCmd {
     /// Attach a storage path to this node
     Attach(lotus_node::attach::AttachArgs),
     /// List storage paths in the cluster, with their use and sectors
-    List,
+    List {
+        #[command(subcommand)]
+        cmd: Option<StorageListCmd>,
+    },
     /// Find where a sector's files are
     Find { sector: u64 },
     /// detach local storage path
     Detach(lotus_node::attach::DetachArgs),
+    /// show active sector locks
+    Locks,
     /// redeclare sectors in a local storage path
     Redeclare(lotus_node::attach::RedeclareArgs),
 }
@@ -175,6 +186,39 @@ async fn actor_id(c: &lotus_api::RpcClient) -> Result<u64> {
         .with_context(|| format!("the miner reported actor address {addr:?}, expected t0<number>"))
 }
 
+/// Every sector's files where the index has them, for `storage list sectors`; faults from
+/// the devnet's proving state.
+async fn sector_files(c: &lotus_api::RpcClient) -> Result<Vec<crate::render::SectorFile>> {
+    use lotus_api::contract::miner as m;
+    let miner = actor_id(c).await?;
+    let proving: Value = c.call("ProvingInfo", json!([])).await.map_err(explain)?;
+    let faults: Vec<u64> = serde_json::from_value(proving["Chain"]["Faults"].clone()).unwrap_or_default();
+    let mut out = vec![];
+    for n in c.request::<m::SectorsList>(()).await.map_err(explain)? {
+        let st = c.request::<m::SectorsStatus>((n, Some(false))).await.map_err(explain)?;
+        let sid = SectorId { miner, number: n };
+        for t in FileType::ALL {
+            let holders =
+                c.request::<m::StorageFindSector>((sid, FileTypes::of(&[t]), 0, false)).await.map_err(explain)?;
+            for h in &holders {
+                out.push(crate::render::SectorFile {
+                    storage: h.id,
+                    sector: n,
+                    file_type: t,
+                    state: st.state.clone(),
+                    faulty: faults.contains(&n),
+                    primary: h.primary,
+                    copies: holders.len(),
+                    seal: h.can_seal,
+                    store: h.can_store,
+                    urls: h.urls.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
     let c = client(repo)?;
     match cmd {
@@ -182,6 +226,22 @@ pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
             let path = prepare_attach(&a)?;
             c.call::<()>("StorageAddLocal", json!([path])).await.map_err(explain)?;
             println!("attached {}", path.display());
+        }
+        StorageCmd::Locks => {
+            use lotus_api::contract::miner as m;
+            for lock in c.request::<m::StorageGetLocks>(()).await.map_err(explain)?.locks {
+                let st = c.request::<m::SectorsStatus>((lock.sector.number, Some(false))).await.map_err(explain)?;
+                let mut line = format!("{}\t{}\t", lock.sector.number, st.state);
+                for (i, t) in FileType::ALL.iter().enumerate() {
+                    if lock.write[i] > 0 {
+                        line += &format!("{}(W) ", t.name());
+                    }
+                    if lock.read[i] > 0 {
+                        line += &format!("{}(R:{}) ", t.name(), lock.read[i]);
+                    }
+                }
+                println!("{line}");
+            }
         }
         StorageCmd::Detach(a) => {
             let path = a.checked()?;
@@ -193,7 +253,10 @@ pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
                 .await
                 .map_err(explain)?;
         }
-        StorageCmd::List => {
+        StorageCmd::List { cmd: Some(StorageListCmd::Sectors) } => {
+            print!("{}", crate::render::storage_sectors(sector_files(&c).await?));
+        }
+        StorageCmd::List { cmd: None } => {
             let list: Vec<Value> = c.call("StorageListDetail", json!([])).await.map_err(explain)?;
             let local: std::collections::BTreeMap<String, String> = c.call("StorageLocal", json!([])).await?;
             print!("{}", render_storage_list(&list, &local));
