@@ -710,6 +710,24 @@ fn pc1_bytes(v: serde_json::Value, ticket: Option<[u8; 32]>) -> Result<Bytes, St
 mod tests {
     use super::*;
 
+    /// A sector record from before the miner spoke Lotus's encoding keeps the PreCommit1
+    /// output as the library's JSON object: PreCommit2 still gets Lotus's bytes for it.
+    #[test]
+    fn a_stored_pc1_output_of_either_form_becomes_lotuss_bytes() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let s = sealing_proofs::Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 1)
+            .with_backend(sealing_proofs::Backend::Mock);
+        let paths = sealing_proofs::SectorPaths::in_dir(dir.path());
+        let piece = s.add_piece(std::io::repeat(0).take(2032), 2032, &paths.unsealed).unwrap();
+        let out = s.pre_commit1(&paths, [5; 32], &[piece]).unwrap();
+        let lotus = sealing_exec::wire::pc1_to_wire(&out, &[5; 32]).unwrap();
+        let old_record = serde_json::to_value(&out).unwrap();
+        assert_eq!(pc1_bytes(old_record.clone(), Some([5; 32])).unwrap(), lotus);
+        assert_eq!(pc1_bytes(serde_json::to_value(&lotus).unwrap(), None).unwrap(), lotus);
+        assert!(pc1_bytes(old_record, None).unwrap_err().contains("no ticket"));
+    }
+
     #[test]
     fn db_keeps_sectors_and_their_log_across_reopen() {
         let d = tempfile::tempdir().unwrap();
