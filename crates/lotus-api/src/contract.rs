@@ -78,11 +78,6 @@ pub trait Visitor {
     fn visit<M: Method>(&mut self);
 }
 
-/// Go encodes a nil slice or map as `null`.
-fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
 /// `{}`: the value of a map used as a set (`TaskTypes`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,7 +145,7 @@ pub mod worker {
     pub struct WindowPoStResult {
         #[serde(rename = "PoStProofs")]
         pub post_proofs: PoStProof,
-        #[serde(rename = "Skipped", deserialize_with = "super::null_as_default")]
+        #[serde(rename = "Skipped", deserialize_with = "sealing_types::worker::null_as_default")]
         pub skipped: Vec<SectorId>,
         #[serde(rename = "Details", default, skip_serializing_if = "Option::is_none")]
         pub details: Option<PoStDetails>,
@@ -252,21 +247,23 @@ pub mod worker {
     pub const EXTRAS: &[&str] = &["AbortCall", "Calls"];
 }
 
-/// The result of an asynchronous call as `Return*` carries it: Lotus's `Return<Method>` has a
-/// result param only for the methods that produce one.
+/// Whether `Return<method>` carries a result (Lotus's take `(callID, result, err)` for the
+/// methods that produce one, `(callID, err)` for the others), as the miner contract declares.
 pub fn returns_value(method: &str) -> bool {
-    matches!(
-        method,
-        "AddPiece"
-            | "DataCid"
-            | "SealPreCommit1"
-            | "SealPreCommit2"
-            | "SealCommit1"
-            | "SealCommit2"
-            | "ReplicaUpdate"
-            | "ProveReplicaUpdate1"
-            | "ProveReplicaUpdate2"
-    )
+    struct Find {
+        name: String,
+        result: bool,
+    }
+    impl Visitor for Find {
+        fn visit<M: Method>(&mut self) {
+            if M::NAME == self.name {
+                self.result = <M::Params as ParamList>::LEN == 3;
+            }
+        }
+    }
+    let mut f = Find { name: format!("Return{method}"), result: false };
+    miner::visit(&mut f);
+    f.result
 }
 
 /// The miner API (Lotus's `api.StorageMiner` on `/rpc/v0`; Miner API 1.5.0): the methods
@@ -359,9 +356,9 @@ pub mod miner {
         pub comm_r: Option<Cid>,
         #[serde(rename = "Proof")]
         pub proof: Bytes,
-        #[serde(rename = "Deals", deserialize_with = "super::null_as_default")]
+        #[serde(rename = "Deals", deserialize_with = "sealing_types::worker::null_as_default")]
         pub deals: Vec<u64>,
-        #[serde(rename = "Pieces", deserialize_with = "super::null_as_default")]
+        #[serde(rename = "Pieces", deserialize_with = "sealing_types::worker::null_as_default")]
         pub pieces: Vec<SectorPiece>,
         #[serde(rename = "Ticket")]
         pub ticket: SealRandomness,
@@ -379,7 +376,7 @@ pub mod miner {
         pub replica_update_message: Option<Cid>,
         #[serde(rename = "LastErr")]
         pub last_err: String,
-        #[serde(rename = "Log", deserialize_with = "super::null_as_default")]
+        #[serde(rename = "Log", deserialize_with = "sealing_types::worker::null_as_default")]
         pub log: Vec<SectorLog>,
         #[serde(rename = "SealProof")]
         pub seal_proof: sealing_types::RegisteredSealProof,
@@ -509,4 +506,19 @@ pub mod miner {
     /// Methods whose result is not typed yet (`serde_json::Value`): the golden tests cannot
     /// hold their shape, so they are not counted as conforming.
     pub const UNTYPED: &[&str] = &["SealingSchedDiag"];
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn which_returns_carry_a_result_follows_the_miner_contract() {
+        for m in
+            ["AddPiece", "DataCid", "SealPreCommit1", "SealPreCommit2", "SealCommit1", "SealCommit2", "ReplicaUpdate"]
+        {
+            assert!(super::returns_value(m), "{m}");
+        }
+        for m in ["FinalizeSector", "MoveStorage", "Fetch", "UnsealPiece", "ReleaseUnsealed", "NoSuchMethod"] {
+            assert!(!super::returns_value(m), "{m}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Wire shapes of API results (Lotus JSON field names).
 
+use sealing_types::worker::null_as_default;
 use sealing_types::{RegisteredSealProof, TaskType, WorkerInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -84,29 +85,19 @@ pub struct StorageInfo {
     pub can_seal: bool,
     #[serde(rename = "CanStore")]
     pub can_store: bool,
-    #[serde(rename = "Groups", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "Groups", default, deserialize_with = "null_as_default")]
     pub groups: Vec<String>,
-    #[serde(rename = "AllowTo", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "AllowTo", default, deserialize_with = "null_as_default")]
     pub allow_to: Vec<String>,
-    #[serde(rename = "AllowTypes", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "AllowTypes", default, deserialize_with = "null_as_default")]
     pub allow_types: Vec<String>,
-    #[serde(rename = "DenyTypes", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "DenyTypes", default, deserialize_with = "null_as_default")]
     pub deny_types: Vec<String>,
     /// Miner actor addresses allowed to (not) use this path; empty = any.
-    #[serde(rename = "AllowMiners", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "AllowMiners", default, deserialize_with = "null_as_default")]
     pub allow_miners: Vec<String>,
-    #[serde(rename = "DenyMiners", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "DenyMiners", default, deserialize_with = "null_as_default")]
     pub deny_miners: Vec<String>,
-}
-
-/// Go encodes an empty slice as `null`.
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    null_as_default(d)
-}
-
-/// Go encodes a nil slice or map as `null`.
-fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Space on a storage path (`fsutil.FsStat`), in bytes.
@@ -146,13 +137,13 @@ pub struct SectorStorageInfo {
     pub can_store: bool,
     #[serde(rename = "Primary")]
     pub primary: bool,
-    #[serde(rename = "AllowTypes", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "AllowTypes", default, deserialize_with = "null_as_default")]
     pub allow_types: Vec<String>,
-    #[serde(rename = "DenyTypes", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "DenyTypes", default, deserialize_with = "null_as_default")]
     pub deny_types: Vec<String>,
-    #[serde(rename = "AllowMiners", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "AllowMiners", default, deserialize_with = "null_as_default")]
     pub allow_miners: Vec<String>,
-    #[serde(rename = "DenyMiners", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "DenyMiners", default, deserialize_with = "null_as_default")]
     pub deny_miners: Vec<String>,
 }
 

@@ -431,25 +431,10 @@ async fn lotus_worker_rpc(State(w): State<Arc<LotusWorker>>, Json(req): Json<Val
     Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))
 }
 
-const NO_LOCAL_SEALING: &str = r#"
-[Storage]
-  AllowAddPiece = false
-  AllowPreCommit1 = false
-  AllowPreCommit2 = false
-  AllowCommit = false
-  AllowUnseal = false
-  AllowReplicaUpdate = false
-  AllowProveReplicaUpdate2 = false
-  AllowRegenSectorKey = false
-[Devnet]
-  BlockDelay = "500ms"
-  SeedDelayEpochs = 4
-"#;
-
 #[test]
 fn a_lotus_worker_seals_for_our_miner() {
     let c = Cluster::mock_without_miner_storage("");
-    c.write_config(NO_LOCAL_SEALING);
+    c.write_config(&seals_nothing_config("[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 4\n"));
     let miner = c.start_miner();
     let info = lotus_api::ApiInfo::parse(&c.api_info()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

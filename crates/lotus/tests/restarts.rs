@@ -7,19 +7,11 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const CONFIG: &str = r#"
-[Storage]
-  AllowAddPiece = false
-  AllowPreCommit1 = false
-  AllowPreCommit2 = false
-  AllowCommit = false
-  AllowUnseal = false
-[Sealing]
-  MinRetryTime = "3s"
-[Devnet]
-  BlockDelay = "500ms"
-  SeedDelayEpochs = 4
-"#;
+fn config() -> String {
+    seals_nothing_config(
+        "[Sealing]\n  MinRetryTime = \"3s\"\n[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 4\n",
+    )
+}
 
 fn c2_started(log: &str) -> usize {
     log.lines().filter(|l| l.contains("task started") && l.contains("method=SealCommit2")).count()
@@ -30,7 +22,7 @@ const C2_TIME: &str = "C2=10s";
 
 fn setup() -> (Cluster, Proc, String) {
     let c = Cluster::mock(C2_TIME);
-    c.write_config(CONFIG);
+    c.write_config(&config());
     let miner = c.start_miner();
     // Workers bind port 0; one that restarts gets the port it had (read back from its repo).
     (c, miner, "127.0.0.1:0".to_string())

@@ -13,24 +13,11 @@ use common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-const CONFIG: &str = r#"
-[Storage]
-  AllowSectorDownload = false
-  AllowAddPiece = false
-  AllowPreCommit1 = false
-  AllowPreCommit2 = false
-  AllowCommit = false
-  AllowUnseal = false
-  AllowReplicaUpdate = false
-  AllowProveReplicaUpdate2 = false
-  AllowRegenSectorKey = false
-  LocalWorkerName = "miner-host"
-[Sealing]
-  MinRetryTime = "3s"
-[Devnet]
-  BlockDelay = "500ms"
-  SeedDelayEpochs = 4
-"#;
+fn config() -> String {
+    seals_nothing_config(
+        "  LocalWorkerName = \"miner-host\"\n[Sealing]\n  MinRetryTime = \"3s\"\n[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 4\n",
+    )
+}
 
 /// The one real seal of the suite's sealing tests: AP and PC1 on A, PC2 and C2 on B.
 #[test]
@@ -47,7 +34,7 @@ fn cc_and_data_sectors_seal_across_two_workers_on_mock_proofs() {
 /// Seal a data sector (and first a CC sector, with `with_cc`) across workers A and B, check
 /// where each task ran and where the files ended, and unseal the data sector.
 fn seal_across_two_workers(c: Cluster, with_cc: bool) {
-    c.write_config(CONFIG);
+    c.write_config(&config());
     let miner = c.start_miner();
     // Niced to the bottom (19): the suite runs this beside the proving test, whose Commit2
     // (nice 10) is the suite's critical path and whose WindowPoSts (never niced) must meet
@@ -154,7 +141,7 @@ fn seal_across_two_workers(c: Cluster, with_cc: bool) {
 #[test]
 fn sealing_abort_stops_the_computation_on_the_worker() {
     let c = Cluster::mock("C2=8s");
-    c.write_config(CONFIG);
+    c.write_config(&config());
     let miner = c.start_miner();
     let w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
     let pid = w.child.id();

@@ -4,7 +4,6 @@ use crate::daemon_ctx::Ctx;
 use crate::sealing::SectorInfo;
 use lotus_api::rpc::{Params, RpcError, RpcServer};
 use lotus_api::types::{CallError, FsStat, StorageInfo};
-use sealing_exec::exec::TASK_METHODS;
 use sealing_types::{CallId, FileType, FileTypes, SectorId, SectorRef};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -13,9 +12,9 @@ fn method_err(e: impl std::fmt::Display) -> RpcError {
     RpcError::method(e.to_string())
 }
 
-/// `SectorsStatus` in Lotus's shape. Chain fields this devnet does not track yet (messages,
-/// expiration, pledge) are empty; `log` says whether the event log is included.
-fn sector_status(ctx: &Ctx, s: &SectorInfo, log: bool) -> lotus_api::contract::miner::SectorInfo {
+/// `SectorsStatus` in Lotus's shape, with the event log (Lotus always includes it). Chain
+/// fields this devnet does not track yet (messages, expiration, pledge) are empty.
+fn sector_status(ctx: &Ctx, s: &SectorInfo) -> lotus_api::contract::miner::SectorInfo {
     use lotus_api::contract::miner as m;
     use lotus_api::wire::{Bytes, Commitment};
     let sid = SectorId { miner: ctx.sealing.miner, number: s.number };
@@ -47,21 +46,13 @@ fn sector_status(ctx: &Ctx, s: &SectorInfo, log: bool) -> lotus_api::contract::m
         to_upgrade: false,
         replica_update_message: None,
         last_err: s.last_error.clone(),
-        log: if log {
-            ctx.sealing
-                .log(s.number)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|e| m::SectorLog {
-                    kind: e.kind,
-                    timestamp: e.timestamp,
-                    trace: String::new(),
-                    message: e.message,
-                })
-                .collect()
-        } else {
-            vec![]
-        },
+        log: ctx
+            .sealing
+            .log(s.number)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| m::SectorLog { kind: e.kind, timestamp: e.timestamp, trace: String::new(), message: e.message })
+            .collect(),
         seal_proof: s.proof,
         activation: 0,
         expiration: 0,
@@ -259,9 +250,6 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         ReturnGenerateSectorKeyFromData,
         ReturnDownloadSector
     );
-    for ret in TASK_METHODS {
-        debug_assert!(lotus_api::methods::permission(lotus_api::methods::MINER, &format!("Return{ret}")).is_some());
-    }
 
     s.register_with("SealingAbort", ctx.clone(), |c, p: Params| async move {
         p.expect(1)?;
@@ -281,11 +269,10 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         let path: String = p.get(0, "path")?;
         add_piece_file(&c, &path).await.map_err(method_err)
     });
-    s.method::<m::SectorsStatus, _, _, _>(ctx.clone(), |c, (n, show_on_chain)| async move {
+    // The second param is Lotus's showOnChainInfo: this devnet has no more to show.
+    s.method::<m::SectorsStatus, _, _, _>(ctx.clone(), |c, (n, _show_on_chain)| async move {
         let s = c.sealing.get(n).map_err(method_err)?.ok_or_else(|| method_err(format!("sector {n} not found")))?;
-        // Lotus's second param is showOnChainInfo; the log is always included, as Lotus does.
-        let _ = show_on_chain;
-        Ok(sector_status(&c, &s, true))
+        Ok(sector_status(&c, &s))
     });
     s.method::<m::SectorsList, _, _, _>(ctx.clone(), |c, ()| async move {
         Ok(c.sealing.list().map_err(method_err)?.iter().map(|s| s.number).collect())

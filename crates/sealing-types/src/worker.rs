@@ -19,16 +19,17 @@ pub struct WorkerResources {
     #[serde(rename = "CPUs")]
     pub cpus: u64,
     /// GPU names, one per visible device.
-    #[serde(rename = "GPUs", default, deserialize_with = "null_as_empty")]
+    #[serde(rename = "GPUs", default, deserialize_with = "null_as_default")]
     pub gpus: Vec<String>,
     /// The worker's resource table after its env overrides.
     #[serde(rename = "Resources", default)]
     pub resources: ResourceTable,
 }
 
-/// Go encodes an empty slice as `null`.
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+/// Go encodes a nil slice or map as `null`: decode it as the empty value (for
+/// `#[serde(deserialize_with = …)]` on Lotus's types, here and in `lotus-api`).
+pub fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -43,6 +43,24 @@ pub fn api_addr(repo: &Path) -> String {
     format!("{}:{}", parts[2], parts[4])
 }
 
+/// A miner `config.toml` whose own worker seals nothing (every sealing task goes to the
+/// workers), then `rest`: more `[Storage]` keys and the other sections.
+pub fn seals_nothing_config(rest: &str) -> String {
+    let off = [
+        "AllowSectorDownload",
+        "AllowAddPiece",
+        "AllowPreCommit1",
+        "AllowPreCommit2",
+        "AllowCommit",
+        "AllowUnseal",
+        "AllowReplicaUpdate",
+        "AllowProveReplicaUpdate2",
+        "AllowRegenSectorKey",
+    ];
+    let storage: String = off.iter().map(|k| format!("  {k} = false\n")).collect();
+    format!("[Storage]\n{storage}{rest}")
+}
+
 /// A miner repo and the environment to reach it.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
