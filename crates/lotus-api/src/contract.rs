@@ -421,6 +421,19 @@ pub mod miner {
         pub locks: Vec<SectorLock>,
     }
 
+    /// `api.NumAssignerMeta`: the sector number assigner's state.
+    #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct NumAssignerMeta {
+        #[serde(rename = "Reserved")]
+        pub reserved: BitField,
+        #[serde(rename = "Allocated")]
+        pub allocated: BitField,
+        #[serde(rename = "InUse")]
+        pub in_use: BitField,
+        #[serde(rename = "Next")]
+        pub next: u64,
+    }
+
     type Err = Option<CallError>;
     type Ret<T> = ReturnValue<T>;
 
@@ -489,8 +502,14 @@ pub mod miner {
         // sectors
         PledgeSector() -> SectorId, Write;
         SectorsList() -> Vec<u64>, Read;
+        SectorRemove(number: u64) -> (), Admin;
         SectorsListInStates(states: Vec<String>) -> Vec<u64>, Read;
         SectorsSummary() -> BTreeMap<String, u64>, Read;
+        SectorNumAssignerMeta() -> NumAssignerMeta, Read;
+        SectorNumReservations() -> BTreeMap<String, BitField>, Read;
+        SectorNumReserve(name: String, sectors: BitField, force: bool) -> (), Admin;
+        SectorNumReserveCount(name: String, count: u64) -> BitField, Admin;
+        SectorNumFree(name: String) -> (), Admin;
         SectorsStatus(sector: u64, show_on_chain: Option<bool>) -> SectorInfo, Read;
         SectorsUnsealPiece(sector: SectorRef, offset: u64, size: u64, randomness: Bytes, comm_d: Option<Cid>) -> (), Admin;
         // ours: the index with every path's stat and health, a piece file into a new
@@ -506,6 +525,70 @@ pub mod miner {
     /// Methods whose result is not typed yet (`serde_json::Value`): the golden tests cannot
     /// hold their shape, so they are not counted as conforming.
     pub const UNTYPED: &[&str] = &["SealingSchedDiag"];
+
+    const CHAIN: &str =
+        "it needs the chain through a full-node API (FULLNODE_API_INFO), which this miner does not use yet";
+    const DEALS: &str =
+        "deal intake (Boost's side of the miner API) is not served yet; `lotus-miner sectors add-piece` seals a file";
+
+    /// Lotus miner methods this miner does not serve, with Lotus's permission and the reason.
+    /// They are answered with that reason, never "method not found" (see [`refuse_unserved`]),
+    /// and the README lists them.
+    pub const LEFT_OUT: &[(&str, Permission, &str)] = &[
+        ("ActorAddressConfig", Permission::Read, CHAIN),
+        ("ActorWithdrawBalance", Permission::Admin, CHAIN),
+        ("BeneficiaryWithdrawBalance", Permission::Admin, CHAIN),
+        (
+            "CheckProvable",
+            Permission::Admin,
+            "proving pre-checks are not served yet; `lotus-miner proving info` shows faults",
+        ),
+        ("Closing", Permission::Read, "a closing-notification channel is not served"),
+        (
+            "ComputeDataCid",
+            Permission::Admin,
+            "it needs a push reader on the miner, not served yet; a worker's DataCid computes it",
+        ),
+        ("ComputeProof", Permission::Read, CHAIN),
+        ("ComputeWindowPoSt", Permission::Admin, CHAIN),
+        ("Discover", Permission::Read, "the OpenRPC document is not served"),
+        ("LogAlerts", Permission::Admin, "alerts are not served yet"),
+        ("MarketListDeals", Permission::Read, DEALS),
+        ("MiningBase", Permission::Read, CHAIN),
+        ("RecoverFault", Permission::Admin, CHAIN),
+        ("SectorAbortUpgrade", Permission::Admin, CHAIN),
+        ("SectorAddPieceToAny", Permission::Admin, DEALS),
+        ("SectorCommitFlush", Permission::Admin, CHAIN),
+        ("SectorCommitPending", Permission::Admin, CHAIN),
+        ("SectorGetExpectedSealDuration", Permission::Read, DEALS),
+        ("SectorGetSealDelay", Permission::Read, DEALS),
+        ("SectorMarkForUpgrade", Permission::Admin, CHAIN),
+        ("SectorMatchPendingPiecesToOpenSectors", Permission::Admin, DEALS),
+        ("SectorPreCommitFlush", Permission::Admin, CHAIN),
+        ("SectorPreCommitPending", Permission::Admin, CHAIN),
+        ("SectorReceive", Permission::Admin, "sector import is not served yet"),
+        ("SectorSetExpectedSealDuration", Permission::Write, DEALS),
+        ("SectorSetSealDelay", Permission::Write, DEALS),
+        ("SectorStartSealing", Permission::Write, DEALS),
+        ("SectorTerminate", Permission::Admin, CHAIN),
+        ("SectorTerminateFlush", Permission::Admin, CHAIN),
+        ("SectorTerminatePending", Permission::Admin, CHAIN),
+        (
+            "SectorUnseal",
+            Permission::Admin,
+            "unsealing on request is not served yet; `lotus-miner sectors unseal SECTOR -o FILE` unseals",
+        ),
+        ("SectorsUpdate", Permission::Admin, "forcing a sector's state waits for the sector lifecycle as data"),
+        ("CreateBackup", Permission::Admin, "backups are not served yet"),
+        ("SectorsRefs", Permission::Read, DEALS),
+    ];
+
+    /// Answer every miner method without a handler: declared ones with "not implemented yet"
+    /// (after their params are checked), the left-out ones with their reason.
+    pub fn refuse_unserved(s: &mut crate::RpcServer) {
+        s.refuse_unimplemented(|r| visit(r), "miner");
+        s.refuse_left_out(LEFT_OUT, "miner");
+    }
 }
 
 #[cfg(test)]

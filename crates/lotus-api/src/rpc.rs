@@ -195,6 +195,17 @@ impl RpcServer {
         visit(&mut Refuser { server: self, daemon });
     }
 
+    /// Answer methods outside the contract (Lotus's, deliberately not served) with the
+    /// reason, under Lotus's permission for each.
+    pub fn refuse_left_out(&mut self, list: &'static [(&'static str, Permission, &'static str)], daemon: &'static str) {
+        for &(name, perm, why) in list {
+            let h: Handler = Arc::new(move |_| {
+                async move { Err(RpcError::method(format!("{name} is not served by this {daemon}: {why}"))) }.boxed()
+            });
+            self.handlers.entry(name).or_insert((perm, h));
+        }
+    }
+
     /// Handle one HTTP body or WebSocket message. `None` when nothing is to be answered
     /// (notifications only).
     pub async fn handle(&self, body: &[u8], perms: &[Permission]) -> Option<Value> {

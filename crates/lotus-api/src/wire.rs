@@ -277,6 +277,64 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for ReturnValue<T> {
     }
 }
 
+/// go-bitfield's JSON: run lengths, starting with a run of zeros (`[5, 1]` is {5}).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BitField(pub fvm_ipld_bitfield::BitField);
+
+impl Serialize for BitField {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fvm_ipld_bitfield::json::BitFieldJsonRef(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for BitField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fvm_ipld_bitfield::json::BitFieldJson::deserialize(d).map(|j| BitField(j.0))
+    }
+}
+
+impl BitField {
+    /// Lotus's human ranges (`strle`): `1-3,5`. Empty is the empty string (Lotus prints
+    /// "0", which reads as sector 0).
+    pub fn to_human(&self) -> String {
+        self.0
+            .ranges()
+            .map(|r| if r.end - r.start > 1 { format!("{}-{}", r.start, r.end - 1) } else { r.start.to_string() })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Parse `1-3,5` (ascending, not overlapping), as `lotus-miner sectors numbers reserve`.
+    pub fn from_human(text: &str) -> Result<BitField, String> {
+        let mut ranges: Vec<std::ops::Range<u64>> = vec![];
+        let mut next = 0u64;
+        for (i, part) in text.split(',').enumerate() {
+            let num = |x: &str, side: &str| {
+                x.trim().parse::<u64>().map_err(|e| format!("parsing the {side} side of run {i} ({part:?}): {e}"))
+            };
+            let (start, end) = match part.split_once('-') {
+                None => (num(part, "left")?, num(part, "left")?),
+                Some((a, b)) => (num(a, "left")?, num(b, "right")?),
+            };
+            if start > end {
+                return Err(format!("run {i}: start {start} is greater than end {end}"));
+            }
+            if i > 0 && start < next {
+                return Err(format!("run {i} ({part}) starts at or before the end of the run before it"));
+            }
+            let end = end.checked_add(1).ok_or_else(|| format!("run {i}: {end} is too large"))?;
+            // The bitfield's ranges must not touch: `1,2` is one run.
+            match ranges.last_mut() {
+                Some(last) if last.end == start => last.end = end,
+                _ => ranges.push(start..end),
+            }
+            next = end;
+        }
+        let iter = fvm_ipld_bitfield::iter::Ranges::new(ranges);
+        Ok(BitField(fvm_ipld_bitfield::BitField::from_ranges(iter)))
+    }
+}
+
 /// The go-jsonrpc API version number: `major<<16 | minor<<8 | patch`.
 pub fn version_string(v: u32) -> String {
     format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
@@ -295,6 +353,24 @@ pub fn unpadded(padded: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bitfields_are_go_bitfields_json_and_lotuss_human_ranges() {
+        assert_eq!(BitField::from_human("1,2,3").unwrap().to_human(), "1-3", "touching runs are one");
+        let bf = BitField::from_human("1-3,5,9-10").unwrap();
+        assert_eq!(serde_json::to_value(&bf).unwrap(), json!([1, 3, 1, 1, 3, 2]));
+        assert_eq!(serde_json::from_value::<BitField>(json!([1, 3, 1, 1, 3, 2])).unwrap(), bf);
+        assert_eq!(bf.to_human(), "1-3,5,9-10");
+        assert_eq!(serde_json::to_value(BitField::default()).unwrap(), json!([0]));
+        assert_eq!(BitField::default().to_human(), "");
+        assert_eq!(serde_json::from_value::<BitField>(json!([5, 1])).unwrap().0.iter().collect::<Vec<_>>(), [5]);
+        for (bad, why) in
+            [("3-1", "greater than end"), ("1,1", "at or before"), ("x", "left side of run 0"), ("1-y", "right side")]
+        {
+            let e = BitField::from_human(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
     use serde_json::json;
 
     #[test]

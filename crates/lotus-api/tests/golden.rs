@@ -9,6 +9,7 @@
 //! contract does not declare must be listed below with the reason.
 
 use lotus_api::contract::{self, Method, ParamList, Visitor};
+use lotus_api::Permission;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
@@ -117,21 +118,25 @@ fn check(
     visit: fn(&mut Golden),
     extras: &'static [&'static str],
     untyped: &[&str],
-    left_out: &[(&str, &str)],
+    left_out: &[(&str, Permission, &str)],
 ) {
     let mut g = Golden { doc: fixture(kind), extras, covered: BTreeSet::new(), failures: vec![] };
     visit(&mut g);
-    for (name, why) in left_out {
+    for (name, perm, why) in left_out {
         assert!(!why.is_empty());
         if g.covered.contains(*name) {
             g.failures.push(format!("{name}: listed as left out, but the contract declares it"));
         }
-        if !g.doc.contains_key(*name) {
-            g.failures.push(format!("{name}: listed as left out, but Lotus's document has no such method"));
+        match g.doc.get(*name) {
+            None => g.failures.push(format!("{name}: listed as left out, but Lotus's document has no such method")),
+            Some(m) if m["perm"] != json!(perm.to_string()) => {
+                g.failures.push(format!("{name}: left out with permission {perm}, Lotus's is {}", m["perm"]))
+            }
+            Some(_) => {}
         }
     }
     for name in g.doc.keys() {
-        if !g.covered.contains(name) && !left_out.iter().any(|(n, _)| n == name) {
+        if !g.covered.contains(name) && !left_out.iter().any(|(n, _, _)| n == name) {
             g.failures.push(format!("{name}: in Lotus's document, neither in the contract nor listed as left out"));
         }
     }
@@ -162,53 +167,42 @@ fn the_worker_api_is_lotuss() {
     check("worker", contract::worker::visit, contract::worker::EXTRAS, &[], &[]);
 }
 
-/// Miner methods left out of the contract, with the reason. The chain-facing ones wait for
-/// the full-node client (issue "The chain through Lotus's full-node API"); the market ones
-/// are Boost's business since Lotus 1.23.
-const MINER_LEFT_OUT: &[(&str, &str)] = &[
-    ("ActorAddressConfig", "chain: control addresses"),
-    ("ActorWithdrawBalance", "chain: actor messages"),
-    ("BeneficiaryWithdrawBalance", "chain: actor messages"),
-    ("CheckProvable", "proving pre-checks: not yet"),
-    ("Closing", "not yet"),
-    ("ComputeDataCid", "needs the io.Reader push endpoint on the miner: not yet"),
-    ("ComputeProof", "chain: WinningPoSt"),
-    ("ComputeWindowPoSt", "chain: proving commands"),
-    ("CreateBackup", "backup: not yet"),
-    ("Discover", "OpenRPC document: not yet"),
-    ("LogAlerts", "alerts: issue \"See the cluster\""),
-    ("MarketListDeals", "markets: Boost's"),
-    ("MiningBase", "chain: WinningPoSt"),
-    ("RecoverFault", "chain: fault recovery"),
-    ("SectorAbortUpgrade", "snap deals: chain"),
-    ("SectorAddPieceToAny", "deals: needs the push endpoint and deal types"),
-    ("SectorCommitFlush", "chain: batching"),
-    ("SectorCommitPending", "chain: batching"),
-    ("SectorGetExpectedSealDuration", "not yet"),
-    ("SectorGetSealDelay", "not yet"),
-    ("SectorMarkForUpgrade", "snap deals: chain"),
-    ("SectorMatchPendingPiecesToOpenSectors", "deals"),
-    ("SectorNumAssignerMeta", "sector number commands: not yet"),
-    ("SectorNumFree", "sector number commands: not yet"),
-    ("SectorNumReservations", "sector number commands: not yet"),
-    ("SectorNumReserve", "sector number commands: not yet"),
-    ("SectorNumReserveCount", "sector number commands: not yet"),
-    ("SectorPreCommitFlush", "chain: batching"),
-    ("SectorPreCommitPending", "chain: batching"),
-    ("SectorReceive", "sector import: not yet"),
-    ("SectorRemove", "not yet"),
-    ("SectorSetExpectedSealDuration", "not yet"),
-    ("SectorSetSealDelay", "not yet"),
-    ("SectorStartSealing", "not yet"),
-    ("SectorTerminate", "chain: termination"),
-    ("SectorTerminateFlush", "chain: termination"),
-    ("SectorTerminatePending", "chain: termination"),
-    ("SectorUnseal", "not yet"),
-    ("SectorsRefs", "deals"),
-    ("SectorsUpdate", "not yet"),
-];
-
 #[test]
 fn the_miner_api_is_lotuss_where_we_serve_it() {
-    check("miner", contract::miner::visit, contract::miner::EXTRAS, contract::miner::UNTYPED, MINER_LEFT_OUT);
+    use contract::miner as m;
+    check("miner", m::visit, m::EXTRAS, m::UNTYPED, m::LEFT_OUT);
+}
+
+/// What a Lotus client gets from our miner for a method it does not serve: the method's
+/// reason, for the documented example params and a token of the method's permission (the
+/// refusals the miner daemon installs, on a server with no other handler).
+#[tokio::test]
+async fn left_out_miner_methods_are_refused_with_their_reason() {
+    let doc = fixture("miner");
+    let mut s = lotus_api::RpcServer::new(lotus_api::methods::MINER);
+    contract::miner::refuse_unserved(&mut s);
+    let readme = std::fs::read_to_string(format!("{}/../../README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let section = readme.split("### Lotus methods left out").nth(1).expect("the README lists the methods left out");
+    let section = section.split("\n## ").next().unwrap();
+    for (name, perm, why) in contract::miner::LEFT_OUT {
+        let params = doc[*name]["params"].clone();
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": format!("Filecoin.{name}"), "params": params});
+        let r = s.handle(body.to_string().as_bytes(), &[*perm]).await.unwrap();
+        let msg = r["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(msg, format!("{name} is not served by this miner: {why}"), "{r}");
+        let lower = Permission::ALL.iter().take_while(|p| *p != perm).copied().collect::<Vec<_>>();
+        if !lower.is_empty() {
+            let r = s.handle(body.to_string().as_bytes(), &lower).await.unwrap();
+            let msg = r["error"]["message"].as_str().unwrap_or_default();
+            assert!(msg.contains(&format!("need '{perm}'")), "{name} keeps Lotus's permission: {r}");
+        }
+        assert!(section.contains(&format!("`{name}`")), "the README's list names {name}");
+    }
+    // A declared method without a handler is refused as not implemented, its params checked first.
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "Filecoin.SectorsSummary", "params": []});
+    let r = s.handle(body.to_string().as_bytes(), &Permission::ALL).await.unwrap();
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("SectorsSummary is not implemented by this miner yet"),
+        "{r}"
+    );
 }

@@ -83,14 +83,22 @@ fn the_oldest_name_uses_lotusstorage_and_listen_address_is_editable() {
 
 /// `storage detach|redeclare` on a worker, `version` and `wait-api` on the miner, as Lotus's
 /// CLI reference has them.
-#[test]
-fn storage_detach_redeclare_version_and_wait_api() {
+/// A mock-proof miner with fast epochs and one worker (repo `worker`, host `host-w`) whose
+/// path the miner's index lists.
+fn mock_miner_and_worker() -> (Cluster, Proc, Proc) {
     let c = Cluster::mock("");
     c.write_config("[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n");
     let miner = c.start_miner();
-    let _w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
+    let w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
     let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
     wait_or_show(Duration::from_secs(30), "the worker's path attached", || miner.log(), || urls() == 2);
+    (c, miner, w)
+}
+
+#[test]
+fn storage_detach_redeclare_version_and_wait_api() {
+    let (c, miner, _w) = mock_miner_and_worker();
+    let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
 
     // A sealed sector's files, as `storage list sectors` shows them; no lock outlives a call.
     c.miner_ok(&["sectors", "pledge"]);
@@ -138,4 +146,50 @@ fn storage_detach_redeclare_version_and_wait_api() {
     let updated = c.miner_ok(&["config", "updated"]);
     assert!(updated.contains("\n  MockProofs = true\n"), "the changed key is a live line: {updated}");
     assert!(updated.contains("\n  #ParallelFetchLimit = 10\n"), "{updated}");
+}
+
+/// `sectors numbers …`, `sectors remove` and `storage cleanup`, as Lotus's CLI reference has
+/// them: a reservation is skipped by new sectors, a removed sector's files are gone from
+/// every storage path, and files that come back for it are cleaned up.
+#[test]
+fn sector_numbers_remove_and_cleanup() {
+    let (c, miner, _w) = mock_miner_and_worker();
+    let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
+
+    c.miner_ok(&["sectors", "numbers", "reserve", "import", "2-3,5"]);
+    let out = c.miner_cmd(&["sectors", "numbers", "reserve", "other", "5-6"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("collides with reservation \"import\" at 5"), "{err}");
+    assert_eq!(c.miner_ok(&["sectors", "numbers", "reservations"]), "reservations: 1\nimport: count=3 2-3,5\n");
+    assert_eq!(c.miner_ok(&["sectors", "numbers", "info"]), "Next free: 1\nAllocated: 0\nReserved: 2-3,5\n");
+    c.miner_ok(&["sectors", "pledge"]);
+    assert_eq!(c.miner_ok(&["sectors", "pledge"]).trim(), "Created CC sector:  4", "2 and 3 are reserved");
+    c.miner_ok(&["sectors", "numbers", "free", "import"]);
+    assert!(c.miner_ok(&["sectors", "numbers", "info"]).contains("Allocated: 0-1,4\nReserved: \n"));
+    wait_or_show(Duration::from_secs(60), "sector 1 proving", || miner.log(), || sector_state(&c, 1) == "Proving");
+
+    let out = c.miner_cmd(&["sectors", "remove", "1"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--really-do-it"), "{out:?}");
+    let out = c.miner_cmd(&["sectors", "remove", "--really-do-it", "77"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sectorID 77 has not been created yet"), "{out:?}");
+    c.miner_ok(&["sectors", "remove", "--really-do-it", "1"]);
+    wait_or_show(Duration::from_secs(30), "sector 1 removed", || miner.log(), || sector_state(&c, 1) == "Removed");
+    let files = c.miner_ok(&["storage", "list", "sectors"]);
+    assert!(!files.lines().any(|l| l.split_whitespace().nth(1) == Some("1")), "no file of sector 1 is left: {files}");
+    let sealed = c.path("worker").join("sealed");
+    assert!(!sealed.join("s-t01000-1").exists());
+
+    // A file of the removed sector comes back (a task that was still running wrote it).
+    std::fs::write(sealed.join("s-t01000-1"), b"late").unwrap();
+    let out = c.worker_command("worker", &["storage", "redeclare", "--all"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(c.miner_ok(&["storage", "cleanup", "--removed=false"]), "");
+    assert_eq!(c.miner_ok(&["storage", "cleanup"]), "cleaning up data for sector 1\n");
+    wait_or_show(
+        Duration::from_secs(30),
+        "the late file removed",
+        || miner.log(),
+        || !sealed.join("s-t01000-1").exists() && sector_state(&c, 1) == "Removed",
+    );
+    assert_eq!(c.miner_ok(&["storage", "cleanup"]), "", "nothing left to clean");
 }

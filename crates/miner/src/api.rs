@@ -289,6 +289,23 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         }
         Ok(out)
     });
+    s.method::<m::SectorRemove, _, _, _>(ctx.clone(), |c, (n,)| async move { c.sealing.remove(n).map_err(method_err) });
+    // The sector number assigner (`sectors numbers`).
+    s.method::<m::SectorNumAssignerMeta, _, _, _>(ctx.clone(), |c, ()| async move {
+        c.sealing.with_numbers(|n| Ok(n.meta())).map_err(method_err)
+    });
+    s.method::<m::SectorNumReservations, _, _, _>(ctx.clone(), |c, ()| async move {
+        c.sealing.with_numbers(|n| Ok(n.reservations.clone())).map_err(method_err)
+    });
+    s.method::<m::SectorNumReserve, _, _, _>(ctx.clone(), |c, (name, numbers, force)| async move {
+        c.sealing.with_numbers(|n| n.reserve(&name, numbers, force)).map_err(method_err)
+    });
+    s.method::<m::SectorNumReserveCount, _, _, _>(ctx.clone(), |c, (name, count)| async move {
+        c.sealing.with_numbers(|n| n.reserve_count(&name, count)).map_err(method_err)
+    });
+    s.method::<m::SectorNumFree, _, _, _>(ctx.clone(), |c, (name,)| async move {
+        c.sealing.with_numbers(|n| n.free(&name)).map_err(method_err)
+    });
     // Ours: every sector with its state in one call, for `sectors list`.
     s.register_with("SectorsListDetail", ctx.clone(), |c, p: Params| async move {
         p.expect(0)?;

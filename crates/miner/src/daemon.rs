@@ -249,6 +249,7 @@ pub async fn serve(
     );
     let sealing = Arc::new(Sealing {
         db: std::sync::Mutex::new(db),
+        drives: Default::default(),
         chain,
         manager: manager.clone(),
         miner: meta.actor_id,
@@ -393,6 +394,6 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
     s.method::<c::RuntimeSubsystems, _, _, _>((), |(), ()| async move {
         Ok(vec!["Mining".to_string(), "Sealing".to_string(), "SectorStorage".to_string()])
     });
-    s.refuse_unimplemented(|r| lotus_api::contract::miner::visit(r), "miner");
+    lotus_api::contract::miner::refuse_unserved(&mut s);
     s
 }

@@ -9,6 +9,7 @@ pub mod index;
 pub mod jobs;
 pub mod locks;
 pub mod manager;
+pub mod numbers;
 pub mod proving;
 pub mod render;
 pub mod sealing;

@@ -8,6 +8,7 @@
 
 use crate::chain::{Chain, Epoch, PreCommitInfo};
 use crate::manager::{Manager, TaskSpec};
+use crate::numbers::Numbers;
 use lotus_api::types::CallError;
 use lotus_api::wire::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -39,6 +40,10 @@ pub enum SectorState {
     CommitFailed,
     FinalizeFailed,
     FailedUnrecoverable,
+    /// `sectors remove`: the sector's files are being deleted from every storage path.
+    Removing,
+    RemoveFailed,
+    Removed,
 }
 
 impl SectorState {
@@ -55,6 +60,7 @@ impl SectorState {
             PreCommitFailed => PreCommitting,
             ComputeProofFailed | CommitFailed => Committing,
             FinalizeFailed => FinalizeSector,
+            RemoveFailed => Removing,
             _ => return None,
         })
     }
@@ -67,12 +73,22 @@ impl SectorState {
             PreCommitting | WaitSeed => PreCommitFailed,
             Committing => ComputeProofFailed,
             FinalizeSector => FinalizeFailed,
+            Removing => RemoveFailed,
             s => s,
         }
     }
     /// Counted as "sealing" for MaxSealingSectors (staging + sealing + failed).
     pub fn is_sealing(self) -> bool {
-        !matches!(self, SectorState::Proving | SectorState::FailedUnrecoverable)
+        !matches!(self, SectorState::Proving | SectorState::FailedUnrecoverable) && !self.is_removal()
+    }
+
+    fn is_removal(self) -> bool {
+        matches!(self, SectorState::Removing | SectorState::RemoveFailed | SectorState::Removed)
+    }
+
+    /// No state machine runs in this state.
+    fn is_final(self) -> bool {
+        matches!(self, SectorState::Proving | SectorState::FailedUnrecoverable | SectorState::Removed)
     }
 }
 
@@ -123,7 +139,14 @@ pub enum SealingError {
     NotFound(u64),
     #[error("sector {0} is not in Proving: unseal it once it is sealed")]
     NotSealed(u64),
+    #[error("sector database {path}: the {what} record cannot be read ({message}); restore it from a backup")]
+    Corrupt { path: String, what: &'static str, message: String },
+    #[error(transparent)]
+    Numbers(#[from] crate::numbers::NumberError),
 }
+
+/// Where the sector number assigner's state is kept (the `meta` table).
+const NUMBERS_KEY: &str = "sector_numbers";
 
 pub struct Db {
     conn: Connection,
@@ -174,11 +197,47 @@ impl Db {
             .map_err(self.err())
     }
 
-    /// Allocate the next sector number (never reused, even after a failure).
+    /// The sector number assigner's state. A miner from before reservations had only a
+    /// counter: its numbers below the counter, and every number in its sector table, are
+    /// allocated.
+    pub fn numbers(&self) -> Result<Numbers, SealingError> {
+        if let Some(text) = self.meta(NUMBERS_KEY)? {
+            return serde_json::from_str(&text).map_err(|e| SealingError::Corrupt {
+                path: self.path.clone(),
+                what: NUMBERS_KEY,
+                message: e.to_string(),
+            });
+        }
+        let next: u64 = self.meta("next_sector")?.and_then(|v| v.parse().ok()).unwrap_or(1);
+        let mut q = self.conn.prepare("SELECT number FROM sectors").map_err(self.err())?;
+        let in_table: Vec<u64> = q.query_map([], |r| r.get(0)).map_err(self.err())?.flatten().collect();
+        Ok(Numbers::from_counter(next, in_table))
+    }
+
+    pub fn set_numbers(&self, n: &Numbers) -> Result<(), SealingError> {
+        self.set_meta(NUMBERS_KEY, &serde_json::to_string(n).expect("serialises"))
+    }
+
+    /// Allocate the next sector number: never reused, never reserved, never one the sector
+    /// table already holds.
     fn next_number(&self) -> Result<u64, SealingError> {
-        let n: u64 = self.meta("next_sector")?.and_then(|v| v.parse().ok()).unwrap_or(1);
-        self.set_meta("next_sector", &(n + 1).to_string())?;
+        let mut numbers = self.numbers()?;
+        let n = loop {
+            let n = numbers.allocate();
+            if self.get_raw(n)?.is_none() {
+                break n;
+            }
+            tracing::warn!(sector = n, "sector number {n} was free in the assigner but its row exists; skipping it");
+        };
+        self.set_numbers(&numbers)?;
         Ok(n)
+    }
+
+    fn get_raw(&self, number: u64) -> Result<Option<String>, SealingError> {
+        self.conn
+            .prepare_cached("SELECT info FROM sectors WHERE number = ?1")
+            .and_then(|mut q| q.query_row([number], |r| r.get(0)).optional())
+            .map_err(self.err())
     }
 
     pub fn put(&self, s: &SectorInfo, log_kind: &str, message: &str) -> Result<(), SealingError> {
@@ -195,13 +254,24 @@ impl Db {
         tx.commit().map_err(self.err())
     }
 
+    /// Write a state machine's transition, unless a removal was requested while its step ran
+    /// (the row is in Removing): then nothing is written and `false` returned.
+    pub fn put_transition(&self, s: &SectorInfo, kind: &str, message: &str) -> Result<bool, SealingError> {
+        if !s.state.is_removal() {
+            let state: Option<String> = self
+                .conn
+                .prepare_cached("SELECT state FROM sectors WHERE number = ?1")
+                .and_then(|mut q| q.query_row([s.number], |r| r.get(0)).optional())
+                .map_err(self.err())?;
+            if state.as_deref() == Some("Removing") {
+                return Ok(false);
+            }
+        }
+        self.put(s, kind, message).map(|()| true)
+    }
+
     pub fn get(&self, number: u64) -> Result<Option<SectorInfo>, SealingError> {
-        let text: Option<String> = self
-            .conn
-            .prepare_cached("SELECT info FROM sectors WHERE number = ?1")
-            .and_then(|mut q| q.query_row([number], |r| r.get(0)).optional())
-            .map_err(self.err())?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        Ok(self.get_raw(number)?.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
     pub fn list(&self) -> Result<Vec<SectorInfo>, SealingError> {
@@ -237,6 +307,8 @@ pub struct SealingConfig {
 
 pub struct Sealing {
     pub db: Mutex<Db>,
+    /// Each running sector state machine, so that `SectorRemove` can stop it.
+    pub drives: Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
     pub chain: Arc<dyn Chain>,
     pub manager: Arc<Manager>,
     pub miner: u64,
@@ -261,7 +333,7 @@ impl Sealing {
             if let (Some(comm_r), Some(te), Some(pe)) = (s.comm_r, s.ticket_epoch, s.precommit_epoch) {
                 self.chain_restore(&s, comm_r, te, pe);
             }
-            if s.state != SectorState::Proving && s.state != SectorState::FailedUnrecoverable {
+            if !s.state.is_final() {
                 tracing::info!(sector = s.number, state = %s.state.name(), "resuming sector");
                 self.start(s.number);
             }
@@ -276,6 +348,21 @@ impl Sealing {
             self.chain.restore_proven(id, info.clone());
         }
         self.chain.restore_pre_commit(id, info);
+    }
+
+    /// Read and change the sector number assigner under the database lock (`sectors numbers`).
+    pub fn with_numbers<T>(
+        &self,
+        f: impl FnOnce(&mut Numbers) -> Result<T, crate::numbers::NumberError>,
+    ) -> Result<T, SealingError> {
+        let db = self.db();
+        let mut n = db.numbers()?;
+        let before = n.clone();
+        let out = f(&mut n)?;
+        if n != before {
+            db.set_numbers(&n)?;
+        }
+        Ok(out)
     }
 
     /// `PledgeSector`: a new committed-capacity sector, or with `piece` a sector holding that
@@ -330,7 +417,31 @@ impl Sealing {
     /// Run a sector's state machine until it is proving (or given up).
     pub fn start(self: &Arc<Self>, number: u64) {
         let me = self.clone();
-        tokio::spawn(async move { me.drive(number).await });
+        let h = tokio::spawn(async move { me.drive(number).await });
+        let mut drives = self.drives.lock().unwrap_or_else(|e| e.into_inner());
+        drives.retain(|_, h| !h.is_finished());
+        drives.insert(number, h.abort_handle());
+    }
+
+    /// `SectorRemove`: stop the sector's state machine wherever it waits (a task it started
+    /// still runs on its worker; what it writes is removed as well, or left to
+    /// `storage cleanup`), then delete its files from every storage path.
+    pub fn remove(self: &Arc<Self>, number: u64) -> Result<(), SealingError> {
+        {
+            let db = self.db();
+            let mut s = db.get(number)?.ok_or(SealingError::NotFound(number))?;
+            if s.state == SectorState::Removing {
+                return Ok(());
+            }
+            let from = s.state;
+            s.state = SectorState::Removing;
+            db.put(&s, "event", &format!("removal requested (in {})", from.name()))?;
+        }
+        if let Some(h) = self.drives.lock().unwrap_or_else(|e| e.into_inner()).remove(&number) {
+            h.abort();
+        }
+        self.start(number);
+        Ok(())
     }
 
     async fn drive(self: Arc<Self>, number: u64) {
@@ -343,18 +454,20 @@ impl Sealing {
                     return;
                 }
             };
-            if matches!(s.state, SectorState::Proving | SectorState::FailedUnrecoverable) {
+            if s.state.is_final() {
                 return;
             }
             if let Some(target) = s.state.retry_target() {
                 tokio::time::sleep(self.cfg.retry_wait).await;
                 let mut next = s.clone();
                 next.state = target;
-                if let Err(e) = self.db().put(&next, "retry", &format!("retrying {}", target.name())) {
-                    tracing::error!(sector = number, "{e}");
-                    return;
+                match self.db().put_transition(&next, "retry", &format!("retrying {}", target.name())) {
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::error!(sector = number, "{e}");
+                        return;
+                    }
                 }
-                continue;
             }
             let from = s.state;
             let result = self.step(s.clone()).await;
@@ -377,12 +490,22 @@ impl Sealing {
                     (n, "error", format!("{}: {e}", from.name()))
                 }
             };
-            tracing::info!(sector = number, "{msg}");
-            if let Err(e) = self.db().put(&next, kind, &msg) {
-                tracing::error!(sector = number, "{e}");
-                return;
+            match self.db().put_transition(&next, kind, &msg) {
+                Ok(true) => tracing::info!(sector = number, "{msg}"),
+                Ok(false) => {
+                    tracing::info!(
+                        sector = number,
+                        "removal requested while {} ran: its result is dropped",
+                        from.name()
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(sector = number, "{e}");
+                    return;
+                }
             }
-            if matches!(next.state, SectorState::Proving | SectorState::FailedUnrecoverable) {
+            if next.state.is_final() {
                 // Its tracked work will never be asked for again.
                 if let Some(c) = self.manager.call_store() {
                     c.forget_sector(SectorId { miner: self.miner, number });
@@ -619,6 +742,20 @@ impl Sealing {
                 self.remove_copies(sector.id, FileTypes::of(&[Unsealed, Piece]), None).await;
                 s.state = Proving;
             }
+            Removing => {
+                let all = FileTypes::of(&FileType::ALL);
+                self.remove_copies(sector.id, all, None).await;
+                let left = self.manager.storage_find(sector.id, all);
+                if !left.is_empty() {
+                    let at: Vec<String> = left.iter().flat_map(|si| si.urls.clone()).collect();
+                    return Err(CallError::unknown(format!(
+                        "{} storage path(s) still hold files of the sector ({}); it retries",
+                        left.len(),
+                        at.join(", ")
+                    )));
+                }
+                s.state = Removed;
+            }
             st => return Err(CallError::unknown(format!("no work for state {}", st.name()))),
         }
         Ok(s)
@@ -772,6 +909,7 @@ mod tests {
         let chain = crate::chain::Devnet::new(SystemTime::now(), Duration::from_secs(1), 1, [0; 32]);
         Arc::new(Sealing {
             db: Mutex::new(Db::open(&dir.join("sealing.db")).unwrap()),
+            drives: Default::default(),
             chain: Arc::new(chain),
             manager,
             miner: 1000,

@@ -8,6 +8,7 @@
 use sealing_proofs::post::{PoStKind, Prover};
 use sealing_proofs::{
     Backend, Commitment, PieceInfo, SealCommitPhase1Output, SealPreCommitPhase1Output, Sealer, SectorPaths,
+    UpdatePaths, Updated,
 };
 use sealing_types::RegisteredSealProof;
 use serde::{Deserialize, Serialize};
@@ -19,11 +20,43 @@ use tokio::io::AsyncWriteExt;
 /// The hidden subcommand both binaries answer.
 pub const SUBCOMMAND: &str = "proof-task";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A job's files; those it does not use are empty.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Paths {
     pub unsealed: PathBuf,
     pub sealed: PathBuf,
     pub cache: PathBuf,
+    #[serde(default)]
+    pub update: PathBuf,
+    #[serde(default)]
+    pub update_cache: PathBuf,
+}
+
+impl Paths {
+    /// The files of `have` (what an acquisition found or allocated), by type.
+    pub fn of(have: &std::collections::HashMap<sealing_types::FileType, PathBuf>) -> Paths {
+        use sealing_types::FileType::*;
+        let get = |t| have.get(&t).cloned().unwrap_or_default();
+        Paths {
+            unsealed: get(Unsealed),
+            sealed: get(Sealed),
+            cache: get(Cache),
+            update: get(Update),
+            update_cache: get(UpdateCache),
+        }
+    }
+}
+
+impl From<&Paths> for UpdatePaths {
+    fn from(p: &Paths) -> Self {
+        UpdatePaths {
+            unsealed: p.unsealed.clone(),
+            sealed: p.sealed.clone(),
+            cache: p.cache.clone(),
+            update: p.update.clone(),
+            update_cache: p.update_cache.clone(),
+        }
+    }
 }
 
 impl From<&Paths> for SectorPaths {
@@ -91,6 +124,28 @@ pub enum ProofJob {
         ticket: [u8; 32],
         comm_d: Commitment,
     },
+    /// Snap deals: the new data (`paths.unsealed`) encoded over the sector key into
+    /// `paths.update`/`update_cache`.
+    ReplicaUpdate {
+        pieces: Vec<PieceInfo>,
+    },
+    ProveReplicaUpdate1 {
+        comm_r_old: Commitment,
+        comm_r_new: Commitment,
+        comm_d_new: Commitment,
+    },
+    /// The update SNARK; no files.
+    ProveReplicaUpdate2 {
+        comm_r_old: Commitment,
+        comm_r_new: Commitment,
+        comm_d_new: Commitment,
+        vanilla: Vec<Vec<u8>>,
+    },
+    /// The sector key (`paths.sealed`) back from the update and its data.
+    GenerateSectorKey {
+        comm_d_new: Commitment,
+    },
+    FinalizeReplicaUpdate,
     /// The SNARK of a WindowPoSt partition or a WinningPoSt over (sector, vanilla proof in
     /// base64) pairs. `sector` and `paths` of the job are unused.
     PoStSnark {
@@ -117,6 +172,11 @@ impl ProofJob {
             ProofJob::Commit2 { .. } => T::Commit2,
             ProofJob::Finalize => T::Finalize,
             ProofJob::Unseal { .. } => T::Unseal,
+            ProofJob::ReplicaUpdate { .. } => T::ReplicaUpdate,
+            ProofJob::ProveReplicaUpdate1 { .. } => T::ProveReplicaUpdate1,
+            ProofJob::ProveReplicaUpdate2 { .. } => T::ProveReplicaUpdate2,
+            ProofJob::GenerateSectorKey { .. } => T::RegenSectorKey,
+            ProofJob::FinalizeReplicaUpdate => T::FinalizeReplicaUpdate,
             ProofJob::PoStSnark { kind: PoStKind::Window, .. } => T::GenerateWindowPoSt,
             ProofJob::PoStSnark { kind: PoStKind::Winning, .. } => T::GenerateWinningPoSt,
             ProofJob::WarmUp { .. } => return None,
@@ -132,6 +192,11 @@ impl ProofJob {
             ProofJob::Commit2 { .. } => "Commit2",
             ProofJob::Finalize => "FinalizeSector",
             ProofJob::Unseal { .. } => "Unseal",
+            ProofJob::ReplicaUpdate { .. } => "ReplicaUpdate",
+            ProofJob::ProveReplicaUpdate1 { .. } => "ProveReplicaUpdate1",
+            ProofJob::ProveReplicaUpdate2 { .. } => "ProveReplicaUpdate2",
+            ProofJob::GenerateSectorKey { .. } => "GenerateSectorKeyFromData",
+            ProofJob::FinalizeReplicaUpdate => "FinalizeReplicaUpdate",
             ProofJob::PoStSnark { kind: PoStKind::Window, .. } => "WindowPoSt",
             ProofJob::PoStSnark { kind: PoStKind::Winning, .. } => "WinningPoSt",
             ProofJob::WarmUp { .. } => "GPU warm-up",
@@ -229,6 +294,27 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
             let data = s.unseal(&paths, ticket, comm_d).map_err(e)?;
             let size = data.len() as u64;
             s.add_piece(&data[..], size, &paths.unsealed).map_err(e)?;
+            Ok(serde_json::Value::Null)
+        }
+        ProofJob::ReplicaUpdate { pieces } => {
+            let new = s.replica_update(&UpdatePaths::from(&job.paths), &pieces).map_err(e)?;
+            json(serde_json::to_value(crate::wire::replica_update_out(&new)))
+        }
+        ProofJob::ProveReplicaUpdate1 { comm_r_old, comm_r_new, comm_d_new } => {
+            let new = Updated { comm_r_new, comm_d_new };
+            let vanilla = s.prove_replica_update1(&UpdatePaths::from(&job.paths), comm_r_old, new).map_err(e)?;
+            json(serde_json::to_value(vanilla.into_iter().map(lotus_api::wire::Bytes).collect::<Vec<_>>()))
+        }
+        ProofJob::ProveReplicaUpdate2 { comm_r_old, comm_r_new, comm_d_new, vanilla } => {
+            let proof = s.prove_replica_update2(comm_r_old, Updated { comm_r_new, comm_d_new }, vanilla).map_err(e)?;
+            json(serde_json::to_value(lotus_api::wire::Bytes(proof)))
+        }
+        ProofJob::GenerateSectorKey { comm_d_new } => {
+            s.generate_sector_key(&UpdatePaths::from(&job.paths), comm_d_new).map_err(e)?;
+            Ok(serde_json::Value::Null)
+        }
+        ProofJob::FinalizeReplicaUpdate => {
+            s.finalize_replica_update(&UpdatePaths::from(&job.paths)).map_err(e)?;
             Ok(serde_json::Value::Null)
         }
         ProofJob::PoStSnark { kind, randomness, vanilla } => {

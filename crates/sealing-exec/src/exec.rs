@@ -19,122 +19,76 @@ use uuid::Uuid;
 
 /// The asynchronous task methods of the worker API: each variant holds the method's params
 /// exactly as the contract ([`lotus_api::contract::worker`]) declares them, so what the miner
-/// sends and what a worker decodes are Lotus's shapes by construction.
-#[derive(Clone, Debug)]
-pub enum TaskCall {
-    AddPiece(P<w::AddPiece>),
-    SealPreCommit1(P<w::SealPreCommit1>),
-    SealPreCommit2(P<w::SealPreCommit2>),
-    SealCommit1(P<w::SealCommit1>),
-    SealCommit2(P<w::SealCommit2>),
-    FinalizeSector(P<w::FinalizeSector>),
-    MoveStorage(P<w::MoveStorage>),
-    Fetch(P<w::Fetch>),
-    UnsealPiece(P<w::UnsealPiece>),
-    DataCid(P<w::DataCid>),
-    ReleaseUnsealed(P<w::ReleaseUnsealed>),
+/// sends and what a worker decodes are Lotus's shapes by construction. Each entry names the
+/// method and how to get the sector its call is filed under.
+macro_rules! task_calls {
+    ($($name:ident: |$p:pat_param| $sector:expr),* $(,)?) => {
+        #[derive(Clone, Debug)]
+        pub enum TaskCall {
+            $($name(P<w::$name>),)*
+        }
+
+        pub const TASK_METHODS: &[&str] = &[$(w::$name::NAME,)*];
+
+        impl TaskCall {
+            pub fn sector(&self) -> SectorRef {
+                match self {
+                    $(TaskCall::$name($p) => $sector,)*
+                }
+            }
+
+            /// Method name and positional params.
+            pub fn to_rpc(&self) -> (&'static str, Vec<serde_json::Value>) {
+                match self {
+                    $(TaskCall::$name(p) => (w::$name::NAME, p.to_values()),)*
+                }
+            }
+
+            /// Decode a task method's params (the worker's side).
+            pub fn from_rpc(method: &str, values: Vec<serde_json::Value>) -> Result<TaskCall, RpcError> {
+                $(if method == w::$name::NAME {
+                    return Ok(TaskCall::$name(P::<w::$name>::from_values(w::$name::NAME, w::$name::PARAM_NAMES, values)?));
+                })*
+                Err(RpcError::new(lotus_api::rpc::METHOD_NOT_FOUND, format!("{method} is not a task method")))
+            }
+
+            /// The method name, without serialising the params (a Commit1 output is megabytes).
+            pub fn method(&self) -> String {
+                match self {
+                    $(TaskCall::$name(..) => w::$name::NAME,)*
+                }
+                .to_string()
+            }
+        }
+    };
+}
+
+task_calls! {
+    AddPiece: |p| p.0,
+    SealPreCommit1: |p| p.0,
+    SealPreCommit2: |p| p.0,
+    SealCommit1: |p| p.0,
+    SealCommit2: |p| p.0,
+    FinalizeSector: |p| p.0,
+    MoveStorage: |p| p.0,
+    Fetch: |p| p.0,
+    UnsealPiece: |p| p.0,
+    DataCid: |_| NO_SECTOR,
+    ReleaseUnsealed: |p| p.0,
+    ReplicaUpdate: |p| p.0,
+    ProveReplicaUpdate1: |p| p.0,
+    ProveReplicaUpdate2: |p| p.0,
+    GenerateSectorKeyFromData: |p| p.0,
+    FinalizeReplicaUpdate: |p| p.0,
 }
 
 type P<M> = <M as Method>::Params;
-
-pub const TASK_METHODS: &[&str] = &[
-    w::AddPiece::NAME,
-    w::SealPreCommit1::NAME,
-    w::SealPreCommit2::NAME,
-    w::SealCommit1::NAME,
-    w::SealCommit2::NAME,
-    w::FinalizeSector::NAME,
-    w::MoveStorage::NAME,
-    w::Fetch::NAME,
-    w::UnsealPiece::NAME,
-    w::DataCid::NAME,
-    w::ReleaseUnsealed::NAME,
-];
 
 /// The sector a call without one (`DataCid`) is filed under, as Lotus's `NoSectorRef`.
 const NO_SECTOR: SectorRef = SectorRef {
     id: SectorId { miner: 0, number: 0 },
     proof_type: sealing_types::RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
 };
-
-impl TaskCall {
-    pub fn sector(&self) -> SectorRef {
-        match self {
-            TaskCall::AddPiece(p) => p.0,
-            TaskCall::SealPreCommit1(p) => p.0,
-            TaskCall::SealPreCommit2(p) => p.0,
-            TaskCall::SealCommit1(p) => p.0,
-            TaskCall::SealCommit2(p) => p.0,
-            TaskCall::FinalizeSector(p) => p.0,
-            TaskCall::MoveStorage(p) => p.0,
-            TaskCall::Fetch(p) => p.0,
-            TaskCall::UnsealPiece(p) => p.0,
-            TaskCall::DataCid(_) => NO_SECTOR,
-            TaskCall::ReleaseUnsealed(p) => p.0,
-        }
-    }
-
-    /// Method name and positional params.
-    pub fn to_rpc(&self) -> (&'static str, Vec<serde_json::Value>) {
-        fn of<M: Method>(p: &M::Params) -> (&'static str, Vec<serde_json::Value>) {
-            (M::NAME, p.to_values())
-        }
-        match self {
-            TaskCall::AddPiece(p) => of::<w::AddPiece>(p),
-            TaskCall::SealPreCommit1(p) => of::<w::SealPreCommit1>(p),
-            TaskCall::SealPreCommit2(p) => of::<w::SealPreCommit2>(p),
-            TaskCall::SealCommit1(p) => of::<w::SealCommit1>(p),
-            TaskCall::SealCommit2(p) => of::<w::SealCommit2>(p),
-            TaskCall::FinalizeSector(p) => of::<w::FinalizeSector>(p),
-            TaskCall::MoveStorage(p) => of::<w::MoveStorage>(p),
-            TaskCall::Fetch(p) => of::<w::Fetch>(p),
-            TaskCall::UnsealPiece(p) => of::<w::UnsealPiece>(p),
-            TaskCall::DataCid(p) => of::<w::DataCid>(p),
-            TaskCall::ReleaseUnsealed(p) => of::<w::ReleaseUnsealed>(p),
-        }
-    }
-
-    /// Decode a task method's params (the worker's side).
-    pub fn from_rpc(method: &str, values: Vec<serde_json::Value>) -> Result<TaskCall, RpcError> {
-        fn of<M: Method>(values: Vec<serde_json::Value>) -> Result<M::Params, RpcError> {
-            M::Params::from_values(M::NAME, M::PARAM_NAMES, values)
-        }
-        Ok(match method {
-            "AddPiece" => TaskCall::AddPiece(of::<w::AddPiece>(values)?),
-            "SealPreCommit1" => TaskCall::SealPreCommit1(of::<w::SealPreCommit1>(values)?),
-            "SealPreCommit2" => TaskCall::SealPreCommit2(of::<w::SealPreCommit2>(values)?),
-            "SealCommit1" => TaskCall::SealCommit1(of::<w::SealCommit1>(values)?),
-            "SealCommit2" => TaskCall::SealCommit2(of::<w::SealCommit2>(values)?),
-            "FinalizeSector" => TaskCall::FinalizeSector(of::<w::FinalizeSector>(values)?),
-            "MoveStorage" => TaskCall::MoveStorage(of::<w::MoveStorage>(values)?),
-            "Fetch" => TaskCall::Fetch(of::<w::Fetch>(values)?),
-            "UnsealPiece" => TaskCall::UnsealPiece(of::<w::UnsealPiece>(values)?),
-            "DataCid" => TaskCall::DataCid(of::<w::DataCid>(values)?),
-            "ReleaseUnsealed" => TaskCall::ReleaseUnsealed(of::<w::ReleaseUnsealed>(values)?),
-            other => {
-                return Err(RpcError::new(lotus_api::rpc::METHOD_NOT_FOUND, format!("{other} is not a task method")))
-            }
-        })
-    }
-
-    /// The method name, without serialising the params (a Commit1 output is megabytes).
-    pub fn method(&self) -> String {
-        match self {
-            TaskCall::AddPiece(..) => "AddPiece",
-            TaskCall::SealPreCommit1(..) => "SealPreCommit1",
-            TaskCall::SealPreCommit2(..) => "SealPreCommit2",
-            TaskCall::SealCommit1(..) => "SealCommit1",
-            TaskCall::SealCommit2(..) => "SealCommit2",
-            TaskCall::FinalizeSector(..) => "FinalizeSector",
-            TaskCall::MoveStorage(..) => "MoveStorage",
-            TaskCall::Fetch(..) => "Fetch",
-            TaskCall::UnsealPiece(..) => "UnsealPiece",
-            TaskCall::DataCid(..) => "DataCid",
-            TaskCall::ReleaseUnsealed(..) => "ReleaseUnsealed",
-        }
-        .to_string()
-    }
-}
 
 /// Delivers a call's result to the miner (`Return<Method>`): retried until the miner takes it.
 pub trait Returner: Send + Sync {
@@ -209,7 +163,7 @@ impl Executor {
             proof: sealing_types::RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
             miner: 1000,
             sector: 1,
-            paths: Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: PathBuf::new() },
+            paths: Paths::default(),
             op: ProofJob::WarmUp { dir: dir.clone() },
             backend: sealing_proofs::Backend::Real,
             mock_duration: std::time::Duration::ZERO,
@@ -348,8 +302,7 @@ impl Executor {
             TaskCall::SealPreCommit2((_, pc1)) => {
                 let pc1 = crate::wire::pc1_from_wire(&pc1).map_err(bad)?;
                 let have = self.acquire(sector, sealed, PathType::Sealing, true).await?;
-                let paths =
-                    Paths { unsealed: PathBuf::new(), sealed: have[&Sealed].clone(), cache: have[&Cache].clone() };
+                let paths = Paths::of(&have);
                 self.proof(sector, paths, ProofJob::PreCommit2 { pc1 }).await
             }
             TaskCall::SealCommit1((_, ticket, seed, pieces, cids)) => {
@@ -358,20 +311,19 @@ impl Executor {
                 let pieces = crate::wire::pieces_from_wire(&pieces).map_err(bad)?;
                 let (comm_r, comm_d) = crate::wire::commitments(&cids).map_err(bad)?;
                 let have = self.acquire(sector, sealed, PathType::Sealing, true).await?;
-                let paths =
-                    Paths { unsealed: PathBuf::new(), sealed: have[&Sealed].clone(), cache: have[&Cache].clone() };
+                let paths = Paths::of(&have);
                 self.proof(sector, paths, ProofJob::Commit1 { ticket, seed, comm_r, comm_d, pieces }).await
             }
             TaskCall::SealCommit2((_, c1)) => {
                 let c1 = crate::wire::c1_from_wire(&c1).map_err(bad)?;
-                let paths = Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: PathBuf::new() };
+                let paths = Paths::default();
                 self.proof(sector, paths, ProofJob::Commit2 { c1 }).await
             }
             TaskCall::FinalizeSector(_) => {
                 let (_, cache_dir) = self.store.find(sector.id, Cache).ok_or_else(|| {
                     CallError::unknown(format!("finalize: sector {} has no cache directory on this node", sector.id))
                 })?;
-                let paths = Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: cache_dir };
+                let paths = Paths { cache: cache_dir, ..Paths::default() };
                 self.proof(sector, paths, ProofJob::Finalize).await
             }
             TaskCall::MoveStorage((_, types)) => {
@@ -394,11 +346,7 @@ impl Executor {
                 // Copy, not move: the long-term copy of sealed + cache stays where it is.
                 let have = self.acquire(sector, sealed, PathType::Sealing, false).await?;
                 let p = self.alloc(sector, unsealed, PathType::Sealing)?;
-                let paths = Paths {
-                    unsealed: p.file(Unsealed, sector.id),
-                    sealed: have[&Sealed].clone(),
-                    cache: have[&Cache].clone(),
-                };
+                let paths = Paths { unsealed: p.file(Unsealed, sector.id), ..Paths::of(&have) };
                 self.proof(sector, paths, ProofJob::Unseal { ticket, comm_d }).await?;
                 self.declare(&p, sector, unsealed).await?;
                 Ok(serde_json::Value::Null)
@@ -411,8 +359,7 @@ impl Executor {
                     .ok_or_else(|| bad(format!("a piece of {size} bytes is larger than any sector")))?;
                 let piece = self.piece_data(sector, data, size).await?;
                 let scratch = tempfile::tempdir().map_err(|e| bad(format!("a scratch directory: {e}")))?;
-                let paths =
-                    Paths { unsealed: scratch.path().join("piece"), sealed: PathBuf::new(), cache: PathBuf::new() };
+                let paths = Paths { unsealed: scratch.path().join("piece"), ..Paths::default() };
                 let s = SectorRef { proof_type: proof, ..sector };
                 let r = self.proof(s, paths, ProofJob::AddPiece { piece: piece.clone(), size }).await;
                 if let Some(f) = piece {
@@ -436,6 +383,71 @@ impl Executor {
                     }
                 }
                 Ok(serde_json::Value::Null)
+            }
+            TaskCall::ReplicaUpdate((_, pieces)) => {
+                let pieces = crate::wire::pieces_from_wire(&pieces).map_err(bad)?;
+                // Copies: the sector key and its cache stay where the sector is proven from
+                // until the update is on chain.
+                let inputs = FileTypes::of(&[Unsealed, Sealed, Cache]);
+                let mut have = self.acquire(sector, inputs, PathType::Sealing, false).await?;
+                let updates = FileTypes::of(&[Update, UpdateCache]);
+                let p = self.alloc(sector, updates, PathType::Sealing)?;
+                have.extend([(Update, p.file(Update, sector.id)), (UpdateCache, p.file(UpdateCache, sector.id))]);
+                let r = self.proof(sector, Paths::of(&have), ProofJob::ReplicaUpdate { pieces }).await?;
+                self.declare(&p, sector, updates).await?;
+                Ok(r)
+            }
+            TaskCall::ProveReplicaUpdate1((_, key, new_sealed, new_unsealed)) => {
+                let (comm_r_old, comm_r_new, comm_d_new) =
+                    crate::wire::update_commitments(&key, &new_sealed, &new_unsealed).map_err(bad)?;
+                let inputs = FileTypes::of(&[Sealed, Cache, Update, UpdateCache]);
+                let have = self.acquire(sector, inputs, PathType::Sealing, false).await?;
+                let job = ProofJob::ProveReplicaUpdate1 { comm_r_old, comm_r_new, comm_d_new };
+                self.proof(sector, Paths::of(&have), job).await
+            }
+            TaskCall::ProveReplicaUpdate2((_, key, new_sealed, new_unsealed, vanilla)) => {
+                let (comm_r_old, comm_r_new, comm_d_new) =
+                    crate::wire::update_commitments(&key, &new_sealed, &new_unsealed).map_err(bad)?;
+                if vanilla.is_empty() {
+                    return Err(bad("no vanilla proofs: pass ProveReplicaUpdate1's result".into()));
+                }
+                let vanilla = vanilla.into_iter().map(|b| b.0).collect();
+                let job = ProofJob::ProveReplicaUpdate2 { comm_r_old, comm_r_new, comm_d_new, vanilla };
+                self.proof(sector, Paths::default(), job).await
+            }
+            TaskCall::GenerateSectorKeyFromData((_, comm_d)) => {
+                let comm_d_new = lotus_api::wire::Commitment::Unsealed.from_cid(&comm_d).map_err(bad)?;
+                if let Some((_, f)) = self.store.find(sector.id, Sealed) {
+                    return Err(bad(format!(
+                        "the sector key is already here ({}); it is regenerated only once released",
+                        f.display()
+                    )));
+                }
+                let inputs = FileTypes::of(&[Unsealed, Cache, Update, UpdateCache]);
+                let mut have = self.acquire(sector, inputs, PathType::Sealing, false).await?;
+                let key = FileTypes::of(&[Sealed]);
+                let p = self.alloc(sector, key, PathType::Sealing)?;
+                // Written under another name and renamed once checked: a failed or killed run
+                // leaves no half-written key where the sector's files are looked for.
+                let target = p.file(Sealed, sector.id);
+                let partial = target.with_extension("regenerating");
+                have.insert(Sealed, partial.clone());
+                self.proof(sector, Paths::of(&have), ProofJob::GenerateSectorKey { comm_d_new }).await?;
+                std::fs::rename(&partial, &target)
+                    .map_err(|e| bad(format!("moving the sector key into place at {}: {e}", target.display())))?;
+                self.declare(&p, sector, key).await?;
+                Ok(serde_json::Value::Null)
+            }
+            TaskCall::FinalizeReplicaUpdate(_) => {
+                let find = |t| self.store.find(sector.id, t).map(|(_, f)| f);
+                let update_cache = find(UpdateCache).ok_or_else(|| {
+                    CallError::unknown(format!(
+                        "finalize replica update: sector {} has no update cache on this node",
+                        sector.id
+                    ))
+                })?;
+                let paths = Paths { cache: find(Cache).unwrap_or_default(), update_cache, ..Paths::default() };
+                self.proof(sector, paths, ProofJob::FinalizeReplicaUpdate).await
             }
         }
     }
@@ -536,6 +548,8 @@ impl Executor {
             unsealed: p.file(FileType::Unsealed, s.id),
             sealed: p.file(FileType::Sealed, s.id),
             cache: p.file(FileType::Cache, s.id),
+            update: p.file(FileType::Update, s.id),
+            update_cache: p.file(FileType::UpdateCache, s.id),
         }
     }
 
@@ -563,8 +577,8 @@ impl Executor {
         // GPU tasks hold their cards while they run (a mock one too, so that a test sees the
         // cards in use); dropping the lease frees them. A mock job runs in a proof process as
         // a real one does, sleeping for its configured duration.
-        use sealing_types::TaskType::{Commit2, PreCommit2};
-        let task = job.op.task_type().filter(|t| matches!(t, PreCommit2 | Commit2));
+        use sealing_types::TaskType::{Commit2, PreCommit2, ProveReplicaUpdate2};
+        let task = job.op.task_type().filter(|t| matches!(t, PreCommit2 | Commit2 | ProveReplicaUpdate2));
         let gpus = self.gpus.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let _lease = match (task, gpus, limits.no_gpu) {
             (Some(task), Some((slots, table)), false) => {

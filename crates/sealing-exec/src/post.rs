@@ -220,7 +220,7 @@ impl PoStProver {
                 proof: first.seal_proof,
                 miner,
                 sector: 0,
-                paths: Paths { unsealed: PathBuf::new(), sealed: PathBuf::new(), cache: PathBuf::new() },
+                paths: Paths::default(),
                 op: ProofJob::PoStSnark { kind, randomness, vanilla },
                 backend: self.backend,
                 mock_duration: std::time::Duration::ZERO,

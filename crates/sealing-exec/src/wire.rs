@@ -8,6 +8,7 @@
 //! filecoin-ffi produces it.
 
 use crate::post::{PoStKind, PoStOutput, PoStSector, SkippedSector};
+use lotus_api::contract::miner::ReplicaUpdateOut;
 use lotus_api::contract::worker::{PoStDetails, PoStProof, PostSectorChallenge, WindowPoStResult};
 use lotus_api::wire::{self, Bytes, Commitment};
 use sealing_proofs::{PieceInfo, SealCommitPhase1Output, SealPreCommitPhase1Output, UnpaddedBytesAmount};
@@ -64,6 +65,30 @@ pub fn cids(comm_r: &[u8; 32], comm_d: &[u8; 32]) -> wire::SectorCids {
 /// (CommR, CommD) of PreCommit2's result.
 pub fn commitments(c: &wire::SectorCids) -> Result<([u8; 32], [u8; 32]), String> {
     Ok((Commitment::Sealed.from_cid(&c.sealed)?, Commitment::Unsealed.from_cid(&c.unsealed)?))
+}
+
+/// ReplicaUpdate's result.
+pub fn replica_update_out(new: &sealing_proofs::Updated) -> ReplicaUpdateOut {
+    ReplicaUpdateOut {
+        new_sealed: Commitment::Sealed.to_cid(&new.comm_r_new),
+        new_unsealed: Commitment::Unsealed.to_cid(&new.comm_d_new),
+    }
+}
+
+/// (old CommR, new CommR, new CommD) of the ProveReplicaUpdate calls' params.
+pub type UpdateCommitments = ([u8; 32], [u8; 32], [u8; 32]);
+
+pub fn update_commitments(
+    sector_key: &wire::Cid,
+    new_sealed: &wire::Cid,
+    new_unsealed: &wire::Cid,
+) -> Result<UpdateCommitments, String> {
+    let sealed = |c, what| Commitment::Sealed.from_cid(c).map_err(|e| format!("{what}: {e}"));
+    Ok((
+        sealed(sector_key, "the sector key")?,
+        sealed(new_sealed, "the new sealed CID")?,
+        Commitment::Unsealed.from_cid(new_unsealed).map_err(|e| format!("the new unsealed CID: {e}"))?,
+    ))
 }
 
 /// Lotus's `abi.RegisteredPoStProof` for a seal proof's sector size: WinningPoSt V1

@@ -13,8 +13,10 @@
 pub mod mock;
 pub mod params;
 pub mod post;
+pub mod update;
 
 pub use mock::Backend;
+pub use update::{update_proof, UpdatePaths, Updated};
 
 use filecoin_proofs_api as api;
 use sealing_types::{RegisteredSealProof, SectorSize};

@@ -11,6 +11,7 @@
 //! the same output. A mock proof never verifies under the real backend, and a real one never
 //! under the mock backend: the chain accepts a backend's proofs only in that backend's mode.
 
+use crate::update::{read, UpdatePaths, Updated};
 use crate::{api, api_proof, max_unpadded, Commitment, PieceInfo, ProofError, SectorPaths};
 use sealing_types::{RegisteredSealProof, SectorSize};
 use sha2::{Digest, Sha256};
@@ -253,7 +254,7 @@ pub fn finalize(cache: &Path) -> Result<(), ProofError> {
     let entries = std::fs::read_dir(cache).map_err(io("reading the cache directory", cache))?;
     for e in entries.flatten() {
         let name = e.file_name();
-        if !KEPT_CACHE_FILES.iter().any(|k| name == *k) {
+        if !KEPT_CACHE_FILES.iter().any(|k| name == *k) && name != SECTOR_KEY_FILE {
             std::fs::remove_file(e.path()).map_err(io("trimming the cache", cache))?;
         }
     }
@@ -340,6 +341,82 @@ pub fn verify_post(
     }
     let refs: Vec<&(u64, Vec<u8>)> = pairs.iter().collect();
     snark(prover_id, randomness, &refs) == proof
+}
+
+/// Where a mock update keeps the old CommR (the real update cache's `p_aux` keeps the old
+/// CommC, from which the library rebuilds it).
+const SECTOR_KEY_FILE: &str = "mock-sector-key";
+
+fn xor_files(a: &Path, b: &Path, out: &Path, len: usize) -> Result<(), ProofError> {
+    let (a, mut b) = (read(a, "reading a replica")?, read(b, "reading the unsealed file")?);
+    b.resize(len, 0);
+    let x: Vec<u8> = a.iter().zip(&b).map(|(x, y)| x ^ y).collect();
+    std::fs::write(out, x).map_err(io("writing a replica", out))
+}
+
+/// ReplicaUpdate: the update is the sector key XOR the new data (so the key comes back from
+/// the update and the data, as with the library's encoding); the update cache holds the new
+/// CommR as the real one holds its trees.
+pub fn replica_update(size: SectorSize, paths: &UpdatePaths, pieces: &[PieceInfo]) -> Result<Updated, ProofError> {
+    let comm_r_old = stored_comm_r(&paths.cache)?;
+    let comm_d_new = comm_d(size, pieces);
+    let comm_r_new = commitment("comm-r-update", &[&comm_r_old, &comm_d_new]);
+    xor_files(&paths.sealed, &paths.unsealed, &paths.update, size.0 as usize)?;
+    for name in KEPT_CACHE_FILES {
+        let p = paths.update_cache.join(name);
+        std::fs::write(&p, comm_r_new).map_err(io("writing the update cache", &p))?;
+    }
+    let key = paths.update_cache.join(SECTOR_KEY_FILE);
+    std::fs::write(&key, comm_r_old).map_err(io("writing the update cache", &key))?;
+    Ok(Updated { comm_r_new, comm_d_new })
+}
+
+fn update_vanilla(comm_r_old: Commitment, new: Updated) -> Vec<u8> {
+    digest("update-vanilla", &[&comm_r_old, &new.comm_r_new, &new.comm_d_new]).to_vec()
+}
+
+/// ProveReplicaUpdate1: needs both replicas and caches, bound to the commitments.
+pub fn prove_replica_update1(
+    paths: &UpdatePaths,
+    comm_r_old: Commitment,
+    new: Updated,
+) -> Result<Vec<Vec<u8>>, ProofError> {
+    for f in [&paths.sealed, &paths.update] {
+        std::fs::metadata(f).map_err(io("reading a replica", f))?;
+    }
+    if stored_comm_r(&paths.cache)? != comm_r_old || stored_comm_r(&paths.update_cache)? != new.comm_r_new {
+        return Err(ProofError::Library {
+            phase: "ProveReplicaUpdate1",
+            sector: 0,
+            message: "the caches hold other commitments than the ones given".into(),
+        });
+    }
+    Ok(vec![update_vanilla(comm_r_old, new)])
+}
+
+pub fn prove_replica_update2(comm_r_old: Commitment, new: Updated, vanilla: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    if vanilla != [update_vanilla(comm_r_old, new)] {
+        return Err("the vanilla proofs are not of these commitments".into());
+    }
+    Ok(update_proof(comm_r_old, new))
+}
+
+/// The 192-byte update proof.
+pub fn update_proof(comm_r_old: Commitment, new: Updated) -> Vec<u8> {
+    expand(digest("update-proof", &[&comm_r_old, &new.comm_r_new, &new.comm_d_new]), 192)
+}
+
+/// GenerateSectorKeyFromData: the key back as the update XOR the data.
+pub fn generate_sector_key(paths: &UpdatePaths) -> Result<(), ProofError> {
+    let len = std::fs::metadata(&paths.update).map_err(io("reading the update file", &paths.update))?.len();
+    xor_files(&paths.update, &paths.unsealed, &paths.sealed, len as usize)?;
+    let key = paths.update_cache.join(SECTOR_KEY_FILE);
+    let comm_r_old = read(&key, "reading the update cache")?;
+    for name in KEPT_CACHE_FILES {
+        let p = paths.cache.join(name);
+        std::fs::write(&p, &comm_r_old).map_err(io("writing the cache", &p))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ use storage_proofs_core::merkle::MerkleTreeTrait;
 use storage_proofs_core::parameter_cache::CacheableParameters;
 use storage_proofs_porep::stacked::{StackedCircuit, StackedCompound, StackedDrg};
 use storage_proofs_post::fallback::{FallbackPoSt, FallbackPoStCircuit, FallbackPoStCompound};
+use storage_proofs_update::constants::TreeRHasher;
+use storage_proofs_update::{
+    EmptySectorUpdate, EmptySectorUpdateCircuit, EmptySectorUpdateCompound, PublicParams as UpdatePublicParams,
+};
 
 /// Seed of the devnet parameters. Changing it invalidates every existing devnet cache.
 const DEVNET_SEED: [u8; 32] = *b"lotus-rs devnet groth16 seed v1!";
@@ -87,6 +91,37 @@ fn post<Tree: 'static + MerkleTreeTrait>(cfg: &PoStConfig, rng: &mut ChaCha20Rng
     Ok(())
 }
 
+/// The snap-deal update circuit (the one `filecoin-proofs` proves and verifies with; its
+/// single-partition "poseidon" sibling is unused at these sizes).
+fn update<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(
+    cfg: &PoRepConfig,
+    rng: &mut ChaCha20Rng,
+) -> anyhow::Result<()> {
+    type C<T> = EmptySectorUpdateCompound<T>;
+    let pp = UpdatePublicParams::from_sector_size(u64::from(cfg.sector_size));
+    // The update circuit is not `Clone`: a fresh blank one per call.
+    let blank =
+        || <C<Tree> as CompoundProof<EmptySectorUpdate<Tree>, EmptySectorUpdateCircuit<Tree>>>::blank_circuit(&pp);
+    C::<Tree>::get_param_metadata(blank(), &pp)?;
+    C::<Tree>::get_groth_params(Some(&mut *rng), blank(), &pp)?;
+    C::<Tree>::get_verifying_key(Some(&mut *rng), blank(), &pp)?;
+    Ok(())
+}
+
+/// The update circuit's parameter and verifying-key file names. Not
+/// `RegisteredUpdateProof::cache_params_path`: that one names the PoRep circuit's files.
+fn update_files<Tree: 'static + MerkleTreeTrait<Hasher = TreeRHasher>>(
+    cfg: &PoRepConfig,
+) -> anyhow::Result<[PathBuf; 2]> {
+    use storage_proofs_core::parameter_cache::{parameter_cache_params_path, parameter_cache_verifying_key_path};
+    let pp = UpdatePublicParams::from_sector_size(u64::from(cfg.sector_size));
+    let id =
+        <EmptySectorUpdateCompound<Tree> as CacheableParameters<EmptySectorUpdateCircuit<Tree>, _>>::cache_identifier(
+            &pp,
+        );
+    Ok([parameter_cache_params_path(&id), parameter_cache_verifying_key_path(&id)])
+}
+
 /// One entry of the proofs library's parameter manifest (`parameters.json`, bundled in the
 /// library): the published files, their IPFS CIDs and blake2b digests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +151,8 @@ pub fn manifest(size: SectorSize) -> Vec<ManifestEntry> {
 pub fn files(size: SectorSize) -> Result<Vec<PathBuf>, ParamsError> {
     let c = circuits(size)?;
     let err = |e: anyhow::Error| ParamsError::Generate { what: "file name", message: format!("{e:#}") };
+    let update_cfg = crate::update_proof(size).as_v1_config();
+    let [update_params, update_vk] = with_shape!(size.0, update_files, &update_cfg).map_err(err)?;
     Ok(vec![
         c.seal.cache_params_path().map_err(err)?,
         c.seal.cache_verifying_key_path().map_err(err)?,
@@ -123,10 +160,13 @@ pub fn files(size: SectorSize) -> Result<Vec<PathBuf>, ParamsError> {
         c.winning.cache_verifying_key_path().map_err(err)?,
         c.window.cache_params_path().map_err(err)?,
         c.window.cache_verifying_key_path().map_err(err)?,
+        update_params,
+        update_vk,
     ])
 }
 
-/// Generate whatever is missing for `size` (PoRep, WinningPoSt, WindowPoSt). `progress` is
+/// Generate whatever is missing for `size` (PoRep, WinningPoSt, WindowPoSt, the snap-deal
+/// update). `progress` is
 /// told each circuit's name before its (possibly long) generation starts.
 pub fn generate(size: SectorSize, progress: &dyn Fn(&str)) -> Result<(), ParamsError> {
     let c = circuits(size)?;
@@ -144,6 +184,10 @@ pub fn generate(size: SectorSize, progress: &dyn Fn(&str)) -> Result<(), ParamsE
     let wdp = c.window.as_v1_config();
     let mut r = rng(3);
     with_shape!(ss, post, &wdp, &mut r).map_err(fail("WindowPoSt"))?;
+    progress("snap-deal update (EmptySectorUpdate)");
+    let upd = crate::update_proof(size).as_v1_config();
+    let mut r = rng(4);
+    with_shape!(ss, update, &upd, &mut r).map_err(fail("snap-deal update"))?;
     Ok(())
 }
 

@@ -34,6 +34,42 @@ pub enum SectorsCmd {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Forcefully remove a sector (WARNING: This means losing power and collateral for the removed sector (use 'terminate' for lower penalty))
+    Remove {
+        /// pass this flag if you know what you are doing
+        #[arg(long)]
+        really_do_it: bool,
+        /// <sectorNum>
+        sector: u64,
+    },
+    /// manage sector number assignments
+    Numbers {
+        #[command(subcommand)]
+        cmd: NumbersCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NumbersCmd {
+    /// view sector assigner state
+    Info,
+    /// list sector number reservations
+    Reservations,
+    /// create sector number reservations
+    Reserve {
+        /// skip duplicate reservation checks (note: can lead to damaging other reservations on free)
+        #[arg(long)]
+        force: bool,
+        /// [reservation name]
+        name: String,
+        /// [reserved ranges], e.g. 100-199,250
+        ranges: String,
+    },
+    /// remove sector number reservations
+    Free {
+        /// [reservation name]
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +95,12 @@ pub enum StorageCmd {
     Locks,
     /// redeclare sectors in a local storage path
     Redeclare(lotus_node::attach::RedeclareArgs),
+    /// trigger cleanup actions
+    Cleanup {
+        /// cleanup remaining files from removed sectors
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        removed: bool,
+    },
 }
 
 pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
@@ -91,6 +133,46 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
             }
         }
         SectorsCmd::Unseal { sector, output } => unseal(repo, &c, sector, &output).await?,
+        SectorsCmd::Numbers { cmd } => numbers(&c, cmd).await?,
+        SectorsCmd::Remove { really_do_it, sector } => {
+            use lotus_api::contract::miner as m;
+            if !really_do_it {
+                bail!("this is a command for advanced users, only use it if you are sure of what you are doing (pass --really-do-it)");
+            }
+            c.request::<m::SectorsStatus>((sector, Some(false)))
+                .await
+                .map_err(|e| anyhow::anyhow!("sectorID {sector} has not been created yet: {}", explain(e)))?;
+            c.request::<m::SectorRemove>((sector,)).await.map_err(explain)?;
+        }
+    }
+    Ok(())
+}
+
+async fn numbers(c: &lotus_api::RpcClient, cmd: NumbersCmd) -> Result<()> {
+    use lotus_api::contract::miner as m;
+    match cmd {
+        NumbersCmd::Info => {
+            let am = c.request::<m::SectorNumAssignerMeta>(()).await.map_err(explain)?;
+            println!("Next free: {}", am.next);
+            println!("Allocated: {}", am.allocated.to_human());
+            println!("Reserved: {}", am.reserved.to_human());
+        }
+        NumbersCmd::Reservations => {
+            let rs = c.request::<m::SectorNumReservations>(()).await.map_err(explain)?;
+            println!("reservations: {}", rs.len());
+            let mut lines: Vec<String> =
+                rs.iter().map(|(name, bf)| format!("{name}: count={} {}", bf.0.len(), bf.to_human())).collect();
+            lines.sort();
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        NumbersCmd::Reserve { force, name, ranges } => {
+            let bf = lotus_api::wire::BitField::from_human(&ranges)
+                .map_err(|e| anyhow::anyhow!("parsing ranges {ranges:?}: {e}"))?;
+            c.request::<m::SectorNumReserve>((name, bf, force)).await.map_err(explain)?;
+        }
+        NumbersCmd::Free { name } => c.request::<m::SectorNumFree>((name,)).await.map_err(explain)?,
     }
     Ok(())
 }
@@ -226,6 +308,23 @@ pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
             let path = prepare_attach(&a)?;
             c.call::<()>("StorageAddLocal", json!([path])).await.map_err(explain)?;
             println!("attached {}", path.display());
+        }
+        StorageCmd::Cleanup { removed } => {
+            use lotus_api::contract::miner as m;
+            if removed {
+                let miner = actor_id(&c).await?;
+                for n in c.request::<m::SectorsListInStates>((vec!["Removed".into()],)).await.map_err(explain)? {
+                    let sid = SectorId { miner, number: n };
+                    let all = FileTypes::of(&FileType::ALL);
+                    let found = c.request::<m::StorageFindSector>((sid, all, 0, false)).await.map_err(explain)?;
+                    if !found.is_empty() {
+                        println!("cleaning up data for sector {n}");
+                        if let Err(e) = c.request::<m::SectorRemove>((n,)).await {
+                            eprintln!("ERROR: removing sector {n}: {e}");
+                        }
+                    }
+                }
+            }
         }
         StorageCmd::Locks => {
             use lotus_api::contract::miner as m;
