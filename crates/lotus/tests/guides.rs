@@ -154,8 +154,6 @@ fn storage_detach_redeclare_version_and_wait_api() {
 #[test]
 fn sector_numbers_remove_and_cleanup() {
     let (c, miner, _w) = mock_miner_and_worker();
-    let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
-
     c.miner_ok(&["sectors", "numbers", "reserve", "import", "2-3,5"]);
     let out = c.miner_cmd(&["sectors", "numbers", "reserve", "other", "5-6"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -166,6 +164,18 @@ fn sector_numbers_remove_and_cleanup() {
     assert_eq!(c.miner_ok(&["sectors", "pledge"]).trim(), "Created CC sector:  4", "2 and 3 are reserved");
     c.miner_ok(&["sectors", "numbers", "free", "import"]);
     assert!(c.miner_ok(&["sectors", "numbers", "info"]).contains("Allocated: 0-1,4\nReserved: \n"));
+    // `--json`: the API's answer as it came, Lotus's bitfields included.
+    let meta: serde_json::Value = serde_json::from_str(&c.miner_ok(&["sectors", "numbers", "info", "--json"])).unwrap();
+    assert_eq!(meta, serde_json::json!({"Allocated": [0, 2, 2, 1], "Reserved": [0], "InUse": [0, 2, 2, 1], "Next": 2}));
+    let list: serde_json::Value = serde_json::from_str(&c.miner_ok(&["sectors", "list", "--json"])).unwrap();
+    assert_eq!(list.as_array().map(|l| l.iter().map(|s| s["SectorID"].as_u64().unwrap()).collect()), Some(vec![1, 4]));
+    let workers: serde_json::Value = serde_json::from_str(&c.miner_ok(&["sealing", "workers", "--json"])).unwrap();
+    let hosts: Vec<&str> =
+        workers.as_object().unwrap().values().filter_map(|w| w["Info"]["Hostname"].as_str()).collect();
+    assert!(hosts.contains(&"host-w"), "WorkerStats by worker ID: {hosts:?}");
+    let out = c.worker_command("worker", &["info", "--json"]).output().unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(info["Info"]["Hostname"], "host-w", "{info}");
     wait_or_show(Duration::from_secs(60), "sector 1 proving", || miner.log(), || sector_state(&c, 1) == "Proving");
 
     let out = c.miner_cmd(&["sectors", "remove", "1"]);

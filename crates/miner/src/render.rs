@@ -262,10 +262,12 @@ impl Table {
 }
 
 /// One sector file in a storage path, as `storage list sectors` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct SectorFile {
     pub storage: uuid::Uuid,
     pub sector: u64,
+    #[serde(serialize_with = "file_type_name")]
     pub file_type: sealing_types::FileType,
     pub state: String,
     pub faulty: bool,
@@ -275,6 +277,10 @@ pub struct SectorFile {
     pub seal: bool,
     pub store: bool,
     pub urls: Vec<String>,
+}
+
+fn file_type_name<S: serde::Serializer>(t: &sealing_types::FileType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.name())
 }
 
 /// `lotus-miner storage list sectors`: every sector file by path, store paths first.

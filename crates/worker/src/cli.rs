@@ -25,6 +25,9 @@ pub struct Cli {
     /// Prove on GPUs when present; false sets BELLMAN_NO_GPU for the proofs library
     #[arg(long, env = "LOTUS_WORKER_ENABLE_GPU_PROVING", default_value_t = true, action = ArgAction::Set, global = true)]
     pub enable_gpu_proving: bool,
+    /// `info` prints the worker's answers as JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -208,13 +211,13 @@ pub fn main() -> Result<()> {
         return lotus_node::params::fetch(size).map_err(|e| anyhow::anyhow!(e));
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(dispatch(cli.cmd, worker_repo, miner_repo))
+    rt.block_on(dispatch(cli.cmd, worker_repo, miner_repo, cli.json))
 }
 
-async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
+async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo, json: bool) -> Result<()> {
     match cmd {
         Cmd::Run(a) => run(a, worker_repo, miner_repo).await,
-        Cmd::Info => info(&worker_repo).await,
+        Cmd::Info => info(&worker_repo, json).await,
         Cmd::Resources { all, default } => {
             let mode = match (all, default) {
                 (true, true) => bail!("--all and --default cannot be combined"),
@@ -391,7 +394,7 @@ fn worker_client(repo: &Repo) -> Result<RpcClient> {
     Ok(RpcClient::new(info.rpc_url(), Some(info.token), Duration::from_secs(30)))
 }
 
-async fn info(repo: &Repo) -> Result<()> {
+async fn info(repo: &Repo, json: bool) -> Result<()> {
     let c = worker_client(repo)?;
     use lotus_api::contract::worker as w;
     let v = c.request::<w::Version>(()).await?;
@@ -401,6 +404,14 @@ async fn info(repo: &Repo) -> Result<()> {
     let mut types: Vec<TaskType> = c.request::<w::TaskTypes>(()).await?.into_keys().collect();
     TaskType::sort_by_order(&mut types);
     let paths = c.request::<w::Paths>(()).await?;
+    if json {
+        let v = serde_json::json!({
+            "Version": v, "CLIVersion": crate::VERSION, "Session": session, "Enabled": enabled,
+            "Info": info, "TaskTypes": types.iter().map(|t| t.as_str()).collect::<Vec<_>>(), "Paths": paths,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     use sealing_types::size::size_str;
     let r = &info.resources;
     println!("Worker version:  {}", lotus_api::methods::version_string(v));

@@ -297,11 +297,11 @@ pub fn symlink(target: &str, dir: &Path, name: &str) -> PathBuf {
     p
 }
 
-/// The `Status:` of a sector, as `sectors status` prints it (empty if it cannot be read).
+/// A sector's state, from `sectors status --json` (empty if it cannot be read).
 pub fn sector_state(c: &Cluster, sector: u64) -> String {
-    let out = c.miner_cmd(&["sectors", "status", &sector.to_string()]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines().find_map(|l| l.strip_prefix("Status:")).map(|s| s.trim().to_string()).unwrap_or_default()
+    let out = c.miner_cmd(&["sectors", "status", "--json", &sector.to_string()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["State"].as_str().unwrap_or_default().to_string()
 }
 
 /// The last `n` lines of a log.

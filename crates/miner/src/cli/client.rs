@@ -51,3 +51,21 @@ pub fn explain(e: ClientError) -> anyhow::Error {
         other => other.into(),
     }
 }
+
+/// `--json`: read commands print what the API returned, as JSON, instead of their human
+/// rendering. Process-wide because it is set once from the command line before any command
+/// runs, and every read command in every module consults it.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_json(on: bool) {
+    JSON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// In `--json` mode print `v` (pretty JSON) and return true; else print nothing.
+pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<bool> {
+    if !JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(false);
+    }
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(true)
+}

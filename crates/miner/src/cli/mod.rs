@@ -6,7 +6,7 @@ mod client;
 pub mod proving;
 pub mod sectors;
 
-pub use client::{client, endpoint, explain};
+pub use client::{client, endpoint, explain, print_json};
 pub use sectors::{SectorsCmd, StorageCmd};
 
 use crate::daemon::{self, Metadata};
@@ -28,6 +28,9 @@ pub struct Cli {
     /// Miner repo [env: LOTUS_MINER_PATH, LOTUS_STORAGE_PATH] [default: ~/.lotusminer; ~/.lotusstorage as lotus-storage-miner]
     #[arg(long = "miner-repo", visible_alias = "repo", alias = "storagerepo", global = true)]
     pub repo: Option<PathBuf>,
+    /// Read commands print the API's answer as JSON instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -209,6 +212,7 @@ pub fn main() -> Result<()> {
         repo::miner_repo_defaults(),
     );
     let repo = Repo::new(repo_path, RepoKind::Miner);
+    client::set_json(cli.json);
     if let Cmd::FetchParams { size } = &cli.cmd {
         // Before the runtime starts: it points the proofs library at a temporary directory.
         return lotus_node::params::fetch(size).map_err(|e| anyhow::anyhow!(e));
@@ -268,8 +272,11 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
         Cmd::Info { cmd: None } => info(&repo).await,
         Cmd::Info { cmd: Some(InfoCmd::All) } => info_all(&repo).await,
         Cmd::Log { cmd: LogCmd::List } => {
-            for s in client(&repo)?.request::<lotus_api::contract::miner::LogList>(()).await.map_err(explain)? {
-                println!("{s}");
+            let systems = client(&repo)?.request::<lotus_api::contract::miner::LogList>(()).await.map_err(explain)?;
+            if !print_json(&systems)? {
+                for s in systems {
+                    println!("{s}");
+                }
             }
             Ok(())
         }
@@ -299,6 +306,9 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
         }
         Cmd::Version => {
             let v = client(&repo)?.request::<lotus_api::contract::miner::Version>(()).await.map_err(explain)?;
+            if print_json(&v)? {
+                return Ok(());
+            }
             println!("Daemon:  {}+api{}", v.version, lotus_api::methods::version_string(v.api_version));
             println!("Local: lotus-miner version {}", crate::VERSION);
             Ok(())
@@ -328,6 +338,12 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
         }
         Cmd::Proving { cmd } => {
             use crate::cli::proving::{fetch, render_deadlines, render_info, ProvingCmd};
+            if !matches!(cmd, ProvingCmd::Workers) {
+                let raw: serde_json::Value = client(&repo)?.call("ProvingInfo", json!([])).await.map_err(explain)?;
+                if print_json(&raw)? {
+                    return Ok(());
+                }
+            }
             match cmd {
                 ProvingCmd::Info => print!("{}", render_info(&fetch(&client(&repo)?).await?)),
                 ProvingCmd::Deadlines => print!("{}", render_deadlines(&fetch(&client(&repo)?).await?)),
@@ -345,6 +361,9 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
                             })
                         })
                         .collect();
+                    if print_json(&post)? {
+                        return Ok(());
+                    }
                     if post.is_empty() {
                         println!("no PoSt workers connected (start one with `lotus-worker run --windowpost` or `--winningpost`); the miner proves itself unless [Proving] DisableBuiltinWindowPoSt is set");
                     }
@@ -359,7 +378,9 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             SealingCmd::Jobs { show_ret_done } => {
                 let jobs: BTreeMap<WorkerId, Vec<lotus_api::types::WorkerJob>> =
                     client(&repo)?.call("WorkerJobs", json!([])).await?;
-                print!("{}", crate::render::sealing_jobs(&jobs, show_ret_done));
+                if !print_json(&jobs)? {
+                    print!("{}", crate::render::sealing_jobs(&jobs, show_ret_done));
+                }
                 Ok(())
             }
             SealingCmd::SchedDiag { force_sched } => {
@@ -474,7 +495,10 @@ async fn stats(repo: &Repo) -> Result<BTreeMap<WorkerId, WorkerStats>> {
 }
 
 async fn workers(repo: &Repo, color: bool) -> Result<()> {
-    print!("{}", crate::render::sealing_workers(&stats(repo).await?, color));
+    let st = stats(repo).await?;
+    if !print_json(&st)? {
+        print!("{}", crate::render::sealing_workers(&st, color));
+    }
     Ok(())
 }
 
@@ -490,6 +514,10 @@ async fn info(repo: &Repo) -> Result<()> {
             Some(sealing_types::WorkerType::WinPost) => win += 1,
             _ => seal += 1,
         }
+    }
+    if print_json(&json!({"Miner": addr, "SectorSize": size, "Workers": {"Seal": seal, "WdPoSt": wd, "WinPoSt": win}}))?
+    {
+        return Ok(());
     }
     println!("Miner: {addr}");
     println!("Sector Size: {}", sealing_types::size::size_str(size));

@@ -1,6 +1,6 @@
 //! `lotus-miner sectors …` and `lotus-miner storage …`.
 
-use super::client::{client, endpoint, explain};
+use super::client::{client, endpoint, explain, print_json};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use lotus_api::types::SectorStorageInfo;
@@ -117,10 +117,15 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
         }
         SectorsCmd::Status { log, sector } => {
             let v: Value = c.call("SectorsStatus", json!([sector, false])).await.map_err(explain)?;
-            print!("{}", render_status(&v, log));
+            if !print_json(&v)? {
+                print!("{}", render_status(&v, log));
+            }
         }
         SectorsCmd::List => {
             let list: Vec<Value> = c.call("SectorsListDetail", json!([])).await.map_err(explain)?;
+            if print_json(&list)? {
+                return Ok(());
+            }
             println!("ID  State                 Deals  Error");
             for s in list {
                 println!(
@@ -153,12 +158,18 @@ async fn numbers(c: &lotus_api::RpcClient, cmd: NumbersCmd) -> Result<()> {
     match cmd {
         NumbersCmd::Info => {
             let am = c.request::<m::SectorNumAssignerMeta>(()).await.map_err(explain)?;
+            if print_json(&am)? {
+                return Ok(());
+            }
             println!("Next free: {}", am.next);
             println!("Allocated: {}", am.allocated.to_human());
             println!("Reserved: {}", am.reserved.to_human());
         }
         NumbersCmd::Reservations => {
             let rs = c.request::<m::SectorNumReservations>(()).await.map_err(explain)?;
+            if print_json(&rs)? {
+                return Ok(());
+            }
             println!("reservations: {}", rs.len());
             let mut lines: Vec<String> =
                 rs.iter().map(|(name, bf)| format!("{name}: count={} {}", bf.0.len(), bf.to_human())).collect();
@@ -328,7 +339,11 @@ pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
         }
         StorageCmd::Locks => {
             use lotus_api::contract::miner as m;
-            for lock in c.request::<m::StorageGetLocks>(()).await.map_err(explain)?.locks {
+            let locks = c.request::<m::StorageGetLocks>(()).await.map_err(explain)?;
+            if print_json(&locks)? {
+                return Ok(());
+            }
+            for lock in locks.locks {
                 let st = c.request::<m::SectorsStatus>((lock.sector.number, Some(false))).await.map_err(explain)?;
                 let mut line = format!("{}\t{}\t", lock.sector.number, st.state);
                 for (i, t) in FileType::ALL.iter().enumerate() {
@@ -353,10 +368,16 @@ pub async fn storage(repo: &Repo, cmd: StorageCmd) -> Result<()> {
                 .map_err(explain)?;
         }
         StorageCmd::List { cmd: Some(StorageListCmd::Sectors) } => {
-            print!("{}", crate::render::storage_sectors(sector_files(&c).await?));
+            let files = sector_files(&c).await?;
+            if !print_json(&files)? {
+                print!("{}", crate::render::storage_sectors(files));
+            }
         }
         StorageCmd::List { cmd: None } => {
             let list: Vec<Value> = c.call("StorageListDetail", json!([])).await.map_err(explain)?;
+            if print_json(&list)? {
+                return Ok(());
+            }
             let local: std::collections::BTreeMap<String, String> = c.call("StorageLocal", json!([])).await?;
             print!("{}", render_storage_list(&list, &local));
         }
