@@ -247,6 +247,15 @@ pub mod worker {
     pub const EXTRAS: &[&str] = &["AbortCall", "Calls"];
 }
 
+/// The miner method a worker delivers a task's result through: `Return<Method>`, but for
+/// `DownloadSectorData`, whose result goes to `ReturnDownloadSector` (Lotus's return type).
+pub fn return_method(method: &str) -> String {
+    match method {
+        "DownloadSectorData" => "ReturnDownloadSector".into(),
+        m => format!("Return{m}"),
+    }
+}
+
 /// Whether `Return<method>` carries a result (Lotus's take `(callID, result, err)` for the
 /// methods that produce one, `(callID, err)` for the others), as the miner contract declares.
 pub fn returns_value(method: &str) -> bool {
@@ -261,7 +270,7 @@ pub fn returns_value(method: &str) -> bool {
             }
         }
     }
-    let mut f = Find { name: format!("Return{method}"), result: false };
+    let mut f = Find { name: return_method(method), result: false };
     miner::visit(&mut f);
     f.result
 }

@@ -31,6 +31,9 @@ struct StandIn {
 
 type Shared = Arc<Mutex<StandIn>>;
 
+/// What the stand-in serves as a sector file from outside the cluster.
+const SECTOR_DATA: &[u8] = b"an unsealed sector file, as a sector-import source serves it";
+
 /// Lotus's miner API 1.5.0, as its `Version` answers.
 const LOTUS_MINER_API: u64 = (1 << 16) | (5 << 8);
 
@@ -69,6 +72,14 @@ async fn miner_rpc(State(st): State<Shared>, Json(req): Json<Value>) -> Json<Val
     Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))
 }
 
+/// A source of sector data outside the cluster, for DownloadSectorData: it wants its own
+/// header, and must get no cluster token.
+async fn sector_data(headers: axum::http::HeaderMap) -> impl axum::response::IntoResponse {
+    let ok = headers.get("X-Sector-Token").is_some_and(|v| v == "s3cret") && headers.get("Authorization").is_none();
+    let status = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::UNAUTHORIZED };
+    (status, [(axum::http::header::CONTENT_TYPE, "application/octet-stream")], SECTOR_DATA.to_vec())
+}
+
 /// Lotus's documented example params of a worker method, with some replaced.
 fn lotus_params(method: &str, set: &[(usize, Value)]) -> Value {
     let path = format!("{}/../lotus-api/fixtures/worker.json", env!("CARGO_MANIFEST_DIR"));
@@ -98,9 +109,10 @@ async fn call(url: &str, method: &str, params: Value) -> Value {
 
 /// Start a task call and wait for its `Return*`: (result param, error param).
 async fn run_task(st: &Shared, url: &str, method: &str, params: Value) -> Vec<Value> {
+    let sector = params[0]["ID"].clone();
     let call_id = call(url, method, params).await;
-    assert!(call_id["ID"].is_string() && call_id["Sector"]["Number"] == 1, "{method}: CallID {call_id}");
-    let ret = format!("Return{method}");
+    assert!(call_id["ID"].is_string() && call_id["Sector"] == sector, "{method}: CallID {call_id}");
+    let ret = lotus_api::contract::return_method(method);
     // A real Commit2 takes about a minute on 2 cores, more beside the rest of the suite.
     for _ in 0..12_000 {
         if let Some((_, p)) = st.lock().unwrap().returns.iter().find(|(m, p)| *m == ret && p[0] == call_id) {
@@ -129,7 +141,10 @@ async fn serve_a_lotus_miner(backend: sealing_proofs::Backend) {
     let st: Shared = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let app = Router::new().route("/rpc/v0", post(miner_rpc)).with_state(st.clone());
+    let app = Router::new()
+        .route("/rpc/v0", post(miner_rpc))
+        .route("/sector-data", axum::routing::get(sector_data))
+        .with_state(st.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let log = dir.path().join("worker.log");
@@ -300,6 +315,14 @@ async fn serve_a_lotus_miner(backend: sealing_proofs::Backend) {
     let gsk = run_task(&st, &url, "GenerateSectorKeyFromData", gsk).await;
     assert_eq!(gsk.len(), 2, "ReturnGenerateSectorKeyFromData is (callID, err): {gsk:?}");
     assert!(std::fs::read(&key_file).unwrap() == key, "the regenerated sector key is the original sealed file");
+
+    // A sector's file downloaded from outside the cluster, with the source's own header.
+    let sector3 = json!({"ID": {"Miner": 1000, "Number": 3}, "ProofType": 5});
+    let loc = json!({"Local": false, "URL": format!("http://127.0.0.1:{port}/sector-data"), "Headers": [{"Key": "X-Sector-Token", "Value": "s3cret"}]});
+    let dl = lotus_params("DownloadSectorData", &[(0, sector3), (1, json!(false)), (2, json!({"1": loc}))]);
+    let dl = run_task(&st, &url, "DownloadSectorData", dl).await;
+    assert_eq!(dl.len(), 2, "ReturnDownloadSector is (callID, err): {dl:?}");
+    assert_eq!(std::fs::read(root.join("unsealed/s-t01000-3")).unwrap(), SECTOR_DATA, "downloaded into a sealing path");
 
     // Another sector's deal data through the push route.
     let data: Vec<u8> = (0..1500u32).map(|i| (i * 7 % 251) as u8).collect();

@@ -80,6 +80,7 @@ task_calls! {
     ProveReplicaUpdate2: |p| p.0,
     GenerateSectorKeyFromData: |p| p.0,
     FinalizeReplicaUpdate: |p| p.0,
+    DownloadSectorData: |p| p.0,
 }
 
 type P<M> = <M as Method>::Params;
@@ -436,6 +437,40 @@ impl Executor {
                 std::fs::rename(&partial, &target)
                     .map_err(|e| bad(format!("moving the sector key into place at {}: {e}", target.display())))?;
                 self.declare(&p, sector, key).await?;
+                Ok(serde_json::Value::Null)
+            }
+            TaskCall::DownloadSectorData((_, finalized, src)) => {
+                let kind = if finalized { PathType::Storage } else { PathType::Sealing };
+                let mut todo = vec![];
+                for (types, loc) in src {
+                    let t = match types.iter().collect::<Vec<_>>()[..] {
+                        [t] => t,
+                        _ => return Err(bad(format!("the source {types} names more or less than one file type"))),
+                    };
+                    if loc.local {
+                        return Err(bad(format!(
+                            "the {} file is marked local: DownloadSectorData only downloads",
+                            t.name()
+                        )));
+                    }
+                    let headers: Vec<(String, String)> =
+                        loc.headers.unwrap_or_default().into_iter().map(|h| (h.key, h.value)).collect();
+                    todo.push((t, loc.url, headers));
+                }
+                let types = FileTypes::of(&todo.iter().map(|(t, _, _)| *t).collect::<Vec<_>>());
+                let p = self.alloc(sector, types, kind)?;
+                for (t, url, headers) in todo {
+                    let (tmp, dest) = fetch_paths(&p, t, sector.id);
+                    // Only the caller's headers go to a source outside the cluster, never this
+                    // node's token.
+                    self.fetcher.fetch_with_headers(&url, &tmp, &dest, &headers).await.map_err(|e| {
+                        CallError::new(
+                            CallError::TEMP_UNKNOWN,
+                            format!("downloading {} of {}: {e}", t.name(), sector.id),
+                        )
+                    })?;
+                }
+                self.declare(&p, sector, types).await?;
                 Ok(serde_json::Value::Null)
             }
             TaskCall::FinalizeReplicaUpdate(_) => {

@@ -213,17 +213,37 @@ impl Fetcher {
 
     /// Download `url` to `dest` through `tmp` (in the same filesystem); returns the bytes moved.
     pub async fn fetch(&self, url: &str, tmp: &Path, dest: &Path) -> Result<u64, FetchError> {
+        self.fetch_from(self.http.get(url).bearer_auth(&self.token), url, tmp, dest).await
+    }
+
+    /// [`Fetcher::fetch`] from a source outside the cluster, with its own headers and without
+    /// this node's token (`DownloadSectorData`).
+    pub async fn fetch_with_headers(
+        &self,
+        url: &str,
+        tmp: &Path,
+        dest: &Path,
+        headers: &[(String, String)],
+    ) -> Result<u64, FetchError> {
+        let mut req = self.http.get(url);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        self.fetch_from(req, url, tmp, dest).await
+    }
+
+    async fn fetch_from(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+        tmp: &Path,
+        dest: &Path,
+    ) -> Result<u64, FetchError> {
         let _slot = self.limit.acquire().await.expect("never closed");
         let ioerr = |source| FetchError::Io { url: url.into(), dest: dest.into(), source };
         remove_any(tmp).await.map_err(ioerr)?;
         tokio::fs::create_dir_all(tmp.parent().expect("fetching/ has a parent")).await.map_err(ioerr)?;
-        let resp = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| FetchError::Http { url: url.into(), why: e.to_string() })?;
+        let resp = req.send().await.map_err(|e| FetchError::Http { url: url.into(), why: e.to_string() })?;
         let status = resp.status().as_u16();
         if status != 200 {
             let body = resp.text().await.unwrap_or_default();

@@ -476,7 +476,7 @@ impl RpcReturner {
         } else {
             serde_json::json!([r.call, r.err])
         };
-        let name = format!("Return{}", r.method);
+        let name = lotus_api::contract::return_method(&r.method);
         let mut wait = Duration::from_secs(1);
         loop {
             match self.miner.call::<()>(&name, params.clone()).await {
