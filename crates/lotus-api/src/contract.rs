@@ -512,6 +512,7 @@ pub mod miner {
         PledgeSector() -> SectorId, Write;
         SectorsList() -> Vec<u64>, Read;
         SectorRemove(number: u64) -> (), Admin;
+        ComputeDataCid(piece_size: u64, data: Data) -> PieceInfo, Admin;
         SectorsListInStates(states: Vec<String>) -> Vec<u64>, Read;
         SectorsSummary() -> BTreeMap<String, u64>, Read;
         SectorNumAssignerMeta() -> NumAssignerMeta, Read;
@@ -553,11 +554,6 @@ pub mod miner {
             "proving pre-checks are not served yet; `lotus-miner proving info` shows faults",
         ),
         ("Closing", Permission::Read, "a closing-notification channel is not served"),
-        (
-            "ComputeDataCid",
-            Permission::Admin,
-            "it needs a push reader on the miner, not served yet; a worker's DataCid computes it",
-        ),
         ("ComputeProof", Permission::Read, CHAIN),
         ("ComputeWindowPoSt", Permission::Admin, CHAIN),
         ("Discover", Permission::Read, "the OpenRPC document is not served"),

@@ -148,9 +148,10 @@ fn storage_detach_redeclare_version_and_wait_api() {
     assert!(updated.contains("\n  #ParallelFetchLimit = 10\n"), "{updated}");
 }
 
-/// `sectors numbers …`, `sectors remove` and `storage cleanup`, as Lotus's CLI reference has
-/// them: a reservation is skipped by new sectors, a removed sector's files are gone from
-/// every storage path, and files that come back for it are cleaned up.
+/// `sectors numbers …`, `sectors remove`, `storage cleanup` and `sealing data-cid`, as Lotus's
+/// CLI reference has them: a reservation is skipped by new sectors, a removed sector's files
+/// are gone from every storage path, files that come back for it are cleaned up, and a file's
+/// piece CID is computed from the bytes the CLI pushes.
 #[test]
 fn sector_numbers_remove_and_cleanup() {
     let (c, miner, _w) = mock_miner_and_worker();
@@ -202,4 +203,20 @@ fn sector_numbers_remove_and_cleanup() {
         || !sealed.join("s-t01000-1").exists() && sector_state(&c, 1) == "Removed",
     );
     assert_eq!(c.miner_ok(&["storage", "cleanup"]), "", "nothing left to clean");
+
+    // `sealing data-cid`: the file is pushed to the miner with the call, zero-filled to the
+    // smallest piece that holds it (the mock backend's CommP here).
+    let data: Vec<u8> = (0..1500u32).map(|i| (i * 7 % 251) as u8).collect();
+    let file = c.dir.path().join("deal.bin");
+    std::fs::write(&file, &data).unwrap();
+    let out = c.miner_ok(&["sealing", "data-cid", file.to_str().unwrap()]);
+    let s = sealing_proofs::Sealer::new(sealing_types::RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 1)
+        .with_backend(sealing_proofs::Backend::Mock);
+    let scratch = tempfile::tempdir().unwrap();
+    let padded = std::io::Read::take(std::io::Read::chain(&data[..], std::io::repeat(0)), 2032);
+    let want = s.add_piece(padded, 2032, &scratch.path().join("p")).unwrap();
+    let cid = lotus_api::wire::Commitment::Unsealed.to_cid(&want.commitment);
+    assert_eq!(out, format!("{cid}   2048\n"), "Lotus's `PieceCID   Size` line");
+    let out = c.miner_cmd(&["sealing", "data-cid", file.to_str().unwrap(), "1KiB"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("file larger than the piece"), "{out:?}");
 }

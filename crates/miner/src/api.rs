@@ -290,6 +290,11 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         Ok(out)
     });
     s.method::<m::SectorRemove, _, _, _>(ctx.clone(), |c, (n,)| async move { c.sealing.remove(n).map_err(method_err) });
+    s.method::<m::ComputeDataCid, _, _, _>(ctx.clone(), |c, (size, data)| async move {
+        let ex = c.m.local_executor().ok_or_else(|| method_err("the miner has no executor to compute it"))?;
+        let v = ex.data_cid(size, data).await.map_err(method_err)?;
+        serde_json::from_value(v).map_err(|e| method_err(format!("the piece commitment came back unreadable: {e}")))
+    });
     // The sector number assigner (`sectors numbers`).
     s.method::<m::SectorNumAssignerMeta, _, _, _>(ctx.clone(), |c, ()| async move {
         c.sealing.with_numbers(|n| Ok(n.meta())).map_err(method_err)

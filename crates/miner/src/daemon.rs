@@ -295,7 +295,10 @@ pub async fn serve(
         missing: "write",
         backend,
     });
-    let app: Router = rpc::router(server, auth).merge(remote);
+    // Data a client pushes with a call (`sealing data-cid`'s file), as on a worker.
+    let push = sealing_exec::push::PushStreams::new(repo.path.join("push"));
+    executor.set_push_streams(push.clone());
+    let app: Router = rpc::router(server, auth).merge(remote).merge(sealing_exec::push::router(push));
 
     let api_addr = lotus_api::apiinfo::to_multiaddr(&bound.to_string());
     repo.write_file("api", api_addr.as_bytes(), 0o644)?;

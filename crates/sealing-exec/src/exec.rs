@@ -352,22 +352,7 @@ impl Executor {
                 self.declare(&p, sector, unsealed).await?;
                 Ok(serde_json::Value::Null)
             }
-            TaskCall::DataCid((size, data)) => {
-                // The smallest sector that holds the piece: its commitment is the same in any.
-                let proof = sealing_types::RegisteredSealProof::all()
-                    .filter(|p| !p.is_synthetic() && p.as_i64() >= 5)
-                    .find(|p| sealing_proofs::max_unpadded(p.sector_size()) >= size)
-                    .ok_or_else(|| bad(format!("a piece of {size} bytes is larger than any sector")))?;
-                let piece = self.piece_data(sector, data, size).await?;
-                let scratch = tempfile::tempdir().map_err(|e| bad(format!("a scratch directory: {e}")))?;
-                let paths = Paths { unsealed: scratch.path().join("piece"), ..Paths::default() };
-                let s = SectorRef { proof_type: proof, ..sector };
-                let r = self.proof(s, paths, ProofJob::AddPiece { piece: piece.clone(), size }).await;
-                if let Some(f) = piece {
-                    let _ = std::fs::remove_file(f);
-                }
-                r
-            }
+            TaskCall::DataCid((size, data)) => self.data_cid(size, data).await,
             TaskCall::ReleaseUnsealed((_, keep)) => {
                 let max = sealing_proofs::max_unpadded(sector.proof_type.sector_size());
                 if keep.iter().any(|r| !(r.offset == 0 && r.size >= max)) && !keep.is_empty() {
@@ -485,6 +470,26 @@ impl Executor {
                 self.proof(sector, paths, ProofJob::FinalizeReplicaUpdate).await
             }
         }
+    }
+
+    /// The piece commitment of `size` unpadded bytes (`DataCid`; the miner's
+    /// `ComputeDataCid`), computed in a proof process.
+    pub async fn data_cid(&self, size: u64, data: Data) -> Result<serde_json::Value, CallError> {
+        let bad = |e: String| CallError::unknown(format!("DataCid: {e}"));
+        // The smallest sector that holds the piece: its commitment is the same in any.
+        let proof = sealing_types::RegisteredSealProof::all()
+            .filter(|p| !p.is_synthetic() && p.as_i64() >= 5)
+            .find(|p| sealing_proofs::max_unpadded(p.sector_size()) >= size)
+            .ok_or_else(|| bad(format!("a piece of {size} bytes is larger than any sector")))?;
+        let s = SectorRef { proof_type: proof, ..NO_SECTOR };
+        let piece = self.piece_data(s, data, size).await?;
+        let scratch = tempfile::tempdir().map_err(|e| bad(format!("a scratch directory: {e}")))?;
+        let paths = Paths { unsealed: scratch.path().join("piece"), ..Paths::default() };
+        let r = self.proof(s, paths, ProofJob::AddPiece { piece: piece.clone(), size }).await;
+        if let Some(f) = piece {
+            let _ = std::fs::remove_file(f);
+        }
+        r
     }
 
     /// The bytes of an io.Reader param: `None` for zeros, else a staging file the caller

@@ -183,6 +183,16 @@ pub enum SealingCmd {
         #[arg(long)]
         force_sched: bool,
     },
+    /// Compute data CID using workers
+    DataCid {
+        /// real file size
+        #[arg(long)]
+        file_size: Option<u64>,
+        /// [file/url]
+        input: String,
+        /// <padded piece size>, e.g. 2KiB (default: the smallest piece that holds the file)
+        piece_size: Option<String>,
+    },
     /// Stop a running job (its proof process on the worker is killed), or with --sched remove a
     /// queued request
     Abort {
@@ -388,6 +398,9 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 Ok(())
             }
+            SealingCmd::DataCid { file_size, input, piece_size } => {
+                data_cid(&repo, file_size, &input, piece_size).await
+            }
             SealingCmd::Abort { sched: Some(sched), .. } => {
                 client(&repo)?.call::<()>("SealingRemoveRequest", json!([sched])).await?;
                 println!("removed scheduling request {sched}");
@@ -487,6 +500,65 @@ async fn auth(repo: &Repo, cmd: AuthCmd) -> Result<()> {
         }
     };
     println!("MINER_API_INFO={token}:{addr}");
+    Ok(())
+}
+
+/// `sealing data-cid`: the file (or a URL's body) pushed to the miner with the
+/// `ComputeDataCid` call, as Lotus's client sends an io.Reader.
+async fn data_cid(repo: &Repo, file_size: Option<u64>, input: &str, piece_size: Option<String>) -> Result<()> {
+    use lotus_api::contract::miner as m;
+    let (body, size) = if input.starts_with("http://") || input.starts_with("https://") {
+        let resp = reqwest::get(input).await.with_context(|| format!("fetching {input}"))?.error_for_status()?;
+        let size = match file_size.or(resp.content_length()) {
+            Some(s) => s,
+            None => bail!("head response didn't contain content length; specify --file-size"),
+        };
+        (reqwest::Body::wrap_stream(resp.bytes_stream()), size)
+    } else {
+        let f = tokio::fs::File::open(input).await.with_context(|| format!("opening source file {input}"))?;
+        let size = match file_size {
+            Some(s) => s,
+            None => f.metadata().await.with_context(|| format!("stat {input}"))?.len(),
+        };
+        (reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f)), size)
+    };
+    let padded = match piece_size {
+        Some(p) => {
+            let p = sealing_types::size::parse_size(&p).with_context(|| format!("parsing piece size {p:?}"))?;
+            if !p.is_power_of_two() || p < 128 {
+                bail!("checking piece size: {p} is not a padded piece size (a power of two, at least 128)");
+            }
+            if size > lotus_api::wire::unpadded(p) {
+                bail!("file larger than the piece");
+            }
+            p
+        }
+        None => {
+            let mut p = 128u64;
+            while lotus_api::wire::unpadded(p) < size {
+                p *= 2;
+            }
+            p
+        }
+    };
+    let (url, token) = endpoint(repo)?;
+    let c = client(repo)?;
+    let id = uuid::Uuid::new_v4();
+    let push_url = url.replace("/rpc/v0", &format!("/rpc/streams/v0/push/{id}"));
+    let reader = lotus_api::wire::Data::Push(id);
+    let http = reqwest::Client::new();
+    let (piece, pushed) = tokio::join!(
+        c.request_timeout::<m::ComputeDataCid>((lotus_api::wire::unpadded(padded), reader), Duration::from_secs(3600)),
+        async {
+            http.head(&push_url).bearer_auth(&token).send().await?.error_for_status()?;
+            http.post(&push_url).bearer_auth(&token).body(body).send().await?.error_for_status()
+        }
+    );
+    pushed.with_context(|| format!("sending {input} to the miner"))?;
+    let piece = piece.map_err(|e| anyhow::anyhow!("computing data CID: {}", explain(e)))?;
+    if !print_json(&piece)? {
+        println!("{}   {}", piece.piece_cid, piece.size);
+    }
     Ok(())
 }
 
