@@ -513,6 +513,7 @@ pub mod miner {
         SectorsList() -> Vec<u64>, Read;
         SectorRemove(number: u64) -> (), Admin;
         ComputeDataCid(piece_size: u64, data: Data) -> PieceInfo, Admin;
+        CreateBackup(path: String) -> (), Admin;
         SectorsListInStates(states: Vec<String>) -> Vec<u64>, Read;
         SectorsSummary() -> BTreeMap<String, u64>, Read;
         SectorNumAssignerMeta() -> NumAssignerMeta, Read;
@@ -584,7 +585,6 @@ pub mod miner {
             "unsealing on request is not served yet; `lotus-miner sectors unseal SECTOR -o FILE` unseals",
         ),
         ("SectorsUpdate", Permission::Admin, "forcing a sector's state waits for the sector lifecycle as data"),
-        ("CreateBackup", Permission::Admin, "backups are not served yet"),
         ("SectorsRefs", Permission::Read, DEALS),
     ];
 

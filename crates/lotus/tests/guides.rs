@@ -220,3 +220,38 @@ fn sector_numbers_remove_and_cleanup() {
     let out = c.miner_cmd(&["sealing", "data-cid", file.to_str().unwrap(), "1KiB"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("file larger than the piece"), "{out:?}");
 }
+
+/// `backup` (online, inside `LOTUS_BACKUP_BASE_PATH` only; and `--offline`) and `init restore`:
+/// a miner restored from a backup knows its sectors, their states and its sector numbers.
+#[test]
+fn backup_and_init_restore() {
+    let (c, mut miner, _w) = mock_miner_and_worker();
+    c.miner_ok(&["sectors", "numbers", "reserve", "import", "5-9"]);
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_or_show(Duration::from_secs(60), "sector 1 proving", || miner.log(), || sector_state(&c, 1) == "Proving");
+    std::fs::create_dir(c.path("backups")).unwrap();
+    let outside = c.path("b.tar");
+    let out = c.miner_cmd(&["backup", outside.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be inside base path"), "{out:?}");
+    let online = c.path("backups/online.tar");
+    assert_eq!(c.miner_ok(&["backup", online.to_str().unwrap()]), "Success\n");
+    let out = c.miner_cmd(&["backup", online.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"), "never overwritten: {out:?}");
+    let offline = c.path("offline.tar");
+    let out = c.miner_cmd(&["backup", "--offline", offline.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the miner running?"), "{out:?}");
+
+    c.miner_ok(&["stop"]);
+    miner.kill();
+    assert_eq!(c.miner_ok(&["backup", "--offline", offline.to_str().unwrap()]), "Success\n");
+    std::fs::rename(c.path("miner"), c.path("miner-old")).unwrap();
+    let config = c.path("miner-old/config.toml");
+    let out = c.miner_ok(&["init", "restore", "--config", config.to_str().unwrap(), online.to_str().unwrap()]);
+    assert!(out.starts_with("Restored miner repo") && out.contains("(actor t01000)"), "{out}");
+    let out = c.miner_cmd(&["init", "restore", offline.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already"), "a repo is never restored over: {out:?}");
+    let _restored = c.start_miner();
+    assert_eq!(sector_state(&c, 1), "Proving", "the restored miner knows sector 1");
+    let info = c.miner_ok(&["sectors", "numbers", "info"]);
+    assert_eq!(info, "Next free: 2\nAllocated: 0-1\nReserved: 5-9\n");
+}

@@ -295,6 +295,14 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         let v = ex.data_cid(size, data).await.map_err(method_err)?;
         serde_json::from_value(v).map_err(|e| method_err(format!("the piece commitment came back unreadable: {e}")))
     });
+    s.method::<m::CreateBackup, _, _, _>(ctx.clone(), |c, (path,)| async move {
+        let dest = crate::backup::online_destination(std::env::var("LOTUS_BACKUP_BASE_PATH").ok(), &path)
+            .map_err(method_err)?;
+        tokio::task::spawn_blocking(move || c.sealing.backup(&c.repo, &dest))
+            .await
+            .map_err(method_err)?
+            .map_err(method_err)
+    });
     // The sector number assigner (`sectors numbers`).
     s.method::<m::SectorNumAssignerMeta, _, _, _>(ctx.clone(), |c, ()| async move {
         c.sealing.with_numbers(|n| Ok(n.meta())).map_err(method_err)

@@ -1,6 +1,7 @@
 //! `lotus-miner`: the daemon (API, worker manager, scheduler host) and its CLI.
 
 pub mod api;
+pub mod backup;
 pub mod calls;
 pub mod chain;
 pub mod cli;

@@ -254,6 +254,16 @@ impl Db {
         tx.commit().map_err(self.err())
     }
 
+    /// A consistent copy of the whole database at `dest` (`VACUUM INTO`), for backups.
+    pub fn snapshot(&self, dest: &Path) -> Result<(), SealingError> {
+        let dest = dest.to_str().ok_or_else(|| SealingError::Corrupt {
+            path: dest.display().to_string(),
+            what: "backup path",
+            message: "not UTF-8".into(),
+        })?;
+        self.conn.execute("VACUUM INTO ?1", [dest]).map(|_| ()).map_err(self.err())
+    }
+
     /// Write a state machine's transition, unless a removal was requested while its step ran
     /// (the row is in Removing): then nothing is written and `false` returned.
     pub fn put_transition(&self, s: &SectorInfo, kind: &str, message: &str) -> Result<bool, SealingError> {
@@ -348,6 +358,11 @@ impl Sealing {
             self.chain.restore_proven(id, info.clone());
         }
         self.chain.restore_pre_commit(id, info);
+    }
+
+    /// `CreateBackup`: the miner's metadata into `dest` (see [`crate::backup`]).
+    pub fn backup(&self, repo: &lotus_node::repo::Repo, dest: &Path) -> Result<(), crate::backup::BackupError> {
+        crate::backup::write(&self.db(), repo, dest)
     }
 
     /// Read and change the sector number assigner under the database lock (`sectors numbers`).

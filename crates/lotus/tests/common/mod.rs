@@ -143,6 +143,7 @@ impl Cluster {
             )
             .env_remove("MINER_API_INFO")
             .env_remove("STORAGE_API_INFO")
+            .env("LOTUS_BACKUP_BASE_PATH", self.path("backups"))
             .env("RUST_LOG", "info");
     }
 

@@ -37,8 +37,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
-    /// Initialise a miner repo
+    /// Initialise a miner repo (`init restore BACKUP`: from a backup)
     Init {
+        #[command(subcommand)]
+        restore: Option<InitCmd>,
         /// Sector size: 2KiB, 8MiB, 512MiB, 32GiB or 64GiB
         #[arg(long, default_value = "32GiB")]
         sector_size: String,
@@ -51,6 +53,16 @@ pub enum Cmd {
     },
     /// Start the miner daemon
     Run,
+    /// Create node metadata backup. For security reasons, the daemon must have
+    /// LOTUS_BACKUP_BASE_PATH env var set to a path where backup files are supposed to be saved,
+    /// and the backup file path must be in that directory.
+    Backup {
+        /// create backup without the node running
+        #[arg(long)]
+        offline: bool,
+        /// [backup file path]
+        path: PathBuf,
+    },
     /// Make sure proof parameters for a sector size are in FIL_PROOFS_PARAMETER_CACHE
     /// (2KiB and 8MiB are generated locally: devnet only)
     FetchParams {
@@ -111,6 +123,21 @@ pub enum Cmd {
     Proving {
         #[command(subcommand)]
         cmd: proving::ProvingCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InitCmd {
+    /// Initialize a lotus miner repo from a backup
+    Restore {
+        /// config file (config.toml)
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// storage paths config (storage.json)
+        #[arg(long)]
+        storage_config: Option<PathBuf>,
+        /// [backupFile]
+        backup: PathBuf,
     },
 }
 
@@ -262,7 +289,30 @@ async fn info_all(repo: &Repo) -> Result<()> {
 
 async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
     match cmd {
-        Cmd::Init { sector_size, no_local_storage, actor_id } => init(&repo, &sector_size, no_local_storage, actor_id),
+        Cmd::Init { restore: Some(InitCmd::Restore { config, storage_config, backup }), .. } => {
+            restore(&repo, &backup, config.as_deref(), storage_config.as_deref())
+        }
+        Cmd::Init { restore: None, sector_size, no_local_storage, actor_id } => {
+            init(&repo, &sector_size, no_local_storage, actor_id)
+        }
+        Cmd::Backup { offline: false, path } => {
+            let path = std::path::absolute(&path)?;
+            let dest = path.display().to_string();
+            client(&repo)?.request::<lotus_api::contract::miner::CreateBackup>((dest,)).await.map_err(|e| {
+                anyhow::anyhow!("{} (if the node isn't running you can use the --offline flag)", explain(e))
+            })?;
+            println!("Success");
+            Ok(())
+        }
+        Cmd::Backup { offline: true, path } => {
+            repo.require_initialised()?;
+            let _lock =
+                repo.lock().context("locking repo (is the miner running? then back it up without --offline)")?;
+            let db = crate::sealing::Db::open(&repo.file("sealing.db"))?;
+            crate::backup::write(&db, &repo, &std::path::absolute(&path)?)?;
+            println!("Success");
+            Ok(())
+        }
         Cmd::Run => daemon::run(repo).await,
         Cmd::FetchParams { .. } => unreachable!("handled before the runtime starts"),
         Cmd::Stop => {
@@ -460,12 +510,48 @@ fn init(repo: &Repo, sector_size: &str, no_local_storage: bool, actor_id: u64) -
         storage.storage_paths.push(repo::LocalPath { path: std::fs::canonicalize(&repo.path)? });
     }
     repo.write_storage_config(&storage)?;
-    let secret = JwtSecret::generate();
-    repo.write_file("token", secret.create_token(&Permission::Admin.with_lower()).as_bytes(), 0o600)?;
-    // The secret last: its presence marks the repo as initialised.
-    repo.write_jwt_secret(&secret)?;
+    finish_init(repo)?;
     println!("Initialised miner repo {} (actor t0{actor_id}, sector size {size})", repo.path.display());
     println!("Start it with: lotus-miner run");
+    Ok(())
+}
+
+/// `init restore`: a new repo with a backup's metadata, and the given (or default) config and
+/// storage config. The storage paths themselves are not in a backup: the restored config
+/// names them.
+fn restore(
+    repo: &Repo,
+    backup: &std::path::Path,
+    config: Option<&std::path::Path>,
+    storage: Option<&std::path::Path>,
+) -> Result<()> {
+    if repo.is_initialised() {
+        return Err(repo::RepoError::AlreadyExists { path: repo.path.clone(), env: "LOTUS_MINER_PATH" }.into());
+    }
+    repo.create_dir()?;
+    let _lock = repo.lock()?;
+    let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let config = match config {
+        Some(p) => read(p)?,
+        None => MinerConfig::default_file().into_bytes(),
+    };
+    repo.write_file("config.toml", &config, 0o644)?;
+    if let Some(p) = storage {
+        repo.write_file("storage.json", &read(p)?, 0o644)?;
+    }
+    crate::backup::restore(repo, backup)?;
+    let meta = Metadata::load(repo)?;
+    finish_init(repo)?;
+    println!("Restored miner repo {} from {} (actor t0{})", repo.path.display(), backup.display(), meta.actor_id);
+    Ok(())
+}
+
+/// A new API secret and admin token; the secret last, as its presence marks the repo
+/// initialised.
+fn finish_init(repo: &Repo) -> Result<()> {
+    let secret = JwtSecret::generate();
+    repo.write_file("token", secret.create_token(&Permission::Admin.with_lower()).as_bytes(), 0o600)?;
+    repo.write_jwt_secret(&secret)?;
     Ok(())
 }
 
