@@ -514,6 +514,7 @@ pub mod miner {
         SectorRemove(number: u64) -> (), Admin;
         ComputeDataCid(piece_size: u64, data: Data) -> PieceInfo, Admin;
         CreateBackup(path: String) -> (), Admin;
+        SectorsUpdate(number: u64, state: String) -> (), Admin;
         SectorsListInStates(states: Vec<String>) -> Vec<u64>, Read;
         SectorsSummary() -> BTreeMap<String, u64>, Read;
         SectorNumAssignerMeta() -> NumAssignerMeta, Read;
@@ -584,7 +585,6 @@ pub mod miner {
             Permission::Admin,
             "unsealing on request is not served yet; `lotus-miner sectors unseal SECTOR -o FILE` unseals",
         ),
-        ("SectorsUpdate", Permission::Admin, "forcing a sector's state waits for the sector lifecycle as data"),
         ("SectorsRefs", Permission::Read, DEALS),
     ];
 

@@ -179,6 +179,27 @@ fn sector_numbers_remove_and_cleanup() {
     assert_eq!(info["Info"]["Hostname"], "host-w", "{info}");
     wait_or_show(Duration::from_secs(60), "sector 1 proving", || miner.log(), || sector_state(&c, 1) == "Proving");
 
+    // `sectors update-state`: a sector run again from the state given.
+    let out = c.miner_cmd(&["sectors", "update-state", "1", "FinalizeSector"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--really-do-it"), "{out:?}");
+    let out = c.miner_cmd(&["sectors", "update-state", "--really-do-it", "1", "Sealed"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"Sealed\" is not a sector state; the states are: Packing,"),
+        "{out:?}"
+    );
+    c.miner_ok(&["sectors", "update-state", "--really-do-it", "1", "FinalizeSector"]);
+    wait_or_show(
+        Duration::from_secs(30),
+        "sector 1 finalized again",
+        || miner.log(),
+        || {
+            let st: serde_json::Value =
+                serde_json::from_str(&c.miner_ok(&["sectors", "status", "--json", "1"])).unwrap();
+            let log: Vec<&str> = st["Log"].as_array().unwrap().iter().filter_map(|l| l["Message"].as_str()).collect();
+            st["State"] == "Proving" && log.contains(&"state forced to FinalizeSector (was Proving)")
+        },
+    );
+
     let out = c.miner_cmd(&["sectors", "remove", "1"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--really-do-it"), "{out:?}");
     let out = c.miner_cmd(&["sectors", "remove", "--really-do-it", "77"]);

@@ -303,6 +303,9 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
             .map_err(method_err)?
             .map_err(method_err)
     });
+    s.method::<m::SectorsUpdate, _, _, _>(ctx.clone(), |c, (n, state)| async move {
+        c.sealing.force_state(n, &state).map_err(method_err)
+    });
     // The sector number assigner (`sectors numbers`).
     s.method::<m::SectorNumAssignerMeta, _, _, _>(ctx.clone(), |c, ()| async move {
         c.sealing.with_numbers(|n| Ok(n.meta())).map_err(method_err)

@@ -47,8 +47,58 @@ pub enum SectorState {
 }
 
 impl SectorState {
+    pub const ALL: [SectorState; 20] = {
+        use SectorState::*;
+        [
+            Packing,
+            GetTicket,
+            PreCommit1,
+            PreCommit2,
+            PreCommitting,
+            WaitSeed,
+            Committing,
+            FinalizeSector,
+            Proving,
+            AddPieceFailed,
+            SealPreCommit1Failed,
+            SealPreCommit2Failed,
+            PreCommitFailed,
+            ComputeProofFailed,
+            CommitFailed,
+            FinalizeFailed,
+            FailedUnrecoverable,
+            Removing,
+            RemoveFailed,
+            Removed,
+        ]
+    };
+
     pub fn name(self) -> String {
         format!("{self:?}")
+    }
+
+    pub fn from_name(name: &str) -> Option<SectorState> {
+        SectorState::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// What a sector must hold to be in this state (a failure state needs what the state it
+    /// retries needs): `update-state` refuses a state whose data the sector lacks, where Lotus
+    /// would run the state on zeros.
+    fn missing(self, s: &SectorInfo) -> Option<&'static str> {
+        use SectorState::*;
+        let state = self.retry_target().unwrap_or(self);
+        let need: &[(&'static str, bool)] = match state {
+            PreCommit1 => &[("a ticket", s.ticket.is_some())],
+            PreCommit2 => &[("a PreCommit1 output", s.pc1.is_some())],
+            PreCommitting => &[("CommR and CommD", s.comm_r.is_some() && s.comm_d.is_some())],
+            WaitSeed => &[("a pre-commit on chain", s.precommit_epoch.is_some() && s.comm_r.is_some())],
+            Committing => {
+                &[("a seed", s.seed.is_some()), ("a ticket", s.ticket.is_some()), ("CommR", s.comm_r.is_some())]
+            }
+            FinalizeSector | Proving => &[("a proof", s.proof_bytes.is_some())],
+            _ => &[],
+        };
+        need.iter().find(|(_, ok)| !ok).map(|(what, _)| *what)
     }
     /// The state a failure state retries.
     fn retry_target(self) -> Option<SectorState> {
@@ -143,6 +193,10 @@ pub enum SealingError {
     Corrupt { path: String, what: &'static str, message: String },
     #[error(transparent)]
     Numbers(#[from] crate::numbers::NumberError),
+    #[error("sector {number} cannot go to {state}: it has no {what} yet")]
+    MissingForState { number: u64, state: String, what: &'static str },
+    #[error("{0:?} is not a sector state; the states are: {1}")]
+    NoSuchState(String, String),
 }
 
 /// Where the sector number assigner's state is kept (the `meta` table).
@@ -436,6 +490,33 @@ impl Sealing {
         let mut drives = self.drives.lock().unwrap_or_else(|e| e.into_inner());
         drives.retain(|_, h| !h.is_finished());
         drives.insert(number, h.abort_handle());
+    }
+
+    /// `SectorsUpdate` (`sectors update-state`): put the sector in `state` and run it from there,
+    /// stopping its state machine wherever it waits.
+    pub fn force_state(self: &Arc<Self>, number: u64, state: &str) -> Result<(), SealingError> {
+        let to = SectorState::from_name(state).ok_or_else(|| {
+            let all: Vec<String> = SectorState::ALL.iter().map(|s| s.name()).collect();
+            SealingError::NoSuchState(state.into(), all.join(", "))
+        })?;
+        {
+            let db = self.db();
+            let mut s = db.get(number)?.ok_or(SealingError::NotFound(number))?;
+            if let Some(what) = to.missing(&s) {
+                return Err(SealingError::MissingForState { number, state: to.name(), what });
+            }
+            let from = s.state;
+            s.state = to;
+            s.retries = 0;
+            db.put(&s, "event", &format!("state forced to {} (was {})", to.name(), from.name()))?;
+        }
+        if let Some(h) = self.drives.lock().unwrap_or_else(|e| e.into_inner()).remove(&number) {
+            h.abort();
+        }
+        if !to.is_final() {
+            self.start(number);
+        }
+        Ok(())
     }
 
     /// `SectorRemove`: stop the sector's state machine wherever it waits (a task it started
@@ -915,6 +996,30 @@ mod tests {
         assert_eq!(s.state, SectorState::PreCommit1);
         assert_eq!(s.ticket, Some([1; 32]));
         assert_eq!(db.log(1).unwrap()[0].message, "GetTicket → PreCommit1");
+    }
+
+    #[test]
+    fn a_state_is_forced_only_with_the_data_it_needs() {
+        let mut s: SectorInfo = serde_json::from_value(serde_json::json!({
+            "number": 7, "state": "PreCommit2", "proof": 5, "has_data": false, "pieces": [], "ticket": vec![1u8; 32],
+            "ticket_epoch": 3, "pc1": {}, "comm_r": null, "comm_d": null, "precommit_epoch": null, "seed": null,
+            "seed_epoch": null, "proof_bytes": null, "retries": 0, "last_error": "",
+        }))
+        .unwrap();
+        assert_eq!(SectorState::PreCommit1.missing(&s), None);
+        assert_eq!(SectorState::Committing.missing(&s), Some("a seed"));
+        assert_eq!(
+            SectorState::ComputeProofFailed.missing(&s),
+            Some("a seed"),
+            "a failure state needs what it retries"
+        );
+        assert_eq!(SectorState::Proving.missing(&s), Some("a proof"));
+        s.seed = Some([2; 32]);
+        assert_eq!(SectorState::Committing.missing(&s), Some("CommR"));
+        assert_eq!(SectorState::Removed.missing(&s), None);
+        for st in SectorState::ALL {
+            assert_eq!(SectorState::from_name(&st.name()), Some(st));
+        }
     }
 
     fn sealing(dir: &Path, max: u64, max_deals: u64) -> Arc<Sealing> {

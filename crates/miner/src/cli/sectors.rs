@@ -42,6 +42,16 @@ pub enum SectorsCmd {
         /// <sectorNum>
         sector: u64,
     },
+    /// ADVANCED: manually update the state of a sector, this may aid in error recovery
+    UpdateState {
+        /// pass this flag if you know what you are doing
+        #[arg(long)]
+        really_do_it: bool,
+        /// <sectorNum>
+        sector: u64,
+        /// <newState>
+        state: String,
+    },
     /// manage sector number assignments
     Numbers {
         #[command(subcommand)]
@@ -139,6 +149,16 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
         }
         SectorsCmd::Unseal { sector, output } => unseal(repo, &c, sector, &output).await?,
         SectorsCmd::Numbers { cmd } => numbers(&c, cmd).await?,
+        SectorsCmd::UpdateState { really_do_it, sector, state } => {
+            use lotus_api::contract::miner as m;
+            if !really_do_it {
+                bail!("this is a command for advanced users, only use it if you are sure of what you are doing (pass --really-do-it)");
+            }
+            c.request::<m::SectorsStatus>((sector, Some(false)))
+                .await
+                .map_err(|_| anyhow::anyhow!("sector {sector} not found, could not change state"))?;
+            c.request::<m::SectorsUpdate>((sector, state)).await.map_err(explain)?;
+        }
         SectorsCmd::Remove { really_do_it, sector } => {
             use lotus_api::contract::miner as m;
             if !really_do_it {
