@@ -443,6 +443,17 @@ pub mod miner {
         pub next: u64,
     }
 
+    /// `api.SealedRef`: where a deal's piece is in a sector.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct SealedRef {
+        #[serde(rename = "SectorID")]
+        pub sector_id: u64,
+        #[serde(rename = "Offset")]
+        pub offset: u64,
+        #[serde(rename = "Size")]
+        pub size: u64,
+    }
+
     type Err = Option<CallError>;
     type Ret<T> = ReturnValue<T>;
 
@@ -515,6 +526,7 @@ pub mod miner {
         ComputeDataCid(piece_size: u64, data: Data) -> PieceInfo, Admin;
         CreateBackup(path: String) -> (), Admin;
         SectorsUpdate(number: u64, state: String) -> (), Admin;
+        SectorsRefs() -> BTreeMap<String, Vec<SealedRef>>, Read;
         SectorsListInStates(states: Vec<String>) -> Vec<u64>, Read;
         SectorsSummary() -> BTreeMap<String, u64>, Read;
         SectorNumAssignerMeta() -> NumAssignerMeta, Read;
@@ -585,7 +597,6 @@ pub mod miner {
             Permission::Admin,
             "unsealing on request is not served yet; `lotus-miner sectors unseal SECTOR -o FILE` unseals",
         ),
-        ("SectorsRefs", Permission::Read, DEALS),
     ];
 
     /// Answer every miner method without a handler: declared ones with "not implemented yet"

@@ -141,7 +141,7 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
             ("SectorsUnsealPiece", json!([{"ID": {"Miner": 1000, "Number": 5}, "ProofType": 99}]), "param 0"),
             ("ReturnSealCommit2", json!(["x", null, null]), "param 0"),
             ("ReturnSealCommit2", json!([{"Sector": {"Miner": 1, "Number": 1}, "ID": uuid::Uuid::new_v4()}, null, {"Code": "x"}]), "param 2"),
-            ("SealingAbort", json!([{"Sector": {"Miner": 1, "Number": 1}, "ID": uuid::Uuid::new_v4()}]), "no running job"),
+            ("SealingAbort", json!([{"Sector": {"Miner": 1, "Number": 1}, "ID": "x"}]), "param 0"),
             ("SealingRemoveRequest", json!([uuid::Uuid::new_v4()]), "no queued request"),
             ("SealingRemoveRequest", json!(["zzz"]), "param 0"),
             ("WorkerConnect", json!(["ftp://x"]), "http"),

@@ -170,6 +170,10 @@ fn sector_numbers_remove_and_cleanup() {
     assert_eq!(meta, serde_json::json!({"Allocated": [0, 2, 2, 1], "Reserved": [0], "InUse": [0, 2, 2, 1], "Next": 2}));
     let list: serde_json::Value = serde_json::from_str(&c.miner_ok(&["sectors", "list", "--json"])).unwrap();
     assert_eq!(list.as_array().map(|l| l.iter().map(|s| s["SectorID"].as_u64().unwrap()).collect()), Some(vec![1, 4]));
+    assert_eq!(c.miner_ok(&["sectors", "refs", "--json"]), "{}\n", "no deals, no refs");
+    let diag: serde_json::Value =
+        serde_json::from_str(&c.miner_ok(&["sealing", "sched-diag", "--force-sched"])).unwrap();
+    assert!(diag["SchedInfo"].is_object(), "{diag}");
     let workers: serde_json::Value = serde_json::from_str(&c.miner_ok(&["sealing", "workers", "--json"])).unwrap();
     let hosts: Vec<&str> =
         workers.as_object().unwrap().values().filter_map(|w| w["Info"]["Hostname"].as_str()).collect();

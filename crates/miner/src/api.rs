@@ -306,6 +306,9 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     s.method::<m::SectorsUpdate, _, _, _>(ctx.clone(), |c, (n, state)| async move {
         c.sealing.force_state(n, &state).map_err(method_err)
     });
+    // Refs by deal ID: this miner takes no deals (a piece added with `sectors add-piece` has
+    // none), so there are none to list.
+    s.method::<m::SectorsRefs, _, _, _>((), |(), ()| async move { Ok(Default::default()) });
     // The sector number assigner (`sectors numbers`).
     s.method::<m::SectorNumAssignerMeta, _, _, _>(ctx.clone(), |c, ()| async move {
         c.sealing.with_numbers(|n| Ok(n.meta())).map_err(method_err)

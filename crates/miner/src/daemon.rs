@@ -365,7 +365,10 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
     s.method::<c::WorkerJobs, _, _, _>(m.clone(), |mm, ()| async move {
         Ok(mm.jobs().into_iter().map(|(id, jobs)| (id.0, jobs)).collect())
     });
-    s.method::<c::SealingSchedDiag, _, _, _>(m.clone(), |mm, (_do_sched,)| async move {
+    s.method::<c::SealingSchedDiag, _, _, _>(m.clone(), |mm, (do_sched,)| async move {
+        if do_sched {
+            mm.schedule_now();
+        }
         let d = mm.sched_diag();
         Ok(serde_json::json!({
             "SchedInfo": d,

@@ -523,6 +523,15 @@ impl Manager {
         self.lock().jobs.sched.diag(1000)
     }
 
+    /// Run a scheduling pass now (`SealingSchedDiag` with `doSched`, as Lotus's).
+    pub fn schedule_now(self: &Arc<Self>) {
+        let todo = {
+            let mut st = self.lock();
+            self.step(&mut st, Input::SchedBatch(vec![])).0
+        };
+        self.carry(todo);
+    }
+
     /// `sealing abort --sched`: remove a request that has not started; whether it was there.
     pub fn remove_request(self: &Arc<Self>, id: sealing_types::SchedId) -> bool {
         let (todo, removed) = {
@@ -811,9 +820,12 @@ impl Manager {
     pub async fn abort_call(self: &Arc<Self>, call: CallId) -> Result<(), String> {
         let (worker, link) = {
             let st = self.lock();
-            let job = st.jobs.job_of_call(call).ok_or_else(|| format!("no running job {}", call.id))?;
-            match job.state {
-                JobState::Running { worker, .. } => (Some(worker), st.workers.get(&worker).map(|e| e.link.clone())),
+            // An unknown call is aborted too, as Lotus does: its aborted result is recorded, so
+            // whatever waits for the call (after a restart, a tracked one) stops waiting.
+            match st.jobs.job_of_call(call).map(|j| j.state) {
+                Some(JobState::Running { worker, .. }) => {
+                    (Some(worker), st.workers.get(&worker).map(|e| e.link.clone()))
+                }
                 _ => (None, None),
             }
         };

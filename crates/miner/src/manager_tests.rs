@@ -260,7 +260,10 @@ async fn an_abort_while_the_task_prepares_stops_the_fetch_and_fails_the_request(
     assert_eq!(*a.aborted.lock().unwrap(), vec![fetch]);
     assert!(a.call_of("AddPiece", 1).is_none(), "the work never started");
     until("the scheduler to let the request go", || m.lock().jobs.sched.tasks().count() == 0).await;
-    assert!(m.abort_call(fetch).await.unwrap_err().contains("no running job"), "aborted once");
+    // Aborting it again (an unknown call, for the manager) records an aborted result, as
+    // Lotus does, and harms nothing.
+    m.abort_call(fetch).await.unwrap();
+    assert_eq!(m.lock().jobs.sched.tasks().count(), 0);
 }
 
 /// An aborted call is over for the work tracker too: the sector's retry of the same work

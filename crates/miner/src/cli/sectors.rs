@@ -52,6 +52,8 @@ pub enum SectorsCmd {
         /// <newState>
         state: String,
     },
+    /// List References to sectors
+    Refs,
     /// manage sector number assignments
     Numbers {
         #[command(subcommand)]
@@ -149,6 +151,17 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
         }
         SectorsCmd::Unseal { sector, output } => unseal(repo, &c, sector, &output).await?,
         SectorsCmd::Numbers { cmd } => numbers(&c, cmd).await?,
+        SectorsCmd::Refs => {
+            let refs = c.request::<lotus_api::contract::miner::SectorsRefs>(()).await.map_err(explain)?;
+            if !print_json(&refs)? {
+                for (deal, refs) in refs {
+                    println!("Block {deal}:");
+                    for r in refs {
+                        println!("\t{}+{} {} bytes", r.sector_id, r.offset, r.size);
+                    }
+                }
+            }
+        }
         SectorsCmd::UpdateState { really_do_it, sector, state } => {
             use lotus_api::contract::miner as m;
             if !really_do_it {
