@@ -20,9 +20,22 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// Sector states with Lotus's names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SectorState {
+/// The enum and its list of every variant, from one list.
+macro_rules! sector_states {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Sector states with Lotus's names.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum SectorState {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl SectorState {
+            pub const ALL: &[SectorState] = &[$(SectorState::$name,)*];
+        }
+    };
+}
+
+sector_states! {
     Packing,
     GetTicket,
     PreCommit1,
@@ -47,38 +60,12 @@ pub enum SectorState {
 }
 
 impl SectorState {
-    pub const ALL: [SectorState; 20] = {
-        use SectorState::*;
-        [
-            Packing,
-            GetTicket,
-            PreCommit1,
-            PreCommit2,
-            PreCommitting,
-            WaitSeed,
-            Committing,
-            FinalizeSector,
-            Proving,
-            AddPieceFailed,
-            SealPreCommit1Failed,
-            SealPreCommit2Failed,
-            PreCommitFailed,
-            ComputeProofFailed,
-            CommitFailed,
-            FinalizeFailed,
-            FailedUnrecoverable,
-            Removing,
-            RemoveFailed,
-            Removed,
-        ]
-    };
-
     pub fn name(self) -> String {
         format!("{self:?}")
     }
 
     pub fn from_name(name: &str) -> Option<SectorState> {
-        SectorState::ALL.into_iter().find(|s| s.name() == name)
+        SectorState::ALL.iter().copied().find(|s| s.name() == name)
     }
 
     /// What a sector must hold to be in this state (a failure state needs what the state it
@@ -1017,7 +1004,7 @@ mod tests {
         s.seed = Some([2; 32]);
         assert_eq!(SectorState::Committing.missing(&s), Some("CommR"));
         assert_eq!(SectorState::Removed.missing(&s), None);
-        for st in SectorState::ALL {
+        for &st in SectorState::ALL {
             assert_eq!(SectorState::from_name(&st.name()), Some(st));
         }
     }
