@@ -256,6 +256,14 @@ async fn serve_a_lotus_miner(backend: sealing_proofs::Backend) {
         )
         .unwrap();
     assert!(verified, "the proof verifies for the sector, ticket and seed the stand-in sent");
+    let (comm_r, comm_d) = (
+        commitment(&cids["Sealed"], lotus_api::wire::Commitment::Sealed),
+        commitment(&cids["Unsealed"], lotus_api::wire::Commitment::Unsealed),
+    );
+    assert!(!s.verify(comm_r, comm_d, [7; 32], [5; 32], &proof).unwrap_or(false), "a wrong seed is refused");
+    let mut tampered = proof.clone();
+    tampered[10] ^= 0xff;
+    assert!(!s.verify(comm_r, comm_d, [7; 32], [9; 32], &tampered).unwrap_or(false), "a tampered proof is refused");
 
     let fin = run_task(&st, &url, "FinalizeSector", lotus_params("FinalizeSector", &[(0, sector.clone())])).await;
     assert_eq!(fin.len(), 2, "ReturnFinalizeSector is (callID, err), as Lotus's: {fin:?}");

@@ -355,41 +355,9 @@ mod tests {
         assert!(serde_json::to_vec(&c1).unwrap().len() > 1000);
     }
 
-    /// The whole seal with a real Commit2 SNARK (about a minute on 2 cores), verified, and a
-    /// tampered proof or wrong seed rejected. Needs the devnet 2KiB parameters:
-    /// `scripts/test.sh` runs `lotus-miner fetch-params 2KiB` first.
-    #[test]
-    fn commit2_proof_verifies_with_devnet_params() {
-        // Niced to the bottom (19): the suite runs this beside the proving test, whose
-        // WindowPoSts (never niced) must get the cores first and whose own Commit2 (nice 10)
-        // is the suite's critical path. On Linux the nice value is per thread and the proofs
-        // library's threads inherit this one's.
-        // SAFETY: setpriority has no memory-safety preconditions.
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-        let missing: Vec<_> = params::files(SectorSize::KIB2).unwrap().into_iter().filter(|p| !p.exists()).collect();
-        assert!(
-            missing.is_empty(),
-            "2KiB proof parameters missing ({missing:?}): run `lotus-miner fetch-params 2KiB` (scripts/test.sh does), \
-             with the same FIL_PROOFS_PARAMETER_CACHE"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let paths = SectorPaths::in_dir(dir.path());
-        let s = Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 7);
-        let size = max_unpadded(SectorSize::KIB2);
-        let piece = s.add_piece(&piece_data(size as usize)[..], size, &paths.unsealed).unwrap();
-        let (ticket, seed) = ([3u8; 32], [4u8; 32]);
-        let pc1 = s.pre_commit1(&paths, ticket, std::slice::from_ref(&piece)).unwrap();
-        let pc2 = s.pre_commit2(pc1, &paths).unwrap();
-        let (comm_r, comm_d) = (pc2.comm_r, pc2.comm_d);
-        let c1 = s.commit1(&paths, ticket, seed, pc2, &[piece]).unwrap();
-        let proof = s.commit2(c1).unwrap();
-        assert_eq!(proof.len(), 192);
-        assert!(s.verify(comm_r, comm_d, ticket, seed, &proof).unwrap(), "the proof verifies");
-        assert!(!s.verify(comm_r, comm_d, ticket, [5u8; 32], &proof).unwrap(), "a wrong seed is rejected");
-        let mut bad = proof.clone();
-        bad[10] ^= 0xff;
-        assert!(!s.verify(comm_r, comm_d, ticket, seed, &bad).unwrap_or(false), "a tampered proof is rejected");
-    }
+    // The real Commit2 SNARK, its verification and the refusal of a wrong seed or a tampered
+    // proof are tested once, through the worker, by the real-proof interop test
+    // (`crates/lotus/tests/lotus_interop.rs`): a Commit2 costs about a minute of both cores.
 
     #[test]
     fn oversized_piece_and_bad_paths_are_clear_errors() {

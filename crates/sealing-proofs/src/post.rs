@@ -228,8 +228,9 @@ mod tests {
     /// other sector alone still proves.
     #[test]
     fn window_and_winning_post_prove_and_verify() {
-        // Niced to the bottom: no deadline here, unlike the proving end-to-end test it runs
-        // beside (see `commit2_proof_verifies_with_devnet_params`).
+        // Niced to the bottom (19): no deadline here, unlike the proving end-to-end test it runs
+        // beside, whose WindowPoSts (never niced) must get the cores first. On Linux the nice
+        // value is per thread and the proofs library's threads inherit this one's.
         // SAFETY: setpriority has no memory-safety preconditions.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
         assert!(
