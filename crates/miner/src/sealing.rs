@@ -359,7 +359,8 @@ pub struct SealingConfig {
 pub struct Sealing {
     pub db: Mutex<Db>,
     /// Each running sector state machine, so that `SectorRemove` can stop it.
-    pub drives: Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
+    /// (run, handle): a run number, so that a finished run never removes a later one's entry.
+    pub drives: Mutex<std::collections::HashMap<u64, (u64, tokio::task::AbortHandle)>>,
     pub chain: Arc<dyn Chain>,
     pub manager: Arc<Manager>,
     pub miner: u64,
@@ -472,11 +473,29 @@ impl Sealing {
 
     /// Run a sector's state machine until it is proving (or given up).
     pub fn start(self: &Arc<Self>, number: u64) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let me = self.clone();
-        let h = tokio::spawn(async move { me.drive(number).await });
+        // Inserted under the lock the task takes to remove itself, so a task that ends at once
+        // still finds its entry; `run` keeps it from removing a later run of the same sector.
         let mut drives = self.drives.lock().unwrap_or_else(|e| e.into_inner());
-        drives.retain(|_, h| !h.is_finished());
-        drives.insert(number, h.abort_handle());
+        let h = tokio::spawn(async move {
+            me.clone().drive(number).await;
+            let mut drives = me.drives.lock().unwrap_or_else(|e| e.into_inner());
+            if drives.get(&number).is_some_and(|(r, _)| *r == run) {
+                drives.remove(&number);
+            }
+        });
+        drives.insert(number, (run, h.abort_handle()));
+    }
+
+    /// Stop the sector's state machine wherever it waits, and run it again from its stored
+    /// state.
+    fn restart(self: &Arc<Self>, number: u64) {
+        if let Some((_, h)) = self.drives.lock().unwrap_or_else(|e| e.into_inner()).remove(&number) {
+            h.abort();
+        }
+        self.start(number);
     }
 
     /// `SectorsUpdate` (`sectors update-state`): put the sector in `state` and run it from there,
@@ -497,12 +516,8 @@ impl Sealing {
             s.retries = 0;
             db.put(&s, "event", &format!("state forced to {} (was {})", to.name(), from.name()))?;
         }
-        if let Some(h) = self.drives.lock().unwrap_or_else(|e| e.into_inner()).remove(&number) {
-            h.abort();
-        }
-        if !to.is_final() {
-            self.start(number);
-        }
+        // A final state runs nothing: the restarted state machine returns at once.
+        self.restart(number);
         Ok(())
     }
 
@@ -520,10 +535,7 @@ impl Sealing {
             s.state = SectorState::Removing;
             db.put(&s, "event", &format!("removal requested (in {})", from.name()))?;
         }
-        if let Some(h) = self.drives.lock().unwrap_or_else(|e| e.into_inner()).remove(&number) {
-            h.abort();
-        }
-        self.start(number);
+        self.restart(number);
         Ok(())
     }
 

@@ -11,7 +11,7 @@
 //! the same output. A mock proof never verifies under the real backend, and a real one never
 //! under the mock backend: the chain accepts a backend's proofs only in that backend's mode.
 
-use crate::update::{read, UpdatePaths, Updated};
+use crate::update::{UpdatePaths, Updated};
 use crate::{api, api_proof, max_unpadded, Commitment, PieceInfo, ProofError, SectorPaths};
 use sealing_types::{RegisteredSealProof, SectorSize};
 use sha2::{Digest, Sha256};
@@ -73,7 +73,7 @@ fn expand(seed: [u8; 32], len: usize) -> Vec<u8> {
     out
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ProofError + 'a {
+pub(crate) fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ProofError + 'a {
     move |source| ProofError::Io { what, path: path.into(), source }
 }
 
@@ -348,7 +348,10 @@ pub fn verify_post(
 const SECTOR_KEY_FILE: &str = "mock-sector-key";
 
 fn xor_files(a: &Path, b: &Path, out: &Path, len: usize) -> Result<(), ProofError> {
-    let (a, mut b) = (read(a, "reading a replica")?, read(b, "reading the unsealed file")?);
+    let (a, mut b) = (
+        std::fs::read(a).map_err(io("reading a replica", a))?,
+        std::fs::read(b).map_err(io("reading the unsealed file", b))?,
+    );
     b.resize(len, 0);
     let x: Vec<u8> = a.iter().zip(&b).map(|(x, y)| x ^ y).collect();
     std::fs::write(out, x).map_err(io("writing a replica", out))
@@ -411,7 +414,7 @@ pub fn generate_sector_key(paths: &UpdatePaths) -> Result<(), ProofError> {
     let len = std::fs::metadata(&paths.update).map_err(io("reading the update file", &paths.update))?.len();
     xor_files(&paths.update, &paths.unsealed, &paths.sealed, len as usize)?;
     let key = paths.update_cache.join(SECTOR_KEY_FILE);
-    let comm_r_old = read(&key, "reading the update cache")?;
+    let comm_r_old = std::fs::read(&key).map_err(io("reading the update cache", &key))?;
     for name in KEPT_CACHE_FILES {
         let p = paths.cache.join(name);
         std::fs::write(&p, &comm_r_old).map_err(io("writing the cache", &p))?;

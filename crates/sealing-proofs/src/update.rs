@@ -6,9 +6,10 @@
 //! update SNARK (ProveReplicaUpdate2, about 1.7 M constraints) costs about what a Commit2
 //! does and needs the update circuit's parameters.
 
-use crate::{api, mock, Commitment, PieceInfo, ProofError, Sealer};
+use crate::mock::{self, io};
+use crate::{api, Commitment, PieceInfo, ProofError, Sealer};
 use sealing_types::SectorSize;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 /// The update proof for a sector size: every seal proof of one size has the same one
@@ -55,10 +56,6 @@ impl UpdatePaths {
 pub struct Updated {
     pub comm_r_new: Commitment,
     pub comm_d_new: Commitment,
-}
-
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ProofError + 'a {
-    move |source| ProofError::Io { what, path: path.into(), source }
 }
 
 /// A file of `len` bytes (the library writes replicas through an mmap of a file that exists).
@@ -198,7 +195,8 @@ impl Sealer {
             return mock::generate_sector_key(paths);
         }
         let p_aux = paths.cache.join("p_aux");
-        let old = read(&p_aux, "reading the sector's p_aux (the sector key cannot be checked without it)")?;
+        let old = std::fs::read(&p_aux)
+            .map_err(io("reading the sector's p_aux (the sector key cannot be checked without it)", &p_aux))?;
         let scratch = paths.cache.with_extension("sector-key");
         fresh_dir(&scratch)?;
         let r = api::update::empty_sector_update_remove_encoded_data(
@@ -211,7 +209,8 @@ impl Sealer {
             comm_d_new,
         );
         let checked = self.lib("GenerateSectorKeyFromData", r).and_then(|()| {
-            let regenerated = read(&scratch.join("p_aux"), "reading the regenerated p_aux")?;
+            let p = scratch.join("p_aux");
+            let regenerated = std::fs::read(&p).map_err(io("reading the regenerated p_aux", &p))?;
             if regenerated != old {
                 return Err(ProofError::Library {
                     phase: "GenerateSectorKeyFromData",
@@ -240,14 +239,6 @@ impl Sealer {
         }
         Ok(())
     }
-}
-
-/// Bytes of a file (small sectors; the mock backend and tests).
-pub(crate) fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, ProofError> {
-    let mut f = File::open(path).map_err(io(what, path))?;
-    let mut out = vec![];
-    std::io::Read::read_to_end(&mut f, &mut out).map_err(io(what, path))?;
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -302,7 +293,7 @@ mod tests {
     /// SNARK is proven by the real-proof interop test.
     #[test]
     fn a_real_update_encodes_proves_its_partitions_and_gives_the_key_back() {
-        let (s, _paths, comm_r_old, new, vanilla, _dir) =
+        let (_s, _paths, comm_r_old, new, vanilla, _dir) =
             round_trip(Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 3));
         let up = update_proof(SectorSize::KIB2);
         let pp: Vec<api::PartitionProofBytes> = vanilla.into_iter().map(api::PartitionProofBytes).collect();
@@ -310,7 +301,6 @@ mod tests {
         assert!(ok.unwrap(), "the vanilla proofs verify");
         let bad = api::update::verify_partition_proofs(up, &pp, comm_r_old, new.comm_r_new, [3; 32]);
         assert!(!bad.unwrap_or(false), "not for another CommD");
-        let _ = s;
     }
 
     #[test]

@@ -397,16 +397,26 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             }
         }
         Cmd::Proving { cmd } => {
-            use crate::cli::proving::{fetch, render_deadlines, render_info, ProvingCmd};
-            if !matches!(cmd, ProvingCmd::Workers) {
+            use crate::cli::proving::{render_deadlines, render_info, ProvingCmd};
+            // One call: printed as it came with --json, else rendered.
+            let view = || async {
                 let raw: serde_json::Value = client(&repo)?.call("ProvingInfo", json!([])).await.map_err(explain)?;
                 if print_json(&raw)? {
-                    return Ok(());
+                    return Ok(None);
                 }
-            }
+                anyhow::Ok(Some(serde_json::from_value::<proving::ProvingView>(raw)?))
+            };
             match cmd {
-                ProvingCmd::Info => print!("{}", render_info(&fetch(&client(&repo)?).await?)),
-                ProvingCmd::Deadlines => print!("{}", render_deadlines(&fetch(&client(&repo)?).await?)),
+                ProvingCmd::Info => {
+                    if let Some(v) = view().await? {
+                        print!("{}", render_info(&v));
+                    }
+                }
+                ProvingCmd::Deadlines => {
+                    if let Some(v) = view().await? {
+                        print!("{}", render_deadlines(&v));
+                    }
+                }
                 ProvingCmd::Workers => {
                     let post: BTreeMap<WorkerId, WorkerStats> = stats(&repo)
                         .await?
