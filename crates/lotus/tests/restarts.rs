@@ -82,10 +82,16 @@ fn a_worker_restart_after_commit2_delivers_the_stored_result() {
     assert!(log.contains("delivering a result stored before the restart"), "{log}");
     assert_eq!(c2_started(&log), 0, "Commit2 ran again after the restart:\n{log}");
     // The last result (MoveStorage's) is removed once the miner's answer to its Return* is
-    // back, which can be a moment after the sector reached Proving.
-    wait_until(Duration::from_secs(10), "delivered results to be removed", || {
-        std::fs::read_dir(c.path("worker/results")).unwrap().count() == 0
-    });
+    // back, which can be a moment after the sector reached Proving (longer on a loaded
+    // machine: the answer waits for the miner's commit to disk).
+    let left = || std::fs::read_dir(c.path("worker/results")).unwrap().flatten().map(|e| e.path()).collect::<Vec<_>>();
+    let show = || {
+        let files: Vec<String> = left().iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+        let log = w2.log();
+        let tries: Vec<&str> = log.lines().filter(|l| l.contains("failed (") || l.contains("delivering")).collect();
+        format!("left in results/: {files:#?}\nthe worker's delivery attempts:\n{}", tries.join("\n"))
+    };
+    wait_or_show(Duration::from_secs(60), "delivered results to be removed", show, || left().is_empty());
 }
 
 /// A worker killed with SIGKILL in the middle of Commit2: its proof process dies with it, the

@@ -219,7 +219,7 @@ pub async fn serve(
     let index: Arc<dyn sealing_exec::SectorIndex> = Arc::new(sealing_exec::index::RpcIndex(miner.clone()));
     let results = s.repo.file("results");
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
-    let returner = Arc::new(RpcReturner { miner: miner.clone(), dir: results });
+    let returner = Arc::new(RpcReturner { miner: miner.clone(), dir: results, miner_back: tokio::sync::Notify::new() });
     let executor = sealing_exec::Executor::new(
         store.clone(),
         index.clone(),
@@ -289,7 +289,7 @@ pub async fn serve(
     tracing::info!(session = %worker.session, %url, tasks = %shorts.join(" "), "worker API listening");
     println!("lotus-worker: listening on {bound}, advertised as {url}; tasks: {}", shorts.join(" "));
 
-    background.spawn(keep_registered(miner.clone(), url, worker.clone(), executor.clone()));
+    background.spawn(keep_registered(miner.clone(), url, worker.clone(), executor.clone(), returner.clone()));
     let w = worker.clone();
     lotus_node::daemon::serve(listener, app, &s.repo, worker.shutdown.clone(), move || w.close(), &background).await?;
     tracing::info!("worker stopped");
@@ -359,7 +359,13 @@ fn advertised_addr(bound: SocketAddr, miner_host_port: &str) -> Result<SocketAdd
 
 /// Register, then watch the miner's session. When it changes (miner restarted) register again
 /// at once, keeping running tasks: the original waits until the worker is idle (lotus #4979).
-async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>, ex: Arc<sealing_exec::Executor>) {
+async fn keep_registered(
+    miner: Arc<RpcClient>,
+    url: String,
+    w: Arc<Worker>,
+    ex: Arc<sealing_exec::Executor>,
+    returner: Arc<RpcReturner>,
+) {
     let mut registered: Option<Uuid> = None;
     // Retries start at one second and double up to the check interval, so a miner that is
     // down (or refuses us) costs one log line per attempt at most every 10 s.
@@ -392,6 +398,7 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>, ex:
                             registered = Some(s);
                             *w.last_checked.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
                             tracing::info!("Worker registered successfully, waiting for tasks");
+                            returner.miner_back.notify_waiters();
                             None
                         }
                         Err(e) => Some(format!("attaching storage paths to the miner failed: {e}")),
@@ -418,13 +425,16 @@ async fn keep_registered(miner: Arc<RpcClient>, url: String, w: Arc<Worker>, ex:
     }
 }
 
-/// Delivers results with `Return<Method>`, retrying (1 s doubling to 30 s) until the miner
-/// takes them. Each result is first written to `<repo>/results/<call>.json` and removed only
+/// Delivers results with `Return<Method>`, retrying (1 s doubling to 30 s, and at once when the
+/// worker registers again: a miner back from a restart gets its results without waiting out
+/// the backoff) until the miner takes them. Each result is first written to `<repo>/results/<call>.json` and removed only
 /// once delivered, so neither a miner restart nor a worker restart loses finished work (Lotus
 /// reports "worker restarted" and the phase is computed again, lotus #3453).
 struct RpcReturner {
     miner: Arc<RpcClient>,
     dir: std::path::PathBuf,
+    /// Woken by each (re)registration with the miner.
+    miner_back: tokio::sync::Notify,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -479,6 +489,10 @@ impl RpcReturner {
         let name = lotus_api::contract::return_method(&r.method);
         let mut wait = Duration::from_secs(1);
         loop {
+            // Listening before the attempt: a registration during a failing call still wakes us.
+            let back = self.miner_back.notified();
+            tokio::pin!(back);
+            back.as_mut().enable();
             match self.miner.call::<()>(&name, params.clone()).await {
                 Ok(()) => {
                     let _ = std::fs::remove_file(self.file(&r.call));
@@ -486,7 +500,10 @@ impl RpcReturner {
                 }
                 Err(e) => {
                     tracing::warn!(call = %r.call.id, "{name} failed ({e}); retrying in {} s", wait.as_secs());
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = back => tracing::info!(call = %r.call.id, "registered with the miner again: delivering now"),
+                    }
                     wait = (wait * 2).min(Duration::from_secs(30));
                 }
             }
