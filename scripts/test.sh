@@ -12,6 +12,21 @@ t0=$(date +%s)
 phase() { echo "test.sh: $1 took $(($(date +%s) - t0)) s" >&2; t0=$(date +%s); }
 cargo fmt --all -- --check
 phase "fmt"
+# The dashboard's browser tests need Debian's Chromium and its WebDriver; a fresh machine gets
+# them while the build runs (a download, little CPU).
+browser_log=$(mktemp)
+(
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get install -y -q chromium chromium-driver \
+                || { apt-get update -q && apt-get install -y -q chromium chromium-driver; }
+        else
+            echo "chromium and chromedriver are missing: install Debian's chromium and chromium-driver (as root)"
+        fi
+    fi
+) > "$browser_log" 2>&1 &
+browser_install=$!
 # Lint while building: clippy's driver compiles this workspace's crates (lints, then code) and
 # plain rustc the dependencies, so the proofs stack is compiled once instead of twice (a
 # `cargo clippy` check build, then the test build: about 7 minutes on 2 cores). Same lints
@@ -28,6 +43,9 @@ phase "clippy and building the tests"
 export FIL_PROOFS_PARAMETER_CACHE=${FIL_PROOFS_PARAMETER_CACHE:-/var/tmp/filecoin-proof-parameters}
 "${CARGO_TARGET_DIR:-target}/debug/lotus-miner" fetch-params 2KiB
 phase "2KiB parameters"
+wait "$browser_install" || { cat "$browser_log" >&2; echo "test.sh: installing Chromium failed" >&2; }
+rm -f "$browser_log"
+phase "Chromium for the browser tests (after the build)"
 if cargo nextest --version >/dev/null 2>&1; then
     # Every test in its own process, end-to-end tests of different binaries side by side
     # (.config/nextest.toml: real-proof tests one at a time). Its last line is the summary,

@@ -454,6 +454,40 @@ pub mod miner {
         pub size: u64,
     }
 
+    /// `alerting.AlertType`.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct AlertType {
+        #[serde(rename = "System")]
+        pub system: String,
+        #[serde(rename = "Subsystem")]
+        pub subsystem: String,
+    }
+
+    /// `alerting.AlertEvent`: `Message` is a `json.RawMessage` (any JSON; ours are strings),
+    /// `Time` an RFC 3339 time.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct AlertEvent {
+        #[serde(rename = "Type")]
+        pub kind: String,
+        #[serde(rename = "Message")]
+        pub message: Value,
+        #[serde(rename = "Time")]
+        pub time: String,
+    }
+
+    /// `alerting.Alert`.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Alert {
+        #[serde(rename = "Type")]
+        pub kind: AlertType,
+        #[serde(rename = "Active")]
+        pub active: bool,
+        #[serde(rename = "LastActive")]
+        pub last_active: Option<AlertEvent>,
+        #[serde(rename = "LastResolved")]
+        pub last_resolved: Option<AlertEvent>,
+    }
+
     type Err = Option<CallError>;
     type Ret<T> = ReturnValue<T>;
 
@@ -470,6 +504,7 @@ pub mod miner {
         RuntimeSubsystems() -> Vec<String>, Read;
         LogList() -> Vec<String>, Write;
         LogSetLevel(system: String, level: String) -> (), Write;
+        LogAlerts() -> Vec<Alert>, Admin;
         /// The token as bytes (base64 on the wire, as Go encodes `[]byte`).
         AuthNew(perms: Vec<Permission>) -> Bytes, Admin;
         Shutdown() -> (), Admin;
@@ -571,7 +606,6 @@ pub mod miner {
         ("ComputeProof", Permission::Read, CHAIN),
         ("ComputeWindowPoSt", Permission::Admin, CHAIN),
         ("Discover", Permission::Read, "the OpenRPC document is not served"),
-        ("LogAlerts", Permission::Admin, "alerts are not served yet"),
         ("MarketListDeals", Permission::Read, DEALS),
         ("MiningBase", Permission::Read, CHAIN),
         ("RecoverFault", Permission::Admin, CHAIN),

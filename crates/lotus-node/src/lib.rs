@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod hw;
 pub mod logging;
+pub mod metrics;
 pub mod params;
 pub mod repo;
 

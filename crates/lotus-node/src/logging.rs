@@ -40,6 +40,33 @@ pub fn init() {
     }
 }
 
+/// The proofs library's crates: their INFO lines narrate every step of a parameter generation.
+const PROOF_LIBRARIES: &[&str] = &[
+    "bellperson",
+    "filecoin_hashers",
+    "filecoin_proofs",
+    "filecoin_proofs_api",
+    "neptune",
+    "storage_proofs_core",
+    "storage_proofs_porep",
+    "storage_proofs_post",
+    "storage_proofs_update",
+];
+
+/// Show the proofs library's lines from WARN up only, unless `RUST_LOG` or `GOLOG_LOG_LEVEL`
+/// chose the levels (`fetch-params`: twelve minutes of its INFO lines told an operator less
+/// than one progress line).
+pub fn quiet_proof_libraries() {
+    if std::env::var_os("RUST_LOG").is_some() || std::env::var_os("GOLOG_LOG_LEVEL").is_some() {
+        return;
+    }
+    let Some(state) = STATE.get() else { return };
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    let quiet: Vec<String> = PROOF_LIBRARIES.iter().map(|c| format!("{c}=warn")).collect();
+    st.base = format!("{},{}", st.base, quiet.join(","));
+    let _ = st.handle.reload(EnvFilter::new(filter_text(&st.base, &st.set)));
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LogError {
     #[error("unknown log system {0:?}: `log list` shows them ({list})", list = SYSTEMS.join(", "))]

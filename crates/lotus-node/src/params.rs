@@ -144,9 +144,11 @@ pub fn fetch(size: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     let cache = cache_dir();
     let start = std::time::Instant::now();
     let files = if size.0 <= SectorSize::MIB8.0 {
-        sealing_proofs::params::ensure(size, &cache, &|what| {
-            eprintln!("generating {what} parameters for {size} sectors (devnet only; this takes minutes)...")
-        })?
+        crate::logging::quiet_proof_libraries();
+        let progress = Progress::new(size);
+        let files = sealing_proofs::params::ensure(size, &cache, &|what| progress.step(what))?;
+        progress.done();
+        files
     } else {
         let gateway = std::env::var("IPFS_GATEWAY").unwrap_or_else(|_| DEFAULT_GATEWAY.to_string());
         let entries = sealing_proofs::params::manifest(size);
@@ -160,6 +162,66 @@ pub fn fetch(size: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     }
     eprintln!("parameters for {size} sectors ready in {} ({:.0} s)", cache.display(), start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// How often a running generation says how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Progress of a parameter generation on stderr: each circuit as it starts (with the time it
+/// took on a 2-core machine) and ends, and every [`PROGRESS_EVERY`] in between its elapsed
+/// time, so twelve silent minutes never look like a hang.
+struct Progress {
+    size: SectorSize,
+    current: std::sync::Arc<std::sync::Mutex<Option<Step>>>,
+    ticking: std::sync::Once,
+}
+
+struct Step {
+    what: String,
+    started: std::time::Instant,
+    expected: Option<std::time::Duration>,
+}
+
+fn human(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+}
+
+impl Progress {
+    fn new(size: SectorSize) -> Self {
+        Progress { size, current: Default::default(), ticking: std::sync::Once::new() }
+    }
+
+    fn finish_current(cur: &mut Option<Step>) {
+        if let Some(s) = cur.take() {
+            eprintln!("  {}: done in {}", s.what, human(s.started.elapsed()));
+        }
+    }
+
+    fn step(&self, what: &str) {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        Self::finish_current(&mut cur);
+        let expected = sealing_proofs::params::measured(self.size, what);
+        let about = expected.map(|d| format!(", about {} on 2 cores", human(d))).unwrap_or_default();
+        eprintln!("generating {what} parameters for {} sectors (devnet only{about})...", self.size);
+        *cur = Some(Step { what: what.to_string(), started: std::time::Instant::now(), expected });
+        drop(cur);
+        // The ticker starts with the first circuit, once the proofs library's cache variable
+        // is set (no thread may run while it is); it only sleeps and prints.
+        self.ticking.call_once(|| {
+            let current = self.current.clone();
+            std::thread::spawn(move || loop {
+                std::thread::sleep(PROGRESS_EVERY);
+                let cur = current.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(s) = cur.as_ref() else { return };
+                let of = s.expected.map(|e| format!(" of about {}", human(e))).unwrap_or_default();
+                eprintln!("  {}: {} elapsed{of}", s.what, human(s.started.elapsed()));
+            });
+        });
+    }
+
+    fn done(&self) {
+        Self::finish_current(&mut self.current.lock().unwrap_or_else(|e| e.into_inner()));
+    }
 }
 
 #[cfg(test)]

@@ -183,7 +183,9 @@ fn worker_stop_finishes_the_running_commit2_before_exiting() {
     let out = c.worker_command("worker", &["stop"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("worker draining: 1 task(s)") && text.contains("worker stopped"), "{text}");
+    // It says what it waits for: the sector's Commit2.
+    assert!(text.contains("waiting for 1 task(s) running or awaiting delivery: sector 1 (call "), "{text}");
+    assert!(text.contains("worker stopped"), "{text}");
     let log = w.log();
     assert!(log.lines().any(|l| l.contains("task done") && l.contains("method=SealCommit2")), "{log}");
     assert!(log.contains("drained: no task running, results delivered"), "{log}");

@@ -285,8 +285,23 @@ pub async fn serve(
         cfg.proving.disable_builtin_winning_post,
     );
     proving.start(&background);
-    let ctx = Ctx { m: manager.clone(), sealing, store: store.clone(), repo: repo.clone(), proving };
-    let server = Arc::new(api(ctx, secret.clone(), session, meta, shutdown.clone()));
+    let ctx = Ctx {
+        m: manager.clone(),
+        sealing,
+        store: store.clone(),
+        repo: repo.clone(),
+        proving,
+        alerts: Default::default(),
+    };
+    background.spawn(watch_alerts(ctx.clone()));
+    executor.metrics.register(&manager.metrics.registry).context("registering the executor's metrics")?;
+    let metrics = {
+        let (ctx, m) = (ctx.clone(), manager.metrics.clone());
+        lotus_node::metrics::router(manager.metrics.registry.clone(), move || {
+            m.refresh(&crate::metrics::snapshot(&ctx))
+        })
+    };
+    let server = Arc::new(api(ctx.clone(), secret.clone(), session, meta, shutdown.clone()));
     let auth: Arc<dyn Authenticator> = Arc::new(MinerAuth(secret));
     let remote = sealing_exec::remote::router(sealing_exec::remote::RemoteState {
         store,
@@ -298,7 +313,9 @@ pub async fn serve(
     // Data a client pushes with a call (`sealing data-cid`'s file), as on a worker.
     let push = sealing_exec::push::PushStreams::new(repo.path.join("push"));
     executor.set_push_streams(push.clone());
-    let app: Router = rpc::router(server, auth).merge(remote).merge(sealing_exec::push::router(push));
+    let dashboard = crate::dashboard::router(ctx.clone(), auth.clone());
+    let app: Router =
+        rpc::router(server, auth).merge(remote).merge(sealing_exec::push::router(push)).merge(metrics).merge(dashboard);
 
     let api_addr = lotus_api::apiinfo::to_multiaddr(&bound.to_string());
     repo.write_file("api", api_addr.as_bytes(), 0o644)?;
@@ -314,6 +331,49 @@ pub async fn serve(
     Ok(())
 }
 
+/// How often the alert rules look at the miner.
+const ALERT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Apply the alert rules every [`ALERT_EVERY`]; each alert raised or resolved is logged too.
+async fn watch_alerts(ctx: Ctx) {
+    loop {
+        tokio::time::sleep(ALERT_EVERY).await;
+        let c = ctx.clone();
+        let Ok(observed) = tokio::task::spawn_blocking(move || observed(&c)).await else { continue };
+        let changed =
+            ctx.alerts.lock().unwrap_or_else(|e| e.into_inner()).observe(&observed, std::time::SystemTime::now());
+        for a in changed {
+            match (&a.last_active, a.active) {
+                (Some(e), true) => {
+                    tracing::warn!(alert = %format!("{}:{}", a.system, a.subsystem), "ALERT: {}", e.message)
+                }
+                _ => tracing::info!(alert = %format!("{}:{}", a.system, a.subsystem), "alert resolved"),
+            }
+        }
+    }
+}
+
+/// What the alert rules read: the scrape's snapshot, the missed deadline, failing tasks.
+fn observed(ctx: &Ctx) -> crate::alerts::Observed {
+    let s = crate::metrics::snapshot(ctx);
+    let windows: std::collections::BTreeMap<u64, (f64, bool)> =
+        ctx.proving.attempts().into_iter().map(|a| (a.deadline, (a.window_seconds, a.error.is_none()))).collect();
+    crate::alerts::Observed {
+        workers: s.workers.iter().map(|w| (w.id.clone(), w.hostname.clone(), w.enabled)).collect(),
+        paths: s.paths.iter().map(|p| (p.id.clone(), p.stat.capacity, p.stat.available)).collect(),
+        deadlines: s
+            .deadlines
+            .iter()
+            .map(|d| {
+                let (window, accepted) = windows.get(&d.deadline).copied().unwrap_or_default();
+                (d.deadline, d.margin_seconds, window, d.faulty, accepted)
+            })
+            .collect(),
+        missed: ctx.proving.missed(),
+        failing: ctx.m.metrics.failing(),
+    }
+}
+
 fn hex32(h: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     if h.len() != 64 {
@@ -327,6 +387,7 @@ fn hex32(h: &str) -> Option<[u8; 32]> {
 
 fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc<Notify>) -> RpcServer {
     let m = ctx.m.clone();
+    let alerts = ctx.alerts.clone();
     let mut s = RpcServer::new(lotus_api::methods::MINER);
     crate::api::register(&mut s, ctx);
     use lotus_api::contract::miner as c;
@@ -396,6 +457,10 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
     });
     s.method::<c::LogSetLevel, _, _, _>((), |(), (system, level)| async move {
         lotus_node::logging::set_level(&system, &level).map_err(|e| RpcError::invalid_params(e.to_string()))
+    });
+    s.method::<c::LogAlerts, _, _, _>(alerts, |alerts, ()| async move {
+        let list = alerts.lock().unwrap_or_else(|e| e.into_inner()).list();
+        Ok(list.iter().map(crate::alerts::to_wire).collect())
     });
     s.method::<c::RuntimeSubsystems, _, _, _>((), |(), ()| async move {
         Ok(vec!["Mining".to_string(), "Sealing".to_string(), "SectorStorage".to_string()])

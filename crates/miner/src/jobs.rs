@@ -66,6 +66,8 @@ pub struct Job<R> {
     pub state: JobState,
     /// When the work call was started (`sealing jobs`).
     pub started: Option<SystemTime>,
+    /// When it was pushed (the queue wait's start).
+    pub submitted: SystemTime,
     /// The number of the job's current placement.
     placement: u64,
     reply: R,
@@ -126,6 +128,9 @@ pub enum Output<R> {
         worker: Option<WorkerId>,
         call: Option<CallId>,
         result: CallResult,
+        task: sealing_types::TaskType,
+        /// When its work call started (none: it never started, or was adopted).
+        started: Option<SystemTime>,
     },
     Record(Record),
     /// The scheduler moved a task back to the queue (for the log).
@@ -192,13 +197,25 @@ impl<R> Jobs<R> {
                     Some(call) => JobState::Adopted { call },
                     None => JobState::Scheduled,
                 };
-                let job = Job { req: req.clone(), prepare, work, work_id, state, started: None, placement: 0, reply };
+                let job = Job {
+                    req: req.clone(),
+                    prepare,
+                    work,
+                    work_id,
+                    state,
+                    started: None,
+                    submitted: now,
+                    placement: 0,
+                    reply,
+                };
                 if self.jobs.contains_key(&id) {
                     out.push(Output::Deliver {
                         reply: job.reply,
                         worker: None,
                         call: None,
                         result: Err(CallError::unknown(format!("request {id} is already scheduled"))),
+                        task: job.req.task,
+                        started: None,
                     });
                     return (out, None);
                 }
@@ -340,7 +357,7 @@ impl<R> Jobs<R> {
         };
         self.set_state(id, JobState::Scheduled);
         let job = self.jobs.remove(&id).expect("checked above");
-        out.push(Output::Deliver { reply: job.reply, worker, call, result });
+        out.push(Output::Deliver { reply: job.reply, worker, call, result, task: job.req.task, started: job.started });
     }
 
     fn started(

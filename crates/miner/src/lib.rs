@@ -1,15 +1,18 @@
 //! `lotus-miner`: the daemon (API, worker manager, scheduler host) and its CLI.
 
+pub mod alerts;
 pub mod api;
 pub mod backup;
 pub mod calls;
 pub mod chain;
 pub mod cli;
 pub mod daemon;
+pub mod dashboard;
 pub mod index;
 pub mod jobs;
 pub mod locks;
 pub mod manager;
+pub mod metrics;
 pub mod numbers;
 pub mod proving;
 pub mod render;
@@ -26,6 +29,7 @@ pub mod daemon_ctx {
         pub store: Arc<sealing_exec::LocalStore>,
         pub repo: lotus_node::repo::Repo,
         pub proving: Arc<crate::proving::Proving>,
+        pub alerts: Arc<std::sync::Mutex<crate::alerts::Alerts>>,
     }
 }
 

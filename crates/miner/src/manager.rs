@@ -209,6 +209,8 @@ pub struct Manager {
     mock_proofs: bool,
     timings: Timings,
     calls: Option<Arc<crate::calls::CallStore>>,
+    /// Calls started and returned, scheduling passes (`/debug/metrics`).
+    pub metrics: Arc<crate::metrics::MinerMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +271,7 @@ impl Manager {
                 mock_proofs,
                 timings: cfg.timings,
                 calls: cfg.calls,
+                metrics: Arc::new(crate::metrics::MinerMetrics::new()),
             }
         });
         match failed {
@@ -520,10 +523,21 @@ impl Manager {
     }
 
     pub fn sched_diag(&self) -> sealing_sched::SchedDiag {
-        self.lock().jobs.sched.diag(1000)
+        self.sched_diag_first(1000)
+    }
+
+    /// [`Manager::sched_diag`] for the first `n` queued requests.
+    pub fn sched_diag_first(&self, n: usize) -> sealing_sched::SchedDiag {
+        self.lock().jobs.sched.diag(n)
     }
 
     /// Run a scheduling pass now (`SealingSchedDiag` with `doSched`, as Lotus's).
+    /// The scheduler's queue per task type and its open windows (a metrics scrape).
+    pub fn sched_gauges(&self) -> (BTreeMap<TaskType, usize>, usize) {
+        let st = self.lock();
+        (st.jobs.sched.queued_by_task(), st.jobs.sched.open_window_count())
+    }
+
     pub fn schedule_now(self: &Arc<Self>) {
         let todo = {
             let mut st = self.lock();
@@ -748,20 +762,40 @@ impl Manager {
     /// order (the tracker writes to disk on its own thread); the rest is left for after the
     /// lock.
     fn step(&self, st: &mut State, input: Input<Reply>) -> (Vec<Todo>, Option<Fate>) {
-        let (outputs, fate) = st.jobs.handle(input, SystemTime::now());
+        let now = SystemTime::now();
+        let t0 = std::time::Instant::now();
+        let (outputs, fate) = st.jobs.handle(input, now);
+        self.metrics.cycle(t0.elapsed(), st.jobs.sched.queued_len(), st.jobs.sched.open_window_count());
         let mut todo = vec![];
         for o in outputs {
             match o {
-                Output::Start { id, placement, worker, phase: _, call } => {
+                Output::Start { id, placement, worker, phase, call } => {
+                    if let Some(job) = st.jobs.job(id) {
+                        let task = job.req.task.as_str();
+                        // A task's first call leaves the queue: its prepare step, or its work.
+                        if phase == Phase::Prepare || job.prepare.is_none() {
+                            self.metrics.queue_wait(task, now.duration_since(job.submitted).unwrap_or_default());
+                        }
+                        if phase == Phase::Work {
+                            self.metrics.call_started(task, &Self::hostname(st, worker));
+                        }
+                    }
                     let link = st.workers.get(&worker).map(|w| w.link.clone());
                     todo.push(Todo::Start { id, placement, worker, link, call });
                 }
-                Output::Deliver { reply, worker, call, result } => {
+                Output::Deliver { reply, worker, call, result, task, started } => {
                     let host = match (worker, call) {
                         (Some(w), _) => Self::hostname(st, w),
                         (None, Some(c)) => self.calls.as_ref().and_then(|s| s.host_of(c)).unwrap_or_default(),
                         (None, None) => String::new(),
                     };
+                    if call.is_some() {
+                        let took = started.and_then(|t| now.duration_since(t).ok());
+                        self.metrics.call_returned(task.as_str(), &host, took);
+                    }
+                    if worker.is_some() || call.is_some() {
+                        self.metrics.call_outcome(task.as_str(), &host, result.is_ok());
+                    }
                     todo.push(Todo::Deliver { reply, result: result.map(|value| Ran { value, host }) });
                 }
                 Output::Record(r) => {
@@ -856,6 +890,7 @@ impl Manager {
         };
         self.carry(todo);
         if fate == Some(Fate::Dropped) {
+            self.metrics.untracked_returned();
             // Late (its task was requeued and runs elsewhere) or unknown; the tracker kept it
             // if the work is tracked.
             tracing::debug!(call = %call.id, sector = %call.sector, "a result no task waits for: dropped");

@@ -31,6 +31,9 @@ pub struct PoStAttempt {
     pub seconds: f64,
     /// Time left before the deadline closed when the proof was accepted (negative: late).
     pub margin_seconds: f64,
+    /// How long the deadline is open.
+    #[serde(default)]
+    pub window_seconds: f64,
     pub proven: Vec<u64>,
     pub skipped: Vec<SkippedSector>,
     pub error: Option<String>,
@@ -56,6 +59,8 @@ pub struct Proving {
     pub disable_builtin_winning: bool,
     attempts: Mutex<Vec<PoStAttempt>>,
     blocks: Mutex<Vec<BlockAttempt>>,
+    /// The last deadline missed since a WindowPoSt was last accepted (the `wdpost:missed` alert).
+    missed: Mutex<Option<u64>>,
 }
 
 const KEEP: usize = 100;
@@ -90,11 +95,17 @@ impl Proving {
             disable_builtin_winning,
             attempts: Mutex::new(vec![]),
             blocks: Mutex::new(vec![]),
+            missed: Mutex::new(None),
         })
     }
 
     pub fn attempts(&self) -> Vec<PoStAttempt> {
         self.attempts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The last deadline missed since a WindowPoSt was last accepted.
+    pub fn missed(&self) -> Option<u64> {
+        *self.missed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn blocks(&self) -> Vec<BlockAttempt> {
@@ -114,9 +125,24 @@ impl Proving {
     async fn window_post_loop(self: Arc<Self>) {
         // The deadline instance whose partitions are all proven (only the current one matters).
         let mut done: Option<Epoch> = None;
+        // The deadline instance with partitions left to prove: if it closes so, it was missed.
+        let mut unproven: Option<DeadlineInfo> = None;
         loop {
             tokio::time::sleep(self.tick()).await;
             let dl = self.chain.deadline_at(self.chain.head());
+            if let Some(u) = unproven.filter(|u| u.open != dl.open) {
+                unproven = None;
+                if done != Some(u.open) {
+                    self.manager.metrics.wdpost_missed();
+                    *self.missed.lock().unwrap_or_else(|e| e.into_inner()) = Some(u.index);
+                    tracing::error!(
+                        deadline = u.index,
+                        open = u.open,
+                        "WindowPoSt MISSED: deadline {} closed with partitions not proven; their sectors are faulty",
+                        u.index
+                    );
+                }
+            }
             if done == Some(dl.open) {
                 continue;
             }
@@ -132,6 +158,7 @@ impl Proving {
                 done = Some(dl.open);
                 continue;
             }
+            unproven = Some(dl);
             let runs = todo.into_iter().map(|p| self.prove_partition(dl, randomness, p));
             futures_util::future::join_all(runs).await;
         }
@@ -147,6 +174,10 @@ impl Proving {
             prover: String::new(),
             seconds: 0.0,
             margin_seconds: 0.0,
+            window_seconds: close_at
+                .duration_since(self.chain.epoch_time(dl.open))
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
             proven: vec![],
             skipped: vec![],
             error: None,
@@ -197,6 +228,10 @@ impl Proving {
             Ok(d) => d.as_secs_f64(),
             Err(e) => -e.duration().as_secs_f64(),
         };
+        self.manager.metrics.wdpost(result.is_ok(), attempt.margin_seconds);
+        if result.is_ok() {
+            *self.missed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         match result {
             Ok(epoch) => tracing::info!(
                 deadline = dl.index,

@@ -321,6 +321,27 @@ pub fn storage_sectors(mut files: Vec<SectorFile>) -> String {
     t.render()
 }
 
+/// `lotus-miner log alerts`, as Lotus prints it: `active  ` or `inactive`, `system:subsystem`,
+/// then the last resolution and the last raising with their reasons.
+pub fn alerts(list: &[lotus_api::contract::miner::Alert]) -> String {
+    let reason = |m: &serde_json::Value| match m {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    for a in list {
+        let state = if a.active { "active  " } else { "inactive" };
+        let _ = writeln!(out, "{state} {}:{}", a.kind.system, a.kind.subsystem);
+        if let Some(e) = &a.last_resolved {
+            let _ = writeln!(out, "         last resolved at {}; reason: {}", e.time, reason(&e.message));
+        }
+        if let Some(e) = &a.last_active {
+            let _ = writeln!(out, "         last raised at {}; reason: {}", e.time, reason(&e.message));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

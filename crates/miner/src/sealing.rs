@@ -331,6 +331,24 @@ impl Db {
         Ok(rows.flatten().filter_map(|t| serde_json::from_str(&t).ok()).collect())
     }
 
+    /// The `limit` newest sectors' numbers and states, newest first (the dashboard).
+    pub fn recent(&self, limit: usize) -> Result<Vec<(u64, String)>, SealingError> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT number, state FROM sectors ORDER BY number DESC LIMIT ?1")
+            .map_err(self.err())?;
+        let rows = q.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err())?;
+        Ok(rows.flatten().collect())
+    }
+
+    /// How many sectors are in each state (`lotus_sealing_states`), from the state column.
+    pub fn count_by_state(&self) -> Result<Vec<(String, i64)>, SealingError> {
+        let mut q =
+            self.conn.prepare_cached("SELECT state, COUNT(*) FROM sectors GROUP BY state").map_err(self.err())?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err())?;
+        Ok(rows.flatten().collect())
+    }
+
     pub fn log(&self, number: u64) -> Result<Vec<LogEntry>, SealingError> {
         let mut q = self
             .conn
@@ -911,6 +929,12 @@ impl Sealing {
     }
     pub fn log(&self, number: u64) -> Result<Vec<LogEntry>, SealingError> {
         self.db().log(number)
+    }
+    pub fn count_by_state(&self) -> Result<Vec<(String, i64)>, SealingError> {
+        self.db().count_by_state()
+    }
+    pub fn recent(&self, limit: usize) -> Result<Vec<(u64, String)>, SealingError> {
+        self.db().recent(limit)
     }
 }
 

@@ -114,6 +114,23 @@ pub struct Executor {
     mock: Mutex<Option<sealing_types::MockDurations>>,
     /// Where data pushed for AddPiece arrives (`/rpc/streams/v0/push`); `None`: not served.
     push: Mutex<Option<Arc<crate::push::PushStreams>>>,
+    /// What it ran (`/debug/metrics`).
+    pub metrics: Arc<crate::metrics::ExecMetrics>,
+}
+
+/// Counts a task as ended when it is dropped: a task aborted (`SealingAbort`, a shutdown)
+/// never reaches its last line, and must not stay counted as running.
+struct TaskEnd {
+    metrics: Arc<crate::metrics::ExecMetrics>,
+    method: String,
+    t0: std::time::Instant,
+    ok: bool,
+}
+
+impl Drop for TaskEnd {
+    fn drop(&mut self) {
+        self.metrics.finished(&self.method, self.ok, self.t0.elapsed());
+    }
 }
 
 impl Executor {
@@ -135,6 +152,7 @@ impl Executor {
             gpus: Mutex::new(None),
             mock: Mutex::new(None),
             push: Mutex::new(None),
+            metrics: Default::default(),
         }))
     }
 
@@ -233,7 +251,11 @@ impl Executor {
         let h = tokio::spawn(async move {
             tracing::info!(call = %id.id, sector = %id.sector, %method, "task started");
             let t0 = std::time::Instant::now();
+            me.metrics.started(&method);
+            let mut end = TaskEnd { metrics: me.metrics.clone(), method: method.clone(), t0, ok: false };
             let result = me.run(call).await;
+            end.ok = result.is_ok();
+            drop(end);
             match &result {
                 Ok(_) => {
                     tracing::info!(call = %id.id, sector = %id.sector, %method, secs = t0.elapsed().as_secs_f64(), "task done")

@@ -22,6 +22,7 @@ pub mod exec;
 pub mod gpu;
 pub mod index;
 mod meta;
+pub mod metrics;
 pub mod post;
 pub mod push;
 pub mod remote;

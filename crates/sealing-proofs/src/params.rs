@@ -165,26 +165,48 @@ pub fn files(size: SectorSize) -> Result<Vec<PathBuf>, ParamsError> {
     ])
 }
 
+/// How long generating a circuit's parameters took on a 2-core machine (the proofs probe's
+/// measurements, `shared/spec/proofs-probe`): what `fetch-params` tells an operator to expect.
+/// More cores make it shorter; none is known for what was not measured.
+pub fn measured(size: SectorSize, circuit: &str) -> Option<std::time::Duration> {
+    let secs = match (size.0, circuit) {
+        (s, POREP) if s == SectorSize::KIB2.0 => 677,
+        (s, WINNING) if s == SectorSize::KIB2.0 => 30,
+        (s, WINDOW) if s == SectorSize::KIB2.0 => 7,
+        (s, UPDATE) if s == SectorSize::KIB2.0 => 397,
+        (s, POREP) if s == SectorSize::MIB8.0 => 908,
+        (s, WINNING) if s == SectorSize::MIB8.0 => 137,
+        (s, WINDOW) if s == SectorSize::MIB8.0 => 38,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
+}
+
+const POREP: &str = "PoRep (StackedDrg)";
+const WINNING: &str = "WinningPoSt";
+const WINDOW: &str = "WindowPoSt";
+const UPDATE: &str = "snap-deal update (EmptySectorUpdate)";
+
 /// Generate whatever is missing for `size` (PoRep, WinningPoSt, WindowPoSt, the snap-deal
-/// update). `progress` is
-/// told each circuit's name before its (possibly long) generation starts.
+/// update). `progress` is told each circuit's name before its (possibly long) generation
+/// starts.
 pub fn generate(size: SectorSize, progress: &dyn Fn(&str)) -> Result<(), ParamsError> {
     let c = circuits(size)?;
     let ss = size.0;
     let fail = |what: &'static str| move |e: anyhow::Error| ParamsError::Generate { what, message: format!("{e:#}") };
-    progress("PoRep (StackedDrg)");
+    progress(POREP);
     let porep_cfg = c.seal.as_v1_config();
     let mut r = rng(1);
     with_shape!(ss, porep, &porep_cfg, &mut r).map_err(fail("PoRep"))?;
-    progress("WinningPoSt");
+    progress(WINNING);
     let win = c.winning.as_v1_config();
     let mut r = rng(2);
     with_shape!(ss, post, &win, &mut r).map_err(fail("WinningPoSt"))?;
-    progress("WindowPoSt");
+    progress(WINDOW);
     let wdp = c.window.as_v1_config();
     let mut r = rng(3);
     with_shape!(ss, post, &wdp, &mut r).map_err(fail("WindowPoSt"))?;
-    progress("snap-deal update (EmptySectorUpdate)");
+    progress(UPDATE);
     let upd = crate::update_proof(size).as_v1_config();
     let mut r = rng(4);
     with_shape!(ss, update, &upd, &mut r).map_err(fail("snap-deal update"))?;

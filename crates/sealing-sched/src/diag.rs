@@ -62,6 +62,23 @@ impl Scheduler {
         SchedDiag { requests, open_windows, requests_not_listed: queued.len().saturating_sub(limit) }
     }
 
+    /// Queued requests per task type, cheaply (a count per class of request, not per task):
+    /// what a metrics scrape reads.
+    pub fn queued_by_task(&self) -> std::collections::BTreeMap<TaskType, usize> {
+        let mut by = std::collections::BTreeMap::new();
+        for (key, q) in &self.classes {
+            if !q.tasks.is_empty() {
+                *by.entry(key.task).or_insert(0) += q.tasks.len();
+            }
+        }
+        by
+    }
+
+    /// How many scheduling windows the workers have open.
+    pub fn open_window_count(&self) -> usize {
+        self.workers.values().map(|w| w.open_windows()).sum()
+    }
+
     /// Why each worker does not run this queued request (one line per worker).
     pub fn explain(&self, id: SchedId) -> Vec<String> {
         let Some(t) = self.tasks.get(&id) else {

@@ -273,10 +273,16 @@ async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo, json: bool) -> 
                     bail!("the worker accepted the stop request but is still running after 30 s");
                 }
                 if !now && started.elapsed() >= said {
-                    if let Ok(calls) = c.call::<Vec<serde_json::Value>>("Calls", json!([])).await {
+                    if let Ok(calls) = c.call::<Vec<sealing_types::CallId>>("Calls", json!([])).await {
+                        let what: Vec<String> = calls
+                            .iter()
+                            .map(|c| format!("sector {} (call {})", c.sector.number, &c.id.to_string()[..8]))
+                            .collect();
                         println!(
-                            "worker draining: {} task(s) running or awaiting delivery; it exits when they are done (Ctrl-C leaves it draining; `lotus-worker stop --now` stops it at once)",
-                            calls.len()
+                            "worker draining, {:.0} s: waiting for {} task(s) running or awaiting delivery: {}; it exits when they are done (Ctrl-C leaves it draining; `lotus-worker stop --now` stops it at once)",
+                            started.elapsed().as_secs_f64(),
+                            calls.len(),
+                            what.join(", ")
                         );
                     }
                     said += Duration::from_secs(10);

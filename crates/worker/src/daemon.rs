@@ -281,7 +281,12 @@ pub async fn serve(
     // Deal data a Lotus miner pushes for AddPiece (io.Reader params, reference §6.1).
     let push = sealing_exec::push::PushStreams::new(s.repo.path.join("push"));
     executor.set_push_streams(push.clone());
-    let app = rpc::router(server, auth).merge(remote).merge(sealing_exec::push::router(push));
+    let registry = lotus_node::metrics::registry();
+    executor.metrics.register(&registry).context("registering the executor's metrics")?;
+    let undelivered = executor.metrics.undelivered.clone();
+    let ret = returner.clone();
+    let metrics = lotus_node::metrics::router(registry, move || undelivered.set(ret.stored_calls().len() as i64));
+    let app = rpc::router(server, auth).merge(remote).merge(sealing_exec::push::router(push)).merge(metrics);
 
     let mut types: Vec<TaskType> = s.task_types.iter().copied().collect();
     TaskType::sort_by_order(&mut types);

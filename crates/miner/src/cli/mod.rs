@@ -53,6 +53,9 @@ pub enum Cmd {
     },
     /// Start the miner daemon
     Run,
+    /// Print a link to the web dashboard that logs in with a new read-only token (not in
+    /// Lotus, which has no dashboard)
+    UiUrl,
     /// Create node metadata backup. For security reasons, the daemon must have
     /// LOTUS_BACKUP_BASE_PATH env var set to a path where backup files are supposed to be saved,
     /// and the backup file path must be in that directory.
@@ -151,6 +154,12 @@ pub enum InfoCmd {
 pub enum LogCmd {
     /// List log systems
     List,
+    /// Get alert states
+    Alerts {
+        /// get all (active and inactive) alerts
+        #[arg(long)]
+        all: bool,
+    },
     /// Set log level (debug, info, warn, error), for every log system or those named with
     /// --system
     SetLevel {
@@ -340,6 +349,14 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Log { cmd: LogCmd::Alerts { all } } => {
+            let alerts = client(&repo)?.request::<lotus_api::contract::miner::LogAlerts>(()).await.map_err(explain)?;
+            let shown: Vec<_> = alerts.into_iter().filter(|a| all || a.active).collect();
+            if !print_json(&shown)? {
+                print!("{}", crate::render::alerts(&shown));
+            }
+            Ok(())
+        }
         Cmd::Log { cmd: LogCmd::SetLevel { system, level } } => {
             let Some(level) = level else { bail!("level is required") };
             let c = client(&repo)?;
@@ -443,6 +460,14 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             Ok(())
         }
         Cmd::Auth { cmd } => auth(&repo, cmd).await,
+        Cmd::UiUrl => {
+            let (url, _) = endpoint(&repo)?;
+            let b64: String = client(&repo)?.call("AuthNew", json!([["read"]])).await.map_err(explain)?;
+            use base64::Engine;
+            let token = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64)?)?;
+            println!("{}/ui/?token={token}", url.trim_end_matches("/rpc/v0"));
+            Ok(())
+        }
         Cmd::Sealing { cmd } => match cmd {
             SealingCmd::Workers { color } => workers(&repo, color).await,
             SealingCmd::Jobs { show_ret_done } => {

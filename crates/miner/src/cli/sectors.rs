@@ -15,7 +15,11 @@ use std::time::Duration;
 #[derive(Subcommand, Debug)]
 pub enum SectorsCmd {
     /// Store random data in a sector (a committed-capacity sector)
-    Pledge,
+    Pledge {
+        /// Then follow the sector's states until it is Proving or has failed (not in Lotus)
+        #[arg(long)]
+        wait: bool,
+    },
     /// Seal a file's bytes into a new sector, at deal priority (devnet stand-in for a deal)
     AddPiece { file: PathBuf },
     /// Get the seal status of a sector
@@ -118,9 +122,12 @@ pub enum StorageCmd {
 pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
     let c = client(repo)?;
     match cmd {
-        SectorsCmd::Pledge => {
+        SectorsCmd::Pledge { wait } => {
             let id: SectorId = c.call("PledgeSector", json!([])).await.map_err(explain)?;
             println!("Created CC sector:  {}", id.number);
+            if wait {
+                follow(&c, id.number).await?;
+            }
         }
         SectorsCmd::AddPiece { file } => {
             let abs = std::fs::canonicalize(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -503,4 +510,30 @@ fn render_storage_list(list: &[Value], local: &std::collections::BTreeMap<String
         }
     }
     out
+}
+
+/// `sectors pledge --wait`: each state the sector enters, with the time it spent in the one
+/// before, until it is Proving (success) or in a failure state (an error naming it).
+async fn follow(c: &lotus_api::RpcClient, number: u64) -> Result<()> {
+    let start = std::time::Instant::now();
+    let mut last: Option<(String, std::time::Instant)> = None;
+    loop {
+        let v: Value = c.call("SectorsStatus", json!([number, false])).await.map_err(explain)?;
+        let state = v["State"].as_str().unwrap_or("").to_string();
+        if last.as_ref().map(|(s, _)| s != &state).unwrap_or(true) {
+            let took = last.as_ref().map(|(s, t)| format!(" ({s} took {:.1} s)", t.elapsed().as_secs_f64()));
+            println!("{:>7.1} s  {state}{}", start.elapsed().as_secs_f64(), took.unwrap_or_default());
+            last = Some((state.clone(), std::time::Instant::now()));
+        }
+        if state == "Proving" {
+            return Ok(());
+        }
+        if state.contains("Failed") || state == "Removed" {
+            let why = v["LastErr"].as_str().or(v["LastError"].as_str()).unwrap_or("");
+            anyhow::bail!(
+                "sector {number} is in {state}: {why}; `lotus-miner sectors status --log {number}` shows its history"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }

@@ -35,7 +35,7 @@ pub(crate) struct Task {
 /// The part of a request that decides which workers may take it, independent of the sector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ClassKey {
-    task: TaskType,
+    pub(crate) task: TaskType,
     proof: RegisteredSealProof,
     selector: Selector,
     prepare: Option<TaskType>,
