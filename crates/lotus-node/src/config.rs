@@ -86,14 +86,35 @@ pub struct StorageConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct SealingConfig {
-    pub max_wait_deals_sectors: u64,
     pub max_sealing_sectors: u64,
     pub max_sealing_sectors_for_deals: u64,
-    pub wait_deals_delay: String,
     pub always_keep_unsealed_copy: bool,
-    pub finalize_early: bool,
     pub min_retry_time: String,
+    // Lotus keys that do nothing here (see `NO_EFFECT`): read, so that a Lotus config loads,
+    // never written, and warned about when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_wait_deals_sectors: Option<toml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_deals_delay: Option<toml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finalize_early: Option<toml::Value>,
 }
+
+/// Lotus keys this miner reads but has no use for, with the reason `load` warns with.
+const NO_EFFECT: &[(&str, &str)] = &[
+    (
+        "Sealing.MaxWaitDealsSectors",
+        "there are no sectors waiting for deals: `sectors add-piece` seals each piece in a sector of its own at once",
+    ),
+    (
+        "Sealing.WaitDealsDelay",
+        "there are no sectors waiting for deals: `sectors add-piece` seals each piece in a sector of its own at once",
+    ),
+    (
+        "Sealing.FinalizeEarly",
+        "the devnet takes the commit message when it is sent, so finalizing happens right after it anyway",
+    ),
+];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
@@ -143,13 +164,13 @@ impl Default for StorageConfig {
 impl Default for SealingConfig {
     fn default() -> Self {
         SealingConfig {
-            max_wait_deals_sectors: 2,
             max_sealing_sectors: 0,
             max_sealing_sectors_for_deals: 0,
-            wait_deals_delay: "6h0m0s".into(),
             always_keep_unsealed_copy: true,
-            finalize_early: false,
             min_retry_time: "1m0s".into(),
+            max_wait_deals_sectors: None,
+            wait_deals_delay: None,
+            finalize_early: None,
         }
     }
 }
@@ -170,7 +191,7 @@ impl Default for ProvingConfig {
 const DOCS: &[(&str, &str)] = &[
     ("API.ListenAddress", "Binding address of the miner API (multiaddr). Use the IP of a LAN interface (or 0.0.0.0) so that workers can connect."),
     ("API.RemoteListenAddress", "host:port that workers use to reach this miner's /remote sector endpoint. Must be reachable from every worker."),
-    ("API.Timeout", "Timeout of API calls made by the miner."),
+    ("API.Timeout", "Timeout of the API calls the miner makes to its workers."),
     ("Storage.ParallelFetchLimit", "How many sector fetches may run at once."),
     ("Storage.AllowSectorDownload", "Let the miner's own worker download sector data (DL)."),
     ("Storage.AllowAddPiece", "Let the miner's own worker run AddPiece (and DataCid). Set to false to leave it to workers."),
@@ -186,12 +207,9 @@ const DOCS: &[(&str, &str)] = &[
     ("Storage.DisallowRemoteFinalize", "Finalize only on workers that already hold the sector's files."),
     ("Storage.ResourceFiltering", "\"hardware\": the miner's own worker respects its resources; \"disabled\": it ignores them."),
     ("Storage.WorkerLostTimeout", "A worker that does not answer at all for this long is removed and its running tasks run again on other workers (\"0\": wait for it forever). A disabled or draining worker still answers and is never removed."),
-    ("Sealing.MaxWaitDealsSectors", "Upper bound on sectors waiting for deals."),
     ("Sealing.MaxSealingSectors", "Upper bound on sectors sealing at once (CC pledges included); 0 = unlimited."),
     ("Sealing.MaxSealingSectorsForDeals", "Upper bound on deal sectors sealing at once; 0 = unlimited."),
-    ("Sealing.WaitDealsDelay", "How long a sector waits for more deals before sealing starts."),
-    ("Sealing.AlwaysKeepUnsealedCopy", "Keep an unsealed copy of every deal sector."),
-    ("Sealing.FinalizeEarly", "Finalize before the commit message lands on chain."),
+    ("Sealing.AlwaysKeepUnsealedCopy", "Keep an unsealed copy of every deal sector's data in long-term storage, next to its sealed copy (reading it back then needs no unseal). Committed-capacity sectors keep none."),
     ("Sealing.MinRetryTime", "How long a sector in a failed state waits before it retries."),
     ("Devnet.BlockDelay", "Time per epoch of the local devnet chain."),
     ("Devnet.SeedDelayEpochs", "Epochs between a pre-commit and its interactive seed (PreCommitChallengeDelay)."),
@@ -203,7 +221,7 @@ const DOCS: &[(&str, &str)] = &[
     ("Devnet.MockTaskDurations", "With MockProofs: how long each mock task takes, e.g. \"PC1=2s,C2=30s\" (task types as `sealing jobs` shows them; others take no time)."),
     ("Proving.SealingNice", "Niceness (0-19) of the miner's own sealing proof processes: PoSt on this machine gets the CPU first."),
     ("Proving.ReservedCPUs", "CPU cores the miner's own sealing never uses (its worker reports fewer, its proof processes use fewer threads), kept for PoSt."),
-    ("Proving.ParallelCheckLimit", "How many sectors are checked at once before a PoSt."),
+    ("Proving.ParallelCheckLimit", "How many sectors the miner reads at once for a WindowPoSt (each sector's challenged leaves)."),
     ("Proving.DisableBuiltinWindowPoSt", "Never compute WindowPoSt on the miner itself; wait for a PoSt worker."),
     ("Proving.DisableBuiltinWinningPoSt", "Never compute WinningPoSt on the miner itself; fail fast without a PoSt worker."),
 ];
@@ -279,6 +297,20 @@ impl MinerConfig {
                 why: e.inner().to_string(),
             }
         })?;
+        for (key, why) in NO_EFFECT {
+            let (section, name) = key.split_once('.').expect("Section.Key");
+            let set = match name {
+                "MaxWaitDealsSectors" => cfg.sealing.max_wait_deals_sectors.is_some(),
+                "WaitDealsDelay" => cfg.sealing.wait_deals_delay.is_some(),
+                "FinalizeEarly" => cfg.sealing.finalize_early.is_some(),
+                _ => false,
+            };
+            if set {
+                warnings.push(format!(
+                    "{shown}: [{section}] {name} has no effect in this miner: {why}; remove it to silence this"
+                ));
+            }
+        }
         cfg.validate().map_err(|(key, why)| {
             let last = key.rsplit('.').next().unwrap_or(key).to_string();
             ConfigError::Invalid { path: shown.clone(), line: find_key_line(&text, &last), key: key.to_string(), why }
@@ -291,7 +323,6 @@ impl MinerConfig {
         lotus_api::apiinfo::parse_addr(&self.api.remote_listen_address)
             .map_err(|e| ("API.RemoteListenAddress", e.to_string()))?;
         parse_duration(&self.api.timeout).map_err(|e| ("API.Timeout", e))?;
-        parse_duration(&self.sealing.wait_deals_delay).map_err(|e| ("Sealing.WaitDealsDelay", e))?;
         parse_duration(&self.sealing.min_retry_time).map_err(|e| ("Sealing.MinRetryTime", e))?;
         parse_duration(&self.storage.worker_lost_timeout).map_err(|e| ("Storage.WorkerLostTimeout", e))?;
         parse_mock_durations(&self.devnet.mock_task_durations).map_err(|e| ("Devnet.MockTaskDurations", e))?;
@@ -440,6 +471,27 @@ mod tests {
         assert!(text.contains("\n  RemoteListenAddress = \"127.0.0.1:2345\""), "{text}");
         assert!(text.contains("  #Timeout = "));
         assert!(text.contains("# env var: LOTUS_STORAGE_ALLOWPRECOMMIT1"));
+    }
+
+    /// Lotus keys with no effect here are not written, and a Lotus config that sets them
+    /// loads with a warning naming each and why.
+    #[test]
+    fn keys_without_effect_are_not_written_and_warned_about() {
+        let text = MinerConfig::default_file();
+        for key in ["MaxWaitDealsSectors", "WaitDealsDelay", "FinalizeEarly"] {
+            assert!(!text.contains(key), "{key} is written but does nothing");
+        }
+        let lotus = "[Sealing]\n  MaxWaitDealsSectors = 2\n  WaitDealsDelay = \"6h0m0s\"\n  FinalizeEarly = true\n  AlwaysKeepUnsealedCopy = false\n";
+        let (cfg, warnings) = load(lotus, &[]).unwrap();
+        assert!(!cfg.sealing.always_keep_unsealed_copy);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains(
+            "[Sealing] MaxWaitDealsSectors has no effect in this miner: there are no sectors waiting for deals"
+        ));
+        assert!(
+            warnings[2].contains("FinalizeEarly has no effect") && warnings[2].contains("remove it"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -13,10 +13,41 @@ use common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+/// The deal sector's unsealed copy is not kept (`AlwaysKeepUnsealedCopy = false`): these
+/// tests unseal it from its sealed copy.
 fn config() -> String {
     seals_nothing_config(
-        "  LocalWorkerName = \"miner-host\"\n[Sealing]\n  MinRetryTime = \"3s\"\n[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 4\n",
+        "  LocalWorkerName = \"miner-host\"\n[Sealing]\n  MinRetryTime = \"3s\"\n  AlwaysKeepUnsealedCopy = false\n[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 4\n",
     )
+}
+
+/// By default (`AlwaysKeepUnsealedCopy = true`, as in Lotus) a deal sector's unsealed copy is
+/// kept in long-term storage beside its sealed copy; a CC sector keeps none.
+#[test]
+fn a_deal_sectors_unsealed_copy_is_kept_by_default() {
+    let c = Cluster::mock("");
+    c.write_config(&seals_nothing_config("[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n"));
+    let miner = c.start_miner();
+    let _w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
+    let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
+    wait_or_show(Duration::from_secs(30), "the worker's path attached", || miner.log(), || urls() == 2);
+    let file = c.path("deal.bin");
+    std::fs::write(&file, vec![7u8; 1000]).unwrap();
+    c.miner_ok(&["sectors", "add-piece", file.to_str().unwrap()]);
+    c.miner_ok(&["sectors", "pledge"]);
+    for n in [1, 2] {
+        wait_or_show(
+            Duration::from_secs(60),
+            "the sectors proving",
+            || miner.log(),
+            || sector_state(&c, n) == "Proving",
+        );
+    }
+    let deal = c.miner_ok(&["storage", "find", "1"]);
+    assert!(deal.contains("(unsealed)") && deal.contains("(sealed)"), "{deal}");
+    assert!(!deal.contains("Remote"), "everything in the miner's store, nothing left on the worker:\n{deal}");
+    let cc = c.miner_ok(&["storage", "find", "2"]);
+    assert!(cc.contains("(sealed)") && !cc.contains("(unsealed)"), "{cc}");
 }
 
 /// The one real seal of the suite's sealing tests: AP and PC1 on A, PC2 and C2 on B.

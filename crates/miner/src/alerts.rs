@@ -9,7 +9,9 @@
 //! - `wdpost:faults`: the last WindowPoSt of a deadline skipped unreadable sectors;
 //! - `worker:<host>`: a worker that was connected is gone, or is disabled;
 //! - `storage:<path id>`: a storage path has less than 10% of its capacity free;
-//! - `sealing:<task type>@<host>`: a task type failed three times in a row on a worker.
+//! - `sealing:<task type>@<host>`: a task type failed three times in a row on a worker;
+//! - `sectors:<state>`: sectors have been in a state three times as long as sectors usually
+//!   stay there (and at least ten minutes), by [`StateClock`].
 //!
 //! Pure: [`Alerts::observe`] takes what the miner looks like now and the time, nothing else.
 
@@ -23,6 +25,14 @@ pub const MARGIN_SHARE: f64 = 0.25;
 pub const FREE_SHARE: f64 = 0.10;
 /// Failures in a row of one task type on one worker that raise `sealing:<task>@<host>`.
 pub const FAILURES_IN_A_ROW: u32 = 3;
+/// A sector in a state this many times longer than the state's usual stay raises `sectors:<state>`.
+pub const OVERDUE_FACTOR: f64 = 3.0;
+/// ... and never before this long: a phase of seconds taking a minute is not worth a page.
+pub const OVERDUE_FLOOR: std::time::Duration = std::time::Duration::from_secs(600);
+/// Stays of a state kept to know its usual length (the median of the last ones).
+const STAYS_KEPT: usize = 64;
+/// Stays needed before a state has a usual length.
+const STAYS_NEEDED: usize = 3;
 
 /// What the miner looks like at one moment, for the alert rules.
 #[derive(Clone, Debug, Default)]
@@ -38,6 +48,89 @@ pub struct Observed {
     pub missed: Option<u64>,
     /// (task type, worker hostname) → failures in a row (reset by a success).
     pub failing: BTreeMap<(String, String), u32>,
+    /// Sectors overdue in their state ([`StateClock::overdue`]).
+    pub overdue: Vec<Overdue>,
+}
+
+/// Sectors that have been in one state much longer than its usual stay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overdue {
+    pub state: String,
+    /// Oldest first.
+    pub sectors: Vec<u64>,
+    pub longest: std::time::Duration,
+    pub usual: std::time::Duration,
+}
+
+/// How long sectors stay in each state: the sector state machine tells it each state a sector
+/// enters, and it keeps the last stays of each state, whose median is the state's usual stay.
+/// Pure (the time is passed in); the miner holds one.
+#[derive(Default)]
+pub struct StateClock {
+    entered: std::collections::HashMap<u64, (String, SystemTime)>,
+    stays: std::collections::HashMap<String, std::collections::VecDeque<std::time::Duration>>,
+}
+
+impl StateClock {
+    /// `sector` is in `state` now (again: nothing changes while it stays).
+    pub fn enter(&mut self, sector: u64, state: &str, now: SystemTime) {
+        if self.entered.get(&sector).is_some_and(|(s, _)| s == state) {
+            return;
+        }
+        self.finish(sector, now);
+        self.entered.insert(sector, (state.to_string(), now));
+    }
+
+    /// `sector` is done (Proving, removed): its last stay counts, and it is no longer watched.
+    pub fn leave(&mut self, sector: u64, now: SystemTime) {
+        self.finish(sector, now);
+    }
+
+    fn finish(&mut self, sector: u64, now: SystemTime) {
+        if let Some((state, since)) = self.entered.remove(&sector) {
+            let q = self.stays.entry(state).or_default();
+            q.push_back(now.duration_since(since).unwrap_or_default());
+            if q.len() > STAYS_KEPT {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// The median of the state's last stays, once there are enough.
+    pub fn usual(&self, state: &str) -> Option<std::time::Duration> {
+        let q = self.stays.get(state).filter(|q| q.len() >= STAYS_NEEDED)?;
+        let mut v: Vec<_> = q.iter().copied().collect();
+        v.sort();
+        Some(v[v.len() / 2])
+    }
+
+    /// Per state, the sectors in it for longer than [`OVERDUE_FACTOR`] × its usual stay and
+    /// [`OVERDUE_FLOOR`].
+    pub fn overdue(&self, now: SystemTime) -> Vec<Overdue> {
+        let mut by: BTreeMap<&str, Vec<(std::time::Duration, u64)>> = BTreeMap::new();
+        for (sector, (state, since)) in &self.entered {
+            let Some(usual) = self.usual(state) else { continue };
+            let stayed = now.duration_since(*since).unwrap_or_default();
+            if stayed > OVERDUE_FLOOR && stayed.as_secs_f64() > usual.as_secs_f64() * OVERDUE_FACTOR {
+                by.entry(state).or_default().push((stayed, *sector));
+            }
+        }
+        by.into_iter()
+            .map(|(state, mut v)| {
+                v.sort_by(|a, b| b.cmp(a));
+                Overdue {
+                    state: state.to_string(),
+                    longest: v[0].0,
+                    sectors: v.iter().map(|(_, n)| *n).collect(),
+                    usual: self.usual(state).expect("checked above"),
+                }
+            })
+            .collect()
+    }
+}
+
+fn minutes(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
 }
 
 /// `alerting.AlertType` / `AlertEvent` / `Alert`, kept in their wire form by the contract;
@@ -180,6 +273,25 @@ impl Alerts {
             }
         }
 
+        for o in &o.overdue {
+            let shown: Vec<String> = o.sectors.iter().take(5).map(|n| n.to_string()).collect();
+            let more = if o.sectors.len() > 5 { format!(" and {} more", o.sectors.len() - 5) } else { String::new() };
+            hold(
+                "sectors",
+                &o.state,
+                format!(
+                    "sector(s) {}{more} have been in {} for up to {}; sectors usually leave it after {}. \
+                     `lotus-miner sectors status --log {}` shows what it waits for, `lotus-miner sealing sched-diag` \
+                     why a task does not start",
+                    shown.join(", "),
+                    o.state,
+                    minutes(o.longest),
+                    minutes(o.usual),
+                    o.sectors[0]
+                ),
+            );
+        }
+
         let mut changed = vec![];
         for (key, a) in self.alerts.iter_mut() {
             if a.active && !holding.contains_key(key) {
@@ -294,6 +406,43 @@ mod tests {
         assert!(active(&a).is_empty(), "{:?}", active(&a));
         assert!(a.list().iter().all(|x| x.last_resolved.as_ref().is_some_and(|e| e.time == at(4))));
         assert_eq!(a.list().len(), 7, "resolved alerts stay listed (log alerts --all)");
+    }
+
+    #[test]
+    fn a_sector_far_longer_in_a_state_than_usual_is_overdue() {
+        let mut c = StateClock::default();
+        // Three sectors each spend 5 minutes in PreCommit1, then go on.
+        for n in 1..=3 {
+            c.enter(n, "PreCommit1", at(0));
+            c.enter(n, "PreCommit1", at(100)); // still there: nothing changes
+            c.enter(n, "PreCommit2", at(300));
+            c.leave(n, at(310));
+        }
+        assert_eq!(c.usual("PreCommit1"), Some(Duration::from_secs(300)));
+        assert_eq!(c.usual("PreCommit2"), Some(Duration::from_secs(10)));
+        c.enter(4, "PreCommit1", at(1000));
+        c.enter(5, "PreCommit1", at(1500));
+        c.enter(6, "PreCommit2", at(1000)); // 10 s usual, but under the 10-minute floor until 1,600
+        c.enter(7, "WaitSeed", at(0)); // no usual stay known: never overdue
+        assert!(c.overdue(at(1500)).is_empty(), "4 and 6 stayed 500 s: under 3 × 300 s, under the floor");
+        let o = c.overdue(at(2000));
+        assert_eq!(o.len(), 2, "{o:?}");
+        assert_eq!((o[0].state.as_str(), o[0].sectors.as_slice()), ("PreCommit1", &[4][..]));
+        assert_eq!((o[1].state.as_str(), o[1].sectors.as_slice()), ("PreCommit2", &[6][..]));
+        let o = c.overdue(at(2500));
+        assert_eq!(o[0].sectors, [4, 5], "oldest first");
+        assert_eq!(o[0].longest, Duration::from_secs(1500));
+
+        let mut a = Alerts::default();
+        a.observe(&Observed { overdue: o, ..Default::default() }, at(2500));
+        let msg = a.list().into_iter().find(|x| x.subsystem == "PreCommit1").unwrap().last_active.unwrap().message;
+        assert!(
+            msg.contains("sector(s) 4, 5 have been in PreCommit1 for up to 25m") && msg.contains("after 5m"),
+            "{msg}"
+        );
+        c.leave(4, at(2600));
+        c.enter(5, "PreCommit2", at(2600));
+        assert!(c.overdue(at(2600)).iter().all(|o| o.state != "PreCommit1"));
     }
 
     #[test]

@@ -260,7 +260,9 @@ pub async fn serve(
             max_sealing_sectors_for_deals: cfg.sealing.max_sealing_sectors_for_deals,
             retry_wait: lotus_node::config::parse_duration(&cfg.sealing.min_retry_time).map_err(anyhow::Error::msg)?,
             max_retries: 10,
+            keep_unsealed: cfg.sealing.always_keep_unsealed_copy,
         },
+        clock: Default::default(),
     });
     sealing.resume_all()?;
 
@@ -270,7 +272,7 @@ pub async fn serve(
         index.clone(),
         secret.create_token(&Permission::Admin.with_lower()),
         executor_hostname.clone(),
-        32,
+        cfg.proving.parallel_check_limit.max(1) as usize,
         // The miner's own reads are bounded by each deadline only, as the original's are.
         None,
         backend,
@@ -371,6 +373,7 @@ fn observed(ctx: &Ctx) -> crate::alerts::Observed {
             .collect(),
         missed: ctx.proving.missed(),
         failing: ctx.m.metrics.failing(),
+        overdue: ctx.sealing.clock.lock().unwrap_or_else(|e| e.into_inner()).overdue(std::time::SystemTime::now()),
     }
 }
 

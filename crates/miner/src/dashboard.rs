@@ -179,13 +179,28 @@ fn snapshot(ctx: &Ctx) -> Value {
             })
         })
         .collect();
-    // The first queued requests with each worker's reason (a reason per worker per request:
-    // with a thousand workers, more would cost the miner a core).
-    let diag = ctx.m.sched_diag_first(20);
+    // The first queued requests, each with why workers do not take it: identical reasons
+    // grouped ("998 workers: …"), since a thousand workers give a thousand lines per request.
+    let diag = ctx.m.sched_diag_first(10);
     let queued: Vec<Value> = diag
         .requests
         .iter()
-        .map(|r| json!({"Sector": r.sector.number, "Task": r.task_type.short(), "Priority": r.priority, "Reasons": r.reasons}))
+        .map(|r| {
+            let mut by: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+            for line in &r.reasons {
+                // "worker <id8> (<host>): <why>"
+                let (who, why) = line.split_once("): ").map(|(w, y)| (w, y)).unwrap_or(("", line.as_str()));
+                by.entry(why).or_default().push(who.rsplit('(').next().unwrap_or(who));
+            }
+            let reasons: Vec<String> = by
+                .into_iter()
+                .map(|(why, hosts)| match hosts.len() {
+                    1 | 2 => format!("{}: {why}", hosts.join(", ")),
+                    n => format!("{n} workers ({}, …): {why}", hosts[..2].join(", ")),
+                })
+                .collect();
+            json!({"Sector": r.sector.number, "Task": r.task_type.short(), "Priority": r.priority, "Reasons": reasons})
+        })
         .collect();
     let states: Vec<(String, i64)> = ctx.sealing.count_by_state().unwrap_or_default();
     let recent = ctx.sealing.recent(100).unwrap_or_default();

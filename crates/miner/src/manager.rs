@@ -487,10 +487,12 @@ impl Manager {
     /// `WorkerStats`: per worker, its snapshot and the scheduler's accounting of its active pool.
     pub fn stats(&self) -> BTreeMap<WorkerId, WorkerStats> {
         let st = self.lock();
+        let mut views: BTreeMap<WorkerId, sealing_sched::WorkerView<'_>> =
+            st.jobs.sched.workers().into_iter().map(|v| (v.id, v)).collect();
         st.workers
             .iter()
             .map(|(id, w)| {
-                let view = st.jobs.sched.worker(*id);
+                let view = views.remove(id);
                 let (active, counts, cards) = view.map(|v| (v.active, v.task_counts, v.gpu_loads)).unwrap_or_default();
                 let mut tasks: Vec<TaskType> = w.task_types.iter().copied().collect();
                 TaskType::sort_by_order(&mut tasks);
@@ -1051,6 +1053,9 @@ impl Manager {
 
     pub fn storage_paths(&self) -> Vec<(StorageInfo, FsStat, String, Vec<String>)> {
         let st = self.lock();
+        // One map, not a scan of every worker per URL (1,000 paths × 1,000 workers).
+        let hosts: std::collections::HashMap<&str, &str> =
+            st.workers.values().map(|w| (w.origin.as_str(), w.info.hostname.as_str())).collect();
         st.index
             .paths()
             .map(|(_, e)| {
@@ -1060,11 +1065,7 @@ impl Manager {
                     .iter()
                     .map(|u| {
                         let o = origin(u);
-                        st.workers
-                            .values()
-                            .find(|w| w.origin == o)
-                            .map(|w| w.info.hostname.clone())
-                            .unwrap_or(o.to_string())
+                        hosts.get(o).map(|h| h.to_string()).unwrap_or(o.to_string())
                     })
                     .collect();
                 (e.info.clone(), e.stat, e.err.clone(), nodes)

@@ -372,6 +372,9 @@ pub struct SealingConfig {
     pub retry_wait: Duration,
     /// Failures in a row before a sector is given up (FailedUnrecoverable).
     pub max_retries: u32,
+    /// `[Sealing] AlwaysKeepUnsealedCopy`: a deal sector's unsealed copy goes to long-term
+    /// storage with its sealed copy instead of being deleted.
+    pub keep_unsealed: bool,
 }
 
 pub struct Sealing {
@@ -386,6 +389,8 @@ pub struct Sealing {
     /// Real proofs, or the mock backend (`[Devnet] MockProofs`) for tests.
     pub backend: sealing_proofs::Backend,
     pub cfg: SealingConfig,
+    /// How long sectors stay in each state (the `sectors:<state>` alerts).
+    pub clock: Mutex<crate::alerts::StateClock>,
 }
 
 impl Sealing {
@@ -567,8 +572,13 @@ impl Sealing {
                     return;
                 }
             };
-            if s.state.is_final() {
-                return;
+            {
+                let mut clock = self.clock.lock().unwrap_or_else(|e| e.into_inner());
+                if s.state.is_final() {
+                    clock.leave(number, SystemTime::now());
+                    return;
+                }
+                clock.enter(number, &s.state.name(), SystemTime::now());
             }
             if let Some(target) = s.state.retry_target() {
                 tokio::time::sleep(self.cfg.retry_wait).await;
@@ -839,20 +849,23 @@ impl Sealing {
                     })
                     .await?,
                 );
+                // A deal sector's unsealed copy goes along when it is kept
+                // (`AlwaysKeepUnsealedCopy`); a CC sector's never (zeros, unsealed for free).
+                let keep_unsealed = self.cfg.keep_unsealed && s.has_data;
+                let moved = if keep_unsealed { FileTypes::of(&[Sealed, Cache, Unsealed]) } else { sealed_cache };
                 note(
                     run(TaskSpec {
                         sector,
                         task: TaskType::Fetch,
                         priority: prio,
-                        selector: Selector::Move { types: sealed_cache, allow_remote: !m.disallow_remote_finalize },
+                        selector: Selector::Move { types: moved, allow_remote: !m.disallow_remote_finalize },
                         prepare: None,
-                        work: TaskCall::MoveStorage((sector, sealed_cache)),
+                        work: TaskCall::MoveStorage((sector, moved)),
                     })
                     .await?,
                 );
-                // The unsealed copy and the piece are not kept (CC, and deal data can be
-                // unsealed again).
-                self.remove_copies(sector.id, FileTypes::of(&[Unsealed, Piece]), None).await;
+                let dropped = if keep_unsealed { FileTypes::of(&[Piece]) } else { FileTypes::of(&[Unsealed, Piece]) };
+                self.remove_copies(sector.id, dropped, None).await;
                 s.state = Proving;
             }
             Removing => {
@@ -1063,7 +1076,9 @@ mod tests {
                 max_sealing_sectors_for_deals: max_deals,
                 retry_wait: Duration::from_secs(1),
                 max_retries: 1,
+                keep_unsealed: true,
             },
+            clock: Default::default(),
         })
     }
 
