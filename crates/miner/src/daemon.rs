@@ -166,6 +166,7 @@ pub async fn serve(
             lotus_node::config::parse_duration(&cfg.storage.worker_lost_timeout).map_err(anyhow::Error::msg)?,
         )
         .filter(|d| !d.is_zero()),
+        api_timeout: lotus_node::config::parse_duration(&cfg.api.timeout).map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
     let calls = Arc::new(

@@ -149,14 +149,13 @@ async fn sector(
 
 /// Everything the page shows, in one document.
 fn snapshot(ctx: &Ctx) -> Value {
-    let stats = ctx.m.stats();
+    let usage = ctx.m.worker_usage();
     let mut jobs = ctx.m.jobs();
-    let workers: Vec<Value> = stats
+    let workers: Vec<Value> = usage
         .iter()
-        .map(|(id, w)| {
-            let r = &w.info.resources;
+        .map(|w| {
             let tasks: Vec<Value> = jobs
-                .remove(id)
+                .remove(&w.id)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|j| {
@@ -164,17 +163,17 @@ fn snapshot(ctx: &Ctx) -> Value {
                 })
                 .collect();
             json!({
-                "ID": id.to_string(),
-                "Hostname": w.info.hostname,
+                "ID": w.id.to_string(),
+                "Hostname": w.hostname,
                 "Enabled": w.enabled,
-                "Local": Some(*id) == ctx.m.local_worker,
+                "Local": w.local,
                 "TaskTypes": w.tasks.iter().map(|t| t.short()).collect::<Vec<_>>(),
                 "CpuUse": w.cpu_use,
-                "Cpus": r.cpus,
-                "MemUsed": w.mem_used_max,
-                "MemPhysical": r.mem_physical,
-                "Gpus": r.gpus,
-                "GpuCards": w.gpu_cards_used,
+                "Cpus": w.cpus,
+                "MemUsed": w.mem_used,
+                "MemPhysical": w.mem_physical,
+                "Gpus": w.gpus,
+                "GpuCards": w.gpu_cards,
                 "Tasks": tasks,
             })
         })
@@ -189,7 +188,7 @@ fn snapshot(ctx: &Ctx) -> Value {
             let mut by: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
             for line in &r.reasons {
                 // "worker <id8> (<host>): <why>"
-                let (who, why) = line.split_once("): ").map(|(w, y)| (w, y)).unwrap_or(("", line.as_str()));
+                let (who, why) = line.split_once("): ").unwrap_or(("", line.as_str()));
                 by.entry(why).or_default().push(who.rsplit('(').next().unwrap_or(who));
             }
             let reasons: Vec<String> = by

@@ -38,6 +38,8 @@ pub struct Timings {
     pub tracked_call_grace: Duration,
     /// How often it asks the workers about such a call meanwhile.
     pub tracked_call_poll: Duration,
+    /// `[API] Timeout`: how long one call to a worker may take.
+    pub api_timeout: Duration,
 }
 
 impl Default for Timings {
@@ -48,6 +50,7 @@ impl Default for Timings {
             worker_lost_timeout: None,
             tracked_call_grace: Duration::from_secs(60),
             tracked_call_poll: Duration::from_secs(5),
+            api_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -320,7 +323,7 @@ impl Manager {
     /// `WorkerConnect(url)`: call the worker back, check it, and start its heartbeat.
     pub async fn connect(self: &Arc<Self>, url: String) -> Result<WorkerId, ConnectError> {
         let token = self.secret.create_token(&Permission::Admin.with_lower());
-        let client = Arc::new(RpcClient::new(url.clone(), Some(token), Duration::from_secs(30)));
+        let client = Arc::new(RpcClient::new(url.clone(), Some(token), self.timings.api_timeout));
         let unreachable = |source| ConnectError::Unreachable { url: url.clone(), source };
         use lotus_api::contract::worker as w;
         // Lotus's rule: the worker's API major.minor must be ours (patch may differ).
@@ -514,6 +517,40 @@ impl Manager {
             .collect()
     }
 
+    /// Each worker's use as the scheduler accounts it, without the rest of its report (a
+    /// metrics scrape and the dashboard read this for every worker every few seconds; the
+    /// full `WorkerStats` copies each worker's resource table).
+    pub fn worker_usage(&self) -> Vec<WorkerUsage> {
+        let st = self.lock();
+        let mut views: BTreeMap<WorkerId, sealing_sched::WorkerView<'_>> =
+            st.jobs.sched.workers().into_iter().map(|v| (v.id, v)).collect();
+        st.workers
+            .iter()
+            .map(|(id, w)| {
+                let v = views.remove(id);
+                let mut tasks: Vec<TaskType> = w.task_types.iter().copied().collect();
+                TaskType::sort_by_order(&mut tasks);
+                let r = &w.info.resources;
+                WorkerUsage {
+                    id: *id,
+                    hostname: w.info.hostname.clone(),
+                    enabled: w.enabled,
+                    local: Some(*id) == self.local_worker,
+                    tasks,
+                    cpus: r.cpus,
+                    mem_physical: r.mem_physical,
+                    gpus: r.gpus.clone(),
+                    cpu_use: v.as_ref().map(|v| v.active.cpu_use).unwrap_or(0),
+                    mem_used: v.as_ref().map(|v| v.active.mem_used_max).unwrap_or(0),
+                    gpu_cards: v
+                        .as_ref()
+                        .map(|v| v.gpu_loads.iter().map(|&m| m as f64 / 1000.0).collect())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
     /// Enabled PoSt workers of this kind (`WDP` or `WNP`): host name and client.
     pub fn post_workers(&self, task: TaskType) -> Vec<(WorkerId, String, Arc<RpcClient>)> {
         self.lock()
@@ -668,6 +705,24 @@ async fn heartbeat(manager: std::sync::Weak<Manager>, id: WorkerId, client: Arc<
             }
         }
     }
+}
+
+/// One worker as [`Manager::worker_usage`] reports it.
+#[derive(Clone, Debug)]
+pub struct WorkerUsage {
+    pub id: WorkerId,
+    pub hostname: String,
+    pub enabled: bool,
+    /// The miner's own worker.
+    pub local: bool,
+    pub tasks: Vec<TaskType>,
+    pub cpus: u64,
+    pub mem_physical: u64,
+    pub gpus: Vec<String>,
+    pub cpu_use: u64,
+    pub mem_used: u64,
+    /// Per card, the share the scheduler has leased.
+    pub gpu_cards: Vec<f64>,
 }
 
 /// What the sealing pipeline asks of the cluster: one scheduled task.

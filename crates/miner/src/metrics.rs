@@ -417,15 +417,15 @@ pub fn snapshot(ctx: &crate::daemon_ctx::Ctx) -> Snapshot {
     s.open_windows = open as i64;
     s.workers = ctx
         .m
-        .stats()
+        .worker_usage()
         .into_iter()
-        .map(|(id, w)| WorkerReport {
-            hostname: w.info.hostname.clone(),
-            id: id.to_string(),
+        .map(|w| WorkerReport {
+            hostname: w.hostname,
+            id: w.id.to_string(),
             enabled: w.enabled,
             cpu_use: w.cpu_use,
-            mem_used: w.mem_used_max,
-            gpu_cards: w.gpu_cards_used.clone(),
+            mem_used: w.mem_used,
+            gpu_cards: w.gpu_cards,
         })
         .collect();
     let mut last: BTreeMap<u64, DeadlineReport> = BTreeMap::new();
