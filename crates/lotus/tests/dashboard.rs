@@ -91,26 +91,18 @@ async fn wait_for(b: &Client, css: &str, timeout: Duration) {
     }
 }
 
-fn config() -> String {
-    seals_nothing_config(
-        r#"[Devnet]
+/// Deadlines of 16 half-second epochs, three per proving period: WindowPoSt within seconds.
+const DEVNET: &str = r#"[Devnet]
   BlockDelay = "500ms"
   SeedDelayEpochs = 2
   WPoStPeriodDeadlines = 3
   WPoStChallengeWindow = 16
   WPoStChallengeLookback = 2
-"#,
-    )
-}
+"#;
 
 #[test]
 fn the_dashboard_in_a_browser() {
-    let c = Cluster::mock("");
-    c.write_config(&config());
-    let miner = c.start_miner();
-    let mut w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
-    let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
-    wait_or_show(Duration::from_secs(30), "the worker's path attached", || miner.log(), || urls() == 2);
+    let (c, _miner, mut w) = mock_miner_and_host_w(DEVNET);
     let link = c.miner_ok(&["ui-url"]).trim().to_string();
     let base = format!("http://127.0.0.1:{}", c.port());
     assert!(link.starts_with(&format!("{base}/ui/?token=")), "{link}");

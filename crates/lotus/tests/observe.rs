@@ -43,12 +43,7 @@ fn sum(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Opt
 
 #[test]
 fn metrics_of_a_mock_sealing_run_on_the_miner_and_the_worker() {
-    let c = Cluster::mock("");
-    c.write_config(&seals_nothing_config("[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n"));
-    let miner = c.start_miner();
-    let _w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
-    let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
-    wait_or_show(Duration::from_secs(30), "the worker's path attached", || miner.log(), || urls() == 2);
+    let (c, _miner, _w) = mock_miner_and_host_w("[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n");
     // `--wait` follows the sector: one line per state, the last one Proving.
     let followed = c.miner_ok(&["sectors", "pledge", "--wait"]);
     let states: Vec<&str> = followed.lines().skip(1).filter_map(|l| l.split_whitespace().nth(2)).collect();

@@ -25,12 +25,7 @@ fn config() -> String {
 /// kept in long-term storage beside its sealed copy; a CC sector keeps none.
 #[test]
 fn a_deal_sectors_unsealed_copy_is_kept_by_default() {
-    let c = Cluster::mock("");
-    c.write_config(&seals_nothing_config("[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n"));
-    let miner = c.start_miner();
-    let _w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
-    let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
-    wait_or_show(Duration::from_secs(30), "the worker's path attached", || miner.log(), || urls() == 2);
+    let (c, miner, _w) = mock_miner_and_host_w("[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n");
     let file = c.path("deal.bin");
     std::fs::write(&file, vec![7u8; 1000]).unwrap();
     c.miner_ok(&["sectors", "add-piece", file.to_str().unwrap()]);

@@ -487,68 +487,69 @@ impl Manager {
         }
     }
 
-    /// `WorkerStats`: per worker, its snapshot and the scheduler's accounting of its active pool.
-    pub fn stats(&self) -> BTreeMap<WorkerId, WorkerStats> {
+    /// Each worker with the scheduler's view of it (task counts from one pass over the tasks)
+    /// and its task types in Lotus's order, mapped by `f`.
+    fn each_worker<T>(
+        &self,
+        f: impl Fn(WorkerId, &WorkerEntry, Option<sealing_sched::WorkerView<'_>>, Vec<TaskType>) -> T,
+    ) -> Vec<T> {
         let st = self.lock();
         let mut views: BTreeMap<WorkerId, sealing_sched::WorkerView<'_>> =
             st.jobs.sched.workers().into_iter().map(|v| (v.id, v)).collect();
         st.workers
             .iter()
             .map(|(id, w)| {
-                let view = views.remove(id);
-                let (active, counts, cards) = view.map(|v| (v.active, v.task_counts, v.gpu_loads)).unwrap_or_default();
                 let mut tasks: Vec<TaskType> = w.task_types.iter().copied().collect();
                 TaskType::sort_by_order(&mut tasks);
-                (
-                    *id,
-                    WorkerStats {
-                        info: w.info.clone(),
-                        tasks,
-                        enabled: w.enabled,
-                        mem_used_min: active.mem_used_min,
-                        mem_used_max: active.mem_used_max,
-                        gpu_used: active.gpu_milli as f64 / 1000.0,
-                        gpu_cards_used: cards.iter().map(|&m| m as f64 / 1000.0).collect(),
-                        cpu_use: active.cpu_use,
-                        task_counts: counts.into_iter().map(|((p, t), n)| (seal_task_key(p, t), n)).collect(),
-                    },
-                )
+                f(*id, w, views.remove(id), tasks)
             })
             .collect()
+    }
+
+    /// `WorkerStats`: per worker, its snapshot and the scheduler's accounting of its active pool.
+    pub fn stats(&self) -> BTreeMap<WorkerId, WorkerStats> {
+        self.each_worker(|id, w, view, tasks| {
+            let (active, counts, cards) = view.map(|v| (v.active, v.task_counts, v.gpu_loads)).unwrap_or_default();
+            (
+                id,
+                WorkerStats {
+                    info: w.info.clone(),
+                    tasks,
+                    enabled: w.enabled,
+                    mem_used_min: active.mem_used_min,
+                    mem_used_max: active.mem_used_max,
+                    gpu_used: active.gpu_milli as f64 / 1000.0,
+                    gpu_cards_used: cards.iter().map(|&m| m as f64 / 1000.0).collect(),
+                    cpu_use: active.cpu_use,
+                    task_counts: counts.into_iter().map(|((p, t), n)| (seal_task_key(p, t), n)).collect(),
+                },
+            )
+        })
+        .into_iter()
+        .collect()
     }
 
     /// Each worker's use as the scheduler accounts it, without the rest of its report (a
     /// metrics scrape and the dashboard read this for every worker every few seconds; the
     /// full `WorkerStats` copies each worker's resource table).
     pub fn worker_usage(&self) -> Vec<WorkerUsage> {
-        let st = self.lock();
-        let mut views: BTreeMap<WorkerId, sealing_sched::WorkerView<'_>> =
-            st.jobs.sched.workers().into_iter().map(|v| (v.id, v)).collect();
-        st.workers
-            .iter()
-            .map(|(id, w)| {
-                let v = views.remove(id);
-                let mut tasks: Vec<TaskType> = w.task_types.iter().copied().collect();
-                TaskType::sort_by_order(&mut tasks);
-                let r = &w.info.resources;
-                WorkerUsage {
-                    id: *id,
-                    hostname: w.info.hostname.clone(),
-                    enabled: w.enabled,
-                    local: Some(*id) == self.local_worker,
-                    tasks,
-                    cpus: r.cpus,
-                    mem_physical: r.mem_physical,
-                    gpus: r.gpus.clone(),
-                    cpu_use: v.as_ref().map(|v| v.active.cpu_use).unwrap_or(0),
-                    mem_used: v.as_ref().map(|v| v.active.mem_used_max).unwrap_or(0),
-                    gpu_cards: v
-                        .as_ref()
-                        .map(|v| v.gpu_loads.iter().map(|&m| m as f64 / 1000.0).collect())
-                        .unwrap_or_default(),
-                }
-            })
-            .collect()
+        self.each_worker(|id, w, view, tasks| {
+            let (active, cards) = view.map(|v| (v.active, v.gpu_loads)).unwrap_or_default();
+            let r = &w.info.resources;
+            WorkerUsage {
+                id,
+                hostname: w.info.hostname.clone(),
+                enabled: w.enabled,
+                local: Some(id) == self.local_worker,
+                tasks,
+                cpus: r.cpus,
+                mem_physical: r.mem_physical,
+                gpus: r.gpus.clone(),
+                cpu_use: active.cpu_use,
+                mem_used: active.mem_used_max,
+                gpu_cards: cards.iter().map(|&m| m as f64 / 1000.0).collect(),
+            }
+        })
     }
 
     /// Enabled PoSt workers of this kind (`WDP` or `WNP`): host name and client.

@@ -98,6 +98,15 @@ pub struct MinerMetrics {
     calls_failed: IntCounterVec,
     /// (task type, worker hostname) → failures in a row (the `sealing:` alerts).
     failing: std::sync::Mutex<BTreeMap<(String, String), u32>>,
+    /// The label sets the last refresh set, so that the next removes only the gone ones.
+    kept: std::sync::Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    paths: std::collections::HashSet<[String; 3]>,
+    limited: std::collections::HashSet<[String; 3]>,
+    workers: std::collections::HashSet<[String; 2]>,
 }
 
 impl Default for MinerMetrics {
@@ -260,6 +269,7 @@ impl MinerMetrics {
                 TASK_WORKER,
             ),
             failing: Default::default(),
+            kept: Default::default(),
             registry,
         }
     }
@@ -326,12 +336,12 @@ impl MinerMetrics {
         for (state, n) in &s.sector_states {
             self.sector_states.with_label_values(&[state.as_str()]).set(*n);
         }
-        for g in &self.path_frac {
-            g.reset();
-        }
-        for g in &self.path_bytes {
-            g.reset();
-        }
+        // Series of paths and workers are updated in place and only the gone ones removed: a
+        // reset re-created every child at every scrape, which with 1,000 paths cost more than
+        // encoding the text.
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let mut paths_now = std::collections::HashSet::new();
+        let mut limited_now = std::collections::HashSet::new();
         for p in &s.paths {
             let st = &p.stat;
             if st.capacity == 0 {
@@ -347,23 +357,42 @@ impl MinerMetrics {
             self.path_bytes[1].with_label_values(&labels).set(st.fs_available as i64);
             self.path_bytes[2].with_label_values(&labels).set(st.available as i64);
             self.path_bytes[3].with_label_values(&labels).set(st.reserved as i64);
+            let key = labels.map(str::to_string);
             if st.max > 0 {
                 self.path_frac[3].with_label_values(&labels).set(st.used as f64 / st.max as f64);
                 self.path_bytes[4].with_label_values(&labels).set(st.used as i64);
                 self.path_bytes[5].with_label_values(&labels).set(st.max as i64);
+                limited_now.insert(key.clone());
+            }
+            paths_now.insert(key);
+        }
+        for gone in kept.paths.difference(&paths_now) {
+            let l = [gone[0].as_str(), gone[1].as_str(), gone[2].as_str()];
+            for g in &self.path_frac[..3] {
+                let _ = g.remove_label_values(&l);
+            }
+            for g in &self.path_bytes[..4] {
+                let _ = g.remove_label_values(&l);
             }
         }
+        for gone in kept.limited.difference(&limited_now) {
+            let l = [gone[0].as_str(), gone[1].as_str(), gone[2].as_str()];
+            let _ = self.path_frac[3].remove_label_values(&l);
+            let _ = self.path_bytes[4].remove_label_values(&l);
+            let _ = self.path_bytes[5].remove_label_values(&l);
+        }
+        kept.paths = paths_now;
+        kept.limited = limited_now;
         self.queued.reset();
         for (task, n) in &s.queued {
             self.queued.with_label_values(&[*task]).set(*n);
         }
         self.open_windows.set(s.open_windows);
-        for g in [&self.worker_enabled, &self.worker_cpu, &self.worker_mem] {
-            g.reset();
-        }
         self.worker_gpu.reset();
+        let mut workers_now = std::collections::HashSet::new();
         for w in &s.workers {
             let labels = [w.hostname.as_str(), w.id.as_str()];
+            workers_now.insert(labels.map(str::to_string));
             self.worker_enabled.with_label_values(&labels).set(w.enabled as i64);
             self.worker_cpu.with_label_values(&labels).set(w.cpu_use as i64);
             self.worker_mem.with_label_values(&labels).set(w.mem_used as i64);
@@ -373,6 +402,13 @@ impl MinerMetrics {
                     .set(*used);
             }
         }
+        for gone in kept.workers.difference(&workers_now) {
+            let l = [gone[0].as_str(), gone[1].as_str()];
+            for g in [&self.worker_enabled, &self.worker_cpu, &self.worker_mem] {
+                let _ = g.remove_label_values(&l);
+            }
+        }
+        kept.workers = workers_now;
         self.wdpost_seconds.reset();
         self.wdpost_margin.reset();
         self.wdpost_faulty.reset();

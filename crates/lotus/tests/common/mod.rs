@@ -61,6 +61,18 @@ pub fn seals_nothing_config(rest: &str) -> String {
     format!("[Storage]\n{storage}{rest}")
 }
 
+/// A mock-proof miner whose own worker seals nothing (`rest`: the other sections, with a
+/// `[Devnet]` one), and one worker, `host-w`, registered with its path attached.
+pub fn mock_miner_and_host_w(rest: &str) -> (Cluster, Proc, Proc) {
+    let c = Cluster::mock("");
+    c.write_config(&seals_nothing_config(rest));
+    let miner = c.start_miner();
+    let w = c.start_worker("worker", &["run", "--listen", "127.0.0.1:0", "--name", "host-w"]);
+    let urls = || c.miner_ok(&["storage", "list"]).matches("URL: ").count();
+    wait_or_show(Duration::from_secs(30), "the worker's path attached", || miner.log(), || urls() == 2);
+    (c, miner, w)
+}
+
 /// A miner repo and the environment to reach it.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
