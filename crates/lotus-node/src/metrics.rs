@@ -20,6 +20,13 @@ pub fn registry() -> Registry {
     r
 }
 
+/// The registry's metrics in the text format.
+pub fn encode(registry: &Registry) -> prometheus::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    Ok(out)
+}
+
 /// The scrape route. `refresh` runs before each scrape (off the async threads: it may read
 /// the database).
 pub fn router(registry: Registry, refresh: impl Fn() + Send + Sync + 'static) -> axum::Router {
@@ -31,8 +38,7 @@ pub fn router(registry: Registry, refresh: impl Fn() + Send + Sync + 'static) ->
             async move {
                 let text = tokio::task::spawn_blocking(move || {
                     refresh();
-                    let mut out = Vec::new();
-                    TextEncoder::new().encode(&registry.gather(), &mut out).map(|()| out)
+                    encode(&registry)
                 })
                 .await;
                 match text {

@@ -359,18 +359,13 @@ async fn watch_alerts(ctx: Ctx) {
 /// What the alert rules read: the scrape's snapshot, the missed deadline, failing tasks.
 fn observed(ctx: &Ctx) -> crate::alerts::Observed {
     let s = crate::metrics::snapshot(ctx);
-    let windows: std::collections::BTreeMap<u64, (f64, bool)> =
-        ctx.proving.attempts().into_iter().map(|a| (a.deadline, (a.window_seconds, a.error.is_none()))).collect();
     crate::alerts::Observed {
         workers: s.workers.iter().map(|w| (w.id.clone(), w.hostname.clone(), w.enabled)).collect(),
         paths: s.paths.iter().map(|p| (p.id.clone(), p.stat.capacity, p.stat.available)).collect(),
         deadlines: s
             .deadlines
             .iter()
-            .map(|d| {
-                let (window, accepted) = windows.get(&d.deadline).copied().unwrap_or_default();
-                (d.deadline, d.margin_seconds, window, d.faulty, accepted)
-            })
+            .map(|d| (d.deadline, d.margin_seconds, d.window_seconds, d.faulty, d.accepted))
             .collect(),
         missed: ctx.proving.missed(),
         failing: ctx.m.metrics.failing(),

@@ -220,11 +220,11 @@ fn snapshot(ctx: &Ctx) -> Value {
             })
         })
         .collect();
-    let attempts = ctx.proving.attempts();
-    let mut last: std::collections::BTreeMap<u64, Value> = std::collections::BTreeMap::new();
-    for a in &attempts {
-        last.insert(
-            a.deadline,
+    let deadlines: Vec<Value> = ctx
+        .proving
+        .last_per_deadline()
+        .iter()
+        .map(|a| {
             json!({
                 "Deadline": a.deadline,
                 "Partition": a.partition,
@@ -235,9 +235,9 @@ fn snapshot(ctx: &Ctx) -> Value {
                 "Proven": a.proven.len(),
                 "Faulty": a.skipped.len(),
                 "Error": a.error,
-            }),
-        );
-    }
+            })
+        })
+        .collect();
     let alerts: Vec<_> =
         ctx.alerts.lock().unwrap_or_else(|e| e.into_inner()).list().iter().map(crate::alerts::to_wire).collect();
     json!({
@@ -249,7 +249,7 @@ fn snapshot(ctx: &Ctx) -> Value {
         "States": states.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "Sectors": recent.into_iter().map(|(n, s)| json!({"Number": n, "State": s})).collect::<Vec<_>>(),
         "Paths": paths,
-        "Deadlines": last.into_values().collect::<Vec<_>>(),
+        "Deadlines": deadlines,
         "MissedDeadline": ctx.proving.missed(),
         "Alerts": alerts,
     })

@@ -56,7 +56,10 @@ pub struct DeadlineReport {
     pub deadline: u64,
     pub seconds: f64,
     pub margin_seconds: f64,
+    /// How long the deadline is open.
+    pub window_seconds: f64,
     pub faulty: usize,
+    pub accepted: bool,
 }
 
 /// What a scrape reads from the miner's state.
@@ -115,10 +118,6 @@ impl Default for MinerMetrics {
     }
 }
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help)
-}
-
 impl MinerMetrics {
     pub fn new() -> Self {
         let registry = lotus_node::metrics::registry();
@@ -127,9 +126,11 @@ impl MinerMetrics {
             r.register(Box::new(m.clone())).expect("each metric registers once");
             m
         }
-        let counter_vec = |name, help, labels: &[&str]| reg(r, IntCounterVec::new(opts(name, help), labels).unwrap());
-        let gauge_vec = |name, help, labels: &[&str]| reg(r, GaugeVec::new(opts(name, help), labels).unwrap());
-        let int_gauge_vec = |name, help, labels: &[&str]| reg(r, IntGaugeVec::new(opts(name, help), labels).unwrap());
+        let counter_vec =
+            |name, help, labels: &[&str]| reg(r, IntCounterVec::new(Opts::new(name, help), labels).unwrap());
+        let gauge_vec = |name, help, labels: &[&str]| reg(r, GaugeVec::new(Opts::new(name, help), labels).unwrap());
+        let int_gauge_vec =
+            |name, help, labels: &[&str]| reg(r, IntGaugeVec::new(Opts::new(name, help), labels).unwrap());
         let histogram = |name, help, buckets: &[f64]| {
             reg(r, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).unwrap())
         };
@@ -204,8 +205,11 @@ impl MinerMetrics {
             ),
             open_windows: reg(
                 r,
-                IntGauge::with_opts(opts("lotus_sched_open_windows", "Scheduling windows the workers have open now"))
-                    .unwrap(),
+                IntGauge::with_opts(Opts::new(
+                    "lotus_sched_open_windows",
+                    "Scheduling windows the workers have open now",
+                ))
+                .unwrap(),
             ),
             worker_enabled: int_gauge_vec(
                 "lotus_sched_worker_enabled",
@@ -257,7 +261,7 @@ impl MinerMetrics {
             ),
             wdpost_last_margin: reg(
                 r,
-                Gauge::with_opts(opts(
+                Gauge::with_opts(Opts::new(
                     "lotus_wdpost_last_margin_seconds",
                     "Margin of the most recent WindowPoSt, any deadline",
                 ))
@@ -422,10 +426,7 @@ impl MinerMetrics {
 
     /// The scrape's text (what `/debug/metrics` serves).
     pub fn text(&self) -> String {
-        use prometheus::Encoder;
-        let mut out = Vec::new();
-        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding");
-        String::from_utf8(out).expect("the text format is UTF-8")
+        String::from_utf8(lotus_node::metrics::encode(&self.registry).expect("text encoding")).expect("UTF-8")
     }
 }
 
@@ -464,20 +465,19 @@ pub fn snapshot(ctx: &crate::daemon_ctx::Ctx) -> Snapshot {
             gpu_cards: w.gpu_cards,
         })
         .collect();
-    let mut last: BTreeMap<u64, DeadlineReport> = BTreeMap::new();
-    for a in ctx.proving.attempts() {
-        // Attempts are in time order: the last one of each deadline wins.
-        last.insert(
-            a.deadline,
-            DeadlineReport {
-                deadline: a.deadline,
-                seconds: a.seconds,
-                margin_seconds: a.margin_seconds,
-                faulty: a.skipped.len(),
-            },
-        );
-    }
-    s.deadlines = last.into_values().collect();
+    s.deadlines = ctx
+        .proving
+        .last_per_deadline()
+        .into_iter()
+        .map(|a| DeadlineReport {
+            deadline: a.deadline,
+            seconds: a.seconds,
+            margin_seconds: a.margin_seconds,
+            window_seconds: a.window_seconds,
+            faulty: a.skipped.len(),
+            accepted: a.error.is_none(),
+        })
+        .collect();
     s
 }
 
@@ -531,7 +531,14 @@ mod tests {
                 mem_used: 1,
                 gpu_cards: vec![0.5],
             }],
-            deadlines: vec![DeadlineReport { deadline: 0, seconds: 1.0, margin_seconds: 1.0, faulty: 0 }],
+            deadlines: vec![DeadlineReport {
+                deadline: 0,
+                seconds: 1.0,
+                margin_seconds: 1.0,
+                window_seconds: 2.0,
+                faulty: 0,
+                accepted: true,
+            }],
         });
         let mut names = std::collections::BTreeSet::new();
         for f in m.registry.gather() {

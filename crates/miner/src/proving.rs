@@ -103,6 +103,17 @@ impl Proving {
         self.attempts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Each deadline's last WindowPoSt attempt, by deadline (metrics, alerts, the dashboard).
+    pub fn last_per_deadline(&self) -> Vec<PoStAttempt> {
+        let attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = std::collections::BTreeMap::new();
+        // Attempts are in time order: the last one of each deadline wins.
+        for a in attempts.iter() {
+            last.insert(a.deadline, a);
+        }
+        last.into_values().cloned().collect()
+    }
+
     /// The last deadline missed since a WindowPoSt was last accepted.
     pub fn missed(&self) -> Option<u64> {
         *self.missed.lock().unwrap_or_else(|e| e.into_inner())
