@@ -20,6 +20,8 @@ from pathlib import Path
 DOCS = {
     "worker": "documentation/en/api-methods-worker.md",
     "miner": "documentation/en/api-methods-miner.md",
+    # FullNode v1: the chain API the miner calls and the devnet node serves.
+    "full": "documentation/en/api-methods-v1-stable.md",
 }
 OUT = Path(__file__).resolve().parent.parent / "crates" / "lotus-api" / "fixtures"
 

@@ -655,3 +655,66 @@ mod tests {
         }
     }
 }
+
+/// The FullNode v1 API (`/rpc/v1`, FullNode API 2.3.0): the subset of Lotus's full-node
+/// methods a storage miner calls for sealing, WindowPoSt, WinningPoSt and `init`, which the
+/// devnet node serves and the miner's chain client calls. Permissions are Lotus's.
+pub mod full {
+    use crate::chain::*;
+    use crate::wire::{BitField, Bytes, Cid};
+    use crate::Permission;
+
+    contract! {
+        /// `api.APIVersion` (v1: 2.3.0; `/rpc/v0` answers 1.5.0).
+        Version() -> ApiVersion, Read;
+        ChainHead() -> TipSet, Read;
+        ChainGetGenesis() -> TipSet, Read;
+        ChainGetTipSet(key: TipSetKey) -> TipSet, Read;
+        /// The tipset at a height, or the first after it when that round was null.
+        ChainGetTipSetByHeight(height: ChainEpoch, key: TipSetKey) -> TipSet, Read;
+        StateGetNetworkParams() -> NetworkParams, Read;
+        StateNetworkName() -> String, Read;
+        StateNetworkVersion(key: TipSetKey) -> u64, Read;
+        StateGetRandomnessFromTickets(tag: i64, epoch: ChainEpoch, entropy: Option<Bytes>, key: TipSetKey) -> Bytes, Read;
+        StateGetRandomnessFromBeacon(tag: i64, epoch: ChainEpoch, entropy: Option<Bytes>, key: TipSetKey) -> Bytes, Read;
+        StateMinerInfo(miner: Address, key: TipSetKey) -> MinerInfo, Read;
+        StateMinerProvingDeadline(miner: Address, key: TipSetKey) -> DeadlineInfo, Read;
+        StateMinerDeadlines(miner: Address, key: TipSetKey) -> Vec<Deadline>, Read;
+        StateMinerPartitions(miner: Address, deadline: u64, key: TipSetKey) -> Vec<Partition>, Read;
+        /// `null` as the filter means every sector.
+        StateMinerSectors(miner: Address, filter: Option<BitField>, key: TipSetKey) -> Vec<SectorOnChainInfo>, Read;
+        StateMinerFaults(miner: Address, key: TipSetKey) -> BitField, Read;
+        StateMinerRecoveries(miner: Address, key: TipSetKey) -> BitField, Read;
+        StateSectorPreCommitInfo(miner: Address, sector: u64, key: TipSetKey) -> Option<SectorPreCommitOnChainInfo>, Read;
+        StateSectorGetInfo(miner: Address, sector: u64, key: TipSetKey) -> Option<SectorOnChainInfo>, Read;
+        StateSectorPartition(miner: Address, sector: u64, key: TipSetKey) -> Option<SectorLocation>, Read;
+        StateMinerSectorAllocated(miner: Address, sector: u64, key: TipSetKey) -> bool, Read;
+        StateMinerPreCommitDepositForPower(miner: Address, info: SectorPreCommitInfo, key: TipSetKey) -> BigInt, Read;
+        StateMinerInitialPledgeForSector(duration: ChainEpoch, sector_size: u64, verified_size: u64, key: TipSetKey) -> BigInt, Read;
+        StateMinerCreationDeposit(key: TipSetKey) -> BigInt, Read;
+        StateMinerAvailableBalance(miner: Address, key: TipSetKey) -> BigInt, Read;
+        StateMinerPower(miner: Address, key: TipSetKey) -> MinerPower, Read;
+        StateLookupID(address: Address, key: TipSetKey) -> Address, Read;
+        StateAccountKey(address: Address, key: TipSetKey) -> Address, Read;
+        /// Waits until the message has `confidence` epochs on top of its execution.
+        StateWaitMsg(message: Cid, confidence: u64, limit: ChainEpoch, allow_replaced: bool) -> MsgLookup, Read;
+        /// `null` when the message is not on chain (yet).
+        StateSearchMsg(from: TipSetKey, message: Cid, limit: ChainEpoch, allow_replaced: bool) -> Option<MsgLookup>, Read;
+        GasEstimateMessageGas(message: Message, spec: Option<MessageSendSpec>, key: TipSetKey) -> Message, Read;
+        /// Fills the nonce and gas, signs with the sender's key in the node's wallet, pushes.
+        MpoolPushMessage(message: Message, spec: Option<MessageSendSpec>) -> SignedMessage, Sign;
+        MpoolGetNonce(address: Address) -> u64, Read;
+        WalletBalance(address: Address) -> BigInt, Read;
+        WalletHas(address: Address) -> bool, Write;
+        WalletDefaultAddress() -> Address, Write;
+        /// `"bls"` or `"secp256k1"`.
+        WalletNew(kind: String) -> Address, Write;
+        /// `null` when the miner cannot mine at the round.
+        MinerGetBaseInfo(miner: Address, round: ChainEpoch, key: TipSetKey) -> Option<MiningBaseInfo>, Read;
+        MinerCreateBlock(template: BlockTemplate) -> BlockMsg, Write;
+        SyncSubmitBlock(block: BlockMsg) -> (), Write;
+        SyncState() -> crate::chain::SyncState, Read;
+        AuthVerify(token: String) -> Vec<Permission>, Read;
+        AuthNew(perms: Vec<Permission>) -> Bytes, Admin;
+    }
+}

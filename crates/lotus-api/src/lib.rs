@@ -7,6 +7,7 @@
 
 pub mod apiinfo;
 pub mod auth;
+pub mod chain;
 pub mod client;
 pub mod contract;
 pub mod methods;

@@ -340,8 +340,14 @@ pub async fn permissions(
 
 /// `/rpc/v0` routes for a server.
 pub fn router(server: Arc<RpcServer>, auth: Arc<dyn Authenticator>) -> Router {
+    router_on("/rpc/v0", server, auth)
+}
+
+/// The routes of a server at `path` (a full node serves `/rpc/v1` and `/rpc/v0`), over HTTP
+/// POST and WebSocket.
+pub fn router_on(path: &str, server: Arc<RpcServer>, auth: Arc<dyn Authenticator>) -> Router {
     Router::new()
-        .route("/rpc/v0", post(http_call).get(ws_call))
+        .route(path, post(http_call).get(ws_call))
         .layer(DefaultBodyLimit::max(RPC_BODY_LIMIT))
         .with_state(RpcState { server, auth })
 }

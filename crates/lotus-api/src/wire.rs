@@ -294,6 +294,11 @@ impl<'de> Deserialize<'de> for BitField {
 }
 
 impl BitField {
+    /// The set of these numbers (any order, repeats allowed).
+    pub fn of(numbers: impl IntoIterator<Item = u64>) -> BitField {
+        BitField(fvm_ipld_bitfield::BitField::try_from_bits(numbers).expect("sector numbers fit a bitfield"))
+    }
+
     /// Lotus's human ranges (`strle`): `1-3,5`. Empty is the empty string (Lotus prints
     /// "0", which reads as sector 0).
     pub fn to_human(&self) -> String {

@@ -33,6 +33,8 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 pub enum RepoKind {
     Miner,
     Worker,
+    /// The devnet full node (`lotus-devnet daemon`).
+    Devnet,
 }
 
 impl RepoKind {
@@ -40,18 +42,21 @@ impl RepoKind {
         match self {
             RepoKind::Miner => "lotus-miner init",
             RepoKind::Worker => "lotus-worker run",
+            RepoKind::Devnet => "lotus-devnet daemon",
         }
     }
     fn env(self) -> &'static str {
         match self {
             RepoKind::Miner => "LOTUS_MINER_PATH",
             RepoKind::Worker => "LOTUS_WORKER_PATH",
+            RepoKind::Devnet => "LOTUS_DEVNET_PATH",
         }
     }
     fn stop_cmd(self) -> &'static str {
         match self {
             RepoKind::Miner => "lotus-miner stop",
             RepoKind::Worker => "lotus-worker stop",
+            RepoKind::Devnet => "kill -TERM the lotus-devnet daemon",
         }
     }
 }
@@ -95,7 +100,7 @@ impl Repo {
     /// `storage.json` (worker).
     pub fn is_initialised(&self) -> bool {
         match self.kind {
-            RepoKind::Miner => self.path.join("keystore").join(JWT_KEY_FILE).exists(),
+            RepoKind::Miner | RepoKind::Devnet => self.path.join("keystore").join(JWT_KEY_FILE).exists(),
             RepoKind::Worker => self.path.join("storage.json").exists(),
         }
     }

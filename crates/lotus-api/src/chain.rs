@@ -1,0 +1,854 @@
+//! The chain's values as Lotus's FullNode v1 API carries them (reference §6.1, and Lotus's
+//! `chain/types`): addresses as strings (`f01000`, `t3…`), token amounts and powers as decimal
+//! strings, tipset keys as arrays of CIDs, messages with their CID, receipts, deadlines,
+//! partitions and sectors in the actors' PascalCase field names. Message params and returns are
+//! CBOR of the builtin actors' v18 types ([`actors`]), encoded by the crates Forest uses.
+
+use crate::wire::{BitField, Bytes, Cid};
+use fvm_ipld_encoding::tuple::*;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+pub use fvm_shared::address::Address as ActorAddress;
+pub use fvm_shared::econ::TokenAmount;
+
+pub type ChainEpoch = i64;
+
+/// The DAG-CBOR codec of a CID.
+pub const DAG_CBOR: u64 = 0x71;
+
+/// A CID of CBOR bytes as the chain names them (blake2b-256, DAG-CBOR).
+pub fn cbor_cid(bytes: &[u8]) -> Cid {
+    use multihash_codetable::MultihashDigest;
+    Cid(cid::Cid::new_v1(DAG_CBOR, multihash_codetable::Code::Blake2b256.digest(bytes)))
+}
+
+/// A filecoin address on the wire: `f0…`/`t0…` (IDs), `f1`, `f2`, `f3`, `f4`. Both network
+/// prefixes are read, as Lotus does; it is written with the process's network (`f`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address(pub ActorAddress);
+
+impl Address {
+    pub fn id(id: u64) -> Address {
+        Address(ActorAddress::new_id(id))
+    }
+    /// The actor ID of an ID address.
+    pub fn as_id(&self) -> Option<u64> {
+        self.0.id().ok()
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for Address {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        use fvm_shared::address::Network;
+        Network::Mainnet
+            .parse_address(s)
+            .or_else(|_| Network::Testnet.parse_address(s))
+            .map(Address)
+            .map_err(|e| format!("invalid address {s:?}: {e} (an address looks like f01000, t01000 or f3…)"))
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Go's `address.Undef`, written `"<empty>"` (`MinerInfo.NewWorker` with no change pending).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaybeAddress(pub Option<Address>);
+
+impl Serialize for MaybeAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(a) => a.serialize(s),
+            None => s.serialize_str("<empty>"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaybeAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(MaybeAddress(None)),
+            Some(s) if s == "<empty>" || s.is_empty() => Ok(MaybeAddress(None)),
+            Some(s) => s.parse().map(|a| MaybeAddress(Some(a))).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A big integer (token amounts in attoFIL, powers, weights) as Lotus writes it: a decimal
+/// string. `null` and bare numbers are refused, as Lotus refuses them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BigInt(pub fvm_shared::bigint::BigInt);
+
+impl BigInt {
+    pub fn zero() -> BigInt {
+        BigInt::default()
+    }
+    pub fn from_atto(v: impl Into<fvm_shared::bigint::BigInt>) -> BigInt {
+        BigInt(v.into())
+    }
+    pub fn tokens(&self) -> TokenAmount {
+        TokenAmount::from_atto(self.0.clone())
+    }
+}
+
+impl From<&TokenAmount> for BigInt {
+    fn from(t: &TokenAmount) -> BigInt {
+        BigInt(t.atto().clone())
+    }
+}
+
+impl fmt::Display for BigInt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for BigInt {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for BigInt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(BigInt).map_err(|e| serde::de::Error::custom(format!("failed to parse big string {s:?}: {e}")))
+    }
+}
+
+/// `types.TipSetKey`: the CIDs of a tipset's blocks. Empty (`[]`, or `null`) means the head.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct TipSetKey(pub Vec<Cid>);
+
+impl<'de> Deserialize<'de> for TipSetKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(TipSetKey(Option::<Vec<Cid>>::deserialize(d)?.unwrap_or_default()))
+    }
+}
+
+impl TipSetKey {
+    /// The head (`types.EmptyTSK`).
+    pub fn head() -> TipSetKey {
+        TipSetKey(vec![])
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    #[serde(rename = "VRFProof")]
+    pub vrf_proof: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ElectionProof {
+    #[serde(rename = "WinCount")]
+    pub win_count: i64,
+    #[serde(rename = "VRFProof")]
+    pub vrf_proof: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BeaconEntry {
+    pub round: u64,
+    pub data: Bytes,
+}
+
+/// `crypto.Signature`: 1 secp256k1, 2 BLS, 3 delegated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Signature {
+    #[serde(rename = "Type")]
+    pub kind: u8,
+    pub data: Bytes,
+}
+
+pub const SIG_SECP256K1: u8 = 1;
+pub const SIG_BLS: u8 = 2;
+
+/// `proof.PoStProof`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoStProof {
+    #[serde(rename = "PoStProof")]
+    pub post_proof: i64,
+    #[serde(rename = "ProofBytes")]
+    pub proof_bytes: Bytes,
+}
+
+/// `types.BlockHeader`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlockHeader {
+    pub miner: Address,
+    pub ticket: Option<Ticket>,
+    pub election_proof: Option<ElectionProof>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub beacon_entries: Vec<BeaconEntry>,
+    #[serde(rename = "WinPoStProof", deserialize_with = "null_as_default")]
+    pub win_post_proof: Vec<PoStProof>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub parents: Vec<Cid>,
+    pub parent_weight: BigInt,
+    pub height: ChainEpoch,
+    pub parent_state_root: Cid,
+    pub parent_message_receipts: Cid,
+    pub messages: Cid,
+    #[serde(rename = "BLSAggregate")]
+    pub bls_aggregate: Option<Signature>,
+    pub timestamp: u64,
+    pub block_sig: Option<Signature>,
+    pub fork_signaling: u64,
+    pub parent_base_fee: BigInt,
+}
+
+/// `types.TipSet` (its JSON form `ExpTipSet`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TipSet {
+    pub cids: Vec<Cid>,
+    pub blocks: Vec<BlockHeader>,
+    pub height: ChainEpoch,
+}
+
+impl TipSet {
+    pub fn key(&self) -> TipSetKey {
+        TipSetKey(self.cids.clone())
+    }
+    /// The earliest timestamp of its blocks (Lotus's `MinTimestamp`).
+    pub fn min_timestamp(&self) -> u64 {
+        self.blocks.iter().map(|b| b.timestamp).min().unwrap_or(0)
+    }
+}
+
+/// `api.HeadChange`: `current` (the first value of `ChainNotify`), `apply` or `revert`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HeadChange {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub val: TipSet,
+}
+
+/// `types.Message`. Its JSON carries its own CID (computed, never trusted when read).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Message {
+    pub version: u64,
+    pub to: Address,
+    pub from: Address,
+    pub nonce: u64,
+    pub value: BigInt,
+    pub gas_limit: i64,
+    pub gas_fee_cap: BigInt,
+    pub gas_premium: BigInt,
+    pub method: u64,
+    pub params: Option<Bytes>,
+}
+
+/// The message's CBOR form (a 10-element tuple, addresses as bytes, amounts as signed
+/// big-endian bytes): what its CID and a signature are computed over.
+#[derive(Serialize_tuple, Deserialize_tuple)]
+struct MessageCbor {
+    version: u64,
+    to: ActorAddress,
+    from: ActorAddress,
+    sequence: u64,
+    value: TokenAmount,
+    gas_limit: u64,
+    gas_fee_cap: TokenAmount,
+    gas_premium: TokenAmount,
+    method_num: u64,
+    params: fvm_ipld_encoding::RawBytes,
+}
+
+impl Message {
+    /// A message to `to` calling `method` with CBOR `params`, gas left to the node to estimate
+    /// (`MpoolPushMessage` fills the nonce and gas).
+    pub fn call(from: Address, to: Address, method: u64, params: Vec<u8>, value: BigInt) -> Message {
+        Message {
+            version: 0,
+            to,
+            from,
+            nonce: 0,
+            value,
+            gas_limit: 0,
+            gas_fee_cap: BigInt::zero(),
+            gas_premium: BigInt::zero(),
+            method,
+            params: if params.is_empty() { None } else { Some(Bytes(params)) },
+        }
+    }
+
+    pub fn to_cbor(&self) -> Vec<u8> {
+        let m = MessageCbor {
+            version: self.version,
+            to: self.to.0,
+            from: self.from.0,
+            sequence: self.nonce,
+            value: self.value.tokens(),
+            gas_limit: self.gas_limit.max(0) as u64,
+            gas_fee_cap: self.gas_fee_cap.tokens(),
+            gas_premium: self.gas_premium.tokens(),
+            method_num: self.method,
+            params: fvm_ipld_encoding::RawBytes::new(self.params.clone().map(|b| b.0).unwrap_or_default()),
+        };
+        fvm_ipld_encoding::to_vec(&m).expect("a message encodes")
+    }
+
+    pub fn cid(&self) -> Cid {
+        cbor_cid(&self.to_cbor())
+    }
+
+    pub fn params_bytes(&self) -> &[u8] {
+        self.params.as_ref().map(|b| b.0.as_slice()).unwrap_or(&[])
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(11))?;
+        m.serialize_entry("Version", &self.version)?;
+        m.serialize_entry("To", &self.to)?;
+        m.serialize_entry("From", &self.from)?;
+        m.serialize_entry("Nonce", &self.nonce)?;
+        m.serialize_entry("Value", &self.value)?;
+        m.serialize_entry("GasLimit", &self.gas_limit)?;
+        m.serialize_entry("GasFeeCap", &self.gas_fee_cap)?;
+        m.serialize_entry("GasPremium", &self.gas_premium)?;
+        m.serialize_entry("Method", &self.method)?;
+        m.serialize_entry("Params", &self.params)?;
+        m.serialize_entry("CID", &self.cid())?;
+        m.end()
+    }
+}
+
+/// `types.SignedMessage`. A BLS-signed message's CID is its message's; any other's is the CID
+/// of the CBOR pair (message, signature), as in Lotus.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignedMessage {
+    pub message: Message,
+    pub signature: Signature,
+}
+
+impl SignedMessage {
+    pub fn cid(&self) -> Cid {
+        if self.signature.kind == SIG_BLS {
+            return self.message.cid();
+        }
+        // The signature's CBOR form is its type byte followed by its data, as a byte string.
+        let mut sig = vec![self.signature.kind];
+        sig.extend_from_slice(&self.signature.data.0);
+        let msg: MessageCbor =
+            fvm_ipld_encoding::from_slice(&self.message.to_cbor()).expect("a message re-decodes from its own CBOR");
+        let bytes = fvm_ipld_encoding::to_vec(&(msg, fvm_ipld_encoding::strict_bytes::ByteBuf(sig)))
+            .expect("a signed message encodes");
+        cbor_cid(&bytes)
+    }
+}
+
+impl Serialize for SignedMessage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("Message", &self.message)?;
+        m.serialize_entry("Signature", &self.signature)?;
+        m.serialize_entry("CID", &self.cid())?;
+        m.end()
+    }
+}
+
+/// `api.MessageSendSpec`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MessageSendSpec {
+    pub max_fee: BigInt,
+    pub msg_uuid: uuid::Uuid,
+    pub maximize_fee_cap: bool,
+}
+
+/// `types.MessageReceipt`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MessageReceipt {
+    pub exit_code: i64,
+    #[serde(rename = "Return")]
+    pub return_data: Option<Bytes>,
+    pub gas_used: i64,
+    pub events_root: Option<Cid>,
+}
+
+/// `api.MsgLookup`: where a message was executed, and its receipt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MsgLookup {
+    pub message: Cid,
+    pub receipt: MessageReceipt,
+    #[serde(default)]
+    pub return_dec: serde_json::Value,
+    pub tip_set: TipSetKey,
+    pub height: ChainEpoch,
+}
+
+/// `dline.Info`: a deadline of a miner's proving period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadlineInfo {
+    pub current_epoch: ChainEpoch,
+    pub period_start: ChainEpoch,
+    pub index: u64,
+    pub open: ChainEpoch,
+    pub close: ChainEpoch,
+    pub challenge: ChainEpoch,
+    pub fault_cutoff: ChainEpoch,
+    #[serde(rename = "WPoStPeriodDeadlines")]
+    pub wpost_period_deadlines: u64,
+    #[serde(rename = "WPoStProvingPeriod")]
+    pub wpost_proving_period: ChainEpoch,
+    #[serde(rename = "WPoStChallengeWindow")]
+    pub wpost_challenge_window: ChainEpoch,
+    #[serde(rename = "WPoStChallengeLookback")]
+    pub wpost_challenge_lookback: ChainEpoch,
+    pub fault_declaration_cutoff: ChainEpoch,
+}
+
+impl DeadlineInfo {
+    /// The deadline of the same proving period shape open (or next to open) at `epoch`, as
+    /// the miner actor's `NewDeadlineInfoFromOffsetAndEpoch` computes it.
+    pub fn at(&self, epoch: ChainEpoch) -> DeadlineInfo {
+        let period = self.wpost_proving_period.max(1);
+        let offset = self.period_start.rem_euclid(period);
+        let q = (epoch - offset).div_euclid(period);
+        let period_start = offset + q * period;
+        let index = ((epoch - period_start) / self.wpost_challenge_window.max(1)) as u64;
+        DeadlineInfo::new(self, period_start, index, epoch)
+    }
+
+    /// Deadline `index` of the proving period starting at `period_start`.
+    pub fn new(shape: &DeadlineInfo, period_start: ChainEpoch, index: u64, current: ChainEpoch) -> DeadlineInfo {
+        let window = shape.wpost_challenge_window;
+        let open = period_start + index as i64 * window;
+        DeadlineInfo {
+            current_epoch: current,
+            period_start,
+            index,
+            open,
+            close: open + window,
+            challenge: open - shape.wpost_challenge_lookback,
+            fault_cutoff: open - shape.fault_declaration_cutoff,
+            ..*shape
+        }
+    }
+
+    /// The next deadline instance after this one.
+    pub fn next(&self) -> DeadlineInfo {
+        if self.index + 1 >= self.wpost_period_deadlines {
+            DeadlineInfo::new(self, self.period_start + self.wpost_proving_period, 0, self.current_epoch)
+        } else {
+            DeadlineInfo::new(self, self.period_start, self.index + 1, self.current_epoch)
+        }
+    }
+}
+
+/// `api.Deadline`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Deadline {
+    /// Partitions proven in the current instance of this deadline.
+    pub post_submissions: BitField,
+    pub disputable_proof_count: u64,
+    pub daily_fee: BigInt,
+}
+
+/// `api.Partition`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Partition {
+    pub all_sectors: BitField,
+    pub faulty_sectors: BitField,
+    pub recovering_sectors: BitField,
+    pub live_sectors: BitField,
+    pub active_sectors: BitField,
+}
+
+/// `miner.SectorPreCommitInfo` (note Lotus's casing: `SealedCID` but `UnsealedCid`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorPreCommitInfo {
+    pub seal_proof: i64,
+    pub sector_number: u64,
+    #[serde(rename = "SealedCID")]
+    pub sealed_cid: Cid,
+    pub seal_rand_epoch: ChainEpoch,
+    #[serde(rename = "DealIDs", deserialize_with = "null_as_default")]
+    pub deal_ids: Vec<u64>,
+    pub expiration: ChainEpoch,
+    pub unsealed_cid: Option<Cid>,
+}
+
+/// `miner.SectorPreCommitOnChainInfo`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorPreCommitOnChainInfo {
+    pub info: SectorPreCommitInfo,
+    pub pre_commit_deposit: BigInt,
+    pub pre_commit_epoch: ChainEpoch,
+}
+
+/// `miner.SectorOnChainInfo`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorOnChainInfo {
+    pub sector_number: u64,
+    pub seal_proof: i64,
+    #[serde(rename = "SealedCID")]
+    pub sealed_cid: Cid,
+    pub activation: ChainEpoch,
+    pub expiration: ChainEpoch,
+    pub deal_weight: BigInt,
+    pub verified_deal_weight: BigInt,
+    pub initial_pledge: BigInt,
+    pub expected_day_reward: BigInt,
+    pub expected_storage_pledge: BigInt,
+    pub power_base_epoch: ChainEpoch,
+    pub replaced_day_reward: BigInt,
+    #[serde(rename = "SectorKeyCID")]
+    pub sector_key_cid: Option<Cid>,
+    pub flags: u64,
+    pub daily_fee: BigInt,
+}
+
+/// `miner.SectorLocation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorLocation {
+    pub deadline: u64,
+    pub partition: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BeneficiaryTerm {
+    pub quota: BigInt,
+    pub used_quota: BigInt,
+    pub expiration: ChainEpoch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PendingBeneficiaryChange {
+    pub new_beneficiary: Address,
+    pub new_quota: BigInt,
+    pub new_expiration: ChainEpoch,
+    pub approved_by_beneficiary: bool,
+    pub approved_by_nominee: bool,
+}
+
+/// `api.MinerInfo`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MinerInfo {
+    pub owner: Address,
+    pub worker: Address,
+    pub new_worker: MaybeAddress,
+    #[serde(deserialize_with = "null_as_default")]
+    pub control_addresses: Vec<Address>,
+    pub worker_change_epoch: ChainEpoch,
+    pub peer_id: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub multiaddrs: Vec<Bytes>,
+    pub window_po_st_proof_type: i64,
+    pub sector_size: u64,
+    pub window_po_st_partition_sectors: u64,
+    pub consensus_fault_elapsed: ChainEpoch,
+    pub pending_owner_address: Option<Address>,
+    pub beneficiary: Address,
+    pub beneficiary_term: BeneficiaryTerm,
+    pub pending_beneficiary_term: Option<PendingBeneficiaryChange>,
+}
+
+/// `power.Claim`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Claim {
+    pub raw_byte_power: BigInt,
+    pub quality_adj_power: BigInt,
+}
+
+/// `api.MinerPower`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MinerPower {
+    pub miner_power: Claim,
+    pub total_power: Claim,
+    pub has_min_power: bool,
+}
+
+/// `api.ExtendedSectorInfo`: a sector a WinningPoSt proves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExtendedSectorInfo {
+    pub seal_proof: i64,
+    pub sector_number: u64,
+    pub sector_key: Option<Cid>,
+    #[serde(rename = "SealedCID")]
+    pub sealed_cid: Cid,
+}
+
+/// `api.MiningBaseInfo`: `null` when the miner cannot mine at the round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MiningBaseInfo {
+    pub miner_power: BigInt,
+    pub network_power: BigInt,
+    #[serde(deserialize_with = "null_as_default")]
+    pub sectors: Vec<ExtendedSectorInfo>,
+    pub worker_key: Address,
+    pub sector_size: u64,
+    pub prev_beacon_entry: BeaconEntry,
+    #[serde(deserialize_with = "null_as_default")]
+    pub beacon_entries: Vec<BeaconEntry>,
+    pub eligible_for_mining: bool,
+}
+
+/// `api.BlockTemplate`: what the miner asks the node to assemble and sign.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlockTemplate {
+    pub miner: Address,
+    pub parents: TipSetKey,
+    pub ticket: Option<Ticket>,
+    pub eproof: Option<ElectionProof>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub beacon_values: Vec<BeaconEntry>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub messages: Vec<SignedMessage>,
+    pub epoch: ChainEpoch,
+    pub timestamp: u64,
+    #[serde(rename = "WinningPoStProof", deserialize_with = "null_as_default")]
+    pub winning_post_proof: Vec<PoStProof>,
+}
+
+/// `types.BlockMsg`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlockMsg {
+    pub header: BlockHeader,
+    #[serde(rename = "BlsMessages", deserialize_with = "null_as_default")]
+    pub bls_messages: Vec<Cid>,
+    #[serde(rename = "SecpkMessages", deserialize_with = "null_as_default")]
+    pub secpk_messages: Vec<Cid>,
+}
+
+/// `api.NetworkParams`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkParams {
+    pub network_name: String,
+    pub block_delay_secs: u64,
+    pub consensus_miner_min_power: BigInt,
+    pub pre_commit_challenge_delay: ChainEpoch,
+    /// The upgrade heights (`UpgradeFireHorseHeight`, …).
+    pub fork_upgrade_params: BTreeMap<String, i64>,
+    #[serde(rename = "Eip155ChainID")]
+    pub eip155_chain_id: u64,
+    pub genesis_timestamp: u64,
+    /// Ours (Lotus's decoder ignores it): the block delay in milliseconds, for devnets whose
+    /// epochs are shorter than a second.
+    #[serde(rename = "BlockDelayMillis", default, skip_serializing_if = "Option::is_none")]
+    pub block_delay_ms: Option<u64>,
+    /// Ours: the genesis time in milliseconds.
+    #[serde(rename = "GenesisTimestampMillis", default, skip_serializing_if = "Option::is_none")]
+    pub genesis_ms: Option<u64>,
+}
+
+/// `api.APIVersion`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ApiVersion {
+    pub version: String,
+    #[serde(rename = "APIVersion")]
+    pub api_version: u32,
+    pub block_delay: u64,
+    #[serde(default)]
+    pub agent: String,
+}
+
+/// `api.ActiveSync`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ActiveSync {
+    #[serde(rename = "WorkerID")]
+    pub worker_id: u64,
+    pub base: Option<TipSet>,
+    pub target: Option<TipSet>,
+    /// 4: sync complete.
+    pub stage: i64,
+    pub height: ChainEpoch,
+    pub start: String,
+    pub end: String,
+    pub message: String,
+}
+
+/// `api.SyncState`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SyncState {
+    #[serde(deserialize_with = "null_as_default")]
+    pub active_syncs: Vec<ActiveSync>,
+    #[serde(rename = "VMApplied")]
+    pub vm_applied: u64,
+}
+
+fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// FullNode API versions (`api/version.go`): v0 1.5.0, v1 2.3.0.
+pub const FULL_API_VERSION_0: u32 = 0x010500;
+pub const FULL_API_VERSION_1: u32 = 0x020300;
+
+/// The randomness domain tags (go-state-types `crypto.DomainSeparationTag`).
+pub mod tags {
+    pub const TICKET_PRODUCTION: i64 = 1;
+    pub const ELECTION_PROOF_PRODUCTION: i64 = 2;
+    pub const WINNING_POST_CHALLENGE_SEED: i64 = 3;
+    pub const WINDOWED_POST_CHALLENGE_SEED: i64 = 4;
+    pub const SEAL_RANDOMNESS: i64 = 5;
+    pub const INTERACTIVE_SEAL_CHALLENGE_SEED: i64 = 6;
+    pub const WINDOWED_POST_DEADLINE_ASSIGNMENT: i64 = 7;
+    pub const MARKET_DEAL_CRON_SEED: i64 = 8;
+    pub const POST_CHAIN_COMMIT: i64 = 9;
+}
+
+/// The entropy Lotus's miner draws its randomness with: the CBOR of its ID address (a CBOR
+/// byte string of the address bytes).
+pub fn address_entropy(a: &Address) -> Vec<u8> {
+    fvm_ipld_encoding::to_vec(&a.0).expect("an address encodes")
+}
+
+/// Lotus's draw (`chain/rand.DrawRandomnessFromDigest`):
+/// `blake2b256(i64_be(tag) ‖ digest ‖ i64_be(epoch) ‖ entropy)`.
+pub fn draw_randomness(digest: &[u8; 32], tag: i64, epoch: ChainEpoch, entropy: &[u8]) -> [u8; 32] {
+    let mut st = blake2b_simd::Params::new().hash_length(32).to_state();
+    st.update(&tag.to_be_bytes());
+    st.update(digest);
+    st.update(&epoch.to_be_bytes());
+    st.update(entropy);
+    st.finalize().as_bytes().try_into().expect("32 bytes")
+}
+
+/// blake2b-256.
+pub fn blake2b256(data: &[u8]) -> [u8; 32] {
+    blake2b_simd::Params::new().hash_length(32).hash(data).as_bytes().try_into().expect("32 bytes")
+}
+
+/// The builtin actors' method numbers and params this project sends (v18, network version
+/// 28), as CBOR of the actor crates' own types.
+pub mod actors {
+    pub use fil_actor_miner_state::v18 as miner;
+    pub use fil_actor_power_state::v18 as power;
+
+    /// The power actor (`f04`), which creates miners.
+    pub const POWER_ACTOR: u64 = 4;
+    /// The account method a plain send calls.
+    pub const METHOD_SEND: u64 = 0;
+
+    pub const MINER_CHANGE_PEER_ID: u64 = 4;
+    pub const MINER_SUBMIT_WINDOWED_POST: u64 = 5;
+    pub const MINER_DECLARE_FAULTS_RECOVERED: u64 = 11;
+    pub const MINER_PRE_COMMIT_SECTOR_BATCH2: u64 = 28;
+    pub const MINER_PROVE_COMMIT_SECTORS3: u64 = 34;
+    pub const POWER_CREATE_MINER: u64 = 2;
+
+    /// CBOR of a params value.
+    pub fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+        fvm_ipld_encoding::to_vec(v).expect("actor params encode")
+    }
+
+    /// Decode CBOR params, naming the type on failure.
+    pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        fvm_ipld_encoding::from_slice(bytes)
+            .map_err(|e| format!("params do not decode as {}: {e}", std::any::type_name::<T>()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn addresses_read_both_networks_and_refuse_garbage() {
+        let a: Address = serde_json::from_value(json!("t01000")).unwrap();
+        assert_eq!(a, Address::id(1000));
+        assert_eq!(serde_json::to_value(a).unwrap(), json!("f01000"));
+        assert!(serde_json::from_value::<Address>(json!("x01000")).is_err());
+        let e: MaybeAddress = serde_json::from_value(json!("<empty>")).unwrap();
+        assert_eq!(serde_json::to_value(e).unwrap(), json!("<empty>"));
+    }
+
+    #[test]
+    fn big_integers_are_decimal_strings() {
+        let b: BigInt = serde_json::from_value(json!("20592036")).unwrap();
+        assert_eq!(serde_json::to_value(&b).unwrap(), json!("20592036"));
+        assert!(serde_json::from_value::<BigInt>(json!(5)).is_err(), "a bare number is refused, as in Lotus");
+        assert!(serde_json::from_value::<BigInt>(json!(null)).is_err());
+    }
+
+    #[test]
+    fn the_entropy_of_f01000_is_its_cbor_bytes() {
+        // Lotus: a CBOR byte string (0x43) of protocol 0 and uvarint 1000.
+        assert_eq!(address_entropy(&Address::id(1000)), vec![0x43, 0x00, 0xe8, 0x07]);
+    }
+
+    #[test]
+    fn deadlines_follow_the_proving_period() {
+        let shape = DeadlineInfo {
+            current_epoch: 0,
+            period_start: 5,
+            index: 0,
+            open: 5,
+            close: 25,
+            challenge: 3,
+            fault_cutoff: 0,
+            wpost_period_deadlines: 4,
+            wpost_proving_period: 80,
+            wpost_challenge_window: 20,
+            wpost_challenge_lookback: 2,
+            fault_declaration_cutoff: 5,
+        };
+        let d = shape.at(130);
+        assert_eq!((d.period_start, d.index, d.open, d.close, d.challenge), (85, 2, 125, 145, 123));
+        let n = DeadlineInfo::new(&shape, 85, 3, 130).next();
+        assert_eq!((n.period_start, n.index, n.open), (165, 0, 165));
+        assert_eq!(shape.at(4).period_start, -75);
+    }
+}

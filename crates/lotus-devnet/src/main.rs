@@ -1,0 +1,165 @@
+//! `lotus-devnet`: the devnet full node's daemon and its few commands.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use lotus_api::{JwtSecret, Permission};
+use lotus_devnet::{Node, Params, State, WallClock};
+use lotus_node::repo::{Repo, RepoKind};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(
+    name = "lotus-devnet",
+    version,
+    about = "A single-machine Filecoin devnet node serving Lotus's FullNode v1 API to a storage miner"
+)]
+struct Cli {
+    /// The node's repo (its chain, keys and API address)
+    #[arg(long, global = true, env = "LOTUS_DEVNET_PATH", default_value = "~/.lotus-devnet")]
+    repo: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the node (creating the chain on first start, with the flags' shape)
+    Daemon(DaemonArgs),
+    /// Tokens and API info for clients
+    Auth {
+        #[command(subcommand)]
+        cmd: AuthCmd,
+    },
+}
+
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// Where the API listens (host:port; port 0 picks one, written to the repo's `api` file)
+    #[arg(long, default_value = "127.0.0.1:1234")]
+    listen: String,
+    /// Time per epoch (at genesis; the chain keeps it)
+    #[arg(long, default_value = "1s")]
+    block_delay: humantime::Duration,
+    /// Epochs between a pre-commit and its seed (PreCommitChallengeDelay)
+    #[arg(long, default_value_t = 5)]
+    pre_commit_challenge_delay: i64,
+    /// Deadlines per proving period (WPoStPeriodDeadlines)
+    #[arg(long, default_value_t = 4)]
+    wpost_period_deadlines: u64,
+    /// Epochs a deadline is open (WPoStChallengeWindow)
+    #[arg(long, default_value_t = 20)]
+    wpost_challenge_window: i64,
+    /// Epochs between a deadline's challenge and its opening (WPoStChallengeLookback)
+    #[arg(long, default_value_t = 2)]
+    wpost_challenge_lookback: i64,
+    /// The chance that a miner with power wins an epoch's election
+    #[arg(long, default_value_t = 0.02)]
+    win_rate: f64,
+    /// Accept only mock proofs (for tests and benchmarks whose subject is not the proof)
+    #[arg(long)]
+    mock_proofs: bool,
+}
+
+#[derive(Subcommand)]
+enum AuthCmd {
+    /// Print a token with the permission and those below it
+    CreateToken {
+        #[arg(long)]
+        perm: String,
+    },
+    /// Print FULLNODE_API_INFO=TOKEN:MULTIADDR for the running node
+    ApiInfo {
+        #[arg(long)]
+        perm: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let repo = Repo::new(lotus_node::repo::expand_home(&cli.repo), RepoKind::Devnet);
+    match cli.cmd {
+        Cmd::Daemon(a) => daemon(repo, a).await,
+        Cmd::Auth { cmd } => {
+            let (perm, info) = match &cmd {
+                AuthCmd::CreateToken { perm } => (perm, false),
+                AuthCmd::ApiInfo { perm } => (perm, true),
+            };
+            let perm: Permission = perm.parse()?;
+            repo.require_initialised()?;
+            let token = repo.jwt_secret()?.create_token(&perm.with_lower());
+            if info {
+                let addr = repo.api_addr().context("is the devnet daemon running? (its repo has no api file)")?;
+                println!("FULLNODE_API_INFO={token}:{addr}");
+            } else {
+                println!("{token}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
+    lotus_node::logging::init();
+    repo.create_dir()?;
+    let _lock = repo.lock()?;
+    if !repo.is_initialised() {
+        repo.write_jwt_secret(&JwtSecret::generate())?;
+    }
+    let secret = repo.jwt_secret()?;
+    let params = Params {
+        block_delay_ms: (a.block_delay.as_millis() as u64).max(1),
+        pre_commit_challenge_delay: a.pre_commit_challenge_delay,
+        wpost_period_deadlines: a.wpost_period_deadlines.max(1),
+        wpost_challenge_window: a.wpost_challenge_window.max(1),
+        wpost_challenge_lookback: a.wpost_challenge_lookback,
+        win_rate: a.win_rate,
+        proofs: if a.mock_proofs { sealing_proofs::Backend::Mock } else { sealing_proofs::Backend::Real },
+        network_name: if a.mock_proofs { "devnet-mockproofs".into() } else { "devnet".into() },
+    };
+    let file = repo.file("chain.json");
+    let state = match std::fs::read(&file) {
+        Ok(bytes) => {
+            let st: State = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is damaged (move it away to start a new chain)", file.display()))?;
+            if st.params != params {
+                bail!(
+                    "the chain in {} was created with {:?}, the flags ask for {:?}: start it with its own flags, or use a new repo for a new chain",
+                    file.display(),
+                    st.params,
+                    params
+                );
+            }
+            st
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+            let st = State::genesis(params, now, rand::random());
+            tracing::info!(wallet = %st.accounts[&st.default_wallet].key, "a new chain: the default wallet holds the genesis funds");
+            st
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    if state.params.proofs == sealing_proofs::Backend::Mock {
+        tracing::warn!("MOCK PROOFS: this devnet accepts only mock proofs; nothing on it is proven for real");
+    }
+    let node = Node::new(state, Some(file), Box::new(WallClock), secret);
+    node.save(&node.state().0);
+    let addr: std::net::SocketAddr =
+        a.listen.parse().with_context(|| format!("--listen {:?}: expected host:port", a.listen))?;
+    let listener = lotus_node::daemon::bind(addr, || "another process uses it: pick another --listen".into()).await?;
+    let bound = listener.local_addr()?;
+    repo.write_file("api", lotus_api::apiinfo::to_multiaddr(&bound.to_string()).as_bytes(), 0o644)?;
+    tracing::info!(%bound, "serving the FullNode v1 API on /rpc/v1");
+    let background = lotus_node::daemon::Background::new();
+    lotus_node::daemon::serve(
+        listener,
+        lotus_devnet::node::router(node),
+        &repo,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        || {},
+        &background,
+    )
+    .await
+}
