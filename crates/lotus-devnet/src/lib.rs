@@ -6,6 +6,7 @@
 //! No real network is reachable from the machines this project is built on, so the miner is
 //! tested against this node through the same API it would use with a Lotus or Forest node.
 
+pub mod cli;
 pub mod node;
 pub mod state;
 

@@ -17,23 +17,43 @@ pub struct MinerConfig {
     pub sealing: SealingConfig,
     #[serde(rename = "Proving")]
     pub proving: ProvingConfig,
+    #[serde(rename = "Chain")]
+    pub chain: ChainConfig,
     #[serde(rename = "Devnet")]
     pub devnet: DevnetConfig,
 }
 
-/// The local devnet chain the miner carries (there is no Lotus node here).
+/// How the miner treats the chain it reaches through `FULLNODE_API_INFO`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ChainConfig {
+    pub message_confidence: u64,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        ChainConfig { message_confidence: 5 }
+    }
+}
+
+/// Test-only settings for a devnet (the chain's own shape is the `lotus-devnet daemon`'s).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct DevnetConfig {
-    pub block_delay: String,
-    pub seed_delay_epochs: u64,
-    #[serde(rename = "WPoStPeriodDeadlines")]
-    pub wpost_period_deadlines: u64,
-    #[serde(rename = "WPoStChallengeWindow")]
-    pub wpost_challenge_window: u64,
-    #[serde(rename = "WPoStChallengeLookback")]
-    pub wpost_challenge_lookback: u64,
-    pub win_rate: f64,
+    // The chain's shape moved to `lotus-devnet daemon`'s flags: read, never written, warned
+    // about when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_delay: Option<toml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed_delay_epochs: Option<toml::Value>,
+    #[serde(rename = "WPoStPeriodDeadlines", skip_serializing_if = "Option::is_none")]
+    pub wpost_period_deadlines: Option<toml::Value>,
+    #[serde(rename = "WPoStChallengeWindow", skip_serializing_if = "Option::is_none")]
+    pub wpost_challenge_window: Option<toml::Value>,
+    #[serde(rename = "WPoStChallengeLookback", skip_serializing_if = "Option::is_none")]
+    pub wpost_challenge_lookback: Option<toml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub win_rate: Option<toml::Value>,
     /// The mock proof backend: no proof work, for tests and benchmarks (devnet only).
     pub mock_proofs: bool,
     /// With `MockProofs`: how long each mock task takes, `"PC1=2s,C2=30s"` (others: 0s).
@@ -43,12 +63,12 @@ pub struct DevnetConfig {
 impl Default for DevnetConfig {
     fn default() -> Self {
         DevnetConfig {
-            block_delay: "1s".into(),
-            seed_delay_epochs: 5,
-            wpost_period_deadlines: 4,
-            wpost_challenge_window: 20,
-            wpost_challenge_lookback: 2,
-            win_rate: 0.02,
+            block_delay: None,
+            seed_delay_epochs: None,
+            wpost_period_deadlines: None,
+            wpost_challenge_window: None,
+            wpost_challenge_lookback: None,
+            win_rate: None,
             mock_proofs: false,
             mock_task_durations: String::new(),
         }
@@ -112,8 +132,26 @@ const NO_EFFECT: &[(&str, &str)] = &[
     ),
     (
         "Sealing.FinalizeEarly",
-        "the devnet takes the commit message when it is sent, so finalizing happens right after it anyway",
+        "finalizing runs right after the commit message lands, and each sector's commit is its own message",
     ),
+    ("Devnet.BlockDelay", "the chain's shape is the devnet node's now: `lotus-devnet daemon --block-delay`"),
+    (
+        "Devnet.SeedDelayEpochs",
+        "the chain's shape is the devnet node's now: `lotus-devnet daemon --pre-commit-challenge-delay`",
+    ),
+    (
+        "Devnet.WPoStPeriodDeadlines",
+        "the chain's shape is the devnet node's now: `lotus-devnet daemon --wpost-period-deadlines`",
+    ),
+    (
+        "Devnet.WPoStChallengeWindow",
+        "the chain's shape is the devnet node's now: `lotus-devnet daemon --wpost-challenge-window`",
+    ),
+    (
+        "Devnet.WPoStChallengeLookback",
+        "the chain's shape is the devnet node's now: `lotus-devnet daemon --wpost-challenge-lookback`",
+    ),
+    ("Devnet.WinRate", "the chain's shape is the devnet node's now: `lotus-devnet daemon --win-rate`"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -211,12 +249,7 @@ const DOCS: &[(&str, &str)] = &[
     ("Sealing.MaxSealingSectorsForDeals", "Upper bound on deal sectors sealing at once; 0 = unlimited."),
     ("Sealing.AlwaysKeepUnsealedCopy", "Keep an unsealed copy of every deal sector's data in long-term storage, next to its sealed copy (reading it back then needs no unseal). Committed-capacity sectors keep none."),
     ("Sealing.MinRetryTime", "How long a sector in a failed state waits before it retries."),
-    ("Devnet.BlockDelay", "Time per epoch of the local devnet chain."),
-    ("Devnet.SeedDelayEpochs", "Epochs between a pre-commit and its interactive seed (PreCommitChallengeDelay)."),
-    ("Devnet.WPoStPeriodDeadlines", "Deadlines in a proving period (mainnet: 48)."),
-    ("Devnet.WPoStChallengeWindow", "Epochs a WindowPoSt deadline stays open (mainnet: 60)."),
-    ("Devnet.WPoStChallengeLookback", "Epochs between a deadline's challenge and its opening (mainnet: 20)."),
-    ("Devnet.WinRate", "Chance of winning each epoch's block election while the miner has active sectors (0 = never mine)."),
+    ("Chain.MessageConfidence", "Epochs a message must have on top of it before the miner acts on it (Lotus: 5). The chain is the full node named by FULLNODE_API_INFO."),
     ("Devnet.MockProofs", "TESTS ONLY: compute no proofs (mock backend); the devnet then accepts only mock proofs, and only mock-proof workers may join."),
     ("Devnet.MockTaskDurations", "With MockProofs: how long each mock task takes, e.g. \"PC1=2s,C2=30s\" (task types as `sealing jobs` shows them; others take no time)."),
     ("Proving.SealingNice", "Niceness (0-19) of the miner's own sealing proof processes: PoSt on this machine gets the CPU first."),
@@ -303,6 +336,12 @@ impl MinerConfig {
                 "MaxWaitDealsSectors" => cfg.sealing.max_wait_deals_sectors.is_some(),
                 "WaitDealsDelay" => cfg.sealing.wait_deals_delay.is_some(),
                 "FinalizeEarly" => cfg.sealing.finalize_early.is_some(),
+                "BlockDelay" => cfg.devnet.block_delay.is_some(),
+                "SeedDelayEpochs" => cfg.devnet.seed_delay_epochs.is_some(),
+                "WPoStPeriodDeadlines" => cfg.devnet.wpost_period_deadlines.is_some(),
+                "WPoStChallengeWindow" => cfg.devnet.wpost_challenge_window.is_some(),
+                "WPoStChallengeLookback" => cfg.devnet.wpost_challenge_lookback.is_some(),
+                "WinRate" => cfg.devnet.win_rate.is_some(),
                 _ => false,
             };
             if set {
@@ -326,19 +365,8 @@ impl MinerConfig {
         parse_duration(&self.sealing.min_retry_time).map_err(|e| ("Sealing.MinRetryTime", e))?;
         parse_duration(&self.storage.worker_lost_timeout).map_err(|e| ("Storage.WorkerLostTimeout", e))?;
         parse_mock_durations(&self.devnet.mock_task_durations).map_err(|e| ("Devnet.MockTaskDurations", e))?;
-        match parse_duration(&self.devnet.block_delay) {
-            Ok(d) if d >= Duration::from_millis(100) => {}
-            Ok(_) => return Err(("Devnet.BlockDelay", "must be at least 100ms".into())),
-            Err(e) => return Err(("Devnet.BlockDelay", e)),
-        }
-        if self.devnet.wpost_period_deadlines == 0 {
-            return Err(("Devnet.WPoStPeriodDeadlines", "must be at least 1".into()));
-        }
-        if self.devnet.wpost_challenge_window < 2 {
-            return Err(("Devnet.WPoStChallengeWindow", "must be at least 2 epochs".into()));
-        }
-        if !(0.0..=1.0).contains(&self.devnet.win_rate) {
-            return Err(("Devnet.WinRate", format!("{} is not a probability between 0 and 1", self.devnet.win_rate)));
+        if self.chain.message_confidence > 900 {
+            return Err(("Chain.MessageConfidence", "must be at most 900 epochs (a chain finality)".into()));
         }
         if !(0..=19).contains(&self.proving.sealing_nice) {
             return Err((

@@ -340,14 +340,17 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     s.register_with("ProvingInfo", ctx.clone(), |c, p: Params| async move {
         p.expect(0)?;
         let chain = &c.proving.chain;
-        let head = chain.head();
+        let head = chain.head().await.map_err(method_err)?;
+        let summary = c.proving.summary().await.map_err(method_err)?;
         Ok(json!({
             "Miner": c.sealing.miner,
             "CurrentEpoch": head,
             "BlockDelaySecs": chain.block_delay().as_secs_f64(),
             "Deadline": chain.deadline_at(head),
             "Params": chain.proving_params(),
-            "Chain": chain.proving_summary(),
+            "Chain": summary,
+            "Network": chain.network_name,
+            "Worker": chain.worker,
             "Attempts": c.proving.attempts(),
             "Blocks": c.proving.blocks(),
             "DisableBuiltinWindowPoSt": c.proving.disable_builtin_window,

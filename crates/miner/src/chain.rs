@@ -1,29 +1,44 @@
-//! The chain the miner seals against. There is no Lotus node here, so the miner carries a
-//! local devnet chain behind the [`Chain`] trait; a Lotus full-node client can implement the
-//! same trait later (ChainHead, StateGetRandomnessFromTickets/Beacon, MpoolPush of
-//! PreCommitSector / ProveCommitSector, StateSectorGetInfo).
+//! The chain, as the miner reaches it: a full node's FullNode v1 JSON-RPC API, named by
+//! `FULLNODE_API_INFO` (Lotus's `TOKEN:/ip4/…/tcp/…/http`; comma-separated entries fail over),
+//! as Lotus's miner reaches its node. Every sealing and proving step is a message the node
+//! signs with the miner's worker key and the chain executes epochs later: PreCommitSectorBatch2,
+//! ProveCommitSectors3, SubmitWindowedPoSt, each waited for and its exit code read. Tickets,
+//! seeds, deadlines, partitions and challenges are read from chain state.
+//!
+//! The methods and shapes are Lotus's ([`lotus_api::contract::full`], held to Lotus's
+//! documents); the message params are CBOR of the builtin actors' v18 types.
 
-use sealing_proofs::post::PoStKind;
-use sealing_proofs::{Backend, Commitment};
+use lotus_api::chain::{self as c, actors, Address, BigInt, Message, MessageSendSpec, TipSetKey};
+use lotus_api::contract::full as f;
+use lotus_api::contract::Method;
+use lotus_api::wire::{BitField, Bytes, Cid};
+use lotus_api::{ApiInfo, ClientError, RpcClient};
+use sealing_proofs::Commitment;
 use sealing_types::{RegisteredSealProof, SectorId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub type Epoch = i64;
 
+/// What went wrong reaching or using the chain, by what the caller must do.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
-    #[error("pre-commit of {sector} refused: {why}")]
-    PreCommit { sector: SectorId, why: String },
-    #[error("prove-commit of {sector} refused: {why}")]
-    ProveCommit { sector: SectorId, why: String },
-    #[error("WindowPoSt for deadline {deadline} partition {partition} refused: {why}")]
-    WindowPoSt { deadline: u64, partition: usize, why: String },
-    #[error("block at epoch {epoch} refused: {why}")]
-    Block { epoch: Epoch, why: String },
+    /// The node cannot be reached or failed the call: retry later.
+    #[error("the full node: {0}")]
+    Node(#[from] ClientError),
+    /// A message was executed and failed: its exit code says why.
+    #[error("{method} message {cid} failed on chain with exit code {exit_code} ({meaning}){detail}")]
+    Failed { method: &'static str, cid: Cid, exit_code: i64, meaning: String, detail: String },
+    /// The chain's state does not allow the step.
+    #[error("{0}")]
+    State(String),
+}
+
+impl ChainError {
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ChainError::Node(e) if e.is_unreachable())
+    }
 }
 
 /// What the chain knows of a pre-committed sector.
@@ -35,9 +50,7 @@ pub struct PreCommitInfo {
     pub epoch: Epoch,
 }
 
-/// The proving period's shape (Lotus: 48 deadlines of 60 epochs, challenge 20 epochs before a
-/// deadline opens; the devnet defaults are small so that a test sees several deadlines in
-/// minutes).
+/// The proving period's shape, from the node (`StateMinerProvingDeadline`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProvingParams {
     pub deadlines: u64,
@@ -45,17 +58,9 @@ pub struct ProvingParams {
     pub window: Epoch,
     /// Epochs between the challenge and the deadline's opening (WPoStChallengeLookback).
     pub lookback: Epoch,
-    /// Chance that the miner wins the election of an epoch (while it has active sectors).
-    pub win_rate: f64,
 }
 
-impl Default for ProvingParams {
-    fn default() -> Self {
-        ProvingParams { deadlines: 4, window: 20, lookback: 2, win_rate: 0.02 }
-    }
-}
-
-/// One deadline instance, as Lotus's `dline.Info`.
+/// One deadline instance, as Lotus's `dline.Info` (the fields `proving` shows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeadlineInfo {
@@ -68,6 +73,20 @@ pub struct DeadlineInfo {
     pub deadlines: u64,
 }
 
+impl From<&c::DeadlineInfo> for DeadlineInfo {
+    fn from(d: &c::DeadlineInfo) -> Self {
+        DeadlineInfo {
+            current_epoch: d.current_epoch,
+            period_start: d.period_start,
+            index: d.index,
+            open: d.open,
+            close: d.close,
+            challenge: d.challenge,
+            deadlines: d.wpost_period_deadlines,
+        }
+    }
+}
+
 /// A sector the miner must prove in a deadline instance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -78,7 +97,7 @@ pub struct ProvingSector {
     pub faulty: bool,
 }
 
-/// A partition of a deadline and the sectors of it an instance requires.
+/// A partition of a deadline and the sectors of it the instance requires.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PartitionInfo {
@@ -86,22 +105,20 @@ pub struct PartitionInfo {
     pub sectors: Vec<ProvingSector>,
 }
 
-/// A WindowPoSt message: one partition's proof; `skipped` are the sectors the prover could
-/// not read (declared faulty).
+/// A WindowPoSt for one partition; `skipped` are the sectors the prover could not read.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WindowPoStSubmission {
-    pub miner: u64,
     pub deadline: u64,
     pub open: Epoch,
+    pub challenge: Epoch,
     pub partition: usize,
     pub proven: Vec<u64>,
     pub skipped: Vec<u64>,
     pub proof: Vec<u8>,
-    /// Who computed it (a PoSt worker's hostname, or the miner's): kept for `proving` output.
-    pub prover: String,
+    pub post_proof: i64,
 }
 
-/// An accepted WindowPoSt, as the chain records it.
+/// An accepted WindowPoSt, as the miner recorded it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PoStRecord {
@@ -114,21 +131,8 @@ pub struct PoStRecord {
     pub prover: String,
 }
 
-/// How a closed deadline instance ended.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DeadlineOutcome {
-    pub deadline: u64,
-    pub open: Epoch,
-    pub partitions: usize,
-    pub proven_partitions: usize,
-    /// Partitions that had sectors to prove and no proof by the close: their sectors became
-    /// faulty and the miner paid a penalty (on mainnet: collateral).
-    pub missed_partitions: usize,
-    pub faulty_sectors: Vec<u64>,
-}
-
-/// The whole proving picture, for `lotus-miner proving …` and `info`.
+/// The whole proving picture, for `lotus-miner proving …` and `info`: the partitions and
+/// faults from chain state, the rest from what this miner did and saw.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ProvingSummary {
@@ -136,795 +140,615 @@ pub struct ProvingSummary {
     pub deadlines: Vec<Vec<Vec<u64>>>,
     pub faults: Vec<u64>,
     pub active: u64,
-    /// Deadline instances with at least one missed partition.
+    /// Deadline instances that closed with a partition not proven.
     pub missed_deadlines: u64,
-    /// Sector-deadlines penalised for a missed proof.
+    /// Sector-deadlines in those partitions.
     pub penalised_sectors: u64,
     pub posts: Vec<PoStRecord>,
-    pub outcomes: Vec<DeadlineOutcome>,
     pub blocks_won: u64,
     pub blocks_refused: u64,
 }
 
-pub trait Chain: Send + Sync {
-    fn head(&self) -> Epoch;
-    /// Seconds per epoch.
-    fn block_delay(&self) -> Duration;
-    /// The sealing ticket for an epoch (randomness from tickets).
-    fn ticket(&self, miner: u64, epoch: Epoch) -> [u8; 32];
-    /// The interactive seed (randomness from the beacon), known once `epoch` is reached.
-    fn seed(&self, miner: u64, epoch: Epoch) -> Option<[u8; 32]>;
-    /// Epochs between a pre-commit landing and its seed (PreCommitChallengeDelay).
-    fn seed_delay(&self) -> Epoch;
-    /// Returns the epoch the pre-commit landed in.
-    fn pre_commit(&self, sector: SectorId, info: PreCommitInfo) -> Result<Epoch, ChainError>;
-    /// Verifies the seal proof (real Groth16 verification) before accepting; the sector is
-    /// then assigned to a deadline and must be proven every proving period.
-    fn prove_commit(&self, sector: SectorId, comm_d: Commitment, proof: &[u8]) -> Result<Epoch, ChainError>;
-    fn pre_commit_info(&self, sector: SectorId) -> Option<PreCommitInfo>;
-    /// After a miner restart: what the miner had put on the chain, for a chain that lives in
-    /// the miner's memory (a real chain keeps its own state and ignores this).
-    fn restore_pre_commit(&self, _sector: SectorId, _info: PreCommitInfo) {}
-    /// The same for a sector the miner has proving (a repo from before the chain kept its state).
-    fn restore_proven(&self, _sector: SectorId, _info: PreCommitInfo) {}
-
-    fn proving_params(&self) -> ProvingParams;
-    /// When an epoch starts (for deadline margins).
-    fn epoch_time(&self, epoch: Epoch) -> SystemTime;
-    /// The deadline open (or next to open) at `epoch`.
-    fn deadline_at(&self, epoch: Epoch) -> DeadlineInfo;
-    /// WindowPoSt / election randomness of an epoch, known once it is reached.
-    fn post_randomness(&self, miner: u64, epoch: Epoch) -> Option<[u8; 32]>;
-    /// The partitions of a deadline instance with the sectors it requires (those proven
-    /// before its challenge).
-    fn deadline_partitions(&self, dl: &DeadlineInfo) -> Vec<PartitionInfo>;
-    /// Partitions of the instance already proven.
-    fn proven_partitions(&self, dl: &DeadlineInfo) -> Vec<usize>;
-    /// Verifies the WindowPoSt (real verification) before accepting it.
-    fn submit_window_post(&self, post: WindowPoStSubmission) -> Result<Epoch, ChainError>;
-    /// Did the miner win the election of `epoch`? Returns the election randomness.
-    fn election(&self, miner: u64, epoch: Epoch) -> Option<[u8; 32]>;
-    /// The active sectors an election of this randomness challenges (WinningPoSt).
-    fn winning_sectors(&self, miner: u64, randomness: [u8; 32]) -> Result<Vec<ProvingSector>, ChainError>;
-    /// A block with its WinningPoSt (verified before it counts).
-    fn submit_block(&self, miner: u64, epoch: Epoch, sectors: &[u64], proof: &[u8]) -> Result<(), ChainError>;
-    fn proving_summary(&self) -> ProvingSummary;
+/// A round this miner may mine: the sectors its WinningPoSt proves, and the randomness.
+pub struct MiningRound {
+    pub randomness: [u8; 32],
+    pub sectors: Vec<ProvingSector>,
 }
 
-/// A single-miner devnet: epochs follow the wall clock from a genesis time, randomness is a
-/// hash of (domain, epoch, miner) with a per-devnet seed, and messages land at once. Its state
-/// is written to a JSON file (when given one) after every change, so a restarted miner finds
-/// the chain as it left it.
-pub struct Devnet {
-    genesis: SystemTime,
+/// The epochs a message must have on top of it before the miner acts on it (Lotus's
+/// `MessageConfidence`).
+pub const DEFAULT_CONFIDENCE: u64 = 5;
+
+/// A client of one full node (or of the first that answers of several).
+pub struct ChainClient {
+    nodes: Vec<(String, RpcClient)>,
+    current: AtomicUsize,
+    /// The miner actor (an ID address) and its worker key, which pays and signs.
+    pub miner: Address,
+    pub worker: Address,
+    pub sector_size: u64,
+    window_post_proof: i64,
+    entropy: Vec<u8>,
     block_delay: Duration,
+    genesis_ms: u64,
     seed_delay: Epoch,
-    entropy: [u8; 32],
-    proving: ProvingParams,
-    /// Which proofs the chain accepts: real ones, or (`[Devnet] MockProofs`) only mock ones.
-    backend: Backend,
-    state_file: Option<PathBuf>,
-    state: Mutex<DevnetState>,
+    shape: c::DeadlineInfo,
+    confidence: u64,
+    pub network_name: String,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-#[serde(default)]
-struct DevnetState {
-    /// The backend the chain was started with: a chain of mock sectors cannot turn real.
-    backend: Backend,
-    precommits: BTreeMap<u64, PreCommitInfo>,
-    /// Deadline index → partitions → sector numbers (partitions fill up before new ones open).
-    deadlines: Vec<Vec<Vec<u64>>>,
-    sectors: BTreeMap<u64, ActiveSector>,
-    posts: Vec<PoStRecord>,
-    outcomes: Vec<DeadlineOutcome>,
-    /// Deadline instances closing at or before this epoch have been settled.
-    settled: Epoch,
-    missed_deadlines: u64,
-    penalised_sectors: u64,
-    blocks_won: u64,
-    blocks_refused: u64,
-    won_epochs: Vec<Epoch>,
+/// `FULLNODE_API_INFO`'s entries as RPC endpoints (`/rpc/v1`).
+pub fn nodes(api_info: &str, timeout: Duration) -> Result<Vec<(String, RpcClient)>, String> {
+    let mut out = vec![];
+    for entry in api_info.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let info = ApiInfo::parse(entry).map_err(|e| format!("FULLNODE_API_INFO entry {entry:?}: {e}"))?;
+        let url = info.rpc_url().replace("/rpc/v0", "/rpc/v1");
+        out.push((url.clone(), RpcClient::new(url, Some(info.token.clone()), timeout)));
+    }
+    if out.is_empty() {
+        return Err("FULLNODE_API_INFO is empty: set it to TOKEN:/ip4/HOST/tcp/PORT/http".into());
+    }
+    Ok(out)
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct ActiveSector {
-    proof: RegisteredSealProof,
-    comm_r: Commitment,
-    activation: Epoch,
-    faulty: bool,
-}
-
-/// Randomness domains (Lotus's DomainSeparationTag values where one exists).
-const DOMAIN_TICKET: u8 = 2;
-const DOMAIN_SEAL_SEED: u8 = 5;
-const DOMAIN_WINDOW_POST: u8 = 7;
-const DOMAIN_ELECTION: u8 = 1;
-/// Records kept for the CLI; older ones are dropped.
-const KEEP_RECORDS: usize = 200;
-
-impl Devnet {
-    pub fn new(genesis: SystemTime, block_delay: Duration, seed_delay: Epoch, entropy: [u8; 32]) -> Self {
-        Devnet {
-            genesis,
-            block_delay,
-            seed_delay,
-            entropy,
-            proving: ProvingParams::default(),
-            backend: Backend::Real,
-            state_file: None,
-            state: Mutex::new(DevnetState::default()),
-        }
-    }
-
-    pub fn with_proving(mut self, p: ProvingParams) -> Self {
-        self.proving = p;
-        self
-    }
-
-    /// Accept only this backend's proofs (call before [`Devnet::persisted`]).
-    pub fn with_backend(mut self, backend: Backend) -> Self {
-        self.backend = backend;
-        self.state.get_mut().unwrap_or_else(|e| e.into_inner()).backend = backend;
-        self
-    }
-
-    /// Keep the chain's state in `path` (loaded now if it exists).
-    pub fn persisted(mut self, path: PathBuf) -> Result<Self, String> {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let mut st: DevnetState =
-                serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", path.display()))?;
-            if st.backend != self.backend {
-                return Err(format!(
-                    "{} holds a chain of {:?} proofs and [Devnet] MockProofs asks for {:?} ones: \
-                     set MockProofs back, or start a new chain in a new repo",
-                    path.display(),
-                    st.backend,
-                    self.backend
-                ));
+/// Call a method on the first node that answers, starting with the one that answered last.
+pub async fn call<M: Method>(
+    nodes: &[(String, RpcClient)],
+    current: &AtomicUsize,
+    params: M::Params,
+    timeout: Option<Duration>,
+) -> Result<M::Result, ClientError>
+where
+    M::Params: Clone,
+{
+    let start = current.load(Ordering::Relaxed);
+    let mut last = None;
+    for k in 0..nodes.len() {
+        let i = (start + k) % nodes.len();
+        let client = &nodes[i].1;
+        let r = match timeout {
+            Some(t) => client.request_timeout::<M>(params.clone(), t).await,
+            None => client.request::<M>(params.clone()).await,
+        };
+        match r {
+            Err(e) if e.is_unreachable() && nodes.len() > 1 => {
+                tracing::warn!(node = %nodes[i].0, "{} failed, trying the next full node: {e}", M::NAME);
+                last = Some(e);
             }
-            if st.deadlines.len() != self.proving.deadlines as usize {
-                // The period's shape changed in config.toml: assign every sector again.
-                st.deadlines.clear();
-                let numbers: Vec<u64> = st.sectors.keys().copied().collect();
-                for n in numbers {
-                    assign(&mut st, self.proving.deadlines, n);
-                }
-            }
-            *self.state.get_mut().unwrap_or_else(|e| e.into_inner()) = st;
-        }
-        self.state_file = Some(path);
-        Ok(self)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, DevnetState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn save(&self, st: &DevnetState) {
-        let Some(path) = &self.state_file else { return };
-        let text = serde_json::to_vec(st).expect("devnet state serialises");
-        if let Err(e) = lotus_node::repo::write_atomic(path, &text, 0o644) {
-            tracing::error!("saving the devnet chain state: {e}");
-        }
-    }
-
-    fn draw(&self, domain: u8, miner: u64, epoch: Epoch) -> [u8; 32] {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        h.update(self.entropy);
-        h.update([domain]);
-        h.update(epoch.to_be_bytes());
-        h.update(miner.to_be_bytes());
-        let mut out: [u8; 32] = h.finalize().into();
-        out[31] &= 0x3f; // a valid field element, as Lotus's randomness is used
-        out
-    }
-
-    fn period(&self) -> Epoch {
-        self.proving.deadlines.max(1) as Epoch * self.proving.window.max(1)
-    }
-
-    fn deadline_of(&self, epoch: Epoch) -> DeadlineInfo {
-        let window = self.proving.window.max(1);
-        let period_start = epoch.div_euclid(self.period()) * self.period();
-        let index = ((epoch - period_start) / window) as u64;
-        let open = period_start + index as Epoch * window;
-        DeadlineInfo {
-            current_epoch: epoch,
-            period_start,
-            index,
-            open,
-            close: open + window,
-            challenge: open - self.proving.lookback,
-            deadlines: self.proving.deadlines,
-        }
-    }
-
-    /// Close every deadline instance that ended by `head`: a partition that had sectors to
-    /// prove and got no proof is missed, its sectors become faulty and are penalised.
-    fn settle(&self, st: &mut DevnetState, head: Epoch) -> bool {
-        let window = self.proving.window.max(1);
-        let mut changed = false;
-        // The first instance not yet settled closes at settled + window (instances tile time).
-        let mut close = (st.settled.div_euclid(window) + 1) * window;
-        while close <= head {
-            let dl = self.deadline_of(close - window);
-            let parts = partitions_of(st, &dl);
-            let proven: Vec<usize> = st.posts.iter().filter(|p| p.open == dl.open).map(|p| p.partition).collect();
-            let mut outcome = DeadlineOutcome {
-                deadline: dl.index,
-                open: dl.open,
-                partitions: parts.iter().filter(|p| !p.sectors.is_empty()).count(),
-                proven_partitions: 0,
-                missed_partitions: 0,
-                faulty_sectors: vec![],
-            };
-            for p in &parts {
-                if p.sectors.is_empty() {
-                    continue;
-                }
-                if proven.contains(&p.index) {
-                    outcome.proven_partitions += 1;
-                    continue;
-                }
-                outcome.missed_partitions += 1;
-                for s in &p.sectors {
-                    if let Some(a) = st.sectors.get_mut(&s.number) {
-                        if !a.faulty {
-                            st.penalised_sectors += 1;
-                        }
-                        a.faulty = true;
-                    }
-                }
-            }
-            if outcome.partitions > 0 {
-                if outcome.missed_partitions > 0 {
-                    st.missed_deadlines += 1;
-                    tracing::warn!(
-                        deadline = dl.index,
-                        open = dl.open,
-                        missed = outcome.missed_partitions,
-                        "WindowPoSt deadline MISSED: its sectors are now faulty"
-                    );
-                }
-                outcome.faulty_sectors = parts
-                    .iter()
-                    .flat_map(|p| p.sectors.iter())
-                    .filter(|s| st.sectors.get(&s.number).is_some_and(|a| a.faulty))
-                    .map(|s| s.number)
-                    .collect();
-                st.outcomes.push(outcome);
-                trim(&mut st.outcomes);
-            }
-            st.settled = close;
-            close += window;
-            changed = true;
-        }
-        changed
-    }
-
-    fn settled_state(&self) -> std::sync::MutexGuard<'_, DevnetState> {
-        let head = self.head();
-        let mut st = self.lock();
-        if self.settle(&mut st, head) {
-            self.save(&st);
-        }
-        st
-    }
-}
-
-fn trim<T>(v: &mut Vec<T>) {
-    if v.len() > KEEP_RECORDS {
-        v.drain(..v.len() - KEEP_RECORDS);
-    }
-}
-
-/// Place a new sector: fill a partly filled partition first (fewest new partitions), then the
-/// deadline with the fewest sectors, as Lotus's deadline assignment does.
-fn assign(st: &mut DevnetState, deadlines: u64, number: u64) {
-    let Some(a) = st.sectors.get(&number) else { return };
-    let per = sealing_proofs::post::partition_sectors(a.proof.sector_size()).max(1);
-    st.deadlines.resize(deadlines.max(1) as usize, vec![]);
-    let best = (0..st.deadlines.len())
-        .min_by_key(|&i| {
-            let d = &st.deadlines[i];
-            let opens_new = d.last().is_none_or(|p| p.len() >= per);
-            (opens_new, d.iter().map(Vec::len).sum::<usize>(), i)
-        })
-        .unwrap_or(0);
-    let d = &mut st.deadlines[best];
-    match d.last_mut() {
-        Some(p) if p.len() < per => p.push(number),
-        _ => d.push(vec![number]),
-    }
-}
-
-fn partitions_of(st: &DevnetState, dl: &DeadlineInfo) -> Vec<PartitionInfo> {
-    let Some(parts) = st.deadlines.get(dl.index as usize) else { return vec![] };
-    parts
-        .iter()
-        .enumerate()
-        .map(|(index, numbers)| PartitionInfo {
-            index,
-            sectors: numbers
-                .iter()
-                .filter_map(|n| {
-                    let a = st.sectors.get(n)?;
-                    (a.activation < dl.challenge).then_some(ProvingSector {
-                        number: *n,
-                        proof: a.proof,
-                        comm_r: a.comm_r,
-                        faulty: a.faulty,
-                    })
-                })
-                .collect(),
-        })
-        .collect()
-}
-
-impl Chain for Devnet {
-    fn head(&self) -> Epoch {
-        let since = SystemTime::now().duration_since(self.genesis).unwrap_or_default();
-        (since.as_millis() / self.block_delay.as_millis().max(1)) as Epoch
-    }
-    fn block_delay(&self) -> Duration {
-        self.block_delay
-    }
-    fn ticket(&self, miner: u64, epoch: Epoch) -> [u8; 32] {
-        self.draw(DOMAIN_TICKET, miner, epoch)
-    }
-    fn seed(&self, miner: u64, epoch: Epoch) -> Option<[u8; 32]> {
-        (self.head() >= epoch).then(|| self.draw(DOMAIN_SEAL_SEED, miner, epoch))
-    }
-    fn seed_delay(&self) -> Epoch {
-        self.seed_delay
-    }
-    fn pre_commit(&self, sector: SectorId, mut info: PreCommitInfo) -> Result<Epoch, ChainError> {
-        let head = self.head();
-        if info.ticket_epoch > head {
-            return Err(ChainError::PreCommit {
-                sector,
-                why: format!("ticket epoch {} is in the future", info.ticket_epoch),
-            });
-        }
-        let mut st = self.lock();
-        if st.sectors.contains_key(&sector.number) {
-            return Err(ChainError::PreCommit { sector, why: "sector number already proven".into() });
-        }
-        if let Some(prev) = st.precommits.get(&sector.number) {
-            if prev.comm_r == info.comm_r {
-                return Ok(prev.epoch); // the same message again (after a restart)
+            r => {
+                current.store(i, Ordering::Relaxed);
+                return r;
             }
         }
-        info.epoch = head;
-        st.precommits.insert(sector.number, info);
-        self.save(&st);
-        Ok(head)
     }
-    fn prove_commit(&self, sector: SectorId, comm_d: Commitment, proof: &[u8]) -> Result<Epoch, ChainError> {
-        let err = |why: String| ChainError::ProveCommit { sector, why };
-        let pc = self.pre_commit_info(sector).ok_or_else(|| err("not pre-committed".into()))?;
-        let seed_epoch = pc.epoch + self.seed_delay;
-        let seed = self
-            .seed(sector.miner, seed_epoch)
-            .ok_or_else(|| err(format!("too early: seed epoch {seed_epoch} not reached")))?;
-        let ticket = self.ticket(sector.miner, pc.ticket_epoch);
-        let sealer = sealing_proofs::Sealer::new(pc.proof, sector.miner, sector.number).with_backend(self.backend);
-        match sealer.verify(pc.comm_r, comm_d, ticket, seed, proof) {
-            Ok(true) => {}
-            Ok(false) => return Err(err("the seal proof does not verify".into())),
-            Err(e) => return Err(err(format!("verifying the proof: {e}"))),
-        }
-        let head = self.head();
-        let mut st = self.lock();
-        if let Some(a) = st.sectors.get(&sector.number) {
-            return Ok(a.activation); // the same message again (after a restart)
-        }
-        st.sectors.insert(
-            sector.number,
-            ActiveSector { proof: pc.proof, comm_r: pc.comm_r, activation: head, faulty: false },
-        );
-        assign(&mut st, self.proving.deadlines, sector.number);
-        self.save(&st);
-        Ok(head)
-    }
-    fn pre_commit_info(&self, sector: SectorId) -> Option<PreCommitInfo> {
-        self.lock().precommits.get(&sector.number).cloned()
-    }
-    fn restore_pre_commit(&self, sector: SectorId, info: PreCommitInfo) {
-        self.lock().precommits.entry(sector.number).or_insert(info);
-    }
-    fn restore_proven(&self, sector: SectorId, info: PreCommitInfo) {
-        let mut st = self.lock();
-        if st.sectors.contains_key(&sector.number) {
-            return;
-        }
-        let head = self.head();
-        st.sectors.insert(
-            sector.number,
-            ActiveSector { proof: info.proof, comm_r: info.comm_r, activation: head, faulty: false },
-        );
-        assign(&mut st, self.proving.deadlines, sector.number);
-        self.save(&st);
-    }
+    Err(last.expect("at least one node"))
+}
 
-    fn proving_params(&self) -> ProvingParams {
-        self.proving
+/// What an exit code means (go-state-types `exitcode`), for logs and errors.
+pub fn exit_meaning(code: i64) -> &'static str {
+    match code {
+        0 => "Ok",
+        1 => "SysErrSenderInvalid",
+        2 => "SysErrSenderStateInvalid",
+        5 => "SysErrInvalidReceiver",
+        6 => "SysErrInsufficientFunds: the sender cannot pay the value and gas",
+        7 => "SysErrOutOfGas",
+        16 => "ErrIllegalArgument",
+        17 => "ErrNotFound",
+        18 => "ErrForbidden",
+        19 => "ErrInsufficientFunds: the miner actor cannot cover the deposit or pledge",
+        20 => "ErrIllegalState",
+        21 => "ErrSerialization",
+        22 => "ErrUnhandledMessage",
+        _ => "see go-state-types exitcode",
     }
-    fn epoch_time(&self, epoch: Epoch) -> SystemTime {
-        self.genesis + self.block_delay * epoch.max(0) as u32
-    }
-    fn deadline_at(&self, epoch: Epoch) -> DeadlineInfo {
-        self.deadline_of(epoch)
-    }
-    fn post_randomness(&self, miner: u64, epoch: Epoch) -> Option<[u8; 32]> {
-        (self.head() >= epoch).then(|| self.draw(DOMAIN_WINDOW_POST, miner, epoch))
-    }
-    fn deadline_partitions(&self, dl: &DeadlineInfo) -> Vec<PartitionInfo> {
-        partitions_of(&self.settled_state(), dl)
-    }
-    fn proven_partitions(&self, dl: &DeadlineInfo) -> Vec<usize> {
-        self.lock().posts.iter().filter(|p| p.open == dl.open).map(|p| p.partition).collect()
-    }
-    fn submit_window_post(&self, post: WindowPoStSubmission) -> Result<Epoch, ChainError> {
-        let err = |why: String| ChainError::WindowPoSt { deadline: post.deadline, partition: post.partition, why };
-        let head = self.head();
-        let dl = self.deadline_of(head);
-        if dl.open != post.open || dl.index != post.deadline {
-            return Err(err(format!(
-                "deadline {} (opened at epoch {}) is not open at epoch {head}: the proof came too late",
-                post.deadline, post.open
+}
+
+impl ChainClient {
+    /// Connect to the node(s) and read what the miner needs once: the network's parameters,
+    /// the miner actor's worker and sector size, the proving period's shape.
+    pub async fn connect(
+        api_info: &str,
+        miner: u64,
+        confidence: u64,
+        timeout: Duration,
+    ) -> Result<ChainClient, ChainError> {
+        let nodes = nodes(api_info, timeout).map_err(ChainError::State)?;
+        let current = AtomicUsize::new(0);
+        let v = call::<f::Version>(&nodes, &current, (), None).await?;
+        if v.api_version >> 8 != c::FULL_API_VERSION_1 >> 8 {
+            return Err(ChainError::State(format!(
+                "the full node speaks FullNode API {}, this miner needs {} (major.minor)",
+                lotus_api::wire::version_string(v.api_version),
+                lotus_api::wire::version_string(c::FULL_API_VERSION_1)
             )));
         }
-        let part = {
-            let st = self.settled_state();
-            if st.posts.iter().any(|p| p.open == dl.open && p.partition == post.partition) {
-                return Err(err("already proven in this deadline".into()));
-            }
-            partitions_of(&st, &dl)
-                .into_iter()
-                .find(|p| p.index == post.partition)
-                .ok_or_else(|| err("no such partition".into()))?
+        let net = call::<f::StateGetNetworkParams>(&nodes, &current, (), None).await?;
+        let addr = Address::id(miner);
+        let info = call::<f::StateMinerInfo>(&nodes, &current, (addr, TipSetKey::head()), None).await?;
+        let shape = call::<f::StateMinerProvingDeadline>(&nodes, &current, (addr, TipSetKey::head()), None).await?;
+        Ok(ChainClient {
+            current,
+            miner: addr,
+            worker: info.worker,
+            sector_size: info.sector_size,
+            window_post_proof: info.window_po_st_proof_type,
+            entropy: c::address_entropy(&addr),
+            block_delay: Duration::from_millis(net.block_delay_ms.unwrap_or(net.block_delay_secs * 1000).max(1)),
+            genesis_ms: net.genesis_ms.unwrap_or(net.genesis_timestamp * 1000),
+            seed_delay: net.pre_commit_challenge_delay,
+            shape,
+            confidence,
+            network_name: net.network_name,
+            nodes,
+        })
+    }
+
+    /// A client of a node that is not there, for unit tests that never reach the chain.
+    #[cfg(test)]
+    pub fn unreachable_for_tests() -> ChainClient {
+        let shape = c::DeadlineInfo {
+            current_epoch: 0,
+            period_start: 0,
+            index: 0,
+            open: 0,
+            close: 20,
+            challenge: -2,
+            fault_cutoff: -2,
+            wpost_period_deadlines: 4,
+            wpost_proving_period: 80,
+            wpost_challenge_window: 20,
+            wpost_challenge_lookback: 2,
+            fault_declaration_cutoff: 2,
         };
-        let mut claimed: Vec<u64> = post.proven.iter().chain(&post.skipped).copied().collect();
-        claimed.sort_unstable();
-        // Partitions keep sectors in the order they were assigned; compare as sets.
-        let mut required: Vec<u64> = part.sectors.iter().map(|s| s.number).collect();
-        required.sort_unstable();
-        if claimed != required {
-            return Err(err(format!("the proof covers sectors {claimed:?}, the partition requires {required:?}")));
+        ChainClient {
+            nodes: nodes("t:/ip4/127.0.0.1/tcp/9/http", Duration::from_secs(1)).expect("a valid API info"),
+            current: AtomicUsize::new(0),
+            miner: Address::id(1000),
+            worker: Address::id(100),
+            sector_size: 2048,
+            window_post_proof: 10,
+            entropy: c::address_entropy(&Address::id(1000)),
+            block_delay: Duration::from_secs(1),
+            genesis_ms: 0,
+            seed_delay: 1,
+            shape,
+            confidence: 0,
+            network_name: "none".into(),
         }
-        if !post.proven.is_empty() {
-            let randomness = self.draw(DOMAIN_WINDOW_POST, post.miner, dl.challenge);
-            let size = part.sectors[0].proof.sector_size();
-            let prover = sealing_proofs::post::Prover::new(PoStKind::Window, size, post.miner, randomness)
-                .map_err(|e| err(e.to_string()))?
-                .with_backend(self.backend);
-            let public: BTreeMap<u64, Commitment> =
-                part.sectors.iter().filter(|s| post.proven.contains(&s.number)).map(|s| (s.number, s.comm_r)).collect();
-            match prover.verify(&post.proof, &public) {
-                Ok(true) => {}
-                Ok(false) => return Err(err("the proof does not verify".into())),
-                Err(e) => return Err(err(format!("verifying the proof: {e}"))),
+    }
+
+    async fn call<M: Method>(&self, params: M::Params) -> Result<M::Result, ClientError>
+    where
+        M::Params: Clone,
+    {
+        call::<M>(&self.nodes, &self.current, params, None).await
+    }
+
+    pub fn miner_id(&self) -> u64 {
+        self.miner.as_id().expect("the miner is an ID address")
+    }
+
+    pub async fn head(&self) -> Result<Epoch, ChainError> {
+        Ok(self.call::<f::ChainHead>(()).await?.height)
+    }
+
+    pub fn block_delay(&self) -> Duration {
+        self.block_delay
+    }
+
+    /// Epochs between a pre-commit landing and its seed (PreCommitChallengeDelay).
+    pub fn seed_delay(&self) -> Epoch {
+        self.seed_delay
+    }
+
+    /// The sealing ticket of an epoch (`SealRandomness`), masked as the proofs use it.
+    pub async fn ticket(&self, epoch: Epoch) -> Result<[u8; 32], ChainError> {
+        let r = self
+            .call::<f::StateGetRandomnessFromTickets>((
+                c::tags::SEAL_RANDOMNESS,
+                epoch,
+                Some(Bytes(self.entropy.clone())),
+                TipSetKey::head(),
+            ))
+            .await?;
+        randomness(&r)
+    }
+
+    /// The interactive seed (`InteractiveSealChallengeSeed`), once the chain reached `epoch`.
+    pub async fn seed(&self, epoch: Epoch) -> Result<Option<[u8; 32]>, ChainError> {
+        self.beacon(c::tags::INTERACTIVE_SEAL_CHALLENGE_SEED, epoch).await
+    }
+
+    /// WindowPoSt challenge randomness, once the chain reached `epoch`.
+    pub async fn post_randomness(&self, epoch: Epoch) -> Result<Option<[u8; 32]>, ChainError> {
+        self.beacon(c::tags::WINDOWED_POST_CHALLENGE_SEED, epoch).await
+    }
+
+    async fn beacon(&self, tag: i64, epoch: Epoch) -> Result<Option<[u8; 32]>, ChainError> {
+        if self.head().await? < epoch {
+            return Ok(None);
+        }
+        let r = self
+            .call::<f::StateGetRandomnessFromBeacon>((tag, epoch, Some(Bytes(self.entropy.clone())), TipSetKey::head()))
+            .await?;
+        randomness(&r).map(Some)
+    }
+
+    /// Push a message from the worker key to the miner actor; returns its CID.
+    pub async fn push(&self, method: u64, params: Vec<u8>, value: BigInt) -> Result<Cid, ChainError> {
+        let msg = Message::call(self.worker, self.miner, method, params, value);
+        let spec = MessageSendSpec { max_fee: BigInt::zero(), msg_uuid: uuid::Uuid::new_v4(), maximize_fee_cap: false };
+        let signed = self.call::<f::MpoolPushMessage>((msg, Some(spec))).await?;
+        Ok(signed.cid())
+    }
+
+    /// Wait until a message has the configured confidence on chain; a failed message is an
+    /// error with its exit code. Returns the epoch it was executed at.
+    pub async fn wait(&self, method: &'static str, cid: Cid) -> Result<Epoch, ChainError> {
+        let lookup = loop {
+            // The node holds the call until the message lands: ask again after a long timeout.
+            match call::<f::StateWaitMsg>(
+                &self.nodes,
+                &self.current,
+                (cid, self.confidence, -1, true),
+                Some(Duration::from_secs(600)),
+            )
+            .await
+            {
+                Ok(l) => break l,
+                Err(ClientError::Timeout { .. }) => continue,
+                Err(e) => return Err(e.into()),
             }
+        };
+        let code = lookup.receipt.exit_code;
+        if code != 0 {
+            return Err(ChainError::Failed {
+                method,
+                cid,
+                exit_code: code,
+                meaning: exit_meaning(code).into(),
+                detail: String::new(),
+            });
         }
-        let mut st = self.settled_state();
-        if self.head() >= dl.close {
-            return Err(err(format!("deadline closed at epoch {} while the proof was verified", dl.close)));
+        Ok(lookup.height)
+    }
+
+    pub async fn balance(&self, a: Address) -> Result<BigInt, ChainError> {
+        Ok(self.call::<f::WalletBalance>((a,)).await?)
+    }
+
+    pub async fn pre_commit_info(&self, number: u64) -> Result<Option<PreCommitInfo>, ChainError> {
+        let Some(p) = self.call::<f::StateSectorPreCommitInfo>((self.miner, number, TipSetKey::head())).await? else {
+            return Ok(None);
+        };
+        let proof = RegisteredSealProof::from_i64(p.info.seal_proof).ok_or_else(|| {
+            ChainError::State(format!("sector {number}: unknown seal proof {} on chain", p.info.seal_proof))
+        })?;
+        let comm_r = lotus_api::wire::Commitment::Sealed.from_cid(&p.info.sealed_cid).map_err(ChainError::State)?;
+        Ok(Some(PreCommitInfo { proof, comm_r, ticket_epoch: p.info.seal_rand_epoch, epoch: p.pre_commit_epoch }))
+    }
+
+    /// Whether the sector is active on chain (proven).
+    pub async fn is_active(&self, number: u64) -> Result<bool, ChainError> {
+        Ok(self.call::<f::StateSectorGetInfo>((self.miner, number, TipSetKey::head())).await?.is_some())
+    }
+
+    /// Push a PreCommitSectorBatch2 for one sector, its deposit as the value.
+    pub async fn push_pre_commit(
+        &self,
+        sector: SectorId,
+        proof: RegisteredSealProof,
+        comm_r: Commitment,
+        comm_d: Commitment,
+        ticket_epoch: Epoch,
+    ) -> Result<Cid, ChainError> {
+        use fvm_shared::sector::RegisteredSealProof as P;
+        let head = self.head().await?;
+        let sealed = lotus_api::wire::Commitment::Sealed.to_cid(&comm_r);
+        let unsealed = lotus_api::wire::Commitment::Unsealed.to_cid(&comm_d);
+        let info = actors::miner::SectorPreCommitInfo {
+            seal_proof: P::from(proof.as_i64()),
+            sector_number: sector.number,
+            sealed_cid: sealed.0,
+            seal_rand_epoch: ticket_epoch,
+            deal_ids: vec![],
+            // The longest CC lifetime Lotus commits to by default (about 540 days of 30 s epochs).
+            expiration: head + 1_555_200,
+            // Sent for CC sectors too (Lotus leaves it out for them; the zero CommD is the same
+            // one the actor implies), so that the chain checks the proof against what was sealed.
+            unsealed_cid: actors::miner::CompactCommD(Some(unsealed.0)),
+        };
+        let wire_info = c::SectorPreCommitInfo {
+            seal_proof: proof.as_i64(),
+            sector_number: sector.number,
+            sealed_cid: sealed,
+            seal_rand_epoch: ticket_epoch,
+            deal_ids: vec![],
+            expiration: info.expiration,
+            unsealed_cid: Some(unsealed),
+        };
+        let deposit =
+            self.call::<f::StateMinerPreCommitDepositForPower>((self.miner, wire_info, TipSetKey::head())).await?;
+        let params = actors::miner::PreCommitSectorBatchParams2 { sectors: vec![info] };
+        self.push(actors::MINER_PRE_COMMIT_SECTOR_BATCH2, actors::encode(&params), deposit).await
+    }
+
+    /// Push a ProveCommitSectors3 for one sector, its initial pledge (less the deposit) as value.
+    pub async fn push_prove_commit(&self, number: u64, proof: Vec<u8>) -> Result<Cid, ChainError> {
+        let pledge = self
+            .call::<f::StateMinerInitialPledgeForSector>((1_555_200, self.sector_size, 0, TipSetKey::head()))
+            .await?;
+        let params = actors::miner::ProveCommitSectors3Params {
+            sector_activations: vec![actors::miner::SectorActivationManifest { sector_number: number, pieces: vec![] }],
+            sector_proofs: vec![fvm_ipld_encoding::RawBytes::new(proof)],
+            aggregate_proof: fvm_ipld_encoding::RawBytes::new(vec![]),
+            aggregate_proof_type: None,
+            require_activation_success: true,
+            require_notification_success: true,
+        };
+        self.push(actors::MINER_PROVE_COMMIT_SECTORS3, actors::encode(&params), pledge).await
+    }
+
+    pub fn proving_params(&self) -> ProvingParams {
+        ProvingParams {
+            deadlines: self.shape.wpost_period_deadlines,
+            window: self.shape.wpost_challenge_window,
+            lookback: self.shape.wpost_challenge_lookback,
         }
-        for n in &post.skipped {
-            if let Some(a) = st.sectors.get_mut(n) {
-                a.faulty = true;
+    }
+
+    /// When an epoch starts (for deadline margins).
+    pub fn epoch_time(&self, epoch: Epoch) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.genesis_ms) + self.block_delay * epoch.max(0) as u32
+    }
+
+    /// The deadline open (or next to open) at `epoch`: the proving period's arithmetic on the
+    /// shape the node gave.
+    pub fn deadline_at(&self, epoch: Epoch) -> DeadlineInfo {
+        DeadlineInfo::from(&self.shape.at(epoch))
+    }
+
+    /// The partitions of a deadline with the sectors its instance requires: the active ones
+    /// and the faulty ones (a faulty sector proven again is recovered).
+    pub async fn deadline_partitions(&self, dl: &DeadlineInfo) -> Result<Vec<PartitionInfo>, ChainError> {
+        let parts = self.call::<f::StateMinerPartitions>((self.miner, dl.index, TipSetKey::head())).await?;
+        let sectors = self.call::<f::StateMinerSectors>((self.miner, None, TipSetKey::head())).await?;
+        let by_number: std::collections::BTreeMap<u64, &c::SectorOnChainInfo> =
+            sectors.iter().map(|s| (s.sector_number, s)).collect();
+        let mut out = vec![];
+        for (index, p) in parts.iter().enumerate() {
+            let faulty: std::collections::BTreeSet<u64> = p.faulty_sectors.0.iter().collect();
+            let mut list = vec![];
+            for n in p.active_sectors.0.iter().chain(p.faulty_sectors.0.iter()) {
+                let Some(s) = by_number.get(&n) else { continue };
+                let proof = RegisteredSealProof::from_i64(s.seal_proof)
+                    .ok_or_else(|| ChainError::State(format!("sector {n}: unknown seal proof {}", s.seal_proof)))?;
+                let comm_r = lotus_api::wire::Commitment::Sealed.from_cid(&s.sealed_cid).map_err(ChainError::State)?;
+                list.push(ProvingSector { number: n, proof, comm_r, faulty: faulty.contains(&n) });
             }
+            list.sort_by_key(|s| s.number);
+            list.dedup_by_key(|s| s.number);
+            out.push(PartitionInfo { index, sectors: list });
         }
-        for n in &post.proven {
-            if let Some(a) = st.sectors.get_mut(n) {
-                a.faulty = false; // a recovered sector is active again
-            }
-        }
-        let epoch = self.head();
-        st.posts.push(PoStRecord {
+        Ok(out)
+    }
+
+    /// Partitions of the deadline's current instance already proven.
+    pub async fn proven_partitions(&self, dl: &DeadlineInfo) -> Result<Vec<usize>, ChainError> {
+        let dls = self.call::<f::StateMinerDeadlines>((self.miner, TipSetKey::head())).await?;
+        Ok(dls
+            .get(dl.index as usize)
+            .map(|d| d.post_submissions.0.iter().map(|p| p as usize).collect())
+            .unwrap_or_default())
+    }
+
+    /// Send a SubmitWindowedPoSt and wait for it (no confidence: it must land in its deadline).
+    pub async fn submit_window_post(&self, post: WindowPoStSubmission) -> Result<Epoch, ChainError> {
+        let commit = self
+            .call::<f::StateGetRandomnessFromTickets>((
+                c::tags::POST_CHAIN_COMMIT,
+                post.challenge,
+                None,
+                TipSetKey::head(),
+            ))
+            .await?;
+        let params = actors::miner::SubmitWindowedPoStParams {
             deadline: post.deadline,
-            open: post.open,
-            partition: post.partition,
-            proven: post.proven,
-            skipped: post.skipped,
-            epoch,
-            prover: post.prover,
-        });
-        trim(&mut st.posts);
-        self.save(&st);
-        Ok(epoch)
-    }
-    fn election(&self, miner: u64, epoch: Epoch) -> Option<[u8; 32]> {
-        if self.proving.win_rate <= 0.0 || self.head() < epoch {
-            return None;
-        }
-        if !self.settled_state().sectors.values().any(|a| !a.faulty) {
-            return None; // no power, no wins
-        }
-        let r = self.draw(DOMAIN_ELECTION, miner, epoch);
-        let x = u64::from_be_bytes(r[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
-        (x < self.proving.win_rate).then_some(r)
-    }
-    fn winning_sectors(&self, miner: u64, randomness: [u8; 32]) -> Result<Vec<ProvingSector>, ChainError> {
-        let err = |why: String| ChainError::Block { epoch: self.head(), why };
-        let active: Vec<ProvingSector> = self
-            .settled_state()
-            .sectors
-            .iter()
-            .filter(|(_, a)| !a.faulty)
-            .map(|(n, a)| ProvingSector { number: *n, proof: a.proof, comm_r: a.comm_r, faulty: false })
-            .collect();
-        let first = active.first().ok_or_else(|| err("no active sectors".into()))?;
-        let prover = sealing_proofs::post::Prover::new(PoStKind::Winning, first.proof.sector_size(), miner, randomness)
-            .map_err(|e| err(e.to_string()))?
-            .with_backend(self.backend);
-        let idx = prover.winning_indices(active.len() as u64).map_err(|e| err(e.to_string()))?;
-        Ok(idx.into_iter().filter_map(|i| active.get(i as usize).cloned()).collect())
-    }
-    fn submit_block(&self, miner: u64, epoch: Epoch, sectors: &[u64], proof: &[u8]) -> Result<(), ChainError> {
-        let err = |why: String| ChainError::Block { epoch, why };
-        let result = (|| {
-            let randomness =
-                self.election(miner, epoch).ok_or_else(|| err("the miner did not win this epoch".into()))?;
-            if self.lock().won_epochs.contains(&epoch) {
-                return Err(err("a block for this epoch is already in".into()));
+            partitions: vec![actors::miner::PoStPartition {
+                index: post.partition as u64,
+                skipped: BitField::of(post.skipped.iter().copied()).0,
+            }],
+            proofs: vec![fvm_shared::sector::PoStProof {
+                post_proof: fvm_shared::sector::RegisteredPoStProof::from(post.post_proof),
+                proof_bytes: post.proof,
+            }],
+            chain_commit_epoch: post.challenge,
+            chain_commit_rand: fvm_shared::randomness::Randomness(commit.0),
+        };
+        let cid = self.push(actors::MINER_SUBMIT_WINDOWED_POST, actors::encode(&params), BigInt::zero()).await?;
+        let lookup = loop {
+            match call::<f::StateWaitMsg>(
+                &self.nodes,
+                &self.current,
+                (cid, 0, -1, true),
+                Some(Duration::from_secs(600)),
+            )
+            .await
+            {
+                Ok(l) => break l,
+                Err(ClientError::Timeout { .. }) => continue,
+                Err(e) => return Err(e.into()),
             }
-            let challenged = self.winning_sectors(miner, randomness)?;
-            let numbers: Vec<u64> = challenged.iter().map(|s| s.number).collect();
-            if numbers != sectors {
-                return Err(err(format!("the proof covers sectors {sectors:?}, the election challenged {numbers:?}")));
-            }
-            let size = challenged[0].proof.sector_size();
-            let prover = sealing_proofs::post::Prover::new(PoStKind::Winning, size, miner, randomness)
-                .map_err(|e| err(e.to_string()))?
-                .with_backend(self.backend);
-            let public: BTreeMap<u64, Commitment> = challenged.iter().map(|s| (s.number, s.comm_r)).collect();
-            match prover.verify(proof, &public) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(err("the WinningPoSt does not verify".into())),
-                Err(e) => Err(err(format!("verifying the WinningPoSt: {e}"))),
-            }
-        })();
-        let mut st = self.lock();
-        match &result {
-            Ok(()) => {
-                st.blocks_won += 1;
-                st.won_epochs.push(epoch);
-                trim(&mut st.won_epochs);
-            }
-            Err(_) => st.blocks_refused += 1,
+        };
+        match lookup.receipt.exit_code {
+            0 => Ok(lookup.height),
+            code => Err(ChainError::Failed {
+                method: "SubmitWindowedPoSt",
+                cid,
+                exit_code: code,
+                meaning: exit_meaning(code).into(),
+                detail: String::new(),
+            }),
         }
-        self.save(&st);
-        result
     }
-    fn proving_summary(&self) -> ProvingSummary {
-        let st = self.settled_state();
-        ProvingSummary {
-            deadlines: st.deadlines.clone(),
-            faults: st.sectors.iter().filter(|(_, a)| a.faulty).map(|(n, _)| *n).collect(),
-            active: st.sectors.values().filter(|a| !a.faulty).count() as u64,
-            missed_deadlines: st.missed_deadlines,
-            penalised_sectors: st.penalised_sectors,
-            posts: st.posts.clone(),
-            outcomes: st.outcomes.clone(),
-            blocks_won: st.blocks_won,
-            blocks_refused: st.blocks_refused,
+
+    /// The WindowPoSt proof type the miner actor was created with.
+    pub fn window_post_proof(&self) -> i64 {
+        self.window_post_proof
+    }
+
+    /// `MinerGetBaseInfo` for a round: `None` unless the miner is eligible and won.
+    pub async fn mining_round(&self, round: Epoch) -> Result<Option<MiningRound>, ChainError> {
+        let Some(base) = self.call::<f::MinerGetBaseInfo>((self.miner, round, TipSetKey::head())).await? else {
+            return Ok(None);
+        };
+        if !base.eligible_for_mining || base.sectors.is_empty() {
+            return Ok(None);
         }
+        // Lotus's miner draws the WinningPoSt randomness from the round's last beacon entry.
+        let entry = base.beacon_entries.last().unwrap_or(&base.prev_beacon_entry);
+        let r = c::draw_randomness(
+            &c::blake2b256(&entry.data.0),
+            c::tags::WINNING_POST_CHALLENGE_SEED,
+            round,
+            &self.entropy,
+        );
+        let mut sectors = vec![];
+        for s in &base.sectors {
+            let proof = RegisteredSealProof::from_i64(s.seal_proof)
+                .ok_or_else(|| ChainError::State(format!("unknown seal proof {}", s.seal_proof)))?;
+            let comm_r = lotus_api::wire::Commitment::Sealed.from_cid(&s.sealed_cid).map_err(ChainError::State)?;
+            sectors.push(ProvingSector { number: s.sector_number, proof, comm_r, faulty: false });
+        }
+        Ok(Some(MiningRound { randomness: mask(r), sectors }))
+    }
+
+    /// Have the node assemble the block and submit it (it verifies the WinningPoSt).
+    pub async fn submit_block(&self, round: Epoch, post_proof: i64, proof: Vec<u8>) -> Result<(), ChainError> {
+        let head = self.call::<f::ChainGetTipSetByHeight>((round - 1, TipSetKey::head())).await?;
+        let template = c::BlockTemplate {
+            miner: self.miner,
+            parents: head.key(),
+            ticket: None,
+            eproof: None,
+            beacon_values: vec![],
+            messages: vec![],
+            epoch: round,
+            timestamp: (self.epoch_time(round).duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()),
+            winning_post_proof: vec![c::PoStProof { post_proof, proof_bytes: Bytes(proof) }],
+        };
+        let block = self.call::<f::MinerCreateBlock>((template,)).await?;
+        self.call::<f::SyncSubmitBlock>((block,)).await?;
+        Ok(())
+    }
+
+    /// The partitions and faults of every deadline, from chain state.
+    pub async fn partitions_summary(&self) -> Result<(Vec<Vec<Vec<u64>>>, Vec<u64>), ChainError> {
+        let mut deadlines = vec![];
+        for i in 0..self.shape.wpost_period_deadlines {
+            let parts = self.call::<f::StateMinerPartitions>((self.miner, i, TipSetKey::head())).await?;
+            deadlines.push(parts.iter().map(|p| p.all_sectors.0.iter().collect()).collect());
+        }
+        let faults = self.call::<f::StateMinerFaults>((self.miner, TipSetKey::head())).await?.0.iter().collect();
+        Ok((deadlines, faults))
     }
 }
 
-/// Random entropy for a new devnet.
-pub fn new_entropy() -> [u8; 32] {
-    let mut e = [0u8; 32];
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-    e[..16].copy_from_slice(&t.to_be_bytes());
-    e[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    e
+fn randomness(b: &Bytes) -> Result<[u8; 32], ChainError> {
+    b.to_32("randomness").map(mask).map_err(ChainError::State)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Randomness as the proofs take it: a field element (Lotus's prover and verifier mask it the
+/// same way; the chain's value is unmasked).
+pub fn mask(mut r: [u8; 32]) -> [u8; 32] {
+    r[31] &= 0x3f;
+    r
+}
 
-    #[test]
-    fn randomness_is_stable_and_seeds_wait_for_their_epoch() {
-        let c = Devnet::new(SystemTime::now() - Duration::from_secs(10), Duration::from_secs(1), 3, [7; 32]);
-        assert!(c.head() >= 9);
-        assert_eq!(c.ticket(1000, 5), c.ticket(1000, 5));
-        assert_ne!(c.ticket(1000, 5), c.ticket(1000, 6));
-        assert_ne!(c.ticket(1000, 5), c.seed(1000, 5).unwrap(), "ticket and seed domains differ");
-        assert!(c.seed(1000, c.head() + 100).is_none());
-    }
+/// The V1_1 WindowPoSt proof type of a sector size (what network version 28 requires).
+pub fn window_post_proof_for(sector_size: u64) -> Option<i64> {
+    Some(match sector_size {
+        2048 => 10,
+        8388608 => 11,
+        536870912 => 12,
+        34359738368 => 13,
+        68719476736 => 14,
+        _ => return None,
+    })
+}
 
-    #[test]
-    fn prove_commit_needs_a_pre_commit_and_a_seed() {
-        let c = Devnet::new(SystemTime::now(), Duration::from_secs(60), 1, [7; 32]);
-        let s = SectorId { miner: 1000, number: 1 };
-        let e = c.prove_commit(s, [0; 32], &[0; 192]).unwrap_err().to_string();
-        assert!(e.contains("not pre-committed"), "{e}");
-        let info = PreCommitInfo {
-            proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
-            comm_r: [1; 32],
-            ticket_epoch: 0,
-            epoch: 0,
-        };
-        c.pre_commit(s, info).unwrap();
-        let e = c.prove_commit(s, [0; 32], &[0; 192]).unwrap_err().to_string();
-        assert!(e.contains("too early"), "{e}");
-    }
-
-    /// `[Devnet] MockProofs`: the chain accepts a mock seal proof and refuses anything else; a
-    /// real chain refuses the mock proof (the library does not verify it); a chain file keeps
-    /// the backend it was made with.
-    #[test]
-    fn a_mock_chain_accepts_only_mock_proofs_and_keeps_its_backend() {
-        let started = SystemTime::now() - Duration::from_secs(100);
-        let proof = RegisteredSealProof::STACKED_DRG_2KIB_V1_1;
-        let s = SectorId { miner: 1000, number: 1 };
-        let prove = |c: &Devnet| {
-            let info = PreCommitInfo { proof, comm_r: [1; 32], ticket_epoch: 0, epoch: 0 };
-            let epoch = c.pre_commit(s, info).unwrap();
-            // Pretend the pre-commit landed long ago, so that the seed is there.
-            c.lock().precommits.get_mut(&s.number).unwrap().epoch = epoch - 10;
-            let seed = c.seed(s.miner, epoch - 10 + c.seed_delay).unwrap();
-            let ticket = c.ticket(s.miner, 0);
-            sealing_proofs::mock::seal_proof(&sealing_proofs::prover_id(1000), 1, &[1; 32], &[2; 32], &ticket, &seed)
-        };
-        let mock = Devnet::new(started, Duration::from_secs(1), 1, [7; 32]).with_backend(Backend::Mock);
-        let good = prove(&mock);
-        let e = mock.prove_commit(s, [2; 32], &[0; 192]).unwrap_err().to_string();
-        assert!(e.contains("does not verify"), "{e}");
-        mock.prove_commit(s, [2; 32], &good).unwrap();
-
-        let real = Devnet::new(started, Duration::from_secs(1), 1, [7; 32]);
-        let forged = prove(&real);
-        assert!(real.prove_commit(s, [2; 32], &forged).is_err(), "the real chain refuses a mock proof");
-
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("devnet.json");
-        let c =
-            Devnet::new(started, Duration::from_secs(1), 1, [7; 32]).with_backend(Backend::Mock).persisted(f.clone());
-        let c = c.unwrap();
-        c.save(&c.lock());
-        let e = Devnet::new(started, Duration::from_secs(1), 1, [7; 32]).persisted(f).err().unwrap();
-        assert!(e.contains("MockProofs") && e.contains("Mock"), "{e}");
-    }
-
-    fn devnet_with(sectors: &[u64], activation: Epoch) -> Devnet {
-        let c = Devnet::new(SystemTime::now() - Duration::from_secs(1000), Duration::from_secs(1), 1, [7; 32])
-            .with_proving(ProvingParams { deadlines: 3, window: 10, lookback: 2, win_rate: 0.0 });
-        {
-            let mut st = c.lock();
-            for &n in sectors {
-                st.sectors.insert(
-                    n,
-                    ActiveSector {
-                        proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
-                        comm_r: [n as u8; 32],
-                        activation,
-                        faulty: false,
-                    },
-                );
-                assign(&mut st, 3, n);
-            }
-        }
-        c
-    }
-
-    #[test]
-    fn deadlines_tile_the_proving_period() {
-        let c = devnet_with(&[], 0);
-        let d = c.deadline_at(47);
-        assert_eq!((d.period_start, d.index, d.open, d.close, d.challenge), (30, 1, 40, 50, 38));
-        assert_eq!(c.deadline_at(30).index, 0);
-        assert_eq!(c.deadline_at(29).index, 2);
-    }
-
-    #[test]
-    fn sectors_fill_partitions_before_opening_new_ones() {
-        // 2KiB partitions hold two sectors.
-        let c = devnet_with(&[1, 2, 3, 4, 5], 0);
-        assert_eq!(c.lock().deadlines, vec![vec![vec![1, 2]], vec![vec![3, 4]], vec![vec![5]]]);
-    }
-
-    #[test]
-    fn a_partition_without_proof_is_missed_and_its_sectors_turn_faulty() {
-        let c = devnet_with(&[1, 2, 3], 5);
-        let mut st = c.lock();
-        // Deadline 0 [1,2] opens at 0: its challenge (-2) precedes activation, nothing owed.
-        // Instance at 30: owed. A post that skips sector 2 covers the partition.
-        st.posts.push(PoStRecord {
-            deadline: 0,
-            open: 30,
-            partition: 0,
-            proven: vec![1],
-            skipped: vec![2],
-            epoch: 31,
-            prover: "t".into(),
+/// Create a miner actor on chain, as `lotus-miner init` does: a CreateMiner message to the power
+/// actor from the owner, with the creation deposit; returns the new actor's ID.
+pub async fn create_miner(
+    nodes: &[(String, RpcClient)],
+    owner: Address,
+    worker: Address,
+    sector_size: u64,
+    confidence: u64,
+) -> Result<u64, ChainError> {
+    let current = AtomicUsize::new(0);
+    let post = window_post_proof_for(sector_size)
+        .ok_or_else(|| ChainError::State(format!("no WindowPoSt proof type for sector size {sector_size}")))?;
+    let deposit = call::<f::StateMinerCreationDeposit>(nodes, &current, (TipSetKey::head(),), None).await?;
+    let params = actors::power::CreateMinerParams {
+        owner: owner.0,
+        worker: worker.0,
+        window_post_proof_type: fvm_shared::sector::RegisteredPoStProof::from(post),
+        peer: vec![],
+        multiaddrs: vec![],
+    };
+    let msg = Message::call(
+        owner,
+        Address::id(actors::POWER_ACTOR),
+        actors::POWER_CREATE_MINER,
+        actors::encode(&params),
+        deposit,
+    );
+    let spec = MessageSendSpec { max_fee: BigInt::zero(), msg_uuid: uuid::Uuid::new_v4(), maximize_fee_cap: false };
+    let signed = call::<f::MpoolPushMessage>(nodes, &current, (msg, Some(spec)), None).await?;
+    let cid = signed.cid();
+    tracing::info!(%cid, "CreateMiner message pushed, waiting for it to land");
+    let lookup =
+        call::<f::StateWaitMsg>(nodes, &current, (cid, confidence, -1, true), Some(Duration::from_secs(600))).await?;
+    if lookup.receipt.exit_code != 0 {
+        let code = lookup.receipt.exit_code;
+        return Err(ChainError::Failed {
+            method: "CreateMiner",
+            cid,
+            exit_code: code,
+            meaning: exit_meaning(code).into(),
+            detail: String::new(),
         });
-        st.sectors.get_mut(&2).unwrap().faulty = true;
-        assert!(c.settle(&mut st, 50));
-        let o: Vec<_> =
-            st.outcomes.iter().map(|o| (o.deadline, o.open, o.proven_partitions, o.missed_partitions)).collect();
-        // Deadline 1 (sector 3) opened at 10 with its challenge at 8 > activation 5: missed,
-        // and again at 40; its sector is penalised once, when it turns faulty.
-        assert_eq!(o, vec![(1, 10, 0, 1), (0, 30, 1, 0), (1, 40, 0, 1)]);
-        assert_eq!(st.missed_deadlines, 2);
-        assert_eq!(st.penalised_sectors, 1);
-        assert!(st.sectors[&3].faulty && st.sectors[&2].faulty && !st.sectors[&1].faulty);
-        assert_eq!(st.settled, 50);
-        assert!(!c.settle(&mut st, 55), "nothing new closed");
     }
+    let ret: actors::power::CreateMinerReturn =
+        actors::decode(&lookup.receipt.return_data.unwrap_or_default().0).map_err(ChainError::State)?;
+    ret.id_address.id().map_err(|e| ChainError::State(format!("CreateMiner returned {}: {e}", ret.id_address)))
+}
 
-    /// A partition keeps its sectors in the order they landed; a proof lists them sorted.
-    #[test]
-    fn a_post_covering_a_partition_in_any_order_is_accepted() {
-        let c = Devnet::new(SystemTime::now() - Duration::from_secs(1000), Duration::from_secs(1), 1, [7; 32])
-            .with_proving(ProvingParams { deadlines: 3, window: 100, lookback: 2, win_rate: 0.0 });
-        let dl = c.deadline_at(c.head());
-        {
-            let mut st = c.lock();
-            for n in [2, 1] {
-                let a = ActiveSector {
-                    proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
-                    comm_r: [n as u8; 32],
-                    activation: 0,
-                    faulty: false,
-                };
-                st.sectors.insert(n, a);
-            }
-            st.deadlines = vec![vec![]; 3];
-            st.deadlines[dl.index as usize] = vec![vec![2, 1]];
-        }
-        let post = |proven: Vec<u64>, skipped: Vec<u64>| WindowPoStSubmission {
-            miner: 1000,
-            deadline: dl.index,
-            open: dl.open,
-            partition: 0,
-            proven,
-            skipped,
-            proof: vec![],
-            prover: "t".into(),
-        };
-        let e = c.submit_window_post(post(vec![], vec![1])).unwrap_err().to_string();
-        assert!(e.contains("the partition requires [1, 2]"), "{e}");
-        c.submit_window_post(post(vec![], vec![1, 2])).unwrap();
-        assert_eq!(c.proven_partitions(&dl), vec![0]);
-        assert_eq!(c.proving_summary().faults, vec![1, 2], "skipped sectors are faulty");
-    }
+/// The owner and worker addresses `init` uses: the flags, or the node's default wallet.
+pub async fn init_addresses(
+    nodes: &[(String, RpcClient)],
+    owner: Option<&str>,
+    worker: Option<&str>,
+    create_worker_key: bool,
+) -> Result<(Address, Address), ChainError> {
+    let current = AtomicUsize::new(0);
+    let parse = |s: &str| s.parse::<Address>().map_err(ChainError::State);
+    let owner = match owner {
+        Some(o) => parse(o)?,
+        None => call::<f::WalletDefaultAddress>(nodes, &current, (), None).await?,
+    };
+    let worker = match worker {
+        Some(w) => parse(w)?,
+        None if create_worker_key => call::<f::WalletNew>(nodes, &current, ("bls".to_string(),), None).await?,
+        None => owner,
+    };
+    Ok((owner, worker))
+}
 
-    #[test]
-    fn state_survives_a_restart_through_its_file() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("devnet.json");
-        let c = devnet_with(&[1, 2, 3], 0).persisted(f.clone()).unwrap();
-        c.save(&c.lock());
-        let again = Devnet::new(SystemTime::now(), Duration::from_secs(1), 1, [7; 32])
-            .with_proving(ProvingParams { deadlines: 3, window: 10, lookback: 2, win_rate: 0.0 })
-            .persisted(f.clone())
-            .unwrap();
-        assert_eq!(again.lock().deadlines, vec![vec![vec![1, 2]], vec![vec![3]], vec![]]);
-        // A repo from before the chain kept its state: its proving sectors are put back.
-        let fresh = Devnet::new(SystemTime::now(), Duration::from_secs(1), 1, [7; 32]).with_proving(ProvingParams {
-            deadlines: 3,
-            window: 10,
-            lookback: 2,
-            win_rate: 0.0,
-        });
-        let info = PreCommitInfo {
-            proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
-            comm_r: [4; 32],
-            ticket_epoch: 0,
-            epoch: 0,
-        };
-        fresh.restore_proven(SectorId { miner: 1000, number: 4 }, info.clone());
-        fresh.restore_proven(SectorId { miner: 1000, number: 4 }, info);
-        assert_eq!(fresh.proving_summary().deadlines, vec![vec![vec![4]], vec![], vec![]]);
-        std::fs::write(&f, "{").unwrap();
-        let e = Devnet::new(SystemTime::now(), Duration::from_secs(1), 1, [7; 32]).persisted(f).err().unwrap();
-        assert!(e.contains("devnet.json is damaged"), "{e}");
-    }
+/// The sector size of an existing miner actor (`init --actor`).
+pub async fn miner_sector_size(nodes: &[(String, RpcClient)], miner: Address) -> Result<u64, ChainError> {
+    let current = AtomicUsize::new(0);
+    Ok(call::<f::StateMinerInfo>(nodes, &current, (miner, TipSetKey::head()), None).await?.sector_size)
 }

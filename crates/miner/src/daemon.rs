@@ -1,7 +1,7 @@
 //! `lotus-miner run`: open the repo, start the API, register the miner's own worker, serve
 //! until `lotus-miner stop` or a signal.
 
-use crate::chain::{Chain, Devnet};
+use crate::chain::ChainClient;
 use crate::daemon_ctx::Ctx;
 use crate::manager::{LocalIndex, LocalReturner, Manager, ManagerConfig};
 use crate::sealing::{Db, Sealing, SealingConfig};
@@ -47,6 +47,12 @@ impl Authenticator for MinerAuth {
         async move { r }.boxed()
     }
 }
+
+/// What `run` says when the chain is not named.
+pub const FULLNODE_MISSING: &str =
+    "FULLNODE_API_INFO is not set: the miner reaches the chain through a full node's API. \
+Point it at a Lotus or Forest node (FULLNODE_API_INFO=TOKEN:/ip4/HOST/tcp/1234/http), or start the devnet node \
+(`lotus-devnet daemon &`, then `export $(lotus-devnet auth api-info --perm admin)`)";
 
 /// The task types the miner's own worker accepts, from `[Storage] Allow*` (reference §4).
 pub fn local_task_types(cfg: &MinerConfig) -> BTreeSet<TaskType> {
@@ -214,39 +220,35 @@ pub async fn serve(
         }
     });
 
-    // The devnet chain, work tracking and the sector state machine.
+    // The chain: the full node named by FULLNODE_API_INFO, as Lotus's miner reaches its node.
     let db = Db::open(&repo.file("sealing.db"))?;
-    let genesis = match db.meta("devnet_genesis")? {
-        Some(v) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(v.parse().unwrap_or(0)),
-        None => {
-            let now = std::time::SystemTime::now();
-            let secs = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-            db.set_meta("devnet_genesis", &secs.to_string())?;
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
-        }
-    };
-    let entropy = match db.meta("devnet_entropy")?.and_then(|h| hex32(&h)) {
-        Some(e) => e,
-        None => {
-            let e = crate::chain::new_entropy();
-            db.set_meta("devnet_entropy", &e.iter().map(|b| format!("{b:02x}")).collect::<String>())?;
-            e
-        }
-    };
-    let block_delay = lotus_node::config::parse_duration(&cfg.devnet.block_delay).map_err(anyhow::Error::msg)?;
-    let proving_params = crate::chain::ProvingParams {
-        deadlines: cfg.devnet.wpost_period_deadlines,
-        window: cfg.devnet.wpost_challenge_window as i64,
-        lookback: cfg.devnet.wpost_challenge_lookback as i64,
-        win_rate: cfg.devnet.win_rate,
-    };
-    let chain: Arc<dyn Chain> = Arc::new(
-        Devnet::new(genesis, block_delay, cfg.devnet.seed_delay_epochs as i64, entropy)
-            .with_proving(proving_params)
-            .with_backend(backend)
-            .persisted(repo.file("devnet.json"))
-            .map_err(anyhow::Error::msg)
-            .context("loading the devnet chain state (delete devnet.json to start a new chain)")?,
+    let api_info = std::env::var("FULLNODE_API_INFO").map_err(|_| anyhow::anyhow!(FULLNODE_MISSING))?;
+    let api_timeout = lotus_node::config::parse_duration(&cfg.api.timeout).map_err(anyhow::Error::msg)?;
+    let chain = Arc::new(
+        ChainClient::connect(&api_info, meta.actor_id, cfg.chain.message_confidence, api_timeout).await.with_context(
+            || format!("connecting to the full node of FULLNODE_API_INFO (miner actor f0{})", meta.actor_id),
+        )?,
+    );
+    // Mock proofs only against a devnet that accepts only them, and real ones never there.
+    let mock_chain = chain.network_name.contains("mockproofs");
+    if backend == sealing_proofs::Backend::Mock && !mock_chain {
+        anyhow::bail!(
+            "[Devnet] MockProofs is set, but the chain ({}) verifies real proofs: mock proofs are for a \
+             `lotus-devnet daemon --mock-proofs` only",
+            chain.network_name
+        );
+    }
+    if backend == sealing_proofs::Backend::Real && mock_chain {
+        anyhow::bail!(
+            "the chain ({}) accepts only mock proofs: set [Devnet] MockProofs = true, or use a devnet without --mock-proofs",
+            chain.network_name
+        );
+    }
+    tracing::info!(
+        network = %chain.network_name,
+        miner = %chain.miner,
+        worker = %chain.worker,
+        "connected to the full node"
     );
     let sealing = Arc::new(Sealing {
         db: std::sync::Mutex::new(db),
@@ -371,17 +373,6 @@ fn observed(ctx: &Ctx) -> crate::alerts::Observed {
         failing: ctx.m.metrics.failing(),
         overdue: ctx.sealing.clock.lock().unwrap_or_else(|e| e.into_inner()).overdue(std::time::SystemTime::now()),
     }
-}
-
-fn hex32(h: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if h.len() != 64 {
-        return None;
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc<Notify>) -> RpcServer {

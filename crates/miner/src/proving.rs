@@ -12,7 +12,10 @@
 //! The proofs never queue behind sealing: they do not go through the sealing scheduler, and
 //! sealing proof processes run niced (`[Proving] SealingNice`).
 
-use crate::chain::{Chain, DeadlineInfo, Epoch, PartitionInfo, ProvingSector, WindowPoStSubmission};
+use crate::chain::{
+    ChainClient, DeadlineInfo, Epoch, MiningRound, PartitionInfo, PoStRecord, ProvingSector, ProvingSummary,
+    WindowPoStSubmission,
+};
 use crate::manager::Manager;
 use sealing_exec::post::{PoStKind, PoStOutput, PoStProver, PoStSector, SkippedSector};
 use sealing_types::TaskType;
@@ -37,6 +40,9 @@ pub struct PoStAttempt {
     pub proven: Vec<u64>,
     pub skipped: Vec<SkippedSector>,
     pub error: Option<String>,
+    /// The epoch the accepted proof's message was executed at.
+    #[serde(default)]
+    pub epoch: Epoch,
 }
 
 /// One won election.
@@ -50,7 +56,7 @@ pub struct BlockAttempt {
 }
 
 pub struct Proving {
-    pub chain: Arc<dyn Chain>,
+    pub chain: Arc<ChainClient>,
     pub manager: Arc<Manager>,
     pub miner: u64,
     /// The miner's own prover (its storage paths, the index for the rest).
@@ -61,6 +67,8 @@ pub struct Proving {
     blocks: Mutex<Vec<BlockAttempt>>,
     /// The last deadline missed since a WindowPoSt was last accepted (the `wdpost:missed` alert).
     missed: Mutex<Option<u64>>,
+    /// Deadlines missed, and the sectors in their unproven partitions, since the miner started.
+    missed_counts: Mutex<(u64, u64)>,
 }
 
 const KEEP: usize = 100;
@@ -79,7 +87,7 @@ fn post_sector(s: &ProvingSector) -> PoStSector {
 
 impl Proving {
     pub fn new(
-        chain: Arc<dyn Chain>,
+        chain: Arc<ChainClient>,
         manager: Arc<Manager>,
         miner: u64,
         local: Arc<PoStProver>,
@@ -96,6 +104,7 @@ impl Proving {
             attempts: Mutex::new(vec![]),
             blocks: Mutex::new(vec![]),
             missed: Mutex::new(None),
+            missed_counts: Mutex::new((0, 0)),
         })
     }
 
@@ -123,6 +132,37 @@ impl Proving {
         self.blocks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The proving picture: partitions and faults from the chain, the rest from this miner.
+    pub async fn summary(&self) -> Result<ProvingSummary, crate::chain::ChainError> {
+        let (deadlines, faults) = self.chain.partitions_summary().await?;
+        let total: usize = deadlines.iter().flatten().map(Vec::len).sum();
+        let (missed_deadlines, penalised_sectors) = *self.missed_counts.lock().unwrap_or_else(|e| e.into_inner());
+        let blocks = self.blocks();
+        Ok(ProvingSummary {
+            active: (total - faults.len().min(total)) as u64,
+            deadlines,
+            faults,
+            missed_deadlines,
+            penalised_sectors,
+            posts: self
+                .attempts()
+                .into_iter()
+                .filter(|a| a.error.is_none())
+                .map(|a| PoStRecord {
+                    deadline: a.deadline,
+                    open: a.open,
+                    partition: a.partition,
+                    proven: a.proven,
+                    skipped: a.skipped.iter().map(|s| s.number).collect(),
+                    epoch: a.epoch,
+                    prover: a.prover,
+                })
+                .collect(),
+            blocks_won: blocks.iter().filter(|b| b.error.is_none()).count() as u64,
+            blocks_refused: blocks.iter().filter(|b| b.error.is_some()).count() as u64,
+        })
+    }
+
     /// Start the WindowPoSt and mining loops, tracked by the daemon (stopped at shutdown).
     pub fn start(self: &Arc<Self>, background: &lotus_node::daemon::Background) {
         background.spawn(self.clone().window_post_loop());
@@ -137,15 +177,27 @@ impl Proving {
         // The deadline instance whose partitions are all proven (only the current one matters).
         let mut done: Option<Epoch> = None;
         // The deadline instance with partitions left to prove: if it closes so, it was missed.
-        let mut unproven: Option<DeadlineInfo> = None;
+        let mut unproven: Option<(DeadlineInfo, u64)> = None;
         loop {
             tokio::time::sleep(self.tick()).await;
-            let dl = self.chain.deadline_at(self.chain.head());
-            if let Some(u) = unproven.filter(|u| u.open != dl.open) {
+            let head = match self.chain.head().await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!("WindowPoSt: reading the chain head: {e}");
+                    continue;
+                }
+            };
+            let dl = self.chain.deadline_at(head);
+            if let Some((u, sectors)) = unproven.filter(|(u, _)| u.open != dl.open) {
                 unproven = None;
                 if done != Some(u.open) {
                     self.manager.metrics.wdpost_missed();
                     *self.missed.lock().unwrap_or_else(|e| e.into_inner()) = Some(u.index);
+                    {
+                        let mut c = self.missed_counts.lock().unwrap_or_else(|e| e.into_inner());
+                        c.0 += 1;
+                        c.1 += sectors;
+                    }
                     tracing::error!(
                         deadline = u.index,
                         open = u.open,
@@ -157,19 +209,27 @@ impl Proving {
             if done == Some(dl.open) {
                 continue;
             }
-            let Some(randomness) = self.chain.post_randomness(self.miner, dl.challenge) else { continue };
-            let proven = self.chain.proven_partitions(&dl);
-            let todo: Vec<PartitionInfo> = self
-                .chain
-                .deadline_partitions(&dl)
-                .into_iter()
-                .filter(|p| !p.sectors.is_empty() && !proven.contains(&p.index))
-                .collect();
+            let read = async {
+                let Some(randomness) = self.chain.post_randomness(dl.challenge).await? else { return Ok(None) };
+                let proven = self.chain.proven_partitions(&dl).await?;
+                let parts = self.chain.deadline_partitions(&dl).await?;
+                Ok::<_, crate::chain::ChainError>(Some((randomness, proven, parts)))
+            };
+            let (randomness, proven, parts) = match read.await {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(deadline = dl.index, "WindowPoSt: reading the deadline from the chain: {e}");
+                    continue;
+                }
+            };
+            let todo: Vec<PartitionInfo> =
+                parts.into_iter().filter(|p| !p.sectors.is_empty() && !proven.contains(&p.index)).collect();
             if todo.is_empty() {
                 done = Some(dl.open);
                 continue;
             }
-            unproven = Some(dl);
+            unproven = Some((dl, todo.iter().map(|p| p.sectors.len() as u64).sum()));
             let runs = todo.into_iter().map(|p| self.prove_partition(dl, randomness, p));
             futures_util::future::join_all(runs).await;
         }
@@ -192,6 +252,7 @@ impl Proving {
             proven: vec![],
             skipped: vec![],
             error: None,
+            epoch: 0,
         };
         // Bounded by the deadline: a proof process that hangs is killed (dropping the future
         // kills it) and the loop goes on to retry or to the next deadline.
@@ -214,20 +275,16 @@ impl Proving {
                 match out.proof_bytes() {
                     Ok(proof) => {
                         let sub = WindowPoStSubmission {
-                            miner: self.miner,
                             deadline: dl.index,
                             open: dl.open,
+                            challenge: dl.challenge,
                             partition: p.index,
                             proven: out.proven,
                             skipped: out.skipped.iter().map(|s| s.number).collect(),
                             proof,
-                            prover: out.prover,
+                            post_proof: sealing_exec::wire::post_proof_type(PoStKind::Window, p.sectors[0].proof),
                         };
-                        let chain = self.chain.clone();
-                        match tokio::task::spawn_blocking(move || chain.submit_window_post(sub)).await {
-                            Ok(r) => r.map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        }
+                        self.chain.submit_window_post(sub).await.map_err(|e| e.to_string())
                     }
                     Err(e) => Err(e),
                 }
@@ -242,6 +299,9 @@ impl Proving {
         self.manager.metrics.wdpost(result.is_ok(), attempt.margin_seconds);
         if result.is_ok() {
             *self.missed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        if let Ok(epoch) = result {
+            attempt.epoch = epoch;
         }
         match result {
             Ok(epoch) => tracing::info!(
@@ -365,39 +425,46 @@ impl Proving {
     }
 
     async fn mining_loop(self: Arc<Self>) {
-        let mut last = self.chain.head();
+        let mut last: Option<Epoch> = None;
         loop {
             tokio::time::sleep(self.tick()).await;
-            let head = self.chain.head();
-            for epoch in (last + 1)..=head {
-                if let Some(randomness) = self.chain.election(self.miner, epoch) {
-                    tokio::spawn(self.clone().mine(epoch, randomness));
+            let head = match self.chain.head().await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!("mining: reading the chain head: {e}");
+                    continue;
+                }
+            };
+            // Lotus's miner mines the round after the head (its base is the head).
+            for round in last.map_or(head + 1, |l| l + 1)..=head + 1 {
+                match self.chain.mining_round(round).await {
+                    Ok(Some(r)) => {
+                        tokio::spawn(self.clone().mine(round, r));
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(round, "MinerGetBaseInfo: {e}"),
                 }
             }
-            last = head;
+            last = Some(head + 1);
         }
     }
 
-    async fn mine(self: Arc<Self>, epoch: Epoch, randomness: [u8; 32]) {
+    async fn mine(self: Arc<Self>, epoch: Epoch, round: MiningRound) {
         let started = std::time::Instant::now();
         let mut attempt = BlockAttempt { epoch, prover: String::new(), seconds: 0.0, error: None };
         let result: Result<(), String> = async {
-            let sectors = self.chain.winning_sectors(self.miner, randomness).map_err(|e| e.to_string())?;
-            let numbers: Vec<u64> = sectors.iter().map(|s| s.number).collect();
+            let sectors = round.sectors;
+            let first = sectors.first().ok_or("no sectors to prove")?.proof;
             // A block is worth something only while it is fresh.
             let limit = (self.chain.block_delay() * 30).max(Duration::from_secs(60));
-            let run = self.run(PoStKind::Winning, randomness, sectors.iter().map(post_sector).collect(), 0, None);
+            let run = self.run(PoStKind::Winning, round.randomness, sectors.iter().map(post_sector).collect(), 0, None);
             let out = tokio::time::timeout(limit, run)
                 .await
                 .map_err(|_| format!("no WinningPoSt within {} s", limit.as_secs()))??;
             attempt.prover = out.prover.clone();
             let proof = out.proof_bytes()?;
-            let chain = self.chain.clone();
-            let miner = self.miner;
-            tokio::task::spawn_blocking(move || chain.submit_block(miner, epoch, &numbers, &proof))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
+            let ppt = sealing_exec::wire::post_proof_type(PoStKind::Winning, first);
+            self.chain.submit_block(epoch, ppt, proof).await.map_err(|e| e.to_string())
         }
         .await;
         attempt.seconds = started.elapsed().as_secs_f64();

@@ -1,12 +1,14 @@
 //! The sector state machine (reference §1.5): Packing → GetTicket → PreCommit1 → PreCommit2 →
-//! PreCommitting → WaitSeed → Committing → FinalizeSector → Proving, with failure states that
-//! retry.
+//! PreCommitting → PreCommitWait → WaitSeed → Committing → SubmitCommit → CommitWait →
+//! FinalizeSector → Proving, with failure states that retry. PreCommitting and SubmitCommit
+//! push a message to the chain (through the full node) and record its CID; the Wait states
+//! wait for it, so a restarted miner waits for the message it sent instead of sending again.
 //!
 //! Every sector lives in an embedded SQLite database in the miner repo (`sealing.db`). A
 //! state is written before the work of that state starts, so a restarted miner resumes each
 //! sector at the state it was in.
 
-use crate::chain::{Chain, Epoch, PreCommitInfo};
+use crate::chain::{ChainClient, ChainError, Epoch};
 use crate::manager::{Manager, TaskSpec};
 use crate::numbers::Numbers;
 use lotus_api::types::CallError;
@@ -41,8 +43,14 @@ sector_states! {
     PreCommit1,
     PreCommit2,
     PreCommitting,
+    /// The PreCommitSectorBatch2 message is pushed: waiting for it to land.
+    PreCommitWait,
     WaitSeed,
     Committing,
+    /// The proof is computed: pushing the ProveCommitSectors3 message.
+    SubmitCommit,
+    /// The ProveCommitSectors3 message is pushed: waiting for it to land.
+    CommitWait,
     FinalizeSector,
     Proving,
     AddPieceFailed,
@@ -78,7 +86,10 @@ impl SectorState {
             PreCommit1 => &[("a ticket", s.ticket.is_some())],
             PreCommit2 => &[("a PreCommit1 output", s.pc1.is_some())],
             PreCommitting => &[("CommR and CommD", s.comm_r.is_some() && s.comm_d.is_some())],
+            PreCommitWait => &[("a pre-commit message", s.precommit_message.is_some())],
             WaitSeed => &[("a pre-commit on chain", s.precommit_epoch.is_some() && s.comm_r.is_some())],
+            SubmitCommit => &[("a proof", s.proof_bytes.is_some())],
+            CommitWait => &[("a commit message", s.commit_message.is_some())],
             Committing => {
                 &[("a seed", s.seed.is_some()), ("a ticket", s.ticket.is_some()), ("CommR", s.comm_r.is_some())]
             }
@@ -107,8 +118,9 @@ impl SectorState {
             Packing => AddPieceFailed,
             GetTicket | PreCommit1 => SealPreCommit1Failed,
             PreCommit2 => SealPreCommit2Failed,
-            PreCommitting | WaitSeed => PreCommitFailed,
+            PreCommitting | PreCommitWait | WaitSeed => PreCommitFailed,
             Committing => ComputeProofFailed,
+            SubmitCommit | CommitWait => CommitFailed,
             FinalizeSector => FinalizeFailed,
             Removing => RemoveFailed,
             s => s,
@@ -151,6 +163,12 @@ pub struct SectorInfo {
     pub seed_epoch: Option<Epoch>,
     /// The Commit2 proof, base64.
     pub proof_bytes: Option<String>,
+    /// The CID of the PreCommitSectorBatch2 message that carries the sector.
+    #[serde(default)]
+    pub precommit_message: Option<String>,
+    /// The CID of the ProveCommitSectors3 message.
+    #[serde(default)]
+    pub commit_message: Option<String>,
     /// Failures in a row, reset on success.
     pub retries: u32,
     pub last_error: String,
@@ -184,6 +202,15 @@ pub enum SealingError {
     MissingForState { number: u64, state: String, what: &'static str },
     #[error("{0:?} is not a sector state; the states are: {1}")]
     NoSuchState(String, String),
+}
+
+fn chain_err(e: ChainError) -> CallError {
+    CallError::unknown(e.to_string())
+}
+
+fn message_cid(cid: &Option<String>) -> Result<lotus_api::wire::Cid, CallError> {
+    let text = cid.as_deref().ok_or_else(|| CallError::unknown("no message CID recorded for this state"))?;
+    text.parse().map_err(|e: String| CallError::unknown(format!("the recorded message CID: {e}")))
 }
 
 /// Where the sector number assigner's state is kept (the `meta` table).
@@ -384,7 +411,7 @@ pub struct Sealing {
     /// Each running sector state machine, so that `SectorRemove` can stop it.
     /// (run, handle): a run number, so that a finished run never removes a later one's entry.
     pub drives: Mutex<std::collections::HashMap<u64, (u64, tokio::task::AbortHandle)>>,
-    pub chain: Arc<dyn Chain>,
+    pub chain: Arc<ChainClient>,
     pub manager: Arc<Manager>,
     pub miner: u64,
     pub proof: RegisteredSealProof,
@@ -407,24 +434,12 @@ impl Sealing {
     /// Resume every sector that is not done (after a restart).
     pub fn resume_all(self: &Arc<Self>) -> Result<(), SealingError> {
         for s in self.db().list()? {
-            if let (Some(comm_r), Some(te), Some(pe)) = (s.comm_r, s.ticket_epoch, s.precommit_epoch) {
-                self.chain_restore(&s, comm_r, te, pe);
-            }
             if !s.state.is_final() {
                 tracing::info!(sector = s.number, state = %s.state.name(), "resuming sector");
                 self.start(s.number);
             }
         }
         Ok(())
-    }
-
-    fn chain_restore(&self, s: &SectorInfo, comm_r: Commitment, ticket_epoch: Epoch, epoch: Epoch) {
-        let id = SectorId { miner: self.miner, number: s.number };
-        let info = PreCommitInfo { proof: s.proof, comm_r, ticket_epoch, epoch };
-        if s.state == SectorState::Proving {
-            self.chain.restore_proven(id, info.clone());
-        }
-        self.chain.restore_pre_commit(id, info);
     }
 
     /// `CreateBackup`: the miner's metadata into `dest` (see [`crate::backup`]).
@@ -488,6 +503,8 @@ impl Sealing {
             seed: None,
             seed_epoch: None,
             proof_bytes: None,
+            precommit_message: None,
+            commit_message: None,
             retries: 0,
             last_error: String::new(),
         };
@@ -639,6 +656,21 @@ impl Sealing {
         }
     }
 
+    /// A failed message's error, with the worker's balance when funds were the reason.
+    async fn explain(&self, e: ChainError) -> CallError {
+        if let ChainError::Failed { exit_code: 6 | 19, .. } = &e {
+            let worker = self.chain.worker;
+            let balance = match self.chain.balance(worker).await {
+                Ok(b) => format!("{b} attoFIL"),
+                Err(e) => format!("an unknown balance ({e})"),
+            };
+            return CallError::unknown(format!(
+                "{e}; the worker address {worker} holds {balance}: send it funds and the sector retries"
+            ));
+        }
+        chain_err(e)
+    }
+
     fn priority(s: &SectorInfo) -> i32 {
         if s.has_data {
             DEAL_SECTOR_PRIORITY
@@ -715,10 +747,11 @@ impl Sealing {
                 s.state = GetTicket;
             }
             GetTicket => {
-                // Lotus takes the ticket from a finalized epoch (head - lookback); the devnet
-                // has no forks, so the head will do.
-                let epoch = self.chain.head();
-                s.ticket = Some(self.chain.ticket(self.miner, epoch));
+                // Lotus takes the ticket from a finalized epoch (head - 900) on mainnet; a
+                // devnet does not fork, and its pre-commit must land within the ticket's
+                // lifetime, so the epoch before the head will do.
+                let epoch = (self.chain.head().await.map_err(chain_err)? - 1).max(0);
+                s.ticket = Some(self.chain.ticket(epoch).await.map_err(chain_err)?);
                 s.ticket_epoch = Some(epoch);
                 s.state = PreCommit1;
             }
@@ -771,21 +804,47 @@ impl Sealing {
                 s.state = PreCommitting;
             }
             PreCommitting => {
-                let info = PreCommitInfo {
-                    proof: s.proof,
-                    comm_r: s.comm_r.ok_or_else(|| CallError::unknown("no CommR"))?,
-                    ticket_epoch: s.ticket_epoch.unwrap_or(0),
-                    epoch: 0,
-                };
-                let epoch = self.chain.pre_commit(sector.id, info).map_err(|e| CallError::unknown(e.to_string()))?;
-                s.precommit_epoch = Some(epoch);
-                s.seed_epoch = Some(epoch + self.chain.seed_delay());
+                let comm_r = s.comm_r.ok_or_else(|| CallError::unknown("no CommR"))?;
+                let comm_d = s.comm_d.ok_or_else(|| CallError::unknown("no CommD"))?;
+                // Already on chain (a message of an earlier run landed): do not send again.
+                if let Some(pc) = self.chain.pre_commit_info(s.number).await.map_err(chain_err)? {
+                    if pc.comm_r != comm_r {
+                        return Err(CallError::unknown(format!(
+                            "sector number {} is pre-committed on chain with another CommR: the number is taken",
+                            s.number
+                        )));
+                    }
+                    s.precommit_epoch = Some(pc.epoch);
+                    s.seed_epoch = Some(pc.epoch + self.chain.seed_delay());
+                    s.state = WaitSeed;
+                } else {
+                    let te = s.ticket_epoch.ok_or_else(|| CallError::unknown("no ticket epoch"))?;
+                    let cid =
+                        self.chain.push_pre_commit(sector.id, s.proof, comm_r, comm_d, te).await.map_err(chain_err)?;
+                    ran.push(format!("PreCommitSectorBatch2 {cid}"));
+                    s.precommit_message = Some(cid.to_string());
+                    s.state = PreCommitWait;
+                }
+            }
+            PreCommitWait => {
+                let cid = message_cid(&s.precommit_message)?;
+                if let Err(e) = self.chain.wait("PreCommitSectorBatch2", cid).await {
+                    return Err(self.explain(e).await);
+                }
+                let pc = self.chain.pre_commit_info(s.number).await.map_err(chain_err)?.ok_or_else(|| {
+                    CallError::unknown(format!(
+                        "the pre-commit message {cid} landed, but sector {} has no pre-commit on chain",
+                        s.number
+                    ))
+                })?;
+                s.precommit_epoch = Some(pc.epoch);
+                s.seed_epoch = Some(pc.epoch + self.chain.seed_delay());
                 s.state = WaitSeed;
             }
             WaitSeed => {
                 let at = s.seed_epoch.unwrap_or(0);
                 loop {
-                    if let Some(seed) = self.chain.seed(self.miner, at) {
+                    if let Some(seed) = self.chain.seed(at).await.map_err(chain_err)? {
                         s.seed = Some(seed);
                         break;
                     }
@@ -826,16 +885,33 @@ impl Sealing {
                     .await?,
                 );
                 let proof: Bytes = serde_json::from_value(proof).map_err(json)?;
-                let b64 = proof.to_base64();
-                let bytes = proof.0;
-                // The chain verifies the proof (real Groth16 verification) before accepting.
-                let chain = self.chain.clone();
-                let id = sector.id;
-                tokio::task::spawn_blocking(move || chain.prove_commit(id, comm_d, &bytes))
-                    .await
-                    .map_err(|e| CallError::unknown(e.to_string()))?
-                    .map_err(|e| CallError::unknown(e.to_string()))?;
-                s.proof_bytes = Some(b64);
+                s.proof_bytes = Some(proof.to_base64());
+                s.state = SubmitCommit;
+            }
+            SubmitCommit => {
+                if self.chain.is_active(s.number).await.map_err(chain_err)? {
+                    s.state = FinalizeSector; // an earlier run's message landed
+                } else {
+                    let b64 = s.proof_bytes.as_deref().ok_or_else(|| CallError::unknown("no proof"))?;
+                    let proof: Bytes = serde_json::from_value(serde_json::Value::String(b64.into())).map_err(json)?;
+                    // The chain verifies the proof (real Groth16 verification) when it executes it.
+                    let cid = self.chain.push_prove_commit(s.number, proof.0).await.map_err(chain_err)?;
+                    ran.push(format!("ProveCommitSectors3 {cid}"));
+                    s.commit_message = Some(cid.to_string());
+                    s.state = CommitWait;
+                }
+            }
+            CommitWait => {
+                let cid = message_cid(&s.commit_message)?;
+                if let Err(e) = self.chain.wait("ProveCommitSectors3", cid).await {
+                    return Err(self.explain(e).await);
+                }
+                if !self.chain.is_active(s.number).await.map_err(chain_err)? {
+                    return Err(CallError::unknown(format!(
+                        "the commit message {cid} landed, but sector {} is not active on chain",
+                        s.number
+                    )));
+                }
                 s.state = FinalizeSector;
             }
             FinalizeSector => {
@@ -1023,6 +1099,8 @@ mod tests {
                 seed: None,
                 seed_epoch: None,
                 proof_bytes: None,
+                precommit_message: None,
+                commit_message: None,
                 retries: 0,
                 last_error: String::new(),
             };
@@ -1064,11 +1142,10 @@ mod tests {
         let sched =
             sealing_sched::Scheduler::new(sealing_sched::Config { assigner: sealing_sched::Assigner::Utilization });
         let manager = Manager::without_executor(sched, Default::default(), None, Default::default());
-        let chain = crate::chain::Devnet::new(SystemTime::now(), Duration::from_secs(1), 1, [0; 32]);
         Arc::new(Sealing {
             db: Mutex::new(Db::open(&dir.join("sealing.db")).unwrap()),
             drives: Default::default(),
-            chain: Arc::new(chain),
+            chain: Arc::new(crate::chain::ChainClient::unreachable_for_tests()),
             manager,
             miner: 1000,
             proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,

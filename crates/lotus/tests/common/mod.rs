@@ -1,4 +1,4 @@
-//! Start real `lotus-miner` and `lotus-worker` processes on loopback.
+//! Start real `lotus-devnet`, `lotus-miner` and `lotus-worker` processes on loopback.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -7,6 +7,75 @@ use std::time::{Duration, Instant};
 
 pub const MINER: &str = env!("CARGO_BIN_EXE_lotus-miner");
 pub const WORKER: &str = env!("CARGO_BIN_EXE_lotus-worker");
+pub const DEVNET: &str = env!("CARGO_BIN_EXE_lotus-devnet");
+
+/// The devnet node a cluster's miner reaches the chain through, and the flags of its chain.
+pub struct Devnet {
+    pub proc: Proc,
+    pub flags: Vec<String>,
+    /// `FULLNODE_API_INFO` for it.
+    pub api_info: String,
+}
+
+/// The chain keys the tests' configs carry in `[Devnet]` (the miner's config had them when it
+/// carried its chain), as `lotus-devnet daemon` flags.
+const CHAIN_KEYS: &[(&str, &str)] = &[
+    ("BlockDelay", "--block-delay"),
+    ("SeedDelayEpochs", "--pre-commit-challenge-delay"),
+    ("WPoStPeriodDeadlines", "--wpost-period-deadlines"),
+    ("WPoStChallengeWindow", "--wpost-challenge-window"),
+    ("WPoStChallengeLookback", "--wpost-challenge-lookback"),
+    ("WinRate", "--win-rate"),
+];
+
+/// A config text without its chain keys, and those keys as devnet flags.
+pub fn split_chain_keys(config: &str) -> (String, Vec<String>) {
+    let mut flags = vec![];
+    let mut out = String::new();
+    for line in config.lines() {
+        let t = line.trim();
+        let key = t.split('=').next().unwrap_or("").trim();
+        if let Some((_, flag)) = CHAIN_KEYS.iter().find(|(k, _)| *k == key) {
+            let value = t.split_once('=').map(|(_, v)| v.trim().trim_matches('"')).unwrap_or("");
+            flags.push(format!("{flag}={value}"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    flags.sort();
+    (out, flags)
+}
+
+/// Start a devnet node in `dir` with `flags` and wait for its API.
+pub fn start_devnet(dir: &Path, flags: &[String], mock: bool) -> Devnet {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.join(format!("devnet-{}.log", nanos()));
+    let f = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(DEVNET);
+    cmd.env("LOTUS_DEVNET_PATH", dir.join("repo"))
+        .env("RUST_LOG", "info")
+        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .stdin(Stdio::null());
+    if mock {
+        cmd.arg("--mock-proofs");
+    }
+    let _ = std::fs::remove_file(dir.join("repo/api"));
+    let proc = Proc { child: cmd.spawn().unwrap(), log };
+    wait_or_show(Duration::from_secs(20), "the devnet's api file", || proc.log(), || dir.join("repo/api").exists());
+    let out = Command::new(DEVNET)
+        .env("LOTUS_DEVNET_PATH", dir.join("repo"))
+        .args(["auth", "api-info", "--perm", "admin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "lotus-devnet auth api-info: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let api_info = text.trim().strip_prefix("FULLNODE_API_INFO=").expect("api-info output").to_string();
+    Devnet { proc, flags: flags.to_vec(), api_info }
+}
 
 /// A child process killed when dropped.
 pub struct Proc {
@@ -81,6 +150,10 @@ pub struct Cluster {
     port: std::sync::atomic::AtomicU16,
     /// The mock proof backend's task durations (`"C2=10s"`), or `None` for real proofs.
     pub mock: Option<String>,
+    /// The chain, and the `init` args the miner repo was made with (to make it again on a
+    /// new chain when a config asks for another chain shape).
+    pub devnet: std::sync::Mutex<Option<Devnet>>,
+    init_args: Vec<String>,
 }
 
 impl Cluster {
@@ -108,15 +181,46 @@ impl Cluster {
     }
 
     fn init_with(mock: Option<String>, args: &[&str]) -> Cluster {
-        let c = Cluster { dir: tempfile::tempdir().unwrap(), port: 0.into(), mock };
-        let out = c.miner_cmd(&[&["init", "--sector-size", "2KiB"][..], args].concat());
-        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            port: 0.into(),
+            mock,
+            devnet: Default::default(),
+            init_args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        c.new_chain(&[]);
         c
     }
 
+    /// A new devnet with these flags, and a new miner repo initialised against it.
+    fn new_chain(&self, flags: &[String]) {
+        let old = self.devnet.lock().unwrap().take();
+        drop(old);
+        let n = nanos();
+        let dn = start_devnet(&self.path(&format!("devnet-{n}")), flags, self.mock.is_some());
+        *self.devnet.lock().unwrap() = Some(dn);
+        let _ = std::fs::remove_dir_all(self.path("miner"));
+        let args: Vec<&str> = self.init_args.iter().map(String::as_str).collect();
+        let out = self.miner_cmd(&[&["init", "--sector-size", "2KiB", "--confidence", "1"][..], &args].concat());
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `FULLNODE_API_INFO` of the cluster's devnet.
+    pub fn full_node(&self) -> String {
+        self.devnet.lock().unwrap().as_ref().map(|d| d.api_info.clone()).unwrap_or_default()
+    }
+
     /// Write the miner's `config.toml`; a mock cluster's gets `[Devnet] MockProofs` and its
-    /// durations added (the text must have a `[Devnet]` section).
+    /// durations added (the text must have a `[Devnet]` section). Chain keys in `[Devnet]`
+    /// (`BlockDelay`, …) are the devnet's: when they differ from the running devnet's, the
+    /// cluster starts a devnet with them and makes its miner repo again on it.
     pub fn write_config(&self, config: &str) {
+        let (config, flags) = split_chain_keys(config);
+        let current = self.devnet.lock().unwrap().as_ref().map(|d| d.flags.clone()).unwrap_or_default();
+        if flags != current {
+            self.new_chain(&flags);
+        }
+        let config = config.as_str();
         let text = match &self.mock {
             None => config.to_string(),
             Some(d) => {
@@ -154,6 +258,9 @@ impl Cluster {
                 format!("/ip4/127.0.0.1/tcp/{}/http", self.port.load(std::sync::atomic::Ordering::SeqCst)),
             )
             .env_remove("MINER_API_INFO")
+            .env("FULLNODE_API_INFO", self.full_node())
+            // The devnet never forks: one epoch on top of a message is enough.
+            .env("LOTUS_CHAIN_MESSAGECONFIDENCE", "1")
             .env_remove("STORAGE_API_INFO")
             .env("LOTUS_BACKUP_BASE_PATH", self.path("backups"))
             .env("RUST_LOG", "info");

@@ -47,9 +47,24 @@ pub enum Cmd {
         /// Do not use the repo itself as a storage path
         #[arg(long)]
         no_local_storage: bool,
-        /// Miner actor ID on the local devnet chain
-        #[arg(long, default_value_t = 1000)]
-        actor_id: u64,
+        /// specify the address of an already created miner actor
+        #[arg(long)]
+        actor: Option<String>,
+        /// owner key to use (default: the node's default wallet address)
+        #[arg(long)]
+        owner: Option<String>,
+        /// worker key to use (default: the owner)
+        #[arg(long)]
+        worker: Option<String>,
+        /// create separate worker key
+        #[arg(long)]
+        create_worker_key: bool,
+        /// number of block confirmations to wait for
+        #[arg(long, default_value_t = 5)]
+        confidence: u64,
+        /// don't check full-node sync status
+        #[arg(long)]
+        nosync: bool,
     },
     /// Start the miner daemon
     Run,
@@ -301,8 +316,19 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
         Cmd::Init { restore: Some(InitCmd::Restore { config, storage_config, backup }), .. } => {
             restore(&repo, &backup, config.as_deref(), storage_config.as_deref())
         }
-        Cmd::Init { restore: None, sector_size, no_local_storage, actor_id } => {
-            init(&repo, &sector_size, no_local_storage, actor_id)
+        Cmd::Init {
+            restore: None,
+            sector_size,
+            no_local_storage,
+            actor,
+            owner,
+            worker,
+            create_worker_key,
+            confidence,
+            nosync: _,
+        } => {
+            let chain = InitChain { actor, owner, worker, create_worker_key, confidence };
+            init(&repo, &sector_size, no_local_storage, chain).await
         }
         Cmd::Backup { offline: false, path } => {
             let path = std::path::absolute(&path)?;
@@ -523,11 +549,46 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
     }
 }
 
-fn init(repo: &Repo, sector_size: &str, no_local_storage: bool, actor_id: u64) -> Result<()> {
+/// `init`'s chain flags (Lotus's).
+struct InitChain {
+    actor: Option<String>,
+    owner: Option<String>,
+    worker: Option<String>,
+    create_worker_key: bool,
+    confidence: u64,
+}
+
+/// The miner actor `init` uses: the one `--actor` names (its sector size checked), or a new
+/// one created on chain with a CreateMiner message from the owner.
+async fn init_actor(size: SectorSize, c: &InitChain) -> Result<u64> {
+    let api_info = std::env::var("FULLNODE_API_INFO").map_err(|_| anyhow::anyhow!(crate::daemon::FULLNODE_MISSING))?;
+    let nodes = crate::chain::nodes(&api_info, std::time::Duration::from_secs(30)).map_err(anyhow::Error::msg)?;
+    if let Some(a) = &c.actor {
+        let addr: lotus_api::chain::Address = a.parse().map_err(anyhow::Error::msg)?;
+        let id = addr.as_id().ok_or_else(|| anyhow::anyhow!("--actor {a}: give the miner's ID address (f0…)"))?;
+        let have = crate::chain::miner_sector_size(&nodes, addr).await.with_context(|| format!("reading miner {a}"))?;
+        if have != size.0 {
+            bail!("miner {a} has {} sectors, --sector-size is {size}", SectorSize(have));
+        }
+        return Ok(id);
+    }
+    let (owner, worker) =
+        crate::chain::init_addresses(&nodes, c.owner.as_deref(), c.worker.as_deref(), c.create_worker_key).await?;
+    println!("Creating a miner actor: owner {owner}, worker {worker}, sector size {size}");
+    let id = crate::chain::create_miner(&nodes, owner, worker, size.0, c.confidence)
+        .await
+        .context("creating the miner actor (CreateMiner)")?;
+    println!("Created new miner: f0{id}");
+    Ok(id)
+}
+
+async fn init(repo: &Repo, sector_size: &str, no_local_storage: bool, chain: InitChain) -> Result<()> {
     let size: SectorSize = sector_size.parse()?;
     if repo.is_initialised() {
         return Err(repo::RepoError::AlreadyExists { path: repo.path.clone(), env: "LOTUS_MINER_PATH" }.into());
     }
+    // The chain first: a failure there leaves no half-made repo.
+    let actor_id = init_actor(size, &chain).await?;
     repo.create_dir()?;
     let _lock = repo.lock()?;
     let config = repo.file("config.toml");
@@ -546,7 +607,7 @@ fn init(repo: &Repo, sector_size: &str, no_local_storage: bool, actor_id: u64) -
     }
     repo.write_storage_config(&storage)?;
     finish_init(repo)?;
-    println!("Initialised miner repo {} (actor t0{actor_id}, sector size {size})", repo.path.display());
+    println!("Initialised miner repo {} (actor f0{actor_id}, sector size {size})", repo.path.display());
     println!("Start it with: lotus-miner run");
     Ok(())
 }

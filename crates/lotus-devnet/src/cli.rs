@@ -1,9 +1,9 @@
-//! `lotus-devnet`: the devnet full node's daemon and its few commands.
+//! `lotus-devnet`'s commands: the devnet full node's daemon, tokens and API info.
 
+use crate::{Node, Params, State, WallClock};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use lotus_api::{JwtSecret, Permission};
-use lotus_devnet::{Node, Params, State, WallClock};
 use lotus_node::repo::{Repo, RepoKind};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -75,9 +75,13 @@ enum AuthCmd {
     },
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// The `lotus-devnet` binary.
+pub fn main() -> Result<()> {
     let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
     let repo = Repo::new(lotus_node::repo::expand_home(&cli.repo), RepoKind::Devnet);
     match cli.cmd {
         Cmd::Daemon(a) => daemon(repo, a).await,
@@ -155,7 +159,7 @@ async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
     let background = lotus_node::daemon::Background::new();
     lotus_node::daemon::serve(
         listener,
-        lotus_devnet::node::router(node),
+        crate::node::router(node),
         &repo,
         std::sync::Arc::new(tokio::sync::Notify::new()),
         || {},

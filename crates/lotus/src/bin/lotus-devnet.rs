@@ -1,0 +1,8 @@
+//! `lotus-devnet`: the devnet full node (see the `lotus-devnet` crate).
+
+fn main() {
+    if let Err(e) = lotus_devnet::cli::main() {
+        eprintln!("ERROR: {e:#}");
+        std::process::exit(1);
+    }
+}
