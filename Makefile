@@ -11,7 +11,8 @@ DESTDIR ?=
 BINDIR := $(DESTDIR)$(PREFIX)/bin
 TARGET_DIR ?= target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 
-BINS := lotus-miner lotus-worker
+# lotus-devnet: the devnet full node the miner reaches the chain through when no Lotus node is there.
+BINS := lotus-miner lotus-worker lotus-devnet
 OLD_NAMES := lotus-storage-miner lotus-seal-worker
 
 .PHONY: all build install clean test $(BINS) $(OLD_NAMES)
@@ -34,7 +35,7 @@ lotus-seal-worker: lotus-worker
 
 install: build
 	install -d $(BINDIR)
-	install -m 755 $(TARGET_DIR)/lotus-miner $(TARGET_DIR)/lotus-worker $(BINDIR)/
+	install -m 755 $(TARGET_DIR)/lotus-miner $(TARGET_DIR)/lotus-worker $(TARGET_DIR)/lotus-devnet $(BINDIR)/
 	ln -sf lotus-miner $(BINDIR)/lotus-storage-miner
 	ln -sf lotus-worker $(BINDIR)/lotus-seal-worker
 

@@ -2,13 +2,14 @@
 # The main job on a fresh machine: build, generate the devnet 2KiB proof parameters if they are
 # missing (about 12 minutes, once per machine), start a miner and two seal workers on loopback
 # (an AddPiece/PreCommit1/Unseal worker and a PreCommit2/Commit worker), pledge a sector and
-# seal it for real (real proofs, verified by the miner's devnet chain) until Proving, then show
+# seal it for real (real proofs, verified by the devnet node the miner reaches the chain
+# through, `lotus-devnet daemon`, as it would a Lotus node) until Proving, then show
 # what an operator sees. Everything lives in a temporary directory and is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
-echo "==> building lotus-miner and lotus-worker"
+echo "==> building lotus-miner, lotus-worker and lotus-devnet"
 cargo build --bins -q
 BIN=$PWD/target/debug
 export FIL_PROOFS_PARAMETER_CACHE=${FIL_PROOFS_PARAMETER_CACHE:-/var/tmp/filecoin-proof-parameters}
@@ -33,10 +34,19 @@ export LOTUS_API_LISTENADDRESS=/ip4/127.0.0.1/tcp/$MINER_PORT/http
 # finalized sectors in its store.
 export LOTUS_STORAGE_ALLOWADDPIECE=false LOTUS_STORAGE_ALLOWPRECOMMIT1=false LOTUS_STORAGE_ALLOWPRECOMMIT2=false \
        LOTUS_STORAGE_ALLOWCOMMIT=false LOTUS_STORAGE_ALLOWUNSEAL=false LOTUS_STORAGE_LOCALWORKERNAME=miner
-# Short WindowPoSt deadlines (10 epochs of 1 s), so the sealed sector is proven within a minute.
-export LOTUS_DEVNET_WPOSTCHALLENGEWINDOW=10
+export LOTUS_DEVNET_PATH=$WORK/devnet
+# The chain: a devnet node serving Lotus's FullNode API. Short WindowPoSt deadlines (10 epochs
+# of 1 s), so the sealed sector is proven within a minute.
+echo "==> lotus-devnet daemon --wpost-challenge-window 10"
+"$BIN/lotus-devnet" daemon --listen 127.0.0.1:0 --wpost-challenge-window 10 >"$WORK/devnet.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do [ -f "$LOTUS_DEVNET_PATH/api" ] && break; sleep 0.2; done
+echo "==> lotus-devnet auth api-info --perm admin"
+FULLNODE=$("$BIN/lotus-devnet" auth api-info --perm admin)
+echo "$FULLNODE"
+export "${FULLNODE?}"
 
-echo "==> lotus-miner init --sector-size 2KiB"
+echo "==> lotus-miner init --sector-size 2KiB (creates the miner actor on chain)"
 "$BIN/lotus-miner" init --sector-size 2KiB
 "$BIN/lotus-miner" run >"$WORK/miner.log" 2>&1 &
 PIDS+=($!)
@@ -102,7 +112,7 @@ echo "==> lotus-miner sealing workers"
 "$BIN/lotus-miner" sealing workers
 echo "==> lotus-miner sealing jobs"
 "$BIN/lotus-miner" sealing jobs
-echo "==> waiting for the sector's first WindowPoSt (the miner proves it, the devnet chain verifies it)"
+echo "==> waiting for the sector's first WindowPoSt (the miner proves it, the devnet node verifies it)"
 for _ in $(seq 1 120); do
     "$BIN/lotus-miner" proving info | grep -q "proven \[" && break
     sleep 1

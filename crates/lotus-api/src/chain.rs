@@ -788,6 +788,24 @@ pub mod actors {
     pub const MINER_PROVE_COMMIT_SECTORS3: u64 = 34;
     pub const POWER_CREATE_MINER: u64 = 2;
 
+    /// The power actor's CreateMiner message from `owner` (as `lotus-miner init` sends it):
+    /// a miner with `worker` proving with `window_post_proof`, the creation `deposit` as value.
+    pub fn create_miner(
+        owner: super::Address,
+        worker: super::Address,
+        window_post_proof: i64,
+        deposit: super::BigInt,
+    ) -> super::Message {
+        let params = power::CreateMinerParams {
+            owner: owner.0,
+            worker: worker.0,
+            window_post_proof_type: fvm_shared::sector::RegisteredPoStProof::from(window_post_proof),
+            peer: vec![],
+            multiaddrs: vec![],
+        };
+        super::Message::call(owner, super::Address::id(POWER_ACTOR), POWER_CREATE_MINER, encode(&params), deposit)
+    }
+
     /// CBOR of a params value.
     pub fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
         fvm_ipld_encoding::to_vec(v).expect("actor params encode")

@@ -31,6 +31,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuthCmd,
     },
+    /// Send FIL from the default wallet (or --from) to an address, and wait for it to land
+    Send {
+        /// Address to send to
+        target: String,
+        /// Amount in FIL
+        amount: String,
+        /// Address to send from (a key the node's wallet holds)
+        #[arg(long)]
+        from: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -85,6 +95,7 @@ async fn run(cli: Cli) -> Result<()> {
     let repo = Repo::new(lotus_node::repo::expand_home(&cli.repo), RepoKind::Devnet);
     match cli.cmd {
         Cmd::Daemon(a) => daemon(repo, a).await,
+        Cmd::Send { target, amount, from } => send(&repo, &target, &amount, from.as_deref()).await,
         Cmd::Auth { cmd } => {
             let (perm, info) = match &cmd {
                 AuthCmd::CreateToken { perm } => (perm, false),
@@ -102,6 +113,49 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// FIL as attoFIL: a decimal number with up to 18 decimals.
+fn parse_fil(amount: &str) -> Result<u128> {
+    let bad = || anyhow::anyhow!("{amount:?} is not an amount of FIL (like 10 or 0.5)");
+    let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
+    if frac.len() > 18 || (int.is_empty() && frac.is_empty()) {
+        return Err(bad());
+    }
+    let int: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| bad())? };
+    let frac_atto: u128 = if frac.is_empty() { 0 } else { format!("{frac:0<18}").parse().map_err(|_| bad())? };
+    int.checked_mul(crate::state::FIL).and_then(|a| a.checked_add(frac_atto)).ok_or_else(bad)
+}
+
+async fn send(repo: &Repo, target: &str, amount: &str, from: Option<&str>) -> Result<()> {
+    use lotus_api::chain::{Address, BigInt, Message};
+    use lotus_api::contract::full as f;
+    let to: Address = target.parse().map_err(anyhow::Error::msg)?;
+    let atto = parse_fil(amount)?;
+    repo.require_initialised()?;
+    let token = repo.jwt_secret()?.create_token(&Permission::Admin.with_lower());
+    let addr = repo.api_addr().context("is the devnet daemon running? (its repo has no api file)")?;
+    let info = lotus_api::ApiInfo::parse(&format!("{token}:{addr}"))?;
+    let client = lotus_api::RpcClient::new(
+        info.rpc_url().replace("/rpc/v0", "/rpc/v1"),
+        Some(token),
+        std::time::Duration::from_secs(600),
+    );
+    let from = match from {
+        Some(a) => a.parse().map_err(anyhow::Error::msg)?,
+        None => client.request::<f::WalletDefaultAddress>(()).await?,
+    };
+    let msg = Message::call(from, to, lotus_api::chain::actors::METHOD_SEND, vec![], BigInt::from_atto(atto));
+    let signed = client.request::<f::MpoolPushMessage>((msg, None)).await?;
+    let cid = signed.cid();
+    let lookup = client.request::<f::StateWaitMsg>((cid, 1, -1, true)).await?;
+    if lookup.receipt.exit_code != 0 {
+        bail!("the send {cid} failed on chain with exit code {}", lookup.receipt.exit_code);
+    }
+    let balance = client.request::<f::WalletBalance>((to,)).await?;
+    println!("{cid}");
+    eprintln!("{to} now holds {balance} attoFIL");
+    Ok(())
 }
 
 async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
@@ -127,6 +181,12 @@ async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
         Ok(bytes) => {
             let st: State = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is damaged (move it away to start a new chain)", file.display()))?;
+            let mut st = st;
+            if st.params.win_rate != params.win_rate {
+                // Not the chain's shape: an election knob, changed for the epochs to come.
+                tracing::info!(from = st.params.win_rate, to = params.win_rate, "the election's win rate changes");
+                st.params.win_rate = params.win_rate;
+            }
             if st.params != params {
                 bail!(
                     "the chain in {} was created with {:?}, the flags ask for {:?}: start it with its own flags, or use a new repo for a new chain",

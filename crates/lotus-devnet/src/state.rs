@@ -187,6 +187,9 @@ fn fail(code: ExitCode, why: impl Into<String>) -> Failure {
 
 type Applied = Result<Vec<u8>, Failure>;
 
+/// Randomness drawn, or why it cannot be.
+pub type Drawn = Result<[u8; 32], String>;
+
 impl State {
     pub fn genesis(params: Params, genesis_ms: u64, entropy: [u8; 32]) -> State {
         let mut st = State {
@@ -243,54 +246,43 @@ impl State {
 
     // ---- randomness -------------------------------------------------------------------
 
-    /// The ticket of the tipset at `epoch` (its VRF proof bytes).
-    pub fn ticket_vrf(&self, epoch: ChainEpoch) -> Vec<u8> {
-        let mut seed = b"devnet ticket".to_vec();
+    /// 96 bytes (the size of a BLS signature, as tickets and beacon entries are) derived from
+    /// the devnet's entropy, a domain and an epoch.
+    fn derive(&self, domain: &[u8], epoch: ChainEpoch) -> Vec<u8> {
+        let mut seed = domain.to_vec();
         seed.extend_from_slice(&self.entropy);
         seed.extend_from_slice(&epoch.to_be_bytes());
         let a = blake2b256(&seed);
         let b = blake2b256(&a);
         let c = blake2b256(&b);
-        [a, b, c].concat()[..96].to_vec()
+        [a, b, c].concat()
+    }
+
+    /// The ticket of the tipset at `epoch` (its VRF proof bytes).
+    pub fn ticket_vrf(&self, epoch: ChainEpoch) -> Vec<u8> {
+        self.derive(b"devnet ticket", epoch)
     }
 
     /// The drand-like beacon entry of a round (the devnet's rounds are its epochs).
     pub fn beacon(&self, round: ChainEpoch) -> BeaconEntry {
-        let mut seed = b"devnet beacon".to_vec();
-        seed.extend_from_slice(&self.entropy);
-        seed.extend_from_slice(&round.to_be_bytes());
-        let a = blake2b256(&seed);
-        let b = blake2b256(&a);
-        let c = blake2b256(&b);
-        BeaconEntry { round: round.max(0) as u64, data: [a, b, c].concat()[..96].to_vec().into() }
+        BeaconEntry { round: round.max(0) as u64, data: self.derive(b"devnet beacon", round).into() }
     }
 
     /// `StateGetRandomnessFromTickets`, Lotus's formula over the devnet's tickets.
-    pub fn ticket_randomness(
-        &self,
-        tag: i64,
-        epoch: ChainEpoch,
-        entropy: &[u8],
-        head: ChainEpoch,
-    ) -> Result<[u8; 32], String> {
-        if epoch > head {
-            return Err(format!("cannot draw randomness from the future: epoch {epoch}, head {head}"));
-        }
-        Ok(draw_randomness(&blake2b256(&self.ticket_vrf(epoch.max(0))), tag, epoch, entropy))
+    pub fn ticket_randomness(&self, tag: i64, epoch: ChainEpoch, entropy: &[u8], head: ChainEpoch) -> Drawn {
+        Self::drawn(&self.ticket_vrf(epoch.max(0)), tag, epoch, entropy, head)
     }
 
     /// `StateGetRandomnessFromBeacon`.
-    pub fn beacon_randomness(
-        &self,
-        tag: i64,
-        epoch: ChainEpoch,
-        entropy: &[u8],
-        head: ChainEpoch,
-    ) -> Result<[u8; 32], String> {
+    pub fn beacon_randomness(&self, tag: i64, epoch: ChainEpoch, entropy: &[u8], head: ChainEpoch) -> Drawn {
+        Self::drawn(&self.beacon(epoch.max(0)).data.0, tag, epoch, entropy, head)
+    }
+
+    fn drawn(base: &[u8], tag: i64, epoch: ChainEpoch, entropy: &[u8], head: ChainEpoch) -> Drawn {
         if epoch > head {
             return Err(format!("cannot draw randomness from the future: epoch {epoch}, head {head}"));
         }
-        Ok(draw_randomness(&blake2b256(&self.beacon(epoch.max(0)).data.0), tag, epoch, entropy))
+        Ok(draw_randomness(&blake2b256(base), tag, epoch, entropy))
     }
 
     // ---- deadlines ----------------------------------------------------------------------
@@ -562,8 +554,7 @@ impl State {
             .resolve(&Address(p.worker))
             .filter(|w| self.accounts.contains_key(w))
             .ok_or_else(|| fail(ExitCode::USR_ILLEGAL_ARGUMENT, format!("worker {} is not an account", p.worker)))?;
-        let post = i64::try_from(p.window_post_proof_type)
-            .map_err(|_| fail(ExitCode::USR_ILLEGAL_ARGUMENT, "unknown WindowPoSt proof type"))?;
+        let post = i64::from(p.window_post_proof_type);
         let sector_size = window_post_sector_size(post).ok_or_else(|| {
             fail(ExitCode::USR_ILLEGAL_ARGUMENT, format!("WindowPoSt proof type {post} is not a V1_1 type"))
         })?;
@@ -907,6 +898,14 @@ impl State {
         draw_randomness(&blake2b256(&self.beacon(round).data.0), tags::WINNING_POST_CHALLENGE_SEED, round, &entropy)
     }
 
+    fn winning_prover(&self, m: &Miner, id: u64, round: ChainEpoch) -> Result<sealing_proofs::post::Prover, String> {
+        let size = sealing_types::SectorSize(m.sector_size);
+        let randomness = mask(self.winning_randomness(id, round));
+        let prover =
+            sealing_proofs::post::Prover::new(PoStKind::Winning, size, id, randomness).map_err(|e| e.to_string())?;
+        Ok(prover.with_backend(self.params.proofs))
+    }
+
     /// The active sectors a round's WinningPoSt challenges.
     pub fn winning_sectors(&self, id: u64, round: ChainEpoch) -> Result<Vec<u64>, String> {
         let m = self.miners.get(&id).ok_or_else(|| format!("no miner f0{id}"))?;
@@ -914,14 +913,7 @@ impl State {
         if active.is_empty() {
             return Ok(vec![]);
         }
-        let prover = sealing_proofs::post::Prover::new(
-            PoStKind::Winning,
-            sealing_types::SectorSize(m.sector_size),
-            id,
-            mask(self.winning_randomness(id, round)),
-        )
-        .map_err(|e| e.to_string())?
-        .with_backend(self.params.proofs);
+        let prover = self.winning_prover(m, id, round)?;
         let idx = prover.winning_indices(active.len() as u64).map_err(|e| e.to_string())?;
         Ok(idx.into_iter().filter_map(|i| active.get(i as usize).copied()).collect())
     }
@@ -943,14 +935,7 @@ impl State {
             .iter()
             .map(|n| (*n, Commitment::Sealed.from_cid(&m.sectors[n].sealed_cid).expect("checked")))
             .collect();
-        let prover = sealing_proofs::post::Prover::new(
-            PoStKind::Winning,
-            sealing_types::SectorSize(m.sector_size),
-            id,
-            mask(self.winning_randomness(id, round)),
-        )
-        .map_err(|e| e.to_string())?
-        .with_backend(self.params.proofs);
+        let prover = self.winning_prover(m, id, round)?;
         match prover.verify(proof, &public) {
             Ok(true) => {}
             Ok(false) => return Err("the WinningPoSt does not verify".into()),

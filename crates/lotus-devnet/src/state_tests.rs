@@ -48,22 +48,17 @@ fn a_message_the_sender_cannot_pay_fails_with_its_exit_code_and_changes_nothing(
     assert_eq!(st.accounts[&st.default_wallet].balance, BigInt::from_atto(GENESIS_FUNDS));
 }
 
+/// Push a message from the default wallet to miner `id` at `at`, execute it, return its exit code.
+fn call(st: &mut State, id: u64, method: u64, params: Vec<u8>, at: ChainEpoch) -> i64 {
+    let owner = st.accounts[&st.default_wallet].key;
+    let sent = st.push(Message::call(owner, Address::id(id), method, params, BigInt::zero()), at).unwrap();
+    st.advance(at + 1);
+    st.executed[&sent.cid().to_string()].receipt.exit_code
+}
+
 fn create_miner(st: &mut State, at: ChainEpoch) -> u64 {
     let owner = st.accounts[&st.default_wallet].key;
-    let params = actors::power::CreateMinerParams {
-        owner: owner.0,
-        worker: owner.0,
-        window_post_proof_type: fvm_shared::sector::RegisteredPoStProof::StackedDRGWindow2KiBV1P1,
-        peer: vec![],
-        multiaddrs: vec![],
-    };
-    let msg = Message::call(
-        owner,
-        Address::id(actors::POWER_ACTOR),
-        actors::POWER_CREATE_MINER,
-        actors::encode(&params),
-        BigInt::from_atto(MINER_CREATION_DEPOSIT + 10 * FIL),
-    );
+    let msg = actors::create_miner(owner, owner, 10, BigInt::from_atto(MINER_CREATION_DEPOSIT + 10 * FIL));
     let sent = st.push(msg, at).unwrap();
     st.advance(at + 1);
     let r = &st.executed[&sent.cid().to_string()].receipt;
@@ -78,7 +73,6 @@ fn create_miner_returns_the_new_actor_and_a_pre_commit_locks_its_deposit() {
     let id = create_miner(&mut st, 0);
     assert_eq!(id, 1000);
     assert_eq!(st.miners[&id].sector_size, 2048);
-    let owner = st.accounts[&st.default_wallet].key;
     let comm_r = Commitment::Sealed.to_cid(&[1; 32]);
     let info = |n: u64| actors::miner::SectorPreCommitInfo {
         seal_proof: fvm_shared::sector::RegisteredSealProof::StackedDRG2KiBV1P1,
@@ -89,54 +83,16 @@ fn create_miner_returns_the_new_actor_and_a_pre_commit_locks_its_deposit() {
         expiration: 10_000,
         unsealed_cid: actors::miner::CompactCommD(None),
     };
+    const PC: u64 = actors::MINER_PRE_COMMIT_SECTOR_BATCH2;
     let batch = actors::miner::PreCommitSectorBatchParams2 { sectors: vec![info(1), info(2)] };
-    let sent = st
-        .push(
-            Message::call(
-                owner,
-                Address::id(id),
-                actors::MINER_PRE_COMMIT_SECTOR_BATCH2,
-                actors::encode(&batch),
-                BigInt::zero(),
-            ),
-            5,
-        )
-        .unwrap();
-    st.advance(6);
-    assert_eq!(st.executed[&sent.cid().to_string()].receipt.exit_code, 0);
+    assert_eq!(call(&mut st, id, PC, actors::encode(&batch), 5), 0);
     assert_eq!(st.miners[&id].precommits.len(), 2);
     assert_eq!(st.miners[&id].locked, BigInt::from_atto(2 * PRE_COMMIT_DEPOSIT));
     // The same number again is refused: a number is allocated once.
     let again = actors::miner::PreCommitSectorBatchParams2 { sectors: vec![info(2)] };
-    let sent = st
-        .push(
-            Message::call(
-                owner,
-                Address::id(id),
-                actors::MINER_PRE_COMMIT_SECTOR_BATCH2,
-                actors::encode(&again),
-                BigInt::zero(),
-            ),
-            6,
-        )
-        .unwrap();
-    st.advance(7);
-    assert_eq!(st.executed[&sent.cid().to_string()].receipt.exit_code, ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64);
+    assert_eq!(call(&mut st, id, PC, actors::encode(&again), 6), ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64);
     // Garbage params are a serialisation failure, not a crash.
-    let sent = st
-        .push(
-            Message::call(
-                owner,
-                Address::id(id),
-                actors::MINER_PRE_COMMIT_SECTOR_BATCH2,
-                vec![0xff, 0x00],
-                BigInt::zero(),
-            ),
-            7,
-        )
-        .unwrap();
-    st.advance(8);
-    assert_eq!(st.executed[&sent.cid().to_string()].receipt.exit_code, ExitCode::USR_SERIALIZATION.value() as i64);
+    assert_eq!(call(&mut st, id, PC, vec![0xff, 0x00], 7), ExitCode::USR_SERIALIZATION.value() as i64);
 }
 
 #[test]

@@ -37,7 +37,7 @@ impl Default for ChainConfig {
 }
 
 /// Test-only settings for a devnet (the chain's own shape is the `lotus-devnet daemon`'s).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct DevnetConfig {
     // The chain's shape moved to `lotus-devnet daemon`'s flags: read, never written, warned
@@ -58,21 +58,6 @@ pub struct DevnetConfig {
     pub mock_proofs: bool,
     /// With `MockProofs`: how long each mock task takes, `"PC1=2s,C2=30s"` (others: 0s).
     pub mock_task_durations: String,
-}
-
-impl Default for DevnetConfig {
-    fn default() -> Self {
-        DevnetConfig {
-            block_delay: None,
-            seed_delay_epochs: None,
-            wpost_period_deadlines: None,
-            wpost_challenge_window: None,
-            wpost_challenge_lookback: None,
-            win_rate: None,
-            mock_proofs: false,
-            mock_task_durations: String::new(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

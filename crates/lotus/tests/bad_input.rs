@@ -298,7 +298,7 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
         ("[Storage]\nAllowPreCommit1 = \"yes\"\n", "AllowPreCommit1"),
         ("[Sealing]\nMinRetryTime = \"soon\"\n", "Sealing.MinRetryTime"),
         ("[Sealing]\nMaxSealingSectors = -1\n", "MaxSealingSectors"),
-        ("[Devnet]\nBlockDelay = \"1ms\"\n", "Devnet.BlockDelay"),
+        ("[Chain]\nMessageConfidence = 5000\n", "Chain.MessageConfidence"),
         ("[Storage\n", "syntax"),
     ];
     for (text, want) in configs {
@@ -307,6 +307,21 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
         let out = c2.miner_cmd(&["run"]);
         let err = String::from_utf8_lossy(&out.stderr);
         check!(fails, !out.status.success() && err.contains(want), "config {text:?}: {err}");
+        cases += 1;
+    }
+    // The chain's API info: a miner that cannot reach its full node says so and exits.
+    let c3 = Cluster::new();
+    for (info, want) in [
+        ("", "FULLNODE_API_INFO is empty"),
+        ("tok:/ip4/127.0.0.1/tcp/notaport/http", "FULLNODE_API_INFO entry"),
+        ("tok:/ip4/127.0.0.1/tcp/9/http", "cannot reach"),
+    ] {
+        let out = c3.miner_cmd_env(
+            &["run"],
+            &[("FULLNODE_API_INFO", info), ("LOTUS_API_LISTENADDRESS", "/ip4/127.0.0.1/tcp/0/http")],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        check!(fails, !out.status.success() && err.contains(want), "FULLNODE_API_INFO={info:?}: {err}");
         cases += 1;
     }
     println!("{cases} bad-input cases, each a clear error, no daemon down");

@@ -36,9 +36,11 @@ fn the_oldest_name_uses_lotusstorage_and_listen_address_is_editable() {
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
     let old = symlink(MINER, dir.path(), "lotus-storage-miner");
+    let chain = start_devnet(&dir.path().join("devnet"), &[], false);
     let cmd = |args: &[&str]| {
         let mut c = Command::new(&old);
         c.env("HOME", &home)
+            .env("FULLNODE_API_INFO", &chain.api_info)
             .env_remove("LOTUS_MINER_PATH")
             .env_remove("LOTUS_STORAGE_PATH")
             .env_remove("LOTUS_API_LISTENADDRESS")
@@ -46,7 +48,7 @@ fn the_oldest_name_uses_lotusstorage_and_listen_address_is_editable() {
             .args(args);
         c
     };
-    let out = cmd(&["init", "--sector-size", "2KiB"]).output().unwrap();
+    let out = cmd(&["init", "--sector-size", "2KiB", "--confidence", "1"]).output().unwrap();
     assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
     let config = home.join(".lotusstorage/config.toml");
     let text = std::fs::read_to_string(&config).expect("init writes ~/.lotusstorage/config.toml");

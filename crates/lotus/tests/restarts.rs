@@ -52,7 +52,7 @@ fn a_miner_restart_during_commit2_keeps_the_workers_result() {
     let log = miner2.log();
     assert!(log.contains("waiting for the result of a call that was running before the restart"), "{log}");
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
-    assert!(status.contains("Committing → FinalizeSector"), "{status}");
+    assert!(status.contains("Committing → SubmitCommit"), "{status}");
 }
 
 /// The worker finishes Commit2 while the miner is down, and is itself restarted before the

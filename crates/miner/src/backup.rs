@@ -3,15 +3,16 @@
 //! Lotus's backup is a CBOR dump of its metadata datastore; ours is a tar archive of what
 //! this miner keeps instead: `sealing.db` (sectors, their logs, the work tracker, the sector
 //! number assigner; a consistent SQLite snapshot taken with `VACUUM INTO`), `metadata.json`
-//! (actor and sector size) and the devnet's `devnet.json`. Keys, config and storage paths are
-//! not in it, as in Lotus: `init restore` takes the config and storage config as files.
+//! (actor and sector size). The chain's state is the full node's, as in Lotus. Keys, config
+//! and storage paths are not in it, as in Lotus: `init restore` takes the config and storage
+//! config as files.
 
 use crate::sealing::Db;
 use lotus_node::repo::Repo;
 use std::path::{Path, PathBuf};
 
 /// The files of a backup, in the order they are written.
-const FILES: [&str; 3] = ["metadata.json", "sealing.db", "devnet.json"];
+const FILES: [&str; 2] = ["metadata.json", "sealing.db"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -65,7 +66,7 @@ pub fn write(db: &Db, repo: &Repo, dest: &Path) -> Result<(), BackupError> {
     for name in FILES {
         let src = if name == "sealing.db" { snapshot.clone() } else { repo.file(name) };
         if !src.exists() {
-            continue; // no devnet state yet
+            continue;
         }
         tar.append_path_with_name(&src, name).map_err(io("writing backup file", &partial))?;
     }

@@ -28,8 +28,8 @@ pub enum ChainError {
     #[error("the full node: {0}")]
     Node(#[from] ClientError),
     /// A message was executed and failed: its exit code says why.
-    #[error("{method} message {cid} failed on chain with exit code {exit_code} ({meaning}){detail}")]
-    Failed { method: &'static str, cid: Cid, exit_code: i64, meaning: String, detail: String },
+    #[error("{method} message {cid} failed on chain with exit code {exit_code} ({meaning})")]
+    Failed { method: &'static str, cid: Box<Cid>, exit_code: i64, meaning: &'static str },
     /// The chain's state does not allow the step.
     #[error("{0}")]
     State(String),
@@ -405,10 +405,9 @@ impl ChainClient {
         if code != 0 {
             return Err(ChainError::Failed {
                 method,
-                cid,
+                cid: Box::new(cid),
                 exit_code: code,
-                meaning: exit_meaning(code).into(),
-                detail: String::new(),
+                meaning: exit_meaning(code),
             });
         }
         Ok(lookup.height)
@@ -585,10 +584,9 @@ impl ChainClient {
             0 => Ok(lookup.height),
             code => Err(ChainError::Failed {
                 method: "SubmitWindowedPoSt",
-                cid,
+                cid: Box::new(cid),
                 exit_code: code,
-                meaning: exit_meaning(code).into(),
-                detail: String::new(),
+                meaning: exit_meaning(code),
             }),
         }
     }
@@ -691,20 +689,7 @@ pub async fn create_miner(
     let post = window_post_proof_for(sector_size)
         .ok_or_else(|| ChainError::State(format!("no WindowPoSt proof type for sector size {sector_size}")))?;
     let deposit = call::<f::StateMinerCreationDeposit>(nodes, &current, (TipSetKey::head(),), None).await?;
-    let params = actors::power::CreateMinerParams {
-        owner: owner.0,
-        worker: worker.0,
-        window_post_proof_type: fvm_shared::sector::RegisteredPoStProof::from(post),
-        peer: vec![],
-        multiaddrs: vec![],
-    };
-    let msg = Message::call(
-        owner,
-        Address::id(actors::POWER_ACTOR),
-        actors::POWER_CREATE_MINER,
-        actors::encode(&params),
-        deposit,
-    );
+    let msg = actors::create_miner(owner, worker, post, deposit);
     let spec = MessageSendSpec { max_fee: BigInt::zero(), msg_uuid: uuid::Uuid::new_v4(), maximize_fee_cap: false };
     let signed = call::<f::MpoolPushMessage>(nodes, &current, (msg, Some(spec)), None).await?;
     let cid = signed.cid();
@@ -715,10 +700,9 @@ pub async fn create_miner(
         let code = lookup.receipt.exit_code;
         return Err(ChainError::Failed {
             method: "CreateMiner",
-            cid,
+            cid: Box::new(cid),
             exit_code: code,
-            meaning: exit_meaning(code).into(),
-            detail: String::new(),
+            meaning: exit_meaning(code),
         });
     }
     let ret: actors::power::CreateMinerReturn =

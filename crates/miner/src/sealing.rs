@@ -204,7 +204,12 @@ pub enum SealingError {
     NoSuchState(String, String),
 }
 
+/// A chain error as the sector's error: a node that cannot be reached is temporary (the
+/// sector retries without counting it); anything else counts.
 fn chain_err(e: ChainError) -> CallError {
+    if e.is_unreachable() {
+        return CallError::new(CallError::TEMP_UNKNOWN, e.to_string());
+    }
     CallError::unknown(e.to_string())
 }
 
@@ -664,9 +669,12 @@ impl Sealing {
                 Ok(b) => format!("{b} attoFIL"),
                 Err(e) => format!("an unknown balance ({e})"),
             };
-            return CallError::unknown(format!(
-                "{e}; the worker address {worker} holds {balance}: send it funds and the sector retries"
-            ));
+            // Not the sector's fault: it retries (without counting it) until the funds arrive,
+            // as Lotus's PreCommitFailed does.
+            return CallError::new(
+                CallError::TEMP_UNKNOWN,
+                format!("{e}; the worker address {worker} holds {balance}: send it funds and the sector retries"),
+            );
         }
         chain_err(e)
     }
@@ -684,6 +692,102 @@ impl Sealing {
         let mut ran = vec![];
         let next = self.step_inner(s, &mut ran).await?;
         Ok((next, ran))
+    }
+
+    /// The states whose work is on the chain: read the ticket, send the pre-commit and the
+    /// commit and wait for them, wait for the seed.
+    async fn chain_step(&self, mut s: SectorInfo, ran: &mut Vec<String>) -> Result<SectorInfo, CallError> {
+        use SectorState::*;
+        let sector = self.sector_ref(&s);
+        match s.state {
+            GetTicket => {
+                // Lotus takes the ticket from a finalized epoch (head - 900) on mainnet; a
+                // devnet does not fork, and its pre-commit must land within the ticket's
+                // lifetime, so the epoch before the head will do.
+                let epoch = (self.chain.head().await.map_err(chain_err)? - 1).max(0);
+                s.ticket = Some(self.chain.ticket(epoch).await.map_err(chain_err)?);
+                s.ticket_epoch = Some(epoch);
+                s.state = PreCommit1;
+            }
+            PreCommitting => {
+                let comm_r = s.comm_r.ok_or_else(|| CallError::unknown("no CommR"))?;
+                let comm_d = s.comm_d.ok_or_else(|| CallError::unknown("no CommD"))?;
+                // Already on chain (a message of an earlier run landed): do not send again.
+                if let Some(pc) = self.chain.pre_commit_info(s.number).await.map_err(chain_err)? {
+                    if pc.comm_r != comm_r {
+                        return Err(CallError::unknown(format!(
+                            "sector number {} is pre-committed on chain with another CommR: the number is taken",
+                            s.number
+                        )));
+                    }
+                    s.precommit_epoch = Some(pc.epoch);
+                    s.seed_epoch = Some(pc.epoch + self.chain.seed_delay());
+                    s.state = WaitSeed;
+                } else {
+                    let te = s.ticket_epoch.ok_or_else(|| CallError::unknown("no ticket epoch"))?;
+                    let cid =
+                        self.chain.push_pre_commit(sector.id, s.proof, comm_r, comm_d, te).await.map_err(chain_err)?;
+                    ran.push(format!("PreCommitSectorBatch2 {cid}"));
+                    s.precommit_message = Some(cid.to_string());
+                    s.state = PreCommitWait;
+                }
+            }
+            PreCommitWait => {
+                let cid = message_cid(&s.precommit_message)?;
+                if let Err(e) = self.chain.wait("PreCommitSectorBatch2", cid).await {
+                    return Err(self.explain(e).await);
+                }
+                let pc = self.chain.pre_commit_info(s.number).await.map_err(chain_err)?.ok_or_else(|| {
+                    CallError::unknown(format!(
+                        "the pre-commit message {cid} landed, but sector {} has no pre-commit on chain",
+                        s.number
+                    ))
+                })?;
+                s.precommit_epoch = Some(pc.epoch);
+                s.seed_epoch = Some(pc.epoch + self.chain.seed_delay());
+                s.state = WaitSeed;
+            }
+            WaitSeed => {
+                let at = s.seed_epoch.unwrap_or(0);
+                loop {
+                    if let Some(seed) = self.chain.seed(at).await.map_err(chain_err)? {
+                        s.seed = Some(seed);
+                        break;
+                    }
+                    tokio::time::sleep(self.chain.block_delay() / 2).await;
+                }
+                s.state = Committing;
+            }
+            SubmitCommit => {
+                if self.chain.is_active(s.number).await.map_err(chain_err)? {
+                    s.state = FinalizeSector; // an earlier run's message landed
+                } else {
+                    let b64 = s.proof_bytes.as_deref().ok_or_else(|| CallError::unknown("no proof"))?;
+                    let proof: Bytes = serde_json::from_value(serde_json::Value::String(b64.into()))
+                        .map_err(|e| CallError::unknown(format!("the recorded proof: {e}")))?;
+                    // The chain verifies the proof (real Groth16 verification) when it executes it.
+                    let cid = self.chain.push_prove_commit(s.number, proof.0).await.map_err(chain_err)?;
+                    ran.push(format!("ProveCommitSectors3 {cid}"));
+                    s.commit_message = Some(cid.to_string());
+                    s.state = CommitWait;
+                }
+            }
+            CommitWait => {
+                let cid = message_cid(&s.commit_message)?;
+                if let Err(e) = self.chain.wait("ProveCommitSectors3", cid).await {
+                    return Err(self.explain(e).await);
+                }
+                if !self.chain.is_active(s.number).await.map_err(chain_err)? {
+                    return Err(CallError::unknown(format!(
+                        "the commit message {cid} landed, but sector {} is not active on chain",
+                        s.number
+                    )));
+                }
+                s.state = FinalizeSector;
+            }
+            other => return Err(CallError::unknown(format!("{} is not a chain state", other.name()))),
+        }
+        Ok(s)
     }
 
     /// `ran` collects "<task> on <host>" for the sector's log.
@@ -746,15 +850,6 @@ impl Sealing {
                 s.pieces = vec![sealing_exec::wire::piece_from_wire(&piece).map_err(bad)?];
                 s.state = GetTicket;
             }
-            GetTicket => {
-                // Lotus takes the ticket from a finalized epoch (head - 900) on mainnet; a
-                // devnet does not fork, and its pre-commit must land within the ticket's
-                // lifetime, so the epoch before the head will do.
-                let epoch = (self.chain.head().await.map_err(chain_err)? - 1).max(0);
-                s.ticket = Some(self.chain.ticket(epoch).await.map_err(chain_err)?);
-                s.ticket_epoch = Some(epoch);
-                s.state = PreCommit1;
-            }
             PreCommit1 => {
                 let ticket = s.ticket.ok_or_else(|| CallError::unknown("no ticket"))?;
                 let r = note(
@@ -803,55 +898,6 @@ impl Sealing {
                 s.pc1 = None; // large and no longer needed
                 s.state = PreCommitting;
             }
-            PreCommitting => {
-                let comm_r = s.comm_r.ok_or_else(|| CallError::unknown("no CommR"))?;
-                let comm_d = s.comm_d.ok_or_else(|| CallError::unknown("no CommD"))?;
-                // Already on chain (a message of an earlier run landed): do not send again.
-                if let Some(pc) = self.chain.pre_commit_info(s.number).await.map_err(chain_err)? {
-                    if pc.comm_r != comm_r {
-                        return Err(CallError::unknown(format!(
-                            "sector number {} is pre-committed on chain with another CommR: the number is taken",
-                            s.number
-                        )));
-                    }
-                    s.precommit_epoch = Some(pc.epoch);
-                    s.seed_epoch = Some(pc.epoch + self.chain.seed_delay());
-                    s.state = WaitSeed;
-                } else {
-                    let te = s.ticket_epoch.ok_or_else(|| CallError::unknown("no ticket epoch"))?;
-                    let cid =
-                        self.chain.push_pre_commit(sector.id, s.proof, comm_r, comm_d, te).await.map_err(chain_err)?;
-                    ran.push(format!("PreCommitSectorBatch2 {cid}"));
-                    s.precommit_message = Some(cid.to_string());
-                    s.state = PreCommitWait;
-                }
-            }
-            PreCommitWait => {
-                let cid = message_cid(&s.precommit_message)?;
-                if let Err(e) = self.chain.wait("PreCommitSectorBatch2", cid).await {
-                    return Err(self.explain(e).await);
-                }
-                let pc = self.chain.pre_commit_info(s.number).await.map_err(chain_err)?.ok_or_else(|| {
-                    CallError::unknown(format!(
-                        "the pre-commit message {cid} landed, but sector {} has no pre-commit on chain",
-                        s.number
-                    ))
-                })?;
-                s.precommit_epoch = Some(pc.epoch);
-                s.seed_epoch = Some(pc.epoch + self.chain.seed_delay());
-                s.state = WaitSeed;
-            }
-            WaitSeed => {
-                let at = s.seed_epoch.unwrap_or(0);
-                loop {
-                    if let Some(seed) = self.chain.seed(at).await.map_err(chain_err)? {
-                        s.seed = Some(seed);
-                        break;
-                    }
-                    tokio::time::sleep(self.chain.block_delay() / 2).await;
-                }
-                s.state = Committing;
-            }
             Committing => {
                 let (ticket, seed) = (s.ticket.unwrap_or_default(), s.seed.unwrap_or_default());
                 let (comm_r, comm_d) = (s.comm_r.unwrap_or_default(), s.comm_d.unwrap_or_default());
@@ -888,31 +934,9 @@ impl Sealing {
                 s.proof_bytes = Some(proof.to_base64());
                 s.state = SubmitCommit;
             }
-            SubmitCommit => {
-                if self.chain.is_active(s.number).await.map_err(chain_err)? {
-                    s.state = FinalizeSector; // an earlier run's message landed
-                } else {
-                    let b64 = s.proof_bytes.as_deref().ok_or_else(|| CallError::unknown("no proof"))?;
-                    let proof: Bytes = serde_json::from_value(serde_json::Value::String(b64.into())).map_err(json)?;
-                    // The chain verifies the proof (real Groth16 verification) when it executes it.
-                    let cid = self.chain.push_prove_commit(s.number, proof.0).await.map_err(chain_err)?;
-                    ran.push(format!("ProveCommitSectors3 {cid}"));
-                    s.commit_message = Some(cid.to_string());
-                    s.state = CommitWait;
-                }
-            }
-            CommitWait => {
-                let cid = message_cid(&s.commit_message)?;
-                if let Err(e) = self.chain.wait("ProveCommitSectors3", cid).await {
-                    return Err(self.explain(e).await);
-                }
-                if !self.chain.is_active(s.number).await.map_err(chain_err)? {
-                    return Err(CallError::unknown(format!(
-                        "the commit message {cid} landed, but sector {} is not active on chain",
-                        s.number
-                    )));
-                }
-                s.state = FinalizeSector;
+            GetTicket | PreCommitting | PreCommitWait | WaitSeed | SubmitCommit | CommitWait => {
+                // Boxed: the chain's RPC futures would otherwise grow every sector's drive future.
+                return Box::pin(self.chain_step(s, ran)).await;
             }
             FinalizeSector => {
                 let cache = FileTypes::of(&[Cache]);

@@ -47,6 +47,19 @@ pub fn split_chain_keys(config: &str) -> (String, Vec<String>) {
     (out, flags)
 }
 
+/// A config with `[Chain] MessageConfidence = 1` (unless it sets it): the devnet never forks,
+/// so one epoch on top of a message is enough, and the tests' sectors do not wait five.
+pub fn with_confidence(config: &str) -> String {
+    if config.contains("MessageConfidence =") && !config.contains("#MessageConfidence =") {
+        return config.to_string();
+    }
+    if config.contains("[Chain]\n") {
+        config.replacen("[Chain]\n", "[Chain]\n  MessageConfidence = 1\n", 1)
+    } else {
+        format!("{config}\n[Chain]\n  MessageConfidence = 1\n")
+    }
+}
+
 /// Start a devnet node in `dir` with `flags` and wait for its API.
 pub fn start_devnet(dir: &Path, flags: &[String], mock: bool) -> Devnet {
     std::fs::create_dir_all(dir).unwrap();
@@ -180,6 +193,35 @@ impl Cluster {
         Self::init_with(mock, &[])
     }
 
+    /// A mock-proof cluster whose miner was initialised with these extra `init` args.
+    pub fn mock_with_init(durations: &str, args: &[&str]) -> Cluster {
+        Self::init_with(Some(durations.to_string()), args)
+    }
+
+    /// The devnet's repo.
+    pub fn devnet_repo(&self) -> PathBuf {
+        self.devnet.lock().unwrap().as_ref().expect("a devnet").proc.log.parent().unwrap().join("repo")
+    }
+
+    /// The devnet's chain state, as it saved it (`chain.json`).
+    pub fn chain_state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.devnet_repo().join("chain.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// How many messages calling `method` the devnet took in (pending or executed).
+    pub fn messages_with_method(&self, method: u64) -> usize {
+        let st = self.chain_state();
+        let executed = st["executed"].as_object().unwrap().values().map(|e| &e["message"]);
+        let pending = st["pending"].as_array().unwrap().iter().map(|p| &p["message"]);
+        executed.chain(pending).filter(|m| m["Message"]["Method"] == method).count()
+    }
+
+    /// `lotus-devnet` with this cluster's devnet repo.
+    pub fn devnet_cmd(&self, args: &[&str]) -> Output {
+        Command::new(DEVNET).env("LOTUS_DEVNET_PATH", self.devnet_repo()).args(args).output().unwrap()
+    }
+
     fn init_with(mock: Option<String>, args: &[&str]) -> Cluster {
         let c = Cluster {
             dir: tempfile::tempdir().unwrap(),
@@ -203,6 +245,9 @@ impl Cluster {
         let args: Vec<&str> = self.init_args.iter().map(String::as_str).collect();
         let out = self.miner_cmd(&[&["init", "--sector-size", "2KiB", "--confidence", "1"][..], &args].concat());
         assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let config = self.path("miner/config.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, with_confidence(&text)).unwrap();
     }
 
     /// `FULLNODE_API_INFO` of the cluster's devnet.
@@ -217,9 +262,17 @@ impl Cluster {
     pub fn write_config(&self, config: &str) {
         let (config, flags) = split_chain_keys(config);
         let current = self.devnet.lock().unwrap().as_ref().map(|d| d.flags.clone()).unwrap_or_default();
-        if flags != current {
+        let shape = |f: &[String]| f.iter().filter(|x| !x.starts_with("--win-rate")).cloned().collect::<Vec<_>>();
+        if shape(&flags) != shape(&current) {
             self.new_chain(&flags);
+        } else if flags != current {
+            // Only the election's win rate changed: the same chain, restarted with it.
+            let mut dn = self.devnet.lock().unwrap();
+            let dir = dn.as_ref().unwrap().proc.log.parent().unwrap().to_path_buf();
+            *dn = None;
+            *dn = Some(start_devnet(&dir, &flags, self.mock.is_some()));
         }
+        let config = with_confidence(&config);
         let config = config.as_str();
         let text = match &self.mock {
             None => config.to_string(),
@@ -259,8 +312,6 @@ impl Cluster {
             )
             .env_remove("MINER_API_INFO")
             .env("FULLNODE_API_INFO", self.full_node())
-            // The devnet never forks: one epoch on top of a message is enough.
-            .env("LOTUS_CHAIN_MESSAGECONFIDENCE", "1")
             .env_remove("STORAGE_API_INFO")
             .env("LOTUS_BACKUP_BASE_PATH", self.path("backups"))
             .env("RUST_LOG", "info");
@@ -272,6 +323,16 @@ impl Cluster {
         cmd.args(args).output().unwrap()
     }
 
+    /// A miner command with some of its environment replaced.
+    pub fn miner_cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(MINER);
+        self.miner_env(&mut cmd);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(args).output().unwrap()
+    }
+
     /// Run a miner CLI command, return stdout; panic with stderr on failure.
     pub fn miner_ok(&self, args: &[&str]) -> String {
         let out = self.miner_cmd(args);
@@ -280,9 +341,17 @@ impl Cluster {
     }
 
     pub fn start_miner(&self) -> Proc {
+        self.start_miner_with(&[])
+    }
+
+    /// [`Cluster::start_miner`] with some of its environment replaced.
+    pub fn start_miner_with(&self, env: &[(&str, &str)]) -> Proc {
         let log = self.path(&format!("miner-{}.log", nanos()));
         let mut cmd = Command::new(MINER);
         self.miner_env(&mut cmd);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let f = std::fs::File::create(&log).unwrap();
         cmd.arg("run").stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null());
         // A killed miner leaves its `api` file behind: only the new one's counts.
