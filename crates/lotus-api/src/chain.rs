@@ -847,6 +847,67 @@ mod tests {
         assert_eq!(address_entropy(&Address::id(1000)), vec![0x43, 0x00, 0xe8, 0x07]);
     }
 
+    /// Decode `bytes` as `T` and encode it again: the same bytes (the actor types' CBOR is
+    /// canonical), so what the miner sends is what the chain reads.
+    fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(v: &T) -> Vec<u8> {
+        let bytes = actors::encode(v);
+        let back: T = actors::decode(&bytes).unwrap();
+        assert_eq!(actors::encode(&back), bytes, "{}", std::any::type_name::<T>());
+        bytes
+    }
+
+    #[test]
+    fn every_message_param_round_trips_through_the_v18_actor_types() {
+        use actors::{miner, power};
+        use fvm_shared::sector::{PoStProof, RegisteredPoStProof, RegisteredSealProof};
+        let cid = crate::wire::Commitment::Sealed.to_cid(&[7; 32]).0;
+        let bits = fvm_ipld_bitfield::BitField::try_from_bits([1u64, 3, 4]).unwrap();
+        let pc = miner::SectorPreCommitInfo {
+            seal_proof: RegisteredSealProof::StackedDRG2KiBV1P1,
+            sector_number: 9,
+            sealed_cid: cid,
+            seal_rand_epoch: 100,
+            deal_ids: vec![],
+            expiration: 1_555_300,
+            unsealed_cid: miner::CompactCommD(Some(crate::wire::Commitment::Unsealed.to_cid(&[8; 32]).0)),
+        };
+        let bytes = round_trip(&miner::PreCommitSectorBatchParams2 { sectors: vec![pc] });
+        // A tuple of one field (the sectors), whose one element is a 7-tuple.
+        assert_eq!(&bytes[..2], &[0x81, 0x81]);
+        round_trip(&miner::ProveCommitSectors3Params {
+            sector_activations: vec![miner::SectorActivationManifest { sector_number: 9, pieces: vec![] }],
+            sector_proofs: vec![fvm_ipld_encoding::RawBytes::new(vec![1; 192])],
+            aggregate_proof: fvm_ipld_encoding::RawBytes::new(vec![]),
+            aggregate_proof_type: None,
+            require_activation_success: true,
+            require_notification_success: true,
+        });
+        round_trip(&miner::SubmitWindowedPoStParams {
+            deadline: 2,
+            partitions: vec![miner::PoStPartition { index: 0, skipped: bits.clone() }],
+            proofs: vec![PoStProof {
+                post_proof: RegisteredPoStProof::StackedDRGWindow2KiBV1P1,
+                proof_bytes: vec![2; 192],
+            }],
+            chain_commit_epoch: 50,
+            chain_commit_rand: fvm_shared::randomness::Randomness(vec![3; 32]),
+        });
+        round_trip(&miner::DeclareFaultsRecoveredParams {
+            recoveries: vec![miner::RecoveryDeclaration { deadline: 1, partition: 0, sectors: bits }],
+        });
+        round_trip(&miner::ChangePeerIDParams { new_id: b"12D3KooW".to_vec() });
+        let create = actors::create_miner(Address::id(100), Address::id(101), 10, BigInt::from_atto(5u64));
+        let p: power::CreateMinerParams = actors::decode(create.params_bytes()).unwrap();
+        assert_eq!((p.owner, p.worker), (Address::id(100).0, Address::id(101).0));
+        round_trip(&p);
+        round_trip(&power::CreateMinerReturn {
+            id_address: Address::id(1000).0,
+            robust_address: fvm_shared::address::Address::new_actor(b"x"),
+        });
+        let e = actors::decode::<miner::SubmitWindowedPoStParams>(&[0xff]).err().expect("garbage does not decode");
+        assert!(e.contains("SubmitWindowedPoStParams"), "{e}");
+    }
+
     #[test]
     fn deadlines_follow_the_proving_period() {
         let shape = DeadlineInfo {

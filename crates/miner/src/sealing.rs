@@ -139,6 +139,50 @@ impl SectorState {
     fn is_final(self) -> bool {
         matches!(self, SectorState::Proving | SectorState::FailedUnrecoverable | SectorState::Removed)
     }
+
+    /// Where a state's own work may lead when it succeeds (failures, retries, removal and
+    /// giving up are the rules of [`SectorState::can_become`]).
+    fn successors(self) -> &'static [SectorState] {
+        use SectorState::*;
+        match self {
+            Packing => &[GetTicket],
+            GetTicket => &[PreCommit1],
+            PreCommit1 => &[PreCommit2],
+            PreCommit2 => &[PreCommitting],
+            // The message sent, or an earlier one found on chain.
+            PreCommitting => &[PreCommitWait, WaitSeed],
+            PreCommitWait => &[WaitSeed],
+            WaitSeed => &[Committing],
+            Committing => &[SubmitCommit],
+            SubmitCommit => &[CommitWait, FinalizeSector],
+            CommitWait => &[FinalizeSector],
+            FinalizeSector => &[Proving],
+            Removing => &[Removed],
+            _ => &[],
+        }
+    }
+
+    /// The transition table: whether the state machine may move a sector from `self` to `to`.
+    /// A step's success goes to one of its successors, its failure to its failure state; a
+    /// failure state retries the state it failed in; any state but a removal may be removed;
+    /// a sector that failed too often is given up. (`sectors update-state` is the operator's
+    /// override and is not bound by it, as in Lotus.)
+    pub fn can_become(self, to: SectorState) -> bool {
+        use SectorState::*;
+        if self.successors().contains(&to) {
+            return true;
+        }
+        if self.is_removal() {
+            return (self, to) == (Removing, RemoveFailed) || (self, to) == (RemoveFailed, Removing);
+        }
+        if to == Removing {
+            return true;
+        }
+        if self.is_final() {
+            return false;
+        }
+        (self.failure() == to && to != self) || self.retry_target() == Some(to) || to == FailedUnrecoverable
+    }
 }
 
 /// Everything the miner knows about a sector; stored as JSON in `sealing.db`.
@@ -605,6 +649,7 @@ impl Sealing {
                 clock.enter(number, &s.state.name(), SystemTime::now());
             }
             if let Some(target) = s.state.retry_target() {
+                debug_assert!(s.state.can_become(target));
                 tokio::time::sleep(self.cfg.retry_wait).await;
                 let mut next = s.clone();
                 next.state = target;
@@ -617,7 +662,16 @@ impl Sealing {
                 }
             }
             let from = s.state;
-            let result = self.step(s.clone()).await;
+            let result = match self.step(s.clone()).await {
+                // A step that would leave the transition table is a bug: the sector fails
+                // (and retries) instead of going where it must not.
+                Ok((n, _)) if !from.can_become(n.state) => Err(CallError::unknown(format!(
+                    "{} → {} is not a transition of the sector state machine (a bug: please report it)",
+                    from.name(),
+                    n.state.name()
+                ))),
+                r => r,
+            };
             let (next, kind, msg) = match result {
                 Ok((mut n, ran)) => {
                     n.retries = 0;
@@ -1160,6 +1214,76 @@ mod tests {
         for &st in SectorState::ALL {
             assert_eq!(SectorState::from_name(&st.name()), Some(st));
         }
+    }
+
+    /// The transition table, edge by edge: every legal transition is listed here, and every
+    /// other pair of states is refused.
+    #[test]
+    fn the_transition_table_is_exactly_these_edges() {
+        use SectorState::*;
+        let forward = [
+            (Packing, GetTicket),
+            (GetTicket, PreCommit1),
+            (PreCommit1, PreCommit2),
+            (PreCommit2, PreCommitting),
+            (PreCommitting, PreCommitWait),
+            (PreCommitting, WaitSeed),
+            (PreCommitWait, WaitSeed),
+            (WaitSeed, Committing),
+            (Committing, SubmitCommit),
+            (SubmitCommit, CommitWait),
+            (SubmitCommit, FinalizeSector),
+            (CommitWait, FinalizeSector),
+            (FinalizeSector, Proving),
+        ];
+        let failures = [
+            (Packing, AddPieceFailed),
+            (GetTicket, SealPreCommit1Failed),
+            (PreCommit1, SealPreCommit1Failed),
+            (PreCommit2, SealPreCommit2Failed),
+            (PreCommitting, PreCommitFailed),
+            (PreCommitWait, PreCommitFailed),
+            (WaitSeed, PreCommitFailed),
+            (Committing, ComputeProofFailed),
+            (SubmitCommit, CommitFailed),
+            (CommitWait, CommitFailed),
+            (FinalizeSector, FinalizeFailed),
+        ];
+        let retries = [
+            (AddPieceFailed, Packing),
+            (SealPreCommit1Failed, PreCommit1),
+            (SealPreCommit2Failed, PreCommit2),
+            (PreCommitFailed, PreCommitting),
+            (ComputeProofFailed, Committing),
+            (CommitFailed, Committing),
+            (FinalizeFailed, FinalizeSector),
+        ];
+        let removal = [(Removing, Removed), (Removing, RemoveFailed), (RemoveFailed, Removing)];
+        let mut legal: Vec<(SectorState, SectorState)> =
+            forward.into_iter().chain(failures).chain(retries).chain(removal).collect();
+        for &s in SectorState::ALL {
+            if !matches!(s, Removing | RemoveFailed | Removed) {
+                legal.push((s, Removing));
+            }
+            if !matches!(s, Proving | FailedUnrecoverable | Removing | RemoveFailed | Removed) {
+                legal.push((s, FailedUnrecoverable));
+            }
+        }
+        let mut wrong = vec![];
+        for &a in SectorState::ALL {
+            for &b in SectorState::ALL {
+                let want = legal.contains(&(a, b));
+                if a.can_become(b) != want {
+                    wrong.push(format!("{a:?} → {b:?}: table says {}, the list {}", a.can_become(b), want));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        // Every state but the final ones has somewhere to go, and Proving only to removal.
+        assert!(SectorState::ALL
+            .iter()
+            .all(|s| s.is_final() || !s.successors().is_empty() || s.retry_target().is_some()));
+        assert_eq!(SectorState::ALL.iter().filter(|b| Proving.can_become(**b)).collect::<Vec<_>>(), vec![&Removing]);
     }
 
     fn sealing(dir: &Path, max: u64, max_deals: u64) -> Arc<Sealing> {
