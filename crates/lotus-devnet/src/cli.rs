@@ -210,6 +210,7 @@ async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
     }
     let node = Node::new(state, Some(file), Box::new(WallClock), secret);
     node.save(&node.state().0);
+    node.flush();
     let addr: std::net::SocketAddr =
         a.listen.parse().with_context(|| format!("--listen {:?}: expected host:port", a.listen))?;
     let listener = lotus_node::daemon::bind(addr, || "another process uses it: pick another --listen".into()).await?;
@@ -217,13 +218,23 @@ async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
     repo.write_file("api", lotus_api::apiinfo::to_multiaddr(&bound.to_string()).as_bytes(), 0o644)?;
     tracing::info!(%bound, "serving the FullNode v1 API on /rpc/v1");
     let background = lotus_node::daemon::Background::new();
-    lotus_node::daemon::serve(
+    let flusher = node.clone();
+    background.spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let n = flusher.clone();
+            let _ = tokio::task::spawn_blocking(move || n.flush()).await;
+        }
+    });
+    let served = lotus_node::daemon::serve(
         listener,
-        crate::node::router(node),
+        crate::node::router(node.clone()),
         &repo,
         std::sync::Arc::new(tokio::sync::Notify::new()),
         || {},
         &background,
     )
-    .await
+    .await;
+    node.flush();
+    served
 }

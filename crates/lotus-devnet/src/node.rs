@@ -35,13 +35,15 @@ impl Clock for WallClock {
 pub struct Node {
     state: Mutex<State>,
     file: Option<PathBuf>,
+    /// The state changed since it was last written ([`Node::flush`]).
+    dirty: std::sync::atomic::AtomicBool,
     clock: Box<dyn Clock>,
     secret: JwtSecret,
 }
 
 impl Node {
     pub fn new(state: State, file: Option<PathBuf>, clock: Box<dyn Clock>, secret: JwtSecret) -> Arc<Node> {
-        Arc::new(Node { state: Mutex::new(state), file, clock, secret })
+        Arc::new(Node { state: Mutex::new(state), file, clock, secret, dirty: false.into() })
     }
 
     pub fn head(&self, st: &State) -> ChainEpoch {
@@ -67,10 +69,22 @@ impl Node {
         (st, head)
     }
 
-    pub fn save(&self, st: &State) {
+    /// Mark the state as changed: it is written by the next [`Node::flush`] (the daemon
+    /// flushes every 250 ms and at shutdown). Writing the whole chain on every message would
+    /// cost a write of all of it per message: quadratic in a long run.
+    pub fn save(&self, _st: &State) {
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Write the state to its file, if it changed.
+    pub fn flush(&self) {
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let Some(path) = &self.file else { return };
-        let text = serde_json::to_vec(st).expect("the chain state serialises");
+        let text = serde_json::to_vec(&*self.lock_raw()).expect("the chain state serialises");
         if let Err(e) = lotus_node::repo::write_atomic(path, &text, 0o600) {
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
             tracing::error!("saving the chain state to {}: {e}", path.display());
         }
     }

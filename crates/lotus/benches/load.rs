@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::rss_mib;
+use common::{rss_mib, start_devnet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,11 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let chain = start_devnet(base, &[]);
     let env = |c: &mut Command| {
         c.env("LOTUS_MINER_PATH", base.join("miner"))
+            .env("FULLNODE_API_INFO", &chain.api_info)
+            .env("LOTUS_CHAIN_MESSAGECONFIDENCE", "1")
             .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{port}/http"))
             .env("RUST_LOG", "warn");
     };
@@ -39,7 +42,7 @@ fn main() {
         env(&mut c);
         c.args(args).output().unwrap()
     };
-    assert!(cli(&["init", "--sector-size", "2KiB"]).status.success());
+    assert!(cli(&["init", "--sector-size", "2KiB", "--confidence", "1"]).status.success());
     let mut run = Command::new(MINER);
     env(&mut run);
     let miner = run.arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();

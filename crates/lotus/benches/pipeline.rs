@@ -5,6 +5,8 @@
 //! `cargo bench -p lotus --bench pipeline` (PIPELINE_SIZE=2KiB for a quick run). Generates the
 //! devnet parameters for the size first if they are missing (8MiB: about 18 minutes once).
 
+mod common;
+
 use sealing_proofs::{max_unpadded, Sealer, SectorPaths};
 use sealing_types::{RegisteredSealProof, SectorSize};
 use std::process::{Command, Stdio};
@@ -58,18 +60,21 @@ fn main() {
 
     // The cluster: a miner that seals nothing itself, an AP/PC1 worker, a PC2/C2 worker.
     let port = free_port();
+    let chain = common::start_devnet(base, &["--block-delay", "100ms", "--pre-commit-challenge-delay", "1"]);
     let env = |c: &mut Command| {
         c.env("LOTUS_MINER_PATH", base.join("miner"))
+            .env("FULLNODE_API_INFO", &chain.api_info)
+            .env("LOTUS_CHAIN_MESSAGECONFIDENCE", "1")
             .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{port}/http"))
             .env("RUST_LOG", "warn");
     };
     let mut init = Command::new(MINER);
     env(&mut init);
-    assert!(init.args(["init", "--sector-size", size.name()]).status().unwrap().success());
+    assert!(init.args(["init", "--sector-size", size.name(), "--confidence", "1"]).status().unwrap().success());
     std::fs::write(
         base.join("miner/config.toml"),
         "[Storage]\n AllowAddPiece = false\n AllowPreCommit1 = false\n AllowPreCommit2 = false\n AllowCommit = false\n AllowUnseal = false\n\
-         [Devnet]\n BlockDelay = \"100ms\"\n SeedDelayEpochs = 1\n",
+         ",
     )
     .unwrap();
     let mut kids = vec![];

@@ -80,18 +80,26 @@ async fn main() {
     let hold = Duration::from_secs(env_or("SCALE_HOLD_SECS", 30));
     let tmp = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let chain = common::start_devnet(tmp.path(), &["--win-rate", "0", "--mock-proofs"]);
     let miner_cmd = || {
         let mut c = Command::new(MINER);
         c.env("LOTUS_MINER_PATH", tmp.path().join("miner"))
+            .env("FULLNODE_API_INFO", &chain.api_info)
+            .env("LOTUS_CHAIN_MESSAGECONFIDENCE", "1")
             .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{port}/http"))
             .env("RUST_LOG", "warn")
             .env_remove("MINER_API_INFO");
         c
     };
-    assert!(miner_cmd().args(["init", "--sector-size", "2KiB"]).output().unwrap().status.success());
+    assert!(miner_cmd()
+        .args(["init", "--sector-size", "2KiB", "--confidence", "1"])
+        .output()
+        .unwrap()
+        .status
+        .success());
     std::fs::write(
         tmp.path().join("miner/config.toml"),
-        "[Storage]\n  AllowAddPiece = false\n  AllowPreCommit1 = false\n  AllowPreCommit2 = false\n  AllowCommit = false\n  AllowUnseal = false\n[Devnet]\n  WinRate = 0.0\n  MockProofs = true\n",
+        "[Storage]\n  AllowAddPiece = false\n  AllowPreCommit1 = false\n  AllowPreCommit2 = false\n  AllowCommit = false\n  AllowUnseal = false\n[Devnet]\n  MockProofs = true\n",
     )
     .unwrap();
     let mut miner = miner_cmd().arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();

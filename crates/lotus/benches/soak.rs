@@ -66,12 +66,16 @@ impl Drop for Node {
 struct Cluster {
     dir: PathBuf,
     port: u16,
+    /// `FULLNODE_API_INFO` of the devnet the miner reaches the chain through.
+    chain: String,
 }
 
 impl Cluster {
     fn miner_cmd(&self) -> Command {
         let mut c = Command::new(MINER);
         c.env("LOTUS_MINER_PATH", self.dir.join("miner"))
+            .env("FULLNODE_API_INFO", &self.chain)
+            .env("LOTUS_CHAIN_MESSAGECONFIDENCE", "1")
             .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{}/http", self.port))
             .env("RUST_LOG", "warn")
             .env_remove("MINER_API_INFO");
@@ -127,8 +131,18 @@ fn main() {
     let miner_every = Duration::from_secs(env_or("SOAK_MINER_SECS", 120));
     let max = Duration::from_secs(env_or("SOAK_MAX_SECS", 3600));
     let tmp = tempfile::tempdir().unwrap();
-    let c = Cluster { dir: tmp.path().to_path_buf(), port: free_port() };
-    assert!(c.miner_cmd().args(["init", "--sector-size", "2KiB"]).output().unwrap().status.success());
+    let devnet = common::start_devnet(
+        tmp.path(),
+        &["--block-delay", "200ms", "--pre-commit-challenge-delay", "3", "--win-rate", "0", "--mock-proofs"],
+    );
+    let c = Cluster { dir: tmp.path().to_path_buf(), port: free_port(), chain: devnet.api_info.clone() };
+    assert!(c
+        .miner_cmd()
+        .args(["init", "--sector-size", "2KiB", "--confidence", "1"])
+        .output()
+        .unwrap()
+        .status
+        .success());
     std::fs::write(
         c.dir.join("miner/config.toml"),
         format!(
@@ -143,9 +157,6 @@ fn main() {
 [Sealing]
   MinRetryTime = "2s"
 [Devnet]
-  BlockDelay = "200ms"
-  SeedDelayEpochs = 3
-  WinRate = 0.0
   MockProofs = true
   MockTaskDurations = "{DURATIONS}"
 "#

@@ -25,7 +25,10 @@ fn a_miner_killed_while_its_pre_commit_lands_sends_it_once() {
         || sector_state(&c, 1) == "PreCommitWait",
     );
     miner.kill();
-    assert_eq!(c.messages_with_method(28), 1, "one PreCommitSectorBatch2 pushed before the kill");
+    // The devnet writes its state every 250 ms.
+    wait_until(Duration::from_secs(5), "one PreCommitSectorBatch2 pushed before the kill", || {
+        c.messages_with_method(28) == 1
+    });
     let miner2 = c.start_miner();
     wait_or_show(
         Duration::from_secs(90),

@@ -22,3 +22,45 @@ pub fn cpu_secs(pid: u32) -> f64 {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks as f64 / hz
 }
+
+/// A `lotus-devnet daemon` in `dir` with `flags`, killed when dropped; `api_info` is the
+/// `FULLNODE_API_INFO` a miner reaches it with.
+pub struct Devnet {
+    pub child: std::process::Child,
+    pub api_info: String,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_devnet(dir: &std::path::Path, flags: &[&str]) -> Devnet {
+    use std::process::{Command, Stdio};
+    const DEVNET: &str = env!("CARGO_BIN_EXE_lotus-devnet");
+    let repo = dir.join("devnet");
+    let child = Command::new(DEVNET)
+        .env("LOTUS_DEVNET_PATH", &repo)
+        .env("RUST_LOG", "warn")
+        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !repo.join("api").exists() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "the devnet did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = Command::new(DEVNET)
+        .env("LOTUS_DEVNET_PATH", &repo)
+        .args(["auth", "api-info", "--perm", "admin"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let api_info = text.trim().trim_start_matches("FULLNODE_API_INFO=").to_string();
+    Devnet { child, api_info }
+}
