@@ -209,7 +209,8 @@ async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
         tracing::warn!("MOCK PROOFS: this devnet accepts only mock proofs; nothing on it is proven for real");
     }
     let node = Node::new(state, Some(file), Box::new(WallClock), secret);
-    node.save(&node.state().0);
+    drop(node.state()); // genesis, or the epochs that passed while it was down
+    node.mark_dirty();
     node.flush();
     let addr: std::net::SocketAddr =
         a.listen.parse().with_context(|| format!("--listen {:?}: expected host:port", a.listen))?;

@@ -64,7 +64,7 @@ impl Node {
         let mut st = self.lock_raw();
         let head = self.head(&st);
         if st.advance(head) {
-            self.save(&st);
+            self.mark_dirty();
         }
         (st, head)
     }
@@ -72,7 +72,7 @@ impl Node {
     /// Mark the state as changed: it is written by the next [`Node::flush`] (the daemon
     /// flushes every 250 ms and at shutdown). Writing the whole chain on every message would
     /// cost a write of all of it per message: quadratic in a long run.
-    pub fn save(&self, _st: &State) {
+    pub fn mark_dirty(&self) {
         self.dirty.store(true, std::sync::atomic::Ordering::Release);
     }
 
@@ -479,7 +479,7 @@ pub fn server(node: Arc<Node>) -> RpcServer {
         let (mut st, head) = n.state();
         let signed = st.push(m, head).map_err(err)?;
         tracing::info!(cid = %signed.cid(), to = %signed.message.to, method = signed.message.method, "message pushed");
-        n.save(&st);
+        n.mark_dirty();
         Ok(signed)
     });
     s.method::<f::MpoolGetNonce, _, _, _>(n.clone(), |n, (a,)| async move {
@@ -508,7 +508,7 @@ pub fn server(node: Arc<Node>) -> RpcServer {
         }
         let (mut st, _) = n.state();
         let id = st.new_key();
-        n.save(&st);
+        n.mark_dirty();
         Ok(st.accounts[&id].key)
     });
     s.method::<f::MinerGetBaseInfo, _, _, _>(n.clone(), |n, (a, round, _key)| async move {
@@ -554,7 +554,7 @@ pub fn server(node: Arc<Node>) -> RpcServer {
         let proof = b.header.win_post_proof.first().ok_or_else(|| err("the block has no WinningPoSt"))?;
         st.accept_block(id, b.header.height, &proof.proof_bytes.0, head).map_err(err)?;
         tracing::info!(miner = id, round = b.header.height, "block accepted");
-        n.save(&st);
+        n.mark_dirty();
         Ok(())
     });
     s.method::<f::SyncState, _, _, _>(n.clone(), |n, ()| async move {

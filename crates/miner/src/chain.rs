@@ -224,6 +224,30 @@ where
     Err(last.expect("at least one node"))
 }
 
+/// Wait until a message has `confidence` epochs on top of its execution (the node holds the
+/// call until then: ask again after a long timeout); a failed message is an error with its
+/// exit code.
+async fn wait_msg(
+    nodes: &[(String, RpcClient)],
+    current: &AtomicUsize,
+    method: &'static str,
+    cid: Cid,
+    confidence: u64,
+) -> Result<c::MsgLookup, ChainError> {
+    let lookup = loop {
+        match call::<f::StateWaitMsg>(nodes, current, (cid, confidence, -1, true), Some(Duration::from_secs(600))).await
+        {
+            Ok(l) => break l,
+            Err(ClientError::Timeout { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    match lookup.receipt.exit_code {
+        0 => Ok(lookup),
+        code => Err(ChainError::Failed { method, cid: Box::new(cid), exit_code: code, meaning: exit_meaning(code) }),
+    }
+}
+
 /// What an exit code means (go-state-types `exitcode`), for logs and errors.
 pub fn exit_meaning(code: i64) -> &'static str {
     match code {
@@ -386,31 +410,7 @@ impl ChainClient {
     /// Wait until a message has the configured confidence on chain; a failed message is an
     /// error with its exit code. Returns the epoch it was executed at.
     pub async fn wait(&self, method: &'static str, cid: Cid) -> Result<Epoch, ChainError> {
-        let lookup = loop {
-            // The node holds the call until the message lands: ask again after a long timeout.
-            match call::<f::StateWaitMsg>(
-                &self.nodes,
-                &self.current,
-                (cid, self.confidence, -1, true),
-                Some(Duration::from_secs(600)),
-            )
-            .await
-            {
-                Ok(l) => break l,
-                Err(ClientError::Timeout { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        let code = lookup.receipt.exit_code;
-        if code != 0 {
-            return Err(ChainError::Failed {
-                method,
-                cid: Box::new(cid),
-                exit_code: code,
-                meaning: exit_meaning(code),
-            });
-        }
-        Ok(lookup.height)
+        Ok(wait_msg(&self.nodes, &self.current, method, cid, self.confidence).await?.height)
     }
 
     pub async fn balance(&self, a: Address) -> Result<BigInt, ChainError> {
@@ -512,7 +512,13 @@ impl ChainClient {
     /// and the faulty ones (a faulty sector proven again is recovered).
     pub async fn deadline_partitions(&self, dl: &DeadlineInfo) -> Result<Vec<PartitionInfo>, ChainError> {
         let parts = self.call::<f::StateMinerPartitions>((self.miner, dl.index, TipSetKey::head())).await?;
-        let sectors = self.call::<f::StateMinerSectors>((self.miner, None, TipSetKey::head())).await?;
+        // Only this deadline's sectors (not every sector of the miner, on every tick).
+        let wanted =
+            BitField::of(parts.iter().flat_map(|p| p.active_sectors.0.iter().chain(p.faulty_sectors.0.iter())));
+        if wanted.0.is_empty() {
+            return Ok(parts.iter().enumerate().map(|(index, _)| PartitionInfo { index, sectors: vec![] }).collect());
+        }
+        let sectors = self.call::<f::StateMinerSectors>((self.miner, Some(wanted), TipSetKey::head())).await?;
         let by_number: std::collections::BTreeMap<u64, &c::SectorOnChainInfo> =
             sectors.iter().map(|s| (s.sector_number, s)).collect();
         let mut out = vec![];
@@ -566,29 +572,8 @@ impl ChainClient {
             chain_commit_rand: fvm_shared::randomness::Randomness(commit.0),
         };
         let cid = self.push(actors::MINER_SUBMIT_WINDOWED_POST, actors::encode(&params), BigInt::zero()).await?;
-        let lookup = loop {
-            match call::<f::StateWaitMsg>(
-                &self.nodes,
-                &self.current,
-                (cid, 0, -1, true),
-                Some(Duration::from_secs(600)),
-            )
-            .await
-            {
-                Ok(l) => break l,
-                Err(ClientError::Timeout { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        match lookup.receipt.exit_code {
-            0 => Ok(lookup.height),
-            code => Err(ChainError::Failed {
-                method: "SubmitWindowedPoSt",
-                cid: Box::new(cid),
-                exit_code: code,
-                meaning: exit_meaning(code),
-            }),
-        }
+        // No confidence: it must land inside its deadline.
+        Ok(wait_msg(&self.nodes, &self.current, "SubmitWindowedPoSt", cid, 0).await?.height)
     }
 
     /// The WindowPoSt proof type the miner actor was created with.
@@ -694,17 +679,7 @@ pub async fn create_miner(
     let signed = call::<f::MpoolPushMessage>(nodes, &current, (msg, Some(spec)), None).await?;
     let cid = signed.cid();
     tracing::info!(%cid, "CreateMiner message pushed, waiting for it to land");
-    let lookup =
-        call::<f::StateWaitMsg>(nodes, &current, (cid, confidence, -1, true), Some(Duration::from_secs(600))).await?;
-    if lookup.receipt.exit_code != 0 {
-        let code = lookup.receipt.exit_code;
-        return Err(ChainError::Failed {
-            method: "CreateMiner",
-            cid: Box::new(cid),
-            exit_code: code,
-            meaning: exit_meaning(code),
-        });
-    }
+    let lookup = wait_msg(nodes, &current, "CreateMiner", cid, confidence).await?;
     let ret: actors::power::CreateMinerReturn =
         actors::decode(&lookup.receipt.return_data.unwrap_or_default().0).map_err(ChainError::State)?;
     ret.id_address.id().map_err(|e| ChainError::State(format!("CreateMiner returned {}: {e}", ret.id_address)))
