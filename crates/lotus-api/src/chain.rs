@@ -727,7 +727,7 @@ pub struct SyncState {
     pub vm_applied: u64,
 }
 
-fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+pub(crate) fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -772,6 +772,25 @@ pub fn blake2b256(data: &[u8]) -> [u8; 32] {
 
 /// The builtin actors' method numbers and params this project sends (v18, network version
 /// 28), as CBOR of the actor crates' own types.
+/// The miner actor's policy bounds that both the miner (to time its batches) and the devnet
+/// (to enforce them) use. The epoch counts are the devnet's, shortened from mainnet's (whose
+/// 30-day windows a devnet with one-second epochs would never reach); the sector counts are
+/// the v18 actor's.
+pub mod policy {
+    use super::ChainEpoch;
+    /// The oldest ticket a pre-commit may use, in epochs (v18's MaxPreCommitRandomnessLookback
+    /// is a day plus finality).
+    pub const MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK: ChainEpoch = 900 + 150;
+    /// How long a pre-commit waits for its prove-commit before it expires, in epochs (mainnet's
+    /// MaxProveCommitDuration is 30 days plus the challenge delay).
+    pub const MAX_PROVE_COMMIT_DURATION: ChainEpoch = 1200;
+    /// The most sectors one PreCommitSectorBatch2 may carry.
+    pub const PRE_COMMIT_SECTOR_BATCH_MAX_SIZE: usize = 256;
+    /// The fewest and the most sectors one aggregate seal proof may cover.
+    pub const MIN_AGGREGATED_SECTORS: usize = 4;
+    pub const MAX_AGGREGATED_SECTORS: usize = 819;
+}
+
 pub mod actors {
     pub use fil_actor_miner_state::v18 as miner;
     pub use fil_actor_power_state::v18 as power;

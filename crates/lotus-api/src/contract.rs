@@ -454,6 +454,33 @@ pub mod miner {
         pub size: u64,
     }
 
+    /// `sealiface.PreCommitBatchRes`: one PreCommitSectorBatch2 message a flush sent (or
+    /// failed to send).
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct PreCommitBatchRes {
+        #[serde(rename = "Sectors", deserialize_with = "crate::chain::null_as_default")]
+        pub sectors: Vec<u64>,
+        #[serde(rename = "Msg")]
+        pub msg: Option<Cid>,
+        /// Empty when the message was sent.
+        #[serde(rename = "Error")]
+        pub error: String,
+    }
+
+    /// `sealiface.CommitBatchRes`: one ProveCommitSectors3 message a flush sent, with the
+    /// sectors left out of it and why.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct CommitBatchRes {
+        #[serde(rename = "Sectors", deserialize_with = "crate::chain::null_as_default")]
+        pub sectors: Vec<u64>,
+        #[serde(rename = "FailedSectors", deserialize_with = "crate::chain::null_as_default")]
+        pub failed_sectors: BTreeMap<u64, String>,
+        #[serde(rename = "Msg")]
+        pub msg: Option<Cid>,
+        #[serde(rename = "Error")]
+        pub error: String,
+    }
+
     /// `alerting.AlertType`.
     #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct AlertType {
@@ -571,6 +598,11 @@ pub mod miner {
         SectorNumFree(name: String) -> (), Admin;
         SectorsStatus(sector: u64, show_on_chain: Option<bool>) -> SectorInfo, Read;
         SectorsUnsealPiece(sector: SectorRef, offset: u64, size: u64, randomness: Bytes, comm_d: Option<Cid>) -> (), Admin;
+        // batches (`sectors batching`): the sectors queued, and a send now (null: nothing to send)
+        SectorPreCommitPending() -> Vec<SectorId>, Admin;
+        SectorPreCommitFlush() -> Option<Vec<PreCommitBatchRes>>, Admin;
+        SectorCommitPending() -> Vec<SectorId>, Admin;
+        SectorCommitFlush() -> Option<Vec<CommitBatchRes>>, Admin;
         // ours: the index with every path's stat and health, a piece file into a new
         // sector, the proving state
         StorageListDetail() -> Value, Admin;
@@ -611,14 +643,10 @@ pub mod miner {
         ("RecoverFault", Permission::Admin, CHAIN),
         ("SectorAbortUpgrade", Permission::Admin, CHAIN),
         ("SectorAddPieceToAny", Permission::Admin, DEALS),
-        ("SectorCommitFlush", Permission::Admin, CHAIN),
-        ("SectorCommitPending", Permission::Admin, CHAIN),
         ("SectorGetExpectedSealDuration", Permission::Read, DEALS),
         ("SectorGetSealDelay", Permission::Read, DEALS),
         ("SectorMarkForUpgrade", Permission::Admin, CHAIN),
         ("SectorMatchPendingPiecesToOpenSectors", Permission::Admin, DEALS),
-        ("SectorPreCommitFlush", Permission::Admin, CHAIN),
-        ("SectorPreCommitPending", Permission::Admin, CHAIN),
         ("SectorReceive", Permission::Admin, "sector import is not served yet"),
         ("SectorSetExpectedSealDuration", Permission::Write, DEALS),
         ("SectorSetSealDelay", Permission::Write, DEALS),

@@ -9,8 +9,8 @@
 //! an exit code, as on the real chain: a bad proof is a failed message, not an RPC error.
 
 use lotus_api::chain::{
-    actors, address_entropy, blake2b256, draw_randomness, tags, Address, BeaconEntry, BigInt, ChainEpoch, Message,
-    MessageReceipt, SectorPreCommitInfo, SignedMessage,
+    actors, address_entropy, blake2b256, draw_randomness, policy, tags, Address, BeaconEntry, BigInt, ChainEpoch,
+    Message, MessageReceipt, SectorPreCommitInfo, SignedMessage,
 };
 use lotus_api::wire::{Cid, Commitment};
 use sealing_proofs::post::PoStKind;
@@ -73,7 +73,7 @@ pub const INITIAL_PLEDGE: u128 = FIL / 50;
 /// The power actor's miner creation deposit.
 pub const MINER_CREATION_DEPOSIT: u128 = FIL / 10;
 /// The oldest ticket a pre-commit may use (MaxPreCommitRandomnessLookback, shortened).
-pub const MAX_TICKET_AGE: ChainEpoch = 900 + 150;
+pub const MAX_TICKET_AGE: ChainEpoch = policy::MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK;
 /// Sector lifetime bounds of a pre-commit's expiration (the actor's min/max sector expiration).
 pub const MIN_SECTOR_LIFETIME: ChainEpoch = 100;
 /// The gas a message is estimated at (the devnet charges no gas).
@@ -667,24 +667,44 @@ impl State {
     }
 
     fn prove_commit(&mut self, id: u64, p: actors::miner::ProveCommitSectors3Params, epoch: ChainEpoch) -> Applied {
-        if !p.aggregate_proof.is_empty() {
+        let n = p.sector_activations.len();
+        let aggregated = !p.aggregate_proof.is_empty();
+        if aggregated {
+            if !p.sector_proofs.is_empty() {
+                return Err(fail(ExitCode::USR_ILLEGAL_ARGUMENT, "both an aggregate proof and per-sector proofs"));
+            }
+            if p.aggregate_proof_type.is_none() {
+                return Err(fail(ExitCode::USR_ILLEGAL_ARGUMENT, "an aggregate proof without its type"));
+            }
+            if !(policy::MIN_AGGREGATED_SECTORS..=policy::MAX_AGGREGATED_SECTORS).contains(&n) {
+                return Err(fail(
+                    ExitCode::USR_ILLEGAL_ARGUMENT,
+                    format!(
+                        "an aggregate of {n} sector(s): it must cover {} to {}",
+                        policy::MIN_AGGREGATED_SECTORS,
+                        policy::MAX_AGGREGATED_SECTORS
+                    ),
+                ));
+            }
+        } else if p.sector_proofs.len() != n {
             return Err(fail(
                 ExitCode::USR_ILLEGAL_ARGUMENT,
-                "aggregate proofs are not verified by this devnet: send one proof per sector",
-            ));
-        }
-        if p.sector_proofs.len() != p.sector_activations.len() {
-            return Err(fail(
-                ExitCode::USR_ILLEGAL_ARGUMENT,
-                format!("{} sector(s) and {} proof(s)", p.sector_activations.len(), p.sector_proofs.len()),
+                format!("{} sector(s) and {} proof(s)", n, p.sector_proofs.len()),
             ));
         }
         let miner_addr = Address::id(id);
         let entropy = address_entropy(&miner_addr);
         let mut fails = vec![];
-        for (i, (a, proof)) in p.sector_activations.iter().zip(&p.sector_proofs).enumerate() {
-            match self.activate(id, a.sector_number, proof, &entropy, epoch) {
-                Ok(()) => {}
+        let mut checked = vec![];
+        for (i, a) in p.sector_activations.iter().enumerate() {
+            let r = self.seal_inputs(id, a.sector_number, &entropy, epoch).and_then(|(sp, sealed)| {
+                if !aggregated {
+                    self.verify_seal(id, sp, &sealed, &p.sector_proofs[i])?;
+                }
+                Ok((sp, sealed))
+            });
+            match r {
+                Ok(c) => checked.push((i, c)),
                 Err(f) => {
                     tracing::warn!(
                         miner = id,
@@ -693,32 +713,83 @@ impl State {
                         "prove-commit refused: {}",
                         f.why
                     );
-                    if p.require_activation_success {
+                    if p.require_activation_success || aggregated {
                         return Err(f);
                     }
                     fails.push((i as u32, f.code));
                 }
             }
         }
-        let ret = fil_actors_shared_batch_return(p.sector_activations.len() as u32, fails);
+        if aggregated {
+            let sp = checked[0].1 .0;
+            let sectors: Vec<sealing_proofs::aggregate::SealedSector> =
+                checked.iter().map(|(_, (_, s))| s.clone()).collect();
+            match sealing_proofs::aggregate::verify_aggregate(self.params.proofs, sp, id, &sectors, &p.aggregate_proof)
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(fail(
+                        ExitCode::USR_ILLEGAL_ARGUMENT,
+                        format!("the aggregate proof of {n} sectors does not verify"),
+                    ))
+                }
+                Err(e) => {
+                    return Err(fail(ExitCode::USR_ILLEGAL_ARGUMENT, format!("verifying the aggregate proof: {e}")))
+                }
+            }
+        }
+        for (i, (_, sealed)) in checked {
+            if let Err(f) = self.activate(id, sealed.sector, epoch) {
+                tracing::warn!(
+                    miner = id,
+                    sector = sealed.sector,
+                    exit = f.code.value(),
+                    "activation refused: {}",
+                    f.why
+                );
+                if p.require_activation_success {
+                    return Err(f);
+                }
+                fails.push((i as u32, f.code));
+            }
+        }
+        fails.sort_by_key(|(i, _)| *i);
+        let ret = fil_actors_shared_batch_return(n as u32, fails);
         if ret.0 == 0 {
             return Err(fail(ExitCode::USR_ILLEGAL_ARGUMENT, "no sector was activated"));
         }
         Ok(ret.1)
     }
 
-    fn activate(&mut self, id: u64, n: u64, proof: &[u8], entropy: &[u8], epoch: ChainEpoch) -> Result<(), Failure> {
+    /// A pre-committed sector's seal inputs, once its seed is behind us and before its
+    /// pre-commit expires.
+    fn seal_inputs(
+        &self,
+        id: u64,
+        n: u64,
+        entropy: &[u8],
+        epoch: ChainEpoch,
+    ) -> Result<(RegisteredSealProof, sealing_proofs::aggregate::SealedSector), Failure> {
         let m = &self.miners[&id];
         let pc = m
             .precommits
             .get(&n)
-            .ok_or_else(|| fail(ExitCode::USR_NOT_FOUND, format!("sector {n} is not pre-committed")))?
-            .clone();
+            .ok_or_else(|| fail(ExitCode::USR_NOT_FOUND, format!("sector {n} is not pre-committed")))?;
         let seed_epoch = pc.epoch + self.params.pre_commit_challenge_delay;
         if epoch <= seed_epoch {
             return Err(fail(
                 ExitCode::USR_FORBIDDEN,
                 format!("sector {n}: too early, the seed epoch {seed_epoch} is not behind us"),
+            ));
+        }
+        if epoch > pc.epoch + policy::MAX_PROVE_COMMIT_DURATION {
+            return Err(fail(
+                ExitCode::USR_FORBIDDEN,
+                format!(
+                    "sector {n}: the pre-commit of epoch {} expired at epoch {}",
+                    pc.epoch,
+                    pc.epoch + policy::MAX_PROVE_COMMIT_DURATION
+                ),
             ));
         }
         let ticket = self
@@ -738,16 +809,38 @@ impl State {
                 .comm_d(&[])
                 .map_err(|e| fail(ExitCode::USR_ILLEGAL_STATE, format!("the CC sector's CommD: {e}")))?,
         };
+        let sealed = sealing_proofs::aggregate::SealedSector {
+            sector: n,
+            comm_r,
+            comm_d,
+            ticket: mask(ticket),
+            seed: mask(seed),
+        };
+        Ok((sp, sealed))
+    }
+
+    fn verify_seal(
+        &self,
+        id: u64,
+        sp: RegisteredSealProof,
+        s: &sealing_proofs::aggregate::SealedSector,
+        proof: &[u8],
+    ) -> Result<(), Failure> {
+        let n = s.sector;
         let sealer = sealing_proofs::Sealer::new(sp, id, n).with_backend(self.params.proofs);
-        match sealer.verify(comm_r, comm_d, mask(ticket), mask(seed), proof) {
-            Ok(true) => {}
+        match sealer.verify(s.comm_r, s.comm_d, s.ticket, s.seed, proof) {
+            Ok(true) => Ok(()),
             Ok(false) => {
-                return Err(fail(ExitCode::USR_ILLEGAL_ARGUMENT, format!("sector {n}: the seal proof does not verify")))
+                Err(fail(ExitCode::USR_ILLEGAL_ARGUMENT, format!("sector {n}: the seal proof does not verify")))
             }
-            Err(e) => {
-                return Err(fail(ExitCode::USR_ILLEGAL_ARGUMENT, format!("sector {n}: verifying the seal proof: {e}")))
-            }
+            Err(e) => Err(fail(ExitCode::USR_ILLEGAL_ARGUMENT, format!("sector {n}: verifying the seal proof: {e}"))),
         }
+    }
+
+    /// A verified sector becomes active: its pledge locked, its deadline and partition assigned.
+    fn activate(&mut self, id: u64, n: u64, epoch: ChainEpoch) -> Result<(), Failure> {
+        let pc = self.miners[&id].precommits[&n].clone();
+        let sp = RegisteredSealProof::from_i64(pc.info.seal_proof).expect("checked at pre-commit");
         let m = self.miners.get_mut(&id).expect("exists");
         if Self::available(m).0 < (INITIAL_PLEDGE - PRE_COMMIT_DEPOSIT).into() {
             return Err(fail(

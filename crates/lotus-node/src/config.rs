@@ -95,6 +95,15 @@ pub struct SealingConfig {
     pub max_sealing_sectors_for_deals: u64,
     pub always_keep_unsealed_copy: bool,
     pub min_retry_time: String,
+    pub batch_pre_commits: bool,
+    pub max_pre_commit_batch: u64,
+    pub pre_commit_batch_wait: String,
+    pub pre_commit_batch_slack: String,
+    pub aggregate_commits: bool,
+    pub min_commit_batch: u64,
+    pub max_commit_batch: u64,
+    pub commit_batch_wait: String,
+    pub commit_batch_slack: String,
     // Lotus keys that do nothing here (see `NO_EFFECT`): read, so that a Lotus config loads,
     // never written, and warned about when set.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -191,6 +200,15 @@ impl Default for SealingConfig {
             max_sealing_sectors_for_deals: 0,
             always_keep_unsealed_copy: true,
             min_retry_time: "1m0s".into(),
+            batch_pre_commits: true,
+            max_pre_commit_batch: 256,
+            pre_commit_batch_wait: "24h0m0s".into(),
+            pre_commit_batch_slack: "3h0m0s".into(),
+            aggregate_commits: true,
+            min_commit_batch: 4,
+            max_commit_batch: 819,
+            commit_batch_wait: "24h0m0s".into(),
+            commit_batch_slack: "1h0m0s".into(),
             max_wait_deals_sectors: None,
             wait_deals_delay: None,
             finalize_early: None,
@@ -234,6 +252,15 @@ const DOCS: &[(&str, &str)] = &[
     ("Sealing.MaxSealingSectorsForDeals", "Upper bound on deal sectors sealing at once; 0 = unlimited."),
     ("Sealing.AlwaysKeepUnsealedCopy", "Keep an unsealed copy of every deal sector's data in long-term storage, next to its sealed copy (reading it back then needs no unseal). Committed-capacity sectors keep none."),
     ("Sealing.MinRetryTime", "How long a sector in a failed state waits before it retries."),
+    ("Sealing.BatchPreCommits", "Pre-commit sectors in batches (one PreCommitSectorBatch2 message for many); false sends one message per sector."),
+    ("Sealing.MaxPreCommitBatch", "Most sectors in one pre-commit batch (1 to 256): a batch this full is sent at once."),
+    ("Sealing.PreCommitBatchWait", "Longest time a sector waits in the pre-commit batch before the batch is sent."),
+    ("Sealing.PreCommitBatchSlack", "A batch is sent this long before the ticket of any of its sectors would expire."),
+    ("Sealing.AggregateCommits", "Prove-commit sectors in batches (one ProveCommitSectors3 message for many, with one aggregate proof from MinCommitBatch sectors on); false sends one message per sector."),
+    ("Sealing.MinCommitBatch", "Fewest sectors whose proofs are aggregated (4 to 819); a smaller batch carries one proof per sector."),
+    ("Sealing.MaxCommitBatch", "Most sectors in one commit batch (1 to 819): a batch this full is sent at once."),
+    ("Sealing.CommitBatchWait", "Longest time a sector waits in the commit batch before the batch is sent."),
+    ("Sealing.CommitBatchSlack", "A batch is sent this long before the pre-commit of any of its sectors would expire."),
     ("Chain.MessageConfidence", "Epochs a message must have on top of it before the miner acts on it (Lotus: 5). The chain is the full node named by FULLNODE_API_INFO."),
     ("Devnet.MockProofs", "TESTS ONLY: compute no proofs (mock backend); the devnet then accepts only mock proofs, and only mock-proof workers may join."),
     ("Devnet.MockTaskDurations", "With MockProofs: how long each mock task takes, e.g. \"PC1=2s,C2=30s\" (task types as `sealing jobs` shows them; others take no time)."),
@@ -348,6 +375,37 @@ impl MinerConfig {
             .map_err(|e| ("API.RemoteListenAddress", e.to_string()))?;
         parse_duration(&self.api.timeout).map_err(|e| ("API.Timeout", e))?;
         parse_duration(&self.sealing.min_retry_time).map_err(|e| ("Sealing.MinRetryTime", e))?;
+        let sl = &self.sealing;
+        for (key, v) in [
+            ("Sealing.PreCommitBatchWait", &sl.pre_commit_batch_wait),
+            ("Sealing.PreCommitBatchSlack", &sl.pre_commit_batch_slack),
+            ("Sealing.CommitBatchWait", &sl.commit_batch_wait),
+            ("Sealing.CommitBatchSlack", &sl.commit_batch_slack),
+        ] {
+            parse_duration(v).map_err(|e| (key, e))?;
+        }
+        // The miner actor's bounds (v18): a batch beyond them is a message the chain refuses.
+        if !(1..=256).contains(&sl.max_pre_commit_batch) {
+            return Err((
+                "Sealing.MaxPreCommitBatch",
+                format!("{} is not between 1 and 256 (the actor's limit)", sl.max_pre_commit_batch),
+            ));
+        }
+        if !(1..=819).contains(&sl.max_commit_batch) {
+            return Err((
+                "Sealing.MaxCommitBatch",
+                format!("{} is not between 1 and 819 (the actor's limit)", sl.max_commit_batch),
+            ));
+        }
+        if !(4..=819).contains(&sl.min_commit_batch) {
+            return Err((
+                "Sealing.MinCommitBatch",
+                format!(
+                    "{} is not between 4 and 819 (the fewest and most sectors an aggregate proof covers)",
+                    sl.min_commit_batch
+                ),
+            ));
+        }
         parse_duration(&self.storage.worker_lost_timeout).map_err(|e| ("Storage.WorkerLostTimeout", e))?;
         parse_mock_durations(&self.devnet.mock_task_durations).map_err(|e| ("Devnet.MockTaskDurations", e))?;
         if self.chain.message_confidence > 900 {
@@ -376,9 +434,35 @@ impl MinerConfig {
         self.storage.assigner.parse()
     }
 
+    /// The pre-commit and commit batches' limits (validated at load).
+    pub fn batching(&self) -> Result<(BatchLimits, BatchLimits), String> {
+        let sl = &self.sealing;
+        Ok((
+            BatchLimits {
+                max: sl.max_pre_commit_batch as usize,
+                wait: parse_duration(&sl.pre_commit_batch_wait)?,
+                slack: parse_duration(&sl.pre_commit_batch_slack)?,
+            },
+            BatchLimits {
+                max: sl.max_commit_batch as usize,
+                wait: parse_duration(&sl.commit_batch_wait)?,
+                slack: parse_duration(&sl.commit_batch_slack)?,
+            },
+        ))
+    }
+
     pub fn api_timeout(&self) -> Duration {
         parse_duration(&self.api.timeout).unwrap_or(Duration::from_secs(30))
     }
+}
+
+/// A batch's limits: sent when it holds `max` sectors, when its oldest waited `wait`, or
+/// `slack` before a sector's cutoff.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchLimits {
+    pub max: usize,
+    pub wait: Duration,
+    pub slack: Duration,
 }
 
 /// `30s`, `6h0m0s`, `500ms` (Go's duration format, as Lotus writes it).

@@ -1,5 +1,6 @@
 //! The chain through the full node's API (mock proofs): a message is sent once across a miner
-//! crash, and a deposit the worker cannot pay waits for funds.
+//! crash, a deposit the worker cannot pay waits for funds, and sectors go to the chain in
+//! batches.
 
 mod common;
 
@@ -20,9 +21,9 @@ fn a_miner_killed_while_its_pre_commit_lands_sends_it_once() {
     c.miner_ok(&["sectors", "pledge"]);
     wait_or_show(
         Duration::from_secs(60),
-        "the sector in PreCommitWait",
+        "the sector in PreCommitBatchWait",
         || miner.log(),
-        || sector_state(&c, 1) == "PreCommitWait",
+        || sector_state(&c, 1) == "PreCommitBatchWait",
     );
     miner.kill();
     // The devnet writes its state every 250 ms.
@@ -39,8 +40,8 @@ fn a_miner_killed_while_its_pre_commit_lands_sends_it_once() {
     assert_eq!(c.messages_with_method(28), 1, "the pre-commit was not sent again");
     assert_eq!(c.messages_with_method(34), 1, "one ProveCommitSectors3");
     let log = c.miner_ok(&["sectors", "status", "--log", "1"]);
-    assert!(log.contains("PreCommitWait → WaitSeed"), "{log}");
-    assert!(log.contains("CommitWait → FinalizeSector"), "{log}");
+    assert!(log.contains("PreCommitBatchWait → WaitSeed"), "{log}");
+    assert!(log.contains("CommitAggregateWait → FinalizeSector"), "{log}");
 }
 
 /// A worker key without funds: the pre-commit message fails on chain with
@@ -74,4 +75,72 @@ fn a_pre_commit_the_worker_cannot_pay_waits_for_funds() {
         || miner.log(),
         || sector_state(&c, 1) == "Proving",
     );
+}
+
+/// Batches as Lotus configures them: four sectors pre-committed in one PreCommitSectorBatch2
+/// and committed in one ProveCommitSectors3 whose aggregate proof the devnet verified; then a
+/// fifth sector waits in each queue until `sectors batching … --publish-now` sends it.
+#[test]
+fn four_sectors_go_to_the_chain_in_one_pre_commit_and_one_aggregated_commit() {
+    let c = Cluster::mock("");
+    c.write_config(
+        "[Sealing]\n  MinRetryTime = \"2s\"\n  MaxPreCommitBatch = 4\n  PreCommitBatchWait = \"10m\"\n  \
+         PreCommitBatchSlack = \"0s\"\n  MinCommitBatch = 4\n  MaxCommitBatch = 4\n  CommitBatchWait = \"10m\"\n  \
+         CommitBatchSlack = \"0s\"\n[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n",
+    );
+    let miner = c.start_miner();
+    for _ in 0..4 {
+        c.miner_ok(&["sectors", "pledge"]);
+    }
+    wait_or_show(
+        Duration::from_secs(90),
+        "four sectors proving",
+        || miner.log(),
+        || (1..=4).all(|n| sector_state(&c, n) == "Proving"),
+    );
+    assert_eq!(c.messages_with_method(28), 1, "one PreCommitSectorBatch2 for the four sectors");
+    assert_eq!(c.messages_with_method(34), 1, "one ProveCommitSectors3 for the four sectors");
+    let msgs = |n: u64| {
+        let s: serde_json::Value =
+            serde_json::from_str(&c.miner_ok(&["sectors", "status", "--json", &n.to_string()])).unwrap();
+        (s["PreCommitMsg"]["/"].as_str().unwrap().to_string(), s["CommitMsg"]["/"].as_str().unwrap().to_string())
+    };
+    let first = msgs(1);
+    assert!((2..=4).all(|n| msgs(n) == first), "every sector names the same two messages");
+    assert!(miner.log().contains("aggregated the batch's seal proofs"), "{}", miner.log());
+    let log = c.miner_ok(&["sectors", "status", "--log", "1"]);
+    assert!(log.contains("PreCommitting → SubmitPreCommitBatch"), "{log}");
+    assert!(log.contains(", 4 sector(s))"), "{log}");
+
+    // A fifth sector waits in the pre-commit queue: listed, then sent on request.
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_or_show(
+        Duration::from_secs(60),
+        "sector 5 queued for its pre-commit",
+        || miner.log(),
+        || sector_state(&c, 5) == "SubmitPreCommitBatch",
+    );
+    let out = c.miner_cmd(&["sectors", "batching", "precommit"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("5\nDo you want to publish these sectors now? (yes/no): "), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EOF"), "no answer on stdin: nothing sent");
+    assert_eq!(sector_state(&c, 5), "SubmitPreCommitBatch");
+    let sent = c.miner_ok(&["sectors", "batching", "precommit", "--publish-now"]);
+    assert!(sent.starts_with("Batch 0:\n\tMessage: bafy"), "{sent}");
+    assert!(sent.ends_with("\tSectors:\n\t\t5\tOK\n"), "{sent}");
+    wait_or_show(
+        Duration::from_secs(60),
+        "sector 5 queued for its commit",
+        || miner.log(),
+        || sector_state(&c, 5) == "SubmitCommitAggregate",
+    );
+    assert_eq!(c.miner_ok(&["sectors", "batching", "precommit"]), "No sectors queued to be committed\n");
+    let sent = c.miner_ok(&["sectors", "batching", "commit", "--publish-now"]);
+    assert!(sent.contains("\t\t5\tOK"), "{sent}");
+    wait_or_show(Duration::from_secs(60), "sector 5 proving", || miner.log(), || sector_state(&c, 5) == "Proving");
+    assert_eq!(c.messages_with_method(28), 2);
+    assert_eq!(c.messages_with_method(34), 2, "sector 5's commit in a message of its own, one proof");
+    let out = c.miner_cmd(&["sectors", "batching", "commit", "--publish-now"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no sectors to publish"));
 }

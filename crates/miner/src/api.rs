@@ -13,7 +13,7 @@ fn method_err(e: impl std::fmt::Display) -> RpcError {
 }
 
 /// `SectorsStatus` in Lotus's shape, with the event log (Lotus always includes it). Chain
-/// fields this devnet does not track yet (messages, expiration, pledge) are empty.
+/// fields the miner does not track yet (expiration, pledge) are empty.
 fn sector_status(ctx: &Ctx, s: &SectorInfo) -> lotus_api::contract::miner::SectorInfo {
     use lotus_api::contract::miner as m;
     use lotus_api::wire::{Bytes, Commitment};
@@ -40,8 +40,8 @@ fn sector_status(ctx: &Ctx, s: &SectorInfo) -> lotus_api::contract::miner::Secto
             .collect(),
         ticket: randomness(s.ticket, s.ticket_epoch),
         seed: randomness(s.seed, s.seed_epoch),
-        precommit_msg: None,
-        commit_msg: None,
+        precommit_msg: s.precommit_message.as_deref().and_then(|c| c.parse().ok()),
+        commit_msg: s.commit_message.as_deref().and_then(|c| c.parse().ok()),
         retries: s.retries.into(),
         to_upgrade: false,
         replica_update_message: None,
@@ -306,6 +306,48 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     s.method::<m::SectorsUpdate, _, _, _>(ctx.clone(), |c, (n, state)| async move {
         c.sealing.force_state(n, &state).map_err(method_err)
     });
+    // The batches (`sectors batching precommit|commit [--publish-now]`).
+    s.method::<m::SectorPreCommitPending, _, _, _>(ctx.clone(), |c, ()| async move {
+        Ok(c.sealing
+            .batches
+            .precommit
+            .pending()
+            .into_iter()
+            .map(|n| SectorId { miner: c.sealing.miner, number: n })
+            .collect())
+    });
+    s.method::<m::SectorCommitPending, _, _, _>(ctx.clone(), |c, ()| async move {
+        Ok(c.sealing
+            .batches
+            .commit
+            .pending()
+            .into_iter()
+            .map(|n| SectorId { miner: c.sealing.miner, number: n })
+            .collect())
+    });
+    s.method::<m::SectorPreCommitFlush, _, _, _>(ctx.clone(), |c, ()| async move {
+        let sent = c.sealing.batches.precommit.flush().await;
+        // Lotus answers null when nothing was queued.
+        Ok((!sent.is_empty()).then(|| {
+            sent.into_iter()
+                .map(|b| {
+                    let (msg, error) = split_sent(b.result);
+                    m::PreCommitBatchRes { sectors: b.sectors, msg, error }
+                })
+                .collect()
+        }))
+    });
+    s.method::<m::SectorCommitFlush, _, _, _>(ctx.clone(), |c, ()| async move {
+        let sent = c.sealing.batches.commit.flush().await;
+        Ok((!sent.is_empty()).then(|| {
+            sent.into_iter()
+                .map(|b| {
+                    let (msg, error) = split_sent(b.result);
+                    m::CommitBatchRes { sectors: b.sectors, failed_sectors: Default::default(), msg, error }
+                })
+                .collect()
+        }))
+    });
     // Refs by deal ID: this miner takes no deals (a piece added with `sectors add-piece` has
     // none), so there are none to list.
     s.method::<m::SectorsRefs, _, _, _>((), |(), ()| async move { Ok(Default::default()) });
@@ -393,4 +435,12 @@ async fn add_piece_file(c: &Ctx, path: &str) -> anyhow::Result<SectorId> {
     c.m.storage_declare(dest.id(), sector, piece, true).map_err(anyhow::Error::msg)?;
     c.sealing.start(n);
     Ok(sector)
+}
+
+/// A batch's message or its error, as Lotus's batch results carry them.
+fn split_sent(r: Result<lotus_api::wire::Cid, CallError>) -> (Option<lotus_api::wire::Cid>, String) {
+    match r {
+        Ok(cid) => (Some(cid), String::new()),
+        Err(e) => (None, e.to_string()),
+    }
 }

@@ -14,7 +14,7 @@ use lotus_api::contract::Method;
 use lotus_api::wire::{BitField, Bytes, Cid};
 use lotus_api::{ApiInfo, ClientError, RpcClient};
 use sealing_proofs::Commitment;
-use sealing_types::{RegisteredSealProof, SectorId};
+use sealing_types::RegisteredSealProof;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,6 +39,23 @@ impl ChainError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ChainError::Node(e) if e.is_unreachable())
     }
+}
+
+/// One sector of a PreCommitSectorBatch2.
+#[derive(Clone, Debug)]
+pub struct PreCommitSpec {
+    pub number: u64,
+    pub proof: RegisteredSealProof,
+    pub comm_r: Commitment,
+    pub comm_d: Commitment,
+    pub ticket_epoch: Epoch,
+}
+
+/// The proofs of a ProveCommitSectors3: one per sector, or one aggregate for all.
+#[derive(Clone, Debug)]
+pub enum CommitProof {
+    PerSector(Vec<Vec<u8>>),
+    Aggregate(Vec<u8>),
 }
 
 /// What the chain knows of a pre-committed sector.
@@ -433,56 +450,67 @@ impl ChainClient {
         Ok(self.call::<f::StateSectorGetInfo>((self.miner, number, TipSetKey::head())).await?.is_some())
     }
 
-    /// Push a PreCommitSectorBatch2 for one sector, its deposit as the value.
-    pub async fn push_pre_commit(
-        &self,
-        sector: SectorId,
-        proof: RegisteredSealProof,
-        comm_r: Commitment,
-        comm_d: Commitment,
-        ticket_epoch: Epoch,
-    ) -> Result<Cid, ChainError> {
+    /// Push one PreCommitSectorBatch2 for the sectors, the sum of their deposits as the value.
+    pub async fn push_pre_commit(&self, sectors: &[PreCommitSpec]) -> Result<Cid, ChainError> {
         use fvm_shared::sector::RegisteredSealProof as P;
         let head = self.head().await?;
-        let sealed = lotus_api::wire::Commitment::Sealed.to_cid(&comm_r);
-        let unsealed = lotus_api::wire::Commitment::Unsealed.to_cid(&comm_d);
-        let info = actors::miner::SectorPreCommitInfo {
-            seal_proof: P::from(proof.as_i64()),
-            sector_number: sector.number,
-            sealed_cid: sealed.0,
-            seal_rand_epoch: ticket_epoch,
-            deal_ids: vec![],
-            // The longest CC lifetime Lotus commits to by default (about 540 days of 30 s epochs).
-            expiration: head + 1_555_200,
-            // Sent for CC sectors too (Lotus leaves it out for them; the zero CommD is the same
-            // one the actor implies), so that the chain checks the proof against what was sealed.
-            unsealed_cid: actors::miner::CompactCommD(Some(unsealed.0)),
-        };
-        let wire_info = c::SectorPreCommitInfo {
-            seal_proof: proof.as_i64(),
-            sector_number: sector.number,
-            sealed_cid: sealed,
-            seal_rand_epoch: ticket_epoch,
-            deal_ids: vec![],
-            expiration: info.expiration,
-            unsealed_cid: Some(unsealed),
-        };
-        let deposit =
-            self.call::<f::StateMinerPreCommitDepositForPower>((self.miner, wire_info, TipSetKey::head())).await?;
-        let params = actors::miner::PreCommitSectorBatchParams2 { sectors: vec![info] };
+        let mut infos = Vec::with_capacity(sectors.len());
+        let mut deposit = BigInt::zero();
+        for s in sectors {
+            let sealed = lotus_api::wire::Commitment::Sealed.to_cid(&s.comm_r);
+            let unsealed = lotus_api::wire::Commitment::Unsealed.to_cid(&s.comm_d);
+            let info = actors::miner::SectorPreCommitInfo {
+                seal_proof: P::from(s.proof.as_i64()),
+                sector_number: s.number,
+                sealed_cid: sealed.0,
+                seal_rand_epoch: s.ticket_epoch,
+                deal_ids: vec![],
+                // The longest CC lifetime Lotus commits to by default (about 540 days of 30 s epochs).
+                expiration: head + 1_555_200,
+                // Sent for CC sectors too (Lotus leaves it out for them; the zero CommD is the same
+                // one the actor implies), so that the chain checks the proof against what was sealed.
+                unsealed_cid: actors::miner::CompactCommD(Some(unsealed.0)),
+            };
+            let wire_info = c::SectorPreCommitInfo {
+                seal_proof: s.proof.as_i64(),
+                sector_number: s.number,
+                sealed_cid: sealed,
+                seal_rand_epoch: s.ticket_epoch,
+                deal_ids: vec![],
+                expiration: info.expiration,
+                unsealed_cid: Some(unsealed),
+            };
+            let d =
+                self.call::<f::StateMinerPreCommitDepositForPower>((self.miner, wire_info, TipSetKey::head())).await?;
+            deposit.0 += d.0;
+            infos.push(info);
+        }
+        let params = actors::miner::PreCommitSectorBatchParams2 { sectors: infos };
         self.push(actors::MINER_PRE_COMMIT_SECTOR_BATCH2, actors::encode(&params), deposit).await
     }
 
-    /// Push a ProveCommitSectors3 for one sector, its initial pledge (less the deposit) as value.
-    pub async fn push_prove_commit(&self, number: u64, proof: Vec<u8>) -> Result<Cid, ChainError> {
-        let pledge = self
+    /// Push one ProveCommitSectors3 for the sectors, with one proof per sector or one
+    /// aggregate proof, the sectors' initial pledge as the value.
+    pub async fn push_prove_commit(&self, sectors: &[u64], proof: CommitProof) -> Result<Cid, ChainError> {
+        let one = self
             .call::<f::StateMinerInitialPledgeForSector>((1_555_200, self.sector_size, 0, TipSetKey::head()))
             .await?;
+        let mut pledge = BigInt::zero();
+        for _ in sectors {
+            pledge.0 += &one.0;
+        }
+        let (sector_proofs, aggregate_proof, aggregate_proof_type) = match proof {
+            CommitProof::PerSector(p) => (p.into_iter().map(fvm_ipld_encoding::RawBytes::new).collect(), vec![], None),
+            CommitProof::Aggregate(a) => (vec![], a, Some(fvm_shared::sector::RegisteredAggregateProof::SnarkPackV2)),
+        };
         let params = actors::miner::ProveCommitSectors3Params {
-            sector_activations: vec![actors::miner::SectorActivationManifest { sector_number: number, pieces: vec![] }],
-            sector_proofs: vec![fvm_ipld_encoding::RawBytes::new(proof)],
-            aggregate_proof: fvm_ipld_encoding::RawBytes::new(vec![]),
-            aggregate_proof_type: None,
+            sector_activations: sectors
+                .iter()
+                .map(|&n| actors::miner::SectorActivationManifest { sector_number: n, pieces: vec![] })
+                .collect(),
+            sector_proofs,
+            aggregate_proof: fvm_ipld_encoding::RawBytes::new(aggregate_proof),
+            aggregate_proof_type,
             require_activation_success: true,
             require_notification_success: true,
         };

@@ -250,13 +250,24 @@ pub async fn serve(
         worker = %chain.worker,
         "connected to the full node"
     );
+    let proof = sealing_types::RegisteredSealProof::v1_1_for(meta.sector_size);
+    let (precommit_batch, commit_batch) = cfg.batching().map_err(anyhow::Error::msg)?;
+    let batches = crate::sealing::Batches::new(
+        chain.clone(),
+        backend,
+        meta.actor_id,
+        proof,
+        precommit_batch,
+        commit_batch,
+        cfg.sealing.min_commit_batch as usize,
+    );
     let sealing = Arc::new(Sealing {
         db: std::sync::Mutex::new(db),
         drives: Default::default(),
         chain,
         manager: manager.clone(),
         miner: meta.actor_id,
-        proof: sealing_types::RegisteredSealProof::v1_1_for(meta.sector_size),
+        proof,
         backend,
         cfg: SealingConfig {
             max_sealing_sectors: cfg.sealing.max_sealing_sectors,
@@ -264,9 +275,13 @@ pub async fn serve(
             retry_wait: lotus_node::config::parse_duration(&cfg.sealing.min_retry_time).map_err(anyhow::Error::msg)?,
             max_retries: 10,
             keep_unsealed: cfg.sealing.always_keep_unsealed_copy,
+            batch_pre_commits: cfg.sealing.batch_pre_commits,
+            aggregate_commits: cfg.sealing.aggregate_commits,
         },
         clock: Default::default(),
+        batches,
     });
+    sealing.batches.start(&background);
     sealing.resume_all()?;
 
     let session = Uuid::new_v4();

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod api;
 pub mod backup;
+pub mod batch;
 pub mod calls;
 pub mod chain;
 pub mod cli;

@@ -8,9 +8,11 @@
 //! state is written before the work of that state starts, so a restarted miner resumes each
 //! sector at the state it was in.
 
-use crate::chain::{ChainClient, ChainError, Epoch};
+use crate::batch::{BatchConfig, Batcher};
+use crate::chain::{ChainClient, ChainError, CommitProof, Epoch, PreCommitSpec};
 use crate::manager::{Manager, TaskSpec};
 use crate::numbers::Numbers;
+use lotus_api::chain::policy;
 use lotus_api::types::CallError;
 use lotus_api::wire::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -45,12 +47,20 @@ sector_states! {
     PreCommitting,
     /// The PreCommitSectorBatch2 message is pushed: waiting for it to land.
     PreCommitWait,
+    /// Waiting in the pre-commit batch (`sectors batching precommit`) for its message.
+    SubmitPreCommitBatch,
+    /// The batch's PreCommitSectorBatch2 is pushed: waiting for it to land.
+    PreCommitBatchWait,
     WaitSeed,
     Committing,
     /// The proof is computed: pushing the ProveCommitSectors3 message.
     SubmitCommit,
     /// The ProveCommitSectors3 message is pushed: waiting for it to land.
     CommitWait,
+    /// Waiting in the commit batch (`sectors batching commit`) for its message.
+    SubmitCommitAggregate,
+    /// The batch's ProveCommitSectors3 is pushed: waiting for it to land.
+    CommitAggregateWait,
     FinalizeSector,
     Proving,
     AddPieceFailed,
@@ -85,11 +95,17 @@ impl SectorState {
         let need: &[(&'static str, bool)] = match state {
             PreCommit1 => &[("a ticket", s.ticket.is_some())],
             PreCommit2 => &[("a PreCommit1 output", s.pc1.is_some())],
-            PreCommitting => &[("CommR and CommD", s.comm_r.is_some() && s.comm_d.is_some())],
-            PreCommitWait => &[("a pre-commit message", s.precommit_message.is_some())],
+            PreCommitting | SubmitPreCommitBatch => &[("CommR and CommD", s.comm_r.is_some() && s.comm_d.is_some())],
+            PreCommitWait | PreCommitBatchWait => &[("a pre-commit message", s.precommit_message.is_some())],
             WaitSeed => &[("a pre-commit on chain", s.precommit_epoch.is_some() && s.comm_r.is_some())],
             SubmitCommit => &[("a proof", s.proof_bytes.is_some())],
-            CommitWait => &[("a commit message", s.commit_message.is_some())],
+            SubmitCommitAggregate => &[
+                ("a proof", s.proof_bytes.is_some()),
+                ("a seed", s.seed.is_some()),
+                ("a ticket", s.ticket.is_some()),
+                ("CommR and CommD", s.comm_r.is_some() && s.comm_d.is_some()),
+            ],
+            CommitWait | CommitAggregateWait => &[("a commit message", s.commit_message.is_some())],
             Committing => {
                 &[("a seed", s.seed.is_some()), ("a ticket", s.ticket.is_some()), ("CommR", s.comm_r.is_some())]
             }
@@ -118,9 +134,9 @@ impl SectorState {
             Packing => AddPieceFailed,
             GetTicket | PreCommit1 => SealPreCommit1Failed,
             PreCommit2 => SealPreCommit2Failed,
-            PreCommitting | PreCommitWait | WaitSeed => PreCommitFailed,
+            PreCommitting | PreCommitWait | SubmitPreCommitBatch | PreCommitBatchWait | WaitSeed => PreCommitFailed,
             Committing => ComputeProofFailed,
-            SubmitCommit | CommitWait => CommitFailed,
+            SubmitCommit | CommitWait | SubmitCommitAggregate | CommitAggregateWait => CommitFailed,
             FinalizeSector => FinalizeFailed,
             Removing => RemoveFailed,
             s => s,
@@ -149,13 +165,15 @@ impl SectorState {
             GetTicket => &[PreCommit1],
             PreCommit1 => &[PreCommit2],
             PreCommit2 => &[PreCommitting],
-            // The message sent, or an earlier one found on chain.
-            PreCommitting => &[PreCommitWait, WaitSeed],
-            PreCommitWait => &[WaitSeed],
+            // The message sent (or the sector queued for a batch), or an earlier one found on chain.
+            PreCommitting => &[PreCommitWait, SubmitPreCommitBatch, WaitSeed],
+            PreCommitWait | PreCommitBatchWait => &[WaitSeed],
+            SubmitPreCommitBatch => &[PreCommitBatchWait, WaitSeed],
             WaitSeed => &[Committing],
-            Committing => &[SubmitCommit],
+            Committing => &[SubmitCommit, SubmitCommitAggregate],
             SubmitCommit => &[CommitWait, FinalizeSector],
-            CommitWait => &[FinalizeSector],
+            SubmitCommitAggregate => &[CommitAggregateWait, FinalizeSector],
+            CommitWait | CommitAggregateWait => &[FinalizeSector],
             FinalizeSector => &[Proving],
             Removing => &[Removed],
             _ => &[],
@@ -453,6 +471,10 @@ pub struct SealingConfig {
     /// `[Sealing] AlwaysKeepUnsealedCopy`: a deal sector's unsealed copy goes to long-term
     /// storage with its sealed copy instead of being deleted.
     pub keep_unsealed: bool,
+    /// `[Sealing] BatchPreCommits`: sectors wait in the pre-commit batch.
+    pub batch_pre_commits: bool,
+    /// `[Sealing] AggregateCommits`: sectors wait in the commit batch.
+    pub aggregate_commits: bool,
 }
 
 pub struct Sealing {
@@ -469,6 +491,102 @@ pub struct Sealing {
     pub cfg: SealingConfig,
     /// How long sectors stay in each state (the `sectors:<state>` alerts).
     pub clock: Mutex<crate::alerts::StateClock>,
+    /// The pre-commit and commit batches.
+    pub batches: Batches,
+}
+
+/// What a sector brings to the commit batch: its proof, and what the proof commits to (for
+/// an aggregate).
+pub struct CommitEntry {
+    pub proof: Vec<u8>,
+    pub sealed: sealing_proofs::aggregate::SealedSector,
+}
+
+pub struct Batches {
+    pub precommit: Arc<Batcher<PreCommitSpec>>,
+    pub commit: Arc<Batcher<CommitEntry>>,
+}
+
+impl Batches {
+    /// The two batches, sending through `chain`; a commit batch of `min_aggregate` sectors or
+    /// more carries one aggregate proof.
+    pub fn new(
+        chain: Arc<ChainClient>,
+        backend: sealing_proofs::Backend,
+        miner: u64,
+        proof: RegisteredSealProof,
+        precommit: BatchConfig,
+        commit: BatchConfig,
+        min_aggregate: usize,
+    ) -> Batches {
+        let pc_chain = chain.clone();
+        let precommit = Batcher::new(
+            "pre-commit",
+            precommit,
+            Arc::new(move |batch: Vec<(u64, PreCommitSpec)>| {
+                let chain = pc_chain.clone();
+                Box::pin(async move {
+                    let specs: Vec<PreCommitSpec> = batch.into_iter().map(|(_, s)| s).collect();
+                    chain.push_pre_commit(&specs).await.map_err(chain_err)
+                })
+            }),
+        );
+        let commit = Batcher::new(
+            "commit",
+            commit,
+            Arc::new(move |batch: Vec<(u64, CommitEntry)>| {
+                let chain = chain.clone();
+                Box::pin(async move {
+                    let numbers: Vec<u64> = batch.iter().map(|(n, _)| *n).collect();
+                    let proof = commit_proof(backend, miner, proof, batch, min_aggregate).await;
+                    chain.push_prove_commit(&numbers, proof).await.map_err(chain_err)
+                })
+            }),
+        );
+        Batches { precommit, commit }
+    }
+
+    pub fn start(&self, background: &lotus_node::daemon::Background) {
+        background.spawn(self.precommit.clone().run());
+        background.spawn(self.commit.clone().run());
+    }
+}
+
+/// The batch's proofs: one aggregate from `min_aggregate` sectors on (and within the actor's
+/// bounds), else one per sector. An aggregation that fails (the real one needs the
+/// inner-product SRS in the parameter cache) falls back to one proof per sector.
+async fn commit_proof(
+    backend: sealing_proofs::Backend,
+    miner: u64,
+    proof: RegisteredSealProof,
+    batch: Vec<(u64, CommitEntry)>,
+    min_aggregate: usize,
+) -> CommitProof {
+    let n = batch.len();
+    let (proofs, sealed): (Vec<Vec<u8>>, Vec<_>) = batch.into_iter().map(|(_, e)| (e.proof, e.sealed)).unzip();
+    let bounds = min_aggregate.max(policy::MIN_AGGREGATED_SECTORS)..=policy::MAX_AGGREGATED_SECTORS;
+    if !bounds.contains(&n) {
+        return CommitProof::PerSector(proofs);
+    }
+    let per_sector = proofs.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        sealing_proofs::aggregate::aggregate(backend, proof, miner, &sealed, &proofs)
+    })
+    .await;
+    match r {
+        Ok(Ok(agg)) => {
+            tracing::info!(sectors = n, bytes = agg.len(), "aggregated the batch's seal proofs");
+            CommitProof::Aggregate(agg)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(sectors = n, "aggregating the seal proofs failed, sending one proof per sector: {e}");
+            CommitProof::PerSector(per_sector)
+        }
+        Err(e) => {
+            tracing::warn!(sectors = n, "the aggregation task failed, sending one proof per sector: {e}");
+            CommitProof::PerSector(per_sector)
+        }
+    }
 }
 
 impl Sealing {
@@ -752,7 +870,6 @@ impl Sealing {
     /// commit and wait for them, wait for the seed.
     async fn chain_step(&self, mut s: SectorInfo, ran: &mut Vec<String>) -> Result<SectorInfo, CallError> {
         use SectorState::*;
-        let sector = self.sector_ref(&s);
         match s.state {
             GetTicket => {
                 // Lotus takes the ticket from a finalized epoch (head - 900) on mainnet; a
@@ -763,7 +880,7 @@ impl Sealing {
                 s.ticket_epoch = Some(epoch);
                 s.state = PreCommit1;
             }
-            PreCommitting => {
+            PreCommitting | SubmitPreCommitBatch => {
                 let comm_r = s.comm_r.ok_or_else(|| CallError::unknown("no CommR"))?;
                 let comm_d = s.comm_d.ok_or_else(|| CallError::unknown("no CommD"))?;
                 // Already on chain (a message of an earlier run landed): do not send again.
@@ -777,16 +894,28 @@ impl Sealing {
                     s.precommit_epoch = Some(pc.epoch);
                     s.seed_epoch = Some(pc.epoch + self.chain.seed_delay());
                     s.state = WaitSeed;
-                } else {
-                    let te = s.ticket_epoch.ok_or_else(|| CallError::unknown("no ticket epoch"))?;
-                    let cid =
-                        self.chain.push_pre_commit(sector.id, s.proof, comm_r, comm_d, te).await.map_err(chain_err)?;
+                    return Ok(s);
+                }
+                let ticket_epoch = s.ticket_epoch.ok_or_else(|| CallError::unknown("no ticket epoch"))?;
+                let spec = PreCommitSpec { number: s.number, proof: s.proof, comm_r, comm_d, ticket_epoch };
+                if s.state == PreCommitting && self.cfg.batch_pre_commits {
+                    // Written before it waits, so that `sectors list` shows where it is.
+                    s.state = SubmitPreCommitBatch;
+                } else if s.state == PreCommitting {
+                    let cid = self.chain.push_pre_commit(&[spec]).await.map_err(chain_err)?;
                     ran.push(format!("PreCommitSectorBatch2 {cid}"));
                     s.precommit_message = Some(cid.to_string());
                     s.state = PreCommitWait;
+                } else {
+                    // The pre-commit must land before its ticket is too old.
+                    let cutoff = self.chain.epoch_time(ticket_epoch + policy::MAX_PRE_COMMIT_RANDOMNESS_LOOKBACK);
+                    let (cid, n) = self.batches.precommit.submit(s.number, spec, Some(cutoff)).await?;
+                    ran.push(format!("PreCommitSectorBatch2 {cid}, {n} sector(s)"));
+                    s.precommit_message = Some(cid.to_string());
+                    s.state = PreCommitBatchWait;
                 }
             }
-            PreCommitWait => {
+            PreCommitWait | PreCommitBatchWait => {
                 let cid = message_cid(&s.precommit_message)?;
                 if let Err(e) = self.chain.wait("PreCommitSectorBatch2", cid).await {
                     return Err(self.explain(e).await);
@@ -812,21 +941,44 @@ impl Sealing {
                 }
                 s.state = Committing;
             }
-            SubmitCommit => {
+            SubmitCommit | SubmitCommitAggregate => {
                 if self.chain.is_active(s.number).await.map_err(chain_err)? {
                     s.state = FinalizeSector; // an earlier run's message landed
-                } else {
-                    let b64 = s.proof_bytes.as_deref().ok_or_else(|| CallError::unknown("no proof"))?;
-                    let proof: Bytes = serde_json::from_value(serde_json::Value::String(b64.into()))
-                        .map_err(|e| CallError::unknown(format!("the recorded proof: {e}")))?;
-                    // The chain verifies the proof (real Groth16 verification) when it executes it.
-                    let cid = self.chain.push_prove_commit(s.number, proof.0).await.map_err(chain_err)?;
+                    return Ok(s);
+                }
+                let b64 = s.proof_bytes.as_deref().ok_or_else(|| CallError::unknown("no proof"))?;
+                let proof: Bytes = serde_json::from_value(serde_json::Value::String(b64.into()))
+                    .map_err(|e| CallError::unknown(format!("the recorded proof: {e}")))?;
+                // The chain verifies the proof (real Groth16 verification) when it executes it.
+                if s.state == SubmitCommit {
+                    let cid = self
+                        .chain
+                        .push_prove_commit(&[s.number], CommitProof::PerSector(vec![proof.0]))
+                        .await
+                        .map_err(chain_err)?;
                     ran.push(format!("ProveCommitSectors3 {cid}"));
                     s.commit_message = Some(cid.to_string());
                     s.state = CommitWait;
+                } else {
+                    let missing = || CallError::unknown("the sector lacks its ticket, seed or commitments");
+                    let sealed = sealing_proofs::aggregate::SealedSector {
+                        sector: s.number,
+                        comm_r: s.comm_r.ok_or_else(missing)?,
+                        comm_d: s.comm_d.ok_or_else(missing)?,
+                        ticket: s.ticket.ok_or_else(missing)?,
+                        seed: s.seed.ok_or_else(missing)?,
+                    };
+                    // The commit must land before the pre-commit expires.
+                    let cutoff =
+                        s.precommit_epoch.map(|e| self.chain.epoch_time(e + policy::MAX_PROVE_COMMIT_DURATION));
+                    let entry = CommitEntry { proof: proof.0, sealed };
+                    let (cid, n) = self.batches.commit.submit(s.number, entry, cutoff).await?;
+                    ran.push(format!("ProveCommitSectors3 {cid}, {n} sector(s)"));
+                    s.commit_message = Some(cid.to_string());
+                    s.state = CommitAggregateWait;
                 }
             }
-            CommitWait => {
+            CommitWait | CommitAggregateWait => {
                 let cid = message_cid(&s.commit_message)?;
                 if let Err(e) = self.chain.wait("ProveCommitSectors3", cid).await {
                     return Err(self.explain(e).await);
@@ -986,9 +1138,18 @@ impl Sealing {
                 );
                 let proof: Bytes = serde_json::from_value(proof).map_err(json)?;
                 s.proof_bytes = Some(proof.to_base64());
-                s.state = SubmitCommit;
+                s.state = if self.cfg.aggregate_commits { SubmitCommitAggregate } else { SubmitCommit };
             }
-            GetTicket | PreCommitting | PreCommitWait | WaitSeed | SubmitCommit | CommitWait => {
+            GetTicket
+            | PreCommitting
+            | PreCommitWait
+            | SubmitPreCommitBatch
+            | PreCommitBatchWait
+            | WaitSeed
+            | SubmitCommit
+            | CommitWait
+            | SubmitCommitAggregate
+            | CommitAggregateWait => {
                 // Boxed: the chain's RPC futures would otherwise grow every sector's drive future.
                 return Box::pin(self.chain_step(s, ran)).await;
             }
@@ -1227,13 +1388,21 @@ mod tests {
             (PreCommit1, PreCommit2),
             (PreCommit2, PreCommitting),
             (PreCommitting, PreCommitWait),
+            (PreCommitting, SubmitPreCommitBatch),
             (PreCommitting, WaitSeed),
             (PreCommitWait, WaitSeed),
+            (SubmitPreCommitBatch, PreCommitBatchWait),
+            (SubmitPreCommitBatch, WaitSeed),
+            (PreCommitBatchWait, WaitSeed),
             (WaitSeed, Committing),
             (Committing, SubmitCommit),
+            (Committing, SubmitCommitAggregate),
             (SubmitCommit, CommitWait),
             (SubmitCommit, FinalizeSector),
             (CommitWait, FinalizeSector),
+            (SubmitCommitAggregate, CommitAggregateWait),
+            (SubmitCommitAggregate, FinalizeSector),
+            (CommitAggregateWait, FinalizeSector),
             (FinalizeSector, Proving),
         ];
         let failures = [
@@ -1243,10 +1412,14 @@ mod tests {
             (PreCommit2, SealPreCommit2Failed),
             (PreCommitting, PreCommitFailed),
             (PreCommitWait, PreCommitFailed),
+            (SubmitPreCommitBatch, PreCommitFailed),
+            (PreCommitBatchWait, PreCommitFailed),
             (WaitSeed, PreCommitFailed),
             (Committing, ComputeProofFailed),
             (SubmitCommit, CommitFailed),
             (CommitWait, CommitFailed),
+            (SubmitCommitAggregate, CommitFailed),
+            (CommitAggregateWait, CommitFailed),
             (FinalizeSector, FinalizeFailed),
         ];
         let retries = [
@@ -1290,10 +1463,12 @@ mod tests {
         let sched =
             sealing_sched::Scheduler::new(sealing_sched::Config { assigner: sealing_sched::Assigner::Utilization });
         let manager = Manager::without_executor(sched, Default::default(), None, Default::default());
+        let chain = Arc::new(crate::chain::ChainClient::unreachable_for_tests());
+        let cfg = BatchConfig { max: 4, wait: Duration::from_secs(60), slack: Duration::ZERO };
         Arc::new(Sealing {
             db: Mutex::new(Db::open(&dir.join("sealing.db")).unwrap()),
             drives: Default::default(),
-            chain: Arc::new(crate::chain::ChainClient::unreachable_for_tests()),
+            chain: chain.clone(),
             manager,
             miner: 1000,
             proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
@@ -1304,8 +1479,19 @@ mod tests {
                 retry_wait: Duration::from_secs(1),
                 max_retries: 1,
                 keep_unsealed: true,
+                batch_pre_commits: true,
+                aggregate_commits: true,
             },
             clock: Default::default(),
+            batches: Batches::new(
+                chain.clone(),
+                sealing_proofs::Backend::Real,
+                1000,
+                RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+                cfg.clone(),
+                cfg,
+                4,
+            ),
         })
     }
 

@@ -10,6 +10,7 @@
 //! PreCommit2 and Commit1 take milliseconds; Commit2 takes about a minute and needs Groth16
 //! parameters in `FIL_PROOFS_PARAMETER_CACHE`.
 
+pub mod aggregate;
 pub mod mock;
 pub mod params;
 pub mod post;

@@ -62,7 +62,7 @@ fn commitment(tag: &str, parts: &[&[u8]]) -> Commitment {
 }
 
 /// `len` bytes expanded from a seed (a proof of the real size).
-fn expand(seed: [u8; 32], len: usize) -> Vec<u8> {
+pub(crate) fn expand(seed: [u8; 32], len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 32);
     let mut i = 0u64;
     while out.len() < len {

@@ -63,6 +63,27 @@ pub enum SectorsCmd {
         #[command(subcommand)]
         cmd: NumbersCmd,
     },
+    /// manage batch sector operations
+    Batching {
+        #[command(subcommand)]
+        cmd: BatchingCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BatchingCmd {
+    /// list sectors waiting in commit batch queue
+    Commit {
+        /// send a batch now
+        #[arg(long)]
+        publish_now: bool,
+    },
+    /// list sectors waiting in precommit batch queue
+    Precommit {
+        /// send a batch now
+        #[arg(long)]
+        publish_now: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,6 +179,7 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
         }
         SectorsCmd::Unseal { sector, output } => unseal(repo, &c, sector, &output).await?,
         SectorsCmd::Numbers { cmd } => numbers(&c, cmd).await?,
+        SectorsCmd::Batching { cmd } => batching(&c, cmd).await?,
         SectorsCmd::Refs => {
             let refs = c.request::<lotus_api::contract::miner::SectorsRefs>(()).await.map_err(explain)?;
             if !print_json(&refs)? {
@@ -190,6 +212,91 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
             c.request::<m::SectorRemove>((sector,)).await.map_err(explain)?;
         }
     }
+    Ok(())
+}
+
+/// A flushed batch as Lotus prints it: its message or its error, and each sector.
+struct BatchLine {
+    sectors: Vec<u64>,
+    msg: Option<lotus_api::wire::Cid>,
+    error: String,
+    failed: std::collections::BTreeMap<u64, String>,
+}
+
+fn print_batches(batches: &[BatchLine]) {
+    for (i, b) in batches.iter().enumerate() {
+        println!("Batch {i}:");
+        if b.error.is_empty() {
+            println!("\tMessage: {}", b.msg.as_ref().map(|c| c.to_string()).unwrap_or_else(|| "<nil>".into()));
+        } else {
+            println!("\tError: {}", b.error);
+        }
+        println!("\tSectors:");
+        for n in &b.sectors {
+            match b.failed.get(n) {
+                Some(e) => println!("\t\t{n}\tERROR {e}"),
+                None => println!("\t\t{n}\tOK"),
+            }
+        }
+    }
+}
+
+/// `sectors batching precommit|commit [--publish-now]`: the queued sectors; with
+/// `--publish-now` (or a "yes" to the question) the batch is sent now.
+async fn batching(c: &lotus_api::RpcClient, cmd: BatchingCmd) -> Result<()> {
+    use lotus_api::contract::miner as m;
+    let (commit, publish_now) = match cmd {
+        BatchingCmd::Commit { publish_now } => (true, publish_now),
+        BatchingCmd::Precommit { publish_now } => (false, publish_now),
+    };
+    let mut publish = publish_now;
+    if !publish {
+        let pending = if commit {
+            c.request::<m::SectorCommitPending>(()).await
+        } else {
+            c.request::<m::SectorPreCommitPending>(()).await
+        }
+        .map_err(|e| anyhow::anyhow!("getting pending deals: {}", explain(e)))?;
+        if pending.is_empty() {
+            // Lotus prints "committed" for both queues.
+            println!("No sectors queued to be committed");
+            return Ok(());
+        }
+        for s in &pending {
+            println!("{}", s.number);
+        }
+        use std::io::Write;
+        print!("Do you want to publish these sectors now? (yes/no): ");
+        std::io::stdout().flush().ok();
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).context("reading user input")? == 0 {
+            bail!("reading user input: EOF (answer yes or no, or pass --publish-now)");
+        }
+        match answer.trim().to_lowercase().as_str() {
+            "yes" => publish = true,
+            "no" => return Ok(()),
+            _ => {
+                println!("Invalid input. Please answer with 'yes' or 'no'.");
+                return Ok(());
+            }
+        }
+    }
+    debug_assert!(publish);
+    let lines: Option<Vec<BatchLine>> = if commit {
+        c.request::<m::SectorCommitFlush>(()).await.map_err(|e| anyhow::anyhow!("flush: {}", explain(e)))?.map(|v| {
+            v.into_iter()
+                .map(|b| BatchLine { sectors: b.sectors, msg: b.msg, error: b.error, failed: b.failed_sectors })
+                .collect()
+        })
+    } else {
+        c.request::<m::SectorPreCommitFlush>(()).await.map_err(|e| anyhow::anyhow!("flush: {}", explain(e)))?.map(|v| {
+            v.into_iter()
+                .map(|b| BatchLine { sectors: b.sectors, msg: b.msg, error: b.error, failed: Default::default() })
+                .collect()
+        })
+    };
+    let Some(lines) = lines else { bail!("no sectors to publish") };
+    print_batches(&lines);
     Ok(())
 }
 
