@@ -618,7 +618,7 @@ pub mod miner {
     pub const UNTYPED: &[&str] = &["SealingSchedDiag"];
 
     const CHAIN: &str =
-        "it needs the chain through a full-node API (FULLNODE_API_INFO), which this miner does not use yet";
+        "this chain operation (actor, terminate, fault and upgrade commands) is not built yet: the miner sends only the sealing, batching and PoSt messages";
     const DEALS: &str =
         "deal intake (Boost's side of the miner API) is not served yet; `lotus-miner sectors add-piece` seals a file";
 

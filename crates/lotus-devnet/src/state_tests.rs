@@ -132,3 +132,70 @@ fn randomness_is_lotuss_draw_and_refuses_the_future() {
     assert_ne!(a, st.beacon_randomness(tags::SEAL_RANDOMNESS, 5, &e, 10).unwrap());
     assert!(st.beacon_randomness(tags::INTERACTIVE_SEAL_CHALLENGE_SEED, 11, &e, 10).is_err());
 }
+
+/// Pre-commit sectors 1..=n at `at` (their CommD is the CC one).
+fn pre_commit(st: &mut State, id: u64, n: u64, at: ChainEpoch) {
+    let info = |n: u64| actors::miner::SectorPreCommitInfo {
+        seal_proof: fvm_shared::sector::RegisteredSealProof::StackedDRG2KiBV1P1,
+        sector_number: n,
+        sealed_cid: Commitment::Sealed.to_cid(&[n as u8; 32]).0,
+        seal_rand_epoch: at - 1,
+        deal_ids: vec![],
+        expiration: 100_000,
+        unsealed_cid: actors::miner::CompactCommD(None),
+    };
+    let batch = actors::miner::PreCommitSectorBatchParams2 { sectors: (1..=n).map(info).collect() };
+    assert_eq!(call(st, id, actors::MINER_PRE_COMMIT_SECTOR_BATCH2, actors::encode(&batch), at), 0);
+}
+
+fn aggregated(numbers: &[u64], proof: Vec<u8>) -> Vec<u8> {
+    actors::encode(&actors::miner::ProveCommitSectors3Params {
+        sector_activations: numbers
+            .iter()
+            .map(|&n| actors::miner::SectorActivationManifest { sector_number: n, pieces: vec![] })
+            .collect(),
+        sector_proofs: vec![],
+        aggregate_proof: fvm_ipld_encoding::RawBytes::new(proof),
+        aggregate_proof_type: Some(fvm_shared::sector::RegisteredAggregateProof::SnarkPackV2),
+        require_activation_success: true,
+        require_notification_success: true,
+    })
+}
+
+#[test]
+fn an_aggregate_proof_activates_its_sectors_only_when_it_verifies_and_covers_enough() {
+    let mut st = chain();
+    let id = create_miner(&mut st, 0);
+    pre_commit(&mut st, id, 4, 5);
+    let at = 6 + st.params.pre_commit_challenge_delay + 1;
+    st.advance(at);
+    let entropy = address_entropy(&Address::id(id));
+    let sealed: Vec<_> = (1..=4).map(|n| st.seal_inputs(id, n, &entropy, at).unwrap().1).collect();
+    let proof = RegisteredSealProof::STACKED_DRG_2KIB_V1_1;
+    let good = sealing_proofs::aggregate::aggregate(Backend::Mock, proof, id, &sealed, &[]).unwrap();
+    const PROVE: u64 = actors::MINER_PROVE_COMMIT_SECTORS3;
+    let illegal = ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64;
+    // Another miner's aggregate, and an aggregate of too few sectors: refused, nothing active.
+    let other = sealing_proofs::aggregate::aggregate(Backend::Mock, proof, id + 1, &sealed, &[]).unwrap();
+    assert_eq!(call(&mut st, id, PROVE, aggregated(&[1, 2, 3, 4], other), at), illegal);
+    let three = sealing_proofs::aggregate::aggregate(Backend::Mock, proof, id, &sealed[..3], &[]).unwrap();
+    assert_eq!(call(&mut st, id, PROVE, aggregated(&[1, 2, 3], three), at + 1), illegal);
+    assert!(st.miners[&id].sectors.is_empty());
+    assert_eq!(call(&mut st, id, PROVE, aggregated(&[1, 2, 3, 4], good), at + 2), 0);
+    assert_eq!(st.miners[&id].sectors.len(), 4);
+    assert!(st.miners[&id].precommits.is_empty());
+}
+
+#[test]
+fn a_pre_commit_not_proven_in_time_expires() {
+    let mut st = chain();
+    let id = create_miner(&mut st, 0);
+    pre_commit(&mut st, id, 1, 5);
+    // The pre-commit landed at epoch 6.
+    let late = 6 + policy::MAX_PROVE_COMMIT_DURATION + 1;
+    st.advance(late);
+    let entropy = address_entropy(&Address::id(id));
+    let f = st.seal_inputs(id, 1, &entropy, late).unwrap_err();
+    assert_eq!(f.code, ExitCode::USR_FORBIDDEN);
+    assert!(f.why.contains("expired"), "{}", f.why);
+}
