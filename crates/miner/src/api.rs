@@ -45,7 +45,7 @@ fn sector_status(ctx: &Ctx, s: &SectorInfo) -> lotus_api::contract::miner::Secto
         retries: s.retries.into(),
         to_upgrade: false,
         replica_update_message: None,
-        last_err: s.last_error.clone(),
+        last_err: ctx.sealing.write_error(s.number).unwrap_or_else(|| s.last_error.clone()),
         log: ctx
             .sealing
             .log(s.number)
@@ -371,7 +371,21 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     s.register_with("SectorsListDetail", ctx.clone(), |c, p: Params| async move {
         p.expect(0)?;
         let list = c.sealing.list().map_err(method_err)?;
-        Ok(list.iter().map(|s| json!({ "SectorID": s.number, "State": s.state.name(), "HasData": s.has_data, "LastErr": s.last_error })).collect::<Vec<_>>())
+        let mut out: Vec<(u64, Value)> = list
+            .iter()
+            .map(|s| {
+                let err = c.sealing.write_error(s.number).unwrap_or_else(|| s.last_error.clone());
+                (s.number, json!({ "SectorID": s.number, "State": s.state.name(), "HasData": s.has_data, "LastErr": err }))
+            })
+            .collect();
+        // Quarantined sectors are listed, in the state their record was in, with the reason.
+        for (n, state, why) in c.sealing.quarantined().map_err(method_err)? {
+            if !list.iter().any(|s| s.number == n) {
+                out.push((n, json!({ "SectorID": n, "State": state, "HasData": false, "LastErr": format!("quarantined: its record cannot be read: {why}") })));
+            }
+        }
+        out.sort_by_key(|(n, _)| *n);
+        Ok(out.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
     });
     s.register_with("SectorsUnsealPiece", ctx.clone(), |c, p: Params| async move {
         p.expect_between(1, 5)?;

@@ -280,6 +280,7 @@ pub async fn serve(
         },
         clock: Default::default(),
         batches,
+        write_errors: Default::default(),
     });
     sealing.batches.start(&background);
     sealing.resume_all()?;

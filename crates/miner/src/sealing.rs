@@ -203,6 +203,33 @@ impl SectorState {
     }
 }
 
+impl SectorInfo {
+    /// A new sector, in Packing, knowing nothing yet.
+    pub fn new(number: u64, proof: RegisteredSealProof, has_data: bool) -> SectorInfo {
+        SectorInfo {
+            number,
+            state: SectorState::Packing,
+            proof,
+            has_data,
+            data_len: 0,
+            pieces: vec![],
+            ticket: None,
+            ticket_epoch: None,
+            pc1: None,
+            comm_r: None,
+            comm_d: None,
+            precommit_epoch: None,
+            seed: None,
+            seed_epoch: None,
+            proof_bytes: None,
+            precommit_message: None,
+            commit_message: None,
+            retries: 0,
+            last_error: String::new(),
+        }
+    }
+}
+
 /// Everything the miner knows about a sector; stored as JSON in `sealing.db`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SectorInfo {
@@ -264,6 +291,12 @@ pub enum SealingError {
     MissingForState { number: u64, state: String, what: &'static str },
     #[error("{0:?} is not a sector state; the states are: {1}")]
     NoSuchState(String, String),
+    #[error("sector database {path} has schema version {found}, written by a newer lotus-miner (this one reads up to version {supported}): run the newer lotus-miner, or restore a backup made by this one")]
+    NewerSchema { path: String, found: i64, supported: i64 },
+    #[error("sector {number}'s record in {path} cannot be read ({message}); it is quarantined (kept in the database's quarantine table, not resumed): restore it from a backup, or remove it with `sectors remove`")]
+    Quarantined { path: String, number: u64, message: String },
+    #[error("sector {0} already exists: a new sector never overwrites one")]
+    Exists(u64),
 }
 
 /// A chain error as the sector's error: a node that cannot be reached is temporary (the
@@ -283,6 +316,21 @@ fn message_cid(cid: &Option<String>) -> Result<lotus_api::wire::Cid, CallError> 
 /// Where the sector number assigner's state is kept (the `meta` table).
 const NUMBERS_KEY: &str = "sector_numbers";
 
+/// The schema, one migration per version (`PRAGMA user_version` holds the last one applied).
+/// Version 1 is the schema of every miner before versions existed (hence `IF NOT EXISTS`).
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS sectors (number INTEGER PRIMARY KEY, state TEXT NOT NULL, info TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS sector_log (id INTEGER PRIMARY KEY AUTOINCREMENT, number INTEGER NOT NULL,
+         ts INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     -- Counting sectors per state (each metrics scrape) reads this index, not every row's JSON.
+     CREATE INDEX IF NOT EXISTS sectors_by_state ON sectors (state);",
+    // Rows that cannot be read, kept with the reason instead of vanishing.
+    "CREATE TABLE quarantine (number INTEGER PRIMARY KEY, state TEXT NOT NULL, info TEXT NOT NULL,
+         error TEXT NOT NULL, ts INTEGER NOT NULL);",
+];
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 pub struct Db {
     conn: Connection,
     path: String,
@@ -298,18 +346,71 @@ impl Db {
         // lose the last ones, whose steps are then run again. FULL (an fsync per commit) cost
         // about 8 ms per state change, and queued 64 concurrent pledges for half a second
         // (the scale benchmark). Lotus's own sector store does not sync its writes either.
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS sectors (number INTEGER PRIMARY KEY, state TEXT NOT NULL, info TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS sector_log (id INTEGER PRIMARY KEY AUTOINCREMENT, number INTEGER NOT NULL,
-                 ts INTEGER NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             -- Counting sectors per state (each metrics scrape) reads this index, not every row's JSON.
-             CREATE INDEX IF NOT EXISTS sectors_by_state ON sectors (state);",
-        )
-        .map_err(err)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(err)?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+        if found > SCHEMA_VERSION {
+            return Err(SealingError::NewerSchema { path: p, found, supported: SCHEMA_VERSION });
+        }
+        // Each migration runs once, in order, in one transaction with its version bump.
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= found {
+                continue;
+            }
+            let tx = conn.unchecked_transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {version}")).map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
         Ok(Db { conn, path: p })
+    }
+
+    /// Move every sector row that cannot be read into the quarantine table (with the reason
+    /// and a log line), so that it is reported instead of vanishing; returns their numbers
+    /// and reasons.
+    pub fn quarantine_unreadable(&self) -> Result<Vec<(u64, String)>, SealingError> {
+        let mut q = self.conn.prepare("SELECT number, state, info FROM sectors ORDER BY number").map_err(self.err())?;
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(self.err())?;
+        let bad: Vec<(u64, String, String, String)> = rows
+            .flatten()
+            .filter_map(|(n, state, info)| {
+                serde_json::from_str::<SectorInfo>(&info).err().map(|e| (n, state, info, e.to_string()))
+            })
+            .collect();
+        drop(q);
+        for (n, state, info, why) in &bad {
+            let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+            tx.execute(
+                "INSERT OR REPLACE INTO quarantine (number, state, info, error, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![n, state, info, why, now_secs()],
+            )
+            .map_err(self.err())?;
+            tx.execute("DELETE FROM sectors WHERE number = ?1", [n]).map_err(self.err())?;
+            tx.execute(
+                "INSERT INTO sector_log (number, ts, kind, message) VALUES (?1, ?2, 'error', ?3)",
+                params![n, now_secs(), format!("quarantined: the record (in {state}) cannot be read: {why}")],
+            )
+            .map_err(self.err())?;
+            tx.commit().map_err(self.err())?;
+        }
+        Ok(bad.into_iter().map(|(n, _, _, why)| (n, why)).collect())
+    }
+
+    /// The quarantined sectors: (number, the state its row was in, why it cannot be read).
+    pub fn quarantined(&self) -> Result<Vec<(u64, String, String)>, SealingError> {
+        let mut q =
+            self.conn.prepare("SELECT number, state, error FROM quarantine ORDER BY number").map_err(self.err())?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(self.err())?;
+        Ok(rows.flatten().collect())
+    }
+
+    fn quarantine_reason(&self, number: u64) -> Result<Option<String>, SealingError> {
+        self.conn
+            .prepare_cached("SELECT error FROM quarantine WHERE number = ?1")
+            .and_then(|mut q| q.query_row([number], |r| r.get(0)).optional())
+            .map_err(self.err())
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> SealingError + '_ {
@@ -346,7 +447,8 @@ impl Db {
             });
         }
         let next: u64 = self.meta("next_sector")?.and_then(|v| v.parse().ok()).unwrap_or(1);
-        let mut q = self.conn.prepare("SELECT number FROM sectors").map_err(self.err())?;
+        let mut q =
+            self.conn.prepare("SELECT number FROM sectors UNION SELECT number FROM quarantine").map_err(self.err())?;
         let in_table: Vec<u64> = q.query_map([], |r| r.get(0)).map_err(self.err())?.flatten().collect();
         Ok(Numbers::from_counter(next, in_table))
     }
@@ -361,7 +463,7 @@ impl Db {
         let mut numbers = self.numbers()?;
         let n = loop {
             let n = numbers.allocate();
-            if self.get_raw(n)?.is_none() {
+            if self.get_raw(n)?.is_none() && self.quarantine_reason(n)?.is_none() {
                 break n;
             }
             tracing::warn!(sector = n, "sector number {n} was free in the assigner but its row exists; skipping it");
@@ -417,8 +519,25 @@ impl Db {
         self.put(s, kind, message).map(|()| true)
     }
 
+    /// A sector's record; a quarantined one (or one that cannot be read) is an error that
+    /// says so, never "not found".
     pub fn get(&self, number: u64) -> Result<Option<SectorInfo>, SealingError> {
-        Ok(self.get_raw(number)?.and_then(|t| serde_json::from_str(&t).ok()))
+        let quarantined = |message| SealingError::Quarantined { path: self.path.clone(), number, message };
+        match self.get_raw(number)? {
+            Some(t) => serde_json::from_str(&t).map(Some).map_err(|e| quarantined(e.to_string())),
+            None => match self.quarantine_reason(number)? {
+                Some(why) => Err(quarantined(why)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Write a new sector's first record: refused if the number already has one.
+    pub fn create(&self, s: &SectorInfo, message: &str) -> Result<(), SealingError> {
+        if self.get_raw(s.number)?.is_some() || self.quarantine_reason(s.number)?.is_some() {
+            return Err(SealingError::Exists(s.number));
+        }
+        self.put(s, "event", message)
     }
 
     pub fn list(&self) -> Result<Vec<SectorInfo>, SealingError> {
@@ -493,6 +612,8 @@ pub struct Sealing {
     pub clock: Mutex<crate::alerts::StateClock>,
     /// The pre-commit and commit batches.
     pub batches: Batches,
+    /// Sectors whose last transition could not be written yet (retried), with the error.
+    pub write_errors: Mutex<std::collections::HashMap<u64, String>>,
 }
 
 /// What a sector brings to the commit batch: its proof, and what the proof commits to (for
@@ -600,6 +721,15 @@ impl Sealing {
 
     /// Resume every sector that is not done (after a restart).
     pub fn resume_all(self: &Arc<Self>) -> Result<(), SealingError> {
+        for (n, why) in self.db().quarantine_unreadable()? {
+            tracing::error!(
+                sector = n,
+                "the sector's record cannot be read, so it is quarantined and not resumed: {why}; restore it from a backup, or remove it with `sectors remove`"
+            );
+        }
+        for (n, state, _) in self.db().quarantined()? {
+            tracing::warn!(sector = n, state = %state, "sector quarantined (its record cannot be read): not resumed");
+        }
         for s in self.db().list()? {
             if !s.state.is_final() {
                 tracing::info!(sector = s.number, state = %s.state.name(), "resuming sector");
@@ -654,28 +784,8 @@ impl Sealing {
             }
         }
         let number = db.next_number()?;
-        let s = SectorInfo {
-            number,
-            state: SectorState::Packing,
-            proof: self.proof,
-            has_data,
-            data_len: 0,
-            pieces: vec![],
-            ticket: None,
-            ticket_epoch: None,
-            pc1: None,
-            comm_r: None,
-            comm_d: None,
-            precommit_epoch: None,
-            seed: None,
-            seed_epoch: None,
-            proof_bytes: None,
-            precommit_message: None,
-            commit_message: None,
-            retries: 0,
-            last_error: String::new(),
-        };
-        db.put(&s, "event", if has_data { "created with a piece (deal sector)" } else { "pledged (CC)" })?;
+        let s = SectorInfo::new(number, self.proof, has_data);
+        db.create(&s, if has_data { "created with a piece (deal sector)" } else { "pledged (CC)" })?;
         drop(db);
         Ok(number)
     }
@@ -736,7 +846,13 @@ impl Sealing {
     pub fn remove(self: &Arc<Self>, number: u64) -> Result<(), SealingError> {
         {
             let db = self.db();
-            let mut s = db.get(number)?.ok_or(SealingError::NotFound(number))?;
+            let mut s = match db.get(number) {
+                Ok(s) => s.ok_or(SealingError::NotFound(number))?,
+                // Its record is lost, not its files: a fresh record of the miner's proof type
+                // lets the removal find and delete them.
+                Err(SealingError::Quarantined { .. }) => SectorInfo::new(number, self.proof, false),
+                Err(e) => return Err(e),
+            };
             if s.state == SectorState::Removing {
                 return Ok(());
             }
@@ -771,13 +887,8 @@ impl Sealing {
                 tokio::time::sleep(self.cfg.retry_wait).await;
                 let mut next = s.clone();
                 next.state = target;
-                match self.db().put_transition(&next, "retry", &format!("retrying {}", target.name())) {
-                    Ok(_) => continue,
-                    Err(e) => {
-                        tracing::error!(sector = number, "{e}");
-                        return;
-                    }
-                }
+                self.write_transition(next, "retry", format!("retrying {}", target.name())).await;
+                continue;
             }
             let from = s.state;
             let result = match self.step(s.clone()).await {
@@ -809,28 +920,54 @@ impl Sealing {
                     (n, "error", format!("{}: {e}", from.name()))
                 }
             };
-            match self.db().put_transition(&next, kind, &msg) {
-                Ok(true) => tracing::info!(sector = number, "{msg}"),
-                Ok(false) => {
-                    tracing::info!(
-                        sector = number,
-                        "removal requested while {} ran: its result is dropped",
-                        from.name()
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(sector = number, "{e}");
-                    return;
-                }
+            let next_state = next.state;
+            if self.write_transition(next, kind, msg.clone()).await {
+                tracing::info!(sector = number, "{msg}");
+            } else {
+                tracing::info!(sector = number, "removal requested while {} ran: its result is dropped", from.name());
+                continue;
             }
-            if next.state.is_final() {
+            if next_state.is_final() {
                 // Its tracked work will never be asked for again.
                 if let Some(c) = self.manager.call_store() {
                     c.forget_sector(SectorId { miner: self.miner, number });
                 }
             }
         }
+    }
+
+    /// Write a transition (off the async threads), retrying a failed write with backoff until
+    /// it lands: the sector waits in its state, and `sectors status` shows why, instead of
+    /// stopping until a restart. `false`: a removal was requested meanwhile, nothing written.
+    async fn write_transition(self: &Arc<Self>, next: SectorInfo, kind: &'static str, msg: String) -> bool {
+        let number = next.number;
+        let next = Arc::new(next);
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let (me, n, m) = (self.clone(), next.clone(), msg.clone());
+            let r = tokio::task::spawn_blocking(move || me.db().put_transition(&n, kind, &m)).await;
+            let e = match r {
+                Ok(Ok(written)) => {
+                    self.write_errors.lock().unwrap_or_else(|e| e.into_inner()).remove(&number);
+                    return written;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("the database task failed: {e}"),
+            };
+            let shown = format!(
+                "the miner cannot write this sector's state ({msg}), retrying in {}: {e}",
+                humantime::format_duration(backoff)
+            );
+            tracing::error!(sector = number, "{shown}");
+            self.write_errors.lock().unwrap_or_else(|e| e.into_inner()).insert(number, shown);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// Why the sector's last state could not be written, while the miner retries it.
+    pub fn write_error(&self, number: u64) -> Option<String> {
+        self.write_errors.lock().unwrap_or_else(|e| e.into_inner()).get(&number).cloned()
     }
 
     /// A failed message's error, with the worker's balance when funds were the reason.
@@ -1257,6 +1394,10 @@ impl Sealing {
     pub fn list(&self) -> Result<Vec<SectorInfo>, SealingError> {
         self.db().list()
     }
+
+    pub fn quarantined(&self) -> Result<Vec<(u64, String, String)>, SealingError> {
+        self.db().quarantined()
+    }
     pub fn log(&self, number: u64) -> Result<Vec<LogEntry>, SealingError> {
         self.db().log(number)
     }
@@ -1351,6 +1492,61 @@ mod tests {
         assert_eq!(s.state, SectorState::PreCommit1);
         assert_eq!(s.ticket, Some([1; 32]));
         assert_eq!(db.log(1).unwrap()[0].message, "GetTicket → PreCommit1");
+    }
+
+    #[test]
+    fn an_unreadable_row_is_quarantined_reported_and_its_number_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealing.db");
+        let db = Db::open(&path).unwrap();
+        let p = RegisteredSealProof::STACKED_DRG_2KIB_V1_1;
+        for n in [1, 2] {
+            db.create(&SectorInfo::new(n, p, false), "pledged (CC)").unwrap();
+        }
+        assert!(matches!(db.create(&SectorInfo::new(2, p, false), "again"), Err(SealingError::Exists(2))));
+        // A record this miner cannot read (a newer miner's state, a hand edit).
+        db.conn
+            .execute("UPDATE sectors SET info = '{\"number\": 2, \"state\": \"Hovering\"}' WHERE number = 2", [])
+            .unwrap();
+        assert_eq!(db.quarantine_unreadable().unwrap().len(), 1);
+        assert_eq!(db.list().unwrap().iter().map(|s| s.number).collect::<Vec<_>>(), vec![1]);
+        let q = db.quarantined().unwrap();
+        assert_eq!((q[0].0, q[0].1.as_str()), (2, "Packing"), "listed in the state its row was in");
+        let e = db.get(2).unwrap_err().to_string();
+        assert!(e.contains("quarantined") && e.contains("Hovering"), "{e}");
+        assert!(db.log(2).unwrap().last().unwrap().message.starts_with("quarantined"));
+        assert!(matches!(db.create(&SectorInfo::new(2, p, false), "again"), Err(SealingError::Exists(2))));
+        // The number assigner, even rebuilt from the table alone, skips it.
+        db.conn.execute("DELETE FROM meta", []).unwrap();
+        assert_eq!(db.next_number().unwrap(), 3);
+        drop(db);
+        // Reopened: nothing left to quarantine, the quarantined row kept.
+        let db = Db::open(&path).unwrap();
+        assert!(db.quarantine_unreadable().unwrap().is_empty());
+        assert_eq!(db.quarantined().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_schema_is_migrated_in_order_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealing.db");
+        // A database from before versions: the tables, user_version 0.
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute("INSERT INTO sectors (number, state, info) VALUES (1, 'Packing', '{}')", []).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let v: i64 = db.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(db.quarantine_unreadable().unwrap().len(), 1, "the migration made the quarantine table");
+        drop(db);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .unwrap();
+        let e = Db::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer lotus-miner") && e.contains(&format!("version {}", SCHEMA_VERSION + 1)), "{e}");
     }
 
     #[test]
@@ -1483,6 +1679,7 @@ mod tests {
                 aggregate_commits: true,
             },
             clock: Default::default(),
+            write_errors: Default::default(),
             batches: Batches::new(
                 chain.clone(),
                 sealing_proofs::Backend::Real,
