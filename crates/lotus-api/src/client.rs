@@ -119,6 +119,90 @@ impl RpcClient {
     }
 }
 
+impl RpcClient {
+    /// Open a channel method of the contract (go-jsonrpc's `<-chan T`) over a WebSocket to
+    /// this client's endpoint: the values arrive on the returned receiver until the server
+    /// closes the channel or the connection ends (the receiver then yields `None`).
+    pub async fn subscribe<M: crate::contract::Method>(
+        &self,
+        params: M::Params,
+    ) -> Result<tokio::sync::mpsc::Receiver<M::Result>, ClientError>
+    where
+        M::Result: Send + 'static,
+    {
+        use crate::contract::ParamList;
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+        let ws_url = self.url.replacen("http://", "ws://", 1);
+        let unreachable = |why: String| ClientError::Unreachable { url: ws_url.clone(), why };
+        let mut req = ws_url.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
+        if let Some(t) = &self.token {
+            let v = format!("Bearer {t}").parse().map_err(|_| unreachable("the token is not a valid header".into()))?;
+            req.headers_mut().insert("Authorization", v);
+        }
+        let connect = tokio_tungstenite::connect_async(req);
+        let (mut ws, _) = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout { url: ws_url.clone(), secs: self.timeout.as_secs() })?
+            .map_err(|e| match e {
+                tokio_tungstenite::tungstenite::Error::Http(r) if r.status().as_u16() == 401 => {
+                    ClientError::Unauthorized { url: ws_url.clone(), body: "the token was refused".into() }
+                }
+                e => unreachable(e.to_string()),
+            })?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": format!("Filecoin.{}", M::NAME), "params": params.to_values()});
+        ws.send(Message::Text(body.to_string().into())).await.map_err(|e| unreachable(e.to_string()))?;
+        // The answer is the channel's id; values follow as `xrpc.ch.val` notifications.
+        let chan = loop {
+            let msg = tokio::time::timeout(self.timeout, ws.next())
+                .await
+                .map_err(|_| ClientError::Timeout { url: ws_url.clone(), secs: self.timeout.as_secs() })?;
+            let Some(Ok(Message::Text(t))) = msg else {
+                return Err(unreachable(format!("the connection ended before {} answered", M::NAME)));
+            };
+            let v: Value = serde_json::from_str(&t)
+                .map_err(|e| ClientError::Decode { method: M::NAME.into(), why: format!("not JSON: {e}") })?;
+            if v.get("id") != Some(&json!(id)) {
+                continue;
+            }
+            if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+                return Err(ClientError::Rpc {
+                    method: M::NAME.into(),
+                    code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                    message: err.get("message").and_then(Value::as_str).unwrap_or("(no message)").to_string(),
+                });
+            }
+            break v.get("result").cloned().unwrap_or(Value::Null);
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = ws.next().await {
+                let Message::Text(t) = msg else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
+                let params = v.get("params").and_then(Value::as_array);
+                match (v.get("method").and_then(Value::as_str), params) {
+                    (Some("xrpc.ch.val"), Some(p)) if p.first() == Some(&chan) => {
+                        let Some(val) = p.get(1).cloned().and_then(|x| serde_json::from_value(x).ok()) else {
+                            tracing::warn!(method = M::NAME, "a channel value did not decode; closing the channel");
+                            return;
+                        };
+                        if tx.send(val).await.is_err() {
+                            // Nobody listens: cancel the call, as go-jsonrpc's client does.
+                            let cancel = json!({"jsonrpc": "2.0", "method": "xrpc.cancel", "params": [id]});
+                            let _ = ws.send(Message::Text(cancel.to_string().into())).await;
+                            return;
+                        }
+                    }
+                    (Some("xrpc.ch.close"), Some(p)) if p.first() == Some(&chan) => return,
+                    _ => {}
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
 /// Whether the connection was refused (an I/O error of that kind somewhere in the chain).
 fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);

@@ -696,6 +696,9 @@ pub mod full {
         /// `api.APIVersion` (v1: 2.3.0; `/rpc/v0` answers 1.5.0).
         Version() -> ApiVersion, Read;
         ChainHead() -> TipSet, Read;
+        /// A channel (over WebSocket only): each value is the head changes since the last one;
+        /// the first is the head as `current`.
+        ChainNotify() -> Vec<HeadChange>, Read;
         ChainGetGenesis() -> TipSet, Read;
         ChainGetTipSet(key: TipSetKey) -> TipSet, Read;
         /// The tipset at a height, or the first after it when that round was null.

@@ -117,16 +117,61 @@ impl Params {
 
 type Handler = Arc<dyn Fn(Params) -> BoxFuture<'static, Result<Value, RpcError>> + Send + Sync>;
 
+/// The values a channel method sends, until it ends.
+pub type ValueStream = futures_util::stream::BoxStream<'static, Value>;
+type ChannelHandler = Arc<dyn Fn(Params) -> BoxFuture<'static, Result<ValueStream, RpcError>> + Send + Sync>;
+
 /// The method table of one daemon.
 pub struct RpcServer {
     table: &'static [(&'static str, Permission)],
     handlers: HashMap<&'static str, (Permission, Handler)>,
+    /// Methods that return a channel (go-jsonrpc's `<-chan T`): served over WebSocket only.
+    channels: HashMap<&'static str, (Permission, ChannelHandler)>,
+}
+
+/// A WebSocket connection's channels: the values they send go out as go-jsonrpc's
+/// `xrpc.ch.val` notifications (`[channel id, value]`), their end as `xrpc.ch.close`.
+struct Channels {
+    out: tokio::sync::mpsc::UnboundedSender<Value>,
+    next: u64,
+    /// Opened by the request being answered: started once its answer (with the channel's
+    /// id) is on its way, so that no value precedes it.
+    opened: Vec<(Value, u64, ValueStream)>,
+    /// Running channels by the request ID that opened them (`xrpc.cancel` names it).
+    running: HashMap<String, tokio::task::AbortHandle>,
+}
+
+impl Channels {
+    fn start_opened(&mut self) {
+        for (req, chan, mut stream) in self.opened.drain(..) {
+            let out = self.out.clone();
+            let h = tokio::spawn(async move {
+                use futures_util::StreamExt;
+                while let Some(v) = stream.next().await {
+                    let n = json!({"jsonrpc": "2.0", "method": "xrpc.ch.val", "params": [chan, v]});
+                    if out.send(n).is_err() {
+                        return;
+                    }
+                }
+                let _ = out.send(json!({"jsonrpc": "2.0", "method": "xrpc.ch.close", "params": [chan]}));
+            });
+            self.running.insert(req.to_string(), h.abort_handle());
+        }
+    }
+}
+
+impl Drop for Channels {
+    fn drop(&mut self) {
+        for h in self.running.values() {
+            h.abort();
+        }
+    }
 }
 
 impl RpcServer {
     /// A server whose methods must all be declared in `table` (see [`methods`]).
     pub fn new(table: &'static [(&'static str, Permission)]) -> Self {
-        RpcServer { table, handlers: HashMap::new() }
+        RpcServer { table, handlers: HashMap::new(), channels: HashMap::new() }
     }
 
     /// Register `Filecoin.<name>`. Panics if `name` has no declared permission: that is a
@@ -188,6 +233,41 @@ impl RpcServer {
         })
     }
 
+    /// Register a channel method of the contract (`M::Result` is the type of each value it
+    /// sends): over WebSocket the call answers the channel's id and the values follow as
+    /// notifications; over HTTP it is refused, as Lotus refuses it.
+    pub fn channel<M, S, F, Fut, St>(&mut self, state: S, f: F)
+    where
+        M: crate::contract::Method,
+        S: Clone + Send + Sync + 'static,
+        F: Fn(S, M::Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<St, RpcError>> + Send + 'static,
+        St: futures_util::Stream<Item = M::Result> + Send + 'static,
+    {
+        use crate::contract::ParamList;
+        use futures_util::StreamExt;
+        assert_eq!(methods::permission(self.table, M::NAME), Some(M::PERM), "{} is not declared", M::NAME);
+        let f = Arc::new(f);
+        let h: ChannelHandler = Arc::new(move |p: Params| {
+            let (state, f) = (state.clone(), f.clone());
+            async move {
+                let params = M::Params::from_values(M::NAME, M::PARAM_NAMES, p.values)?;
+                let stream = f(state, params).await?;
+                Ok(stream.map(|v| serde_json::to_value(v).unwrap_or(Value::Null)).boxed())
+            }
+            .boxed()
+        });
+        self.channels.insert(M::NAME, (M::PERM, h));
+        let name = M::NAME;
+        let refuse: Handler = Arc::new(move |_| {
+            async move {
+                Err(RpcError::method(format!("{name} returns a channel: call it over a WebSocket connection")))
+            }
+            .boxed()
+        });
+        self.handlers.insert(M::NAME, (M::PERM, refuse));
+    }
+
     /// Answer every method of a contract that has no handler yet with a refusal naming it
     /// (after its params are checked, as for any method): a caller learns the method is known
     /// and not served, instead of "method not found".
@@ -209,6 +289,10 @@ impl RpcServer {
     /// Handle one HTTP body or WebSocket message. `None` when nothing is to be answered
     /// (notifications only).
     pub async fn handle(&self, body: &[u8], perms: &[Permission]) -> Option<Value> {
+        self.handle_in(body, perms, None).await
+    }
+
+    async fn handle_in(&self, body: &[u8], perms: &[Permission], mut chans: Option<&mut Channels>) -> Option<Value> {
         let req: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {
@@ -222,17 +306,17 @@ impl RpcServer {
             Value::Array(items) => {
                 let mut out = Vec::new();
                 for item in items {
-                    if let Some(r) = self.handle_one(item, perms).await {
+                    if let Some(r) = self.handle_one(item, perms, chans.as_deref_mut()).await {
                         out.push(r);
                     }
                 }
                 (!out.is_empty()).then_some(Value::Array(out))
             }
-            other => self.handle_one(other, perms).await,
+            other => self.handle_one(other, perms, chans).await,
         }
     }
 
-    async fn handle_one(&self, req: Value, perms: &[Permission]) -> Option<Value> {
+    async fn handle_one(&self, req: Value, perms: &[Permission], chans: Option<&mut Channels>) -> Option<Value> {
         let Value::Object(obj) = req else {
             return Some(error_response(
                 Value::Null,
@@ -258,6 +342,33 @@ impl RpcServer {
             Some(Value::Array(a)) => a.clone(),
             Some(_) => return answer(Err(RpcError::invalid_params("params must be a positional array"))),
         };
+        if let Some(chans) = chans {
+            if method == "xrpc.cancel" {
+                // go-jsonrpc's client cancels a call (and closes its channel) by its request ID.
+                if let Some(h) = values.first().and_then(|id| chans.running.remove(&id.to_string())) {
+                    h.abort();
+                }
+                return None;
+            }
+            if let Some((perm, open)) = method.strip_prefix("Filecoin.").and_then(|n| self.channels.get(n)) {
+                if !perms.contains(perm) {
+                    let name = method.trim_start_matches("Filecoin.");
+                    return answer(Err(RpcError::method(format!(
+                        "missing permission to invoke '{name}' (need '{perm}')"
+                    ))));
+                }
+                let req_id = id.clone()?;
+                return match open(Params { method: method.to_string(), values }).await {
+                    Ok(stream) => {
+                        chans.next += 1;
+                        let chan = chans.next;
+                        chans.opened.push((req_id, chan, stream));
+                        answer(Ok(json!(chan)))
+                    }
+                    Err(e) => answer(Err(e)),
+                };
+            }
+        }
         let Some((perm, handler)) = method.strip_prefix("Filecoin.").and_then(|n| self.handlers.get(n)) else {
             return answer(Err(RpcError::new(METHOD_NOT_FOUND, format!("method '{method}' not found"))));
         };
@@ -381,20 +492,36 @@ async fn ws_call(
     ws.max_message_size(RPC_BODY_LIMIT).on_upgrade(move |socket| ws_loop(socket, st.server, perms))
 }
 
-async fn ws_loop(mut socket: WebSocket, server: Arc<RpcServer>, perms: Vec<Permission>) {
-    while let Some(Ok(msg)) = socket.recv().await {
+async fn ws_loop(socket: WebSocket, server: Arc<RpcServer>, perms: Vec<Permission>) {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    // One writer: answers and channel values share the socket.
+    let (out, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let writer = tokio::spawn(async move {
+        while let Some(v) = rx.recv().await {
+            if sink.send(Message::Text(v.to_string().into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut chans = Channels { out: out.clone(), next: 0, opened: vec![], running: HashMap::new() };
+    while let Some(Ok(msg)) = stream.next().await {
         let body = match msg {
             Message::Text(t) => t.as_bytes().to_vec(),
             Message::Binary(b) => b.to_vec(),
             Message::Close(_) => break,
             _ => continue,
         };
-        if let Some(resp) = server.handle(&body, &perms).await {
-            if socket.send(Message::Text(resp.to_string().into())).await.is_err() {
+        if let Some(resp) = server.handle_in(&body, &perms, Some(&mut chans)).await {
+            if out.send(resp).is_err() {
                 break;
             }
         }
+        chans.start_opened();
     }
+    drop(chans);
+    drop(out);
+    writer.abort();
 }
 
 #[cfg(test)]

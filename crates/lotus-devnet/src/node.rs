@@ -4,7 +4,7 @@
 
 use crate::state::{self, State};
 use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 use lotus_api::chain::*;
 use lotus_api::contract::full as f;
 use lotus_api::rpc::Authenticator;
@@ -246,6 +246,29 @@ pub fn server(node: Arc<Node>) -> RpcServer {
     s.method::<f::ChainHead, _, _, _>(n.clone(), |n, ()| async move {
         let (st, head) = n.state();
         Ok(Node::tipset(&st, head))
+    });
+    // The head as it changes: `current` first, then an `apply` per new tipset (the devnet
+    // never reverts: it does not fork).
+    s.channel::<f::ChainNotify, _, _, _, _>(n.clone(), |n, ()| async move {
+        let (head, tipset) = {
+            let (st, head) = n.state();
+            (head, Node::tipset(&st, head))
+        };
+        let first = vec![HeadChange { kind: "current".into(), val: tipset }];
+        let rest = futures_util::stream::unfold((n, head), |(n, last)| async move {
+            loop {
+                tokio::time::sleep(n.block_delay() / 4).await;
+                let (st, head) = n.state();
+                if head > last {
+                    let changes = ((last + 1)..=head)
+                        .map(|h| HeadChange { kind: "apply".into(), val: Node::tipset(&st, h) })
+                        .collect::<Vec<_>>();
+                    drop(st);
+                    return Some((changes, (n.clone(), head)));
+                }
+            }
+        });
+        Ok(futures_util::stream::once(async move { first }).chain(rest))
     });
     s.method::<f::ChainGetGenesis, _, _, _>(n.clone(), |n, ()| async move { Ok(Node::tipset(&n.state().0, 0)) });
     s.method::<f::ChainGetTipSet, _, _, _>(n.clone(), |n, (key,)| async move {
@@ -579,4 +602,54 @@ pub fn server(node: Arc<Node>) -> RpcServer {
         Ok(Bytes(n.secret.create_token(&perms).into_bytes()))
     });
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clock that starts at genesis and moves by hand.
+    struct Hand(Arc<std::sync::atomic::AtomicU64>);
+    impl Clock for Hand {
+        fn now_ms(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    /// ChainNotify over a WebSocket: the head as `current`, then an `apply` per new tipset
+    /// in order; over HTTP the same call is refused (a channel needs a WebSocket).
+    #[tokio::test]
+    async fn chain_notify_sends_the_head_then_each_new_tipset() {
+        let params = state::Params { block_delay_ms: 40, proofs: sealing_proofs::Backend::Mock, ..Default::default() };
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000));
+        let node = Node::new(
+            State::genesis(params, 1_000_000, [3; 32]),
+            None,
+            Box::new(Hand(now.clone())),
+            JwtSecret::generate(),
+        );
+        let token = node.secret.create_token(&Permission::Read.with_lower());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(node)).await.unwrap() });
+        let url = format!("http://{addr}/rpc/v1");
+        let client = lotus_api::RpcClient::new(url, Some(token), Duration::from_secs(5));
+
+        let refused = client.request::<f::ChainNotify>(()).await.unwrap_err().to_string();
+        assert!(refused.contains("WebSocket"), "{refused}");
+
+        now.store(1_000_000 + 2 * 40, std::sync::atomic::Ordering::Relaxed);
+        let mut rx = client.subscribe::<f::ChainNotify>(()).await.unwrap();
+        let first = rx.recv().await.unwrap();
+        assert_eq!((first[0].kind.as_str(), first[0].val.height), ("current", 2));
+        now.store(1_000_000 + 5 * 40, std::sync::atomic::Ordering::Relaxed);
+        let mut heights = vec![];
+        while heights.len() < 3 {
+            for c in rx.recv().await.unwrap() {
+                assert_eq!(c.kind, "apply");
+                heights.push(c.val.height);
+            }
+        }
+        assert_eq!(heights, vec![3, 4, 5]);
+    }
 }

@@ -108,6 +108,8 @@ fn four_sectors_go_to_the_chain_in_one_pre_commit_and_one_aggregated_commit() {
     let first = msgs(1);
     assert!((2..=4).all(|n| msgs(n) == first), "every sector names the same two messages");
     assert!(miner.log().contains("aggregated the batch's seal proofs"), "{}", miner.log());
+    // The miner follows the head with ChainNotify over a WebSocket, not by polling.
+    assert!(miner.log().contains("following the chain head with ChainNotify"), "{}", miner.log());
     let log = c.miner_ok(&["sectors", "status", "--log", "1"]);
     assert!(log.contains("PreCommitting → SubmitPreCommitBatch"), "{log}");
     assert!(log.contains(", 4 sector(s))"), "{log}");

@@ -17,6 +17,7 @@ use sealing_proofs::Commitment;
 use sealing_types::RegisteredSealProof;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub type Epoch = i64;
@@ -192,6 +193,10 @@ pub struct ChainClient {
     shape: c::DeadlineInfo,
     confidence: u64,
     pub network_name: String,
+    /// The highest head seen (`ChainNotify`, or `ChainHead` polls while it is down).
+    heads: tokio::sync::watch::Sender<Epoch>,
+    /// Whether the head comes from `ChainNotify` now (`false`: polling).
+    pub notified: std::sync::atomic::AtomicBool,
 }
 
 /// `FULLNODE_API_INFO`'s entries as RPC endpoints (`/rpc/v1`).
@@ -322,6 +327,8 @@ impl ChainClient {
             confidence,
             network_name: net.network_name,
             nodes,
+            heads: tokio::sync::watch::channel(-1).0,
+            notified: false.into(),
         })
     }
 
@@ -356,7 +363,69 @@ impl ChainClient {
             shape,
             confidence: 0,
             network_name: "none".into(),
+            heads: tokio::sync::watch::channel(-1).0,
+            notified: false.into(),
         }
+    }
+
+    /// Follow the head with `ChainNotify` over a WebSocket to the node, as Lotus's miner
+    /// does; while that channel is down (a node without WebSocket, a dropped connection),
+    /// poll `ChainHead` and try again every half minute.
+    pub async fn follow_heads(self: Arc<Self>) {
+        let mut warned = false;
+        loop {
+            let i = self.current.load(Ordering::Relaxed) % self.nodes.len();
+            let (url, client) = &self.nodes[i];
+            match client.subscribe::<f::ChainNotify>(()).await {
+                Ok(mut rx) => {
+                    tracing::info!(node = %url, "following the chain head with ChainNotify");
+                    self.notified.store(true, Ordering::Relaxed);
+                    warned = false;
+                    while let Some(changes) = rx.recv().await {
+                        let top = changes.iter().filter(|c| c.kind != "revert").map(|c| c.val.height).max();
+                        if let Some(h) = top {
+                            self.saw_head(h);
+                        }
+                    }
+                    self.notified.store(false, Ordering::Relaxed);
+                    tracing::warn!(node = %url, "the ChainNotify channel closed; polling ChainHead until it reopens");
+                }
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(node = %url, "ChainNotify over WebSocket failed, polling ChainHead instead: {e}");
+                }
+                Err(_) => {}
+            }
+            let until = tokio::time::Instant::now() + Duration::from_secs(30);
+            while tokio::time::Instant::now() < until {
+                if let Ok(h) = self.head().await {
+                    self.saw_head(h);
+                }
+                tokio::time::sleep((self.block_delay / 2).max(Duration::from_millis(50))).await;
+            }
+        }
+    }
+
+    fn saw_head(&self, h: Epoch) {
+        self.heads.send_if_modified(|cur| {
+            let newer = h > *cur;
+            if newer {
+                *cur = h;
+            }
+            newer
+        });
+    }
+
+    /// The highest head seen so far (-1 before the first).
+    pub fn latest_head(&self) -> Epoch {
+        *self.heads.borrow()
+    }
+
+    /// Wait until the head is past `seen`, or `fallback` elapsed (the caller then reads the
+    /// head itself): head changes wake the miner's loops instead of a timer.
+    pub async fn next_head(&self, seen: Epoch, fallback: Duration) {
+        let mut rx = self.heads.subscribe();
+        let _ = tokio::time::timeout(fallback, rx.wait_for(|h| *h > seen)).await;
     }
 
     async fn call<M: Method>(&self, params: M::Params) -> Result<M::Result, ClientError>

@@ -305,6 +305,7 @@ pub async fn serve(
         cfg.proving.disable_builtin_window_post,
         cfg.proving.disable_builtin_winning_post,
     );
+    background.spawn(sealing.chain.clone().follow_heads());
     proving.start(&background);
     let ctx = Ctx {
         m: manager.clone(),

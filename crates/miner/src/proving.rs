@@ -178,8 +178,12 @@ impl Proving {
         let mut done: Option<Epoch> = None;
         // The deadline instance with partitions left to prove: if it closes so, it was missed.
         let mut unproven: Option<(DeadlineInfo, u64)> = None;
+        let mut seen = -1;
         loop {
-            tokio::time::sleep(self.tick()).await;
+            // Each new head (ChainNotify) wakes the loop; the fallback bounds a missed one.
+            self.chain.next_head(seen, self.tick() * 4).await;
+            // A failed read below waits for the next head too, instead of spinning.
+            seen = seen.max(self.chain.latest_head());
             let head = match self.chain.head().await {
                 Ok(h) => h,
                 Err(e) => {
@@ -187,6 +191,7 @@ impl Proving {
                     continue;
                 }
             };
+            seen = head;
             let dl = self.chain.deadline_at(head);
             if let Some((u, sectors)) = unproven.filter(|(u, _)| u.open != dl.open) {
                 unproven = None;
@@ -426,8 +431,11 @@ impl Proving {
 
     async fn mining_loop(self: Arc<Self>) {
         let mut last: Option<Epoch> = None;
+        let mut seen = -1;
         loop {
-            tokio::time::sleep(self.tick()).await;
+            self.chain.next_head(seen, self.tick() * 4).await;
+            // A failed read below waits for the next head too, instead of spinning.
+            seen = seen.max(self.chain.latest_head());
             let head = match self.chain.head().await {
                 Ok(h) => h,
                 Err(e) => {
@@ -435,6 +443,7 @@ impl Proving {
                     continue;
                 }
             };
+            seen = head;
             // Lotus's miner mines the round after the head (its base is the head).
             for round in last.map_or(head + 1, |l| l + 1)..=head + 1 {
                 match self.chain.mining_round(round).await {

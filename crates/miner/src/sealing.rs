@@ -1070,11 +1070,13 @@ impl Sealing {
             WaitSeed => {
                 let at = s.seed_epoch.unwrap_or(0);
                 loop {
+                    let seen = self.chain.latest_head();
                     if let Some(seed) = self.chain.seed(at).await.map_err(chain_err)? {
                         s.seed = Some(seed);
                         break;
                     }
-                    tokio::time::sleep(self.chain.block_delay() / 2).await;
+                    // Woken by the next head (ChainNotify); the fallback bounds a missed one.
+                    self.chain.next_head(seen, self.chain.block_delay()).await;
                 }
                 s.state = Committing;
             }
