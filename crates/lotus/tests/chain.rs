@@ -146,3 +146,30 @@ fn four_sectors_go_to_the_chain_in_one_pre_commit_and_one_aggregated_commit() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no sectors to publish"));
 }
+
+/// A Commit2 that computed an invalid proof (a faulty GPU, injected once under mock proofs):
+/// the chain refuses the commit, and the retry computes the proof again instead of reusing
+/// the stored one, so the sector reaches Proving.
+#[test]
+fn an_invalid_stored_proof_is_recomputed_on_retry_not_reused() {
+    let c = Cluster::mock("");
+    c.write_config(CONFIG);
+    let fault = c.dir.path().join("faulty-commit2");
+    std::fs::write(&fault, b"once").unwrap();
+    let miner = c.start_miner_with(&[("LOTUS_MOCK_FAULTY_COMMIT2", fault.to_str().unwrap())]);
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_or_show(
+        Duration::from_secs(90),
+        "the sector proving after one refused commit",
+        || miner.log(),
+        || sector_state(&c, 1) == "Proving",
+    );
+    assert!(!fault.exists(), "the fault was injected");
+    let log = c.miner_ok(&["sectors", "status", "--log", "1"]);
+    assert!(
+        log.contains("failed on chain with exit code 16 (ErrIllegalArgument)"),
+        "the chain refused the first proof: {log}"
+    );
+    assert_eq!(c.messages_with_method(34), 2, "two commits: the refused one and the recomputed one");
+    assert!(miner.log().contains("dropped the stored results the failed step used"), "{}", miner.log());
+}

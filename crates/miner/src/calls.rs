@@ -247,6 +247,20 @@ impl CallStore {
         self.queue(&mut m, Op::DeleteWork(work.to_string()));
     }
 
+    /// Drop the sector's finished results (its running calls stay tracked): a step that
+    /// failed after using them retries with fresh work, instead of being handed the same
+    /// result (an invalid proof, a bad PC2 output) on every retry. Returns how many.
+    pub fn forget_done(&self, sector: SectorId) -> usize {
+        let mut m = self.mirror();
+        let works: Vec<String> =
+            m.rows.iter().filter(|(_, r)| r.sector == sector && r.done.is_some()).map(|(w, _)| w.clone()).collect();
+        for w in &works {
+            m.remove_work(w);
+            self.queue(&mut m, Op::DeleteWork(w.clone()));
+        }
+        works.len()
+    }
+
     /// Garbage collection once a sector has moved on for good.
     pub fn forget_sector(&self, sector: SectorId) {
         let mut m = self.mirror();
@@ -302,5 +316,32 @@ mod tests {
         assert!(s.is_empty());
         drop(s);
         assert!(CallStore::open(&p).unwrap().is_empty(), "the forgetting was committed");
+    }
+
+    /// A result the failed step used is dropped, so the retry recomputes it; a call still
+    /// running stays tracked (the retry waits for it), and other sectors are untouched.
+    #[test]
+    fn a_failed_steps_results_are_dropped_and_its_running_calls_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sealing.db");
+        let sector = SectorId { miner: 1000, number: 4 };
+        let other = SectorId { miner: 1000, number: 5 };
+        let call = |s| CallId { sector: s, id: uuid::Uuid::new_v4() };
+        let (c2, fin, c2b) = (call(sector), call(sector), call(other));
+        let w = |t, n: u64| work_id(t, &[n.into()]);
+        let s = CallStore::open(&p).unwrap();
+        s.running(&w(TaskType::Commit2, 4), sector, c2, "h");
+        s.running(&w(TaskType::Finalize, 4), sector, fin, "h");
+        s.running(&w(TaskType::Commit2, 5), other, c2b, "h");
+        s.returned(c2, &Ok(serde_json::json!("bad proof")));
+        s.returned(c2b, &Ok(serde_json::json!("proof")));
+        assert_eq!(s.forget_done(sector), 1);
+        assert_eq!(s.get(&w(TaskType::Commit2, 4)), None, "recomputed on retry");
+        assert_eq!(s.get(&w(TaskType::Finalize, 4)), Some(Tracked::Running(fin)));
+        assert!(matches!(s.get(&w(TaskType::Commit2, 5)), Some(Tracked::Done { .. })));
+        drop(s);
+        let s = CallStore::open(&p).unwrap();
+        assert_eq!(s.get(&w(TaskType::Commit2, 4)), None, "the drop was committed");
+        assert_eq!(s.len(), 2);
     }
 }

@@ -915,6 +915,13 @@ impl Sealing {
                     (n, "transition", msg)
                 }
                 Err(e) => {
+                    // The retry recomputes: a stored result the failed step used is dropped.
+                    if let Some(c) = self.manager.call_store() {
+                        let dropped = c.forget_done(SectorId { miner: self.miner, number });
+                        if dropped > 0 {
+                            tracing::info!(sector = number, dropped, "dropped the stored results the failed step used");
+                        }
+                    }
                     let n = after_failure(&s, &e, self.cfg.max_retries);
                     tracing::warn!(sector = number, state = %from.name(), "sealing step failed: {e}");
                     (n, "error", format!("{}: {e}", from.name()))

@@ -243,7 +243,13 @@ impl Sealer {
     /// Commit2: the Groth16 SNARK (needs parameters in `FIL_PROOFS_PARAMETER_CACHE`).
     pub fn commit2(&self, c1: SealCommitPhase1Output) -> Result<Vec<u8>, ProofError> {
         if self.mock() {
-            return Ok(mock::seal_proof(&self.prover_id, self.sector, &c1.comm_r, &c1.comm_d, &c1.ticket, &c1.seed));
+            let mut proof =
+                mock::seal_proof(&self.prover_id, self.sector, &c1.comm_r, &c1.comm_d, &c1.ticket, &c1.seed);
+            // Tests only: one invalid proof, as a faulty GPU computes it.
+            if mock::take_fault("LOTUS_MOCK_FAULTY_COMMIT2") {
+                proof[0] ^= 0xff;
+            }
+            return Ok(proof);
         }
         let r = api::seal::seal_commit_phase2(c1, self.prover_id, api::SectorId::from(self.sector));
         Ok(self.lib("Commit2", r)?.proof)

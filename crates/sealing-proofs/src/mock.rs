@@ -249,6 +249,13 @@ pub fn seal_proof(
     expand(digest("seal", &[prover_id, &sector.to_le_bytes(), comm_r, comm_d, ticket, seed]), 192)
 }
 
+/// A test's injected fault: `var` names a file; the first mock task to find it removes it
+/// and misbehaves (a faulty GPU's invalid proof), every later one is sound. The removal makes
+/// it happen once across processes.
+pub fn take_fault(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|p| std::fs::remove_file(p).is_ok())
+}
+
 /// Finalize: drop what sealing alone needs, keep what proving reads.
 pub fn finalize(cache: &Path) -> Result<(), ProofError> {
     let entries = std::fs::read_dir(cache).map_err(io("reading the cache directory", cache))?;
