@@ -197,3 +197,36 @@ fn sealing_abort_stops_the_computation_on_the_worker() {
     wait_until(Duration::from_secs(300), "the sector to retry and prove", || sector_state(&c, 1) == "Proving");
     drop(miner);
 }
+
+/// The standard layout: a worker seals on one filesystem (tmpfs, `/dev/shm`) and keeps
+/// sectors on another (the disk). Finalize's move crosses filesystems (a rename fails with
+/// EXDEV): the files are copied, synced, renamed into place, and only then removed from the
+/// seal path; the sector reaches Proving with its files in the store path alone.
+#[test]
+fn a_sector_sealed_on_one_filesystem_is_stored_on_another() {
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("no /dev/shm on this machine: skipped");
+        return;
+    };
+    let c = Cluster::mock_with_init("", &["--no-local-storage"]);
+    c.write_config(&seals_nothing_config(
+        "[Sealing]\n  MinRetryTime = \"2s\"\n[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n",
+    ));
+    let miner = c.start_miner();
+    let w = c.start_worker("w", &["run", "--listen", "127.0.0.1:0", "--name", "two-disks", "--no-local-storage"]);
+    wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
+    let (seal, store) = (shm.path().join("seal"), c.path("store"));
+    for (flag, p) in [("--seal", &seal), ("--store", &store)] {
+        let out = c.worker_command("w", &["storage", "attach", "--init", flag, p.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_or_show(Duration::from_secs(90), "the sector proving", || miner.log(), || sector_state(&c, 1) == "Proving");
+    assert!(store.join("sealed/s-t01000-1").is_file(), "the sealed file is in the store path");
+    assert!(store.join("cache/s-t01000-1/p_aux").is_file(), "and its cache");
+    assert!(!seal.join("sealed/s-t01000-1").exists(), "the seal path keeps no copy");
+    assert!(!seal.join("cache/s-t01000-1").exists());
+    let found = c.miner_ok(&["storage", "find", "1"]);
+    assert!(found.contains("Sealing: false; Storage: true") && !found.contains("Sealing: true"), "{found}");
+    assert!(w.log().contains("moved across filesystems"), "the move crossed filesystems:\n{}", w.log());
+}

@@ -682,8 +682,10 @@ impl Executor {
                 move_local(&f, &target)
                     .await
                     .map_err(|e| CallError::unknown(format!("moving {} to {}: {e}", f.display(), target.display())))?;
-                let _ = self.index.drop_sector(p.id(), s.id, FileTypes::of(&[t])).await;
+                // Declared at its new place before the old one is dropped: the index never
+                // forgets a copy that exists.
                 self.declare(&dest, s, FileTypes::of(&[t])).await?;
+                let _ = self.index.drop_sector(p.id(), s.id, FileTypes::of(&[t])).await;
                 out.insert(t, target);
                 continue;
             }
@@ -748,14 +750,116 @@ fn store_err(e: StoreError) -> CallError {
     }
 }
 
+/// Move a sector file or cache directory between local paths: a rename on one filesystem;
+/// across filesystems (EXDEV: NVMe seal paths, HDD store paths) a copy to a temporary name,
+/// fsynced, renamed into place, and only then the source removed, so that a crash or a full
+/// disk midway leaves the source whole.
 async fn move_local(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
     crate::remote::remove_any(to).await?;
-    tokio::fs::rename(from, to).await
+    match tokio::fs::rename(from, to).await {
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let (from, to) = (from.to_path_buf(), to.to_path_buf());
+            let t0 = std::time::Instant::now();
+            let (f, t) = (from.clone(), to.clone());
+            tokio::task::spawn_blocking(move || copy_across(&f, &t))
+                .await
+                .map_err(|e| std::io::Error::other(format!("the copy task failed: {e}")))??;
+            tracing::info!(
+                from = %from.display(),
+                to = %to.display(),
+                secs = t0.elapsed().as_secs_f64(),
+                "moved across filesystems: copied, synced, then the source removed"
+            );
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+fn copy_across(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    let parent = to.parent().ok_or_else(|| std::io::Error::other("the destination has no parent directory"))?;
+    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.moving-{}", uuid::Uuid::new_v4()));
+    let copied = (|| {
+        if from.is_dir() {
+            std::fs::create_dir(&tmp)?;
+            for e in std::fs::read_dir(from)? {
+                let e = e?;
+                if !e.file_type()?.is_file() {
+                    return Err(std::io::Error::other(format!(
+                        "{} is not a regular file: a sector's cache holds only files",
+                        e.path().display()
+                    )));
+                }
+                copy_synced(&e.path(), &tmp.join(e.file_name()))?;
+            }
+            std::fs::File::open(&tmp)?.sync_all()?;
+        } else {
+            copy_synced(from, &tmp)?;
+        }
+        std::fs::rename(&tmp, to)?;
+        std::fs::File::open(parent)?.sync_all()
+    })();
+    if let Err(e) = copied {
+        let _ = if tmp.is_dir() { std::fs::remove_dir_all(&tmp) } else { std::fs::remove_file(&tmp) };
+        return Err(e);
+    }
+    if from.is_dir() {
+        std::fs::remove_dir_all(from)
+    } else {
+        std::fs::remove_file(from)
+    }
+}
+
+/// Copy one file and its length, then fsync it; a short copy is an error.
+fn copy_synced(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    let want = std::fs::metadata(from)?.len();
+    let got = std::fs::copy(from, to)?;
+    if got != want {
+        return Err(std::io::Error::other(format!("copied {got} of {want} bytes of {}", from.display())));
+    }
+    std::fs::OpenOptions::new().write(true).open(to)?.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A move from tmpfs (`/dev/shm`) to the disk crosses filesystems: rename fails with
+    /// EXDEV, the copy lands whole and only then is the source gone; a cache directory too.
+    #[tokio::test]
+    async fn a_move_across_filesystems_copies_then_removes_the_source() {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("no /dev/shm here: nothing to cross");
+            return;
+        };
+        let disk = tempfile::tempdir().unwrap();
+        let crosses = std::fs::metadata(shm.path()).unwrap().dev() != std::fs::metadata(disk.path()).unwrap().dev();
+        let sealed = shm.path().join("s-t01000-1");
+        std::fs::write(&sealed, vec![7u8; 4096]).unwrap();
+        let cache = shm.path().join("cache-s-t01000-1");
+        std::fs::create_dir(&cache).unwrap();
+        std::fs::write(cache.join("p_aux"), b"aux").unwrap();
+        std::fs::write(cache.join("t_aux"), b"t").unwrap();
+        let (to_sealed, to_cache) = (disk.path().join("s-t01000-1"), disk.path().join("cache-s-t01000-1"));
+        move_local(&sealed, &to_sealed).await.unwrap();
+        move_local(&cache, &to_cache).await.unwrap();
+        assert_eq!(std::fs::read(&to_sealed).unwrap(), vec![7u8; 4096]);
+        assert_eq!(std::fs::read(to_cache.join("p_aux")).unwrap(), b"aux");
+        assert!(!sealed.exists() && !cache.exists(), "the sources are gone once the copies are in place");
+        let left: Vec<_> = std::fs::read_dir(disk.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 2, "no temporary copy left behind: {left:?}");
+        if crosses {
+            // A cache holding something else than files is refused, and its source kept.
+            let bad = shm.path().join("cache-s-t01000-2");
+            std::fs::create_dir_all(bad.join("nested")).unwrap();
+            let e = move_local(&bad, &disk.path().join("cache-s-t01000-2")).await.unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+            assert!(bad.exists());
+            assert_eq!(std::fs::read_dir(disk.path()).unwrap().count(), 2);
+        }
+    }
     use lotus_api::wire::{Bytes, Commitment};
     use sealing_types::{RegisteredSealProof, SectorId};
 
