@@ -899,6 +899,14 @@ impl Sealing {
                     from.name(),
                     n.state.name()
                 ))),
+                // Nor may it enter a state without the data that state needs (a ticket, a
+                // seed, the commitments): the one place every transition passes checks it.
+                Ok((n, _)) if n.state.missing(&n).is_some() => Err(CallError::unknown(format!(
+                    "{} → {} without {} (a bug: please report it)",
+                    from.name(),
+                    n.state.name(),
+                    n.state.missing(&n).unwrap_or_default()
+                ))),
                 r => r,
             };
             let (next, kind, msg) = match result {
@@ -1251,8 +1259,12 @@ impl Sealing {
                 s.state = PreCommitting;
             }
             Committing => {
-                let (ticket, seed) = (s.ticket.unwrap_or_default(), s.seed.unwrap_or_default());
-                let (comm_r, comm_d) = (s.comm_r.unwrap_or_default(), s.comm_d.unwrap_or_default());
+                // Never zeros for a missing value (Lotus would run Commit1 on them).
+                let lacks = |what: &str| CallError::unknown(format!("Committing without {what}"));
+                let (ticket, seed) =
+                    (s.ticket.ok_or_else(|| lacks("a ticket"))?, s.seed.ok_or_else(|| lacks("a seed"))?);
+                let comm_r = s.comm_r.ok_or_else(|| lacks("CommR"))?;
+                let comm_d = s.comm_d.ok_or_else(|| lacks("CommD"))?;
                 let c1 = note(
                     run(TaskSpec {
                         sector,
