@@ -260,7 +260,7 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     // ---- sectors
     s.register_with("PledgeSector", ctx.clone(), |c, p: Params| async move {
         p.expect(0)?;
-        let n = c.sealing.pledge(false).map_err(method_err)?;
+        let n = off_thread(&c, |c| c.sealing.pledge(false)).await?;
         c.sealing.start(n);
         Ok(SectorId { miner: c.sealing.miner, number: n })
     });
@@ -271,20 +271,23 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     });
     // The second param is Lotus's showOnChainInfo: this devnet has no more to show.
     s.method::<m::SectorsStatus, _, _, _>(ctx.clone(), |c, (n, _show_on_chain)| async move {
-        let s = c.sealing.get(n).map_err(method_err)?.ok_or_else(|| method_err(format!("sector {n} not found")))?;
-        Ok(sector_status(&c, &s))
+        off_thread(&c, move |c| {
+            let s = c.sealing.get(n).map_err(|e| e.to_string())?.ok_or_else(|| format!("sector {n} not found"))?;
+            Ok::<_, String>(sector_status(c, &s))
+        })
+        .await
     });
     s.method::<m::SectorsList, _, _, _>(ctx.clone(), |c, ()| async move {
-        Ok(c.sealing.list().map_err(method_err)?.iter().map(|s| s.number).collect())
+        Ok(off_thread(&c, |c| c.sealing.list()).await?.iter().map(|s| s.number).collect())
     });
     s.method::<m::SectorsListInStates, _, _, _>(ctx.clone(), |c, (states,)| async move {
-        let list = c.sealing.list().map_err(method_err)?;
+        let list = off_thread(&c, |c| c.sealing.list()).await?;
         Ok(list.iter().filter(|s| states.contains(&s.state.name())).map(|s| s.number).collect())
     });
     // Lotus's: how many sectors are in each state.
     s.method::<m::SectorsSummary, _, _, _>(ctx.clone(), |c, ()| async move {
         let mut out = std::collections::BTreeMap::<String, u64>::new();
-        for s in c.sealing.list().map_err(method_err)? {
+        for s in off_thread(&c, |c| c.sealing.list()).await? {
             *out.entry(s.state.name().to_string()).or_default() += 1;
         }
         Ok(out)
@@ -370,7 +373,8 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     // Ours: every sector with its state in one call, for `sectors list`.
     s.register_with("SectorsListDetail", ctx.clone(), |c, p: Params| async move {
         p.expect(0)?;
-        let list = c.sealing.list().map_err(method_err)?;
+        let (list, quarantined) =
+            off_thread(&c, |c| Ok::<_, crate::sealing::SealingError>((c.sealing.list()?, c.sealing.quarantined()?))).await?;
         let mut out: Vec<(u64, Value)> = list
             .iter()
             .map(|s| {
@@ -379,7 +383,7 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
             })
             .collect();
         // Quarantined sectors are listed, in the state their record was in, with the reason.
-        for (n, state, why) in c.sealing.quarantined().map_err(method_err)? {
+        for (n, state, why) in quarantined {
             if !list.iter().any(|s| s.number == n) {
                 out.push((n, json!({ "SectorID": n, "State": state, "HasData": false, "LastErr": format!("quarantined: its record cannot be read: {why}") })));
             }
@@ -457,4 +461,18 @@ fn split_sent(r: Result<lotus_api::wire::Cid, CallError>) -> (Option<lotus_api::
         Ok(cid) => (Some(cid), String::new()),
         Err(e) => (None, e.to_string()),
     }
+}
+
+/// Run the sector store's work on a blocking thread, not on an async one: a database read of
+/// every sector must not stall the RPC threads (heartbeats, `Return*`).
+async fn off_thread<T, E, F>(c: &Ctx, f: F) -> Result<T, RpcError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display,
+    F: FnOnce(&Ctx) -> Result<T, E> + Send + 'static,
+{
+    let c = c.clone();
+    tokio::task::spawn_blocking(move || f(&c).map_err(|e| method_err(e.to_string())))
+        .await
+        .map_err(|e| method_err(format!("the database task failed: {e}")))?
 }
