@@ -26,6 +26,13 @@ use std::sync::Arc;
 
 /// Largest request body accepted on `/rpc/v0`; larger bodies get HTTP 413.
 pub const RPC_BODY_LIMIT: usize = 16 << 20;
+/// Most requests in one JSON-RPC batch. Lotus's clients never batch (go-jsonrpc sends one
+/// request per message); the bound keeps one request without a token from fanning out into
+/// thousands of calls.
+pub const MAX_BATCH: usize = 100;
+/// Most bytes of answers one batch may collect: the rest of its requests are answered with an
+/// error, so a batch of repeated reads cannot make the daemon hold gigabytes.
+pub const MAX_BATCH_RESPONSE: usize = 64 << 20;
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
@@ -303,10 +310,33 @@ impl RpcServer {
             Value::Array(items) if items.is_empty() => {
                 Some(error_response(Value::Null, RpcError::new(INVALID_REQUEST, "empty batch")))
             }
+            Value::Array(items) if items.len() > MAX_BATCH => Some(error_response(
+                Value::Null,
+                RpcError::new(
+                    INVALID_REQUEST,
+                    format!(
+                        "a batch of {} requests: at most {MAX_BATCH} are taken in one; send them in smaller batches",
+                        items.len()
+                    ),
+                ),
+            )),
             Value::Array(items) => {
                 let mut out = Vec::new();
+                let mut bytes = 0usize;
                 for item in items {
+                    if bytes > MAX_BATCH_RESPONSE {
+                        let id = item.get("id").cloned().unwrap_or(Value::Null);
+                        out.push(error_response(
+                            id,
+                            RpcError::new(
+                                INVALID_REQUEST,
+                                format!("the batch's answers exceed {MAX_BATCH_RESPONSE} bytes: send this request again on its own"),
+                            ),
+                        ));
+                        continue;
+                    }
                     if let Some(r) = self.handle_one(item, perms, chans.as_deref_mut()).await {
+                        bytes += r.to_string().len();
                         out.push(r);
                     }
                 }
@@ -528,8 +558,12 @@ async fn ws_loop(socket: WebSocket, server: Arc<RpcServer>, perms: Vec<Permissio
 mod tests {
     use super::*;
 
-    const TABLE: &[(&str, Permission)] =
-        &[("Echo", Permission::Read), ("Boom", Permission::Read), ("Secret", Permission::Admin)];
+    const TABLE: &[(&str, Permission)] = &[
+        ("Echo", Permission::Read),
+        ("Boom", Permission::Read),
+        ("Secret", Permission::Admin),
+        ("Big", Permission::Read),
+    ];
 
     fn server() -> RpcServer {
         let mut s = RpcServer::new(TABLE);
@@ -544,6 +578,7 @@ mod tests {
             Ok(0)
         });
         s.register("Secret", |_p: Params| async move { Ok("s") });
+        s.register("Big", |_p: Params| async move { Ok("x".repeat(1 << 20)) });
         s
     }
 
@@ -582,6 +617,19 @@ mod tests {
         .await;
         assert_eq!(v[1]["result"], 2);
         assert!(s.handle(br#"{"method":"Filecoin.Echo","params":[1]}"#, r).await.is_none(), "notification");
+        // A batch beyond the bound is refused whole, without running any of it.
+        let big = format!("[{}]", vec![r#"{"id":1,"method":"Filecoin.Echo","params":[1]}"#; MAX_BATCH + 1].join(","));
+        let v = call(&s, &big, r).await;
+        assert_eq!(v["error"]["code"], INVALID_REQUEST);
+        assert!(v["error"]["message"].as_str().unwrap().contains("at most 100"), "{v}");
+        let ok = format!("[{}]", vec![r#"{"id":1,"method":"Filecoin.Echo","params":[1]}"#; MAX_BATCH].join(","));
+        assert_eq!(call(&s, &ok, r).await.as_array().unwrap().len(), MAX_BATCH);
+        // A batch of large answers stops collecting them at the byte bound.
+        let big = format!("[{}]", vec![r#"{"id":1,"method":"Filecoin.Big","params":[]}"#; MAX_BATCH].join(","));
+        let v = call(&s, &big, r).await;
+        let answered = v.as_array().unwrap().iter().filter(|a| a.get("result").is_some()).count();
+        assert_eq!(answered, MAX_BATCH_RESPONSE >> 20, "answers stop past {MAX_BATCH_RESPONSE} bytes");
+        assert!(v[MAX_BATCH - 1]["error"]["message"].as_str().unwrap().contains("send this request again"));
     }
 
     #[tokio::test]

@@ -121,32 +121,111 @@ impl Worker {
     }
 }
 
-/// Checks tokens with the miner's `AuthVerify`, remembering answers.
+/// Checks tokens with the miner's `AuthVerify`, remembering answers for a while (refusals
+/// too), so that garbage tokens cost the miner at most one call per distinct token per
+/// [`TokenCache::REFUSED_FOR`]; a string that is not even a JWT is refused here.
 struct MinerAuth {
     miner: Arc<RpcClient>,
-    cache: Mutex<HashMap<String, Vec<Permission>>>,
+    cache: Mutex<TokenCache>,
+}
+
+/// The miner's answers about tokens: bounded in count (the oldest go first) and in time.
+#[derive(Default)]
+struct TokenCache {
+    entries: HashMap<String, (std::time::Instant, Result<Vec<Permission>, String>)>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl TokenCache {
+    /// How long a valid token's permissions are trusted before the miner is asked again (a
+    /// rotated secret takes effect within this).
+    const VALID_FOR: Duration = Duration::from_secs(60);
+    const REFUSED_FOR: Duration = Duration::from_secs(60);
+    const MAX: usize = 4096;
+
+    fn get(&self, token: &str, now: std::time::Instant) -> Option<Result<Vec<Permission>, String>> {
+        let (at, r) = self.entries.get(token)?;
+        let ttl = if r.is_ok() { Self::VALID_FOR } else { Self::REFUSED_FOR };
+        (now.duration_since(*at) < ttl).then(|| r.clone())
+    }
+
+    fn put(&mut self, token: String, r: Result<Vec<Permission>, String>, now: std::time::Instant) {
+        if self.entries.insert(token.clone(), (now, r)).is_none() {
+            self.order.push_back(token);
+        }
+        while self.order.len() > Self::MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+    }
+}
+
+/// Whether a string has a JWT's shape (three base64url parts): anything else is refused
+/// without asking the miner.
+fn jwt_shaped(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3
+        && parts[..2].iter().all(|p| !p.is_empty())
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
+        && token.len() <= 4096
 }
 
 impl Authenticator for MinerAuth {
     fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
         let token = token.to_string();
         async move {
-            if let Some(p) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&token) {
-                return Ok(p.clone());
+            if !jwt_shaped(&token) {
+                return Err("the token is not a JWT".into());
             }
-            let perms: Vec<Permission> = self
-                .miner
-                .call("AuthVerify", serde_json::json!([token]))
-                .await
-                .map_err(|e| format!("the miner refused the token: {e}"))?;
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.len() > 1024 {
-                cache.clear(); // bounded: forged tokens must not grow memory without limit
+            let now = std::time::Instant::now();
+            if let Some(r) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&token, now) {
+                return r;
             }
-            cache.insert(token, perms.clone());
-            Ok(perms)
+            let r: Result<Vec<Permission>, String> =
+                match self.miner.call("AuthVerify", serde_json::json!([token])).await {
+                    Ok(p) => Ok(p),
+                    // The miner answered: it refused the token. Remembered, like a valid one.
+                    Err(e @ lotus_api::ClientError::Rpc { .. }) => Err(format!("the miner refused the token: {e}")),
+                    // The miner could not be asked: nothing learnt, nothing remembered.
+                    Err(e) => return Err(format!("the token cannot be checked now: {e}")),
+                };
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(token, r.clone(), now);
+            r
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn answers_are_remembered_for_a_while_and_the_oldest_go_first() {
+        let mut c = TokenCache::default();
+        let t0 = Instant::now();
+        c.put("good".into(), Ok(vec![Permission::Read]), t0);
+        c.put("bad".into(), Err("refused".into()), t0);
+        assert_eq!(c.get("good", t0 + Duration::from_secs(59)), Some(Ok(vec![Permission::Read])));
+        assert_eq!(c.get("bad", t0 + Duration::from_secs(59)), Some(Err("refused".into())));
+        assert_eq!(c.get("bad", t0 + TokenCache::REFUSED_FOR), None, "asked again after a minute");
+        assert_eq!(c.get("good", t0 + TokenCache::VALID_FOR), None);
+        for i in 0..TokenCache::MAX {
+            c.put(format!("t{i}"), Err("refused".into()), t0);
+        }
+        assert_eq!(c.entries.len(), TokenCache::MAX);
+        assert!(c.get("good", t0).is_none(), "the oldest entry made room");
+        assert!(c.get(&format!("t{}", TokenCache::MAX - 1), t0).is_some());
+    }
+
+    #[test]
+    fn only_jwt_shaped_tokens_are_sent_to_the_miner() {
+        assert!(jwt_shaped("eyJhbGciOiJIUzI1NiJ9.eyJBbGxvdyI6WyJyZWFkIl19.sig-_x"));
+        for bad in ["", "garbage", "a.b", "a..c", "a.b.c.d", "a b.c.d", "ä.b.c"] {
+            assert!(!jwt_shaped(bad), "{bad:?}");
+        }
     }
 }
 
@@ -270,7 +349,8 @@ pub async fn serve(
     returner.redeliver_stored();
 
     let server = Arc::new(api(worker.clone(), executor.clone(), s.repo.clone(), returner.clone(), post));
-    let auth: Arc<dyn Authenticator> = Arc::new(MinerAuth { miner: miner.clone(), cache: Mutex::new(HashMap::new()) });
+    let auth: Arc<dyn Authenticator> =
+        Arc::new(MinerAuth { miner: miner.clone(), cache: Mutex::new(TokenCache::default()) });
     let remote = sealing_exec::remote::router(sealing_exec::remote::RemoteState {
         store: store.clone(),
         index,
