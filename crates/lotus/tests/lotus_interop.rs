@@ -91,11 +91,15 @@ fn lotus_params(method: &str, set: &[(usize, Value)]) -> Value {
     Value::Array(p)
 }
 
+/// The stand-in's token: JWT-shaped, as every token a Lotus miner issues is (its signature
+/// is not checked: the stand-in's AuthVerify accepts it).
+const LOTUS_MINER_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJBbGxvdyI6WyJhZG1pbiJdfQ.c3RhbmQtaW4";
+
 async fn call(url: &str, method: &str, params: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": format!("Filecoin.{method}"), "params": params});
     let r: Value = reqwest::Client::new()
         .post(url)
-        .bearer_auth("a-lotus-miner-token")
+        .bearer_auth(LOTUS_MINER_TOKEN)
         .json(&body)
         .send()
         .await
@@ -151,7 +155,7 @@ async fn serve_a_lotus_miner(backend: sealing_proofs::Backend) {
     let f = std::fs::File::create(&log).unwrap();
     let child = std::process::Command::new(WORKER)
         .env("LOTUS_WORKER_PATH", dir.path().join("worker"))
-        .env("MINER_API_INFO", format!("a-lotus-miner-token:/ip4/127.0.0.1/tcp/{port}/http"))
+        .env("MINER_API_INFO", format!("{LOTUS_MINER_TOKEN}:/ip4/127.0.0.1/tcp/{port}/http"))
         .env("LOTUS_MINER_PATH", dir.path().join("no-miner-repo"))
         .env("RUST_LOG", "info")
         .args(["run", "--listen", "127.0.0.1:0", "--sealing-nice", "19"])

@@ -25,6 +25,9 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 pub const TAR: &str = "application/x-tar";
+/// The files a cache archive carries, `name=size` joined with `;` (ours; Lotus's sender does
+/// not send it, and then only the archive's own completeness is checked).
+pub const MANIFEST: &str = "x-sector-files";
 pub const OCTET: &str = "application/octet-stream";
 
 #[derive(Clone)]
@@ -146,18 +149,142 @@ async fn serve(
 }
 
 /// A directory as a tar stream, built while it is sent (1 MiB buffer, as Lotus's CopyBuf).
+/// Only its regular files go in, flat; a file that cannot be read (gone, EMFILE, EACCES)
+/// fails the stream itself, so the receiver sees a broken transfer, never a short archive
+/// that ends cleanly. The manifest header names every file and its size.
 fn tar_stream(dir: PathBuf) -> Response {
+    use futures_util::StreamExt;
+    let files = match flat_files(&dir) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("listing {}: {e}", dir.display())),
+    };
+    let manifest: Vec<String> = files.iter().map(|(n, len)| format!("{n}={len}")).collect();
     let (w, r) = tokio::io::duplex(1 << 20);
     let bridge = tokio_util::io::SyncIoBridge::new(w);
+    let (done, finished) = tokio::sync::oneshot::channel::<Result<(), String>>();
     tokio::task::spawn_blocking(move || {
         let mut b = tar::Builder::new(bridge);
-        b.follow_symlinks(false);
-        if let Err(e) = b.append_dir_all(".", &dir).and_then(|_| b.finish()) {
-            // The receiver sees a truncated archive and fails; say why here.
-            tracing::warn!(dir = %dir.display(), "sending cache directory failed: {e}");
+        let r = (|| {
+            for (name, len) in &files {
+                let path = dir.join(name);
+                let f = std::fs::File::open(&path)?;
+                let mut h = tar::Header::new_gnu();
+                h.set_size(*len);
+                h.set_mode(0o644);
+                h.set_entry_type(tar::EntryType::Regular);
+                // Exactly the size the manifest announced: a file that changed is a failure.
+                b.append_data(&mut h, name, std::io::Read::take(f, *len))?;
+            }
+            b.finish()
+        })();
+        drop(b);
+        if let Err(e) = &r {
+            tracing::warn!(dir = %dir.display(), "sending the cache directory failed, the transfer is aborted: {e}");
         }
+        let _ = done.send(r.map_err(|e| e.to_string()));
     });
-    ([(header::CONTENT_TYPE, TAR)], Body::from_stream(tokio_util::io::ReaderStream::new(r))).into_response()
+    // After the archive's bytes: an error item if building it failed, which aborts the
+    // response body (the receiver's read fails).
+    let tail = futures_util::stream::once(async move {
+        match finished.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Err(std::io::Error::other(e))),
+            Err(_) => Some(Err(std::io::Error::other("the archive writer stopped"))),
+        }
+    })
+    .filter_map(|x| async move { x });
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(r).chain(tail));
+    ([(header::CONTENT_TYPE, TAR.to_string()), (header::HeaderName::from_static(MANIFEST), manifest.join(";"))], body)
+        .into_response()
+}
+
+/// A cache directory's regular files (name, size), sorted; anything else in it is an error.
+fn flat_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let md = e.metadata()?;
+        let name = e.file_name().into_string().map_err(|n| std::io::Error::other(format!("{n:?} is not UTF-8")))?;
+        if !md.is_file() {
+            return Err(std::io::Error::other(format!("{name} is not a regular file")));
+        }
+        out.push((name, md.len()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The longest cache file name accepted (the proofs library's are under 40 bytes).
+const MAX_NAME: usize = 128;
+
+/// Unpack a cache archive into `dir` strictly: only regular files, flat (one plain name, no
+/// `..`, no `/`), written with mode 0644 whatever the archive says, each fsynced; the archive
+/// must end with its end-of-archive marker (a stream cut between two entries is refused), and
+/// with a manifest it must hold exactly those files with those sizes. Returns the bytes read.
+pub fn unpack_flat(r: impl std::io::Read, dir: &Path, manifest: Option<&str>) -> std::io::Result<u64> {
+    use std::io::Write;
+    let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+    std::fs::create_dir_all(dir)?;
+    let mut counter = CountingReader { inner: r, n: 0, eof: false };
+    let mut got: Vec<(String, u64)> = vec![];
+    {
+        let mut archive = tar::Archive::new(&mut counter);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let kind = entry.header().entry_type();
+            let path = entry.path()?.into_owned();
+            let name = path.to_str().unwrap_or("").trim_start_matches("./").to_string();
+            if kind.is_dir() && name.is_empty() {
+                continue; // the archive's own "./"
+            }
+            if !kind.is_file() {
+                return Err(bad(format!("entry {path:?} is a {kind:?}, not a regular file: refused")));
+            }
+            if name.is_empty() || name.len() > MAX_NAME || name.contains('/') || name == ".." || name == "." {
+                return Err(bad(format!("entry {path:?} is not a plain file name: refused")));
+            }
+            if got.iter().any(|(n, _)| *n == name) {
+                return Err(bad(format!("entry {name} appears twice: refused")));
+            }
+            let target = dir.join(&name);
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode_0644().open(&target)?;
+            let n = std::io::copy(&mut entry, &mut f)?;
+            if n != entry.header().size()? {
+                return Err(bad(format!("entry {name} is cut short ({n} bytes)")));
+            }
+            f.flush()?;
+            f.sync_all()?;
+            got.push((name, n));
+        }
+    }
+    if counter.eof {
+        return Err(bad("the archive ended without its end marker: the transfer was cut".into()));
+    }
+    if let Some(m) = manifest {
+        let mut want: Vec<(String, u64)> = vec![];
+        for item in m.split(';').filter(|i| !i.is_empty()) {
+            let (n, len) = item.split_once('=').ok_or_else(|| bad(format!("manifest entry {item:?}")))?;
+            want.push((n.to_string(), len.parse().map_err(|_| bad(format!("manifest entry {item:?}")))?));
+        }
+        want.sort();
+        got.sort();
+        if want != got {
+            return Err(bad(format!("the archive holds {got:?}, its manifest announced {want:?}")));
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(counter.n)
+}
+
+trait Mode0644 {
+    fn mode_0644(&mut self) -> &mut Self;
+}
+
+impl Mode0644 for std::fs::OpenOptions {
+    fn mode_0644(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(0o644)
+    }
 }
 
 async fn remove(
@@ -250,20 +377,17 @@ impl Fetcher {
             return Err(FetchError::Status { url: url.into(), status, body });
         }
         let ctype = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let resp_manifest = resp.headers().get(MANIFEST).and_then(|v| v.to_str().ok()).map(str::to_string);
         let stream = resp.bytes_stream().map_err(std::io::Error::other);
         let mut reader = tokio_util::io::StreamReader::new(stream);
+        let manifest = resp_manifest;
         let bytes = if ctype == TAR {
             let bridge = tokio_util::io::SyncIoBridge::new(reader);
             let tmp2 = tmp.to_path_buf();
-            tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-                std::fs::create_dir_all(&tmp2)?;
-                let mut counter = CountingReader { inner: bridge, n: 0 };
-                tar::Archive::new(&mut counter).unpack(&tmp2)?;
-                Ok(counter.n)
-            })
-            .await
-            .map_err(|e| ioerr(std::io::Error::other(e)))?
-            .map_err(ioerr)?
+            tokio::task::spawn_blocking(move || unpack_flat(bridge, &tmp2, manifest.as_deref()))
+                .await
+                .map_err(|e| ioerr(std::io::Error::other(e)))?
+                .map_err(ioerr)?
         } else if ctype == OCTET {
             let mut f = tokio::fs::File::create(tmp).await.map_err(ioerr)?;
             let n = tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(1 << 20, &mut reader), &mut f)
@@ -301,14 +425,20 @@ impl Fetcher {
     }
 }
 
+/// Counts what it reads, and whether the stream ended (a read of nothing for a non-empty
+/// buffer): a tar archive read to its end marker never reaches the stream's end.
 struct CountingReader<R> {
     inner: R,
     n: u64,
+    eof: bool,
 }
 
 impl<R: std::io::Read> std::io::Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let k = self.inner.read(buf)?;
+        if k == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
         self.n += k as u64;
         Ok(k)
     }
@@ -326,4 +456,134 @@ pub async fn remove_any(p: &Path) -> std::io::Result<()> {
 /// Where a fetched file of `t` lands in a local path.
 pub fn fetch_paths(p: &LocalPath, t: FileType, sector: SectorId) -> (PathBuf, PathBuf) {
     (p.fetching(t, sector), p.file(t, sector))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, size: u64, kind: tar::EntryType, mode: u32) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        // Written raw: `set_path` itself refuses `..` and absolute paths, a hostile sender does not.
+        let bytes = name.as_bytes();
+        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        h.set_size(size);
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_cksum();
+        h
+    }
+
+    /// An archive of `entries` (name, kind, mode, bytes), with its end marker.
+    fn archive(entries: &[(&str, tar::EntryType, u32, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, mode, data) in entries {
+            let h = header(name, data.len() as u64, *kind, *mode);
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn regular<'a>(name: &'a str, data: &'static [u8]) -> (&'a str, tar::EntryType, u32, &'static [u8]) {
+        (name, tar::EntryType::Regular, 0o644, data)
+    }
+
+    /// Every case leaves nothing outside the fetch directory and creates no non-regular entry;
+    /// the refused ones fail.
+    #[test]
+    fn hostile_and_truncated_archives_are_refused() {
+        use tar::EntryType::*;
+        let good = archive(&[regular("p_aux", b"aux-bytes"), regular("t_aux", b"t")]);
+        let refused: Vec<(&str, Vec<u8>)> = vec![
+            ("traversal", archive(&[regular("../escape", b"x")])),
+            ("deep traversal", archive(&[regular("a/../../escape", b"x")])),
+            ("absolute path", archive(&[regular("/tmp/escape", b"x")])),
+            ("nested file", archive(&[regular("sub/p_aux", b"x")])),
+            ("symlink", archive(&[("link", Symlink, 0o777, b"")])),
+            ("hard link", archive(&[("hard", Link, 0o644, b"")])),
+            ("char device", archive(&[("dev", Char, 0o644, b"")])),
+            ("block device", archive(&[("blk", Block, 0o644, b"")])),
+            ("fifo", archive(&[("fifo", Fifo, 0o644, b"")])),
+            ("directory", archive(&[("subdir", Directory, 0o755, b"")])),
+            ("duplicate", archive(&[regular("p_aux", b"1"), regular("p_aux", b"2")])),
+        ];
+        let mut cases = 0;
+        let root = tempfile::tempdir().unwrap();
+        for (what, bytes) in &refused {
+            let dir = root.path().join(format!("case-{cases}"));
+            let r = unpack_flat(&bytes[..], &dir, None);
+            assert!(r.is_err(), "{what}: accepted");
+            cases += 1;
+        }
+        // Truncated at every entry boundary and mid-entry: refused.
+        for cut in (1..good.len()).filter(|c| c % 512 == 0 || c % 512 == 100) {
+            if good[cut..].iter().all(|b| *b == 0) && cut >= good.len() - 1024 + 512 {
+                continue; // inside the end marker's second block: the archive is whole
+            }
+            let dir = root.path().join(format!("case-{cases}"));
+            assert!(unpack_flat(&good[..cut], &dir, None).is_err(), "cut at {cut} of {}: accepted", good.len());
+            cases += 1;
+        }
+        // A whole archive whose manifest names another set of files: refused.
+        for m in ["p_aux=9", "p_aux=9;t_aux=1;x=1", "p_aux=8;t_aux=1"] {
+            let dir = root.path().join(format!("case-{cases}"));
+            assert!(unpack_flat(&good[..], &dir, Some(m)).is_err(), "manifest {m}: accepted");
+            cases += 1;
+        }
+        // Modes 0777 and 0000 are written as 0644.
+        for mode in [0o777, 0o000] {
+            let dir = root.path().join(format!("case-{cases}"));
+            unpack_flat(&archive(&[("p_aux", Regular, mode, b"aux")])[..], &dir, None).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(dir.join("p_aux")).unwrap().permissions().mode() & 0o777, 0o644);
+            cases += 1;
+        }
+        // The whole archive, with and without its manifest.
+        for m in [None, Some("p_aux=9;t_aux=1")] {
+            let dir = root.path().join(format!("case-{cases}"));
+            unpack_flat(&good[..], &dir, m).unwrap();
+            assert_eq!(std::fs::read(dir.join("p_aux")).unwrap(), b"aux-bytes");
+            cases += 1;
+        }
+        // Nothing anywhere but regular files directly in each case's directory.
+        let mut outside = vec![];
+        for e in std::fs::read_dir(root.path()).unwrap().flatten() {
+            assert!(e.file_type().unwrap().is_dir(), "{:?} outside a case directory", e.path());
+            for f in std::fs::read_dir(e.path()).unwrap().flatten() {
+                if !f.file_type().unwrap().is_file() {
+                    outside.push(f.path());
+                }
+            }
+        }
+        assert!(outside.is_empty(), "non-regular entries created: {outside:?}");
+        assert!(!root.path().parent().unwrap().join("escape").exists());
+        assert!(!std::path::Path::new("/tmp/escape").exists());
+        println!("{cases} archive cases");
+        assert!(cases >= 20);
+    }
+
+    /// The sender fails the stream when a file cannot be read, instead of ending a short
+    /// archive cleanly; the receiver's fetch fails and keeps nothing.
+    #[tokio::test]
+    async fn a_file_the_sender_cannot_read_fails_the_transfer() {
+        let src = tempfile::tempdir().unwrap();
+        let cache = src.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        std::fs::write(cache.join("a_ok"), vec![1u8; 4096]).unwrap();
+        std::fs::write(cache.join("b_unreadable"), vec![2u8; 4096]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(cache.join("b_unreadable"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        if std::fs::File::open(cache.join("b_unreadable")).is_ok() {
+            eprintln!("running as root: an unreadable file cannot be made; removing it mid-stream instead");
+            std::fs::remove_file(cache.join("b_unreadable")).unwrap();
+            std::fs::write(cache.join("b_unreadable"), vec![2u8; 4096]).unwrap();
+        }
+        let resp = tar_stream(cache.clone());
+        let manifest = resp.headers().get(MANIFEST).unwrap().to_str().unwrap().to_string();
+        assert_eq!(manifest, "a_ok=4096;b_unreadable=4096");
+        // As root the file is readable: take it away after the listing to fault the sender.
+        let _ = std::fs::remove_file(cache.join("b_unreadable"));
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await;
+        assert!(body.is_err(), "the body ends with an error, not a clean short archive");
+    }
 }
