@@ -82,6 +82,163 @@ pub async fn signal() {
     }
 }
 
+/// A connection with no byte in either direction for this long, and no request being
+/// handled, is closed (idle keep-alive connections, a peer that stopped sending): idle
+/// sockets cannot exhaust a daemon's file descriptors. A request that takes long (a PoSt
+/// computed while the caller waits) keeps its connection. Clients reconnect (reqwest's pool
+/// does on its own).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Connections served at once: half the file descriptors this process may open (the rest are
+/// for sector files, proof processes, the database), at most 4,096. Beyond it new connections
+/// wait in the kernel's backlog until one closes.
+pub fn max_connections() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let soft =
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur as usize } else { 1024 };
+    (soft / 2).clamp(64, 4096)
+}
+
+/// A listener that holds at most `max` connections at once and closes idle ones. axum's
+/// server has neither (and no timer of hyper's is set), so an unauthenticated client could
+/// hold sockets open until the daemon can open no file.
+pub struct Guarded {
+    inner: TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+    idle: std::time::Duration,
+}
+
+impl Guarded {
+    pub fn new(inner: TcpListener, max: usize, idle: std::time::Duration) -> Guarded {
+        Guarded { inner, permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))), idle }
+    }
+}
+
+impl axum::serve::Listener for Guarded {
+    type Io = GuardedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (GuardedStream, SocketAddr) {
+        let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (s, a) = axum::serve::Listener::accept(&mut self.inner).await;
+        let deadline = Box::pin(tokio::time::sleep(self.idle));
+        (GuardedStream { inner: s, _permit: permit, idle: self.idle, deadline, busy: Default::default() }, a)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A served connection: its slot is freed when it closes; without traffic for the idle time
+/// its reads fail, and the server drops it.
+pub struct GuardedStream {
+    inner: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    idle: std::time::Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Requests of this connection being handled now ([`track_busy`]).
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What a handler knows of its connection: whether a request is in flight on it.
+#[derive(Clone)]
+pub struct Conn {
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Guarded>> for Conn {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Guarded>) -> Conn {
+        Conn { busy: stream.io().busy.clone() }
+    }
+}
+
+/// Count the request as in flight on its connection until its handler has answered (or was
+/// dropped), so that the idle timeout spares it.
+async fn track_busy(
+    axum::extract::ConnectInfo(conn): axum::extract::ConnectInfo<Conn>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    struct Done(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    conn.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _done = Done(conn.busy.clone());
+    next.run(req).await
+}
+
+impl GuardedStream {
+    fn active(&mut self) {
+        let at = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(at);
+    }
+}
+
+impl tokio::io::AsyncRead for GuardedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.active();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => loop {
+                match self.deadline.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    // A request is being handled: not idle, look again later.
+                    Poll::Ready(()) if self.busy.load(std::sync::atomic::Ordering::Relaxed) > 0 => self.active(),
+                    Poll::Ready(()) => {
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the connection was idle for too long",
+                        )))
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for GuardedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.active();
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Serve `app` on `listener` until `requested` is notified (the API's `Shutdown`) or a signal
 /// comes; `stopping` runs at that moment (before in-flight requests finish). Then the
 /// background tasks are stopped and awaited, and the repo's `api` file removed.
@@ -93,7 +250,8 @@ pub async fn serve(
     stopping: impl FnOnce() + Send + 'static,
     background: &Background,
 ) -> Result<()> {
-    axum::serve(listener, app)
+    let app = app.layer(axum::middleware::from_fn(track_busy)).into_make_service_with_connect_info::<Conn>();
+    axum::serve(Guarded::new(listener, max_connections(), IDLE_TIMEOUT), app)
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = requested.notified() => tracing::info!("shutdown requested over the API"),
@@ -111,6 +269,57 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At most `max` connections are served at once (the next waits until one closes), and a
+    /// connection idle past the timeout is closed by the server.
+    #[tokio::test]
+    async fn connections_are_limited_and_idle_ones_closed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+                    "slow"
+                }),
+            )
+            .layer(axum::middleware::from_fn(track_busy))
+            .into_make_service_with_connect_info::<Conn>();
+        let guarded = Guarded::new(l, 2, std::time::Duration::from_millis(300));
+        tokio::spawn(async move { axum::serve(guarded, app).await.unwrap() });
+        // A request that takes three idle timeouts keeps its connection and is answered.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("slow"), "the slow request was answered");
+        drop(s);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let get = |mut s: tokio::net::TcpStream| async move {
+            s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+            let mut buf = [0u8; 256];
+            let n = tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut buf)).await;
+            (s, n.ok().and_then(|r| r.ok()).map(|n| String::from_utf8_lossy(&buf[..n]).to_string()))
+        };
+        let (a, ra) = get(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+        let (b, rb) = get(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+        assert!(ra.unwrap().contains("200 OK") && rb.unwrap().contains("200 OK"));
+        // A third connection waits: both slots are held by idle keep-alive connections.
+        let (c, rc) = get(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+        assert_eq!(rc, None, "no answer while two connections are held");
+        // The idle two are closed by the server (read sees the end), and the third is served.
+        let mut a = a;
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(2), a.read(&mut buf)).await.unwrap();
+        assert!(matches!(n, Ok(0) | Err(_)), "the idle connection was closed");
+        drop(b);
+        let mut c = c;
+        let n = tokio::time::timeout(std::time::Duration::from_secs(2), c.read(&mut buf)).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("HTTP/1.1 200"), "served once a slot freed");
+    }
 
     #[tokio::test]
     async fn stopping_the_background_ends_every_task() {
