@@ -615,7 +615,7 @@ impl Executor {
         }
     }
 
-    fn alloc(&self, s: SectorRef, types: FileTypes, kind: PathType) -> Result<LocalPath, CallError> {
+    fn alloc(&self, s: SectorRef, types: FileTypes, kind: PathType) -> Result<crate::store::Allocated, CallError> {
         self.store.alloc(s.id, types, kind, s.proof_type.sector_size().0).map_err(store_err)
     }
 

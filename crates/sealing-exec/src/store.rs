@@ -3,8 +3,9 @@
 
 use lotus_api::types::{FsStat, StorageInfo};
 use sealing_types::{FileType, FileTypes, PathType, SectorId};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 use uuid::Uuid;
 
 pub use crate::meta::{init_storage_path, set_mode, write_atomic, FileError, InitPathError, SectorStoreMeta};
@@ -70,11 +71,58 @@ pub struct LocalStore {
     paths: RwLock<Vec<LocalPath>>,
     /// This node's `/remote` base URL, advertised for every path.
     pub url: String,
+    /// Space promised to files being written (a PC1's sealed file and cache grow for minutes):
+    /// counted as used, so that concurrent tasks do not all pick the same path and run out of
+    /// disk midway (as in Lotus, whose `Reserved` this is).
+    reservations: Arc<Mutex<Reservations>>,
+}
+
+#[derive(Default)]
+struct Reservations {
+    next: u64,
+    /// token → (path, the files being written, the bytes they will take in all)
+    held: HashMap<u64, (Uuid, Vec<PathBuf>, u64)>,
+}
+
+impl Reservations {
+    /// What the path's reservations still need: each less what its files already take.
+    fn outstanding(&self, path: Uuid) -> u64 {
+        self.held
+            .values()
+            .filter(|(p, _, _)| *p == path)
+            .map(|(_, files, bytes)| bytes.saturating_sub(files.iter().map(|f| disk_usage(f)).sum()))
+            .sum()
+    }
+}
+
+/// A path chosen for new files, with its space reserved until this is dropped (the task
+/// that writes them ended, done or failed).
+pub struct Allocated {
+    pub path: LocalPath,
+    _reservation: Reservation,
+}
+
+impl std::ops::Deref for Allocated {
+    type Target = LocalPath;
+    fn deref(&self) -> &LocalPath {
+        &self.path
+    }
+}
+
+struct Reservation {
+    token: u64,
+    all: Arc<Mutex<Reservations>>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.all.lock().unwrap_or_else(|e| e.into_inner()).held.remove(&self.token);
+    }
 }
 
 impl LocalStore {
     pub fn new(url: String) -> Self {
-        LocalStore { paths: RwLock::new(vec![]), url }
+        LocalStore { paths: RwLock::new(vec![]), url, reservations: Default::default() }
     }
 
     pub fn paths(&self) -> Vec<LocalPath> {
@@ -133,14 +181,21 @@ impl LocalStore {
     /// Space on a path. Available is the filesystem's free space, capped by MaxStorage minus
     /// what the path's sector files already use.
     pub fn stat(&self, p: &LocalPath) -> Result<FsStat, StoreError> {
+        let r = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        Self::stat_with(p, &r)
+    }
+
+    fn stat_with(p: &LocalPath, r: &Reservations) -> Result<FsStat, StoreError> {
         let fs_available = fs4::available_space(&p.root).map_err(io("reading free space of", &p.root))?;
         let capacity = fs4::total_space(&p.root).map_err(io("reading capacity of", &p.root))?;
         let used: u64 = FileType::ALL.iter().map(|t| disk_usage(&p.root.join(t.name()))).sum();
+        let reserved = r.outstanding(p.id());
         let mut available = fs_available;
         if p.meta.max_storage > 0 {
             available = available.min(p.meta.max_storage.saturating_sub(used));
         }
-        Ok(FsStat { capacity, available, fs_available, reserved: 0, max: p.meta.max_storage, used })
+        let available = available.saturating_sub(reserved);
+        Ok(FsStat { capacity, available, fs_available, reserved, max: p.meta.max_storage, used })
     }
 
     /// Every sector file in a path (for declaring them to the index).
@@ -173,27 +228,35 @@ impl LocalStore {
     }
 
     /// The best local path of `kind` for new files of `types`: room for them (with the
-    /// overhead table) and the highest free space × weight (reference §5.4 BestAlloc).
+    /// overhead table, less what other tasks reserved) and the highest free space × weight
+    /// (reference §5.4 BestAlloc). The space is reserved until the returned value is dropped.
     pub fn alloc(
         &self,
         sector: SectorId,
         types: FileTypes,
         kind: PathType,
         sector_size: u64,
-    ) -> Result<LocalPath, StoreError> {
+    ) -> Result<Allocated, StoreError> {
         let need = types.space_use(sector_size, kind);
         let mut best: Option<(u128, LocalPath)> = None;
         let mut detail = vec![];
+        // Held from the choice to the reservation: two tasks never both take the last room.
+        let mut r = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
         for p in self.paths() {
             if !p.kind_ok(kind) || !types.iter().all(|t| p.allows(t)) {
                 continue;
             }
-            let st = self.stat(&p)?;
+            let st = Self::stat_with(&p, &r)?;
             // Files of this sector already there count as allocated.
             let have: u64 = types.iter().map(|t| disk_usage(&p.file(t, sector))).sum();
             let free = st.available.saturating_add(have);
             if free < need {
-                detail.push(format!("{} has {free} bytes free, {} short", p.root.display(), need - free));
+                let held = if st.reserved > 0 {
+                    format!(" ({} reserved by running tasks)", st.reserved)
+                } else {
+                    String::new()
+                };
+                detail.push(format!("{} has {free} bytes free{held}, {} short", p.root.display(), need - free));
                 continue;
             }
             let score = free as u128 * p.meta.weight.max(1) as u128;
@@ -201,7 +264,14 @@ impl LocalStore {
                 best = Some((score, p));
             }
         }
-        best.map(|(_, p)| p).ok_or_else(|| {
+        if let Some((_, path)) = best {
+            let files: Vec<PathBuf> = types.iter().map(|t| path.file(t, sector)).collect();
+            r.next += 1;
+            let token = r.next;
+            r.held.insert(token, (path.id(), files, need));
+            return Ok(Allocated { path, _reservation: Reservation { token, all: self.reservations.clone() } });
+        }
+        Err({
             let (kind_s, flag) = match kind {
                 PathType::Sealing => ("sealing", "seal"),
                 PathType::Storage => ("storage", "store"),
@@ -265,9 +335,33 @@ mod tests {
         assert_eq!(s.alloc(sector, sealed, PathType::Storage, 2048).unwrap().id(), store.id());
         // 2KiB sealed + cache in storage (1.1×) fits 3000 bytes; a 4KiB sector would not.
         let e = s.alloc(sector, FileTypes::of(&[FileType::Sealed, FileType::Cache]), PathType::Storage, 4096);
-        let msg = e.unwrap_err().to_string();
+        let msg = e.err().unwrap().to_string();
         assert!(msg.contains("need 4505 bytes") && msg.contains("has 3000"), "{msg}");
         assert!(s.open_path(&d.path().join("seal")).unwrap_err().to_string().contains("already attached"));
+    }
+
+    /// Space is reserved from the choice of a path until the task's allocation is dropped:
+    /// two tasks never both take the room for one, and a file's own growth is not counted twice.
+    #[test]
+    fn allocations_reserve_space_until_released() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(String::new());
+        // Room for one 2KiB sealed file (2,048 bytes in a sealing path), not two.
+        let p = s.open_path(&path(&d.path().join("p"), true, false, 3000)).unwrap();
+        let sealed = FileTypes::of(&[FileType::Sealed]);
+        let (one, two) = (SectorId { miner: 1000, number: 1 }, SectorId { miner: 1000, number: 2 });
+        let a = s.alloc(one, sealed, PathType::Sealing, 2048).unwrap();
+        assert_eq!(s.stat(&p).unwrap().reserved, 2048);
+        let e = s.alloc(two, sealed, PathType::Sealing, 2048).err().unwrap().to_string();
+        assert!(e.contains("reserved by running tasks"), "{e}");
+        // The file being written counts once: as it grows, its reservation shrinks.
+        std::fs::write(a.file(FileType::Sealed, one), vec![0u8; 1024]).unwrap();
+        let st = s.stat(&p).unwrap();
+        assert_eq!((st.reserved, st.used), (1024, 1024));
+        drop(a);
+        std::fs::remove_file(p.file(FileType::Sealed, one)).unwrap();
+        assert_eq!(s.stat(&p).unwrap().reserved, 0);
+        assert!(s.alloc(two, sealed, PathType::Sealing, 2048).is_ok(), "the room is free again");
     }
 
     #[test]
