@@ -706,13 +706,7 @@ impl State {
             match r {
                 Ok(c) => checked.push((i, c)),
                 Err(f) => {
-                    tracing::warn!(
-                        miner = id,
-                        sector = a.sector_number,
-                        exit = f.code.value(),
-                        "prove-commit refused: {}",
-                        f.why
-                    );
+                    refused(id, a.sector_number, &f, "prove-commit");
                     if p.require_activation_success || aggregated {
                         return Err(f);
                     }
@@ -740,13 +734,7 @@ impl State {
         }
         for (i, (_, sealed)) in checked {
             if let Err(f) = self.activate(id, sealed.sector, epoch) {
-                tracing::warn!(
-                    miner = id,
-                    sector = sealed.sector,
-                    exit = f.code.value(),
-                    "activation refused: {}",
-                    f.why
-                );
+                refused(id, sealed.sector, &f, "activation");
                 if p.require_activation_success {
                     return Err(f);
                 }
@@ -1064,6 +1052,10 @@ fn assign(deadlines: &mut [Vec<Vec<u64>>], per: usize, n: u64) -> (u64, u64) {
 
 /// Randomness as the proofs use it: a field element (the prover and verifier mask it the
 /// same way; the chain carries it unmasked).
+fn refused(miner: u64, sector: u64, f: &Failure, what: &str) {
+    tracing::warn!(miner, sector, exit = f.code.value(), "{what} refused: {}", f.why);
+}
+
 pub fn mask(mut r: [u8; 32]) -> [u8; 32] {
     r[31] &= 0x3f;
     r

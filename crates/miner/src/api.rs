@@ -311,44 +311,22 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     });
     // The batches (`sectors batching precommit|commit [--publish-now]`).
     s.method::<m::SectorPreCommitPending, _, _, _>(ctx.clone(), |c, ()| async move {
-        Ok(c.sealing
-            .batches
-            .precommit
-            .pending()
-            .into_iter()
-            .map(|n| SectorId { miner: c.sealing.miner, number: n })
-            .collect())
+        Ok(sector_ids(&c, c.sealing.batches.precommit.pending()))
     });
     s.method::<m::SectorCommitPending, _, _, _>(ctx.clone(), |c, ()| async move {
-        Ok(c.sealing
-            .batches
-            .commit
-            .pending()
-            .into_iter()
-            .map(|n| SectorId { miner: c.sealing.miner, number: n })
-            .collect())
+        Ok(sector_ids(&c, c.sealing.batches.commit.pending()))
     });
     s.method::<m::SectorPreCommitFlush, _, _, _>(ctx.clone(), |c, ()| async move {
         let sent = c.sealing.batches.precommit.flush().await;
-        // Lotus answers null when nothing was queued.
-        Ok((!sent.is_empty()).then(|| {
-            sent.into_iter()
-                .map(|b| {
-                    let (msg, error) = split_sent(b.result);
-                    m::PreCommitBatchRes { sectors: b.sectors, msg, error }
-                })
-                .collect()
-        }))
+        Ok(batch_results(sent, |b, msg, error| m::PreCommitBatchRes { sectors: b.sectors, msg, error }))
     });
     s.method::<m::SectorCommitFlush, _, _, _>(ctx.clone(), |c, ()| async move {
         let sent = c.sealing.batches.commit.flush().await;
-        Ok((!sent.is_empty()).then(|| {
-            sent.into_iter()
-                .map(|b| {
-                    let (msg, error) = split_sent(b.result);
-                    m::CommitBatchRes { sectors: b.sectors, failed_sectors: Default::default(), msg, error }
-                })
-                .collect()
+        Ok(batch_results(sent, |b, msg, error| m::CommitBatchRes {
+            sectors: b.sectors,
+            failed_sectors: Default::default(),
+            msg,
+            error,
         }))
     });
     // Refs by deal ID: this miner takes no deals (a piece added with `sectors add-piece` has
@@ -455,12 +433,30 @@ async fn add_piece_file(c: &Ctx, path: &str) -> anyhow::Result<SectorId> {
     Ok(sector)
 }
 
-/// A batch's message or its error, as Lotus's batch results carry them.
-fn split_sent(r: Result<lotus_api::wire::Cid, CallError>) -> (Option<lotus_api::wire::Cid>, String) {
-    match r {
-        Ok(cid) => (Some(cid), String::new()),
-        Err(e) => (None, e.to_string()),
+fn sector_ids(c: &Ctx, numbers: Vec<u64>) -> Vec<SectorId> {
+    numbers.into_iter().map(|n| SectorId { miner: c.sealing.miner, number: n }).collect()
+}
+
+/// A flush's batches as Lotus's results (each with its message or its error); `None`, which
+/// Lotus answers as null, when nothing was queued.
+fn batch_results<T>(
+    sent: Vec<crate::batch::Sent>,
+    mut to: impl FnMut(crate::batch::Sent, Option<lotus_api::wire::Cid>, String) -> T,
+) -> Option<Vec<T>> {
+    if sent.is_empty() {
+        return None;
     }
+    Some(
+        sent.into_iter()
+            .map(|b| {
+                let (msg, error) = match &b.result {
+                    Ok(cid) => (Some(*cid), String::new()),
+                    Err(e) => (None, e.to_string()),
+                };
+                to(b, msg, error)
+            })
+            .collect(),
+    )
 }
 
 /// Run the sector store's work on a blocking thread, not on an async one: a database read of

@@ -1485,25 +1485,10 @@ mod tests {
             assert_eq!(db.next_number().unwrap(), 1);
             assert_eq!(db.next_number().unwrap(), 2);
             let s = SectorInfo {
-                number: 1,
                 state: SectorState::PreCommit1,
-                proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
-                has_data: false,
-                data_len: 0,
-                pieces: vec![],
                 ticket: Some([1; 32]),
                 ticket_epoch: Some(3),
-                pc1: None,
-                comm_r: None,
-                comm_d: None,
-                precommit_epoch: None,
-                seed: None,
-                seed_epoch: None,
-                proof_bytes: None,
-                precommit_message: None,
-                commit_message: None,
-                retries: 0,
-                last_error: String::new(),
+                ..SectorInfo::new(1, RegisteredSealProof::STACKED_DRG_2KIB_V1_1, false)
             };
             db.put(&s, "transition", "GetTicket → PreCommit1").unwrap();
         }
