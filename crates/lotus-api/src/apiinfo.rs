@@ -71,7 +71,10 @@ impl fmt::Display for ApiInfo {
 fn redact(s: &str) -> String {
     // Never echo a whole token into logs: keep its first characters only.
     match s.split_once(':') {
-        Some((t, rest)) if t.len() > 12 && !t.starts_with('/') => format!("{}…:{}", &t[..8], rest),
+        // By characters: a byte slice could cut a multibyte one (and panic).
+        Some((t, rest)) if t.chars().count() > 12 && !t.starts_with('/') => {
+            format!("{}…:{}", t.chars().take(8).collect::<String>(), rest)
+        }
         _ => s.to_string(),
     }
 }
@@ -146,6 +149,14 @@ pub fn listen_addr(addr: &str) -> Result<SocketAddr, ApiInfoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token of multibyte characters is redacted by characters, not cut mid-character.
+    #[test]
+    fn a_multibyte_token_is_redacted_without_panicking() {
+        let e = ApiInfo::parse("ééééééééééééééé:/ip4/127.0.0.1/tcp/x").unwrap_err().to_string();
+        assert!(e.contains("éééééééé…:"), "{e}");
+        assert!(!e.contains("ééééééééé"), "no more than 8 characters of the token: {e}");
+    }
 
     #[test]
     fn parses_the_guides_forms() {

@@ -20,6 +20,8 @@ pub enum ClientError {
     Http { url: String, status: u16, body: String },
     #[error("{method} failed: {message}")]
     Rpc { method: String, code: i64, message: String },
+    #[error("{url} answered {got} bytes or more, over the {limit}-byte limit of one answer: refused")]
+    TooLarge { url: String, got: u64, limit: usize },
     #[error("{method} returned something unexpected: {why}")]
     Decode { method: String, why: String },
 }
@@ -93,8 +95,7 @@ impl RpcClient {
             }
         })?;
         let status = resp.status();
-        let text =
-            resp.text().await.map_err(|e| ClientError::Unreachable { url: self.url.clone(), why: root_cause(&e) })?;
+        let text = self.read_body(resp).await?;
         if status.as_u16() == 401 {
             return Err(ClientError::Unauthorized { url: self.url.clone(), body: text.trim().to_string() });
         }
@@ -200,6 +201,32 @@ impl RpcClient {
             }
         });
         Ok(rx)
+    }
+}
+
+/// The most bytes of one answer a client reads: a node that answers more is refused
+/// instead of filling this process's memory.
+pub const MAX_RESPONSE: usize = 256 << 20;
+
+impl RpcClient {
+    async fn read_body(&self, mut resp: reqwest::Response) -> Result<String, ClientError> {
+        let too_big = |got: u64| ClientError::TooLarge { url: self.url.clone(), got, limit: MAX_RESPONSE };
+        if let Some(n) = resp.content_length().filter(|n| *n > MAX_RESPONSE as u64) {
+            return Err(too_big(n));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| ClientError::Unreachable { url: self.url.clone(), why: root_cause(&e) })?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_RESPONSE {
+                return Err(too_big(body.len() as u64));
+            }
+        }
+        String::from_utf8(body).map_err(|e| ClientError::Unreachable {
+            url: self.url.clone(),
+            why: format!("the answer is not UTF-8: {e}"),
+        })
     }
 }
 

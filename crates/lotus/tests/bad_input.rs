@@ -241,6 +241,13 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
         let resp = m.client.delete(format!("{}/remote/sealed/..%2Fx", m.base)).bearer_auth(&token).send().await.unwrap();
         check!(fails, resp.status().as_u16() == 400, "DELETE /remote/sealed/..%2Fx: HTTP {}", resp.status());
         cases += 1;
+        // A `keep` that does not parse is refused, never read as "keep nothing".
+        let url = format!("{}/remote/sealed/s-t01000-1?keep=garbage", m.base);
+        let resp = m.client.delete(url).bearer_auth(&token).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        check!(fails, status == 400 && body.contains("nothing removed"), "DELETE ?keep=garbage: HTTP {status}: {body}");
+        cases += 1;
     });
 
     eprintln!("section: the command line");

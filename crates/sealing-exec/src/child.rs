@@ -371,6 +371,13 @@ pub async fn spawn(exe: &std::path::Path, job: &Job, limits: Limits) -> Result<s
     for (k, v) in limits.env(&|var| std::env::var_os(var).is_some()) {
         cmd.env(k, v);
     }
+    // Proof processes compute; they call no API: the cluster's tokens stay out of their
+    // environment (and of what `/proc/PID/environ` shows).
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.ends_with("_API_INFO")) {
+            cmd.env_remove(k);
+        }
+    }
     // What the process works on, for `ps` (the job itself comes on stdin): "proof-task
     // Commit2 s-t01000-12".
     cmd.arg(SUBCOMMAND).arg(job.op.name()).arg(format!("s-t0{}-{}", job.miner, job.sector));

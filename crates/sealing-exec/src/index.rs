@@ -42,7 +42,7 @@ impl From<lotus_api::ClientError> for IndexError {
             // declared), so they are worth retrying.
             Unreachable { .. } | Refused { .. } | Timeout { .. } | Rpc { .. } => IndexError::Unavailable(e.to_string()),
             Http { status, .. } if status >= 500 => IndexError::Unavailable(e.to_string()),
-            Unauthorized { .. } | Http { .. } | Decode { .. } => IndexError::Refused(e.to_string()),
+            Unauthorized { .. } | Http { .. } | Decode { .. } | TooLarge { .. } => IndexError::Refused(e.to_string()),
         }
     }
 }

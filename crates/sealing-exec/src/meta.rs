@@ -83,14 +83,36 @@ pub fn init_storage_path(
 /// Write a file atomically (temp file, synced, renamed into place), with `mode` on Unix. Every
 /// file the daemons keep (repo files, `sectorstore.json`, results, the chain) goes through it.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), FileError> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
+    // A fresh name per write (two writers never share a temp file), created with its mode
+    // (a token file is never readable by others, not even between create and chmod).
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(mode);
+        }
+        let mut f = opts.open(&tmp).map_err(io("creating", &tmp))?;
+        // The umask may have taken bits off: the mode asked for, exactly.
         set_mode(&tmp, mode)?;
         f.write_all(data).map_err(io("writing", &tmp))?;
         f.sync_all().map_err(io("syncing", &tmp))?;
+        fs::rename(&tmp, path).map_err(io("renaming into place", path))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, path).map_err(io("renaming into place", path))
+    written?;
+    // The rename is durable once the directory is.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
 pub fn set_mode(path: &Path, mode: u32) -> Result<(), FileError> {
@@ -101,4 +123,36 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<(), FileError> {
     }
     let _ = (path, mode);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file gets exactly its mode, concurrent writers of one file never collide on a temp
+    /// name, and nothing is left beside it.
+    #[test]
+    fn atomic_writes_have_their_mode_and_never_share_a_temp_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("token");
+        write_atomic(&p, b"secret", 0o600).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        let p2 = p.clone();
+        let writers: Vec<_> = (0..4)
+            .map(|i| {
+                let p = p2.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        write_atomic(&p, format!("writer {i}").as_bytes(), 0o644).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert!(fs::read_to_string(&p).unwrap().starts_with("writer "));
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temp file left");
+    }
 }

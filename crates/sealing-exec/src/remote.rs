@@ -300,8 +300,15 @@ async fn remove(
         Ok(x) => x,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let keep: Vec<Uuid> =
-        q.get("keep").map(|k| k.split('.').filter_map(|s| s.parse().ok()).collect()).unwrap_or_default();
+    // A `keep` that does not parse must not become "keep nothing" (every copy deleted).
+    let keep: Result<Vec<Uuid>, _> =
+        q.get("keep").map(|k| k.split('.').filter(|s| !s.is_empty()).map(str::parse).collect()).unwrap_or(Ok(vec![]));
+    let Ok(keep) = keep else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("keep={:?} is not a list of storage path IDs joined with '.': nothing removed", q["keep"]),
+        );
+    };
     match st.store.remove(sector, t, &keep) {
         Ok(removed) => {
             for id in removed {
