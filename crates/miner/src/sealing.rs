@@ -199,7 +199,10 @@ impl SectorState {
         if self.is_final() {
             return false;
         }
-        (self.failure() == to && to != self) || self.retry_target() == Some(to) || to == FailedUnrecoverable
+        (self.failure() == to && to != self)
+            || self.retry_target() == Some(to)
+            || (self, to) == (SealPreCommit2Failed, PreCommit1)
+            || to == FailedUnrecoverable
     }
 }
 
@@ -226,6 +229,7 @@ impl SectorInfo {
             commit_message: None,
             retries: 0,
             last_error: String::new(),
+            pc2_fails: 0,
         }
     }
 }
@@ -261,6 +265,27 @@ pub struct SectorInfo {
     /// Failures in a row, reset on success.
     pub retries: u32,
     pub last_error: String,
+    /// PreCommit2 failures since the sector's last PreCommit1: past [`PC2_FALLBACK`], it seals
+    /// again from PreCommit1 (Lotus's rule: a PreCommit1 output that keeps failing PC2 is bad).
+    #[serde(default)]
+    pub pc2_fails: u32,
+}
+
+/// PreCommit2 failures after which the sector goes back to PreCommit1 (Lotus: more than 3).
+pub const PC2_FALLBACK: u32 = 3;
+
+impl SectorInfo {
+    /// Where a sector in a failure state retries, and the log line saying so.
+    pub fn retry(&self) -> Option<(SectorState, String)> {
+        let target = self.state.retry_target()?;
+        if self.state == SectorState::SealPreCommit2Failed && self.pc2_fails > PC2_FALLBACK {
+            return Some((
+                SectorState::PreCommit1,
+                format!("PreCommit2 failed {} times: sealing again from PreCommit1", self.pc2_fails),
+            ));
+        }
+        Some((target, format!("retrying {}", target.name())))
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -882,12 +907,15 @@ impl Sealing {
                 }
                 clock.enter(number, &s.state.name(), SystemTime::now());
             }
-            if let Some(target) = s.state.retry_target() {
+            if let Some((target, why)) = s.retry() {
                 debug_assert!(s.state.can_become(target));
                 tokio::time::sleep(self.cfg.retry_wait).await;
                 let mut next = s.clone();
                 next.state = target;
-                self.write_transition(next, "retry", format!("retrying {}", target.name())).await;
+                if target == SectorState::PreCommit1 {
+                    next.pc2_fails = 0;
+                }
+                self.write_transition(next, "retry", why).await;
                 continue;
             }
             let from = s.state;
@@ -1256,6 +1284,7 @@ impl Sealing {
                 s.comm_r = Some(comm_r);
                 s.comm_d = Some(comm_d);
                 s.pc1 = None; // large and no longer needed
+                s.pc2_fails = 0;
                 s.state = PreCommitting;
             }
             Committing => {
@@ -1440,6 +1469,9 @@ fn after_failure(s: &SectorInfo, e: &CallError, max_retries: u32) -> SectorInfo 
     }
     n.last_error = e.to_string();
     n.state = if n.retries > max_retries { SectorState::FailedUnrecoverable } else { s.state.failure() };
+    if n.state == SectorState::SealPreCommit2Failed {
+        n.pc2_fails += 1;
+    }
     n
 }
 
@@ -1498,6 +1530,30 @@ mod tests {
         assert_eq!(s.state, SectorState::PreCommit1);
         assert_eq!(s.ticket, Some([1; 32]));
         assert_eq!(db.log(1).unwrap()[0].message, "GetTicket → PreCommit1");
+    }
+
+    /// PreCommit2 retries itself three times; the fourth failure sends the sector back to
+    /// PreCommit1, and a success of PreCommit2 forgets the count.
+    #[test]
+    fn precommit2_failing_more_than_three_times_seals_again_from_precommit1() {
+        let e = CallError::unknown("PC2 failed");
+        let mut s = SectorInfo {
+            state: SectorState::PreCommit2,
+            ..SectorInfo::new(3, RegisteredSealProof::STACKED_DRG_2KIB_V1_1, false)
+        };
+        for n in 1..=PC2_FALLBACK + 1 {
+            s = after_failure(&s, &e, 10);
+            assert_eq!((s.state, s.pc2_fails), (SectorState::SealPreCommit2Failed, n));
+            let (to, why) = s.retry().unwrap();
+            if n <= PC2_FALLBACK {
+                assert_eq!((to, why.as_str()), (SectorState::PreCommit2, "retrying PreCommit2"));
+                s.state = to;
+            } else {
+                assert_eq!(to, SectorState::PreCommit1);
+                assert!(why.contains("failed 4 times"), "{why}");
+                assert!(SectorState::SealPreCommit2Failed.can_become(to));
+            }
+        }
     }
 
     #[test]
@@ -1628,6 +1684,8 @@ mod tests {
             (AddPieceFailed, Packing),
             (SealPreCommit1Failed, PreCommit1),
             (SealPreCommit2Failed, PreCommit2),
+            // After more than PC2_FALLBACK PreCommit2 failures (Lotus's rule).
+            (SealPreCommit2Failed, PreCommit1),
             (PreCommitFailed, PreCommitting),
             (ComputeProofFailed, Committing),
             (CommitFailed, Committing),
