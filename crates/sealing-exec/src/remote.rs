@@ -153,11 +153,15 @@ async fn serve(
 /// fails the stream itself, so the receiver sees a broken transfer, never a short archive
 /// that ends cleanly. The manifest header names every file and its size.
 fn tar_stream(dir: PathBuf) -> Response {
+    match flat_files(&dir) {
+        Ok(files) => tar_of(dir, files),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("listing {}: {e}", dir.display())),
+    }
+}
+
+/// The archive of `files` (listed beforehand) of `dir`.
+fn tar_of(dir: PathBuf, files: Vec<(String, u64)>) -> Response {
     use futures_util::StreamExt;
-    let files = match flat_files(&dir) {
-        Ok(f) => f,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("listing {}: {e}", dir.display())),
-    };
     let manifest: Vec<String> = files.iter().map(|(n, len)| format!("{n}={len}")).collect();
     let (w, r) = tokio::io::duplex(1 << 20);
     let bridge = tokio_util::io::SyncIoBridge::new(w);
@@ -340,9 +344,22 @@ pub struct Fetcher {
     limit: tokio::sync::Semaphore,
 }
 
+/// A source that sends nothing for this long fails the fetch (it is retried, from another
+/// source if there is one): a stalled transfer never holds a task forever.
+pub const FETCH_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Fetcher {
     pub fn new(token: String, parallel: usize) -> Self {
-        Fetcher { http: reqwest::Client::new(), token, limit: tokio::sync::Semaphore::new(parallel.max(1)) }
+        Self::with_stall(token, parallel, FETCH_STALL)
+    }
+
+    pub fn with_stall(token: String, parallel: usize, stall: std::time::Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(stall)
+            .build()
+            .expect("reqwest client without TLS builds");
+        Fetcher { http, token, limit: tokio::sync::Semaphore::new(parallel.max(1)) }
     }
 
     /// Download `url` to `dest` through `tmp` (in the same filesystem); returns the bytes moved.
@@ -375,8 +392,14 @@ impl Fetcher {
     ) -> Result<u64, FetchError> {
         let _slot = self.limit.acquire().await.expect("never closed");
         let ioerr = |source| FetchError::Io { url: url.into(), dest: dest.into(), source };
-        remove_any(tmp).await.map_err(ioerr)?;
-        tokio::fs::create_dir_all(tmp.parent().expect("fetching/ has a parent")).await.map_err(ioerr)?;
+        let dir = tmp.parent().expect("fetching/ has a parent");
+        tokio::fs::create_dir_all(dir).await.map_err(ioerr)?;
+        // Each attempt writes under a name of its own, removed if the attempt fails or is
+        // dropped (an aborted task); partials of attempts a crash interrupted go first.
+        let base = tmp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        remove_stale_partials(dir, &base).await.map_err(ioerr)?;
+        let partial = Partial(Some(dir.join(format!("{base}.{}", Uuid::new_v4().simple()))));
+        let tmp = partial.0.as_deref().expect("set");
         let resp = req.send().await.map_err(|e| FetchError::Http { url: url.into(), why: e.to_string() })?;
         let status = resp.status().as_u16();
         if status != 200 {
@@ -408,6 +431,7 @@ impl Fetcher {
         };
         remove_any(dest).await.map_err(ioerr)?;
         tokio::fs::rename(tmp, dest).await.map_err(ioerr)?;
+        partial.keep();
         Ok(bytes)
     }
 
@@ -430,6 +454,38 @@ impl Fetcher {
         }
         Ok(())
     }
+}
+
+/// A fetch attempt's partial file or directory: removed when dropped, unless kept (renamed
+/// into place).
+struct Partial(Option<PathBuf>);
+
+impl Partial {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+}
+
+/// Remove `<dir>/<base>` and `<dir>/<base>.<attempt>`: what interrupted fetches of this file
+/// left (the sector's lock keeps two fetches of one file from running at once).
+async fn remove_stale_partials(dir: &Path, base: &str) -> std::io::Result<()> {
+    let mut rd = tokio::fs::read_dir(dir).await?;
+    while let Some(e) = rd.next_entry().await? {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name == base || name.strip_prefix(base).is_some_and(|rest| rest.starts_with('.')) {
+            remove_any(&e.path()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Counts what it reads, and whether the stream ended (a read of nothing for a non-empty
@@ -569,6 +625,46 @@ mod tests {
         assert!(cases >= 20);
     }
 
+    /// A source that stops sending fails the fetch after the stall time, and neither a failed
+    /// nor a dropped attempt leaves a partial file; the next attempt starts clean.
+    #[tokio::test]
+    async fn a_stalled_or_dropped_fetch_fails_and_leaves_nothing() {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route(
+                "/stall",
+                get(|| async {
+                    let first = futures_util::stream::once(async { Ok::<_, std::io::Error>(vec![7u8; 1000]) });
+                    let never = futures_util::stream::pending();
+                    use futures_util::StreamExt;
+                    ([(header::CONTENT_TYPE, OCTET)], Body::from_stream(first.chain(never)))
+                }),
+            )
+            .route("/ok", get(|| async { ([(header::CONTENT_TYPE, OCTET)], vec![1u8; 5000]) }));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let d = tempfile::tempdir().unwrap();
+        let fetching = d.path().join("sealed/fetching");
+        std::fs::create_dir_all(&fetching).unwrap();
+        // A partial a crash left behind.
+        std::fs::write(fetching.join("s-t01000-1.deadbeef"), b"old").unwrap();
+        let (tmp, dest) = (fetching.join("s-t01000-1"), d.path().join("sealed/s-t01000-1"));
+        let f = Fetcher::with_stall("t".into(), 2, std::time::Duration::from_millis(300));
+        let t0 = std::time::Instant::now();
+        let e = f.fetch(&format!("http://{addr}/stall"), &tmp, &dest).await.unwrap_err();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the stall failed the fetch: {e}");
+        assert_eq!(std::fs::read_dir(&fetching).unwrap().count(), 0, "no partial left, the stale one removed");
+        assert!(!dest.exists());
+        // Dropped mid-transfer (an aborted task): nothing left either.
+        let url = format!("http://{addr}/stall");
+        let slow = f.fetch(&url, &tmp, &dest);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), slow).await;
+        assert_eq!(std::fs::read_dir(&fetching).unwrap().count(), 0);
+        assert_eq!(f.fetch(&format!("http://{addr}/ok"), &tmp, &dest).await.unwrap(), 5000);
+        assert_eq!(std::fs::read(&dest).unwrap(), vec![1u8; 5000]);
+    }
+
     /// The sender fails the stream when a file cannot be read, instead of ending a short
     /// archive cleanly; the receiver's fetch fails and keeps nothing.
     #[tokio::test]
@@ -577,20 +673,12 @@ mod tests {
         let cache = src.path().join("cache");
         std::fs::create_dir(&cache).unwrap();
         std::fs::write(cache.join("a_ok"), vec![1u8; 4096]).unwrap();
-        std::fs::write(cache.join("b_unreadable"), vec![2u8; 4096]).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(cache.join("b_unreadable"), std::fs::Permissions::from_mode(0o000)).unwrap();
-        if std::fs::File::open(cache.join("b_unreadable")).is_ok() {
-            eprintln!("running as root: an unreadable file cannot be made; removing it mid-stream instead");
-            std::fs::remove_file(cache.join("b_unreadable")).unwrap();
-            std::fs::write(cache.join("b_unreadable"), vec![2u8; 4096]).unwrap();
-        }
         let resp = tar_stream(cache.clone());
-        let manifest = resp.headers().get(MANIFEST).unwrap().to_str().unwrap().to_string();
-        assert_eq!(manifest, "a_ok=4096;b_unreadable=4096");
-        // As root the file is readable: take it away after the listing to fault the sender.
-        let _ = std::fs::remove_file(cache.join("b_unreadable"));
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await;
+        assert_eq!(resp.headers().get(MANIFEST).unwrap(), "a_ok=4096");
+        assert!(axum::body::to_bytes(resp.into_body(), usize::MAX).await.is_ok(), "a readable cache streams");
+        // A file listed but gone when its turn comes (removed meanwhile, EMFILE, EACCES).
+        let files = vec![("a_ok".to_string(), 4096), ("b_gone".to_string(), 4096)];
+        let body = axum::body::to_bytes(tar_of(cache, files).into_body(), usize::MAX).await;
         assert!(body.is_err(), "the body ends with an error, not a clean short archive");
     }
 }
