@@ -144,6 +144,13 @@ fn take_a_sector_away(c: &Cluster, miner: &Proc, all: &[Post], prover: &str) -> 
     println!("faulty sector {gone} skipped after {t:?}; sector {kept} of its partition still proves");
     let dl = c.miner_ok(&["proving", "deadlines"]);
     assert!(dl.lines().nth(2).unwrap().contains("2 (1)"), "one sector is faulty:\n{dl}");
+    // Lotus's `proving faults`, read from the chain through the full node.
+    let faults = c.miner_ok(&["proving", "faults"]);
+    assert_eq!(
+        faults,
+        format!("Miner: f01000\ndeadline  partition  sectors\n0         0          {gone}\n"),
+        "{faults}"
+    );
     gone
 }
 

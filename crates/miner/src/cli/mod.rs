@@ -460,6 +460,7 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
                         print!("{}", render_deadlines(&v));
                     }
                 }
+                ProvingCmd::Faults => print!("{}", proving::faults(&client(&repo)?).await?),
                 ProvingCmd::Workers => {
                     let post: BTreeMap<WorkerId, WorkerStats> = stats(&repo)
                         .await?

@@ -18,6 +18,8 @@ pub enum ProvingCmd {
     Deadlines,
     /// PoSt workers connected to the miner
     Workers,
+    /// View the currently known proving faulty sectors information
+    Faults,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +176,47 @@ pub fn render_health(v: &ProvingView) -> String {
             Some(e) => format!("FAILED: {e}"),
         };
         let _ = writeln!(o, "Last election won: epoch {}, {how}", b.epoch);
+    }
+    o
+}
+
+/// `proving faults` as Lotus prints it: every faulty sector by deadline and partition, read
+/// from the chain through the full node (`FULLNODE_API_INFO`), as Lotus's command does.
+pub async fn faults(miner: &RpcClient) -> Result<String> {
+    use lotus_api::chain::{Address, TipSetKey};
+    use lotus_api::contract::full as f;
+    let addr: String = miner.request::<lotus_api::contract::miner::ActorAddress>(()).await.map_err(explain)?;
+    let maddr: Address = addr.parse().map_err(anyhow::Error::msg)?;
+    let api_info = std::env::var("FULLNODE_API_INFO").map_err(|_| anyhow::anyhow!(crate::daemon::FULLNODE_MISSING))?;
+    let nodes = crate::chain::nodes(&api_info, std::time::Duration::from_secs(30)).map_err(anyhow::Error::msg)?;
+    let current = std::sync::atomic::AtomicUsize::new(0);
+    let call = |e| anyhow::anyhow!("reading the miner's deadlines from the full node: {e}");
+    let dl = crate::chain::call::<f::StateMinerProvingDeadline>(&nodes, &current, (maddr, TipSetKey::head()), None)
+        .await
+        .map_err(call)?;
+    let mut rows = vec![["deadline".to_string(), "partition".into(), "sectors".into()]];
+    for d in 0..dl.wpost_period_deadlines {
+        let parts =
+            crate::chain::call::<f::StateMinerPartitions>(&nodes, &current, (maddr, d, TipSetKey::head()), None)
+                .await
+                .map_err(call)?;
+        for (i, p) in parts.iter().enumerate() {
+            for n in p.faulty_sectors.0.iter() {
+                rows.push([d.to_string(), i.to_string(), n.to_string()]);
+            }
+        }
+    }
+    Ok(format!("Miner: {maddr}\n{}", tabwrite(&rows)))
+}
+
+/// Go's `tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)`, as Lotus's tables use it: each column as
+/// wide as its widest cell plus two spaces, the last one unpadded.
+fn tabwrite(rows: &[[String; 3]]) -> String {
+    let widths: Vec<usize> = (0..3).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0).max(2)).collect();
+    let mut o = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(o, "{}", line.join("  ").trim_end());
     }
     o
 }
