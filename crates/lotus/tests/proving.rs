@@ -151,6 +151,14 @@ fn take_a_sector_away(c: &Cluster, miner: &Proc, all: &[Post], prover: &str) -> 
         format!("Miner: f01000\ndeadline  partition  sectors\n0         0          {gone}\n"),
         "{faults}"
     );
+    let dl0 = c.miner_ok(&["proving", "deadline", "-n", "0"]);
+    assert!(dl0.starts_with("Deadline Index:           0\nDeadline Open:            "), "{dl0}");
+    assert!(dl0.contains("Partitions:               1\n"), "{dl0}");
+    assert!(dl0.contains("\tAll Sectors:               2\n"), "{dl0}");
+    assert!(dl0.contains("\tFaulty Sectors:            1\n"), "{dl0}");
+    assert!(dl0.contains(&format!("\tFaulty Sector Numbers:      [{gone}]\n")), "{dl0}");
+    let bits = c.miner_ok(&["proving", "deadline", "--bitfield", "0"]);
+    assert!(bits.contains("\tAll Sectors:               2 (bitfield - runs "), "{bits}");
     gone
 }
 

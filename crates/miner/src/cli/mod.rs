@@ -461,6 +461,9 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
                     }
                 }
                 ProvingCmd::Faults => print!("{}", proving::faults(&client(&repo)?).await?),
+                ProvingCmd::Deadline { sector_nums, bitfield, index } => {
+                    print!("{}", proving::deadline(&client(&repo)?, index, sector_nums, bitfield).await?)
+                }
                 ProvingCmd::Workers => {
                     let post: BTreeMap<WorkerId, WorkerStats> = stats(&repo)
                         .await?

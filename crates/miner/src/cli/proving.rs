@@ -20,6 +20,17 @@ pub enum ProvingCmd {
     Workers,
     /// View the currently known proving faulty sectors information
     Faults,
+    /// View the current proving period deadline information by its index
+    Deadline {
+        /// Print sector/fault numbers belonging to this deadline
+        #[arg(long, short = 'n')]
+        sector_nums: bool,
+        /// Print partition bitfield stats
+        #[arg(long, short = 'b')]
+        bitfield: bool,
+        /// <deadlineIdx>
+        index: u64,
+    },
 }
 
 #[derive(Deserialize)]
@@ -180,15 +191,107 @@ pub fn render_health(v: &ProvingView) -> String {
     o
 }
 
+/// The full node named by `FULLNODE_API_INFO` and the miner's actor address (from the
+/// miner), for the commands that read the chain themselves, as Lotus's do.
+async fn chain_of(miner: &RpcClient) -> Result<(Vec<(String, RpcClient)>, lotus_api::chain::Address)> {
+    let addr: String = miner.request::<lotus_api::contract::miner::ActorAddress>(()).await.map_err(explain)?;
+    let maddr = addr.parse().map_err(anyhow::Error::msg)?;
+    let api_info = std::env::var("FULLNODE_API_INFO").map_err(|_| anyhow::anyhow!(crate::daemon::FULLNODE_MISSING))?;
+    let nodes = crate::chain::nodes(&api_info, std::time::Duration::from_secs(30)).map_err(anyhow::Error::msg)?;
+    Ok((nodes, maddr))
+}
+
+/// `proving deadline IDX [-n] [-b]` as Lotus prints it, from the chain: the deadline's
+/// partitions and, for each, its all/live/active/faulty/recovering sector counts. The open
+/// time is printed in UTC (Lotus prints the local time).
+pub async fn deadline(miner: &RpcClient, index: u64, nums: bool, bitfield: bool) -> Result<String> {
+    use lotus_api::chain::TipSetKey;
+    use lotus_api::contract::full as f;
+    let (nodes, maddr) = chain_of(miner).await?;
+    let current = std::sync::atomic::AtomicUsize::new(0);
+    let head_key = || (maddr, TipSetKey::head());
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |e: lotus_api::ClientError| anyhow::anyhow!("{what}: {e}")
+    };
+    let deadlines = crate::chain::call::<f::StateMinerDeadlines>(&nodes, &current, head_key(), None)
+        .await
+        .map_err(e("getting deadlines"))?;
+    let di = crate::chain::call::<f::StateMinerProvingDeadline>(&nodes, &current, head_key(), None)
+        .await
+        .map_err(e("getting deadlines"))?;
+    let Some(dl) = deadlines.get(index as usize) else {
+        anyhow::bail!(
+            "deadline {index} does not exist: the proving period has {} (0 to {})",
+            deadlines.len(),
+            deadlines.len().saturating_sub(1)
+        );
+    };
+    let parts =
+        crate::chain::call::<f::StateMinerPartitions>(&nodes, &current, (maddr, index, TipSetKey::head()), None)
+            .await
+            .map_err(e(&format!("getting partitions for deadline {index}")))?;
+    let head = crate::chain::call::<f::ChainHead>(&nodes, &current, (), None).await.map_err(e("reading the head"))?;
+    let net = crate::chain::call::<f::StateGetNetworkParams>(&nodes, &current, (), None)
+        .await
+        .map_err(e("reading the network"))?;
+    // Lotus's deadlineOpenTime: the open of deadline `index` in the current proving period.
+    let window = di.wpost_proving_period / di.wpost_period_deadlines.max(1) as i64;
+    let open = di.open + window * (index as i64 - di.index as i64);
+    let genesis = head.min_timestamp() as i64 - head.height * net.block_delay_secs as i64;
+    let at = (genesis + net.block_delay_secs as i64 * open).rem_euclid(86_400);
+    let mut o = String::new();
+    let _ = writeln!(o, "Deadline Index:           {index}");
+    let _ = writeln!(o, "Deadline Open:            {:02}:{:02}:{:02}", at / 3600, at / 60 % 60, at % 60);
+    let _ = writeln!(o, "Partitions:               {}", parts.len());
+    let _ = writeln!(o, "Proven Partitions:        {}", dl.post_submissions.0.len());
+    let _ = writeln!(o, "Current:                  {}\n", di.index == index);
+    for (i, p) in parts.iter().enumerate() {
+        let _ = writeln!(o, "Partition Index:          {i}");
+        for (name, bf) in [
+            ("All", &p.all_sectors),
+            ("Live", &p.live_sectors),
+            ("Active", &p.active_sectors),
+            ("Faulty", &p.faulty_sectors),
+            ("Recovering", &p.recovering_sectors),
+        ] {
+            let count = bf.0.len();
+            let pad = " ".repeat(18 - name.len());
+            if bitfield {
+                let (mut zero_runs, mut one_runs, mut zeros, mut last) = (0u64, 0u64, 0u64, 0u64);
+                for r in bf.0.ranges() {
+                    if r.start > last {
+                        zero_runs += 1;
+                        zeros += r.start - last;
+                    }
+                    one_runs += 1;
+                    last = r.end;
+                }
+                let sz = fvm_ipld_encoding::to_vec(&bf.0).map(|b| b.len()).unwrap_or(0);
+                let _ = writeln!(
+                    o,
+                    "\t{name} Sectors:{pad}{count} (bitfield - runs {zero_runs}+{one_runs}={} - {zeros} 0s {count} 1s - 0 inv - {} {sz}B)",
+                    zero_runs + one_runs,
+                    sealing_types::size::size_str(sz as u64)
+                );
+            } else {
+                let _ = writeln!(o, "\t{name} Sectors:{pad}{count}");
+            }
+            if nums {
+                let all: Vec<String> = bf.0.iter().map(|n| n.to_string()).collect();
+                let _ = writeln!(o, "\t{name} Sector Numbers:{}[{}]", " ".repeat(12 - name.len()), all.join(" "));
+            }
+        }
+    }
+    Ok(o)
+}
+
 /// `proving faults` as Lotus prints it: every faulty sector by deadline and partition, read
 /// from the chain through the full node (`FULLNODE_API_INFO`), as Lotus's command does.
 pub async fn faults(miner: &RpcClient) -> Result<String> {
     use lotus_api::chain::{Address, TipSetKey};
     use lotus_api::contract::full as f;
-    let addr: String = miner.request::<lotus_api::contract::miner::ActorAddress>(()).await.map_err(explain)?;
-    let maddr: Address = addr.parse().map_err(anyhow::Error::msg)?;
-    let api_info = std::env::var("FULLNODE_API_INFO").map_err(|_| anyhow::anyhow!(crate::daemon::FULLNODE_MISSING))?;
-    let nodes = crate::chain::nodes(&api_info, std::time::Duration::from_secs(30)).map_err(anyhow::Error::msg)?;
+    let (nodes, maddr): (_, Address) = chain_of(miner).await?;
     let current = std::sync::atomic::AtomicUsize::new(0);
     let call = |e| anyhow::anyhow!("reading the miner's deadlines from the full node: {e}");
     let dl = crate::chain::call::<f::StateMinerProvingDeadline>(&nodes, &current, (maddr, TipSetKey::head()), None)
