@@ -47,9 +47,10 @@ fn metrics_of_a_mock_sealing_run_on_the_miner_and_the_worker() {
     // `--wait` follows the sector: one line per state, the last one Proving.
     let followed = c.miner_ok(&["sectors", "pledge", "--wait"]);
     let states: Vec<&str> = followed.lines().skip(1).filter_map(|l| l.split_whitespace().nth(2)).collect();
-    // Polled twice a second: the mock's millisecond states may pass unseen, the seed's wait
-    // (two 500 ms epochs) may not.
-    assert!(states.contains(&"WaitSeed") && states.len() >= 3, "{followed}");
+    // Polled twice a second: the mock's millisecond states may pass unseen; the chain waits
+    // (each message waits an epoch of 500 ms for its confidence, the seed two) cannot all.
+    let waits = ["PreCommitBatchWait", "WaitSeed", "CommitAggregateWait"];
+    assert!(states.iter().any(|s| waits.contains(s)) && states.len() >= 3, "{followed}");
     assert_eq!(states.last(), Some(&"Proving"), "{followed}");
     assert_eq!(sector_state(&c, 1), "Proving");
 
