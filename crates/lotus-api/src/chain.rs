@@ -901,6 +901,17 @@ mod tests {
             require_activation_success: true,
             require_notification_success: true,
         });
+        // The batch form: four sectors, no per-sector proofs, one SnarkPack v2 aggregate.
+        round_trip(&miner::ProveCommitSectors3Params {
+            sector_activations: (1..=4)
+                .map(|n| miner::SectorActivationManifest { sector_number: n, pieces: vec![] })
+                .collect(),
+            sector_proofs: vec![],
+            aggregate_proof: fvm_ipld_encoding::RawBytes::new(vec![5; 4096]),
+            aggregate_proof_type: Some(fvm_shared::sector::RegisteredAggregateProof::SnarkPackV2),
+            require_activation_success: true,
+            require_notification_success: true,
+        });
         round_trip(&miner::SubmitWindowedPoStParams {
             deadline: 2,
             partitions: vec![miner::PoStPartition { index: 0, skipped: bits.clone() }],

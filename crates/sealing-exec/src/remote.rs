@@ -176,8 +176,9 @@ fn tar_of(dir: PathBuf, files: Vec<(String, u64)>) -> Response {
                 h.set_size(*len);
                 h.set_mode(0o644);
                 h.set_entry_type(tar::EntryType::Regular);
-                // Exactly the size the manifest announced: a file that changed is a failure.
-                b.append_data(&mut h, name, std::io::Read::take(f, *len))?;
+                // Exactly the size the manifest announced: tar pads a short entry silently, so
+                // a file that shrank since the listing must fail here, not send a corrupt entry.
+                b.append_data(&mut h, name, Exact { inner: std::io::Read::take(f, *len), left: *len })?;
             }
             b.finish()
         })();
@@ -200,6 +201,26 @@ fn tar_of(dir: PathBuf, files: Vec<(String, u64)>) -> Response {
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(r).chain(tail));
     ([(header::CONTENT_TYPE, TAR.to_string()), (header::HeaderName::from_static(MANIFEST), manifest.join(";"))], body)
         .into_response()
+}
+
+/// A reader that fails if it ends before `left` bytes.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file ended {} bytes before its listed size", self.left),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// A cache directory's regular files (name, size), sorted; anything else in it is an error.
@@ -678,7 +699,11 @@ mod tests {
         assert!(axum::body::to_bytes(resp.into_body(), usize::MAX).await.is_ok(), "a readable cache streams");
         // A file listed but gone when its turn comes (removed meanwhile, EMFILE, EACCES).
         let files = vec![("a_ok".to_string(), 4096), ("b_gone".to_string(), 4096)];
-        let body = axum::body::to_bytes(tar_of(cache, files).into_body(), usize::MAX).await;
+        let body = axum::body::to_bytes(tar_of(cache.clone(), files).into_body(), usize::MAX).await;
         assert!(body.is_err(), "the body ends with an error, not a clean short archive");
+        // A file that shrank since the listing: an error too, not a padded entry.
+        let files = vec![("a_ok".to_string(), 8192)];
+        let body = axum::body::to_bytes(tar_of(cache, files).into_body(), usize::MAX).await;
+        assert!(body.is_err(), "a file shorter than listed fails the stream");
     }
 }

@@ -562,11 +562,17 @@ struct InitChain {
     confidence: u64,
 }
 
+/// The full node(s) `FULLNODE_API_INFO` names, for the commands that read or write the chain
+/// themselves (`init`, `proving faults|deadline`), as Lotus's do.
+pub(crate) fn fullnode_from_env() -> Result<Vec<(String, lotus_api::RpcClient)>> {
+    let api_info = std::env::var("FULLNODE_API_INFO").map_err(|_| anyhow::anyhow!(crate::daemon::FULLNODE_MISSING))?;
+    crate::chain::nodes(&api_info, std::time::Duration::from_secs(30)).map_err(anyhow::Error::msg)
+}
+
 /// The miner actor `init` uses: the one `--actor` names (its sector size checked), or a new
 /// one created on chain with a CreateMiner message from the owner.
 async fn init_actor(size: SectorSize, c: &InitChain) -> Result<u64> {
-    let api_info = std::env::var("FULLNODE_API_INFO").map_err(|_| anyhow::anyhow!(crate::daemon::FULLNODE_MISSING))?;
-    let nodes = crate::chain::nodes(&api_info, std::time::Duration::from_secs(30)).map_err(anyhow::Error::msg)?;
+    let nodes = fullnode_from_env()?;
     if let Some(a) = &c.actor {
         let addr: lotus_api::chain::Address = a.parse().map_err(anyhow::Error::msg)?;
         let id = addr.as_id().ok_or_else(|| anyhow::anyhow!("--actor {a}: give the miner's ID address (f0…)"))?;

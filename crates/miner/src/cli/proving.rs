@@ -196,9 +196,7 @@ pub fn render_health(v: &ProvingView) -> String {
 async fn chain_of(miner: &RpcClient) -> Result<(Vec<(String, RpcClient)>, lotus_api::chain::Address)> {
     let addr: String = miner.request::<lotus_api::contract::miner::ActorAddress>(()).await.map_err(explain)?;
     let maddr = addr.parse().map_err(anyhow::Error::msg)?;
-    let api_info = std::env::var("FULLNODE_API_INFO").map_err(|_| anyhow::anyhow!(crate::daemon::FULLNODE_MISSING))?;
-    let nodes = crate::chain::nodes(&api_info, std::time::Duration::from_secs(30)).map_err(anyhow::Error::msg)?;
-    Ok((nodes, maddr))
+    Ok((super::fullnode_from_env()?, maddr))
 }
 
 /// `proving deadline IDX [-n] [-b]` as Lotus prints it, from the chain: the deadline's
