@@ -69,6 +69,13 @@ struct DaemonArgs {
     /// Accept only mock proofs (for tests and benchmarks whose subject is not the proof)
     #[arg(long)]
     mock_proofs: bool,
+    /// Epochs between proposing a worker key and its taking effect (WorkerKeyChangeDelay)
+    #[arg(long, default_value_t = 900)]
+    worker_key_change_delay: i64,
+    /// Epochs before a deadline opens after which faults and recoveries for it are refused
+    /// (FaultDeclarationCutoff; 0: 7/6 of the challenge window, mainnet's ratio)
+    #[arg(long, default_value_t = 0)]
+    fault_declaration_cutoff: i64,
 }
 
 #[derive(Subcommand)]
@@ -175,6 +182,9 @@ async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
         win_rate: a.win_rate,
         proofs: if a.mock_proofs { sealing_proofs::Backend::Mock } else { sealing_proofs::Backend::Real },
         network_name: if a.mock_proofs { "devnet-mockproofs".into() } else { "devnet".into() },
+        fault_declaration_cutoff: a.fault_declaration_cutoff.max(0),
+        worker_key_change_delay: a.worker_key_change_delay.max(0),
+        ..Params::default()
     };
     let file = repo.file("chain.json");
     let state = match std::fs::read(&file) {

@@ -145,12 +145,12 @@ impl Node {
             open,
             close: open + p.wpost_challenge_window,
             challenge: open - p.wpost_challenge_lookback,
-            fault_cutoff: open - p.wpost_challenge_lookback,
+            fault_cutoff: open - p.fault_declaration_cutoff(),
             wpost_period_deadlines: p.wpost_period_deadlines,
             wpost_proving_period: p.proving_period(),
             wpost_challenge_window: p.wpost_challenge_window,
             wpost_challenge_lookback: p.wpost_challenge_lookback,
-            fault_declaration_cutoff: p.wpost_challenge_lookback,
+            fault_declaration_cutoff: p.fault_declaration_cutoff(),
         }
     }
 
@@ -185,7 +185,9 @@ impl Node {
     }
 
     fn power(st: &State, id: Option<u64>) -> BigInt {
-        let sum = |m: &state::Miner| m.sectors.values().filter(|s| !s.faulty).count() as u64 * m.sector_size;
+        let sum = |m: &state::Miner| {
+            m.sectors.values().filter(|s| !s.faulty && s.terminated.is_none()).count() as u64 * m.sector_size
+        };
         let total: u64 = match id {
             Some(id) => st.miners.get(&id).map(sum).unwrap_or(0),
             None => st.miners.values().map(sum).sum(),
@@ -319,16 +321,16 @@ pub fn server(node: Arc<Node>) -> RpcServer {
         Ok(MinerInfo {
             owner: Address::id(m.owner),
             worker: Address::id(m.worker),
-            new_worker: MaybeAddress(None),
-            control_addresses: vec![],
-            worker_change_epoch: -1,
+            new_worker: MaybeAddress(m.pending_worker.map(|(w, _)| Address::id(w))),
+            control_addresses: m.control.iter().map(|c| Address::id(*c)).collect(),
+            worker_change_epoch: m.pending_worker.map_or(-1, |(_, at)| at),
             peer_id: m.peer_id.clone(),
-            multiaddrs: vec![],
+            multiaddrs: m.multiaddrs.iter().map(|b| Bytes(b.clone())).collect(),
             window_po_st_proof_type: m.window_post_proof,
             sector_size: m.sector_size,
             window_po_st_partition_sectors: sealing_proofs::post::partition_sectors(size) as u64,
             consensus_fault_elapsed: -1,
-            pending_owner_address: None,
+            pending_owner_address: m.pending_owner.map(Address::id),
             beneficiary: Address::id(m.owner),
             beneficiary_term: BeneficiaryTerm::default(),
             pending_beneficiary_term: None,
@@ -383,7 +385,7 @@ pub fn server(node: Arc<Node>) -> RpcServer {
                     all_sectors: bf(&|_| true),
                     faulty_sectors: bf(&|s| s.faulty),
                     recovering_sectors: bf(&|s| s.recovering),
-                    live_sectors: bf(&|_| true),
+                    live_sectors: bf(&|s| s.terminated.is_none()),
                     active_sectors: BitField::of(
                         numbers.iter().copied().filter(|x| required.contains(x) && !m.sectors[x].faulty),
                     ),
@@ -396,7 +398,7 @@ pub fn server(node: Arc<Node>) -> RpcServer {
         let (_, m) = Node::miner(&st, &a)?;
         Ok(m.sectors
             .iter()
-            .filter(|(x, _)| filter.as_ref().is_none_or(|bf| bf.0.get(**x)))
+            .filter(|(x, s)| s.terminated.is_none() && filter.as_ref().is_none_or(|bf| bf.0.get(**x)))
             .map(|(x, s)| Node::sector_info(*x, s))
             .collect())
     });
@@ -422,12 +424,15 @@ pub fn server(node: Arc<Node>) -> RpcServer {
     s.method::<f::StateSectorGetInfo, _, _, _>(n.clone(), |n, (a, x, _key)| async move {
         let (st, _) = n.state();
         let (_, m) = Node::miner(&st, &a)?;
-        Ok(m.sectors.get(&x).map(|s| Node::sector_info(x, s)))
+        Ok(m.sectors.get(&x).filter(|s| s.terminated.is_none()).map(|s| Node::sector_info(x, s)))
     });
     s.method::<f::StateSectorPartition, _, _, _>(n.clone(), |n, (a, x, _key)| async move {
         let (st, _) = n.state();
         let (_, m) = Node::miner(&st, &a)?;
-        Ok(m.sectors.get(&x).map(|s| SectorLocation { deadline: s.deadline, partition: s.partition }))
+        Ok(m.sectors
+            .get(&x)
+            .filter(|s| s.terminated.is_none())
+            .map(|s| SectorLocation { deadline: s.deadline, partition: s.partition }))
     });
     s.method::<f::StateMinerSectorAllocated, _, _, _>(n.clone(), |n, (a, x, _key)| async move {
         let (st, _) = n.state();
@@ -446,7 +451,7 @@ pub fn server(node: Arc<Node>) -> RpcServer {
     s.method::<f::StateMinerAvailableBalance, _, _, _>(n.clone(), |n, (a, _key)| async move {
         let (st, _) = n.state();
         let (_, m) = Node::miner(&st, &a)?;
-        Ok(BigInt(&m.balance.0 - &m.locked.0))
+        Ok(BigInt(&m.balance.0 - &m.locked.0 - &m.fee_debt.0))
     });
     s.method::<f::StateMinerPower, _, _, _>(n.clone(), |n, (a, _key)| async move {
         let (st, _) = n.state();

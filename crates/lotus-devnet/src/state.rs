@@ -39,6 +39,24 @@ pub struct Params {
     pub win_rate: f64,
     /// Which proofs the chain accepts: real ones, or only mock ones (`--mock-proofs`).
     pub proofs: Backend,
+    /// Epochs before a deadline opens after which faults and recoveries for it are refused
+    /// (mainnet: 70 with a 60-epoch window); 0: scaled from the window as on mainnet.
+    #[serde(default)]
+    pub fault_declaration_cutoff: ChainEpoch,
+    /// Epochs between proposing a worker key and its taking effect (mainnet: 900, a finality).
+    #[serde(default = "default_worker_key_change_delay")]
+    pub worker_key_change_delay: ChainEpoch,
+    /// How far past the current epoch an extension may set a sector's expiration (v18: 1278 days).
+    #[serde(default = "default_max_extension")]
+    pub max_sector_expiration_extension: ChainEpoch,
+}
+
+fn default_worker_key_change_delay() -> ChainEpoch {
+    900
+}
+
+fn default_max_extension() -> ChainEpoch {
+    1278 * 2880
 }
 
 impl Default for Params {
@@ -52,6 +70,9 @@ impl Default for Params {
             wpost_challenge_lookback: 2,
             win_rate: 0.02,
             proofs: Backend::Real,
+            fault_declaration_cutoff: 0,
+            worker_key_change_delay: default_worker_key_change_delay(),
+            max_sector_expiration_extension: default_max_extension(),
         }
     }
 }
@@ -59,6 +80,15 @@ impl Default for Params {
 impl Params {
     pub fn proving_period(&self) -> ChainEpoch {
         self.wpost_period_deadlines.max(1) as ChainEpoch * self.wpost_challenge_window.max(1)
+    }
+
+    /// The fault-declaration cutoff in epochs (mainnet's 70 : 60 to the window when unset).
+    pub fn fault_declaration_cutoff(&self) -> ChainEpoch {
+        if self.fault_declaration_cutoff > 0 {
+            self.fault_declaration_cutoff
+        } else {
+            self.wpost_challenge_window.max(1) * 7 / 6
+        }
     }
 }
 
@@ -111,6 +141,10 @@ pub struct Sector {
     pub faulty: bool,
     pub recovering: bool,
     pub pledge: BigInt,
+    /// When it was terminated or expired: it stays in its partition's sectors (not live) until
+    /// the partition is compacted.
+    #[serde(default)]
+    pub terminated: Option<ChainEpoch>,
 }
 
 /// A miner actor.
@@ -137,6 +171,20 @@ pub struct Miner {
     pub penalised_sectors: u64,
     pub blocks_won: u64,
     pub won: BTreeSet<ChainEpoch>,
+    /// Control addresses (they may send what the worker sends).
+    #[serde(default)]
+    pub control: Vec<u64>,
+    /// A proposed worker key and the epoch it takes effect.
+    #[serde(default)]
+    pub pending_worker: Option<(u64, ChainEpoch)>,
+    /// A proposed owner, until it confirms.
+    #[serde(default)]
+    pub pending_owner: Option<u64>,
+    #[serde(default)]
+    pub multiaddrs: Vec<Vec<u8>>,
+    /// Penalties the balance could not pay (RepayDebt, withdrawals pay them first).
+    #[serde(default = "BigInt::zero")]
+    pub fee_debt: BigInt,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -296,14 +344,23 @@ impl State {
         (start, index, start + index as ChainEpoch * window)
     }
 
-    /// The sectors a deadline instance requires of a partition: those active before its
-    /// challenge.
+    /// The sectors a deadline instance requires of a partition: the live ones active before its
+    /// challenge, less the faulty ones not declared recovered (the actor's active + recovering).
     pub fn required(&self, m: &Miner, deadline: u64, partition: u64, open: ChainEpoch) -> Vec<u64> {
         let challenge = open - self.params.wpost_challenge_lookback;
         m.deadlines
             .get(deadline as usize)
             .and_then(|d| d.get(partition as usize))
-            .map(|p| p.iter().copied().filter(|n| m.sectors.get(n).is_some_and(|s| s.activation < challenge)).collect())
+            .map(|p| {
+                p.iter()
+                    .copied()
+                    .filter(|n| {
+                        m.sectors.get(n).is_some_and(|s| {
+                            s.activation < challenge && s.terminated.is_none() && (!s.faulty || s.recovering)
+                        })
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -335,6 +392,11 @@ impl State {
                         }
                     }
                 }
+                let expired = Self::expire(&mut m, index, close);
+                if !expired.is_empty() {
+                    tracing::info!(miner = id, deadline = index, sectors = ?expired, "sectors expired");
+                }
+                Self::apply_pending_worker(&mut m, close);
                 if missed > 0 {
                     m.missed_deadlines += 1;
                     tracing::warn!(
@@ -502,13 +564,23 @@ impl State {
         if msg.method == actors::METHOD_SEND {
             return Ok(vec![]);
         }
-        if from != miner.worker && from != miner.owner {
+        let params = msg.params_bytes();
+        if let Some(applied) = self.operator_method(from, to, msg.method, params, epoch) {
+            return applied;
+        }
+        let miner = &self.miners[&to];
+        if !matches!(
+            operator::caller(miner, from),
+            operator::Caller::Owner | operator::Caller::Worker | operator::Caller::Control
+        ) {
             return Err(fail(
                 ExitCode::USR_FORBIDDEN,
-                format!("caller f0{from} is neither the worker f0{} nor the owner f0{}", miner.worker, miner.owner),
+                format!(
+                    "caller f0{from} is neither the worker f0{}, a control address nor the owner f0{}",
+                    miner.worker, miner.owner
+                ),
             ));
         }
-        let params = msg.params_bytes();
         let bad = |e: String| fail(ExitCode::USR_SERIALIZATION, e);
         match msg.method {
             actors::MINER_PRE_COMMIT_SECTOR_BATCH2 => {
@@ -525,7 +597,7 @@ impl State {
             }
             actors::MINER_DECLARE_FAULTS_RECOVERED => {
                 let p: actors::miner::DeclareFaultsRecoveredParams = actors::decode(params).map_err(bad)?;
-                self.declare_recovered(to, p)
+                self.declare_recovered(to, p, epoch)
             }
             actors::MINER_CHANGE_PEER_ID => {
                 let p: actors::miner::ChangePeerIDParams = actors::decode(params).map_err(bad)?;
@@ -580,6 +652,11 @@ impl State {
                 penalised_sectors: 0,
                 blocks_won: 0,
                 won: BTreeSet::new(),
+                control: vec![],
+                pending_worker: None,
+                pending_owner: None,
+                multiaddrs: p.multiaddrs.into_iter().map(|b| b.0).collect(),
+                fee_debt: BigInt::zero(),
             },
         );
         tracing::info!(miner = id, owner, worker, sector_size, created_by = from, "miner actor created");
@@ -852,6 +929,7 @@ impl State {
                 faulty: false,
                 recovering: false,
                 pledge: BigInt::from_atto(INITIAL_PLEDGE),
+                terminated: None,
             },
         );
         tracing::info!(miner = id, sector = n, deadline, partition, "sector activated");
@@ -935,13 +1013,22 @@ impl State {
         Ok(vec![])
     }
 
-    fn declare_recovered(&mut self, id: u64, p: actors::miner::DeclareFaultsRecoveredParams) -> Applied {
+    fn declare_recovered(
+        &mut self,
+        id: u64,
+        p: actors::miner::DeclareFaultsRecoveredParams,
+        epoch: ChainEpoch,
+    ) -> Applied {
+        for r in &p.recoveries {
+            self.check_declaration_deadline(r.deadline, epoch)?;
+        }
         let m = self.miners.get_mut(&id).expect("exists");
         for r in &p.recoveries {
             for n in r.sectors.iter() {
                 match m.sectors.get_mut(&n) {
                     Some(s) if s.deadline == r.deadline && s.partition == r.partition => {
-                        if s.faulty {
+                        // Terminated or not faulty: nothing to recover (the actor ignores them).
+                        if s.faulty && s.terminated.is_none() {
                             s.recovering = true;
                         }
                     }
@@ -1042,12 +1129,16 @@ fn assign(deadlines: &mut [Vec<Vec<u64>>], per: usize, n: u64) -> (u64, u64) {
             (opens_new, d.iter().map(Vec::len).sum::<usize>(), i)
         })
         .unwrap_or(0);
-    let d = &mut deadlines[best];
+    (best as u64, fill(&mut deadlines[best], per, n))
+}
+
+/// Put a sector into a deadline's last partition, or a new one when it is full; its index.
+fn fill(d: &mut Vec<Vec<u64>>, per: usize, n: u64) -> u64 {
     match d.last_mut() {
         Some(p) if p.len() < per => p.push(n),
         _ => d.push(vec![n]),
     }
-    (best as u64, d.len() as u64 - 1)
+    d.len() as u64 - 1
 }
 
 /// Randomness as the proofs use it: a field element (the prover and verifier mask it the
@@ -1116,3 +1207,6 @@ pub fn sign(secret: &[u8], msg: Message) -> Result<SignedMessage, String> {
 #[cfg(test)]
 #[path = "state_tests.rs"]
 mod tests;
+
+#[path = "operator.rs"]
+pub mod operator;

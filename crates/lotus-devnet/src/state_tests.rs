@@ -113,6 +113,7 @@ fn a_partition_without_proof_is_missed_and_its_sectors_turn_faulty() {
             faulty: false,
             recovering: false,
             pledge: BigInt::zero(),
+            terminated: None,
         },
     );
     // Deadline 0 of the second period opens at 80, closes at 100.
@@ -198,4 +199,237 @@ fn a_pre_commit_not_proven_in_time_expires() {
     let f = st.seal_inputs(id, 1, &entropy, late).unwrap_err();
     assert_eq!(f.code, ExitCode::USR_FORBIDDEN);
     assert!(f.why.contains("expired"), "{}", f.why);
+}
+
+// ---- the operator's methods ------------------------------------------------------------------
+
+/// A proven sector `n` of miner `id` in deadline `d`, partition 0, with its pledge locked.
+fn place(st: &mut State, id: u64, n: u64, d: u64, activation: ChainEpoch, expiration: ChainEpoch) {
+    let m = st.miners.get_mut(&id).unwrap();
+    if m.deadlines[d as usize].is_empty() {
+        m.deadlines[d as usize].push(vec![]);
+    }
+    m.deadlines[d as usize][0].push(n);
+    m.locked.0 += INITIAL_PLEDGE;
+    m.sectors.insert(
+        n,
+        Sector {
+            seal_proof: 5,
+            sealed_cid: Commitment::Sealed.to_cid(&[n as u8; 32]),
+            activation,
+            expiration,
+            deadline: d,
+            partition: 0,
+            faulty: false,
+            recovering: false,
+            pledge: BigInt::from_atto(INITIAL_PLEDGE),
+            terminated: None,
+        },
+    );
+}
+
+/// Push from account `from` to miner `id` at `at`; its exit code.
+fn call_from(st: &mut State, from: u64, id: u64, method: u64, params: Vec<u8>, at: ChainEpoch) -> i64 {
+    let key = st.accounts[&from].key;
+    let sent = st.push(Message::call(key, Address::id(id), method, params, BigInt::zero()), at).unwrap();
+    st.advance(at + 1);
+    st.executed[&sent.cid().to_string()].receipt.exit_code
+}
+
+/// A funded account with a key in the wallet.
+fn funded(st: &mut State) -> u64 {
+    let k = st.new_key();
+    st.accounts.get_mut(&k).unwrap().balance = BigInt::from_atto(FIL);
+    k
+}
+
+use operator::methods as om;
+
+#[test]
+fn only_the_owner_withdraws_and_only_what_no_pledge_locks() {
+    let mut st = chain();
+    let id = create_miner(&mut st, 0);
+    let owner = st.default_wallet;
+    place(&mut st, id, 1, 0, 1, 100_000);
+    let stranger = funded(&mut st);
+    let ask = |atto: u128| {
+        actors::encode(&actors::miner::WithdrawBalanceParams {
+            amount_requested: fvm_shared::econ::TokenAmount::from_atto(atto),
+        })
+    };
+    assert_eq!(
+        call_from(&mut st, stranger, id, om::WITHDRAW_BALANCE, ask(1), 2),
+        ExitCode::USR_FORBIDDEN.value() as i64
+    );
+    let before = st.accounts[&owner].balance.0.clone();
+    let available = &st.miners[&id].balance.0 - &st.miners[&id].locked.0;
+    assert_eq!(call_from(&mut st, owner, id, om::WITHDRAW_BALANCE, ask(1_000_000 * FIL), 4), 0);
+    assert_eq!(&st.accounts[&owner].balance.0 - before, available, "everything unlocked, nothing more");
+    assert_eq!(st.miners[&id].balance.0, st.miners[&id].locked.0);
+}
+
+#[test]
+fn a_new_worker_key_takes_effect_only_after_the_delay() {
+    let mut st = chain();
+    st.params.worker_key_change_delay = 10;
+    let id = create_miner(&mut st, 0);
+    let owner = st.default_wallet;
+    let (new_worker, control) = (funded(&mut st), funded(&mut st));
+    let params = actors::miner::ChangeWorkerAddressParams {
+        new_worker: st.accounts[&new_worker].key.0,
+        new_control_addresses: vec![st.accounts[&control].key.0],
+    };
+    assert_eq!(
+        call_from(&mut st, new_worker, id, om::CHANGE_WORKER_ADDRESS, actors::encode(&params), 2),
+        ExitCode::USR_FORBIDDEN.value() as i64
+    );
+    assert_eq!(call_from(&mut st, owner, id, om::CHANGE_WORKER_ADDRESS, actors::encode(&params), 4), 0);
+    let m = &st.miners[&id];
+    assert_eq!((m.worker, m.pending_worker, m.control.clone()), (owner, Some((new_worker, 15)), vec![control]));
+    assert_eq!(
+        call_from(&mut st, owner, id, om::CONFIRM_CHANGE_WORKER_ADDRESS, vec![], 6),
+        0,
+        "too early: a no-op, as the actor's"
+    );
+    assert_eq!(st.miners[&id].worker, owner);
+    assert_eq!(call_from(&mut st, owner, id, om::CONFIRM_CHANGE_WORKER_ADDRESS, vec![], 16), 0);
+    assert_eq!((st.miners[&id].worker, st.miners[&id].pending_worker), (new_worker, None));
+    // The owner changes in two steps: proposed by the owner, confirmed by the new one.
+    let new_owner = funded(&mut st);
+    let p = actors::encode(&actors::miner::ChangeOwnerAddressParams { new_owner: st.accounts[&new_owner].key.0 });
+    assert_eq!(call_from(&mut st, owner, id, om::CHANGE_OWNER_ADDRESS, p.clone(), 20), 0);
+    assert_eq!((st.miners[&id].owner, st.miners[&id].pending_owner), (owner, Some(new_owner)));
+    assert_eq!(call_from(&mut st, new_owner, id, om::CHANGE_OWNER_ADDRESS, p, 22), 0);
+    assert_eq!((st.miners[&id].owner, st.miners[&id].pending_owner), (new_owner, None));
+}
+
+#[test]
+fn terminating_needs_a_mutable_deadline_and_costs_the_actor_s_fee() {
+    let mut st = chain(); // 4 deadlines of 20 epochs: a period of 80
+    let id = create_miner(&mut st, 0);
+    let owner = st.default_wallet;
+    place(&mut st, id, 1, 2, 1, 100_000);
+    let decl = |n: u64| {
+        actors::encode(&actors::miner::TerminateSectorsParams {
+            terminations: vec![actors::miner::TerminationDeclaration {
+                deadline: 2,
+                partition: 0,
+                sectors: fvm_ipld_bitfield::BitField::try_from_bits([n]).unwrap(),
+            }],
+        })
+    };
+    // Deadline 2 opens at 40: from epoch 20 (one window before) until it closes at 60 it is immutable.
+    assert!(st.deadline_is_mutable(2, 19) && !st.deadline_is_mutable(2, 20) && !st.deadline_is_mutable(2, 59));
+    assert_eq!(
+        call_from(&mut st, owner, id, om::TERMINATE_SECTORS, decl(1), 30),
+        ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64
+    );
+    assert_eq!(
+        call_from(&mut st, owner, id, om::TERMINATE_SECTORS, decl(9), 61),
+        ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64,
+        "no such sector"
+    );
+    let (balance, locked) = (st.miners[&id].balance.0.clone(), st.miners[&id].locked.0.clone());
+    assert_eq!(call_from(&mut st, owner, id, om::TERMINATE_SECTORS, decl(1), 63), 0);
+    let m = &st.miners[&id];
+    assert_eq!(m.sectors[&1].terminated, Some(64));
+    assert_eq!(&locked - &m.locked.0, INITIAL_PLEDGE.into(), "the pledge is unlocked");
+    // A young sector pays the minimum: 2% of its pledge.
+    assert_eq!(balance - &m.balance.0, (INITIAL_PLEDGE * 2 / 100).into());
+    assert!(st.required(&st.miners[&id], 2, 0, 120).is_empty(), "a terminated sector is not proven any more");
+}
+
+#[test]
+fn extensions_stay_within_the_actor_s_bounds() {
+    let mut st = chain();
+    let id = create_miner(&mut st, 0);
+    let owner = st.default_wallet;
+    place(&mut st, id, 1, 1, 1, 10_000);
+    let ext = |to: ChainEpoch| {
+        actors::encode(&actors::miner::ExtendSectorExpiration2Params {
+            extensions: vec![actors::miner::ExpirationExtension2 {
+                deadline: 1,
+                partition: 0,
+                sectors: fvm_ipld_bitfield::BitField::try_from_bits([1u64]).unwrap(),
+                sectors_with_claims: vec![],
+                new_expiration: to,
+            }],
+        })
+    };
+    assert_eq!(
+        call_from(&mut st, owner, id, om::EXTEND_SECTOR_EXPIRATION2, ext(9_000), 2),
+        ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64
+    );
+    let too_far = 5 + st.params.max_sector_expiration_extension + 1;
+    assert_eq!(
+        call_from(&mut st, owner, id, om::EXTEND_SECTOR_EXPIRATION2, ext(too_far), 4),
+        ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64
+    );
+    assert_eq!(call_from(&mut st, owner, id, om::EXTEND_SECTOR_EXPIRATION2, ext(500_000), 6), 0);
+    assert_eq!(st.miners[&id].sectors[&1].expiration, 500_000);
+}
+
+#[test]
+fn a_sector_expires_when_its_deadline_closes_past_its_expiration() {
+    let mut st = chain();
+    let id = create_miner(&mut st, 0);
+    place(&mut st, id, 1, 0, 1, 85);
+    st.miners.get_mut(&id).unwrap().proven.entry(80).or_default().insert(0);
+    // Deadline 0's instance at 80 closes at 100, past the expiration.
+    st.advance(99);
+    assert_eq!(st.miners[&id].sectors[&1].terminated, None);
+    st.advance(100);
+    assert_eq!(st.miners[&id].sectors[&1].terminated, Some(100));
+    assert_eq!(st.miners[&id].locked, BigInt::zero());
+}
+
+#[test]
+fn recoveries_are_refused_past_the_fault_cutoff_and_make_a_sector_required_again() {
+    let mut st = chain(); // cutoff: 23 epochs (20 * 7 / 6)
+    let id = create_miner(&mut st, 0);
+    let owner = st.default_wallet;
+    place(&mut st, id, 1, 3, 1, 100_000);
+    st.miners.get_mut(&id).unwrap().sectors.get_mut(&1).unwrap().faulty = true;
+    assert!(st.required(&st.miners[&id], 3, 0, 140).is_empty(), "a faulty sector is not expected in a proof");
+    let rec = actors::encode(&actors::miner::DeclareFaultsRecoveredParams {
+        recoveries: vec![actors::miner::RecoveryDeclaration {
+            deadline: 3,
+            partition: 0,
+            sectors: fvm_ipld_bitfield::BitField::try_from_bits([1u64]).unwrap(),
+        }],
+    });
+    // Deadline 3 opens at 60 and 140: at 38 its open is 22 epochs away, inside the cutoff.
+    assert_eq!(
+        call_from(&mut st, owner, id, actors::MINER_DECLARE_FAULTS_RECOVERED, rec.clone(), 37),
+        ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64
+    );
+    assert_eq!(call_from(&mut st, owner, id, actors::MINER_DECLARE_FAULTS_RECOVERED, rec, 100), 0);
+    assert!(st.miners[&id].sectors[&1].recovering);
+    assert_eq!(st.required(&st.miners[&id], 3, 0, 140), vec![1]);
+}
+
+#[test]
+fn compaction_drops_terminated_sectors_and_repacks_the_live_ones() {
+    let mut st = chain();
+    let id = create_miner(&mut st, 0);
+    let owner = st.default_wallet;
+    for n in 1..=3 {
+        place(&mut st, id, n, 1, 1, 100_000);
+    }
+    st.miners.get_mut(&id).unwrap().sectors.get_mut(&2).unwrap().terminated = Some(5);
+    // Proven at deadline 1's first instance (20 to 40), so not faulty when it closes.
+    st.miners.get_mut(&id).unwrap().proven.entry(20).or_default().insert(0);
+    let p = actors::encode(&actors::miner::CompactPartitionsParams {
+        deadline: 1,
+        partitions: fvm_ipld_bitfield::BitField::try_from_bits([0u64]).unwrap(),
+    });
+    // Deadline 1 opens at 20: immutable from 0 to 40.
+    assert_eq!(
+        call_from(&mut st, owner, id, om::COMPACT_PARTITIONS, p.clone(), 10),
+        ExitCode::USR_FORBIDDEN.value() as i64
+    );
+    assert_eq!(call_from(&mut st, owner, id, om::COMPACT_PARTITIONS, p, 45), 0);
+    let m = &st.miners[&id];
+    assert_eq!(m.deadlines[1], vec![vec![1, 3]]);
+    assert!(!m.sectors.contains_key(&2));
 }

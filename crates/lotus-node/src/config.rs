@@ -152,6 +152,12 @@ const NO_EFFECT: &[(&str, &str)] = &[
 #[serde(default, rename_all = "PascalCase")]
 pub struct ProvingConfig {
     pub parallel_check_limit: u64,
+    /// How long one sector's pre-check may take before it counts as unreadable.
+    pub single_check_timeout: String,
+    /// How long the pre-checks of one partition may take in all.
+    pub partition_check_timeout: String,
+    #[serde(rename = "DisableWDPoStPreChecks")]
+    pub disable_wd_post_pre_checks: bool,
     #[serde(rename = "DisableBuiltinWindowPoSt")]
     pub disable_builtin_window_post: bool,
     #[serde(rename = "DisableBuiltinWinningPoSt")]
@@ -220,6 +226,9 @@ impl Default for ProvingConfig {
     fn default() -> Self {
         ProvingConfig {
             parallel_check_limit: 32,
+            single_check_timeout: "10m0s".into(),
+            partition_check_timeout: "20m0s".into(),
+            disable_wd_post_pre_checks: false,
             disable_builtin_window_post: false,
             disable_builtin_winning_post: false,
             sealing_nice: 10,
@@ -267,6 +276,9 @@ const DOCS: &[(&str, &str)] = &[
     ("Proving.SealingNice", "Niceness (0-19) of the miner's own sealing proof processes: PoSt on this machine gets the CPU first."),
     ("Proving.ReservedCPUs", "CPU cores the miner's own sealing never uses (its worker reports fewer, its proof processes use fewer threads), kept for PoSt."),
     ("Proving.ParallelCheckLimit", "How many sectors the miner reads at once for a WindowPoSt (each sector's challenged leaves)."),
+    ("Proving.SingleCheckTimeout", "How long checking one sector before a WindowPoSt (or a recovery declaration) may take; a slower sector is skipped as faulty."),
+    ("Proving.PartitionCheckTimeout", "How long checking all the sectors of one partition may take; those not checked by then are skipped as faulty."),
+    ("Proving.DisableWDPoStPreChecks", "Do not check sectors before proving them; an unreadable sector is then found while proving (and still skipped)."),
     ("Proving.DisableBuiltinWindowPoSt", "Never compute WindowPoSt on the miner itself; wait for a PoSt worker."),
     ("Proving.DisableBuiltinWinningPoSt", "Never compute WinningPoSt on the miner itself; fail fast without a PoSt worker."),
 ];
@@ -407,6 +419,8 @@ impl MinerConfig {
             ));
         }
         parse_duration(&self.storage.worker_lost_timeout).map_err(|e| ("Storage.WorkerLostTimeout", e))?;
+        parse_duration(&self.proving.single_check_timeout).map_err(|e| ("Proving.SingleCheckTimeout", e))?;
+        parse_duration(&self.proving.partition_check_timeout).map_err(|e| ("Proving.PartitionCheckTimeout", e))?;
         parse_mock_durations(&self.devnet.mock_task_durations).map_err(|e| ("Devnet.MockTaskDurations", e))?;
         if self.chain.message_confidence > 900 {
             return Err(("Chain.MessageConfidence", "must be at most 900 epochs (a chain finality)".into()));

@@ -133,7 +133,8 @@ fn take_a_sector_away(c: &Cluster, miner: &Proc, all: &[Post], prover: &str) -> 
         .map(|n| n.parse().unwrap())
         .collect();
     let (gone, kept) = (mates[0], mates[1]);
-    std::fs::remove_file(c.path(&format!("miner/sealed/s-t01000-{gone}"))).unwrap();
+    // Moved away, to be put back by `put_it_back`.
+    std::fs::rename(c.path(&format!("miner/sealed/s-t01000-{gone}")), c.path(&format!("sealed-{gone}.away"))).unwrap();
     let skipped = format!("proven [{kept}], skipped (faulty) [{gone}]");
     let t = wait_or_show(
         Duration::from_secs(90),
@@ -162,6 +163,38 @@ fn take_a_sector_away(c: &Cluster, miner: &Proc, all: &[Post], prover: &str) -> 
     gone
 }
 
+/// The faulty sector's file comes back: the miner checks it, declares it recovered
+/// (DeclareFaultsRecovered) before its deadline opens again, and proves it there; the chain
+/// then lists no fault.
+fn put_it_back(c: &Cluster, miner: &Proc, gone: u64) {
+    let since = posts(c).iter().map(|p| p.open).max().unwrap_or(0);
+    std::fs::rename(c.path(&format!("sealed-{gone}.away")), c.path(&format!("miner/sealed/s-t01000-{gone}"))).unwrap();
+    let t = wait_or_show(
+        Duration::from_secs(120),
+        "the recovered sector proven in deadline 0 again",
+        || show(c, miner),
+        || {
+            posts(c).iter().any(|p| {
+                let proven = p.text.split("proven [").nth(1).and_then(|r| r.split(']').next()).unwrap_or("");
+                p.deadline == 0
+                    && p.open > since
+                    && proven.split(", ").any(|n| n == gone.to_string())
+                    && p.text.contains("skipped (faulty) []")
+            })
+        },
+    );
+    println!("sector {gone} recovered and proven {t:?} after its file came back");
+    let log = miner.log();
+    let declared = log
+        .lines()
+        .find(|l| l.contains("recovered (DeclareFaultsRecovered)") && l.contains(&format!("[{gone}]")))
+        .unwrap_or_else(|| panic!("no recovery declared for sector {gone}:\n{}", tail(&log, 40)));
+    println!("{declared}");
+    assert_eq!(c.miner_ok(&["proving", "faults"]), "Miner: f01000\ndeadline  partition  sectors\n");
+    let dl = c.miner_ok(&["proving", "deadlines"]);
+    assert!(dl.lines().nth(2).unwrap().contains("2 (0)"), "no sector is faulty any more:\n{dl}");
+}
+
 /// Real proofs: the miner proves its own sectors while its Commit2 keeps both cores busy, and
 /// a partition with an unreadable sector is still proven for the other.
 #[test]
@@ -172,8 +205,9 @@ fn a_real_window_post_passes_under_sealing_load_and_skips_an_unreadable_sector()
     let miner = c.start_miner();
     let (all, proven_while_sealing) = seal_and_prove(&c, &miner, 2);
     assert!(proven_while_sealing >= 1, "some proofs were made while the miner's Commit2 ran");
-    take_a_sector_away(&c, &miner, &all, "miner-host");
+    let gone = take_a_sector_away(&c, &miner, &all, "miner-host");
     assert!(c.miner_ok(&["proving", "info"]).contains("Faults:      1 (50.00%)"));
+    put_it_back(&c, &miner, gone);
     assert_eq!(missed(&c), "Missed deadlines: 0 (sectors penalised: 0)");
 }
 
@@ -197,8 +231,9 @@ fn post_workers_prove_skip_fail_over_and_mine_on_mock_proofs() {
         c.miner_ok(&["proving", "workers"]).matches("Worker ").count() == 2
     });
     assert!(c.miner_ok(&["info"]).contains("Workers: Seal(1) WdPoSt(2) WinPoSt(0)"));
-    take_a_sector_away(&c, &miner2, &all, "post-");
+    let gone = take_a_sector_away(&c, &miner2, &all, "post-");
     assert!(c.miner_ok(&["proving", "info"]).contains("Faults:      1 (33.33%)"));
+    put_it_back(&c, &miner2, gone);
 
     // One PoSt worker gone; the next deadlines are proven by the other.
     post_a.kill();

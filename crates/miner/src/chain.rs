@@ -113,6 +113,9 @@ pub struct ProvingSector {
     pub proof: RegisteredSealProof,
     pub comm_r: Commitment,
     pub faulty: bool,
+    /// Faulty and declared recovered: its deadline expects a proof of it again.
+    #[serde(default)]
+    pub recovering: bool,
 }
 
 /// A partition of a deadline and the sectors of it the instance requires.
@@ -121,6 +124,19 @@ pub struct ProvingSector {
 pub struct PartitionInfo {
     pub index: usize,
     pub sectors: Vec<ProvingSector>,
+}
+
+impl PartitionInfo {
+    /// What the deadline's proof must cover: the active sectors and the recovering ones (the
+    /// faulty ones not declared recovered are left out, as the actor leaves them out).
+    pub fn to_prove(&self) -> Vec<ProvingSector> {
+        self.sectors.iter().filter(|s| !s.faulty || s.recovering).cloned().collect()
+    }
+
+    /// Faulty sectors not yet declared recovered: candidates for a DeclareFaultsRecovered.
+    pub fn to_recover(&self) -> Vec<ProvingSector> {
+        self.sectors.iter().filter(|s| s.faulty && !s.recovering).cloned().collect()
+    }
 }
 
 /// A WindowPoSt for one partition; `skipped` are the sectors the prover could not read.
@@ -605,8 +621,8 @@ impl ChainClient {
         DeadlineInfo::from(&self.shape.at(epoch))
     }
 
-    /// The partitions of a deadline with the sectors its instance requires: the active ones
-    /// and the faulty ones (a faulty sector proven again is recovered).
+    /// The partitions of a deadline with their active and faulty sectors (recovering ones
+    /// marked): [`PartitionInfo::to_prove`] is what the instance requires.
     pub async fn deadline_partitions(&self, dl: &DeadlineInfo) -> Result<Vec<PartitionInfo>, ChainError> {
         let parts = self.call::<f::StateMinerPartitions>((self.miner, dl.index, TipSetKey::head())).await?;
         // Only this deadline's sectors (not every sector of the miner, on every tick).
@@ -621,13 +637,20 @@ impl ChainClient {
         let mut out = vec![];
         for (index, p) in parts.iter().enumerate() {
             let faulty: std::collections::BTreeSet<u64> = p.faulty_sectors.0.iter().collect();
+            let recovering: std::collections::BTreeSet<u64> = p.recovering_sectors.0.iter().collect();
             let mut list = vec![];
             for n in p.active_sectors.0.iter().chain(p.faulty_sectors.0.iter()) {
                 let Some(s) = by_number.get(&n) else { continue };
                 let proof = RegisteredSealProof::from_i64(s.seal_proof)
                     .ok_or_else(|| ChainError::State(format!("sector {n}: unknown seal proof {}", s.seal_proof)))?;
                 let comm_r = lotus_api::wire::Commitment::Sealed.from_cid(&s.sealed_cid).map_err(ChainError::State)?;
-                list.push(ProvingSector { number: n, proof, comm_r, faulty: faulty.contains(&n) });
+                list.push(ProvingSector {
+                    number: n,
+                    proof,
+                    comm_r,
+                    faulty: faulty.contains(&n),
+                    recovering: recovering.contains(&n),
+                });
             }
             list.sort_by_key(|s| s.number);
             list.dedup_by_key(|s| s.number);
@@ -673,6 +696,24 @@ impl ChainClient {
         Ok(wait_msg(&self.nodes, &self.current, "SubmitWindowedPoSt", cid, 0).await?.height)
     }
 
+    /// Send one DeclareFaultsRecovered for (deadline, partition, sectors) declarations and wait
+    /// for it with the configured confidence; its CID and epoch.
+    pub async fn declare_recovered(&self, declarations: &[(u64, u64, Vec<u64>)]) -> Result<(Cid, Epoch), ChainError> {
+        let params = actors::miner::DeclareFaultsRecoveredParams {
+            recoveries: declarations
+                .iter()
+                .map(|(deadline, partition, sectors)| actors::miner::RecoveryDeclaration {
+                    deadline: *deadline,
+                    partition: *partition,
+                    sectors: BitField::of(sectors.iter().copied()).0,
+                })
+                .collect(),
+        };
+        let cid = self.push(actors::MINER_DECLARE_FAULTS_RECOVERED, actors::encode(&params), BigInt::zero()).await?;
+        let epoch = self.wait("DeclareFaultsRecovered", cid).await?;
+        Ok((cid, epoch))
+    }
+
     /// The WindowPoSt proof type the miner actor was created with.
     pub fn window_post_proof(&self) -> i64 {
         self.window_post_proof
@@ -699,7 +740,7 @@ impl ChainClient {
             let proof = RegisteredSealProof::from_i64(s.seal_proof)
                 .ok_or_else(|| ChainError::State(format!("unknown seal proof {}", s.seal_proof)))?;
             let comm_r = lotus_api::wire::Commitment::Sealed.from_cid(&s.sealed_cid).map_err(ChainError::State)?;
-            sectors.push(ProvingSector { number: s.sector_number, proof, comm_r, faulty: false });
+            sectors.push(ProvingSector { number: s.sector_number, proof, comm_r, faulty: false, recovering: false });
         }
         Ok(Some(MiningRound { randomness: mask(r), sectors }))
     }

@@ -304,6 +304,7 @@ pub async fn serve(
         post_prover,
         cfg.proving.disable_builtin_window_post,
         cfg.proving.disable_builtin_winning_post,
+        crate::proving::PreChecks::from_config(&cfg.proving).map_err(anyhow::Error::msg)?,
     );
     background.spawn(sealing.chain.clone().follow_heads());
     proving.start(&background);

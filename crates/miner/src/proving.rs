@@ -1,8 +1,13 @@
 //! Proving: the miner's first duty (reference §3.11). Two loops watch the chain:
 //! - WindowPoSt: when a deadline opens, each of its partitions is proven (in parallel) and
 //!   submitted before the deadline closes; a failed attempt is retried while it is open.
-//!   Sectors that cannot be read are skipped and so declared faulty, never failing the rest of
-//!   their partition.
+//!   Before proving, each sector is checked as Lotus checks it (its challenged leaves read,
+//!   within `[Proving] SingleCheckTimeout` each, `PartitionCheckTimeout` in all, at most
+//!   `ParallelCheckLimit` at once); those that fail are skipped in the SubmitWindowedPoSt, and
+//!   so declared faulty, never failing the rest of their partition. At the same time the faulty
+//!   sectors of the deadline after next are checked and those readable again declared
+//!   recovered (DeclareFaultsRecovered), so that they are proven there, as Lotus's WindowPoSt
+//!   scheduler does.
 //! - Mining: each epoch's election; a win needs a WinningPoSt, fast.
 //!
 //! Who computes: an enabled PoSt worker of the right kind, picked at random; on a connection
@@ -63,6 +68,7 @@ pub struct Proving {
     pub local: Arc<PoStProver>,
     pub disable_builtin_window: bool,
     pub disable_builtin_winning: bool,
+    pub checks: PreChecks,
     attempts: Mutex<Vec<PoStAttempt>>,
     blocks: Mutex<Vec<BlockAttempt>>,
     /// The last deadline missed since a WindowPoSt was last accepted (the `wdpost:missed` alert).
@@ -72,6 +78,26 @@ pub struct Proving {
 }
 
 const KEEP: usize = 100;
+
+/// `[Proving]`'s sector checks before a WindowPoSt and a recovery declaration.
+#[derive(Clone, Copy, Debug)]
+pub struct PreChecks {
+    pub single: Duration,
+    pub partition: Duration,
+    /// `DisableWDPoStPreChecks`: prove without checking first (the prover still skips what it
+    /// cannot read). Recoveries are always checked.
+    pub disabled: bool,
+}
+
+impl PreChecks {
+    pub fn from_config(c: &lotus_node::config::ProvingConfig) -> Result<PreChecks, String> {
+        Ok(PreChecks {
+            single: lotus_node::config::parse_duration(&c.single_check_timeout)?,
+            partition: lotus_node::config::parse_duration(&c.partition_check_timeout)?,
+            disabled: c.disable_wd_post_pre_checks,
+        })
+    }
+}
 
 fn push<T>(v: &Mutex<Vec<T>>, x: T) {
     let mut v = v.lock().unwrap_or_else(|e| e.into_inner());
@@ -93,6 +119,7 @@ impl Proving {
         local: Arc<PoStProver>,
         disable_builtin_window: bool,
         disable_builtin_winning: bool,
+        checks: PreChecks,
     ) -> Arc<Self> {
         Arc::new(Proving {
             chain,
@@ -101,6 +128,7 @@ impl Proving {
             local,
             disable_builtin_window,
             disable_builtin_winning,
+            checks,
             attempts: Mutex::new(vec![]),
             blocks: Mutex::new(vec![]),
             missed: Mutex::new(None),
@@ -178,6 +206,8 @@ impl Proving {
         let mut done: Option<Epoch> = None;
         // The deadline instance with partitions left to prove: if it closes so, it was missed.
         let mut unproven: Option<(DeadlineInfo, u64)> = None;
+        // The deadline instance whose recoveries (for the deadline after next) were handled.
+        let mut declared: Option<Epoch> = None;
         let mut seen = -1;
         loop {
             // Each new head (ChainNotify) wakes the loop; the fallback bounds a missed one.
@@ -211,6 +241,11 @@ impl Proving {
                     );
                 }
             }
+            if declared != Some(dl.open) {
+                declared = Some(dl.open);
+                // Beside the proof, never in its way.
+                tokio::spawn(self.clone().declare_recoveries(dl));
+            }
             if done == Some(dl.open) {
                 continue;
             }
@@ -229,19 +264,76 @@ impl Proving {
                 }
             };
             let todo: Vec<PartitionInfo> =
-                parts.into_iter().filter(|p| !p.sectors.is_empty() && !proven.contains(&p.index)).collect();
+                parts.into_iter().filter(|p| !p.to_prove().is_empty() && !proven.contains(&p.index)).collect();
             if todo.is_empty() {
                 done = Some(dl.open);
                 continue;
             }
-            unproven = Some((dl, todo.iter().map(|p| p.sectors.len() as u64).sum()));
+            unproven = Some((dl, todo.iter().map(|p| p.to_prove().len() as u64).sum()));
             let runs = todo.into_iter().map(|p| self.prove_partition(dl, randomness, p));
             futures_util::future::join_all(runs).await;
         }
     }
 
+    /// Lotus's recovery declaration: the faulty sectors of the deadline after next (the next one
+    /// is past the fault cutoff) that pass the check are declared recovered in one
+    /// DeclareFaultsRecovered, waited for.
+    async fn declare_recoveries(self: Arc<Self>, dl: DeadlineInfo) {
+        let mut target = dl;
+        target.index = (dl.index + 2) % dl.deadlines.max(1);
+        let parts = match self.chain.deadline_partitions(&target).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(deadline = target.index, "recoveries: reading the deadline's partitions: {e}");
+                return;
+            }
+        };
+        let mut declarations = vec![];
+        for p in parts {
+            let faulty: Vec<PoStSector> = p.to_recover().iter().map(post_sector).collect();
+            if faulty.is_empty() {
+                continue;
+            }
+            let bad = self.local.check(self.miner, &faulty, self.checks.single, self.checks.partition).await;
+            let good: Vec<u64> = faulty.iter().map(|s| s.number).filter(|n| !bad.contains_key(n)).collect();
+            for (n, why) in &bad {
+                tracing::info!(deadline = target.index, partition = p.index, sector = n, "still faulty: {why}");
+            }
+            if !good.is_empty() {
+                declarations.push((target.index, p.index as u64, good));
+            }
+        }
+        if declarations.is_empty() {
+            return;
+        }
+        let sectors: Vec<u64> = declarations.iter().flat_map(|d| d.2.iter().copied()).collect();
+        match self.chain.declare_recovered(&declarations).await {
+            Ok((cid, epoch)) => tracing::info!(
+                deadline = target.index,
+                %cid,
+                epoch,
+                "declared faulty sectors {sectors:?} recovered (DeclareFaultsRecovered)"
+            ),
+            Err(e) => tracing::error!(deadline = target.index, "declaring sectors {sectors:?} recovered: {e}"),
+        }
+    }
+
     async fn prove_partition(&self, dl: DeadlineInfo, randomness: [u8; 32], p: PartitionInfo) {
-        let sectors: Vec<PoStSector> = p.sectors.iter().map(post_sector).collect();
+        let mut sectors: Vec<PoStSector> = p.to_prove().iter().map(post_sector).collect();
+        let mut prechecked = vec![];
+        if !self.checks.disabled {
+            let bad = self.local.check(self.miner, &sectors, self.checks.single, self.checks.partition).await;
+            for (number, reason) in bad {
+                tracing::warn!(
+                    deadline = dl.index,
+                    partition = p.index,
+                    sector = number,
+                    "skipping a sector that failed its check: {reason}"
+                );
+                prechecked.push(SkippedSector { number, reason });
+            }
+            sectors.retain(|s| !prechecked.iter().any(|b| b.number == s.number));
+        }
         let close_at = self.chain.epoch_time(dl.close);
         let mut attempt = PoStAttempt {
             deadline: dl.index,
@@ -262,15 +354,31 @@ impl Proving {
         // Bounded by the deadline: a proof process that hangs is killed (dropping the future
         // kills it) and the loop goes on to retry or to the next deadline.
         let left = close_at.duration_since(SystemTime::now()).unwrap_or_default();
-        let out = match tokio::time::timeout(
-            left,
-            self.run(PoStKind::Window, randomness, sectors, p.index as i64, Some(close_at)),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err("the proof was not ready when the deadline closed".to_string()),
+        let out = if sectors.is_empty() {
+            // Every sector failed its check: the message declares them all faulty, no proof.
+            Ok(PoStOutput {
+                proof: String::new(),
+                proven: vec![],
+                skipped: vec![],
+                prover: "none".into(),
+                seconds: 0.0,
+            })
+        } else {
+            match tokio::time::timeout(
+                left,
+                self.run(PoStKind::Window, randomness, sectors, p.index as i64, Some(close_at)),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err("the proof was not ready when the deadline closed".to_string()),
+            }
         };
+        let out = out.map(|mut o| {
+            o.skipped.extend(prechecked);
+            o.skipped.sort_by_key(|s| s.number);
+            o
+        });
         let result = match out {
             Ok(out) => {
                 attempt.prover = out.prover.clone();
@@ -287,7 +395,7 @@ impl Proving {
                             proven: out.proven,
                             skipped: out.skipped.iter().map(|s| s.number).collect(),
                             proof,
-                            post_proof: sealing_exec::wire::post_proof_type(PoStKind::Window, p.sectors[0].proof),
+                            post_proof: sealing_exec::wire::post_proof_type(PoStKind::Window, p.to_prove()[0].proof),
                         };
                         self.chain.submit_window_post(sub).await.map_err(|e| e.to_string())
                     }

@@ -159,6 +159,87 @@ impl PoStProver {
         Err(errors.join("; "))
     }
 
+    /// Check that each sector can be proven, as Lotus's `CheckProvable` does before a
+    /// WindowPoSt and before declaring recoveries: the challenged leaves of a random challenge
+    /// are read (locally or from the node that holds the sector) within `single` per sector
+    /// and `all` for the lot, at most `--post-parallel-reads` / `ParallelCheckLimit` at once.
+    /// Returns the sectors that cannot be proven, each with why.
+    pub async fn check(
+        &self,
+        miner: u64,
+        sectors: &[PoStSector],
+        single: std::time::Duration,
+        all: std::time::Duration,
+    ) -> std::collections::BTreeMap<u64, String> {
+        let mut bad = std::collections::BTreeMap::new();
+        let Some(first) = sectors.first() else { return bad };
+        let mut randomness = [0u8; 32];
+        randomness[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        randomness[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        randomness[31] &= 0x3f;
+        let prover = match Prover::new(PoStKind::Window, first.seal_proof.sector_size(), miner, randomness) {
+            Ok(p) => p.with_backend(self.backend),
+            Err(e) => {
+                for s in sectors {
+                    bad.insert(s.number, format!("computing the check's challenges: {e}"));
+                }
+                return bad;
+            }
+        };
+        let numbers: Vec<u64> = sectors.iter().map(|s| s.number).collect();
+        let challenges = match tokio::task::spawn_blocking(move || prover.challenges(&numbers)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                for s in sectors {
+                    bad.insert(s.number, format!("computing the check's challenges: {e}"));
+                }
+                return bad;
+            }
+            Err(e) => {
+                for s in sectors {
+                    bad.insert(s.number, format!("computing the check's challenges: {e}"));
+                }
+                return bad;
+            }
+        };
+        let checks = sectors.iter().map(|s| {
+            let req = VanillaRequest {
+                miner,
+                kind: PoStKind::Window,
+                sector: s.clone(),
+                challenges: challenges.get(&s.number).cloned().unwrap_or_default(),
+            };
+            async move {
+                let _slot = self.reads.acquire().await.expect("never closed");
+                let r = tokio::time::timeout(single, self.read_vanilla(req)).await;
+                (s.number, r)
+            }
+        });
+        // Each result as it comes; those not in when the partition's time is up are bad.
+        let mut pending: futures_util::stream::FuturesUnordered<_> = checks.collect();
+        let mut unchecked: std::collections::BTreeSet<u64> = sectors.iter().map(|s| s.number).collect();
+        let until = tokio::time::Instant::now() + all;
+        use futures_util::StreamExt;
+        while let Ok(Some((n, r))) = tokio::time::timeout_at(until, pending.next()).await {
+            unchecked.remove(&n);
+            match r {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    bad.insert(n, e);
+                }
+                Err(_) => {
+                    let limit = humantime::format_duration(single);
+                    bad.insert(n, format!("checking took longer than {limit} ([Proving] SingleCheckTimeout)"));
+                }
+            }
+        }
+        for n in unchecked {
+            let limit = humantime::format_duration(all);
+            bad.insert(n, format!("not checked within {limit} ([Proving] PartitionCheckTimeout)"));
+        }
+        bad
+    }
+
     /// Prove `sectors` (one WindowPoSt partition, or a WinningPoSt's challenged sectors).
     /// `challenges`: each sector's challenged leaves as the caller computed them (a Lotus
     /// miner sends them); computed here from the randomness when `None`.

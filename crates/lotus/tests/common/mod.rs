@@ -26,6 +26,7 @@ const CHAIN_KEYS: &[(&str, &str)] = &[
     ("WPoStChallengeWindow", "--wpost-challenge-window"),
     ("WPoStChallengeLookback", "--wpost-challenge-lookback"),
     ("WinRate", "--win-rate"),
+    ("WorkerKeyChangeDelay", "--worker-key-change-delay"),
 ];
 
 /// A config text without its chain keys, and those keys as devnet flags.

@@ -3,6 +3,7 @@
 //! `sectors`), which share the RPC client helpers of `client` and do not use this module.
 
 mod client;
+pub mod fullnode;
 pub mod proving;
 pub mod sectors;
 
