@@ -24,6 +24,13 @@ DOCS = {
     "full": "documentation/en/api-methods-v1-stable.md",
 }
 OUT = Path(__file__).resolve().parent.parent / "crates" / "lotus-api" / "fixtures"
+# Lotus's CLI references (`make docsgen-cli`): every command with its flags. The coverage test
+# in crates/lotus/tests/cli_reference.rs reads them.
+CLI_DOCS = {
+    "cli-miner": "documentation/en/cli-lotus-miner.md",
+    "cli-worker": "documentation/en/cli-lotus-worker.md",
+}
+CLI_OUT = Path(__file__).resolve().parent.parent / "crates" / "lotus" / "tests" / "fixtures"
 
 
 def value_after(lines, i, label):
@@ -72,6 +79,32 @@ def parse(text):
     return methods
 
 
+def parse_cli(text):
+    """Each `## lotus-miner a b` section's command path and its long flags (without `--help`)."""
+    commands = {}
+    path = None
+    in_options = False
+    for line in text.splitlines():
+        m = re.match(r"^#+ (lotus-\S+)((?: \S+)*)\s*$", line)
+        if m:
+            path = m.group(2).split()
+            commands[" ".join(path)] = []
+            in_options = False
+            continue
+        if path is None:
+            continue
+        if line.strip() in ("OPTIONS:", "GLOBAL OPTIONS:") or re.match(r"^   [A-Z][A-Z ]+:$", line):
+            in_options = True
+            continue
+        if line.startswith("```"):
+            in_options = False
+            continue
+        fm = re.match(r"^\s+(--[a-z0-9-]+)", line)
+        if in_options and fm and fm.group(1) not in ("--help", "--version"):
+            commands[" ".join(path)].append(fm.group(1)[2:])
+    return commands
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -85,6 +118,15 @@ def main():
         doc = {"source": f"filecoin-project/lotus@{commit}:{path}", "methods": methods}
         (OUT / f"{kind}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         print(f"{kind}: {len(methods)} methods -> {OUT / (kind + '.json')}")
+    CLI_OUT.mkdir(parents=True, exist_ok=True)
+    for kind, path in CLI_DOCS.items():
+        text = subprocess.run(
+            ["git", "-C", repo, "show", f"{commit}:{path}"], check=True, capture_output=True, text=True
+        ).stdout
+        commands = parse_cli(text)
+        doc = {"source": f"filecoin-project/lotus@{commit}:{path}", "commands": commands}
+        (CLI_OUT / f"{kind}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        print(f"{kind}: {len(commands)} commands -> {CLI_OUT / (kind + '.json')}")
 
 
 if __name__ == "__main__":

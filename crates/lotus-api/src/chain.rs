@@ -594,6 +594,15 @@ pub struct MinerInfo {
     pub pending_beneficiary_term: Option<PendingBeneficiaryChange>,
 }
 
+/// `api.MinerSectors`: sector counts of a miner.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MinerSectors {
+    pub live: u64,
+    pub active: u64,
+    pub faulty: u64,
+}
+
 /// `power.Claim`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -585,6 +585,10 @@ pub mod miner {
         PledgeSector() -> SectorId, Write;
         SectorsList() -> Vec<u64>, Read;
         SectorRemove(number: u64) -> (), Admin;
+        /// Each sector that cannot be proven, with why (sector number → reason).
+        CheckProvable(post_proof: i64, sectors: Vec<SectorRef>) -> BTreeMap<u64, String>, Admin;
+        /// DeclareFaultsRecovered for the sectors (grouped by partition); the message CIDs.
+        RecoverFault(sectors: Vec<u64>) -> Vec<Cid>, Admin;
         ComputeDataCid(piece_size: u64, data: Data) -> PieceInfo, Admin;
         CreateBackup(path: String) -> (), Admin;
         SectorsUpdate(number: u64, state: String) -> (), Admin;
@@ -629,18 +633,12 @@ pub mod miner {
         ("ActorAddressConfig", Permission::Read, CHAIN),
         ("ActorWithdrawBalance", Permission::Admin, CHAIN),
         ("BeneficiaryWithdrawBalance", Permission::Admin, CHAIN),
-        (
-            "CheckProvable",
-            Permission::Admin,
-            "proving pre-checks are not served yet; `lotus-miner proving info` shows faults",
-        ),
         ("Closing", Permission::Read, "a closing-notification channel is not served"),
         ("ComputeProof", Permission::Read, CHAIN),
         ("ComputeWindowPoSt", Permission::Admin, CHAIN),
         ("Discover", Permission::Read, "the OpenRPC document is not served"),
         ("MarketListDeals", Permission::Read, DEALS),
         ("MiningBase", Permission::Read, CHAIN),
-        ("RecoverFault", Permission::Admin, CHAIN),
         ("SectorAbortUpgrade", Permission::Admin, CHAIN),
         ("SectorAddPieceToAny", Permission::Admin, DEALS),
         ("SectorGetExpectedSealDuration", Permission::Read, DEALS),
@@ -714,6 +712,8 @@ pub mod full {
         StateMinerPartitions(miner: Address, deadline: u64, key: TipSetKey) -> Vec<Partition>, Read;
         /// `null` as the filter means every sector.
         StateMinerSectors(miner: Address, filter: Option<BitField>, key: TipSetKey) -> Vec<SectorOnChainInfo>, Read;
+        StateMinerActiveSectors(miner: Address, key: TipSetKey) -> Vec<SectorOnChainInfo>, Read;
+        StateMinerSectorCount(miner: Address, key: TipSetKey) -> MinerSectors, Read;
         StateMinerFaults(miner: Address, key: TipSetKey) -> BitField, Read;
         StateMinerRecoveries(miner: Address, key: TipSetKey) -> BitField, Read;
         StateSectorPreCommitInfo(miner: Address, sector: u64, key: TipSetKey) -> Option<SectorPreCommitOnChainInfo>, Read;
@@ -722,6 +722,7 @@ pub mod full {
         StateMinerSectorAllocated(miner: Address, sector: u64, key: TipSetKey) -> bool, Read;
         StateMinerPreCommitDepositForPower(miner: Address, info: SectorPreCommitInfo, key: TipSetKey) -> BigInt, Read;
         StateMinerInitialPledgeForSector(duration: ChainEpoch, sector_size: u64, verified_size: u64, key: TipSetKey) -> BigInt, Read;
+        StateMinerInitialPledgeCollateral(miner: Address, info: SectorPreCommitInfo, key: TipSetKey) -> BigInt, Read;
         StateMinerCreationDeposit(key: TipSetKey) -> BigInt, Read;
         StateMinerAvailableBalance(miner: Address, key: TipSetKey) -> BigInt, Read;
         StateMinerPower(miner: Address, key: TipSetKey) -> MinerPower, Read;

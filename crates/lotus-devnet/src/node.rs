@@ -402,6 +402,22 @@ pub fn server(node: Arc<Node>) -> RpcServer {
             .map(|(x, s)| Node::sector_info(*x, s))
             .collect())
     });
+    s.method::<f::StateMinerActiveSectors, _, _, _>(n.clone(), |n, (a, _key)| async move {
+        let (st, _) = n.state();
+        let (_, m) = Node::miner(&st, &a)?;
+        Ok(m.sectors
+            .iter()
+            .filter(|(_, s)| s.terminated.is_none() && !s.faulty)
+            .map(|(x, s)| Node::sector_info(*x, s))
+            .collect())
+    });
+    s.method::<f::StateMinerSectorCount, _, _, _>(n.clone(), |n, (a, _key)| async move {
+        let (st, _) = n.state();
+        let (_, m) = Node::miner(&st, &a)?;
+        let live: Vec<&state::Sector> = m.sectors.values().filter(|s| s.terminated.is_none()).collect();
+        let faulty = live.iter().filter(|s| s.faulty).count() as u64;
+        Ok(MinerSectors { live: live.len() as u64, active: live.len() as u64 - faulty, faulty })
+    });
     s.method::<f::StateMinerFaults, _, _, _>(n.clone(), |n, (a, _key)| async move {
         let (st, _) = n.state();
         let (_, m) = Node::miner(&st, &a)?;
@@ -443,6 +459,9 @@ pub fn server(node: Arc<Node>) -> RpcServer {
         Ok(BigInt::from_atto(state::PRE_COMMIT_DEPOSIT))
     });
     s.method::<f::StateMinerInitialPledgeForSector, _, _, _>(n.clone(), |_, (_d, _size, _verified, _key)| async move {
+        Ok(BigInt::from_atto(state::INITIAL_PLEDGE))
+    });
+    s.method::<f::StateMinerInitialPledgeCollateral, _, _, _>(n.clone(), |_, (_a, _info, _key)| async move {
         Ok(BigInt::from_atto(state::INITIAL_PLEDGE))
     });
     s.method::<f::StateMinerCreationDeposit, _, _, _>(n.clone(), |_, (_key,)| async move {

@@ -18,6 +18,7 @@ pub mod methods {
     pub const WITHDRAW_BALANCE: u64 = 16;
     pub const CHANGE_MULTIADDRS: u64 = 18;
     pub const COMPACT_PARTITIONS: u64 = 19;
+    pub const COMPACT_SECTOR_NUMBERS: u64 = 20;
     pub const CONFIRM_CHANGE_WORKER_ADDRESS: u64 = 21;
     pub const REPAY_DEBT: u64 = 22;
     pub const CHANGE_OWNER_ADDRESS: u64 = 23;
@@ -96,6 +97,13 @@ impl State {
             EXTEND_SECTOR_EXPIRATION2 => actors::decode(params).map_err(bad).and_then(|p| self.extend(id, p, epoch)),
             TERMINATE_SECTORS => actors::decode(params).map_err(bad).and_then(|p| self.terminate(id, p, epoch)),
             COMPACT_PARTITIONS => actors::decode(params).map_err(bad).and_then(|p| self.compact(id, p, epoch)),
+            COMPACT_SECTOR_NUMBERS => {
+                actors::decode::<miner::CompactSectorNumbersParams>(params).map_err(bad).map(|p| {
+                    // Masked numbers count as allocated: they can never be pre-committed.
+                    self.miners.get_mut(&id).expect("exists").allocated.extend(p.mask_sector_numbers.iter());
+                    vec![]
+                })
+            }
             _ => return None,
         })
     }

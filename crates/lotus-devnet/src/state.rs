@@ -601,7 +601,9 @@ impl State {
             }
             actors::MINER_CHANGE_PEER_ID => {
                 let p: actors::miner::ChangePeerIDParams = actors::decode(params).map_err(bad)?;
-                self.miners.get_mut(&to).expect("exists").peer_id = String::from_utf8(p.new_id).ok();
+                // A peer ID is its multihash bytes; MinerInfo shows it base58-encoded, as libp2p does.
+                self.miners.get_mut(&to).expect("exists").peer_id =
+                    (!p.new_id.is_empty()).then(|| bs58::encode(&p.new_id).into_string());
                 Ok(vec![])
             }
             m => {

@@ -292,6 +292,18 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         }
         Ok(out)
     });
+    s.method::<m::CheckProvable, _, _, _>(ctx.clone(), |c, (_post_proof, sectors)| async move {
+        let numbers: Vec<u64> = sectors.iter().map(|s| s.id.number).collect();
+        c.proving.check_provable(&numbers).await.map_err(method_err)
+    });
+    s.method::<m::RecoverFault, _, _, _>(ctx.clone(), |c, (sectors,)| async move {
+        let known: std::collections::BTreeSet<u64> =
+            off_thread(&c, |c| c.sealing.list()).await?.iter().map(|s| s.number).collect();
+        if let Some(n) = sectors.iter().find(|n| !known.contains(n)) {
+            return Err(method_err(format!("sectors {n} not found in the sector list for miner")));
+        }
+        c.proving.recover_faults(&sectors).await.map_err(method_err)
+    });
     s.method::<m::SectorRemove, _, _, _>(ctx.clone(), |c, (n,)| async move { c.sealing.remove(n).map_err(method_err) });
     s.method::<m::ComputeDataCid, _, _, _>(ctx.clone(), |c, (size, data)| async move {
         let ex = c.m.local_executor().ok_or_else(|| method_err("the miner has no executor to compute it"))?;

@@ -170,8 +170,11 @@ pub struct PoStRecord {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ProvingSummary {
-    /// Per deadline index: its partitions' sector numbers.
+    /// Per deadline index: its partitions' live sector numbers.
     pub deadlines: Vec<Vec<Vec<u64>>>,
+    /// The same with terminated sectors not compacted away yet (`proving deadlines --all`).
+    #[serde(default)]
+    pub all_sectors: Vec<Vec<Vec<u64>>>,
     pub faults: Vec<u64>,
     pub active: u64,
     /// Deadline instances that closed with a partition not proven.
@@ -503,7 +506,16 @@ impl ChainClient {
 
     /// Push a message from the worker key to the miner actor; returns its CID.
     pub async fn push(&self, method: u64, params: Vec<u8>, value: BigInt) -> Result<Cid, ChainError> {
-        let msg = Message::call(self.worker, self.miner, method, params, value);
+        // The worker key as the chain has it now (`actor propose|confirm-change-worker` moves
+        // it while the miner runs), as Lotus's address selector reads it for each message.
+        let worker = match self.call::<f::StateMinerInfo>((self.miner, TipSetKey::head())).await {
+            Ok(info) => info.worker,
+            Err(e) => {
+                tracing::warn!("reading the miner's worker key (sending from the last known one): {e}");
+                self.worker
+            }
+        };
+        let msg = Message::call(worker, self.miner, method, params, value);
         let spec = MessageSendSpec { max_fee: BigInt::zero(), msg_uuid: uuid::Uuid::new_v4(), maximize_fee_cap: false };
         let signed = self.call::<f::MpoolPushMessage>((msg, Some(spec))).await?;
         Ok(signed.cid())
@@ -699,6 +711,40 @@ impl ChainClient {
     /// Send one DeclareFaultsRecovered for (deadline, partition, sectors) declarations and wait
     /// for it with the configured confidence; its CID and epoch.
     pub async fn declare_recovered(&self, declarations: &[(u64, u64, Vec<u64>)]) -> Result<(Cid, Epoch), ChainError> {
+        let cid = self.push_recovered(declarations).await?;
+        let epoch = self.wait("DeclareFaultsRecovered", cid).await?;
+        Ok((cid, epoch))
+    }
+
+    /// The sectors' on-chain proving info (those the chain has), by number.
+    pub async fn proving_sectors(&self, numbers: &[u64]) -> Result<Vec<ProvingSector>, ChainError> {
+        let filter = BitField::of(numbers.iter().copied());
+        let sectors = self.call::<f::StateMinerSectors>((self.miner, Some(filter), TipSetKey::head())).await?;
+        sectors
+            .iter()
+            .map(|s| {
+                let proof = RegisteredSealProof::from_i64(s.seal_proof).ok_or_else(|| {
+                    ChainError::State(format!("sector {}: unknown seal proof {}", s.sector_number, s.seal_proof))
+                })?;
+                let comm_r = lotus_api::wire::Commitment::Sealed.from_cid(&s.sealed_cid).map_err(ChainError::State)?;
+                Ok(ProvingSector { number: s.sector_number, proof, comm_r, faulty: false, recovering: false })
+            })
+            .collect()
+    }
+
+    /// Where each sector is: (deadline, partition) → its numbers; `None` for one the chain
+    /// does not have live.
+    pub async fn locate(&self, numbers: &[u64]) -> Result<Vec<(u64, Option<(u64, u64)>)>, ChainError> {
+        let mut out = vec![];
+        for &n in numbers {
+            let loc = self.call::<f::StateSectorPartition>((self.miner, n, TipSetKey::head())).await?;
+            out.push((n, loc.map(|l| (l.deadline, l.partition))));
+        }
+        Ok(out)
+    }
+
+    /// Push one DeclareFaultsRecovered without waiting for it.
+    pub async fn push_recovered(&self, declarations: &[(u64, u64, Vec<u64>)]) -> Result<Cid, ChainError> {
         let params = actors::miner::DeclareFaultsRecoveredParams {
             recoveries: declarations
                 .iter()
@@ -709,9 +755,7 @@ impl ChainClient {
                 })
                 .collect(),
         };
-        let cid = self.push(actors::MINER_DECLARE_FAULTS_RECOVERED, actors::encode(&params), BigInt::zero()).await?;
-        let epoch = self.wait("DeclareFaultsRecovered", cid).await?;
-        Ok((cid, epoch))
+        self.push(actors::MINER_DECLARE_FAULTS_RECOVERED, actors::encode(&params), BigInt::zero()).await
     }
 
     /// The WindowPoSt proof type the miner actor was created with.
@@ -765,14 +809,17 @@ impl ChainClient {
     }
 
     /// The partitions and faults of every deadline, from chain state.
-    pub async fn partitions_summary(&self) -> Result<(Vec<Vec<Vec<u64>>>, Vec<u64>), ChainError> {
-        let mut deadlines = vec![];
+    /// Each deadline's partitions with their live sectors, the same with all sectors, and the faults.
+    #[allow(clippy::type_complexity)]
+    pub async fn partitions_summary(&self) -> Result<(Vec<Vec<Vec<u64>>>, Vec<Vec<Vec<u64>>>, Vec<u64>), ChainError> {
+        let (mut live, mut all) = (vec![], vec![]);
         for i in 0..self.shape.wpost_period_deadlines {
             let parts = self.call::<f::StateMinerPartitions>((self.miner, i, TipSetKey::head())).await?;
-            deadlines.push(parts.iter().map(|p| p.all_sectors.0.iter().collect()).collect());
+            live.push(parts.iter().map(|p| p.live_sectors.0.iter().collect()).collect());
+            all.push(parts.iter().map(|p| p.all_sectors.0.iter().collect()).collect());
         }
         let faults = self.call::<f::StateMinerFaults>((self.miner, TipSetKey::head())).await?.0.iter().collect();
-        Ok((deadlines, faults))
+        Ok((live, all, faults))
     }
 }
 

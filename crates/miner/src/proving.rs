@@ -162,13 +162,14 @@ impl Proving {
 
     /// The proving picture: partitions and faults from the chain, the rest from this miner.
     pub async fn summary(&self) -> Result<ProvingSummary, crate::chain::ChainError> {
-        let (deadlines, faults) = self.chain.partitions_summary().await?;
+        let (deadlines, all_sectors, faults) = self.chain.partitions_summary().await?;
         let total: usize = deadlines.iter().flatten().map(Vec::len).sum();
         let (missed_deadlines, penalised_sectors) = *self.missed_counts.lock().unwrap_or_else(|e| e.into_inner());
         let blocks = self.blocks();
         Ok(ProvingSummary {
             active: (total - faults.len().min(total)) as u64,
             deadlines,
+            all_sectors,
             faults,
             missed_deadlines,
             penalised_sectors,
@@ -316,6 +317,35 @@ impl Proving {
             ),
             Err(e) => tracing::error!(deadline = target.index, "declaring sectors {sectors:?} recovered: {e}"),
         }
+    }
+
+    /// `CheckProvable`: each of these sectors that cannot be proven now, with why (a sector
+    /// the chain has no live record of is one of them).
+    pub async fn check_provable(&self, numbers: &[u64]) -> Result<std::collections::BTreeMap<u64, String>, String> {
+        let sectors = self.chain.proving_sectors(numbers).await.map_err(|e| e.to_string())?;
+        let post: Vec<PoStSector> = sectors.iter().map(post_sector).collect();
+        let mut bad = self.local.check(self.miner, &post, self.checks.single, self.checks.partition).await;
+        for n in numbers {
+            if !sectors.iter().any(|s| s.number == *n) {
+                bad.insert(*n, "the chain has no live sector with this number".into());
+            }
+        }
+        Ok(bad)
+    }
+
+    /// `RecoverFault` (`proving recover-faults`): one DeclareFaultsRecovered for the sectors,
+    /// grouped by partition, without checking them first (as Lotus's manual recovery); the
+    /// message CIDs, not waited for.
+    pub async fn recover_faults(&self, numbers: &[u64]) -> Result<Vec<lotus_api::wire::Cid>, String> {
+        let mut groups: std::collections::BTreeMap<(u64, u64), Vec<u64>> = Default::default();
+        for (n, loc) in self.chain.locate(numbers).await.map_err(|e| e.to_string())? {
+            let (d, p) = loc.ok_or_else(|| format!("sector {n} is not a live sector of this miner on chain"))?;
+            groups.entry((d, p)).or_default().push(n);
+        }
+        let declarations: Vec<(u64, u64, Vec<u64>)> = groups.into_iter().map(|((d, p), s)| (d, p, s)).collect();
+        let cid = self.chain.push_recovered(&declarations).await.map_err(|e| e.to_string())?;
+        tracing::info!(%cid, sectors = ?numbers, "declare faults recovered Message CID (manual recovery)");
+        Ok(vec![cid])
     }
 
     async fn prove_partition(&self, dl: DeadlineInfo, randomness: [u8; 32], p: PartitionInfo) {

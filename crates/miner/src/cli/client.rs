@@ -61,6 +61,18 @@ pub fn set_json(on: bool) {
     JSON.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The global `--actor`: the miner actor the chain commands act on, instead of the one the
+/// miner answers to ActorAddress.
+static ACTOR: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+pub fn set_actor(actor: Option<String>) {
+    let _ = ACTOR.set(actor);
+}
+
+pub fn actor() -> Option<&'static str> {
+    ACTOR.get().and_then(|a| a.as_deref())
+}
+
 /// In `--json` mode print `v` (pretty JSON) and return true; else print nothing.
 pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<bool> {
     if !JSON.load(std::sync::atomic::Ordering::Relaxed) {

@@ -2,8 +2,10 @@
 //! top-level commands and their dispatch. The command groups live in the leaves (`proving`,
 //! `sectors`), which share the RPC client helpers of `client` and do not use this module.
 
+pub mod actor;
 mod client;
 pub mod fullnode;
+pub mod onchain;
 pub mod proving;
 pub mod sectors;
 
@@ -32,6 +34,16 @@ pub struct Cli {
     /// Read commands print the API's answer as JSON instead of a table
     #[arg(long, global = true)]
     pub json: bool,
+    /// specify other actor to query / manipulate (Lotus's `-a` short form is left out: it
+    /// would clash with `proving deadlines -a`)
+    #[arg(long, global = true)]
+    pub actor: Option<String>,
+    /// use color in display output (this CLI prints no colors; accepted for Lotus's scripts)
+    #[arg(long, global = true)]
+    pub color: bool,
+    /// enables very verbose mode, useful for debugging the CLI (debug logs)
+    #[arg(long, global = true)]
+    pub vv: bool,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -94,6 +106,9 @@ pub enum Cmd {
     Info {
         #[command(subcommand)]
         cmd: Option<InfoCmd>,
+        /// hide sectors info
+        #[arg(long)]
+        hide_sectors_info: bool,
     },
     /// Print version
     Version,
@@ -142,6 +157,11 @@ pub enum Cmd {
     Proving {
         #[command(subcommand)]
         cmd: proving::ProvingCmd,
+    },
+    /// manipulate the miner actor
+    Actor {
+        #[command(subcommand)]
+        cmd: actor::ActorCmd,
     },
 }
 
@@ -275,6 +295,11 @@ pub fn main() -> Result<()> {
     );
     let repo = Repo::new(repo_path, RepoKind::Miner);
     client::set_json(cli.json);
+    client::set_actor(cli.actor.clone());
+    if cli.vv && std::env::var_os("RUST_LOG").is_none() {
+        // Before any thread starts.
+        std::env::set_var("RUST_LOG", "debug");
+    }
     if let Cmd::FetchParams { size } = &cli.cmd {
         // Before the runtime starts: it points the proofs library at a temporary directory.
         return lotus_node::params::fetch(size).map_err(|e| anyhow::anyhow!(e));
@@ -291,12 +316,12 @@ async fn info_all(repo: &Repo) -> Result<()> {
     use sectors::{SectorsCmd, StorageCmd, StorageListCmd};
     let sections: Vec<(&str, Cmd)> = vec![
         ("Version", Cmd::Version),
-        ("Miner Info", Cmd::Info { cmd: None }),
+        ("Miner Info", Cmd::Info { cmd: None, hide_sectors_info: false }),
         ("Storage List", Cmd::Storage { cmd: StorageCmd::List { cmd: None } }),
         ("Sealing Worker List", Cmd::Sealing { cmd: SealingCmd::Workers { color: false } }),
         ("Proving Worker List", Cmd::Proving { cmd: ProvingCmd::Workers }),
         ("Proving Info", Cmd::Proving { cmd: ProvingCmd::Info }),
-        ("Proving Deadlines", Cmd::Proving { cmd: ProvingCmd::Deadlines }),
+        ("Proving Deadlines", Cmd::Proving { cmd: ProvingCmd::Deadlines { all: false } }),
         ("Sealing Jobs", Cmd::Sealing { cmd: SealingCmd::Jobs { show_ret_done: false } }),
         ("Storage Locks", Cmd::Storage { cmd: StorageCmd::Locks }),
         ("Sched Diag", Cmd::Sealing { cmd: SealingCmd::SchedDiag { force_sched: false } }),
@@ -365,8 +390,8 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             }
             bail!("the miner accepted the stop request but is still running after 30 s")
         }
-        Cmd::Info { cmd: None } => info(&repo).await,
-        Cmd::Info { cmd: Some(InfoCmd::All) } => info_all(&repo).await,
+        Cmd::Info { cmd: None, hide_sectors_info } => info(&repo, hide_sectors_info).await,
+        Cmd::Info { cmd: Some(InfoCmd::All), .. } => info_all(&repo).await,
         Cmd::Log { cmd: LogCmd::List } => {
             let systems = client(&repo)?.request::<lotus_api::contract::miner::LogList>(()).await.map_err(explain)?;
             if !print_json(&systems)? {
@@ -456,12 +481,18 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
                         print!("{}", render_info(&v));
                     }
                 }
-                ProvingCmd::Deadlines => {
+                ProvingCmd::Deadlines { all } => {
                     if let Some(v) = view().await? {
-                        print!("{}", render_deadlines(&v));
+                        print!("{}", render_deadlines(&v, all));
                     }
                 }
                 ProvingCmd::Faults => print!("{}", proving::faults(&client(&repo)?).await?),
+                ProvingCmd::Check { only_bad, slow: _, storage_id, faulty, deadline } => {
+                    print!("{}", onchain::check(&client(&repo)?, deadline, only_bad, faulty, storage_id).await?)
+                }
+                ProvingCmd::RecoverFaults { confidence, sectors } => {
+                    onchain::recover_faults(&client(&repo)?, sectors, confidence).await?
+                }
                 ProvingCmd::Deadline { sector_nums, bitfield, index } => {
                     print!("{}", proving::deadline(&client(&repo)?, index, sector_nums, bitfield).await?)
                 }
@@ -550,6 +581,7 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
         },
         Cmd::Workers { cmd: WorkersCmd::List { color } } => workers(&repo, color).await,
         Cmd::Sectors { cmd } => sectors::sectors(&repo, cmd).await,
+        Cmd::Actor { cmd } => actor::run(&client(&repo)?, client::actor(), cmd).await,
         Cmd::Storage { cmd } => sectors::storage(&repo, cmd).await,
     }
 }
@@ -561,6 +593,21 @@ struct InitChain {
     worker: Option<String>,
     create_worker_key: bool,
     confidence: u64,
+}
+
+/// Go's `tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)`, as Lotus's tables use it: each column as
+/// wide as its widest cell plus two spaces, the last one unpadded.
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|x| x.len()).max().unwrap_or(0).max(2)).collect();
+    let mut o = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        o.push_str(line.join("  ").trim_end());
+        o.push('\n');
+    }
+    o
 }
 
 /// The full node(s) `FULLNODE_API_INFO` names, for the commands that read or write the chain
@@ -767,7 +814,7 @@ async fn workers(repo: &Repo, color: bool) -> Result<()> {
     Ok(())
 }
 
-async fn info(repo: &Repo) -> Result<()> {
+async fn info(repo: &Repo, hide_sectors: bool) -> Result<()> {
     let c = client(repo)?;
     let addr: String = c.call("ActorAddress", json!([])).await.map_err(explain)?;
     let size: u64 = c.call("ActorSectorSize", json!([addr])).await?;
@@ -784,8 +831,23 @@ async fn info(repo: &Repo) -> Result<()> {
     {
         return Ok(());
     }
-    println!("Miner: {addr}");
-    println!("Sector Size: {}", sealing_types::size::size_str(size));
+    match onchain::info(&c).await {
+        Ok(text) => print!("{text}"),
+        // The miner's own lines still print when the full node cannot be read.
+        Err(e) => {
+            println!("Miner: {addr} ({} sectors)", sealing_types::size::size_str(size));
+            println!("ERROR: reading the chain: {e:#}\n");
+        }
+    }
+    if !hide_sectors {
+        let summary = c.request::<lotus_api::contract::miner::SectorsSummary>(()).await.map_err(explain)?;
+        println!("Sectors:");
+        println!("\tTotal: {}", summary.values().sum::<u64>());
+        for (state, n) in &summary {
+            println!("\t{state}: {n}");
+        }
+        println!();
+    }
     println!("Workers: Seal({seal}) WdPoSt({wd}) WinPoSt({win})");
     if st.values().any(|s| s.info.mock_proofs) {
         println!("Proofs: MOCK ([Devnet] MockProofs): nothing is proven for real; for tests and benchmarks only");

@@ -15,11 +15,40 @@ pub enum ProvingCmd {
     /// The current proving period and deadline, faults, missed deadlines, recent proofs
     Info,
     /// Every deadline of the proving period: partitions, sectors, faults, proven partitions
-    Deadlines,
+    Deadlines {
+        /// Count all sectors (only live sectors are counted by default)
+        #[arg(long, short = 'a')]
+        all: bool,
+    },
     /// PoSt workers connected to the miner
     Workers,
     /// View the currently known proving faulty sectors information
     Faults,
+    /// Check sectors provable
+    Check {
+        /// print only bad sectors
+        #[arg(long)]
+        only_bad: bool,
+        /// run slow checks (every check reads the challenged leaves here)
+        #[arg(long)]
+        slow: bool,
+        /// filter sectors by storage path (path id)
+        #[arg(long)]
+        storage_id: Option<String>,
+        /// only check faulty sectors
+        #[arg(long)]
+        faulty: bool,
+        /// <deadlineIdx>
+        deadline: u64,
+    },
+    /// Manually recovers faulty sectors on chain
+    RecoverFaults {
+        /// number of block confirmations to wait for
+        #[arg(long, default_value_t = 5)]
+        confidence: u64,
+        /// <faulty sectors>
+        sectors: Vec<u64>,
+    },
     /// View the current proving period deadline information by its index
     Deadline {
         /// Print sector/fault numbers belonging to this deadline
@@ -125,7 +154,7 @@ pub fn render_info(v: &ProvingView) -> String {
     o
 }
 
-pub fn render_deadlines(v: &ProvingView) -> String {
+pub fn render_deadlines(v: &ProvingView, all: bool) -> String {
     let d = &v.deadline;
     let window = d.close - d.open;
     let mut rows = vec![[
@@ -137,7 +166,11 @@ pub fn render_deadlines(v: &ProvingView) -> String {
     ]];
     for i in 0..d.deadlines as usize {
         let open = d.period_start + i as Epoch * window;
-        let sectors = sectors_in(v, i);
+        let sectors = if all {
+            v.chain.all_sectors.get(i).map(|d| d.iter().flatten().copied().collect()).unwrap_or_default()
+        } else {
+            sectors_in(v, i)
+        };
         let faults = sectors.iter().filter(|s| v.chain.faults.contains(s)).count();
         let partitions = v.chain.deadlines.get(i).map(Vec::len).unwrap_or(0);
         let proven = v.chain.posts.iter().filter(|p| p.open == open).count();
@@ -295,7 +328,7 @@ pub async fn faults(miner: &RpcClient) -> Result<String> {
     let dl = crate::chain::call::<f::StateMinerProvingDeadline>(&nodes, &current, (maddr, TipSetKey::head()), None)
         .await
         .map_err(call)?;
-    let mut rows = vec![["deadline".to_string(), "partition".into(), "sectors".into()]];
+    let mut rows = vec![vec!["deadline".to_string(), "partition".into(), "sectors".into()]];
     for d in 0..dl.wpost_period_deadlines {
         let parts =
             crate::chain::call::<f::StateMinerPartitions>(&nodes, &current, (maddr, d, TipSetKey::head()), None)
@@ -303,21 +336,9 @@ pub async fn faults(miner: &RpcClient) -> Result<String> {
                 .map_err(call)?;
         for (i, p) in parts.iter().enumerate() {
             for n in p.faulty_sectors.0.iter() {
-                rows.push([d.to_string(), i.to_string(), n.to_string()]);
+                rows.push(vec![d.to_string(), i.to_string(), n.to_string()]);
             }
         }
     }
-    Ok(format!("Miner: {maddr}\n{}", tabwrite(&rows)))
-}
-
-/// Go's `tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)`, as Lotus's tables use it: each column as
-/// wide as its widest cell plus two spaces, the last one unpadded.
-fn tabwrite(rows: &[[String; 3]]) -> String {
-    let widths: Vec<usize> = (0..3).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0).max(2)).collect();
-    let mut o = String::new();
-    for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        let _ = writeln!(o, "{}", line.join("  ").trim_end());
-    }
-    o
+    Ok(format!("Miner: {maddr}\n{}", super::table(&rows)))
 }

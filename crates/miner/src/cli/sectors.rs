@@ -68,6 +68,8 @@ pub enum SectorsCmd {
         #[command(subcommand)]
         cmd: BatchingCmd,
     },
+    #[command(flatten)]
+    Chain(super::onchain::ChainSectorsCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +145,7 @@ pub enum StorageCmd {
 pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
     let c = client(repo)?;
     match cmd {
+        SectorsCmd::Chain(cmd) => super::onchain::run(&c, cmd).await?,
         SectorsCmd::Pledge { wait } => {
             let id: SectorId = c.call("PledgeSector", json!([])).await.map_err(explain)?;
             println!("Created CC sector:  {}", id.number);

@@ -1,0 +1,224 @@
+//! What operators do on chain, end to end on the devnet (mock proofs: the subject is the chain
+//! operations, not the proofs): each `lotus-miner actor …`, `sectors …` and `proving …` command
+//! that sends a message is run as an operator types it, and the chain state it changed is read
+//! back through the full node's API, not taken from the command's output.
+
+mod common;
+
+use common::*;
+use lotus_api::chain::{Address, BigInt, MinerInfo, TipSetKey};
+use lotus_api::contract::full as f;
+use std::time::Duration;
+
+const CONFIG: &str = r#"
+[Storage]
+  LocalWorkerName = "miner-host"
+[Sealing]
+  MinRetryTime = "3s"
+  BatchPreCommits = false
+  AggregateCommits = false
+[Devnet]
+  BlockDelay = "500ms"
+  SeedDelayEpochs = 4
+  WPoStPeriodDeadlines = 3
+  WPoStChallengeWindow = 16
+  WPoStChallengeLookback = 2
+  WorkerKeyChangeDelay = 10
+  WinRate = 0.0
+"#;
+
+/// The devnet's full-node API, from the test.
+struct Chain {
+    rt: tokio::runtime::Runtime,
+    client: lotus_api::RpcClient,
+}
+
+impl Chain {
+    fn new(api_info: &str) -> Chain {
+        let info = lotus_api::ApiInfo::parse(api_info).unwrap();
+        let client = lotus_api::RpcClient::new(
+            info.rpc_url().replace("/rpc/v0", "/rpc/v1"),
+            Some(info.token.clone()),
+            Duration::from_secs(30),
+        );
+        Chain { rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(), client }
+    }
+
+    fn call<M: lotus_api::contract::Method>(&self, p: M::Params) -> M::Result {
+        self.rt.block_on(self.client.request::<M>(p)).unwrap_or_else(|e| panic!("{}: {e}", M::NAME))
+    }
+
+    fn info(&self) -> MinerInfo {
+        self.call::<f::StateMinerInfo>((Address::id(1000), TipSetKey::head()))
+    }
+
+    fn head(&self) -> i64 {
+        self.call::<f::ChainHead>(()).height
+    }
+
+    fn new_key(&self) -> Address {
+        self.call::<f::WalletNew>(("secp256k1".into(),))
+    }
+
+    fn id_of(&self, a: Address) -> Address {
+        self.call::<f::StateLookupID>((a, TipSetKey::head()))
+    }
+}
+
+fn fails(c: &Cluster, args: &[&str]) -> String {
+    let out = c.miner_cmd(args);
+    assert!(!out.status.success(), "lotus-miner {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
+    let c = Cluster::mock("PC1=200ms,C2=500ms");
+    c.write_config(CONFIG);
+    let miner = c.start_miner();
+    let chain = Chain::new(&c.full_node());
+    for i in 1..=2 {
+        assert_eq!(c.miner_ok(&["sectors", "pledge"]).trim(), format!("Created CC sector:  {i}"));
+    }
+    wait_or_show(
+        Duration::from_secs(120),
+        "both sectors Proving",
+        || tail(&miner.log(), 40),
+        || (1..=2).all(|i| sector_state(&c, i) == "Proving"),
+    );
+    let owner = chain.info().owner;
+
+    // info: power, space and balances as Lotus prints them, from the chain.
+    let info = c.miner_ok(&["info"]);
+    for line in [
+        "Miner: f01000 (2 KiB sectors)\n",
+        "Power: 4 Ki / 4 Ki (100.0000%)\n",
+        "\tRaw: 4 KiB / 4 KiB (100.0000%)\n",
+        "\tCommitted: 4 KiB\n",
+        "\tProving: 4 KiB\n",
+        "      PreCommit:  0\n",
+        "      Pledge:     40 mFIL\n",
+        "Sectors:\n\tTotal: 2\n\tProving: 2\n",
+    ] {
+        assert!(info.contains(line), "{line:?} in:\n{info}");
+    }
+    assert!(!c.miner_ok(&["info", "--hide-sectors-info"]).contains("Sectors:"));
+
+    // actor control list: the owner and worker keys, their use and balance.
+    let list = c.miner_ok(&["actor", "control", "list"]);
+    assert!(list.starts_with("name"), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("owner") && l.contains("f0")), "{list}");
+
+    // actor withdraw: the owner's balance grows by what the miner's available balance lost.
+    let available = || chain.call::<f::StateMinerAvailableBalance>((Address::id(1000), TipSetKey::head()));
+    let balance = |a: Address| chain.call::<f::WalletBalance>((a,));
+    let (avail0, owner0) = (available(), balance(owner));
+    let out = c.miner_ok(&["actor", "withdraw", "--confidence", "0", "0.001"]);
+    assert!(out.contains("Successfully withdrew 0.001 FIL"), "{out}");
+    let milli = BigInt::from_atto(1_000_000_000_000_000u64);
+    assert_eq!(BigInt(&avail0.0 - &available().0), milli);
+    assert_eq!(BigInt(&balance(owner).0 - &owner0.0), milli);
+    let too_much = fails(&c, &["actor", "withdraw", "1000000"]);
+    assert!(too_much.contains("can't withdraw more funds than available"), "{too_much}");
+
+    // actor control set: a control address on chain.
+    let control = chain.new_key();
+    c.devnet_cmd(&["send", &control.to_string(), "1"]);
+    let out = c.miner_ok(&["actor", "control", "set", &control.to_string()]);
+    assert!(out.contains("Pass --really-do-it"), "{out}");
+    assert!(chain.info().control_addresses.is_empty(), "nothing sent without --really-do-it");
+    c.miner_ok(&["actor", "control", "set", "--really-do-it", &control.to_string()]);
+    let control_id = chain.id_of(control);
+    wait_until(Duration::from_secs(20), "the control address on chain", || {
+        chain.info().control_addresses == vec![control_id]
+    });
+
+    // actor set-addresses / set-peer-id.
+    c.miner_ok(&["actor", "set-addresses", "/ip4/127.0.0.1/tcp/2345"]);
+    let peer = "12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf";
+    c.miner_ok(&["actor", "set-peer-id", peer]);
+    wait_until(Duration::from_secs(20), "the multiaddrs and peer ID on chain", || {
+        let i = chain.info();
+        i.multiaddrs.len() == 1 && i.peer_id.as_deref() == Some(peer)
+    });
+
+    // actor propose-change-worker / confirm-change-worker, with the key-change delay.
+    let new_worker = chain.new_key();
+    c.devnet_cmd(&["send", &new_worker.to_string(), "10"]);
+    let new_id = chain.id_of(new_worker);
+    let out = c.miner_ok(&["actor", "propose-change-worker", "--really-do-it", &new_worker.to_string()]);
+    assert!(
+        out.contains(&format!("Worker key change to {new_id} successfully sent, change happens at height")),
+        "{out}"
+    );
+    let info = chain.info();
+    assert_eq!(info.new_worker.0, Some(new_id));
+    let at = info.worker_change_epoch;
+    if chain.head() < at {
+        let early = fails(&c, &["actor", "confirm-change-worker", "--really-do-it", &new_worker.to_string()]);
+        assert!(early.contains(&format!("worker key change cannot be confirmed until {at}")), "{early}");
+    }
+    wait_until(Duration::from_secs(30), "the key-change epoch", || chain.head() >= at);
+    c.miner_ok(&["actor", "confirm-change-worker", "--really-do-it", &new_worker.to_string()]);
+    assert_eq!(chain.info().worker, new_id);
+
+    // sectors extend: a dry run prints the params, then the expiration moves on chain.
+    let info1 = || chain.call::<f::StateSectorGetInfo>((Address::id(1000), 1, TipSetKey::head())).unwrap();
+    let target = info1().expiration + 50_000;
+    let dry = c.miner_ok(&["sectors", "extend", "--new-expiration", &target.to_string(), "1"]);
+    assert!(dry.contains("\"NewExpiration\":") && dry.contains("1 sectors extended"), "{dry}");
+    assert_ne!(info1().expiration, target, "a dry run sends nothing");
+    let out = c.miner_ok(&["sectors", "extend", "--really-do-it", "--new-expiration", &target.to_string(), "1"]);
+    assert!(out.contains("1 sectors extended"), "{out}");
+    assert_eq!(info1().expiration, target);
+
+    // sectors check-expire lists both, get-cc-collateral asks the chain.
+    let exp = c.miner_ok(&["sectors", "check-expire", "--cutoff", "100000000"]);
+    assert!(exp.starts_with("ID  SealProof  InitialPledge"), "{exp}");
+    assert_eq!(exp.lines().count(), 3, "{exp}");
+    assert_eq!(c.miner_ok(&["sectors", "get-cc-collateral"]).trim(), "Estimated collateral: 0.02 FIL");
+    assert_eq!(c.miner_ok(&["sectors", "precommits"]), "", "both sectors are proven");
+
+    // proving check: every live sector of deadline 0 is good; recover-faults sends and waits.
+    let check = c.miner_ok(&["proving", "check", "0"]);
+    assert!(check.contains("0         0          1       good"), "{check}");
+    assert!(fails(&c, &["proving", "recover-faults", "99"]).contains("sectors 99 not found"));
+    c.miner_ok(&["proving", "recover-faults", "--confidence", "0", "1"]);
+
+    // sectors compact-partitions in deadline 0 while it is mutable (the deadline before the
+    // current one, when deadline 1 is open).
+    wait_until(Duration::from_secs(60), "deadline 1 open with time to spare", || {
+        let d = chain.call::<f::StateMinerProvingDeadline>((Address::id(1000), TipSetKey::head()));
+        d.index == 1 && d.current_epoch < d.close - 6
+    });
+    c.miner_ok(&["sectors", "compact-partitions", "--deadline", "0", "--partitions", "0", "--really-do-it"]);
+    let parts = chain.call::<f::StateMinerPartitions>((Address::id(1000), 0, TipSetKey::head()));
+    assert_eq!(parts[0].live_sectors.0.iter().collect::<Vec<_>>(), vec![1, 2]);
+
+    // actor set-owner, in two steps: proposed by the owner, confirmed by the new one.
+    let new_owner = chain.new_key();
+    c.devnet_cmd(&["send", &new_owner.to_string(), "1"]);
+    let out = c.miner_ok(&["actor", "set-owner", "--really-do-it", &new_owner.to_string(), &owner.to_string()]);
+    assert!(out.contains("message succeeded!"), "{out}");
+    let new_owner_id = chain.id_of(new_owner);
+    assert_eq!(chain.info().pending_owner_address, Some(new_owner_id));
+    let out = c.miner_ok(&["actor", "set-owner", "--really-do-it", &new_owner.to_string(), &new_owner.to_string()]);
+    assert!(out.contains("message succeeded!"), "{out}");
+    assert_eq!(chain.info().owner, new_owner_id);
+
+    // The miner keeps proving with the new worker key (it reads the key for each message).
+    let before = chain.head();
+    wait_or_show(
+        Duration::from_secs(60),
+        "a WindowPoSt sent by the new worker key",
+        || tail(&miner.log(), 30),
+        || {
+            c.miner_ok(&["proving", "info"])
+                .lines()
+                .filter(|l| l.starts_with("  dl ") && !l.contains("FAILED"))
+                .filter_map(|l| l.split('@').nth(1)?.split_whitespace().next()?.parse::<i64>().ok())
+                .any(|open| open > before)
+        },
+    );
+    assert!(c.miner_ok(&["proving", "info"]).contains("Missed deadlines: 0"));
+}

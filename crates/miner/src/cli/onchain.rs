@@ -1,0 +1,673 @@
+//! The chain's side of `lotus-miner sectors …` and `proving …`, as Lotus's commands do it: read
+//! through the full node of `FULLNODE_API_INFO`, sent from the worker key there (extend,
+//! compact-partitions) or through the miner (recover-faults, check), every message's receipt
+//! shown or checked.
+
+use super::client::explain;
+use super::fullnode::{fil, FullNode};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use lotus_api::chain::{actors, BigInt, SectorOnChainInfo, TipSetKey};
+use lotus_api::contract::full as f;
+use lotus_api::RpcClient;
+use std::collections::BTreeMap;
+
+const EXTEND_SECTOR_EXPIRATION2: u64 = 32;
+const COMPACT_PARTITIONS: u64 = 19;
+/// v18's MaxSectorExpirationExtension (1278 days) and a V1_1 seal proof's maximum lifetime (5
+/// years), in epochs: what Lotus's `extend` and `check-expire` bound a new expiration by.
+const MAX_EXTENSION: i64 = 1278 * 2880;
+const MAX_LIFETIME: i64 = 5 * 365 * 2880;
+
+#[derive(Subcommand, Debug)]
+pub enum ChainSectorsCmd {
+    /// Print on-chain precommit info
+    Precommits,
+    /// Inspect expiring sectors
+    CheckExpire {
+        /// skip sectors whose current expiration is more than <cutoff> epochs from now, defaults to 60 days
+        #[arg(long, default_value_t = 172800)]
+        cutoff: i64,
+    },
+    /// Extend expiring sectors while not exceeding each sector's max life
+    Extend {
+        /// only consider sectors whose current expiration epoch is in the range of [from, to], <from> defaults to: now + 120 (1 hour)
+        #[arg(long)]
+        from: Option<i64>,
+        /// only consider sectors whose current expiration epoch is in the range of [from, to], <to> defaults to: now + 92160 (32 days)
+        #[arg(long)]
+        to: Option<i64>,
+        /// provide a file containing one sector number in each line, ignoring above selecting criteria
+        #[arg(long)]
+        sector_file: Option<std::path::PathBuf>,
+        /// optionally provide a file containing excluding sectors
+        #[arg(long)]
+        exclude: Option<std::path::PathBuf>,
+        /// try to extend selected sectors by this number of epochs, defaults to 540 days
+        #[arg(long, default_value_t = 1555200)]
+        extension: i64,
+        /// try to extend selected sectors to this epoch, ignoring extension
+        #[arg(long)]
+        new_expiration: Option<i64>,
+        /// drop claims for sectors that can be extended, but only by dropping some of their verified power claims
+        #[arg(long)]
+        drop_claims: bool,
+        /// don't try to extend sectors by fewer than this number of epochs, defaults to 7 days
+        #[arg(long, default_value_t = 20160)]
+        tolerance: i64,
+        /// use up to this amount of FIL for one message. pass this flag to avoid message congestion.
+        #[arg(long, default_value = "0")]
+        max_fee: String,
+        /// the maximum number of sectors contained in each message
+        #[arg(long, default_value_t = 200)]
+        max_sectors: u64,
+        /// pass this flag to really extend sectors, otherwise will only print out json representation of parameters
+        #[arg(long)]
+        really_do_it: bool,
+        /// <sectorNumbers...(optional)>
+        sectors: Vec<u64>,
+    },
+    /// Get the collateral required to pledge a committed capacity sector
+    GetCcCollateral {
+        /// the epoch when the sector will expire
+        #[arg(long, default_value_t = 0)]
+        expiration: i64,
+    },
+    /// removes dead sectors from partitions and reduces the number of partitions used if possible
+    CompactPartitions {
+        /// the deadline to compact the partitions in
+        #[arg(long)]
+        deadline: u64,
+        /// list of partitions to compact sectors in
+        #[arg(long, required = true, value_delimiter = ',')]
+        partitions: Vec<u64>,
+        /// Actually send transaction performing the action
+        #[arg(long)]
+        really_do_it: bool,
+    },
+    /// Get or cleanup expired sectors
+    Expired {
+        /// show removed sectors
+        #[arg(long)]
+        show_removed: bool,
+        /// remove expired sectors
+        #[arg(long)]
+        remove_expired: bool,
+        /// epoch at which to check sector expirations (default: the head)
+        #[arg(long)]
+        expired_epoch: Option<i64>,
+        #[arg(long, hide = true)]
+        confirm_remove_count: Option<u64>,
+    },
+}
+
+/// Lotus's `cliutil.EpochTime`: the epoch and how far it is from now, in the largest two units.
+fn epoch_time(now: i64, e: i64, block_secs: u64) -> String {
+    let d = (e - now).unsigned_abs() * block_secs;
+    let text = || {
+        let units =
+            [("year", 365 * 86400), ("week", 7 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)];
+        let mut left = d;
+        let mut parts = vec![];
+        for (name, secs) in units {
+            if left >= secs && parts.len() < 2 {
+                let n = left / secs;
+                left %= secs;
+                parts.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
+            }
+        }
+        parts.join(" ")
+    };
+    match e.cmp(&now) {
+        std::cmp::Ordering::Equal => format!("{e} (now)"),
+        std::cmp::Ordering::Less => format!("{e} ({} ago)", text()),
+        std::cmp::Ordering::Greater => format!("{e} (in {})", text()),
+    }
+}
+
+/// `FIL.Short()`: three decimals at the largest fitting unit.
+pub fn fil_short(v: &BigInt) -> String {
+    let atto: f64 = v.0.to_string().parse().unwrap_or(0.0);
+    if atto == 0.0 {
+        return "0".into();
+    }
+    for (unit, scale) in [("FIL", 1e18), ("mFIL", 1e15), ("μFIL", 1e12), ("nFIL", 1e9), ("pFIL", 1e6), ("fFIL", 1e3)] {
+        if atto.abs() >= scale {
+            let s = format!("{:.3}", atto / scale);
+            return format!("{} {unit}", s.trim_end_matches('0').trim_end_matches('.'));
+        }
+    }
+    format!("{atto} aFIL")
+}
+
+async fn block_secs(node: &FullNode) -> u64 {
+    node.call::<f::StateGetNetworkParams>(()).await.map(|p| p.block_delay_secs).unwrap_or(30).max(1)
+}
+
+pub async fn run(miner: &RpcClient, cmd: ChainSectorsCmd) -> Result<()> {
+    let node = FullNode::connect(miner, super::client::actor()).await?;
+    let maddr = node.maddr;
+    match cmd {
+        ChainSectorsCmd::Precommits => {
+            // No full-node method lists pre-commits (Lotus walks the actor's state); the miner's
+            // sectors are asked one by one.
+            let numbers: Vec<u64> =
+                miner.request::<lotus_api::contract::miner::SectorsList>(()).await.map_err(explain)?;
+            for n in numbers {
+                if let Some(p) = node.call::<f::StateSectorPreCommitInfo>((maddr, n, TipSetKey::head())).await? {
+                    println!("{n}: {}", p.pre_commit_epoch);
+                }
+            }
+        }
+        ChainSectorsCmd::CheckExpire { cutoff } => {
+            let now = node.head().await?;
+            let secs = block_secs(&node).await;
+            let mut sectors = node.call::<f::StateMinerActiveSectors>((maddr, TipSetKey::head())).await?;
+            sectors.retain(|s| s.expiration - now <= cutoff);
+            sectors.sort_by_key(|s| (s.expiration, s.sector_number));
+            let mut rows =
+                vec![["ID", "SealProof", "InitialPledge", "Activation", "Expiration", "MaxExpiration", "MaxExtendNow"]
+                    .map(String::from)
+                    .to_vec()];
+            for s in &sectors {
+                let max = s.activation + MAX_LIFETIME;
+                rows.push(vec![
+                    s.sector_number.to_string(),
+                    s.seal_proof.to_string(),
+                    fil_short(&s.initial_pledge),
+                    epoch_time(now, s.activation, secs),
+                    epoch_time(now, s.expiration, secs),
+                    epoch_time(now, max, secs),
+                    epoch_time(now, (now + MAX_EXTENSION).min(max), secs),
+                ]);
+            }
+            print!("{}", super::table(&rows));
+        }
+        ChainSectorsCmd::GetCcCollateral { expiration } => {
+            let mi = node.miner_info().await?;
+            let now = node.head().await?;
+            let info = lotus_api::chain::SectorPreCommitInfo {
+                seal_proof: seal_proof_for(mi.window_po_st_proof_type)?,
+                sector_number: 0,
+                sealed_cid: lotus_api::wire::Commitment::Sealed.to_cid(&[0; 32]),
+                seal_rand_epoch: 0,
+                deal_ids: vec![],
+                expiration: if expiration == 0 { now + MAX_EXTENSION } else { expiration },
+                unsealed_cid: None,
+            };
+            let pledge =
+                node.call::<f::StateMinerInitialPledgeCollateral>((maddr, info.clone(), TipSetKey::head())).await?;
+            let deposit = node.call::<f::StateMinerPreCommitDepositForPower>((maddr, info, TipSetKey::head())).await?;
+            println!("Estimated collateral: {}", fil(&pledge.max(deposit)));
+        }
+        ChainSectorsCmd::CompactPartitions { deadline, partitions, really_do_it } => {
+            let mi = node.miner_info().await?;
+            let dl = node.call::<f::StateMinerProvingDeadline>((maddr, TipSetKey::head())).await?;
+            if deadline >= dl.wpost_period_deadlines {
+                bail!("deadline {deadline} out of range");
+            }
+            if partitions.is_empty() {
+                bail!("must include at least one partition to compact");
+            }
+            println!("compacting {} partitions", partitions.len());
+            let params = actors::miner::CompactPartitionsParams {
+                deadline,
+                partitions: fvm_ipld_bitfield::BitField::try_from_bits(partitions.iter().copied())
+                    .map_err(|e| anyhow::anyhow!("--partitions: {e}"))?,
+            };
+            if !really_do_it {
+                println!("total of 1 CompactPartitions msgs would be sent");
+                return Ok(());
+            }
+            let cid = node.push(mi.worker, maddr, COMPACT_PARTITIONS, actors::encode(&params), BigInt::zero()).await?;
+            println!("Requested compact partitions in message {cid}");
+            node.wait(cid, 2, "CompactPartitions").await?;
+        }
+        ChainSectorsCmd::Extend {
+            from,
+            to,
+            sector_file,
+            exclude,
+            extension,
+            new_expiration,
+            drop_claims: _,
+            tolerance,
+            max_fee: _,
+            max_sectors,
+            really_do_it,
+            sectors,
+        } => {
+            extend(
+                &node,
+                from,
+                to,
+                sector_file,
+                exclude,
+                extension,
+                new_expiration,
+                tolerance,
+                max_sectors,
+                really_do_it,
+                sectors,
+            )
+            .await?
+        }
+        ChainSectorsCmd::Expired { show_removed, remove_expired, expired_epoch: _, confirm_remove_count } => {
+            expired(miner, &node, show_removed, remove_expired, confirm_remove_count).await?
+        }
+    }
+    Ok(())
+}
+
+/// The seal proof a miner with this WindowPoSt proof type seals with (V1_1 proofs).
+fn seal_proof_for(post: i64) -> Result<i64> {
+    // StackedDrgWindow{2KiB,8MiB,512MiB,32GiB,64GiB}V1_1 (10..14) ↔ StackedDrg…V1_1 (5..9).
+    match post {
+        10..=14 => Ok(post - 5),
+        p => bail!("WindowPoSt proof type {p} is not a V1_1 type"),
+    }
+}
+
+fn read_numbers(path: &std::path::Path) -> Result<Vec<u64>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().map_err(|e| anyhow::anyhow!("could not parse {l} as sector id: {e}")))
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn extend(
+    node: &FullNode,
+    from: Option<i64>,
+    to: Option<i64>,
+    sector_file: Option<std::path::PathBuf>,
+    exclude: Option<std::path::PathBuf>,
+    extension: i64,
+    new_expiration: Option<i64>,
+    tolerance: i64,
+    max_sectors: u64,
+    really_do_it: bool,
+    numbers: Vec<u64>,
+) -> Result<()> {
+    let maddr = node.maddr;
+    let now = node.head().await?;
+    let active: BTreeMap<u64, SectorOnChainInfo> = node
+        .call::<f::StateMinerActiveSectors>((maddr, TipSetKey::head()))
+        .await?
+        .into_iter()
+        .map(|s| (s.sector_number, s))
+        .collect();
+    let mut chosen: Vec<u64> = if !numbers.is_empty() {
+        if sector_file.is_some() {
+            bail!("sector-file specified along with command line params");
+        }
+        numbers
+    } else if let Some(f) = &sector_file {
+        read_numbers(f)?
+    } else {
+        let (from, to) = (from.unwrap_or(now + 120), to.unwrap_or(now + 92160));
+        active.values().filter(|s| (from..=to).contains(&s.expiration)).map(|s| s.sector_number).collect()
+    };
+    if let Some(f) = &exclude {
+        let ex = read_numbers(f)?;
+        chosen.retain(|n| !ex.contains(n));
+    }
+    if max_sectors > 25_000 {
+        bail!("the specified max-sectors exceeds the maximum limit");
+    }
+    let max_sectors = if max_sectors == 0 { 25_000 } else { max_sectors } as usize;
+    // (deadline, partition) → new expiration → sectors.
+    let mut groups: BTreeMap<(u64, u64), BTreeMap<i64, Vec<u64>>> = BTreeMap::new();
+    for n in chosen {
+        let s = active.get(&n).ok_or_else(|| anyhow::anyhow!("sector {n} is not active"))?;
+        let mut to = new_expiration.unwrap_or(s.expiration + extension);
+        to = to.min(now + MAX_EXTENSION).min(s.activation + MAX_LIFETIME);
+        if to <= s.expiration || (to - s.expiration).abs() <= tolerance {
+            continue;
+        }
+        let loc = node
+            .call::<f::StateSectorPartition>((maddr, n, TipSetKey::head()))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("sector {n} is not active"))?;
+        let buckets = groups.entry((loc.deadline, loc.partition)).or_default();
+        // A sector joins a bucket whose expiration is within the tolerance of its own.
+        let key = buckets.keys().copied().find(|e| (e - to).abs() <= tolerance).unwrap_or(to);
+        buckets.entry(key).or_default().push(n);
+    }
+    let mut messages = vec![];
+    for ((deadline, partition), buckets) in &groups {
+        for (exp, sectors) in buckets {
+            for chunk in sectors.chunks(max_sectors) {
+                messages.push(actors::miner::ExtendSectorExpiration2Params {
+                    extensions: vec![actors::miner::ExpirationExtension2 {
+                        deadline: *deadline,
+                        partition: *partition,
+                        sectors: fvm_ipld_bitfield::BitField::try_from_bits(chunk.iter().copied())
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                        sectors_with_claims: vec![],
+                        new_expiration: *exp,
+                    }],
+                });
+            }
+        }
+    }
+    if messages.is_empty() {
+        println!("nothing to extend");
+        return Ok(());
+    }
+    let mi = node.miner_info().await?;
+    let mut total = 0;
+    for p in messages {
+        let count: u64 = p.extensions.iter().map(|e| e.sectors.len()).sum();
+        total += count;
+        print!("Extending {count} sectors: ");
+        if !really_do_it {
+            let json = serde_json::json!({
+                "Extensions": p.extensions.iter().map(|e| serde_json::json!({
+                    "Deadline": e.deadline,
+                    "Partition": e.partition,
+                    "Sectors": ranges(&e.sectors),
+                    "NewExpiration": e.new_expiration,
+                })).collect::<Vec<_>>()
+            });
+            println!("\n {}", serde_json::to_string_pretty(&json)?);
+            continue;
+        }
+        let cid = node.push(mi.worker, maddr, EXTEND_SECTOR_EXPIRATION2, actors::encode(&p), BigInt::zero()).await?;
+        println!("{cid}");
+        // Lotus leaves the wait to the operator; the receipt is checked here, so that a
+        // refused extension is an error instead of a silent no-op.
+        node.wait(cid, 0, "ExtendSectorExpiration2").await?;
+    }
+    println!("{total} sectors extended");
+    Ok(())
+}
+
+/// Lotus's `ArrayToString`: "1,3-5,8".
+fn ranges(bf: &fvm_ipld_bitfield::BitField) -> String {
+    bf.ranges()
+        .map(|r| if r.end - r.start == 1 { r.start.to_string() } else { format!("{}-{}", r.start, r.end - 1) })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `sectors expired`: the miner's sectors whose numbers the chain allocated but holds neither
+/// live nor pre-committed (expired or terminated); `--remove-expired` removes them (first it
+/// prints the confirming command with the count, as Lotus does).
+async fn expired(
+    miner: &RpcClient,
+    node: &FullNode,
+    show_removed: bool,
+    remove: bool,
+    confirm: Option<u64>,
+) -> Result<()> {
+    use lotus_api::contract::miner as m;
+    let maddr = node.maddr;
+    let now = node.head().await?;
+    let secs = block_secs(node).await;
+    let numbers: Vec<u64> = miner.request::<m::SectorsList>(()).await.map_err(explain)?;
+    let mut gone = vec![];
+    for n in numbers {
+        let allocated = node.call::<f::StateMinerSectorAllocated>((maddr, n, TipSetKey::head())).await?;
+        if !allocated {
+            continue;
+        }
+        if node.call::<f::StateSectorGetInfo>((maddr, n, TipSetKey::head())).await?.is_some() {
+            continue;
+        }
+        if node.call::<f::StateSectorPreCommitInfo>((maddr, n, TipSetKey::head())).await?.is_some() {
+            continue;
+        }
+        gone.push(n);
+    }
+    if remove {
+        println!("Removing sectors:");
+    }
+    println!("Sector\tState\tExpiration");
+    let mut to_remove = vec![];
+    for n in gone {
+        let st: serde_json::Value = miner.call("SectorsStatus", serde_json::json!([n, true])).await.map_err(explain)?;
+        let state = st["State"].as_str().unwrap_or("").to_string();
+        if state == "Removed" && !(show_removed && confirm.is_none()) {
+            continue;
+        }
+        if state != "Removed" {
+            to_remove.push(n);
+        }
+        let exp = st["Expiration"].as_i64().unwrap_or(0);
+        println!("{n}\t{state}\t{}", epoch_time(now, exp, secs));
+    }
+    if !remove {
+        return Ok(());
+    }
+    match confirm {
+        None => {
+            println!();
+            println!("All {} sectors listed above will be removed", to_remove.len());
+            println!("To confirm removal of the above sectors, including\n all related sealed and unsealed data, run:");
+            println!(
+                "lotus-miner sectors expired --remove-expired --confirm-remove-count={} --expired-epoch={now}",
+                to_remove.len()
+            );
+            println!("WARNING: This operation is irreversible");
+        }
+        Some(c) if c as usize != to_remove.len() => bail!(
+            "value of confirm-remove-count doesn't match the number of sectors which can be removed ({})",
+            to_remove.len()
+        ),
+        Some(_) => {
+            for n in to_remove {
+                print!("Removing sector\t{n}:\t");
+                match miner.request::<m::SectorRemove>((n,)).await {
+                    Ok(()) => println!("OK"),
+                    Err(e) => println!("ERROR: {e}"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `types.DeciStr`: `%.3g` of a power in binary units without "B" ("4 Ki").
+fn deci_str(v: &BigInt) -> String {
+    let mut f: f64 = v.0.to_string().parse().unwrap_or(0.0);
+    let units = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi"];
+    let mut i = 0;
+    while f >= 1024.0 && i + 1 < units.len() {
+        f /= 1024.0;
+        i += 1;
+    }
+    let g = format!("{:.3}", f);
+    let g = if g.contains('.') { g.trim_end_matches('0').trim_end_matches('.').to_string() } else { g };
+    format!("{g} {}", units[i])
+}
+
+fn size(v: &BigInt) -> String {
+    sealing_types::size::size_str(v.0.to_string().parse().unwrap_or(0))
+}
+
+fn percent(a: &BigInt, b: &BigInt) -> f64 {
+    let (a, b): (f64, f64) = (a.0.to_string().parse().unwrap_or(0.0), b.0.to_string().parse().unwrap_or(0.0));
+    if b == 0.0 {
+        0.0
+    } else {
+        100.0 * a / b
+    }
+}
+
+/// The chain's part of `lotus-miner info`, as Lotus prints it: the miner and its sector size,
+/// power, committed and proving space, then the balances (miner, market, worker, control).
+pub async fn info(miner: &RpcClient) -> Result<String> {
+    use std::fmt::Write;
+    let node = FullNode::connect(miner, super::client::actor()).await?;
+    let maddr = node.maddr;
+    let mi = node.miner_info().await?;
+    let mut o = String::new();
+    let _ = writeln!(o, "Miner: {maddr} ({} sectors)", sealing_types::size::size_str(mi.sector_size));
+    let p = node.call::<f::StateMinerPower>((maddr, TipSetKey::head())).await?;
+    let (mine, total) = (&p.miner_power, &p.total_power);
+    let _ = writeln!(
+        o,
+        "Power: {} / {} ({:.4}%)",
+        deci_str(&mine.quality_adj_power),
+        deci_str(&total.quality_adj_power),
+        percent(&mine.quality_adj_power, &total.quality_adj_power)
+    );
+    let _ = writeln!(
+        o,
+        "\tRaw: {} / {} ({:.4}%)",
+        size(&mine.raw_byte_power),
+        size(&total.raw_byte_power),
+        percent(&mine.raw_byte_power, &total.raw_byte_power)
+    );
+    let count = node.call::<f::StateMinerSectorCount>((maddr, TipSetKey::head())).await?;
+    let ss = mi.sector_size;
+    let _ = writeln!(o, "\tCommitted: {}", sealing_types::size::size_str(count.live * ss));
+    if count.faulty == 0 {
+        let _ = writeln!(o, "\tProving: {}", sealing_types::size::size_str((count.active + count.faulty) * ss));
+    } else {
+        let _ = writeln!(
+            o,
+            "\tProving: {} ({} Faulty, {:.2}%)",
+            sealing_types::size::size_str((count.active + count.faulty) * ss),
+            sealing_types::size::size_str(count.faulty * ss),
+            100.0 * count.faulty as f64 / count.live.max(1) as f64
+        );
+    }
+    let _ = writeln!(o);
+    // Lotus reads the locked funds from the actor's state; the same sums from the full node's
+    // sector and pre-commit records.
+    let balance = node.call::<f::WalletBalance>((maddr,)).await?;
+    let available = node.call::<f::StateMinerAvailableBalance>((maddr, TipSetKey::head())).await?;
+    let pledge = node
+        .call::<f::StateMinerSectors>((maddr, None, TipSetKey::head()))
+        .await?
+        .iter()
+        .fold(BigInt::zero(), |a, s| BigInt(a.0 + &s.initial_pledge.0));
+    let mut precommit = BigInt::zero();
+    let numbers: Vec<u64> = miner.request::<lotus_api::contract::miner::SectorsList>(()).await.map_err(explain)?;
+    for n in numbers {
+        if let Some(pc) = node.call::<f::StateSectorPreCommitInfo>((maddr, n, TipSetKey::head())).await? {
+            precommit.0 += &pc.pre_commit_deposit.0;
+        }
+    }
+    let _ = writeln!(o, "Miner Balance:    {}", fil_short(&balance));
+    let _ = writeln!(o, "      PreCommit:  {}", fil_short(&precommit));
+    let _ = writeln!(o, "      Pledge:     {}", fil_short(&pledge));
+    let _ = writeln!(o, "      Vesting:    0");
+    let _ = writeln!(o, "      Available:  {}", fil_short(&available));
+    let _ = writeln!(o, "Market Balance:   0");
+    let _ = writeln!(o, "       Locked:    0");
+    let _ = writeln!(o, "       Available: 0");
+    let worker = node.call::<f::WalletBalance>((mi.worker,)).await?;
+    let _ = writeln!(o, "Worker Balance:   {}", fil_short(&worker));
+    let mut spendable = BigInt(available.0.max(0.into()) + &worker.0);
+    if !mi.control_addresses.is_empty() {
+        let mut control = BigInt::zero();
+        for a in &mi.control_addresses {
+            control.0 += node.call::<f::WalletBalance>((*a,)).await?.0;
+        }
+        spendable.0 += &control.0;
+        let _ = writeln!(o, "       Control:   {}", fil_short(&control));
+    }
+    let _ = writeln!(o, "Total Spendable:  {}", fil_short(&spendable));
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Beneficiary:\t{}", mi.beneficiary);
+    let _ = writeln!(o);
+    Ok(o)
+}
+
+/// `proving recover-faults`: the miner declares the sectors recovered (RecoverFault) and the
+/// messages are waited for.
+pub async fn recover_faults(miner: &RpcClient, sectors: Vec<u64>, confidence: u64) -> Result<()> {
+    if sectors.is_empty() {
+        bail!("must pass at least 1 sector number");
+    }
+    let cids = miner.request::<lotus_api::contract::miner::RecoverFault>((sectors,)).await.map_err(explain)?;
+    let node = FullNode::connect(miner, super::client::actor()).await?;
+    for cid in cids {
+        if let Err(e) = node.wait(cid, confidence, "DeclareFaultsRecovered").await {
+            println!("Failed to execute the message {e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// `proving check DEADLINE`: each live sector of the deadline checked by the miner
+/// (CheckProvable), good or bad with why.
+pub async fn check(
+    miner: &RpcClient,
+    deadline: u64,
+    only_bad: bool,
+    faulty: bool,
+    storage_id: Option<String>,
+) -> Result<String> {
+    let node = FullNode::connect(miner, None).await?;
+    let maddr = node.maddr;
+    let mi = node.miner_info().await?;
+    let parts = node.call::<f::StateMinerPartitions>((maddr, deadline, TipSetKey::head())).await?;
+    let mut filter: Option<std::collections::BTreeSet<u64>> = None;
+    if let Some(id) = storage_id {
+        let list: serde_json::Value = miner.call("StorageList", serde_json::json!([])).await.map_err(explain)?;
+        let ids = list.get(&id).and_then(|v| v.as_array()).ok_or_else(|| anyhow::anyhow!("storage {id} not found"))?;
+        filter = Some(ids.iter().filter_map(|s| s["Number"].as_u64()).collect());
+    }
+    if faulty {
+        let f: std::collections::BTreeSet<u64> =
+            node.call::<f::StateMinerFaults>((maddr, TipSetKey::head())).await?.0.iter().collect();
+        filter = Some(match filter {
+            Some(x) => x.intersection(&f).copied().collect(),
+            None => f,
+        });
+    }
+    let mut rows = vec![["deadline", "partition", "sector", "status"].map(String::from).to_vec()];
+    for (pi, p) in parts.iter().enumerate() {
+        let sectors =
+            node.call::<f::StateMinerSectors>((maddr, Some(p.live_sectors.clone()), TipSetKey::head())).await?;
+        let refs: Vec<sealing_types::SectorRef> = sectors
+            .iter()
+            .filter(|s| filter.as_ref().is_none_or(|f| f.contains(&s.sector_number)))
+            .filter_map(|s| {
+                Some(sealing_types::SectorRef {
+                    id: sealing_types::SectorId { miner: maddr.as_id()?, number: s.sector_number },
+                    proof_type: sealing_types::RegisteredSealProof::from_i64(s.seal_proof)?,
+                })
+            })
+            .collect();
+        let bad = miner
+            .request::<lotus_api::contract::miner::CheckProvable>((mi.window_po_st_proof_type, refs.clone()))
+            .await
+            .map_err(explain)?;
+        for r in refs {
+            let n = r.id.number;
+            match bad.get(&n) {
+                Some(why) => {
+                    rows.push(vec![deadline.to_string(), pi.to_string(), n.to_string(), format!("bad ({why})")])
+                }
+                None if !only_bad => {
+                    rows.push(vec![deadline.to_string(), pi.to_string(), n.to_string(), "good".into()])
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(super::table(&rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_and_amounts_print_as_lotus_s() {
+        assert_eq!(epoch_time(100, 100, 30), "100 (now)");
+        assert_eq!(epoch_time(100, 220, 30), "220 (in 1 hour)");
+        assert_eq!(epoch_time(3000, 100, 30), "100 (1 day 10 minutes ago)");
+        assert_eq!(fil_short(&BigInt::from_atto(20_000_000_000_000_000u64)), "20 mFIL");
+        assert_eq!(fil_short(&BigInt::zero()), "0");
+        let bf = fvm_ipld_bitfield::BitField::try_from_bits([1u64, 3, 4, 5, 8]).unwrap();
+        assert_eq!(ranges(&bf), "1,3-5,8");
+    }
+}
