@@ -811,6 +811,7 @@ pub mod actors {
 
     pub const MINER_CHANGE_PEER_ID: u64 = 4;
     pub const MINER_SUBMIT_WINDOWED_POST: u64 = 5;
+    pub const MINER_TERMINATE_SECTORS: u64 = 9;
     pub const MINER_DECLARE_FAULTS_RECOVERED: u64 = 11;
     pub const MINER_PRE_COMMIT_SECTOR_BATCH2: u64 = 28;
     pub const MINER_PROVE_COMMIT_SECTORS3: u64 = 34;

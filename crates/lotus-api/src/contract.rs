@@ -585,6 +585,10 @@ pub mod miner {
         PledgeSector() -> SectorId, Write;
         SectorsList() -> Vec<u64>, Read;
         SectorRemove(number: u64) -> (), Admin;
+        SectorTerminate(number: u64) -> (), Admin;
+        /// The TerminateSectors message sent, or `null` when nothing could be sent.
+        SectorTerminateFlush() -> Option<Cid>, Admin;
+        SectorTerminatePending() -> Vec<SectorId>, Admin;
         /// Each sector that cannot be proven, with why (sector number → reason).
         CheckProvable(post_proof: i64, sectors: Vec<SectorRef>) -> BTreeMap<u64, String>, Admin;
         /// DeclareFaultsRecovered for the sectors (grouped by partition); the message CIDs.
@@ -649,9 +653,6 @@ pub mod miner {
         ("SectorSetExpectedSealDuration", Permission::Write, DEALS),
         ("SectorSetSealDelay", Permission::Write, DEALS),
         ("SectorStartSealing", Permission::Write, DEALS),
-        ("SectorTerminate", Permission::Admin, CHAIN),
-        ("SectorTerminateFlush", Permission::Admin, CHAIN),
-        ("SectorTerminatePending", Permission::Admin, CHAIN),
         (
             "SectorUnseal",
             Permission::Admin,

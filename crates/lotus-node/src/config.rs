@@ -104,6 +104,9 @@ pub struct SealingConfig {
     pub max_commit_batch: u64,
     pub commit_batch_wait: String,
     pub commit_batch_slack: String,
+    pub terminate_batch_max: u64,
+    pub terminate_batch_min: u64,
+    pub terminate_batch_wait: String,
     // Lotus keys that do nothing here (see `NO_EFFECT`): read, so that a Lotus config loads,
     // never written, and warned about when set.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,6 +218,9 @@ impl Default for SealingConfig {
             max_commit_batch: 819,
             commit_batch_wait: "24h0m0s".into(),
             commit_batch_slack: "1h0m0s".into(),
+            terminate_batch_max: 100,
+            terminate_batch_min: 1,
+            terminate_batch_wait: "5m0s".into(),
             max_wait_deals_sectors: None,
             wait_deals_delay: None,
             finalize_early: None,
@@ -270,6 +276,9 @@ const DOCS: &[(&str, &str)] = &[
     ("Sealing.MaxCommitBatch", "Most sectors in one commit batch (1 to 819): a batch this full is sent at once."),
     ("Sealing.CommitBatchWait", "Longest time a sector waits in the commit batch before the batch is sent."),
     ("Sealing.CommitBatchSlack", "A batch is sent this long before the pre-commit of any of its sectors would expire."),
+    ("Sealing.TerminateBatchMax", "A TerminateSectors message is sent at once when this many sectors wait for termination."),
+    ("Sealing.TerminateBatchMin", "The fewest sectors a TerminateSectors message is sent for when TerminateBatchWait has passed."),
+    ("Sealing.TerminateBatchWait", "How often the termination queue is checked for a message to send."),
     ("Chain.MessageConfidence", "Epochs a message must have on top of it before the miner acts on it (Lotus: 5). The chain is the full node named by FULLNODE_API_INFO."),
     ("Devnet.MockProofs", "TESTS ONLY: compute no proofs (mock backend); the devnet then accepts only mock proofs, and only mock-proof workers may join."),
     ("Devnet.MockTaskDurations", "With MockProofs: how long each mock task takes, e.g. \"PC1=2s,C2=30s\" (task types as `sealing jobs` shows them; others take no time)."),
@@ -393,6 +402,7 @@ impl MinerConfig {
             ("Sealing.PreCommitBatchSlack", &sl.pre_commit_batch_slack),
             ("Sealing.CommitBatchWait", &sl.commit_batch_wait),
             ("Sealing.CommitBatchSlack", &sl.commit_batch_slack),
+            ("Sealing.TerminateBatchWait", &sl.terminate_batch_wait),
         ] {
             parse_duration(v).map_err(|e| (key, e))?;
         }

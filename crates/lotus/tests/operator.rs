@@ -185,15 +185,44 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     assert!(fails(&c, &["proving", "recover-faults", "99"]).contains("sectors 99 not found"));
     c.miner_ok(&["proving", "recover-faults", "--confidence", "0", "1"]);
 
-    // sectors compact-partitions in deadline 0 while it is mutable (the deadline before the
-    // current one, when deadline 1 is open).
-    wait_until(Duration::from_secs(60), "deadline 1 open with time to spare", || {
-        let d = chain.call::<f::StateMinerProvingDeadline>((Address::id(1000), TipSetKey::head()));
-        d.index == 1 && d.current_epoch < d.close - 6
-    });
+    // sectors terminate: queued by the miner, sent on flush while deadline 0 may change (the
+    // deadline before the current one, when deadline 1 is open), then the files removed.
+    let deadline_1_open = || {
+        wait_until(Duration::from_secs(60), "deadline 1 open with time to spare", || {
+            let d = chain.call::<f::StateMinerProvingDeadline>((Address::id(1000), TipSetKey::head()));
+            d.index == 1 && d.current_epoch < d.close - 10
+        });
+    };
+    assert!(fails(&c, &["sectors", "terminate", "2"]).contains("pass --really-do-it to confirm this action"));
+    deadline_1_open();
+    c.miner_ok(&["sectors", "terminate", "--really-do-it", "2"]);
+    wait_or_show(
+        Duration::from_secs(10),
+        "sector 2 queued for termination",
+        || format!("{}\n{}", c.miner_ok(&["sectors", "status", "--log", "2"]), tail(&miner.log(), 20)),
+        || c.miner_ok(&["sectors", "terminate", "pending"]).starts_with("2"),
+    );
+    let cid = c.miner_ok(&["sectors", "terminate", "flush"]);
+    assert!(cid.trim().starts_with("bafy"), "{cid}");
+    wait_or_show(
+        Duration::from_secs(30),
+        "sector 2 Removed",
+        || tail(&miner.log(), 30),
+        || sector_state(&c, 2) == "Removed",
+    );
+    assert_eq!(chain.call::<f::StateSectorGetInfo>((Address::id(1000), 2, TipSetKey::head())), None);
+    let parts = chain.call::<f::StateMinerPartitions>((Address::id(1000), 0, TipSetKey::head()));
+    assert_eq!(parts[0].live_sectors.0.iter().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(parts[0].all_sectors.0.iter().collect::<Vec<_>>(), vec![1, 2], "until compacted");
+    assert!(fails(&c, &["sectors", "terminate", "flush"]).contains("no sectors were queued for termination"));
+    let expired = c.miner_ok(&["sectors", "expired", "--show-removed"]);
+    assert!(expired.lines().any(|l| l.starts_with("2\tRemoved\t")), "{expired}");
+
+    // sectors compact-partitions drops the terminated sector from deadline 0's partition.
+    deadline_1_open();
     c.miner_ok(&["sectors", "compact-partitions", "--deadline", "0", "--partitions", "0", "--really-do-it"]);
     let parts = chain.call::<f::StateMinerPartitions>((Address::id(1000), 0, TipSetKey::head()));
-    assert_eq!(parts[0].live_sectors.0.iter().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(parts[0].all_sectors.0.iter().collect::<Vec<_>>(), vec![1]);
 
     // actor set-owner, in two steps: proposed by the owner, confirmed by the new one.
     let new_owner = chain.new_key();

@@ -292,6 +292,16 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         }
         Ok(out)
     });
+    s.method::<m::SectorTerminate, _, _, _>(ctx.clone(), |c, (n,)| async move {
+        c.sealing.terminate(n).map_err(method_err)
+    });
+    s.method::<m::SectorTerminateFlush, _, _, _>(ctx.clone(), |c, ()| async move {
+        c.sealing.terminator.flush().await.map_err(method_err)
+    });
+    s.method::<m::SectorTerminatePending, _, _, _>(ctx.clone(), |c, ()| async move {
+        let miner = c.sealing.miner;
+        Ok(c.sealing.terminator.pending().into_iter().map(|number| sealing_types::SectorId { miner, number }).collect())
+    });
     s.method::<m::CheckProvable, _, _, _>(ctx.clone(), |c, (_post_proof, sectors)| async move {
         let numbers: Vec<u64> = sectors.iter().map(|s| s.id.number).collect();
         c.proving.check_provable(&numbers).await.map_err(method_err)

@@ -454,6 +454,11 @@ impl ChainClient {
         call::<M>(&self.nodes, &self.current, params, None).await
     }
 
+    /// `[Chain] MessageConfidence`: epochs on top of a message before it counts as landed.
+    pub fn confidence(&self) -> u64 {
+        self.confidence
+    }
+
     pub fn miner_id(&self) -> u64 {
         self.miner.as_id().expect("the miner is an ID address")
     }
@@ -741,6 +746,21 @@ impl ChainClient {
             out.push((n, loc.map(|l| (l.deadline, l.partition))));
         }
         Ok(out)
+    }
+
+    /// Push one TerminateSectors for (deadline, partition, sectors) declarations.
+    pub async fn push_terminate(&self, declarations: &[(u64, u64, Vec<u64>)]) -> Result<Cid, ChainError> {
+        let params = actors::miner::TerminateSectorsParams {
+            terminations: declarations
+                .iter()
+                .map(|(deadline, partition, sectors)| actors::miner::TerminationDeclaration {
+                    deadline: *deadline,
+                    partition: *partition,
+                    sectors: BitField::of(sectors.iter().copied()).0,
+                })
+                .collect(),
+        };
+        self.push(actors::MINER_TERMINATE_SECTORS, actors::encode(&params), BigInt::zero()).await
     }
 
     /// Push one DeclareFaultsRecovered without waiting for it.

@@ -261,6 +261,15 @@ pub async fn serve(
         commit_batch,
         cfg.sealing.min_commit_batch as usize,
     );
+    let terminator = crate::terminate::Terminator::new(
+        chain.clone(),
+        crate::terminate::TerminateConfig {
+            max: cfg.sealing.terminate_batch_max.max(1) as usize,
+            min: cfg.sealing.terminate_batch_min as usize,
+            wait: lotus_node::config::parse_duration(&cfg.sealing.terminate_batch_wait).map_err(anyhow::Error::msg)?,
+        },
+    );
+    background.spawn(terminator.clone().run());
     let sealing = Arc::new(Sealing {
         db: std::sync::Mutex::new(db),
         drives: Default::default(),
@@ -280,6 +289,7 @@ pub async fn serve(
         },
         clock: Default::default(),
         batches,
+        terminator,
         write_errors: Default::default(),
     });
     sealing.batches.start(&background);

@@ -18,6 +18,7 @@ pub mod numbers;
 pub mod proving;
 pub mod render;
 pub mod sealing;
+pub mod terminate;
 
 /// What the API handlers reach.
 pub mod daemon_ctx {

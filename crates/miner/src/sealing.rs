@@ -71,6 +71,13 @@ sector_states! {
     CommitFailed,
     FinalizeFailed,
     FailedUnrecoverable,
+    /// `sectors terminate`: queued in the termination batch until its message is sent.
+    Terminating,
+    /// The TerminateSectors message is pushed: waiting for it to land.
+    TerminateWait,
+    /// Terminated on chain: waiting for the termination to be final before deleting files.
+    TerminateFinality,
+    TerminateFailed,
     /// `sectors remove`: the sector's files are being deleted from every storage path.
     Removing,
     RemoveFailed,
@@ -106,6 +113,8 @@ impl SectorState {
                 ("CommR and CommD", s.comm_r.is_some() && s.comm_d.is_some()),
             ],
             CommitWait | CommitAggregateWait => &[("a commit message", s.commit_message.is_some())],
+            TerminateWait => &[("a terminate message", s.termination.as_ref().is_some_and(|t| t.message.is_some()))],
+            TerminateFinality => &[("a termination epoch", s.termination.as_ref().is_some_and(|t| t.at.is_some()))],
             Committing => {
                 &[("a seed", s.seed.is_some()), ("a ticket", s.ticket.is_some()), ("CommR", s.comm_r.is_some())]
             }
@@ -125,6 +134,7 @@ impl SectorState {
             ComputeProofFailed | CommitFailed => Committing,
             FinalizeFailed => FinalizeSector,
             RemoveFailed => Removing,
+            TerminateFailed => Terminating,
             _ => return None,
         })
     }
@@ -139,6 +149,7 @@ impl SectorState {
             SubmitCommit | CommitWait | SubmitCommitAggregate | CommitAggregateWait => CommitFailed,
             FinalizeSector => FinalizeFailed,
             Removing => RemoveFailed,
+            Terminating | TerminateWait | TerminateFinality => TerminateFailed,
             s => s,
         }
     }
@@ -149,6 +160,12 @@ impl SectorState {
 
     fn is_removal(self) -> bool {
         matches!(self, SectorState::Removing | SectorState::RemoveFailed | SectorState::Removed)
+    }
+
+    /// On its way off the chain (`sectors terminate`).
+    fn is_termination(self) -> bool {
+        use SectorState::*;
+        matches!(self, Terminating | TerminateWait | TerminateFinality | TerminateFailed)
     }
 
     /// No state machine runs in this state.
@@ -175,6 +192,10 @@ impl SectorState {
             SubmitCommitAggregate => &[CommitAggregateWait, FinalizeSector],
             CommitWait | CommitAggregateWait => &[FinalizeSector],
             FinalizeSector => &[Proving],
+            // Not on chain (never proven): removed instead.
+            Terminating => &[TerminateWait, TerminateFinality, Removing],
+            TerminateWait => &[TerminateFinality],
+            TerminateFinality => &[Removing],
             Removing => &[Removed],
             _ => &[],
         }
@@ -194,6 +215,10 @@ impl SectorState {
             return (self, to) == (Removing, RemoveFailed) || (self, to) == (RemoveFailed, Removing);
         }
         if to == Removing {
+            return true;
+        }
+        // `sectors terminate`, from any state but a termination (Lotus's global event).
+        if to == Terminating && !self.is_termination() {
             return true;
         }
         if self.is_final() {
@@ -227,11 +252,21 @@ impl SectorInfo {
             proof_bytes: None,
             precommit_message: None,
             commit_message: None,
+            termination: None,
             retries: 0,
             last_error: String::new(),
             pc2_fails: 0,
         }
     }
+}
+
+/// A sector's way off the chain.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Termination {
+    /// The CID of the TerminateSectors message that carries the sector.
+    pub message: Option<String>,
+    /// The epoch its termination landed at.
+    pub at: Option<Epoch>,
 }
 
 /// Everything the miner knows about a sector; stored as JSON in `sealing.db`.
@@ -262,6 +297,10 @@ pub struct SectorInfo {
     /// The CID of the ProveCommitSectors3 message.
     #[serde(default)]
     pub commit_message: Option<String>,
+    /// Its termination (`sectors terminate`): boxed, so that every other sector's record
+    /// (held by its state machine for its whole life) stays small.
+    #[serde(default)]
+    pub termination: Option<Box<Termination>>,
     /// Failures in a row, reset on success.
     pub retries: u32,
     pub last_error: String,
@@ -637,6 +676,8 @@ pub struct Sealing {
     pub clock: Mutex<crate::alerts::StateClock>,
     /// The pre-commit and commit batches.
     pub batches: Batches,
+    /// The termination batch (`sectors terminate`).
+    pub terminator: Arc<crate::terminate::Terminator>,
     /// Sectors whose last transition could not be written yet (retried), with the error.
     pub write_errors: Mutex<std::collections::HashMap<u64, String>>,
 }
@@ -861,6 +902,23 @@ impl Sealing {
             db.put(&s, "event", &format!("state forced to {} (was {})", to.name(), from.name()))?;
         }
         // A final state runs nothing: the restarted state machine returns at once.
+        self.restart(number);
+        Ok(())
+    }
+
+    /// `SectorTerminate`: the sector leaves the chain (queued for a TerminateSectors message),
+    /// then its files are removed. From any state, as Lotus's global event.
+    pub fn terminate(self: &Arc<Self>, number: u64) -> Result<(), SealingError> {
+        {
+            let db = self.db();
+            let mut s = db.get(number)?.ok_or(SealingError::NotFound(number))?;
+            if !s.state.can_become(SectorState::Terminating) {
+                return Ok(()); // already on its way
+            }
+            let from = s.state;
+            s.state = SectorState::Terminating;
+            db.put(&s, "event", &format!("termination requested (in {})", from.name()))?;
+        }
         self.restart(number);
         Ok(())
     }
@@ -1173,6 +1231,48 @@ impl Sealing {
                 }
                 s.state = FinalizeSector;
             }
+            Terminating => {
+                if !self.chain.is_active(s.number).await.map_err(chain_err)? {
+                    if self.chain.pre_commit_info(s.number).await.map_err(chain_err)?.is_some() {
+                        return Err(CallError::unknown(
+                            "sector was precommitted but not proven, remove instead of terminating",
+                        ));
+                    }
+                    // Never on chain (or off it already): only its files are left to remove.
+                    s.state = Removing;
+                    return Ok(s);
+                }
+                match self.terminator.add(s.number).await.map_err(chain_err)? {
+                    Some(cid) => {
+                        ran.push(format!("TerminateSectors {cid}"));
+                        s.termination = Some(Box::new(Termination { message: Some(cid.to_string()), at: None }));
+                        s.state = TerminateWait;
+                    }
+                    None => {
+                        let at = self.chain.head().await.map_err(chain_err)?;
+                        s.termination = Some(Box::new(Termination { message: None, at: Some(at) }));
+                        s.state = TerminateFinality;
+                    }
+                }
+            }
+            TerminateWait => {
+                let t = s.termination.get_or_insert_with(Default::default);
+                let cid = message_cid(&t.message)?;
+                let epoch = self.chain.wait("TerminateSectors", cid).await.map_err(chain_err)?;
+                t.at = Some(epoch);
+                s.state = TerminateFinality;
+            }
+            TerminateFinality => {
+                // Lotus waits a finality (900 epochs) before deleting the files; this miner
+                // waits its own message confidence (`[Chain] MessageConfidence`), the depth at
+                // which it trusts every other message of its.
+                let at =
+                    s.termination.as_ref().and_then(|t| t.at).unwrap_or_default() + self.chain.confidence() as Epoch;
+                while self.chain.head().await.map_err(chain_err)? < at {
+                    self.chain.next_head(self.chain.latest_head(), self.chain.block_delay()).await;
+                }
+                s.state = Removing;
+            }
             other => return Err(CallError::unknown(format!("{} is not a chain state", other.name()))),
         }
         Ok(s)
@@ -1336,7 +1436,10 @@ impl Sealing {
             | SubmitCommit
             | CommitWait
             | SubmitCommitAggregate
-            | CommitAggregateWait => {
+            | CommitAggregateWait
+            | Terminating
+            | TerminateWait
+            | TerminateFinality => {
                 // Boxed: the chain's RPC futures would otherwise grow every sector's drive future.
                 return Box::pin(self.chain_step(s, ran)).await;
             }
@@ -1662,8 +1765,14 @@ mod tests {
             (SubmitCommitAggregate, FinalizeSector),
             (CommitAggregateWait, FinalizeSector),
             (FinalizeSector, Proving),
+            (Terminating, TerminateWait),
+            (Terminating, TerminateFinality),
+            (TerminateWait, TerminateFinality),
         ];
         let failures = [
+            (Terminating, TerminateFailed),
+            (TerminateWait, TerminateFailed),
+            (TerminateFinality, TerminateFailed),
             (Packing, AddPieceFailed),
             (GetTicket, SealPreCommit1Failed),
             (PreCommit1, SealPreCommit1Failed),
@@ -1690,6 +1799,7 @@ mod tests {
             (ComputeProofFailed, Committing),
             (CommitFailed, Committing),
             (FinalizeFailed, FinalizeSector),
+            (TerminateFailed, Terminating),
         ];
         let removal = [(Removing, Removed), (Removing, RemoveFailed), (RemoveFailed, Removing)];
         let mut legal: Vec<(SectorState, SectorState)> =
@@ -1697,6 +1807,13 @@ mod tests {
         for &s in SectorState::ALL {
             if !matches!(s, Removing | RemoveFailed | Removed) {
                 legal.push((s, Removing));
+            }
+            // `sectors terminate`, from anywhere but a removal or a termination.
+            if !matches!(
+                s,
+                Removing | RemoveFailed | Removed | Terminating | TerminateWait | TerminateFinality | TerminateFailed
+            ) {
+                legal.push((s, Terminating));
             }
             if !matches!(s, Proving | FailedUnrecoverable | Removing | RemoveFailed | Removed) {
                 legal.push((s, FailedUnrecoverable));
@@ -1712,11 +1829,15 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-        // Every state but the final ones has somewhere to go, and Proving only to removal.
+        // Every state but the final ones has somewhere to go, and Proving only off the chain or
+        // to removal.
         assert!(SectorState::ALL
             .iter()
             .all(|s| s.is_final() || !s.successors().is_empty() || s.retry_target().is_some()));
-        assert_eq!(SectorState::ALL.iter().filter(|b| Proving.can_become(**b)).collect::<Vec<_>>(), vec![&Removing]);
+        assert_eq!(
+            SectorState::ALL.iter().filter(|b| Proving.can_become(**b)).collect::<Vec<_>>(),
+            vec![&Terminating, &Removing]
+        );
     }
 
     fn sealing(dir: &Path, max: u64, max_deals: u64) -> Arc<Sealing> {
@@ -1744,6 +1865,10 @@ mod tests {
             },
             clock: Default::default(),
             write_errors: Default::default(),
+            terminator: crate::terminate::Terminator::new(
+                chain.clone(),
+                crate::terminate::TerminateConfig { max: 100, min: 1, wait: Duration::from_secs(300) },
+            ),
             batches: Batches::new(
                 chain.clone(),
                 sealing_proofs::Backend::Real,

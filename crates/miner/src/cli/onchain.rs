@@ -85,6 +85,16 @@ pub enum ChainSectorsCmd {
         #[arg(long)]
         really_do_it: bool,
     },
+    /// Terminate sector on-chain then remove (WARNING: This means losing power and collateral for the removed sector)
+    Terminate {
+        #[command(subcommand)]
+        cmd: Option<TerminateCmd>,
+        /// pass this flag if you know what you are doing
+        #[arg(long)]
+        really_do_it: bool,
+        /// <sectorNum>
+        sector: Option<u64>,
+    },
     /// Get or cleanup expired sectors
     Expired {
         /// show removed sectors
@@ -99,6 +109,14 @@ pub enum ChainSectorsCmd {
         #[arg(long, hide = true)]
         confirm_remove_count: Option<u64>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TerminateCmd {
+    /// Send a terminate message if there are sectors queued for termination
+    Flush,
+    /// List sector numbers of sectors pending termination
+    Pending,
 }
 
 /// Lotus's `cliutil.EpochTime`: the epoch and how far it is from now, in the largest two units.
@@ -145,6 +163,44 @@ async fn block_secs(node: &FullNode) -> u64 {
 }
 
 pub async fn run(miner: &RpcClient, cmd: ChainSectorsCmd) -> Result<()> {
+    use lotus_api::contract::miner as m;
+    // Through the miner (its termination batch), as Lotus's.
+    match cmd {
+        ChainSectorsCmd::Terminate { cmd: None, really_do_it, sector } => {
+            let Some(n) = sector else { bail!("expected 1 argument: <sectorNum>") };
+            if !really_do_it {
+                bail!("pass --really-do-it to confirm this action");
+            }
+            return miner.request::<m::SectorTerminate>((n,)).await.map_err(explain);
+        }
+        ChainSectorsCmd::Terminate { cmd: Some(TerminateCmd::Flush), .. } => {
+            match miner.request::<m::SectorTerminateFlush>(()).await.map_err(explain)? {
+                Some(cid) => println!("{cid}"),
+                None => bail!("no sectors were queued for termination"),
+            }
+            return Ok(());
+        }
+        ChainSectorsCmd::Terminate { cmd: Some(TerminateCmd::Pending), .. } => {
+            let pending = miner.request::<m::SectorTerminatePending>(()).await.map_err(explain)?;
+            let node = FullNode::connect(miner, None).await?;
+            let dl = node
+                .call::<f::StateMinerProvingDeadline>((node.maddr, TipSetKey::head()))
+                .await
+                .context("getting proving deadline info failed")?;
+            let n = dl.wpost_period_deadlines.max(1);
+            for s in pending {
+                let loc = node
+                    .call::<f::StateSectorPartition>((node.maddr, s.number, TipSetKey::head()))
+                    .await
+                    .context("finding sector partition")?;
+                let near =
+                    loc.is_some_and(|l| [dl.index, (dl.index + 1) % n, (dl.index + n - 1) % n].contains(&l.deadline));
+                println!("{}{}", s.number, if near { " (in proving window)" } else { "" });
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let node = FullNode::connect(miner, super::client::actor()).await?;
     let maddr = node.maddr;
     match cmd {
@@ -255,6 +311,7 @@ pub async fn run(miner: &RpcClient, cmd: ChainSectorsCmd) -> Result<()> {
         ChainSectorsCmd::Expired { show_removed, remove_expired, expired_epoch: _, confirm_remove_count } => {
             expired(miner, &node, show_removed, remove_expired, confirm_remove_count).await?
         }
+        ChainSectorsCmd::Terminate { .. } => unreachable!("answered through the miner above"),
     }
     Ok(())
 }
