@@ -487,6 +487,33 @@ pub struct Deadline {
     pub daily_fee: BigInt,
 }
 
+/// `miner.SubmitWindowedPoStParams` as JSON (`ComputeWindowPoSt`'s answer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WindowPoStParams {
+    pub deadline: u64,
+    pub partitions: Vec<WindowPoStPartition>,
+    pub proofs: Vec<WindowPoStProof>,
+    pub chain_commit_epoch: ChainEpoch,
+    /// `null` from ComputeWindowPoSt: only a submission draws it.
+    pub chain_commit_rand: Option<Bytes>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WindowPoStPartition {
+    pub index: u64,
+    pub skipped: BitField,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WindowPoStProof {
+    #[serde(rename = "PoStProof")]
+    pub post_proof: i64,
+    pub proof_bytes: Bytes,
+}
+
 /// `api.Partition`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -593,6 +593,8 @@ pub mod miner {
         CheckProvable(post_proof: i64, sectors: Vec<SectorRef>) -> BTreeMap<u64, String>, Admin;
         /// DeclareFaultsRecovered for the sectors (grouped by partition); the message CIDs.
         RecoverFault(sectors: Vec<u64>) -> Vec<Cid>, Admin;
+        /// A WindowPoSt of the deadline's latest instance, computed and not sent.
+        ComputeWindowPoSt(deadline: u64, key: crate::chain::TipSetKey) -> Vec<crate::chain::WindowPoStParams>, Admin;
         ComputeDataCid(piece_size: u64, data: Data) -> PieceInfo, Admin;
         CreateBackup(path: String) -> (), Admin;
         SectorsUpdate(number: u64, state: String) -> (), Admin;
@@ -639,7 +641,6 @@ pub mod miner {
         ("BeneficiaryWithdrawBalance", Permission::Admin, CHAIN),
         ("Closing", Permission::Read, "a closing-notification channel is not served"),
         ("ComputeProof", Permission::Read, CHAIN),
-        ("ComputeWindowPoSt", Permission::Admin, CHAIN),
         ("Discover", Permission::Read, "the OpenRPC document is not served"),
         ("MarketListDeals", Permission::Read, DEALS),
         ("MiningBase", Permission::Read, CHAIN),

@@ -302,6 +302,9 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         let miner = c.sealing.miner;
         Ok(c.sealing.terminator.pending().into_iter().map(|number| sealing_types::SectorId { miner, number }).collect())
     });
+    s.method::<m::ComputeWindowPoSt, _, _, _>(ctx.clone(), |c, (deadline, _key)| async move {
+        c.proving.compute_window_post(deadline).await.map_err(method_err)
+    });
     s.method::<m::CheckProvable, _, _, _>(ctx.clone(), |c, (_post_proof, sectors)| async move {
         let numbers: Vec<u64> = sectors.iter().map(|s| s.id.number).collect();
         c.proving.check_provable(&numbers).await.map_err(method_err)

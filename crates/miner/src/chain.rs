@@ -641,10 +641,22 @@ impl ChainClient {
     /// The partitions of a deadline with their active and faulty sectors (recovering ones
     /// marked): [`PartitionInfo::to_prove`] is what the instance requires.
     pub async fn deadline_partitions(&self, dl: &DeadlineInfo) -> Result<Vec<PartitionInfo>, ChainError> {
-        let parts = self.call::<f::StateMinerPartitions>((self.miner, dl.index, TipSetKey::head())).await?;
+        self.partitions_of(dl.index, false).await
+    }
+
+    /// A deadline's partitions with every live sector (`live`), or with the active and faulty
+    /// ones only (what its instance requires).
+    pub async fn partitions_of(&self, index: u64, live: bool) -> Result<Vec<PartitionInfo>, ChainError> {
+        let parts = self.call::<f::StateMinerPartitions>((self.miner, index, TipSetKey::head())).await?;
+        let of = |p: &c::Partition| -> Vec<u64> {
+            if live {
+                p.live_sectors.0.iter().collect()
+            } else {
+                p.active_sectors.0.iter().chain(p.faulty_sectors.0.iter()).collect()
+            }
+        };
         // Only this deadline's sectors (not every sector of the miner, on every tick).
-        let wanted =
-            BitField::of(parts.iter().flat_map(|p| p.active_sectors.0.iter().chain(p.faulty_sectors.0.iter())));
+        let wanted = BitField::of(parts.iter().flat_map(of));
         if wanted.0.is_empty() {
             return Ok(parts.iter().enumerate().map(|(index, _)| PartitionInfo { index, sectors: vec![] }).collect());
         }
@@ -656,7 +668,7 @@ impl ChainClient {
             let faulty: std::collections::BTreeSet<u64> = p.faulty_sectors.0.iter().collect();
             let recovering: std::collections::BTreeSet<u64> = p.recovering_sectors.0.iter().collect();
             let mut list = vec![];
-            for n in p.active_sectors.0.iter().chain(p.faulty_sectors.0.iter()) {
+            for n in of(p) {
                 let Some(s) = by_number.get(&n) else { continue };
                 let proof = RegisteredSealProof::from_i64(s.seal_proof)
                     .ok_or_else(|| ChainError::State(format!("sector {n}: unknown seal proof {}", s.seal_proof)))?;

@@ -333,6 +333,56 @@ impl Proving {
         Ok(bad)
     }
 
+    /// `ComputeWindowPoSt` (`proving compute windowed-post`): prove the deadline's latest
+    /// instance (this period's, or the last period's when it has not opened yet) as if it were
+    /// due, every live sector included, and send nothing; one entry per partition.
+    pub async fn compute_window_post(&self, index: u64) -> Result<Vec<lotus_api::chain::WindowPoStParams>, String> {
+        use lotus_api::chain::{WindowPoStParams, WindowPoStPartition, WindowPoStProof};
+        let head = self.chain.head().await.map_err(|e| e.to_string())?;
+        let now = self.chain.deadline_at(head);
+        if index >= now.deadlines {
+            return Err(format!("deadline {index} does not exist: the proving period has {}", now.deadlines));
+        }
+        // The same instance shape, moved back to the deadline's latest opening.
+        let window = now.close - now.open;
+        let mut shift = (index as Epoch - now.index as Epoch) * window;
+        if index > now.index {
+            shift -= window * now.deadlines as Epoch;
+        }
+        let mut dl = now;
+        dl.index = index;
+        dl.open += shift;
+        dl.close += shift;
+        dl.challenge += shift;
+        let randomness = self
+            .chain
+            .post_randomness(dl.challenge)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("deadline {index}'s challenge (epoch {}) is not drawn yet", dl.challenge))?;
+        let mut out = vec![];
+        // Every live sector, as Lotus's manual PoSt (a newly proven one too).
+        for p in self.chain.partitions_of(index, true).await.map_err(|e| e.to_string())? {
+            if p.sectors.is_empty() {
+                continue;
+            }
+            let sectors: Vec<PoStSector> = p.sectors.iter().map(post_sector).collect();
+            let post_proof = sealing_exec::wire::post_proof_type(PoStKind::Window, p.sectors[0].proof);
+            let r = self.run(PoStKind::Window, randomness, sectors, p.index as i64, None).await?;
+            out.push(WindowPoStParams {
+                deadline: index,
+                partitions: vec![WindowPoStPartition {
+                    index: p.index as u64,
+                    skipped: lotus_api::wire::BitField::of(r.skipped.iter().map(|s| s.number)),
+                }],
+                proofs: vec![WindowPoStProof { post_proof, proof_bytes: lotus_api::wire::Bytes(r.proof_bytes()?) }],
+                chain_commit_epoch: 0,
+                chain_commit_rand: None,
+            });
+        }
+        Ok(out)
+    }
+
     /// `RecoverFault` (`proving recover-faults`): one DeclareFaultsRecovered for the sectors,
     /// grouped by partition, without checking them first (as Lotus's manual recovery); the
     /// message CIDs, not waited for.

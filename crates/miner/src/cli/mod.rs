@@ -490,6 +490,19 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
                 ProvingCmd::Check { only_bad, slow: _, storage_id, faulty, deadline } => {
                     print!("{}", onchain::check(&client(&repo)?, deadline, only_bad, faulty, storage_id).await?)
                 }
+                ProvingCmd::Compute { cmd: proving::ComputeCmd::WindowedPost { deadline } } => {
+                    let c = client(&repo)?;
+                    let started = std::time::Instant::now();
+                    let r = c
+                        .request::<lotus_api::contract::miner::ComputeWindowPoSt>((
+                            deadline,
+                            lotus_api::chain::TipSetKey::head(),
+                        ))
+                        .await;
+                    println!("Took {:?}", started.elapsed());
+                    let posts = r.map_err(explain)?;
+                    println!("{}", serde_json::to_string_pretty(&posts)?);
+                }
                 ProvingCmd::RecoverFaults { confidence, sectors } => {
                     onchain::recover_faults(&client(&repo)?, sectors, confidence).await?
                 }

@@ -41,6 +41,11 @@ pub enum ProvingCmd {
         /// <deadlineIdx>
         deadline: u64,
     },
+    /// Compute simulated proving tasks
+    Compute {
+        #[command(subcommand)]
+        cmd: ComputeCmd,
+    },
     /// Manually recovers faulty sectors on chain
     RecoverFaults {
         /// number of block confirmations to wait for
@@ -59,6 +64,19 @@ pub enum ProvingCmd {
         bitfield: bool,
         /// <deadlineIdx>
         index: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComputeCmd {
+    /// Compute WindowPoSt for a specific deadline
+    ///
+    /// Note: This command is intended to be used to verify PoSt compute performance.
+    /// It will not send any messages to the chain.
+    #[command(visible_alias = "window-post")]
+    WindowedPost {
+        /// [deadline index]
+        deadline: u64,
     },
 }
 
