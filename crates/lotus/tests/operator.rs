@@ -87,6 +87,8 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
         || (1..=2).all(|i| sector_state(&c, i) == "Proving"),
     );
     let owner = chain.info().owner;
+    let bad = fails(&c, &["init", "--deposit-margin-factor", "0.5"]);
+    assert!(bad.contains("--deposit-margin-factor must be at least 1.0"), "{bad}");
 
     // info: power, space and balances as Lotus prints them, from the chain.
     let info = c.miner_ok(&["info"]);
@@ -226,6 +228,13 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     assert!(fails(&c, &["sectors", "terminate", "flush"]).contains("no sectors were queued for termination"));
     let expired = c.miner_ok(&["sectors", "expired", "--show-removed"]);
     assert!(expired.lines().any(|l| l.starts_with("2\tRemoved\t")), "{expired}");
+
+    // sectors list hides it, as Lotus's, unless asked.
+    let list = c.miner_ok(&["sectors", "list"]);
+    assert!(!list.contains("Removed"), "{list}");
+    assert!(c.miner_ok(&["sectors", "list", "--show-removed"]).contains("Removed"));
+    assert!(c.miner_ok(&["sectors", "list", "--states", "Removed"]).lines().any(|l| l.starts_with("2 ")));
+    assert_eq!(c.miner_ok(&["sectors", "list", "--unproven"]).lines().count(), 1, "only the header");
 
     // sectors compact-partitions drops the terminated sector from deadline 0's partition.
     deadline_1_open();

@@ -880,18 +880,36 @@ pub fn window_post_proof_for(sector_size: u64) -> Option<i64> {
 
 /// Create a miner actor on chain, as `lotus-miner init` does: a CreateMiner message to the power
 /// actor from the owner, with the creation deposit; returns the new actor's ID.
+/// How `init` sends CreateMiner: from which address, with which gas premium, and the margin
+/// over the chain's suggested creation deposit (`--from`, `--gas-premium`,
+/// `--deposit-margin-factor`).
+#[derive(Clone, Debug)]
+pub struct CreateMinerSend {
+    pub from: Option<Address>,
+    pub gas_premium: BigInt,
+    pub deposit_margin: f64,
+}
+
 pub async fn create_miner(
     nodes: &[(String, RpcClient)],
     owner: Address,
     worker: Address,
     sector_size: u64,
     confidence: u64,
+    send: &CreateMinerSend,
 ) -> Result<u64, ChainError> {
     let current = AtomicUsize::new(0);
     let post = window_post_proof_for(sector_size)
         .ok_or_else(|| ChainError::State(format!("no WindowPoSt proof type for sector size {sector_size}")))?;
-    let deposit = call::<f::StateMinerCreationDeposit>(nodes, &current, (TipSetKey::head(),), None).await?;
-    let msg = actors::create_miner(owner, worker, post, deposit);
+    let suggested = call::<f::StateMinerCreationDeposit>(nodes, &current, (TipSetKey::head(),), None).await?;
+    // The margin in thousandths, so the deposit stays an integer of attoFIL.
+    let per_mille = (send.deposit_margin * 1000.0).round() as u64;
+    let deposit = BigInt(suggested.0 * per_mille / 1000u64);
+    let mut msg = actors::create_miner(owner, worker, post, deposit);
+    if let Some(from) = send.from {
+        msg.from = from;
+    }
+    msg.gas_premium = send.gas_premium.clone();
     let spec = MessageSendSpec { max_fee: BigInt::zero(), msg_uuid: uuid::Uuid::new_v4(), maximize_fee_cap: false };
     let signed = call::<f::MpoolPushMessage>(nodes, &current, (msg, Some(spec)), None).await?;
     let cid = signed.cid();

@@ -85,12 +85,22 @@ pub fn env_lookup(k: &str) -> Option<String> {
 
 /// `lotus-miner run`: lock the repo, load its config, bind `[API] ListenAddress`, and
 /// [`serve`].
-pub async fn run(repo: Repo) -> Result<()> {
+/// `lotus-miner run`'s flags.
+#[derive(Clone, Debug, Default)]
+pub struct RunFlags {
+    /// `--miner-api PORT`: listen on 127.0.0.1:PORT instead of `[API] ListenAddress`.
+    pub miner_api: Option<u16>,
+}
+
+pub async fn run(repo: Repo, flags: RunFlags) -> Result<()> {
     repo.require_initialised()?;
     let _lock = repo.lock()?;
-    let (cfg, warnings) = MinerConfig::load(&repo.file("config.toml"), &env_lookup)?;
+    let (mut cfg, warnings) = MinerConfig::load(&repo.file("config.toml"), &env_lookup)?;
     for w in warnings {
         tracing::warn!("{w}");
+    }
+    if let Some(port) = flags.miner_api {
+        cfg.api.listen_address = format!("/ip4/127.0.0.1/tcp/{port}/http");
     }
     let listen = lotus_api::apiinfo::listen_addr(&cfg.api.listen_address)?;
     let listener = lotus_node::daemon::bind(listen, || {
@@ -148,7 +158,10 @@ pub async fn serve(
 
     let assigner = cfg.assigner().map_err(anyhow::Error::msg)?;
     let sched = sealing_sched::Scheduler::new(sealing_sched::Config { assigner });
-    let mut res = hw::probe(&hw::ProbeOptions::default(), &env_lookup);
+    // `--enable-gpu-proving=false` sets it (before the runtime starts); the proofs library
+    // reads it too.
+    let no_gpu = env_lookup("BELLMAN_NO_GPU").is_some_and(|v| v == "1");
+    let mut res = hw::probe(&hw::ProbeOptions { no_gpu, ..Default::default() }, &env_lookup);
     res.resources = sealing_types::resources::table_from_env(&env_lookup)?;
     // `[Proving] ReservedCPUs`: the scheduler sees fewer cores on the miner's own worker and its
     // sealing processes size their thread pools to match; PoSt keeps the rest.
@@ -211,6 +224,10 @@ pub async fn serve(
         executor.set_mock_proofs(d.clone());
     }
     executor.set_sealing_limits(cfg.proving.sealing_nice as i32, sealing_threads);
+    if no_gpu {
+        executor.set_no_gpu();
+        tracing::info!("GPU proving disabled (--enable-gpu-proving=false or BELLMAN_NO_GPU=1): proofs run on the CPU");
+    }
     executor.declare_all().await.map_err(anyhow::Error::msg).context("attaching the miner's storage paths")?;
     let ex = executor.clone();
     background.spawn(async move {

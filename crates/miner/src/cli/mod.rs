@@ -78,9 +78,31 @@ pub enum Cmd {
         /// don't check full-node sync status
         #[arg(long)]
         nosync: bool,
+        /// set gas premium for initialization messages in AttoFIL
+        #[arg(long, default_value = "0")]
+        gas_premium: String,
+        /// select which address to send actor creation message from
+        #[arg(long)]
+        from: Option<String>,
+        /// Multiplier (>=1.0) to scale the suggested deposit for on-chain variance (e.g. 1.01 adds 1%)
+        #[arg(long, default_value_t = 1.01)]
+        deposit_margin_factor: f64,
     },
     /// Start the miner daemon
-    Run,
+    Run {
+        /// the API port (listens on 127.0.0.1:PORT instead of `[API] ListenAddress`)
+        #[arg(long)]
+        miner_api: Option<u16>,
+        /// enable use of GPU for mining operations
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        enable_gpu_proving: bool,
+        /// don't check full-node sync status (this miner does not wait for sync)
+        #[arg(long)]
+        nosync: bool,
+        /// manage open file limit (the limit is raised to the hard limit at start)
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        manage_fdlimit: bool,
+    },
     /// Print a link to the web dashboard that logs in with a new read-only token (not in
     /// Lotus, which has no dashboard)
     UiUrl,
@@ -175,6 +197,9 @@ pub enum InitCmd {
         /// storage paths config (storage.json)
         #[arg(long)]
         storage_config: Option<PathBuf>,
+        /// don't check full-node sync status (a restore works offline: nothing to wait for)
+        #[arg(long)]
+        nosync: bool,
         /// [backupFile]
         backup: PathBuf,
     },
@@ -300,6 +325,10 @@ pub fn main() -> Result<()> {
         // Before any thread starts.
         std::env::set_var("RUST_LOG", "debug");
     }
+    if let Cmd::Run { enable_gpu_proving: false, .. } = &cli.cmd {
+        // Before any thread starts: the daemon and the proofs library read it.
+        std::env::set_var("BELLMAN_NO_GPU", "1");
+    }
     if let Cmd::FetchParams { size } = &cli.cmd {
         // Before the runtime starts: it points the proofs library at a temporary directory.
         return lotus_node::params::fetch(size).map_err(|e| anyhow::anyhow!(e));
@@ -325,7 +354,10 @@ async fn info_all(repo: &Repo) -> Result<()> {
         ("Sealing Jobs", Cmd::Sealing { cmd: SealingCmd::Jobs { show_ret_done: false } }),
         ("Storage Locks", Cmd::Storage { cmd: StorageCmd::Locks }),
         ("Sched Diag", Cmd::Sealing { cmd: SealingCmd::SchedDiag { force_sched: false } }),
-        ("Sector List", Cmd::Sectors { cmd: SectorsCmd::List }),
+        (
+            "Sector List",
+            Cmd::Sectors { cmd: SectorsCmd::List { show_removed: false, states: vec![], unproven: false } },
+        ),
         ("Storage Sector List", Cmd::Storage { cmd: StorageCmd::List { cmd: Some(StorageListCmd::Sectors) } }),
     ];
     for (i, (title, cmd)) in sections.into_iter().enumerate() {
@@ -339,7 +371,7 @@ async fn info_all(repo: &Repo) -> Result<()> {
 
 async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
     match cmd {
-        Cmd::Init { restore: Some(InitCmd::Restore { config, storage_config, backup }), .. } => {
+        Cmd::Init { restore: Some(InitCmd::Restore { config, storage_config, nosync: _, backup }), .. } => {
             restore(&repo, &backup, config.as_deref(), storage_config.as_deref())
         }
         Cmd::Init {
@@ -352,8 +384,24 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             create_worker_key,
             confidence,
             nosync: _,
+            gas_premium,
+            from,
+            deposit_margin_factor,
         } => {
-            let chain = InitChain { actor, owner, worker, create_worker_key, confidence };
+            if deposit_margin_factor.is_nan() || deposit_margin_factor < 1.0 {
+                bail!("--deposit-margin-factor must be at least 1.0, got {deposit_margin_factor}");
+            }
+            let gas_premium = lotus_api::chain::BigInt(
+                gas_premium
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--gas-premium {gas_premium:?} is not an amount of attoFIL"))?,
+            );
+            let from = match from {
+                Some(a) => Some(a.parse().map_err(|e| anyhow::anyhow!("--from {a:?}: {e}"))?),
+                None => None,
+            };
+            let send = crate::chain::CreateMinerSend { from, gas_premium, deposit_margin: deposit_margin_factor };
+            let chain = InitChain { actor, owner, worker, create_worker_key, confidence, send };
             init(&repo, &sector_size, no_local_storage, chain).await
         }
         Cmd::Backup { offline: false, path } => {
@@ -374,7 +422,13 @@ async fn dispatch(cmd: Cmd, repo: Repo) -> Result<()> {
             println!("Success");
             Ok(())
         }
-        Cmd::Run => daemon::run(repo).await,
+        Cmd::Run { miner_api, enable_gpu_proving, nosync: _, manage_fdlimit } => {
+            if manage_fdlimit {
+                raise_fd_limit();
+            }
+            let _ = enable_gpu_proving; // read before the runtime started (`main`)
+            daemon::run(repo, daemon::RunFlags { miner_api }).await
+        }
         Cmd::FetchParams { .. } => unreachable!("handled before the runtime starts"),
         Cmd::Stop => {
             let c = client(&repo)?;
@@ -606,6 +660,22 @@ struct InitChain {
     worker: Option<String>,
     create_worker_key: bool,
     confidence: u64,
+    send: crate::chain::CreateMinerSend,
+}
+
+/// Lotus's `--manage-fdlimit`: raise the soft open-file limit to the hard one (a miner holds
+/// a file per sector read, a socket per worker).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit the call fills or reads.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("could not raise the open file limit to {}", lim.rlim_max);
+            }
+        }
+    }
 }
 
 /// Go's `tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)`, as Lotus's tables use it: each column as
@@ -646,7 +716,7 @@ async fn init_actor(size: SectorSize, c: &InitChain) -> Result<u64> {
     let (owner, worker) =
         crate::chain::init_addresses(&nodes, c.owner.as_deref(), c.worker.as_deref(), c.create_worker_key).await?;
     println!("Creating a miner actor: owner {owner}, worker {worker}, sector size {size}");
-    let id = crate::chain::create_miner(&nodes, owner, worker, size.0, c.confidence)
+    let id = crate::chain::create_miner(&nodes, owner, worker, size.0, c.confidence, &c.send)
         .await
         .context("creating the miner actor (CreateMiner)")?;
     println!("Created new miner: f0{id}");

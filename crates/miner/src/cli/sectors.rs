@@ -30,7 +30,17 @@ pub enum SectorsCmd {
         sector: u64,
     },
     /// List sectors
-    List,
+    List {
+        /// show removed sectors
+        #[arg(long, short = 'r')]
+        show_removed: bool,
+        /// filter sectors by a comma-separated list of states
+        #[arg(long, value_delimiter = ',')]
+        states: Vec<String>,
+        /// only show sectors which aren't in the 'Proving' state
+        #[arg(long, short = 'u')]
+        unproven: bool,
+    },
     /// Unseal a sector from its sealed copy and write its data to a file
     Unseal {
         sector: u64,
@@ -164,8 +174,15 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
                 print!("{}", render_status(&v, log));
             }
         }
-        SectorsCmd::List => {
-            let list: Vec<Value> = c.call("SectorsListDetail", json!([])).await.map_err(explain)?;
+        SectorsCmd::List { show_removed, states, unproven } => {
+            let mut list: Vec<Value> = c.call("SectorsListDetail", json!([])).await.map_err(explain)?;
+            // As Lotus's: Removed sectors only with --show-removed (or asked for by --states).
+            list.retain(|s| {
+                let st = s["State"].as_str().unwrap_or("");
+                (states.is_empty() || states.iter().any(|x| x == st))
+                    && (show_removed || st != "Removed" || states.iter().any(|x| x == "Removed"))
+                    && !(unproven && st == "Proving")
+            });
             if print_json(&list)? {
                 return Ok(());
             }
