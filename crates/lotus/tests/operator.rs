@@ -174,6 +174,11 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     assert!(out.contains("1 sectors extended"), "{out}");
     assert_eq!(info1().expiration, target);
 
+    let status = c.miner_ok(&["sectors", "status", "--on-chain-info", "--partition-info", "1"]);
+    assert!(status.contains("\nSector On Chain Info\nSealProof:\t\t5\n"), "{status}");
+    assert!(status.contains(&format!("Expiration:\t\t{target}\n")), "{status}");
+    assert!(status.contains("\nPartition Info\nIndex:\t\t0\nDeadline:\t\t0\nInLive:\t\ttrue\n"), "{status}");
+
     // sectors check-expire lists both, get-cc-collateral asks the chain.
     let exp = c.miner_ok(&["sectors", "check-expire", "--cutoff", "100000000"]);
     assert!(exp.starts_with("ID  SealProof  InitialPledge"), "{exp}");

@@ -636,6 +636,50 @@ pub async fn info(miner: &RpcClient) -> Result<String> {
     Ok(o)
 }
 
+/// `sectors status -c` / `-p`: the sector's record on chain and where it is proven, as
+/// Lotus prints them.
+pub async fn sector_chain_info(miner: &RpcClient, n: u64, on_chain: bool, partition: bool) -> Result<String> {
+    use std::fmt::Write;
+    let node = FullNode::connect(miner, super::client::actor()).await?;
+    let maddr = node.maddr;
+    let mut o = String::new();
+    if on_chain {
+        match node.call::<f::StateSectorGetInfo>((maddr, n, TipSetKey::head())).await? {
+            None => {
+                let _ = writeln!(o, "\nSector On Chain Info\nnot on chain (not proven yet, or terminated)");
+            }
+            Some(s) => {
+                let _ = writeln!(o, "\nSector On Chain Info");
+                let _ = writeln!(o, "SealProof:\t\t{:x}", s.seal_proof);
+                let _ = writeln!(o, "Activation:\t\t{}", s.activation);
+                let _ = writeln!(o, "Expiration:\t\t{}", s.expiration);
+                let _ = writeln!(o, "DealWeight:\t\t{}", s.deal_weight);
+                let _ = writeln!(o, "VerifiedDealWeight:\t\t{}", s.verified_deal_weight);
+                let _ = writeln!(o, "InitialPledge:\t\t{}", fil(&s.initial_pledge));
+                let _ = writeln!(o, "\nExpiration Info");
+                let _ = writeln!(o, "OnTime:\t\t{}", s.expiration);
+                let _ = writeln!(o, "Early:\t\t0");
+            }
+        }
+    }
+    if partition {
+        let Some(loc) = node.call::<f::StateSectorPartition>((maddr, n, TipSetKey::head())).await? else {
+            let _ = writeln!(o, "\nPartition Info\nnot in any partition");
+            return Ok(o);
+        };
+        let parts = node.call::<f::StateMinerPartitions>((maddr, loc.deadline, TipSetKey::head())).await?;
+        let p = parts.get(loc.partition as usize).cloned().unwrap_or_default();
+        let _ = writeln!(o, "\nPartition Info");
+        let _ = writeln!(o, "Index:\t\t{}", loc.partition);
+        let _ = writeln!(o, "Deadline:\t\t{}", loc.deadline);
+        let _ = writeln!(o, "InLive:\t\t{}", p.live_sectors.0.get(n));
+        let _ = writeln!(o, "InActive:\t\t{}", p.active_sectors.0.get(n));
+        let _ = writeln!(o, "InFaulty:\t\t{}", p.faulty_sectors.0.get(n));
+        let _ = writeln!(o, "InRecovering:\t\t{}", p.recovering_sectors.0.get(n));
+    }
+    Ok(o)
+}
+
 /// `proving recover-faults`: the miner declares the sectors recovered (RecoverFault) and the
 /// messages are waited for.
 pub async fn recover_faults(miner: &RpcClient, sectors: Vec<u64>, confidence: u64) -> Result<()> {

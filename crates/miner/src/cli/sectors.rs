@@ -25,8 +25,17 @@ pub enum SectorsCmd {
     /// Get the seal status of a sector
     Status {
         /// Print the event log
-        #[arg(long)]
+        #[arg(long, short = 'l')]
         log: bool,
+        /// show sector on chain info
+        #[arg(long, short = 'c')]
+        on_chain_info: bool,
+        /// show partition related info
+        #[arg(long, short = 'p')]
+        partition_info: bool,
+        /// print snark proof bytes as hex
+        #[arg(long)]
+        proof: bool,
         sector: u64,
     },
     /// List sectors
@@ -168,10 +177,19 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
             let id: SectorId = c.call("SectorsAddPieceFile", json!([abs])).await.map_err(explain)?;
             println!("Created sector {} with the data of {}", id.number, file.display());
         }
-        SectorsCmd::Status { log, sector } => {
-            let v: Value = c.call("SectorsStatus", json!([sector, false])).await.map_err(explain)?;
+        SectorsCmd::Status { log, on_chain_info, partition_info, proof, sector } => {
+            let v: Value = c.call("SectorsStatus", json!([sector, on_chain_info])).await.map_err(explain)?;
             if !print_json(&v)? {
                 print!("{}", render_status(&v, log));
+                if proof {
+                    let b64 = v["Proof"].as_str().unwrap_or("");
+                    let bytes =
+                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap_or_default();
+                    println!("Proof:\t\t{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                }
+                if on_chain_info || partition_info {
+                    print!("{}", super::onchain::sector_chain_info(&c, sector, on_chain_info, partition_info).await?);
+                }
             }
         }
         SectorsCmd::List { show_removed, states, unproven } => {
