@@ -104,6 +104,7 @@ pub struct SealingConfig {
     pub max_commit_batch: u64,
     pub commit_batch_wait: String,
     pub commit_batch_slack: String,
+    pub committed_capacity_sector_lifetime: String,
     pub terminate_batch_max: u64,
     pub terminate_batch_min: u64,
     pub terminate_batch_wait: String,
@@ -218,6 +219,7 @@ impl Default for SealingConfig {
             max_commit_batch: 819,
             commit_batch_wait: "24h0m0s".into(),
             commit_batch_slack: "1h0m0s".into(),
+            committed_capacity_sector_lifetime: "12960h0m0s".into(),
             terminate_batch_max: 100,
             terminate_batch_min: 1,
             terminate_batch_wait: "5m0s".into(),
@@ -276,6 +278,7 @@ const DOCS: &[(&str, &str)] = &[
     ("Sealing.MaxCommitBatch", "Most sectors in one commit batch (1 to 819): a batch this full is sent at once."),
     ("Sealing.CommitBatchWait", "Longest time a sector waits in the commit batch before the batch is sent."),
     ("Sealing.CommitBatchSlack", "A batch is sent this long before the pre-commit of any of its sectors would expire."),
+    ("Sealing.CommittedCapacitySectorLifetime", "How long a committed-capacity sector is committed for (its expiration); 12960h is 540 days."),
     ("Sealing.TerminateBatchMax", "A TerminateSectors message is sent at once when this many sectors wait for termination."),
     ("Sealing.TerminateBatchMin", "The fewest sectors a TerminateSectors message is sent for when TerminateBatchWait has passed."),
     ("Sealing.TerminateBatchWait", "How often the termination queue is checked for a message to send."),
@@ -403,6 +406,7 @@ impl MinerConfig {
             ("Sealing.CommitBatchWait", &sl.commit_batch_wait),
             ("Sealing.CommitBatchSlack", &sl.commit_batch_slack),
             ("Sealing.TerminateBatchWait", &sl.terminate_batch_wait),
+            ("Sealing.CommittedCapacitySectorLifetime", &sl.committed_capacity_sector_lifetime),
         ] {
             parse_duration(v).map_err(|e| (key, e))?;
         }

@@ -17,6 +17,7 @@ const CONFIG: &str = r#"
   MinRetryTime = "3s"
   BatchPreCommits = false
   AggregateCommits = false
+  CommittedCapacitySectorLifetime = "300h0m0s"
 [Devnet]
   BlockDelay = "500ms"
   SeedDelayEpochs = 4
@@ -273,4 +274,41 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
         },
     );
     assert!(c.miner_ok(&["proving", "info"]).contains("Missed deadlines: 0"));
+}
+
+/// A sector committed for 70 seconds expires on chain when its deadline closes after that; the
+/// miner then lists it in `sectors expired` and `--remove-expired` removes it, as Lotus's.
+#[test]
+fn an_expired_sector_is_listed_and_removed() {
+    let c = Cluster::mock("PC1=200ms,C2=500ms");
+    c.write_config(
+        &CONFIG.replace("CommittedCapacitySectorLifetime = \"300h0m0s\"", "CommittedCapacitySectorLifetime = \"70s\""),
+    );
+    let miner = c.start_miner();
+    let chain = Chain::new(&c.full_node());
+    c.miner_ok(&["sectors", "pledge"]);
+    wait_or_show(
+        Duration::from_secs(60),
+        "sector 1 Proving",
+        || tail(&miner.log(), 30),
+        || sector_state(&c, 1) == "Proving",
+    );
+    let info = chain.call::<f::StateSectorGetInfo>((Address::id(1000), 1, TipSetKey::head())).unwrap();
+    // 70 s of 500 ms epochs after the pre-commit.
+    assert!((130..=150).contains(&(info.expiration - info.activation)), "{info:?}");
+    assert_eq!(c.miner_ok(&["sectors", "expired"]), "Sector\tState\tExpiration\n", "not yet");
+    wait_until(Duration::from_secs(150), "sector 1 expired on chain", || {
+        chain.call::<f::StateSectorGetInfo>((Address::id(1000), 1, TipSetKey::head())).is_none()
+    });
+    let listed = c.miner_ok(&["sectors", "expired"]);
+    assert!(listed.lines().any(|l| l.starts_with("1\tProving\t")), "{listed}");
+    let asked = c.miner_ok(&["sectors", "expired", "--remove-expired"]);
+    assert!(asked.contains("All 1 sectors listed above will be removed"), "{asked}");
+    assert!(asked.contains("--confirm-remove-count=1"), "{asked}");
+    assert_eq!(sector_state(&c, 1), "Proving", "nothing removed before the confirmation");
+    let bad = fails(&c, &["sectors", "expired", "--remove-expired", "--confirm-remove-count=2"]);
+    assert!(bad.contains("doesn't match the number of sectors which can be removed (1)"), "{bad}");
+    let done = c.miner_ok(&["sectors", "expired", "--remove-expired", "--confirm-remove-count=1"]);
+    assert!(done.contains("Removing sector\t1:\tOK"), "{done}");
+    wait_until(Duration::from_secs(30), "sector 1 Removed", || sector_state(&c, 1) == "Removed");
 }

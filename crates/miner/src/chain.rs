@@ -50,6 +50,9 @@ pub struct PreCommitSpec {
     pub comm_r: Commitment,
     pub comm_d: Commitment,
     pub ticket_epoch: Epoch,
+    /// Epochs from the pre-commit to the sector's expiration (`[Sealing]
+    /// CommittedCapacitySectorLifetime` in epochs).
+    pub lifetime: Epoch,
 }
 
 /// The proofs of a ProveCommitSectors3: one per sector, or one aggregate for all.
@@ -567,8 +570,7 @@ impl ChainClient {
                 sealed_cid: sealed.0,
                 seal_rand_epoch: s.ticket_epoch,
                 deal_ids: vec![],
-                // The longest CC lifetime Lotus commits to by default (about 540 days of 30 s epochs).
-                expiration: head + 1_555_200,
+                expiration: head + s.lifetime,
                 // Sent for CC sectors too (Lotus leaves it out for them; the zero CommD is the same
                 // one the actor implies), so that the chain checks the proof against what was sealed.
                 unsealed_cid: actors::miner::CompactCommD(Some(unsealed.0)),

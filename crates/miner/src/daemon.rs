@@ -303,6 +303,8 @@ pub async fn serve(
             keep_unsealed: cfg.sealing.always_keep_unsealed_copy,
             batch_pre_commits: cfg.sealing.batch_pre_commits,
             aggregate_commits: cfg.sealing.aggregate_commits,
+            cc_lifetime: lotus_node::config::parse_duration(&cfg.sealing.committed_capacity_sector_lifetime)
+                .map_err(anyhow::Error::msg)?,
         },
         clock: Default::default(),
         batches,

@@ -658,6 +658,8 @@ pub struct SealingConfig {
     pub batch_pre_commits: bool,
     /// `[Sealing] AggregateCommits`: sectors wait in the commit batch.
     pub aggregate_commits: bool,
+    /// `[Sealing] CommittedCapacitySectorLifetime`: how long a sector is committed for.
+    pub cc_lifetime: Duration,
 }
 
 pub struct Sealing {
@@ -1135,7 +1137,13 @@ impl Sealing {
                     return Ok(s);
                 }
                 let ticket_epoch = s.ticket_epoch.ok_or_else(|| CallError::unknown("no ticket epoch"))?;
-                let spec = PreCommitSpec { number: s.number, proof: s.proof, comm_r, comm_d, ticket_epoch };
+                // The lifetime in epochs of this chain (540 days are 1,555,200 epochs of 30 s),
+                // at most the actor's MaxSectorExpirationExtension (1278 days of 30 s epochs: a
+                // devnet's short epochs would ask for more than the actor allows).
+                let lifetime = ((self.cfg.cc_lifetime.as_millis() / self.chain.block_delay().as_millis().max(1))
+                    as Epoch)
+                    .min(1278 * 2880);
+                let spec = PreCommitSpec { number: s.number, proof: s.proof, comm_r, comm_d, ticket_epoch, lifetime };
                 if s.state == PreCommitting && self.cfg.batch_pre_commits {
                     // Written before it waits, so that `sectors list` shows where it is.
                     s.state = SubmitPreCommitBatch;
@@ -1862,6 +1870,7 @@ mod tests {
                 keep_unsealed: true,
                 batch_pre_commits: true,
                 aggregate_commits: true,
+                cc_lifetime: Duration::from_secs(540 * 86400),
             },
             clock: Default::default(),
             write_errors: Default::default(),
