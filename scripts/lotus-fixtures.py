@@ -105,28 +105,25 @@ def parse_cli(text):
     return commands
 
 
+def extract(repo, commit, docs, out, parse_doc, key):
+    """Each document of `docs` parsed into `out/<kind>.json` as {"source", key: parsed}."""
+    out.mkdir(parents=True, exist_ok=True)
+    for kind, path in docs.items():
+        text = subprocess.run(
+            ["git", "-C", repo, "show", f"{commit}:{path}"], check=True, capture_output=True, text=True
+        ).stdout
+        parsed = parse_doc(text)
+        doc = {"source": f"filecoin-project/lotus@{commit}:{path}", key: parsed}
+        (out / f"{kind}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        print(f"{kind}: {len(parsed)} {key} -> {out / (kind + '.json')}")
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     repo, commit = sys.argv[1], sys.argv[2]
-    OUT.mkdir(parents=True, exist_ok=True)
-    for kind, path in DOCS.items():
-        text = subprocess.run(
-            ["git", "-C", repo, "show", f"{commit}:{path}"], check=True, capture_output=True, text=True
-        ).stdout
-        methods = parse(text)
-        doc = {"source": f"filecoin-project/lotus@{commit}:{path}", "methods": methods}
-        (OUT / f"{kind}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-        print(f"{kind}: {len(methods)} methods -> {OUT / (kind + '.json')}")
-    CLI_OUT.mkdir(parents=True, exist_ok=True)
-    for kind, path in CLI_DOCS.items():
-        text = subprocess.run(
-            ["git", "-C", repo, "show", f"{commit}:{path}"], check=True, capture_output=True, text=True
-        ).stdout
-        commands = parse_cli(text)
-        doc = {"source": f"filecoin-project/lotus@{commit}:{path}", "commands": commands}
-        (CLI_OUT / f"{kind}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-        print(f"{kind}: {len(commands)} commands -> {CLI_OUT / (kind + '.json')}")
+    extract(repo, commit, DOCS, OUT, parse, "methods")
+    extract(repo, commit, CLI_DOCS, CLI_OUT, parse_cli, "commands")
 
 
 if __name__ == "__main__":

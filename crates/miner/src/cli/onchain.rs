@@ -30,43 +30,7 @@ pub enum ChainSectorsCmd {
         cutoff: i64,
     },
     /// Extend expiring sectors while not exceeding each sector's max life
-    Extend {
-        /// only consider sectors whose current expiration epoch is in the range of [from, to], <from> defaults to: now + 120 (1 hour)
-        #[arg(long)]
-        from: Option<i64>,
-        /// only consider sectors whose current expiration epoch is in the range of [from, to], <to> defaults to: now + 92160 (32 days)
-        #[arg(long)]
-        to: Option<i64>,
-        /// provide a file containing one sector number in each line, ignoring above selecting criteria
-        #[arg(long)]
-        sector_file: Option<std::path::PathBuf>,
-        /// optionally provide a file containing excluding sectors
-        #[arg(long)]
-        exclude: Option<std::path::PathBuf>,
-        /// try to extend selected sectors by this number of epochs, defaults to 540 days
-        #[arg(long, default_value_t = 1555200)]
-        extension: i64,
-        /// try to extend selected sectors to this epoch, ignoring extension
-        #[arg(long)]
-        new_expiration: Option<i64>,
-        /// drop claims for sectors that can be extended, but only by dropping some of their verified power claims
-        #[arg(long)]
-        drop_claims: bool,
-        /// don't try to extend sectors by fewer than this number of epochs, defaults to 7 days
-        #[arg(long, default_value_t = 20160)]
-        tolerance: i64,
-        /// use up to this amount of FIL for one message. pass this flag to avoid message congestion.
-        #[arg(long, default_value = "0")]
-        max_fee: String,
-        /// the maximum number of sectors contained in each message
-        #[arg(long, default_value_t = 200)]
-        max_sectors: u64,
-        /// pass this flag to really extend sectors, otherwise will only print out json representation of parameters
-        #[arg(long)]
-        really_do_it: bool,
-        /// <sectorNumbers...(optional)>
-        sectors: Vec<u64>,
-    },
+    Extend(ExtendArgs),
     /// Get the collateral required to pledge a committed capacity sector
     GetCcCollateral {
         /// the epoch when the sector will expire
@@ -109,6 +73,45 @@ pub enum ChainSectorsCmd {
         #[arg(long, hide = true)]
         confirm_remove_count: Option<u64>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExtendArgs {
+    /// only consider sectors whose current expiration epoch is in the range of [from, to], <from> defaults to: now + 120 (1 hour)
+    #[arg(long)]
+    from: Option<i64>,
+    /// only consider sectors whose current expiration epoch is in the range of [from, to], <to> defaults to: now + 92160 (32 days)
+    #[arg(long)]
+    to: Option<i64>,
+    /// provide a file containing one sector number in each line, ignoring above selecting criteria
+    #[arg(long)]
+    sector_file: Option<std::path::PathBuf>,
+    /// optionally provide a file containing excluding sectors
+    #[arg(long)]
+    exclude: Option<std::path::PathBuf>,
+    /// try to extend selected sectors by this number of epochs, defaults to 540 days
+    #[arg(long, default_value_t = 1555200)]
+    extension: i64,
+    /// try to extend selected sectors to this epoch, ignoring extension
+    #[arg(long)]
+    new_expiration: Option<i64>,
+    /// drop claims for sectors that can be extended, but only by dropping some of their verified power claims
+    #[arg(long)]
+    drop_claims: bool,
+    /// don't try to extend sectors by fewer than this number of epochs, defaults to 7 days
+    #[arg(long, default_value_t = 20160)]
+    tolerance: i64,
+    /// use up to this amount of FIL for one message. pass this flag to avoid message congestion.
+    #[arg(long, default_value = "0")]
+    max_fee: String,
+    /// the maximum number of sectors contained in each message
+    #[arg(long, default_value_t = 200)]
+    max_sectors: u64,
+    /// pass this flag to really extend sectors, otherwise will only print out json representation of parameters
+    #[arg(long)]
+    really_do_it: bool,
+    /// <sectorNumbers...(optional)>
+    sectors: Vec<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -279,35 +282,7 @@ pub async fn run(miner: &RpcClient, cmd: ChainSectorsCmd) -> Result<()> {
             println!("Requested compact partitions in message {cid}");
             node.wait(cid, 2, "CompactPartitions").await?;
         }
-        ChainSectorsCmd::Extend {
-            from,
-            to,
-            sector_file,
-            exclude,
-            extension,
-            new_expiration,
-            drop_claims: _,
-            tolerance,
-            max_fee: _,
-            max_sectors,
-            really_do_it,
-            sectors,
-        } => {
-            extend(
-                &node,
-                from,
-                to,
-                sector_file,
-                exclude,
-                extension,
-                new_expiration,
-                tolerance,
-                max_sectors,
-                really_do_it,
-                sectors,
-            )
-            .await?
-        }
+        ChainSectorsCmd::Extend(args) => extend(&node, args).await?,
         ChainSectorsCmd::Expired { show_removed, remove_expired, expired_epoch: _, confirm_remove_count } => {
             expired(miner, &node, show_removed, remove_expired, confirm_remove_count).await?
         }
@@ -334,20 +309,21 @@ fn read_numbers(path: &std::path::Path) -> Result<Vec<u64>> {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn extend(
-    node: &FullNode,
-    from: Option<i64>,
-    to: Option<i64>,
-    sector_file: Option<std::path::PathBuf>,
-    exclude: Option<std::path::PathBuf>,
-    extension: i64,
-    new_expiration: Option<i64>,
-    tolerance: i64,
-    max_sectors: u64,
-    really_do_it: bool,
-    numbers: Vec<u64>,
-) -> Result<()> {
+async fn extend(node: &FullNode, a: ExtendArgs) -> Result<()> {
+    let ExtendArgs {
+        from,
+        to,
+        sector_file,
+        exclude,
+        extension,
+        new_expiration,
+        drop_claims: _,
+        tolerance,
+        max_fee: _,
+        max_sectors,
+        really_do_it,
+        sectors: numbers,
+    } = a;
     let maddr = node.maddr;
     let now = node.head().await?;
     let active: BTreeMap<u64, SectorOnChainInfo> = node
