@@ -107,6 +107,21 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     }
     assert!(!c.miner_ok(&["info", "--hide-sectors-info"]).contains("Sectors:"));
 
+    // sectors list: Lotus's columns, the chain's view of each sector.
+    let list = c.miner_ok(&["sectors", "list", "--initial-pledge", "--events", "--seal-time"]);
+    let header = list.lines().next().unwrap();
+    let cols: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        ["ID", "State", "OnChain", "Active", "Expiration", "SealTime", "Events", "Deals", "Pledge"],
+        "{list}"
+    );
+    let row1 = list.lines().nth(1).unwrap();
+    assert!(row1.starts_with("1   Proving  YES      "), "{list}");
+    assert!(row1.contains("CC") && row1.contains("20 mFIL"), "{list}");
+    let fast = c.miner_ok(&["sectors", "list", "--fast"]);
+    assert!(!fast.contains("Expiration"), "no chain in --fast: {fast}");
+
     // actor control list: the owner and worker keys, their use and balance.
     let list = c.miner_ok(&["actor", "control", "list"]);
     assert!(list.starts_with("name"), "{list}");
@@ -123,6 +138,24 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     assert_eq!(BigInt(&balance(owner).0 - &owner0.0), milli);
     let too_much = fails(&c, &["actor", "withdraw", "1000000"]);
     assert!(too_much.contains("can't withdraw more funds than available"), "{too_much}");
+
+    // actor repay-debt: the value goes to the miner actor (no debt here, so it stays there).
+    let balance_of_miner = || balance(Address::id(1000));
+    let before = balance_of_miner();
+    let out = c.miner_ok(&["actor", "repay-debt", "0.002"]);
+    assert!(out.starts_with("Sent repay debt message bafy"), "{out}");
+    wait_until(Duration::from_secs(20), "the repayment on chain", || {
+        BigInt(&balance_of_miner().0 - &before.0) == BigInt::from_atto(2_000_000_000_000_000u64)
+    });
+
+    // actor compact-allocated: the masked numbers count as allocated, so never reused.
+    assert!(!chain.call::<f::StateMinerSectorAllocated>((Address::id(1000), 9, TipSetKey::head())));
+    assert!(c.miner_ok(&["actor", "compact-allocated", "--mask-upto-n", "10"]).contains("Pass --really-do-it"));
+    let out = c.miner_ok(&["actor", "compact-allocated", "--mask-upto-n", "10", "--really-do-it"]);
+    assert!(out.starts_with("CompactSectorNumbers Message CID: bafy"), "{out}");
+    assert!(chain.call::<f::StateMinerSectorAllocated>((Address::id(1000), 9, TipSetKey::head())));
+
+    assert!(fails(&c, &["actor", "settle-deal", "--really-do-it"]).contains("no market deals"));
 
     // actor control set: a control address on chain.
     let control = chain.new_key();

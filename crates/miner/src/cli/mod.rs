@@ -356,7 +356,18 @@ async fn info_all(repo: &Repo) -> Result<()> {
         ("Sched Diag", Cmd::Sealing { cmd: SealingCmd::SchedDiag { force_sched: false } }),
         (
             "Sector List",
-            Cmd::Sectors { cmd: SectorsCmd::List { show_removed: false, states: vec![], unproven: false } },
+            Cmd::Sectors {
+                cmd: SectorsCmd::List {
+                    show_removed: false,
+                    states: vec![],
+                    unproven: false,
+                    fast: false,
+                    events: false,
+                    initial_pledge: false,
+                    seal_time: false,
+                    check_parallelism: 300,
+                },
+            },
         ),
         ("Storage Sector List", Cmd::Storage { cmd: StorageCmd::List { cmd: Some(StorageListCmd::Sectors) } }),
     ];
@@ -676,6 +687,37 @@ fn raise_fd_limit() {
             }
         }
     }
+}
+
+/// Lotus's `lib/tablewriter`: a header of the columns some row has a value in, every cell
+/// padded to its column's width plus two, and the "new line" columns (`(name, true)`) printed
+/// under their row as `  Name: value`.
+pub(crate) fn lotus_table(cols: &[(&str, bool)], rows: &[BTreeMap<&str, String>]) -> String {
+    let used: Vec<(&str, bool)> =
+        cols.iter().copied().filter(|(c, _)| rows.iter().any(|r| r.contains_key(c))).collect();
+    let width =
+        |c: &str| rows.iter().filter_map(|r| r.get(c)).map(|v| v.chars().count()).max().unwrap_or(0).max(c.len());
+    let mut o = String::new();
+    for (c, newline) in &used {
+        if !newline {
+            o.push_str(&format!("{c:<w$}", w = width(c) + 2));
+        }
+    }
+    o.push('\n');
+    for r in rows {
+        for (c, newline) in &used {
+            if !newline {
+                o.push_str(&format!("{:<w$}", r.get(c).map(String::as_str).unwrap_or(""), w = width(c) + 2));
+            }
+        }
+        o.push('\n');
+        for (c, newline) in &used {
+            if let (true, Some(v)) = (newline, r.get(c)) {
+                o.push_str(&format!("  {c}: {v}\n"));
+            }
+        }
+    }
+    o
 }
 
 /// Go's `tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)`, as Lotus's tables use it: each column as

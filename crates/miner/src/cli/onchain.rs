@@ -612,6 +612,107 @@ pub async fn info(miner: &RpcClient) -> Result<String> {
     Ok(o)
 }
 
+pub struct ListOptions {
+    pub fast: bool,
+    pub events: bool,
+    pub initial_pledge: bool,
+    pub seal_time: bool,
+    pub parallelism: usize,
+}
+
+/// `sectors list` as Lotus prints it: each sector's state, whether the chain has it and counts
+/// it active, its expiration, deals, and on request its events, seal time and pledge.
+pub async fn sectors_list(miner: &RpcClient, list: &[serde_json::Value], o: ListOptions) -> Result<String> {
+    use futures_util::StreamExt;
+    let mut committed: BTreeMap<u64, SectorOnChainInfo> = BTreeMap::new();
+    let mut active = std::collections::BTreeSet::new();
+    let (mut now, mut secs) = (0, 30);
+    if !o.fast {
+        let node = FullNode::connect(miner, None).await?;
+        now = node.head().await?;
+        secs = block_secs(&node).await;
+        for s in node.call::<f::StateMinerSectors>((node.maddr, None, TipSetKey::head())).await? {
+            committed.insert(s.sector_number, s);
+        }
+        for s in node.call::<f::StateMinerActiveSectors>((node.maddr, TipSetKey::head())).await? {
+            active.insert(s.sector_number);
+        }
+    }
+    // The sector logs only when a column needs them, at most `--check-parallelism` at once.
+    let logs: BTreeMap<u64, serde_json::Value> = if o.events || o.seal_time {
+        futures_util::stream::iter(list.iter().filter_map(|s| s["SectorID"].as_u64()))
+            .map(|n| async move {
+                let st: Result<serde_json::Value, _> = miner.call("SectorsStatus", serde_json::json!([n, false])).await;
+                (n, st.unwrap_or_default())
+            })
+            .buffer_unordered(o.parallelism.max(1))
+            .collect()
+            .await
+    } else {
+        BTreeMap::new()
+    };
+    let yes = |b: bool| if b { "YES" } else { "NO" }.to_string();
+    let mut rows = vec![];
+    for s in list {
+        let n = s["SectorID"].as_u64().unwrap_or(0);
+        let mut r: BTreeMap<&str, String> = BTreeMap::new();
+        r.insert("ID", n.to_string());
+        r.insert("State", s["State"].as_str().unwrap_or("").to_string());
+        r.insert("OnChain", yes(committed.contains_key(&n)));
+        r.insert("Active", yes(active.contains(&n)));
+        r.insert("Deals", if s["HasData"].as_bool().unwrap_or(false) { "data".into() } else { "CC".into() });
+        if !o.fast {
+            match committed.get(&n) {
+                Some(c) => {
+                    r.insert("Expiration", epoch_time(now, c.expiration, secs));
+                    if o.initial_pledge {
+                        r.insert("Pledge", fil_short(&c.initial_pledge));
+                    }
+                }
+                None => {
+                    r.insert("Expiration", "n/a".into());
+                }
+            }
+        }
+        let log = logs.get(&n).and_then(|v| v["Log"].as_array()).cloned().unwrap_or_default();
+        if o.events {
+            r.insert("Events", log.len().to_string());
+        }
+        if o.seal_time && log.len() > 1 {
+            let at = |e: &serde_json::Value| e["Timestamp"].as_u64().unwrap_or(0);
+            let start = at(&log[0]);
+            let now_secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(start);
+            let end = log
+                .iter()
+                .find(|e| e["Message"].as_str().is_some_and(|m| m.contains("→ Proving")))
+                .map(at)
+                .unwrap_or(now_secs);
+            let took = std::time::Duration::from_secs(end.saturating_sub(start));
+            r.insert("SealTime", humantime::format_duration(took).to_string());
+        }
+        if let Some(e) = s["LastErr"].as_str().filter(|e| !e.is_empty()) {
+            r.insert("Error", e.to_string());
+        }
+        rows.push(r);
+    }
+    let cols = [
+        ("ID", false),
+        ("State", false),
+        ("OnChain", false),
+        ("Active", false),
+        ("Expiration", false),
+        ("SealTime", false),
+        ("Events", false),
+        ("Deals", false),
+        ("Pledge", false),
+        ("Error", true),
+    ];
+    Ok(super::lotus_table(&cols, &rows))
+}
+
 /// `sectors status -c` / `-p`: the sector's record on chain and where it is proven, as
 /// Lotus prints them.
 pub async fn sector_chain_info(miner: &RpcClient, n: u64, on_chain: bool, partition: bool) -> Result<String> {

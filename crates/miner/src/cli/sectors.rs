@@ -49,6 +49,21 @@ pub enum SectorsCmd {
         /// only show sectors which aren't in the 'Proving' state
         #[arg(long, short = 'u')]
         unproven: bool,
+        /// don't show on-chain info for better performance
+        #[arg(long, short = 'f')]
+        fast: bool,
+        /// display number of events the sector has received
+        #[arg(long, short = 'e')]
+        events: bool,
+        /// display initial pledge
+        #[arg(long, short = 'p')]
+        initial_pledge: bool,
+        /// display how long it took for the sector to be sealed
+        #[arg(long, short = 't')]
+        seal_time: bool,
+        /// number of parallel requests to make for checking sector states
+        #[arg(long, default_value_t = 300)]
+        check_parallelism: usize,
     },
     /// Unseal a sector from its sealed copy and write its data to a file
     Unseal {
@@ -192,28 +207,33 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
                 }
             }
         }
-        SectorsCmd::List { show_removed, states, unproven } => {
+        SectorsCmd::List {
+            show_removed,
+            states,
+            unproven,
+            fast,
+            events,
+            initial_pledge,
+            seal_time,
+            check_parallelism,
+        } => {
+            if !states.is_empty() && unproven {
+                bail!("only one of --states or --unproven can be specified at once");
+            }
             let mut list: Vec<Value> = c.call("SectorsListDetail", json!([])).await.map_err(explain)?;
             // As Lotus's: Removed sectors only with --show-removed (or asked for by --states).
             list.retain(|s| {
                 let st = s["State"].as_str().unwrap_or("");
                 (states.is_empty() || states.iter().any(|x| x == st))
-                    && (show_removed || st != "Removed" || states.iter().any(|x| x == "Removed"))
+                    && (show_removed || !states.is_empty() || st != "Removed")
                     && !(unproven && st == "Proving")
             });
             if print_json(&list)? {
                 return Ok(());
             }
-            println!("ID  State                 Deals  Error");
-            for s in list {
-                println!(
-                    "{:<3} {:<21} {:<6} {}",
-                    s["SectorID"].as_u64().unwrap_or(0),
-                    s["State"].as_str().unwrap_or(""),
-                    if s["HasData"].as_bool().unwrap_or(false) { "data" } else { "CC" },
-                    s["LastErr"].as_str().unwrap_or("")
-                );
-            }
+            let opts =
+                super::onchain::ListOptions { fast, events, initial_pledge, seal_time, parallelism: check_parallelism };
+            print!("{}", super::onchain::sectors_list(&c, &list, opts).await?);
         }
         SectorsCmd::Unseal { sector, output } => unseal(repo, &c, sector, &output).await?,
         SectorsCmd::Numbers { cmd } => numbers(&c, cmd).await?,
