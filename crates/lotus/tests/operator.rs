@@ -281,6 +281,31 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     let parts = chain.call::<f::StateMinerPartitions>((Address::id(1000), 0, TipSetKey::head()));
     assert_eq!(parts[0].all_sectors.0.iter().collect::<Vec<_>>(), vec![1]);
 
+    // proving recover-faults on a faulty sector: declared recovering on chain (the miner's own
+    // recovery would not, its check fails while the file is away), then proven again.
+    let sealed = c.path("miner/sealed/s-t01000-1");
+    let away = c.path("sealed-1.away");
+    std::fs::rename(&sealed, &away).unwrap();
+    let faults =
+        || chain.call::<f::StateMinerFaults>((Address::id(1000), TipSetKey::head())).0.iter().collect::<Vec<_>>();
+    wait_or_show(
+        Duration::from_secs(90),
+        "sector 1 faulty on chain",
+        || tail(&miner.log(), 20),
+        || faults() == vec![1],
+    );
+    // Before deadline 0's fault cutoff: early in deadline 1.
+    wait_until(Duration::from_secs(60), "deadline 1 just opened", || {
+        let d = chain.call::<f::StateMinerProvingDeadline>((Address::id(1000), TipSetKey::head()));
+        d.index == 1 && d.current_epoch < d.open + 6
+    });
+    let out = c.miner_ok(&["proving", "recover-faults", "--confidence", "0", "1"]);
+    assert!(!out.contains("Failed"), "{out}");
+    let recovering = chain.call::<f::StateMinerRecoveries>((Address::id(1000), TipSetKey::head()));
+    assert_eq!(recovering.0.iter().collect::<Vec<_>>(), vec![1]);
+    std::fs::rename(&away, &sealed).unwrap();
+    wait_or_show(Duration::from_secs(90), "sector 1 proven again", || tail(&miner.log(), 20), || faults().is_empty());
+
     // actor set-owner, in two steps: proposed by the owner, confirmed by the new one.
     let new_owner = chain.new_key();
     c.devnet_cmd(&["send", &new_owner.to_string(), "1"]);
