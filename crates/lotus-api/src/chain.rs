@@ -836,10 +836,20 @@ pub mod actors {
     /// The account method a plain send calls.
     pub const METHOD_SEND: u64 = 0;
 
+    /// The miner actor's methods (v18 numbers) this project sends or applies.
+    pub const MINER_CHANGE_WORKER_ADDRESS: u64 = 3;
     pub const MINER_CHANGE_PEER_ID: u64 = 4;
     pub const MINER_SUBMIT_WINDOWED_POST: u64 = 5;
     pub const MINER_TERMINATE_SECTORS: u64 = 9;
     pub const MINER_DECLARE_FAULTS_RECOVERED: u64 = 11;
+    pub const MINER_WITHDRAW_BALANCE: u64 = 16;
+    pub const MINER_CHANGE_MULTIADDRS: u64 = 18;
+    pub const MINER_COMPACT_PARTITIONS: u64 = 19;
+    pub const MINER_COMPACT_SECTOR_NUMBERS: u64 = 20;
+    pub const MINER_CONFIRM_CHANGE_WORKER_ADDRESS: u64 = 21;
+    pub const MINER_REPAY_DEBT: u64 = 22;
+    pub const MINER_CHANGE_OWNER_ADDRESS: u64 = 23;
+    pub const MINER_EXTEND_SECTOR_EXPIRATION2: u64 = 32;
     pub const MINER_PRE_COMMIT_SECTOR_BATCH2: u64 = 28;
     pub const MINER_PROVE_COMMIT_SECTORS3: u64 = 34;
     pub const POWER_CREATE_MINER: u64 = 2;

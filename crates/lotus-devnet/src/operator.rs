@@ -11,20 +11,6 @@ use fvm_shared::econ::TokenAmount;
 use fvm_shared::error::ExitCode;
 use lotus_api::chain::{actors, Address, BigInt, ChainEpoch};
 
-/// The miner actor's method numbers (v18) that this module applies.
-pub mod methods {
-    pub const CHANGE_WORKER_ADDRESS: u64 = 3;
-    pub const TERMINATE_SECTORS: u64 = 9;
-    pub const WITHDRAW_BALANCE: u64 = 16;
-    pub const CHANGE_MULTIADDRS: u64 = 18;
-    pub const COMPACT_PARTITIONS: u64 = 19;
-    pub const COMPACT_SECTOR_NUMBERS: u64 = 20;
-    pub const CONFIRM_CHANGE_WORKER_ADDRESS: u64 = 21;
-    pub const REPAY_DEBT: u64 = 22;
-    pub const CHANGE_OWNER_ADDRESS: u64 = 23;
-    pub const EXTEND_SECTOR_EXPIRATION2: u64 = 32;
-}
-
 /// Who sent a message to a miner, as the actor's caller checks see it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Caller {
@@ -72,7 +58,14 @@ impl State {
         params: &[u8],
         epoch: ChainEpoch,
     ) -> Option<Applied> {
-        use methods::*;
+        use actors::{
+            MINER_CHANGE_MULTIADDRS as CHANGE_MULTIADDRS, MINER_CHANGE_OWNER_ADDRESS as CHANGE_OWNER_ADDRESS,
+            MINER_CHANGE_WORKER_ADDRESS as CHANGE_WORKER_ADDRESS, MINER_COMPACT_PARTITIONS as COMPACT_PARTITIONS,
+            MINER_COMPACT_SECTOR_NUMBERS as COMPACT_SECTOR_NUMBERS,
+            MINER_CONFIRM_CHANGE_WORKER_ADDRESS as CONFIRM_CHANGE_WORKER_ADDRESS,
+            MINER_EXTEND_SECTOR_EXPIRATION2 as EXTEND_SECTOR_EXPIRATION2, MINER_REPAY_DEBT as REPAY_DEBT,
+            MINER_TERMINATE_SECTORS as TERMINATE_SECTORS, MINER_WITHDRAW_BALANCE as WITHDRAW_BALANCE,
+        };
         let who = caller(&self.miners[&id], from);
         let m = &self.miners[&id];
         let any_key = matches!(who, Caller::Owner | Caller::Worker | Caller::Control);

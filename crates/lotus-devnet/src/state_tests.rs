@@ -243,7 +243,16 @@ fn funded(st: &mut State) -> u64 {
     k
 }
 
-use operator::methods as om;
+/// The operator's method numbers, short.
+mod om {
+    pub use lotus_api::chain::actors::{
+        MINER_CHANGE_OWNER_ADDRESS as CHANGE_OWNER_ADDRESS, MINER_CHANGE_WORKER_ADDRESS as CHANGE_WORKER_ADDRESS,
+        MINER_COMPACT_PARTITIONS as COMPACT_PARTITIONS,
+        MINER_CONFIRM_CHANGE_WORKER_ADDRESS as CONFIRM_CHANGE_WORKER_ADDRESS,
+        MINER_EXTEND_SECTOR_EXPIRATION2 as EXTEND_SECTOR_EXPIRATION2, MINER_TERMINATE_SECTORS as TERMINATE_SECTORS,
+        MINER_WITHDRAW_BALANCE as WITHDRAW_BALANCE,
+    };
+}
 
 #[test]
 fn only_the_owner_withdraws_and_only_what_no_pledge_locks() {

@@ -11,14 +11,13 @@ use lotus_api::RpcClient;
 
 /// The miner actor's methods these commands send (v18 numbers).
 mod method {
-    pub const CHANGE_WORKER_ADDRESS: u64 = 3;
-    pub const CHANGE_PEER_ID: u64 = 4;
-    pub const WITHDRAW_BALANCE: u64 = 16;
-    pub const CHANGE_MULTIADDRS: u64 = 18;
-    pub const COMPACT_SECTOR_NUMBERS: u64 = 20;
-    pub const CONFIRM_CHANGE_WORKER_ADDRESS: u64 = 21;
-    pub const REPAY_DEBT: u64 = 22;
-    pub const CHANGE_OWNER_ADDRESS: u64 = 23;
+    pub use lotus_api::chain::actors::{
+        MINER_CHANGE_MULTIADDRS as CHANGE_MULTIADDRS, MINER_CHANGE_OWNER_ADDRESS as CHANGE_OWNER_ADDRESS,
+        MINER_CHANGE_PEER_ID as CHANGE_PEER_ID, MINER_CHANGE_WORKER_ADDRESS as CHANGE_WORKER_ADDRESS,
+        MINER_COMPACT_SECTOR_NUMBERS as COMPACT_SECTOR_NUMBERS,
+        MINER_CONFIRM_CHANGE_WORKER_ADDRESS as CONFIRM_CHANGE_WORKER_ADDRESS, MINER_REPAY_DEBT as REPAY_DEBT,
+        MINER_WITHDRAW_BALANCE as WITHDRAW_BALANCE,
+    };
 }
 
 const REALLY: &str = "Pass --really-do-it to actually execute this action";

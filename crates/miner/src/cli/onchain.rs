@@ -12,8 +12,9 @@ use lotus_api::contract::full as f;
 use lotus_api::RpcClient;
 use std::collections::BTreeMap;
 
-const EXTEND_SECTOR_EXPIRATION2: u64 = 32;
-const COMPACT_PARTITIONS: u64 = 19;
+use lotus_api::chain::actors::{
+    MINER_COMPACT_PARTITIONS as COMPACT_PARTITIONS, MINER_EXTEND_SECTOR_EXPIRATION2 as EXTEND_SECTOR_EXPIRATION2,
+};
 /// v18's MaxSectorExpirationExtension (1278 days) and a V1_1 seal proof's maximum lifetime (5
 /// years), in epochs: what Lotus's `extend` and `check-expire` bound a new expiration by.
 const MAX_EXTENSION: i64 = 1278 * 2880;
