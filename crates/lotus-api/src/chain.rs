@@ -115,6 +115,57 @@ impl BigInt {
     pub fn tokens(&self) -> TokenAmount {
         TokenAmount::from_atto(self.0.clone())
     }
+
+    /// attoFIL as Lotus's `types.FIL` prints it: whole FIL with up to 18 decimals, trailing
+    /// zeros dropped, and the unit ("0.5 FIL", "0 FIL").
+    pub fn fil(&self) -> String {
+        let neg = self.0.sign() == fvm_shared::bigint::Sign::Minus;
+        let abs = if neg { -self.0.clone() } else { self.0.clone() };
+        let digits = format!("{abs:0>19}");
+        let (int, frac) = digits.split_at(digits.len() - 18);
+        let frac = frac.trim_end_matches('0');
+        let sign = if neg { "-" } else { "" };
+        if frac.is_empty() {
+            format!("{sign}{int} FIL")
+        } else {
+            format!("{sign}{int}.{frac} FIL")
+        }
+    }
+
+    /// An amount of FIL as Lotus's `types.ParseFIL` reads it: "1.5", "1.5 FIL", "10 attofil",
+    /// "2 nanofil".
+    pub fn parse_fil(s: &str) -> Result<BigInt, String> {
+        let t = s.trim().to_ascii_lowercase();
+        let (num, unit) = match t.split_once(' ') {
+            Some((n, u)) => (n.trim().to_string(), u.trim().to_string()),
+            None => {
+                let i = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+                (t[..i].to_string(), t[i..].to_string())
+            }
+        };
+        let decimals: usize = match unit.as_str() {
+            "" | "fil" => 18,
+            "millifil" => 15,
+            "microfil" => 12,
+            "nanofil" => 9,
+            "picofil" => 6,
+            "femtofil" => 3,
+            "attofil" => 0,
+            u => {
+                return Err(format!(
+                    "{s:?}: unknown unit {u:?} (FIL, milliFIL, microFIL, nanoFIL, picoFIL, femtoFIL, attoFIL)"
+                ))
+            }
+        };
+        let bad = || format!("{s:?} is not an amount of FIL (like 10, 0.5 or \"2 nanoFIL\")");
+        let (int, frac) = num.split_once('.').unwrap_or((&num, ""));
+        let digits_only = int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit());
+        if (int.is_empty() && frac.is_empty()) || frac.len() > decimals || !digits_only {
+            return Err(bad());
+        }
+        let digits = format!("{int}{frac:0<decimals$}");
+        Ok(BigInt(digits.trim_start_matches('0').parse().unwrap_or_default()))
+    }
 }
 
 impl From<&TokenAmount> for BigInt {
@@ -900,6 +951,21 @@ mod tests {
     }
 
     #[test]
+    fn fil_amounts_print_and_parse_as_lotus_s() {
+        assert_eq!(BigInt::from_atto(0u64).fil(), "0 FIL");
+        assert_eq!(BigInt::from_atto(500_000_000_000_000_000u64).fil(), "0.5 FIL");
+        assert_eq!(BigInt::from_atto(12_000_000_000_000_000_000u128).fil(), "12 FIL");
+        assert_eq!(BigInt::from_atto(1u64).fil(), "0.000000000000000001 FIL");
+        assert_eq!(BigInt::parse_fil("0.5").unwrap(), BigInt::from_atto(500_000_000_000_000_000u64));
+        assert_eq!(BigInt::parse_fil("2 nanoFIL").unwrap(), BigInt::from_atto(2_000_000_000u64));
+        assert_eq!(BigInt::parse_fil("10attofil").unwrap(), BigInt::from_atto(10u64));
+        assert_eq!(BigInt::parse_fil("3 FIL").unwrap(), BigInt::from_atto(3_000_000_000_000_000_000u128));
+        for bad in ["", "abc", "1.2.3", "-1", "0.0000000000000000001", "1 gigafil"] {
+            assert!(BigInt::parse_fil(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn big_integers_are_decimal_strings() {
         let b: BigInt = serde_json::from_value(json!("20592036")).unwrap();
         assert_eq!(serde_json::to_value(&b).unwrap(), json!("20592036"));
@@ -981,6 +1047,45 @@ mod tests {
             id_address: Address::id(1000).0,
             robust_address: fvm_shared::address::Address::new_actor(b"x"),
         });
+        // The operator's messages, in Lotus's (cbor-gen's) layout: a tuple per struct, and the
+        // transparent ones bare.
+        let id = |n: u64| Address::id(n).0;
+        let bf = |v: &[u64]| fvm_ipld_bitfield::BitField::try_from_bits(v.iter().copied()).unwrap();
+        let amount = fvm_shared::econ::TokenAmount::from_atto(1000);
+        assert_eq!(
+            round_trip(&miner::WithdrawBalanceParams { amount_requested: amount.clone() }),
+            [0x81, 0x43, 0, 3, 0xe8]
+        );
+        assert_eq!(round_trip(&miner::WithdrawBalanceReturn { amount_withdrawn: amount }), [0x43, 0, 3, 0xe8]);
+        // ChangeOwnerAddress takes a bare address (f01000: protocol 0, uvarint 1000).
+        assert_eq!(round_trip(&miner::ChangeOwnerAddressParams { new_owner: id(1000) }), [0x43, 0, 0xe8, 7]);
+        assert_eq!(
+            round_trip(&miner::ChangeWorkerAddressParams { new_worker: id(100), new_control_addresses: vec![id(101)] }),
+            [0x82, 0x42, 0, 100, 0x81, 0x42, 0, 101]
+        );
+        let terminate = round_trip(&miner::TerminateSectorsParams {
+            terminations: vec![miner::TerminationDeclaration { deadline: 2, partition: 0, sectors: bf(&[1]) }],
+        });
+        assert_eq!(&terminate[..5], &[0x81, 0x81, 0x83, 2, 0]);
+        assert_eq!(round_trip(&miner::TerminateSectorsReturn { done: true }), [0x81, 0xf5]);
+        let extend = round_trip(&miner::ExtendSectorExpiration2Params {
+            extensions: vec![miner::ExpirationExtension2 {
+                deadline: 1,
+                partition: 0,
+                sectors: bf(&[1]),
+                sectors_with_claims: vec![],
+                new_expiration: 10,
+            }],
+        });
+        assert_eq!(&extend[..5], &[0x81, 0x81, 0x85, 1, 0]);
+        assert_eq!(&extend[extend.len() - 2..], &[0x80, 10], "no claims, then the new expiration");
+        let compact = round_trip(&miner::CompactPartitionsParams { deadline: 3, partitions: bf(&[0]) });
+        assert_eq!(&compact[..2], &[0x82, 3]);
+        assert_eq!(round_trip(&miner::CompactSectorNumbersParams { mask_sector_numbers: bf(&[0]) })[0], 0x81);
+        let addrs = round_trip(&miner::ChangeMultiaddrsParams {
+            new_multi_addrs: vec![fvm_ipld_encoding::BytesDe(vec![4, 127, 0, 0, 1])],
+        });
+        assert_eq!(addrs, [0x81, 0x81, 0x45, 4, 127, 0, 0, 1]);
         let e = actors::decode::<miner::SubmitWindowedPoStParams>(&[0xff]).err().expect("garbage does not decode");
         assert!(e.contains("SubmitWindowedPoStParams"), "{e}");
     }

@@ -122,23 +122,11 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// FIL as attoFIL: a decimal number with up to 18 decimals.
-fn parse_fil(amount: &str) -> Result<u128> {
-    let bad = || anyhow::anyhow!("{amount:?} is not an amount of FIL (like 10 or 0.5)");
-    let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
-    if frac.len() > 18 || (int.is_empty() && frac.is_empty()) {
-        return Err(bad());
-    }
-    let int: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| bad())? };
-    let frac_atto: u128 = if frac.is_empty() { 0 } else { format!("{frac:0<18}").parse().map_err(|_| bad())? };
-    int.checked_mul(crate::state::FIL).and_then(|a| a.checked_add(frac_atto)).ok_or_else(bad)
-}
-
 async fn send(repo: &Repo, target: &str, amount: &str, from: Option<&str>) -> Result<()> {
     use lotus_api::chain::{Address, BigInt, Message};
     use lotus_api::contract::full as f;
     let to: Address = target.parse().map_err(anyhow::Error::msg)?;
-    let atto = parse_fil(amount)?;
+    let amount = BigInt::parse_fil(amount).map_err(anyhow::Error::msg)?;
     repo.require_initialised()?;
     let token = repo.jwt_secret()?.create_token(&Permission::Admin.with_lower());
     let addr = repo.api_addr().context("is the devnet daemon running? (its repo has no api file)")?;
@@ -152,7 +140,7 @@ async fn send(repo: &Repo, target: &str, amount: &str, from: Option<&str>) -> Re
         Some(a) => a.parse().map_err(anyhow::Error::msg)?,
         None => client.request::<f::WalletDefaultAddress>(()).await?,
     };
-    let msg = Message::call(from, to, lotus_api::chain::actors::METHOD_SEND, vec![], BigInt::from_atto(atto));
+    let msg = Message::call(from, to, lotus_api::chain::actors::METHOD_SEND, vec![], amount);
     let signed = client.request::<f::MpoolPushMessage>((msg, None)).await?;
     let cid = signed.cid();
     let lookup = client.request::<f::StateWaitMsg>((cid, 1, -1, true)).await?;

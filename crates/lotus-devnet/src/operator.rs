@@ -11,6 +11,9 @@ use fvm_shared::econ::TokenAmount;
 use fvm_shared::error::ExitCode;
 use lotus_api::chain::{actors, Address, BigInt, ChainEpoch};
 
+/// The most sector numbers one CompactSectorNumbers may mask on this devnet.
+const MAX_MASKED: u64 = 1_000_000;
+
 /// Who sent a message to a miner, as the actor's caller checks see it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Caller {
@@ -91,10 +94,19 @@ impl State {
             TERMINATE_SECTORS => actors::decode(params).map_err(bad).and_then(|p| self.terminate(id, p, epoch)),
             COMPACT_PARTITIONS => actors::decode(params).map_err(bad).and_then(|p| self.compact(id, p, epoch)),
             COMPACT_SECTOR_NUMBERS => {
-                actors::decode::<miner::CompactSectorNumbersParams>(params).map_err(bad).map(|p| {
+                actors::decode::<miner::CompactSectorNumbersParams>(params).map_err(bad).and_then(|p| {
+                    // The devnet keeps allocated numbers one by one (the actor, as a bitfield):
+                    // a mask it cannot hold is refused rather than filling its memory.
+                    let n = p.mask_sector_numbers.len();
+                    if n > MAX_MASKED {
+                        return Err(fail(
+                            ExitCode::USR_ILLEGAL_ARGUMENT,
+                            format!("a mask of {n} sector numbers; this devnet masks at most {MAX_MASKED} at once"),
+                        ));
+                    }
                     // Masked numbers count as allocated: they can never be pre-committed.
                     self.miners.get_mut(&id).expect("exists").allocated.extend(p.mask_sector_numbers.iter());
-                    vec![]
+                    Ok(vec![])
                 })
             }
             _ => return None,

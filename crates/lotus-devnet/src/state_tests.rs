@@ -247,7 +247,7 @@ fn funded(st: &mut State) -> u64 {
 mod om {
     pub use lotus_api::chain::actors::{
         MINER_CHANGE_OWNER_ADDRESS as CHANGE_OWNER_ADDRESS, MINER_CHANGE_WORKER_ADDRESS as CHANGE_WORKER_ADDRESS,
-        MINER_COMPACT_PARTITIONS as COMPACT_PARTITIONS,
+        MINER_COMPACT_PARTITIONS as COMPACT_PARTITIONS, MINER_COMPACT_SECTOR_NUMBERS as COMPACT_SECTOR_NUMBERS,
         MINER_CONFIRM_CHANGE_WORKER_ADDRESS as CONFIRM_CHANGE_WORKER_ADDRESS,
         MINER_EXTEND_SECTOR_EXPIRATION2 as EXTEND_SECTOR_EXPIRATION2, MINER_TERMINATE_SECTORS as TERMINATE_SECTORS,
         MINER_WITHDRAW_BALANCE as WITHDRAW_BALANCE,
@@ -441,4 +441,23 @@ fn compaction_drops_terminated_sectors_and_repacks_the_live_ones() {
     let m = &st.miners[&id];
     assert_eq!(m.deadlines[1], vec![vec![1, 3]]);
     assert!(!m.sectors.contains_key(&2));
+}
+
+#[test]
+fn masked_numbers_are_allocated_and_a_huge_mask_is_refused() {
+    let mut st = chain();
+    let id = create_miner(&mut st, 0);
+    let owner = st.default_wallet;
+    let mask = |n: u64| {
+        actors::encode(&actors::miner::CompactSectorNumbersParams {
+            mask_sector_numbers: fvm_ipld_bitfield::BitField::from_ranges(fvm_ipld_bitfield::iter::Ranges::new(
+                std::iter::once(0..n),
+            )),
+        })
+    };
+    assert_eq!(call_from(&mut st, owner, id, om::COMPACT_SECTOR_NUMBERS, mask(10), 2), 0);
+    assert!(st.miners[&id].allocated.contains(&9) && !st.miners[&id].allocated.contains(&10));
+    let huge = call_from(&mut st, owner, id, om::COMPACT_SECTOR_NUMBERS, mask(1 << 40), 4);
+    assert_eq!(huge, ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64);
+    assert_eq!(st.miners[&id].allocated.len(), 10, "nothing of the refused mask is kept");
 }

@@ -2,10 +2,10 @@
 //! read and sent through the full node of `FULLNODE_API_INFO` (which signs with the owner's or
 //! the worker's key in its wallet), each message's receipt checked where Lotus waits for it.
 
-use super::fullnode::{fil, parse_fil, FullNode};
+use super::fullnode::{fil, parse_fil, FullNode, Send};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use lotus_api::chain::{actors, Address, BigInt, MinerInfo, TipSetKey};
+use lotus_api::chain::{actors, Address, BigInt, Message, MinerInfo, TipSetKey};
 use lotus_api::contract::full as f;
 use lotus_api::RpcClient;
 
@@ -270,17 +270,17 @@ async fn with_node(node: &FullNode, cmd: ActorCmd) -> Result<()> {
             let cid = node.push(from, maddr, method::REPAY_DEBT, vec![], amount).await?;
             println!("Sent repay debt message {cid}");
         }
-        ActorCmd::SetPeerId { gas_limit: _, peer_id } => {
+        ActorCmd::SetPeerId { gas_limit, peer_id } => {
             let bytes = bs58::decode(&peer_id)
                 .into_vec()
                 .map_err(|e| anyhow::anyhow!("failed to parse input as a peerId: {peer_id:?}: {e}"))?;
             let mi = node.miner_info().await?;
             let params = actors::miner::ChangePeerIDParams { new_id: bytes };
-            let cid =
-                node.push(mi.worker, maddr, method::CHANGE_PEER_ID, actors::encode(&params), BigInt::zero()).await?;
+            let msg = Message::call(mi.worker, maddr, method::CHANGE_PEER_ID, actors::encode(&params), BigInt::zero());
+            let cid = node.push_with(msg, Send { gas_limit, ..Send::default() }).await?;
             println!("Requested peerid change in message {cid}");
         }
-        ActorCmd::SetAddresses { from, gas_limit: _, unset, addrs } => {
+        ActorCmd::SetAddresses { from, gas_limit, unset, addrs } => {
             if unset && !addrs.is_empty() {
                 bail!("unset can only be used with no arguments");
             }
@@ -300,8 +300,8 @@ async fn with_node(node: &FullNode, cmd: ActorCmd) -> Result<()> {
             let mi = node.miner_info().await?;
             let from = node.controller(&mi, from.as_deref()).await?;
             let params = actors::miner::ChangeMultiaddrsParams { new_multi_addrs: bytes };
-            let cid =
-                node.push(from, maddr, method::CHANGE_MULTIADDRS, actors::encode(&params), BigInt::zero()).await?;
+            let msg = Message::call(from, maddr, method::CHANGE_MULTIADDRS, actors::encode(&params), BigInt::zero());
+            let cid = node.push_with(msg, Send { gas_limit, ..Send::default() }).await?;
             println!("Requested multiaddrs change in message {cid}");
         }
         ActorCmd::SetOwner { really_do_it: _, new_owner, sender } => {
@@ -447,8 +447,10 @@ async fn with_node(node: &FullNode, cmd: ActorCmd) -> Result<()> {
             };
             let mi = node.miner_info().await?;
             let params = actors::miner::CompactSectorNumbersParams {
-                mask_sector_numbers: fvm_ipld_bitfield::BitField::try_from_bits(0..mask)
-                    .map_err(|e| anyhow::anyhow!("the mask: {e}"))?,
+                // One run, never the numbers one by one (a mask may cover billions).
+                mask_sector_numbers: fvm_ipld_bitfield::BitField::from_ranges(fvm_ipld_bitfield::iter::Ranges::new(
+                    (mask > 0).then_some(0..mask),
+                )),
             };
             let cid = node
                 .push(mi.worker, maddr, method::COMPACT_SECTOR_NUMBERS, actors::encode(&params), BigInt::zero())

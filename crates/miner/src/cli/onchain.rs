@@ -209,14 +209,8 @@ pub async fn run(miner: &RpcClient, cmd: ChainSectorsCmd) -> Result<()> {
     let maddr = node.maddr;
     match cmd {
         ChainSectorsCmd::Precommits => {
-            // No full-node method lists pre-commits (Lotus walks the actor's state); the miner's
-            // sectors are asked one by one.
-            let numbers: Vec<u64> =
-                miner.request::<lotus_api::contract::miner::SectorsList>(()).await.map_err(explain)?;
-            for n in numbers {
-                if let Some(p) = node.call::<f::StateSectorPreCommitInfo>((maddr, n, TipSetKey::head())).await? {
-                    println!("{n}: {}", p.pre_commit_epoch);
-                }
+            for (n, p) in precommits(miner, &node).await? {
+                println!("{n}: {}", p.pre_commit_epoch);
             }
         }
         ChainSectorsCmd::CheckExpire { cutoff } => {
@@ -292,6 +286,27 @@ pub async fn run(miner: &RpcClient, cmd: ChainSectorsCmd) -> Result<()> {
     Ok(())
 }
 
+/// The miner's sectors pre-committed on chain and not proven yet, by number. No full-node
+/// method lists pre-commits (Lotus walks the actor's state), so each of the miner's sectors
+/// that may be one (not Proving, not Removed: the most of them, in steady state) is asked.
+async fn precommits(
+    miner: &RpcClient,
+    node: &FullNode,
+) -> Result<Vec<(u64, lotus_api::chain::SectorPreCommitOnChainInfo)>> {
+    let list: Vec<serde_json::Value> = miner.call("SectorsListDetail", serde_json::json!([])).await.map_err(explain)?;
+    let mut out = vec![];
+    for s in list {
+        let (Some(n), state) = (s["SectorID"].as_u64(), s["State"].as_str().unwrap_or("")) else { continue };
+        if matches!(state, "Proving" | "Removed") {
+            continue;
+        }
+        if let Some(p) = node.call::<f::StateSectorPreCommitInfo>((node.maddr, n, TipSetKey::head())).await? {
+            out.push((n, p));
+        }
+    }
+    Ok(out)
+}
+
 /// The seal proof a miner with this WindowPoSt proof type seals with (V1_1 proofs).
 fn seal_proof_for(post: i64) -> Result<i64> {
     // StackedDrgWindow{2KiB,8MiB,512MiB,32GiB,64GiB}V1_1 (10..14) ↔ StackedDrg…V1_1 (5..9).
@@ -320,11 +335,12 @@ async fn extend(node: &FullNode, a: ExtendArgs) -> Result<()> {
         new_expiration,
         drop_claims: _,
         tolerance,
-        max_fee: _,
+        max_fee,
         max_sectors,
         really_do_it,
         sectors: numbers,
     } = a;
+    let max_fee = super::fullnode::parse_fil(&max_fee).context("--max-fee")?;
     let maddr = node.maddr;
     let now = node.head().await?;
     let active: BTreeMap<u64, SectorOnChainInfo> = node
@@ -409,7 +425,14 @@ async fn extend(node: &FullNode, a: ExtendArgs) -> Result<()> {
             println!("\n {}", serde_json::to_string_pretty(&json)?);
             continue;
         }
-        let cid = node.push(mi.worker, maddr, EXTEND_SECTOR_EXPIRATION2, actors::encode(&p), BigInt::zero()).await?;
+        let msg = lotus_api::chain::Message::call(
+            mi.worker,
+            maddr,
+            EXTEND_SECTOR_EXPIRATION2,
+            actors::encode(&p),
+            BigInt::zero(),
+        );
+        let cid = node.push_with(msg, super::fullnode::Send { gas_limit: 0, max_fee: max_fee.clone() }).await?;
         println!("{cid}");
         // Lotus leaves the wait to the operator; the receipt is checked here, so that a
         // refused extension is an error instead of a silent no-op.
@@ -581,11 +604,8 @@ pub async fn info(miner: &RpcClient) -> Result<String> {
         .iter()
         .fold(BigInt::zero(), |a, s| BigInt(a.0 + &s.initial_pledge.0));
     let mut precommit = BigInt::zero();
-    let numbers: Vec<u64> = miner.request::<lotus_api::contract::miner::SectorsList>(()).await.map_err(explain)?;
-    for n in numbers {
-        if let Some(pc) = node.call::<f::StateSectorPreCommitInfo>((maddr, n, TipSetKey::head())).await? {
-            precommit.0 += &pc.pre_commit_deposit.0;
-        }
+    for (_, pc) in precommits(miner, &node).await? {
+        precommit.0 += &pc.pre_commit_deposit.0;
     }
     let _ = writeln!(o, "Miner Balance:    {}", fil_short(&balance));
     let _ = writeln!(o, "      PreCommit:  {}", fil_short(&precommit));
