@@ -903,6 +903,7 @@ pub mod actors {
     pub const MINER_EXTEND_SECTOR_EXPIRATION2: u64 = 32;
     pub const MINER_PRE_COMMIT_SECTOR_BATCH2: u64 = 28;
     pub const MINER_PROVE_COMMIT_SECTORS3: u64 = 34;
+    pub const MINER_PROVE_REPLICA_UPDATES3: u64 = 35;
     pub const POWER_CREATE_MINER: u64 = 2;
 
     /// The power actor's CreateMiner message from `owner` (as `lotus-miner init` sends it):
@@ -1086,6 +1087,41 @@ mod tests {
             new_multi_addrs: vec![fvm_ipld_encoding::BytesDe(vec![4, 127, 0, 0, 1])],
         });
         assert_eq!(addrs, [0x81, 0x81, 0x45, 4, 127, 0, 0, 1]);
+        // ProveReplicaUpdates3: seven fields; each update a 5-tuple whose pieces are 4-tuples
+        // (a CID, the padded size, no allocation, no notifications).
+        let cid = |tag: u8| crate::wire::Commitment::Sealed.to_cid(&[tag; 32]).0;
+        let update = round_trip(&miner::ProveReplicaUpdates3Params {
+            sector_updates: vec![miner::SectorUpdateManifest {
+                sector: 7,
+                deadline: 2,
+                partition: 0,
+                new_sealed_cid: cid(1),
+                pieces: vec![miner::PieceActivationManifest {
+                    cid: cid(2),
+                    size: fvm_shared::piece::PaddedPieceSize(2048),
+                    verified_allocation_key: None,
+                    notify: vec![],
+                }],
+            }],
+            sector_proofs: vec![fvm_ipld_encoding::RawBytes::new(vec![9; 3])],
+            aggregate_proof: fvm_ipld_encoding::RawBytes::new(vec![]),
+            update_proofs_type: fvm_shared::sector::RegisteredUpdateProof::StackedDRG2KiBV1,
+            aggregate_proof_type: None,
+            require_activation_success: true,
+            require_notification_success: false,
+        });
+        assert_eq!(
+            &update[..6],
+            &[0x87, 0x81, 0x85, 7, 2, 0],
+            "7 fields; one update of 5: sector, deadline, partition"
+        );
+        let pieces = update.windows(2).position(|w| w == [0x81, 0x84]).expect("one piece of four fields");
+        assert_eq!(
+            &update[update.len() - 10..],
+            &[0x81, 0x43, 9, 9, 9, 0x40, 0, 0xf6, 0xf5, 0xf4],
+            "proofs, empty aggregate, type 0, null, true, false"
+        );
+        assert!(pieces > 6);
         let e = actors::decode::<miner::SubmitWindowedPoStParams>(&[0xff]).err().expect("garbage does not decode");
         assert!(e.contains("SubmitWindowedPoStParams"), "{e}");
     }

@@ -176,9 +176,9 @@ impl Node {
             initial_pledge: s.pledge.clone(),
             expected_day_reward: BigInt::zero(),
             expected_storage_pledge: BigInt::zero(),
-            power_base_epoch: s.activation,
+            power_base_epoch: s.updated.unwrap_or(s.activation),
             replaced_day_reward: BigInt::zero(),
-            sector_key_cid: None,
+            sector_key_cid: s.sector_key_cid,
             flags: 1,
             daily_fee: BigInt::zero(),
         }
@@ -571,7 +571,7 @@ pub fn server(node: Arc<Node>) -> RpcServer {
                 .map(|x| ExtendedSectorInfo {
                     seal_proof: m.sectors[x].seal_proof,
                     sector_number: *x,
-                    sector_key: None,
+                    sector_key: m.sectors[x].sector_key_cid,
                     sealed_cid: m.sectors[x].sealed_cid,
                 })
                 .collect(),

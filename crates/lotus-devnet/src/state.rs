@@ -145,6 +145,18 @@ pub struct Sector {
     /// the partition is compacted.
     #[serde(default)]
     pub terminated: Option<ChainEpoch>,
+    /// Activated and not yet proven in a WindowPoSt (the actor's unproven sectors).
+    #[serde(default)]
+    pub unproven: bool,
+    /// Holds data: sealed with pieces, or updated with them (a snap deal).
+    #[serde(default)]
+    pub data: bool,
+    /// The sector's original replica (its CommR) once a snap deal replaced its sealed CID.
+    #[serde(default)]
+    pub sector_key_cid: Option<Cid>,
+    /// The epoch of its last update (its power base epoch from then).
+    #[serde(default)]
+    pub updated: Option<ChainEpoch>,
 }
 
 /// A miner actor.
@@ -595,6 +607,10 @@ impl State {
                 let p: actors::miner::SubmitWindowedPoStParams = actors::decode(params).map_err(bad)?;
                 self.window_post(to, p, epoch)
             }
+            actors::MINER_PROVE_REPLICA_UPDATES3 => {
+                let p: actors::miner::ProveReplicaUpdates3Params = actors::decode(params).map_err(bad)?;
+                self.prove_replica_updates(to, p, epoch)
+            }
             actors::MINER_DECLARE_FAULTS_RECOVERED => {
                 let p: actors::miner::DeclareFaultsRecoveredParams = actors::decode(params).map_err(bad)?;
                 self.declare_recovered(to, p, epoch)
@@ -915,6 +931,13 @@ impl State {
                 format!("sector {n}: the miner cannot pay the initial pledge"),
             ));
         }
+        // A CC sector's CommD is the zero pieces'; anything else was sealed with data.
+        let cc = sealing_proofs::Sealer::new(sp, id, n).with_backend(self.params.proofs).cc_comm_d().ok();
+        let data = match &pc.info.unsealed_cid {
+            Some(c) => Commitment::Unsealed.from_cid(c).ok() != cc,
+            None => false,
+        };
+        let m = self.miners.get_mut(&id).expect("exists");
         m.precommits.remove(&n);
         m.locked.0 += INITIAL_PLEDGE - PRE_COMMIT_DEPOSIT;
         let per = sealing_proofs::post::partition_sectors(sp.sector_size()).max(1);
@@ -932,6 +955,10 @@ impl State {
                 recovering: false,
                 pledge: BigInt::from_atto(INITIAL_PLEDGE),
                 terminated: None,
+                unproven: true,
+                data,
+                sector_key_cid: None,
+                updated: None,
             },
         );
         tracing::info!(miner = id, sector = n, deadline, partition, "sector activated");
@@ -1009,6 +1036,7 @@ impl State {
             if let Some(s) = m.sectors.get_mut(n) {
                 s.faulty = false; // a recovered sector proven is active again
                 s.recovering = false;
+                s.unproven = false;
             }
         }
         m.proven.entry(open).or_default().extend(proven_parts);
@@ -1212,3 +1240,5 @@ mod tests;
 
 #[path = "operator.rs"]
 pub mod operator;
+#[path = "update.rs"]
+mod update;

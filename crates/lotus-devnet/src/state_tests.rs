@@ -114,6 +114,10 @@ fn a_partition_without_proof_is_missed_and_its_sectors_turn_faulty() {
             recovering: false,
             pledge: BigInt::zero(),
             terminated: None,
+            unproven: false,
+            data: false,
+            sector_key_cid: None,
+            updated: None,
         },
     );
     // Deadline 0 of the second period opens at 80, closes at 100.
@@ -224,6 +228,10 @@ fn place(st: &mut State, id: u64, n: u64, d: u64, activation: ChainEpoch, expira
             recovering: false,
             pledge: BigInt::from_atto(INITIAL_PLEDGE),
             terminated: None,
+            unproven: false,
+            data: false,
+            sector_key_cid: None,
+            updated: None,
         },
     );
 }
@@ -460,4 +468,84 @@ fn masked_numbers_are_allocated_and_a_huge_mask_is_refused() {
     let huge = call_from(&mut st, owner, id, om::COMPACT_SECTOR_NUMBERS, mask(1 << 40), 4);
     assert_eq!(huge, ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64);
     assert_eq!(st.miners[&id].allocated.len(), 10, "nothing of the refused mask is kept");
+}
+
+/// ProveReplicaUpdates3: the update proof is verified against the sector's current sealed CID
+/// (its key), the new one and the pieces' CommD; the sector must be proven, CC and in a mutable
+/// deadline; the first update keeps the original CommR as SectorKeyCID.
+#[test]
+fn a_replica_update_replaces_the_sealed_cid_only_when_its_proof_and_sector_qualify() {
+    let mut st = chain(); // 4 deadlines of 20 epochs: deadline 2 opens at 40, 120, …
+    let id = create_miner(&mut st, 0);
+    let owner = st.default_wallet;
+    for n in [1, 2, 3] {
+        place(&mut st, id, n, 2, 1, 100_000);
+    }
+    let m = st.miners.get_mut(&id).unwrap();
+    m.sectors.get_mut(&2).unwrap().data = true;
+    m.sectors.get_mut(&3).unwrap().faulty = true;
+    // Its instance at 40 counts as proven: the sectors stay active meanwhile.
+    m.proven.entry(40).or_default().insert(0);
+    let old = |n: u64| [n as u8; 32];
+    let piece = sealing_proofs::PieceInfo { commitment: [7; 32], size: sealing_proofs::UnpaddedBytesAmount(2032) };
+    let sealer =
+        sealing_proofs::Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, id, 1).with_backend(Backend::Mock);
+    let comm_d_new = sealer.comm_d(&[piece]).unwrap();
+    let new = |n: u64| sealing_proofs::Updated { comm_r_new: [100 + n as u8; 32], comm_d_new };
+    let update = |n: u64, deadline: u64, proof: Vec<u8>, strict: bool| {
+        actors::encode(&actors::miner::ProveReplicaUpdates3Params {
+            sector_updates: vec![actors::miner::SectorUpdateManifest {
+                sector: n,
+                deadline,
+                partition: 0,
+                new_sealed_cid: Commitment::Sealed.to_cid(&new(n).comm_r_new).0,
+                pieces: vec![actors::miner::PieceActivationManifest {
+                    cid: Commitment::Unsealed.to_cid(&[7; 32]).0,
+                    size: fvm_shared::piece::PaddedPieceSize(2048),
+                    verified_allocation_key: None,
+                    notify: vec![],
+                }],
+            }],
+            sector_proofs: vec![fvm_ipld_encoding::RawBytes::new(proof)],
+            aggregate_proof: fvm_ipld_encoding::RawBytes::new(vec![]),
+            update_proofs_type: fvm_shared::sector::RegisteredUpdateProof::StackedDRG2KiBV1,
+            aggregate_proof_type: None,
+            require_activation_success: strict,
+            require_notification_success: false,
+        })
+    };
+    let good = |n: u64| sealing_proofs::mock::update_proof(old(n), new(n));
+    const RU: u64 = actors::MINER_PROVE_REPLICA_UPDATES3;
+    let illegal = ExitCode::USR_ILLEGAL_ARGUMENT.value() as i64;
+    // Deadline 2 is immutable from 20 to 60 (open at 40, and the window before it).
+    assert_eq!(call_from(&mut st, owner, id, RU, update(1, 2, good(1), true), 30), illegal, "immutable deadline");
+    assert_eq!(call_from(&mut st, owner, id, RU, update(1, 2, vec![1; 192], true), 61), illegal, "a bad proof");
+    assert_eq!(
+        call_from(&mut st, owner, id, RU, update(1, 1, good(1), true), 62),
+        ExitCode::USR_NOT_FOUND.value() as i64,
+        "the wrong deadline"
+    );
+    assert_eq!(call_from(&mut st, owner, id, RU, update(2, 2, good(2), true), 63), illegal, "a sector with data");
+    assert_eq!(
+        call_from(&mut st, owner, id, RU, update(3, 2, good(3), false), 64),
+        illegal,
+        "a faulty one: none valid"
+    );
+    st.miners.get_mut(&id).unwrap().sectors.get_mut(&1).unwrap().unproven = true;
+    assert_eq!(call_from(&mut st, owner, id, RU, update(1, 2, good(1), true), 65), illegal, "not yet proven");
+    st.miners.get_mut(&id).unwrap().sectors.get_mut(&1).unwrap().unproven = false;
+    assert_eq!(st.miners[&id].sectors[&1].sealed_cid, Commitment::Sealed.to_cid(&old(1)), "nothing changed so far");
+    assert_eq!(call_from(&mut st, owner, id, RU, update(1, 2, good(1), true), 66), 0);
+    let s = &st.miners[&id].sectors[&1];
+    assert_eq!(s.sealed_cid, Commitment::Sealed.to_cid(&new(1).comm_r_new));
+    assert_eq!(s.sector_key_cid, Some(Commitment::Sealed.to_cid(&old(1))), "the key is the old CommR");
+    assert_eq!((s.data, s.updated), (true, Some(67)));
+    assert_eq!(call_from(&mut st, owner, id, RU, update(1, 2, good(1), true), 68), illegal, "no second update");
+    // Someone else's key may not send it.
+    let stranger = st.new_key();
+    st.accounts.get_mut(&stranger).unwrap().balance = BigInt::from_atto(FIL);
+    assert_eq!(
+        call_from(&mut st, stranger, id, RU, update(1, 2, good(1), true), 69),
+        ExitCode::USR_FORBIDDEN.value() as i64
+    );
 }

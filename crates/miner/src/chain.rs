@@ -119,6 +119,9 @@ pub struct ProvingSector {
     /// Faulty and declared recovered: its deadline expects a proof of it again.
     #[serde(default)]
     pub recovering: bool,
+    /// Updated by a snap deal (its SectorKeyCID is set): proven from its update files.
+    #[serde(default)]
+    pub update: bool,
 }
 
 /// A partition of a deadline and the sectors of it the instance requires.
@@ -681,6 +684,7 @@ impl ChainClient {
                     comm_r,
                     faulty: faulty.contains(&n),
                     recovering: recovering.contains(&n),
+                    update: s.sector_key_cid.is_some(),
                 });
             }
             list.sort_by_key(|s| s.number);
@@ -746,7 +750,14 @@ impl ChainClient {
                     ChainError::State(format!("sector {}: unknown seal proof {}", s.sector_number, s.seal_proof))
                 })?;
                 let comm_r = lotus_api::wire::Commitment::Sealed.from_cid(&s.sealed_cid).map_err(ChainError::State)?;
-                Ok(ProvingSector { number: s.sector_number, proof, comm_r, faulty: false, recovering: false })
+                Ok(ProvingSector {
+                    number: s.sector_number,
+                    proof,
+                    comm_r,
+                    faulty: false,
+                    recovering: false,
+                    update: s.sector_key_cid.is_some(),
+                })
             })
             .collect()
     }
@@ -818,7 +829,14 @@ impl ChainClient {
             let proof = RegisteredSealProof::from_i64(s.seal_proof)
                 .ok_or_else(|| ChainError::State(format!("unknown seal proof {}", s.seal_proof)))?;
             let comm_r = lotus_api::wire::Commitment::Sealed.from_cid(&s.sealed_cid).map_err(ChainError::State)?;
-            sectors.push(ProvingSector { number: s.sector_number, proof, comm_r, faulty: false, recovering: false });
+            sectors.push(ProvingSector {
+                number: s.sector_number,
+                proof,
+                comm_r,
+                faulty: false,
+                recovering: false,
+                update: s.sector_key.is_some(),
+            });
         }
         Ok(Some(MiningRound { randomness: mask(r), sectors }))
     }

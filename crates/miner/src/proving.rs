@@ -108,7 +108,7 @@ fn push<T>(v: &Mutex<Vec<T>>, x: T) {
 }
 
 fn post_sector(s: &ProvingSector) -> PoStSector {
-    PoStSector { number: s.number, seal_proof: s.proof, comm_r: s.comm_r }
+    PoStSector { number: s.number, seal_proof: s.proof, comm_r: s.comm_r, update: s.update }
 }
 
 impl Proving {

@@ -124,6 +124,14 @@ pub enum ProofJob {
         ticket: [u8; 32],
         comm_d: Commitment,
     },
+    /// Rebuild the unsealed file of an updated (snap-deal) sector: decoded from the update
+    /// with the sector key (`paths.sealed`), which, when `regenerate`, is first rebuilt at
+    /// that path from zeros and the ticket, and checked against the sector's cache.
+    UnsealUpdate {
+        ticket: [u8; 32],
+        comm_d: Commitment,
+        regenerate: bool,
+    },
     /// Snap deals: the new data (`paths.unsealed`) encoded over the sector key into
     /// `paths.update`/`update_cache`.
     ReplicaUpdate {
@@ -171,7 +179,7 @@ impl ProofJob {
             ProofJob::Commit1 { .. } => T::Commit1,
             ProofJob::Commit2 { .. } => T::Commit2,
             ProofJob::Finalize => T::Finalize,
-            ProofJob::Unseal { .. } => T::Unseal,
+            ProofJob::Unseal { .. } | ProofJob::UnsealUpdate { .. } => T::Unseal,
             ProofJob::ReplicaUpdate { .. } => T::ReplicaUpdate,
             ProofJob::ProveReplicaUpdate1 { .. } => T::ProveReplicaUpdate1,
             ProofJob::ProveReplicaUpdate2 { .. } => T::ProveReplicaUpdate2,
@@ -191,7 +199,7 @@ impl ProofJob {
             ProofJob::Commit1 { .. } => "Commit1",
             ProofJob::Commit2 { .. } => "Commit2",
             ProofJob::Finalize => "FinalizeSector",
-            ProofJob::Unseal { .. } => "Unseal",
+            ProofJob::Unseal { .. } | ProofJob::UnsealUpdate { .. } => "Unseal",
             ProofJob::ReplicaUpdate { .. } => "ReplicaUpdate",
             ProofJob::ProveReplicaUpdate1 { .. } => "ProveReplicaUpdate1",
             ProofJob::ProveReplicaUpdate2 { .. } => "ProveReplicaUpdate2",
@@ -294,6 +302,31 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
             let data = s.unseal(&paths, ticket, comm_d).map_err(e)?;
             let size = data.len() as u64;
             s.add_piece(&data[..], size, &paths.unsealed).map_err(e)?;
+            Ok(serde_json::Value::Null)
+        }
+        ProofJob::UnsealUpdate { ticket, comm_d, regenerate } => {
+            let paths = UpdatePaths::from(&job.paths);
+            if regenerate {
+                // Its own cache beside the key: the sector's cache stays as it is.
+                let key_cache = paths.sealed.with_extension("key-cache");
+                let r = s.regenerate_sector_key(&paths.sealed, &key_cache, ticket).map_err(e).and_then(|_| {
+                    let read = |d: &std::path::Path| {
+                        let p = d.join("p_aux");
+                        std::fs::read(&p).map_err(|err| format!("reading {}: {err}", p.display()))
+                    };
+                    if read(&key_cache)? != read(&paths.cache)? {
+                        return Err(format!(
+                            "sector {}: the regenerated sector key is not the one the sector was sealed with (its \
+                             cache's p_aux differs): the ticket given is not the sector's",
+                            job.sector
+                        ));
+                    }
+                    Ok(())
+                });
+                let _ = std::fs::remove_dir_all(&key_cache);
+                r?;
+            }
+            s.decode_update(&paths, comm_d).map_err(e)?;
             Ok(serde_json::Value::Null)
         }
         ProofJob::ReplicaUpdate { pieces } => {

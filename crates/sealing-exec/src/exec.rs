@@ -366,11 +366,31 @@ impl Executor {
                         "unsealing {size} bytes at {offset}: only whole sectors (0, {max}) are unsealed"
                     )));
                 }
-                // Copy, not move: the long-term copy of sealed + cache stays where it is.
-                let have = self.acquire(sector, sealed, PathType::Sealing, false).await?;
                 let p = self.alloc(sector, unsealed, PathType::Sealing)?;
-                let paths = Paths { unsealed: p.file(Unsealed, sector.id), ..Paths::of(&have) };
-                self.proof(sector, paths, ProofJob::Unseal { ticket, comm_d }).await?;
+                if self.has_anywhere(sector, Update).await? {
+                    // A snap-deal sector: its data is in the update, decoded with the sector key,
+                    // which is rebuilt from the ticket when it was released (as Lotus does).
+                    let mut have =
+                        self.acquire(sector, FileTypes::of(&[Update, Cache]), PathType::Sealing, false).await?;
+                    let regenerate = !self.has_anywhere(sector, Sealed).await?;
+                    let scratch = p.file(Unsealed, sector.id).with_extension("sector-key");
+                    if regenerate {
+                        have.insert(Sealed, scratch.clone());
+                    } else {
+                        have.extend(self.acquire(sector, FileTypes::of(&[Sealed]), PathType::Sealing, false).await?);
+                    }
+                    let paths = Paths { unsealed: p.file(Unsealed, sector.id), ..Paths::of(&have) };
+                    let r = self.proof(sector, paths, ProofJob::UnsealUpdate { ticket, comm_d, regenerate }).await;
+                    if regenerate {
+                        let _ = std::fs::remove_file(&scratch);
+                    }
+                    r?;
+                } else {
+                    // Copy, not move: the long-term copy of sealed + cache stays where it is.
+                    let have = self.acquire(sector, sealed, PathType::Sealing, false).await?;
+                    let paths = Paths { unsealed: p.file(Unsealed, sector.id), ..Paths::of(&have) };
+                    self.proof(sector, paths, ProofJob::Unseal { ticket, comm_d }).await?;
+                }
                 self.declare(&p, sector, unsealed).await?;
                 Ok(serde_json::Value::Null)
             }
@@ -656,6 +676,19 @@ impl Executor {
     /// Make the sector's files of `types` present in a local path of `kind` (reference §5.5
     /// AcquireSector): local copies in a suitable path are used as they are; others are
     /// fetched from the nodes the index names, and with `mv` the source copies are deleted.
+    /// Whether a copy of the sector's `t` file exists here or anywhere in the cluster.
+    async fn has_anywhere(&self, s: SectorRef, t: FileType) -> Result<bool, CallError> {
+        if self.store.find(s.id, t).is_some() {
+            return Ok(true);
+        }
+        let found = self
+            .index
+            .find(s.id, FileTypes::of(&[t]))
+            .await
+            .map_err(|e| e.in_task(format_args!("asking the miner where {} of {} is", t.name(), s.id)))?;
+        Ok(!found.is_empty())
+    }
+
     pub async fn acquire(
         &self,
         s: SectorRef,

@@ -25,6 +25,21 @@ pub struct PoStSector {
     pub seal_proof: RegisteredSealProof,
     #[serde(rename = "CommR")]
     pub comm_r: Commitment,
+    /// A snap-deal (updated) sector: proven from its update and update cache, whose CommR is
+    /// the chain's sealed CID since the update (Lotus: its SectorKeyCID is set).
+    #[serde(default)]
+    pub update: bool,
+}
+
+impl PoStSector {
+    /// The replica and cache files a PoSt of this sector reads.
+    pub fn files(&self) -> (FileType, FileType) {
+        if self.update {
+            (FileType::Update, FileType::UpdateCache)
+        } else {
+            (FileType::Sealed, FileType::Cache)
+        }
+    }
 }
 
 /// The body of `POST /remote/vanilla/single`.
@@ -62,8 +77,9 @@ impl PoStOutput {
 /// Compute a sector's vanilla proof from this node's copy of it.
 pub fn local_vanilla(store: &LocalStore, req: &VanillaRequest, backend: Backend) -> Result<Vec<u8>, String> {
     let id = SectorId { miner: req.miner, number: req.sector.number };
-    let (_, sealed) = store.find(id, FileType::Sealed).ok_or_else(|| format!("{id} has no sealed file here"))?;
-    let (_, cache) = store.find(id, FileType::Cache).ok_or_else(|| format!("{id} has no cache here"))?;
+    let (replica, cache) = req.sector.files();
+    let (_, sealed) = store.find(id, replica).ok_or_else(|| format!("{id} has no {} file here", replica.name()))?;
+    let (_, cache) = store.find(id, cache).ok_or_else(|| format!("{id} has no {} here", cache.name()))?;
     let p = Prover::new(req.kind, req.sector.seal_proof.sector_size(), req.miner, [0; 32])
         .map_err(|e| e.to_string())?
         .with_backend(backend);
@@ -131,13 +147,14 @@ impl PoStProver {
 
     async fn read_vanilla(&self, req: VanillaRequest) -> Result<Vec<u8>, String> {
         let id = SectorId { miner: req.miner, number: req.sector.number };
-        if self.store.find(id, FileType::Sealed).is_some() {
+        let (replica, _) = req.sector.files();
+        if self.store.find(id, replica).is_some() {
             let (store, backend) = (self.store.clone(), self.backend);
             return tokio::task::spawn_blocking(move || local_vanilla(&store, &req, backend))
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let holders = self.index.find(id, FileTypes::of(&[FileType::Sealed])).await.map_err(|e| e.to_string())?;
+        let holders = self.index.find(id, FileTypes::of(&[replica])).await.map_err(|e| e.to_string())?;
         let mut errors = vec![];
         for base in holders.iter().flat_map(|h| h.base_urls.iter()) {
             let url = format!("{base}/vanilla/single");
@@ -154,7 +171,7 @@ impl PoStProver {
             }
         }
         if errors.is_empty() {
-            return Err(format!("no node holds the sealed file of {id}"));
+            return Err(format!("no node holds the {} file of {id}", replica.name()));
         }
         Err(errors.join("; "))
     }
@@ -333,7 +350,12 @@ mod tests {
         VanillaRequest {
             miner: 1000,
             kind: PoStKind::Window,
-            sector: PoStSector { number, seal_proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1, comm_r: [0; 32] },
+            sector: PoStSector {
+                number,
+                seal_proof: RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
+                comm_r: [0; 32],
+                update: false,
+            },
             challenges: vec![0],
         }
     }

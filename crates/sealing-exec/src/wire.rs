@@ -110,7 +110,7 @@ pub fn post_challenges(sectors: &[PoStSector], challenges: &Challenges) -> Vec<P
             sector_number: s.number,
             sealed_cid: Commitment::Sealed.to_cid(&s.comm_r),
             challenge: challenges.get(&s.number).cloned().unwrap_or_default(),
-            update: false,
+            update: s.update,
         })
         .collect()
 }
@@ -123,16 +123,11 @@ pub fn post_sectors(wire: &[PostSectorChallenge]) -> Result<(Vec<PoStSector>, Ch
     let mut sectors = vec![];
     let mut challenges = BTreeMap::new();
     for c in wire {
-        if c.update {
-            return Err(format!(
-                "sector {} is a snap-deal (updated) sector: proving those is not supported yet",
-                c.sector_number
-            ));
-        }
         sectors.push(PoStSector {
             number: c.sector_number,
             seal_proof: c.seal_proof,
             comm_r: Commitment::Sealed.from_cid(&c.sealed_cid)?,
+            update: c.update,
         });
         challenges.insert(c.sector_number, c.challenge.clone());
     }
@@ -247,6 +242,7 @@ mod tests {
                 number: n,
                 seal_proof: sealing_types::RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
                 comm_r: [n as u8; 32],
+                update: false,
             })
             .collect();
         let challenges: Challenges = (1..=3).map(|n| (n, vec![n * 10])).collect();
@@ -269,8 +265,11 @@ mod tests {
         assert_eq!(ours.skipped, [SectorId { miner: 1000, number: 2 }]);
         let again = window_output(ours, &sectors, "elsewhere", 9.0);
         assert_eq!((again.prover, again.proven), (out.prover, out.proven), "our details win over the caller's guesses");
-        let mut updated = post_challenges(&sectors, &challenges);
+        // A snap-deal sector keeps its flag both ways (it is proven from its update files).
+        let mut updated = sectors.clone();
         updated[0].update = true;
-        assert!(post_sectors(&updated).unwrap_err().contains("snap-deal"));
+        let wire = post_challenges(&updated, &challenges);
+        assert!(wire[0].update && !wire[1].update);
+        assert_eq!(post_sectors(&wire).unwrap().0, updated);
     }
 }

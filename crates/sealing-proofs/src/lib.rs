@@ -169,6 +169,15 @@ impl Sealer {
         self.lib("ComputeCommD", api::seal::compute_comm_d(api_proof(self.proof), pieces))
     }
 
+    /// The CommD of a committed-capacity sector (zeros): what tells a CC sector from one
+    /// sealed with data.
+    pub fn cc_comm_d(&self) -> Result<Commitment, ProofError> {
+        if self.mock() {
+            return Ok(mock::cc_comm_d(self.proof.sector_size()));
+        }
+        self.comm_d(&[])
+    }
+
     /// PreCommit1 (SDR labelling): creates the sealed file and fills the cache directory.
     pub fn pre_commit1(
         &self,

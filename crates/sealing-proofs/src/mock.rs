@@ -102,6 +102,14 @@ impl<R: Read> Read for HashingReader<'_, R> {
     }
 }
 
+/// The CommD of a committed-capacity sector: one piece of zeros filling it.
+pub fn cc_comm_d(size: SectorSize) -> Commitment {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::io::repeat(0).take(max_unpadded(size)), &mut hasher).expect("hashing zeros");
+    let data_digest: [u8; 32] = hasher.finalize().into();
+    commitment("piece", &[&data_digest])
+}
+
 /// CommD of the pieces: one piece filling the sector is its own CommD, as with the library.
 pub fn comm_d(size: SectorSize, pieces: &[PieceInfo]) -> Commitment {
     match pieces {
@@ -417,6 +425,12 @@ pub fn update_proof(comm_r_old: Commitment, new: Updated) -> Vec<u8> {
 }
 
 /// GenerateSectorKeyFromData: the key back as the update XOR the data.
+/// DecodeFrom: the data back, the update XOR the sector key.
+pub fn decode_update(paths: &UpdatePaths) -> Result<(), ProofError> {
+    let len = std::fs::metadata(&paths.update).map_err(io("reading the update file", &paths.update))?.len();
+    xor_files(&paths.update, &paths.sealed, &paths.unsealed, len as usize)
+}
+
 pub fn generate_sector_key(paths: &UpdatePaths) -> Result<(), ProofError> {
     let len = std::fs::metadata(&paths.update).map_err(io("reading the update file", &paths.update))?.len();
     xor_files(&paths.update, &paths.unsealed, &paths.sealed, len as usize)?;
