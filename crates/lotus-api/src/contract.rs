@@ -586,6 +586,8 @@ pub mod miner {
         SectorsList() -> Vec<u64>, Read;
         SectorRemove(number: u64) -> (), Admin;
         SectorTerminate(number: u64) -> (), Admin;
+        SectorMarkForUpgrade(number: u64, snap: bool) -> (), Admin;
+        SectorAbortUpgrade(number: u64) -> (), Admin;
         /// The TerminateSectors message sent, or `null` when nothing could be sent.
         SectorTerminateFlush() -> Option<Cid>, Admin;
         SectorTerminatePending() -> Vec<SectorId>, Admin;
@@ -644,11 +646,9 @@ pub mod miner {
         ("Discover", Permission::Read, "the OpenRPC document is not served"),
         ("MarketListDeals", Permission::Read, DEALS),
         ("MiningBase", Permission::Read, CHAIN),
-        ("SectorAbortUpgrade", Permission::Admin, CHAIN),
         ("SectorAddPieceToAny", Permission::Admin, DEALS),
         ("SectorGetExpectedSealDuration", Permission::Read, DEALS),
         ("SectorGetSealDelay", Permission::Read, DEALS),
-        ("SectorMarkForUpgrade", Permission::Admin, CHAIN),
         ("SectorMatchPendingPiecesToOpenSectors", Permission::Admin, DEALS),
         ("SectorReceive", Permission::Admin, "sector import is not served yet"),
         ("SectorSetExpectedSealDuration", Permission::Write, DEALS),

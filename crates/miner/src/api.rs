@@ -44,7 +44,7 @@ fn sector_status(ctx: &Ctx, s: &SectorInfo) -> lotus_api::contract::miner::Secto
         commit_msg: s.commit_message.as_deref().and_then(|c| c.parse().ok()),
         retries: s.retries.into(),
         to_upgrade: false,
-        replica_update_message: None,
+        replica_update_message: s.upgrade.as_ref().and_then(|u| u.message.as_deref()).and_then(|c| c.parse().ok()),
         last_err: ctx.sealing.write_error(s.number).unwrap_or_else(|| s.last_error.clone()),
         log: ctx
             .sealing
@@ -295,6 +295,12 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     s.method::<m::SectorTerminate, _, _, _>(ctx.clone(), |c, (n,)| async move {
         c.sealing.terminate(n).map_err(method_err)
     });
+    s.method::<m::SectorMarkForUpgrade, _, _, _>(ctx.clone(), |c, (n, snap)| async move {
+        c.sealing.mark_for_upgrade(n, snap).await.map_err(method_err)
+    });
+    s.method::<m::SectorAbortUpgrade, _, _, _>(ctx.clone(), |c, (n,)| async move {
+        c.sealing.abort_upgrade(n).map_err(method_err)
+    });
     s.method::<m::SectorTerminateFlush, _, _, _>(ctx.clone(), |c, ()| async move {
         c.sealing.terminator.flush().await.map_err(method_err)
     });
@@ -444,7 +450,14 @@ async fn add_piece_file(c: &Ctx, path: &str) -> anyhow::Result<SectorId> {
     if len > max {
         anyhow::bail!("{path} has {len} bytes; a {} sector holds at most {max}", c.sealing.proof.sector_size());
     }
-    let n = c.sealing.pledge_data(len)?;
+    // An Available sector (`sectors snap-up`) takes the data by a snap deal, as Lotus's
+    // deal intake chooses; otherwise a new sector.
+    let upgrade =
+        off_thread(c, move |c| c.sealing.take_upgrade_candidate(len)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = match upgrade {
+        Some(n) => n,
+        None => c.sealing.pledge_data(len)?,
+    };
     let sector = SectorId { miner: c.sealing.miner, number: n };
     let piece = FileTypes::of(&[FileType::Piece]);
     let dest = c

@@ -192,6 +192,18 @@ pub struct ProvingSummary {
     pub blocks_refused: u64,
 }
 
+/// A snap deal's ProveReplicaUpdates3: one sector's update.
+pub struct ReplicaUpdateSpec {
+    pub number: u64,
+    pub seal_proof: RegisteredSealProof,
+    pub deadline: u64,
+    pub partition: u64,
+    pub comm_r: Commitment,
+    /// Each piece's commitment and padded size.
+    pub pieces: Vec<(Commitment, u64)>,
+    pub proof: Vec<u8>,
+}
+
 /// A round this miner may mine: the sectors its WinningPoSt proves, and the randomness.
 pub struct MiningRound {
     pub randomness: [u8; 32],
@@ -556,6 +568,75 @@ impl ChainClient {
     /// Whether the sector is active on chain (proven).
     pub async fn is_active(&self, number: u64) -> Result<bool, ChainError> {
         Ok(self.call::<f::StateSectorGetInfo>((self.miner, number, TipSetKey::head())).await?.is_some())
+    }
+
+    /// The sector as the chain has it (`None`: not active on chain, or gone).
+    pub async fn sector_on_chain(&self, number: u64) -> Result<Option<c::SectorOnChainInfo>, ChainError> {
+        Ok(self.call::<f::StateSectorGetInfo>((self.miner, number, TipSetKey::head())).await?)
+    }
+
+    /// The sector's deadline and partition.
+    pub async fn sector_location(&self, number: u64) -> Result<Option<c::SectorLocation>, ChainError> {
+        Ok(self.call::<f::StateSectorPartition>((self.miner, number, TipSetKey::head())).await?)
+    }
+
+    /// Whether the sector is faulty in its partition (the miner's view for `snap-up`).
+    pub async fn is_faulty(&self, number: u64) -> Result<bool, ChainError> {
+        let Some(loc) = self.sector_location(number).await? else { return Ok(false) };
+        let parts = self.call::<f::StateMinerPartitions>((self.miner, loc.deadline, TipSetKey::head())).await?;
+        Ok(parts.get(loc.partition as usize).is_some_and(|p| p.faulty_sectors.0.get(number)))
+    }
+
+    /// Whether deadline `index` may be changed at `epoch`: neither the open deadline nor the
+    /// next one (the actor's `deadline_is_mutable`, as Lotus's SubmitReplicaUpdate checks it).
+    pub fn deadline_mutable(&self, index: u64, epoch: Epoch) -> bool {
+        let open = self.shape.at(epoch);
+        index != open.index && index != open.next().index
+    }
+
+    /// Push one ProveReplicaUpdates3 for an updated sector: the new CommR, the pieces whose
+    /// CommD the actor computes, and the update proof. Its value is the pledge the sector's
+    /// new power needs beyond what it already locks (Lotus's rule; usually none for CC data).
+    pub async fn push_replica_update(&self, u: &ReplicaUpdateSpec) -> Result<Cid, ChainError> {
+        let head = self.head().await?;
+        let info = self
+            .sector_on_chain(u.number)
+            .await?
+            .ok_or_else(|| ChainError::State(format!("sector {} is not active on chain", u.number)))?;
+        let needed = self
+            .call::<f::StateMinerInitialPledgeForSector>((
+                (info.expiration - head).max(0),
+                self.sector_size,
+                0,
+                TipSetKey::head(),
+            ))
+            .await?;
+        let value = BigInt((needed.0 - info.initial_pledge.0).max(0.into()));
+        let params = actors::miner::ProveReplicaUpdates3Params {
+            sector_updates: vec![actors::miner::SectorUpdateManifest {
+                sector: u.number,
+                deadline: u.deadline,
+                partition: u.partition,
+                new_sealed_cid: lotus_api::wire::Commitment::Sealed.to_cid(&u.comm_r).0,
+                pieces: u
+                    .pieces
+                    .iter()
+                    .map(|(comm_p, padded)| actors::miner::PieceActivationManifest {
+                        cid: lotus_api::wire::Commitment::Unsealed.to_cid(comm_p).0,
+                        size: fvm_shared::piece::PaddedPieceSize(*padded),
+                        verified_allocation_key: None,
+                        notify: vec![],
+                    })
+                    .collect(),
+            }],
+            sector_proofs: vec![fvm_ipld_encoding::RawBytes::new(u.proof.clone())],
+            aggregate_proof: fvm_ipld_encoding::RawBytes::new(vec![]),
+            update_proofs_type: fvm_shared::sector::RegisteredUpdateProof::from(u.seal_proof.as_i64() % 5),
+            aggregate_proof_type: None,
+            require_activation_success: true,
+            require_notification_success: true,
+        };
+        self.push(actors::MINER_PROVE_REPLICA_UPDATES3, actors::encode(&params), value).await
     }
 
     /// Push one PreCommitSectorBatch2 for the sectors, the sum of their deposits as the value.

@@ -305,6 +305,9 @@ pub async fn serve(
             aggregate_commits: cfg.sealing.aggregate_commits,
             cc_lifetime: lotus_node::config::parse_duration(&cfg.sealing.committed_capacity_sector_lifetime)
                 .map_err(anyhow::Error::msg)?,
+            max_upgrading_sectors: cfg.sealing.max_upgrading_sectors,
+            prefer_new_sectors_for_deals: cfg.sealing.prefer_new_sectors_for_deals,
+            min_upgrade_sector_expiration: cfg.sealing.min_upgrade_sector_expiration,
         },
         clock: Default::default(),
         batches,

@@ -78,6 +78,36 @@ sector_states! {
     /// Terminated on chain: waiting for the termination to be final before deleting files.
     TerminateFinality,
     TerminateFailed,
+    /// `sectors snap-up`: a proving CC sector waiting for data to be upgraded with.
+    Available,
+    /// Snap deals (Lotus's upgrade states): data assigned, waiting to be added.
+    SnapDealsWaitDeals,
+    SnapDealsAddPiece,
+    SnapDealsPacking,
+    /// ReplicaUpdate: the data encoded over the sector key.
+    UpdateReplica,
+    /// ProveReplicaUpdate1 and 2: the update proof.
+    ProveReplicaUpdate,
+    /// The update's files trimmed and moved to long-term storage before the message is sent.
+    FinalizeReplicaUpdate,
+    /// Sending ProveReplicaUpdates3.
+    SubmitReplicaUpdate,
+    /// The sector's deadline is open or opens next: waiting until it may be changed.
+    WaitMutable,
+    /// The ProveReplicaUpdates3 message is pushed: waiting for it to land.
+    ReplicaUpdateWait,
+    /// Landed: waiting until no PoSt may still pick the old replica.
+    UpdateActivating,
+    /// The sector key (the old sealed file) deleted.
+    ReleaseSectorKey,
+    SnapDealsAddPieceFailed,
+    SnapDealsDealsExpired,
+    SnapDealsRecoverDealIDs,
+    ReplicaUpdateFailed,
+    FinalizeReplicaUpdateFailed,
+    ReleaseSectorKeyFailed,
+    /// `sectors abort-upgrade`: the update's files removed, the sector back to Proving as it was.
+    AbortUpgrade,
     /// `sectors remove`: the sector's files are being deleted from every storage path.
     Removing,
     RemoveFailed,
@@ -118,7 +148,27 @@ impl SectorState {
             Committing => {
                 &[("a seed", s.seed.is_some()), ("a ticket", s.ticket.is_some()), ("CommR", s.comm_r.is_some())]
             }
-            FinalizeSector | Proving => &[("a proof", s.proof_bytes.is_some())],
+            FinalizeSector | Proving | Available => &[("a proof", s.proof_bytes.is_some())],
+            SnapDealsWaitDeals
+            | SnapDealsAddPiece
+            | SnapDealsPacking
+            | UpdateReplica
+            | AbortUpgrade
+            | SnapDealsDealsExpired
+            | SnapDealsRecoverDealIDs => &[("an upgrade", s.upgrade.is_some())],
+            ProveReplicaUpdate => &[(
+                "the update's CommR and CommD",
+                s.upgrade.as_ref().is_some_and(|u| u.comm_r.is_some() && u.comm_d.is_some()),
+            )],
+            FinalizeReplicaUpdate | SubmitReplicaUpdate | WaitMutable => {
+                &[("an update proof", s.upgrade.as_ref().is_some_and(|u| u.proof.is_some()))]
+            }
+            ReplicaUpdateWait => {
+                &[("a replica update message", s.upgrade.as_ref().is_some_and(|u| u.message.is_some()))]
+            }
+            UpdateActivating | ReleaseSectorKey => {
+                &[("a landed replica update", s.upgrade.as_ref().is_some_and(|u| u.landed.is_some()))]
+            }
             _ => &[],
         };
         need.iter().find(|(_, ok)| !ok).map(|(what, _)| *what)
@@ -135,6 +185,11 @@ impl SectorState {
             FinalizeFailed => FinalizeSector,
             RemoveFailed => Removing,
             TerminateFailed => Terminating,
+            SnapDealsAddPieceFailed => SnapDealsWaitDeals,
+            // Its least step; [`SectorInfo::retry`] picks the step by what the sector holds.
+            ReplicaUpdateFailed => UpdateReplica,
+            FinalizeReplicaUpdateFailed => FinalizeReplicaUpdate,
+            ReleaseSectorKeyFailed => ReleaseSectorKey,
             _ => return None,
         })
     }
@@ -150,12 +205,66 @@ impl SectorState {
             FinalizeSector => FinalizeFailed,
             Removing => RemoveFailed,
             Terminating | TerminateWait | TerminateFinality => TerminateFailed,
+            SnapDealsWaitDeals | SnapDealsAddPiece | SnapDealsPacking => SnapDealsAddPieceFailed,
+            UpdateReplica | ProveReplicaUpdate | SubmitReplicaUpdate | WaitMutable | ReplicaUpdateWait
+            | UpdateActivating => ReplicaUpdateFailed,
+            FinalizeReplicaUpdate => FinalizeReplicaUpdateFailed,
+            ReleaseSectorKey => ReleaseSectorKeyFailed,
             s => s,
         }
     }
     /// Counted as "sealing" for MaxSealingSectors (staging + sealing + failed).
     pub fn is_sealing(self) -> bool {
-        !matches!(self, SectorState::Proving | SectorState::FailedUnrecoverable) && !self.is_removal()
+        use SectorState::*;
+        // Lotus counts an upgrade's last states (and Available) as proving.
+        !matches!(self, Proving | FailedUnrecoverable | Available | UpdateActivating | ReleaseSectorKey)
+            && !self.is_removal()
+    }
+
+    /// A snap-deal state: the sector is proving on chain all along.
+    pub fn is_upgrade(self) -> bool {
+        use SectorState::*;
+        matches!(
+            self,
+            SnapDealsWaitDeals
+                | SnapDealsAddPiece
+                | SnapDealsPacking
+                | UpdateReplica
+                | ProveReplicaUpdate
+                | FinalizeReplicaUpdate
+                | SubmitReplicaUpdate
+                | WaitMutable
+                | ReplicaUpdateWait
+                | UpdateActivating
+                | ReleaseSectorKey
+                | SnapDealsAddPieceFailed
+                | SnapDealsDealsExpired
+                | SnapDealsRecoverDealIDs
+                | ReplicaUpdateFailed
+                | FinalizeReplicaUpdateFailed
+                | ReleaseSectorKeyFailed
+                | AbortUpgrade
+        )
+    }
+
+    /// Where `sectors abort-upgrade` is accepted (Lotus's: up to ProveReplicaUpdate, and while
+    /// waiting; not once the update's files are final or its message is being sent).
+    pub fn can_abort_upgrade(self) -> bool {
+        use SectorState::*;
+        matches!(
+            self,
+            SnapDealsWaitDeals
+                | SnapDealsAddPiece
+                | SnapDealsPacking
+                | UpdateReplica
+                | ProveReplicaUpdate
+                | WaitMutable
+                | ReplicaUpdateWait
+                | SnapDealsAddPieceFailed
+                | SnapDealsDealsExpired
+                | SnapDealsRecoverDealIDs
+                | ReplicaUpdateFailed
+        )
     }
 
     fn is_removal(self) -> bool {
@@ -170,7 +279,8 @@ impl SectorState {
 
     /// No state machine runs in this state.
     fn is_final(self) -> bool {
-        matches!(self, SectorState::Proving | SectorState::FailedUnrecoverable | SectorState::Removed)
+        use SectorState::*;
+        matches!(self, Proving | FailedUnrecoverable | Removed | Available)
     }
 
     /// Where a state's own work may lead when it succeeds (failures, retries, removal and
@@ -197,6 +307,21 @@ impl SectorState {
             TerminateWait => &[TerminateFinality],
             TerminateFinality => &[Removing],
             Removing => &[Removed],
+            SnapDealsWaitDeals => &[SnapDealsAddPiece],
+            SnapDealsAddPiece => &[SnapDealsPacking],
+            SnapDealsPacking => &[UpdateReplica],
+            UpdateReplica => &[ProveReplicaUpdate],
+            ProveReplicaUpdate => &[FinalizeReplicaUpdate],
+            FinalizeReplicaUpdate => &[SubmitReplicaUpdate],
+            // Sent, or its deadline is immutable, or an earlier run's message landed.
+            SubmitReplicaUpdate => &[ReplicaUpdateWait, WaitMutable, UpdateActivating],
+            WaitMutable => &[SubmitReplicaUpdate],
+            ReplicaUpdateWait => &[UpdateActivating],
+            UpdateActivating => &[ReleaseSectorKey],
+            ReleaseSectorKey => &[Proving],
+            // No deals here to expire or recover: both give the upgrade up.
+            SnapDealsDealsExpired | SnapDealsRecoverDealIDs => &[AbortUpgrade],
+            AbortUpgrade => &[Proving],
             _ => &[],
         }
     }
@@ -221,7 +346,20 @@ impl SectorState {
         if to == Terminating && !self.is_termination() {
             return true;
         }
+        // The operator's snap-deal edges: `snap-up`, data for an Available sector, and
+        // `abort-upgrade` (which the state machine also takes when an upgrade cannot go on).
+        match (self, to) {
+            (Proving, Available) | (Available, SnapDealsWaitDeals) | (Available, Proving) => return true,
+            (s, AbortUpgrade) if s.can_abort_upgrade() => return true,
+            (ReplicaUpdateFailed, ProveReplicaUpdate | SubmitReplicaUpdate | ReplicaUpdateWait) => return true,
+            _ => {}
+        }
         if self.is_final() {
+            return false;
+        }
+        // An upgrading sector is proving on chain: it is never given up (it retries, or its
+        // upgrade is aborted).
+        if self.is_upgrade() && to == FailedUnrecoverable {
             return false;
         }
         (self.failure() == to && to != self)
@@ -253,6 +391,7 @@ impl SectorInfo {
             precommit_message: None,
             commit_message: None,
             termination: None,
+            upgrade: None,
             retries: 0,
             last_error: String::new(),
             pc2_fails: 0,
@@ -269,6 +408,32 @@ pub struct Termination {
     pub at: Option<Epoch>,
 }
 
+/// A snap deal: what the sector held before (restored by an abort) and what the update made
+/// (Lotus's CCPieces, UpdateSealed, UpdateUnsealed, ReplicaUpdateProof, ReplicaUpdateMessage).
+/// The sector's own `comm_r`/`comm_d` stay the original ones (the sector key's).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Upgrade {
+    pub cc_pieces: Vec<PieceInfo>,
+    /// The updated replica's CommR and the new data's CommD.
+    pub comm_r: Option<Commitment>,
+    pub comm_d: Option<Commitment>,
+    /// The update proof (ProveReplicaUpdate2), base64.
+    pub proof: Option<String>,
+    /// The CID of the ProveReplicaUpdates3 message.
+    pub message: Option<String>,
+    /// The epoch it landed at: from then on the sector is proven from its update.
+    pub landed: Option<Epoch>,
+}
+
+impl Upgrade {
+    fn proof_bytes(&self) -> Result<Vec<u8>, CallError> {
+        let b64 = self.proof.as_deref().ok_or_else(|| CallError::unknown("no update proof recorded"))?;
+        let proof: Bytes = serde_json::from_value(serde_json::Value::String(b64.into()))
+            .map_err(|e| CallError::unknown(format!("the recorded update proof: {e}")))?;
+        Ok(proof.0)
+    }
+}
+
 /// Everything the miner knows about a sector; stored as JSON in `sealing.db`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SectorInfo {
@@ -283,7 +448,9 @@ pub struct SectorInfo {
     pub pieces: Vec<PieceInfo>,
     pub ticket: Option<[u8; 32]>,
     pub ticket_epoch: Option<Epoch>,
-    pub pc1: Option<serde_json::Value>,
+    /// Boxed: held only between PreCommit1 and PreCommit2, while every record is carried by its
+    /// sector's state machine for its whole life.
+    pub pc1: Option<Box<serde_json::Value>>,
     pub comm_r: Option<Commitment>,
     pub comm_d: Option<Commitment>,
     pub precommit_epoch: Option<Epoch>,
@@ -301,6 +468,9 @@ pub struct SectorInfo {
     /// (held by its state machine for its whole life) stays small.
     #[serde(default)]
     pub termination: Option<Box<Termination>>,
+    /// Its snap deal (`sectors snap-up`), in progress or done: boxed as `termination` is.
+    #[serde(default)]
+    pub upgrade: Option<Box<Upgrade>>,
     /// Failures in a row, reset on success.
     pub retries: u32,
     pub last_error: String,
@@ -316,7 +486,21 @@ pub const PC2_FALLBACK: u32 = 3;
 impl SectorInfo {
     /// Where a sector in a failure state retries, and the log line saying so.
     pub fn retry(&self) -> Option<(SectorState, String)> {
-        let target = self.state.retry_target()?;
+        let mut target = self.state.retry_target()?;
+        if self.state == SectorState::ReplicaUpdateFailed {
+            // Lotus's handleSubmitReplicaUpdateFailed: from the furthest step the sector has
+            // the data for.
+            let u = self.upgrade.as_deref().cloned().unwrap_or_default();
+            target = if u.message.is_some() {
+                SectorState::ReplicaUpdateWait
+            } else if u.proof.is_some() {
+                SectorState::SubmitReplicaUpdate
+            } else if u.comm_r.is_some() && u.comm_d.is_some() {
+                SectorState::ProveReplicaUpdate
+            } else {
+                SectorState::UpdateReplica
+            };
+        }
         if self.state == SectorState::SealPreCommit2Failed && self.pc2_fails > PC2_FALLBACK {
             return Some((
                 SectorState::PreCommit1,
@@ -660,6 +844,40 @@ pub struct SealingConfig {
     pub aggregate_commits: bool,
     /// `[Sealing] CommittedCapacitySectorLifetime`: how long a sector is committed for.
     pub cc_lifetime: Duration,
+    /// `[Sealing] MaxUpgradingSectors`: snap deals at once (0: MaxSealingSectorsForDeals).
+    pub max_upgrading_sectors: u64,
+    /// `[Sealing] PreferNewSectorsForDeals`: data goes to a new sector, not an Available one.
+    pub prefer_new_sectors_for_deals: bool,
+    /// `[Sealing] MinUpgradeSectorExpiration`: epochs an upgraded sector must still have.
+    pub min_upgrade_sector_expiration: u64,
+}
+
+/// The shortest deal (the market actor's DealMinDuration, 180 days of 30 s epochs): a sector
+/// expiring sooner cannot hold one (Lotus's `snap-up` check).
+pub const DEAL_MIN_DURATION: Epoch = 180 * 2880;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("non-snap sector upgrades are not supported: use `sectors snap-up`")]
+    NotSnap,
+    #[error("sector {number} is in {state}: only a proving sector can be marked for upgrade")]
+    NotProving { number: u64, state: String },
+    #[error("sector {0} holds data already: only committed-capacity sectors are upgraded")]
+    HasData(u64),
+    #[error("sector {0} is not active on chain")]
+    NotOnChain(u64),
+    #[error("sector {0} is faulty: recover it before upgrading it")]
+    Faulty(u64),
+    #[error("sector {number} expires at epoch {expiration}, sooner than the shortest deal ({min} epochs from now at {head}): extend it first (`sectors extend`)")]
+    ExpiresTooSoon { number: u64, expiration: Epoch, head: Epoch, min: Epoch },
+    #[error("sector {number} is in {state}: its upgrade can be aborted only until its proof is computed or while its message waits (Lotus's rule); nothing was changed")]
+    CannotAbort { number: u64, state: String },
+    #[error("sector {number} is in {state}: it is not being upgraded")]
+    NotUpgrading { number: u64, state: String },
+    #[error(transparent)]
+    Sealing(#[from] SealingError),
+    #[error("{0}")]
+    Chain(String),
 }
 
 pub struct Sealing {
@@ -923,6 +1141,85 @@ impl Sealing {
         }
         self.restart(number);
         Ok(())
+    }
+
+    /// `SectorMarkForUpgrade` (`sectors snap-up`): a proving CC sector becomes Available for
+    /// data, with Lotus's checks (on chain, active, expiring after the shortest deal).
+    pub async fn mark_for_upgrade(self: &Arc<Self>, number: u64, snap: bool) -> Result<(), UpgradeError> {
+        if !snap {
+            return Err(UpgradeError::NotSnap);
+        }
+        let s = self.db().get(number)?.ok_or(SealingError::NotFound(number))?;
+        if s.state != SectorState::Proving {
+            return Err(UpgradeError::NotProving { number, state: s.state.name() });
+        }
+        if s.has_data || s.upgrade.is_some() {
+            return Err(UpgradeError::HasData(number));
+        }
+        let chain = |e: ChainError| UpgradeError::Chain(e.to_string());
+        let info = self.chain.sector_on_chain(number).await.map_err(chain)?.ok_or(UpgradeError::NotOnChain(number))?;
+        if self.chain.is_faulty(number).await.map_err(chain)? {
+            return Err(UpgradeError::Faulty(number));
+        }
+        let head = self.chain.head().await.map_err(chain)?;
+        let min = DEAL_MIN_DURATION.max(self.cfg.min_upgrade_sector_expiration as Epoch);
+        if info.expiration < head + min {
+            return Err(UpgradeError::ExpiresTooSoon { number, expiration: info.expiration, head, min });
+        }
+        let db = self.db();
+        let mut s = db.get(number)?.ok_or(SealingError::NotFound(number))?;
+        if s.state != SectorState::Proving {
+            return Err(UpgradeError::NotProving { number, state: s.state.name() });
+        }
+        s.state = SectorState::Available;
+        db.put(&s, "event", "marked for upgrade (snap deals): Proving → Available")?;
+        Ok(())
+    }
+
+    /// `SectorAbortUpgrade`: an Available sector goes back to Proving; an upgrade in progress
+    /// goes to AbortUpgrade (its files removed, then Proving as it was).
+    pub fn abort_upgrade(self: &Arc<Self>, number: u64) -> Result<(), UpgradeError> {
+        {
+            let db = self.db();
+            let mut s = db.get(number)?.ok_or(SealingError::NotFound(number))?;
+            let from = s.state;
+            s.state = match from {
+                SectorState::Available => SectorState::Proving,
+                st if st.can_abort_upgrade() => SectorState::AbortUpgrade,
+                st if st.is_upgrade() => return Err(UpgradeError::CannotAbort { number, state: st.name() }),
+                st => return Err(UpgradeError::NotUpgrading { number, state: st.name() }),
+            };
+            db.put(&s, "event", &format!("upgrade aborted (in {})", from.name()))?;
+        }
+        self.restart(number);
+        Ok(())
+    }
+
+    /// An Available sector to put `len` bytes of data into, by Lotus's rule: unless new
+    /// sectors are preferred, and while fewer than MaxUpgradingSectors are upgrading; among the
+    /// candidates, the lowest number. It is moved to SnapDealsWaitDeals (not started: the
+    /// caller places the piece file first, then starts it).
+    pub fn take_upgrade_candidate(&self, len: u64) -> Result<Option<u64>, SealingError> {
+        if self.cfg.prefer_new_sectors_for_deals {
+            return Ok(None);
+        }
+        let db = self.db();
+        let list = db.list()?;
+        let max = match self.cfg.max_upgrading_sectors {
+            0 => self.cfg.max_sealing_sectors_for_deals,
+            n => n,
+        };
+        let upgrading = list.iter().filter(|s| s.state.is_upgrade()).count() as u64;
+        if max > 0 && upgrading >= max {
+            return Ok(None);
+        }
+        let Some(mut s) = list.into_iter().find(|s| s.state == SectorState::Available) else { return Ok(None) };
+        s.upgrade = Some(Box::new(Upgrade { cc_pieces: std::mem::take(&mut s.pieces), ..Upgrade::default() }));
+        s.has_data = true;
+        s.data_len = len;
+        s.state = SectorState::SnapDealsWaitDeals;
+        db.put(&s, "event", &format!("upgrading with a piece of {len} bytes: Available → SnapDealsWaitDeals"))?;
+        Ok(Some(s.number))
     }
 
     /// `SectorRemove`: stop the sector's state machine wherever it waits (a task it started
@@ -1359,11 +1656,11 @@ impl Sealing {
                     })
                     .await?,
                 );
-                s.pc1 = Some(r);
+                s.pc1 = Some(Box::new(r));
                 s.state = PreCommit2;
             }
             PreCommit2 => {
-                let pc1 = pc1_bytes(s.pc1.clone().ok_or_else(|| CallError::unknown("no PC1 output"))?, s.ticket)
+                let pc1 = pc1_bytes(*s.pc1.clone().ok_or_else(|| CallError::unknown("no PC1 output"))?, s.ticket)
                     .map_err(bad)?;
                 let done = run(TaskSpec {
                     sector,
@@ -1451,6 +1748,7 @@ impl Sealing {
                 // Boxed: the chain's RPC futures would otherwise grow every sector's drive future.
                 return Box::pin(self.chain_step(s, ran)).await;
             }
+            st if st.is_upgrade() => return Box::pin(self.snap_step(s, ran)).await,
             FinalizeSector => {
                 let cache = FileTypes::of(&[Cache]);
                 note(
@@ -1502,6 +1800,300 @@ impl Sealing {
         Ok(s)
     }
 
+    /// A snap-deal state's work (Lotus's `states_replica_update.go`): the RU, PR1, PR2 and FRU
+    /// tasks on workers, the ProveReplicaUpdates3 message, the key's release, an abort.
+    async fn snap_step(&self, mut s: SectorInfo, ran: &mut Vec<String>) -> Result<SectorInfo, CallError> {
+        use sealing_exec::TaskCall;
+        use FileType::*;
+        use SectorState::*;
+        let sector = self.sector_ref(&s);
+        let prio = DEAL_SECTOR_PRIORITY;
+        let m = &self.manager;
+        let mut note = |task: TaskType, r: crate::manager::Ran| {
+            ran.push(format!("{} on {}", task.short(), r.host));
+            r.value
+        };
+        let json = |e: serde_json::Error| CallError::unknown(format!("bad result from the worker: {e}"));
+        let bad = |e: String| CallError::unknown(format!("bad result from the worker: {e}"));
+        let lacks = |what: &str| CallError::unknown(format!("{} without {what}", s.state.name()));
+        let comm_r_old = s.comm_r.ok_or_else(|| lacks("the sector's CommR"))?;
+        let mut up = s.upgrade.as_deref().cloned().ok_or_else(|| lacks("an upgrade record"))?;
+        let updates = FileTypes::of(&[Update, UpdateCache]);
+        let commitments =
+            |up: &Upgrade| -> Result<(lotus_api::wire::Cid, lotus_api::wire::Cid, lotus_api::wire::Cid), CallError> {
+                let (r, d) = (
+                    up.comm_r.ok_or_else(|| lacks("the update's CommR"))?,
+                    up.comm_d.ok_or_else(|| lacks("the update's CommD"))?,
+                );
+                use lotus_api::wire::Commitment as C;
+                Ok((C::Sealed.to_cid(&comm_r_old), C::Sealed.to_cid(&r), C::Unsealed.to_cid(&d)))
+            };
+        match s.state {
+            // The data is assigned when the sector is chosen (`sectors add-piece`): nothing to
+            // wait for, and one piece fills the sector, so packing adds no filler.
+            SnapDealsWaitDeals => s.state = SnapDealsAddPiece,
+            SnapDealsPacking => s.state = UpdateReplica,
+            SnapDealsDealsExpired | SnapDealsRecoverDealIDs => s.state = AbortUpgrade,
+            SnapDealsAddPiece => {
+                let size = sealing_proofs::max_unpadded(s.proof.sector_size());
+                let url = m
+                    .storage_find(sector.id, FileTypes::of(&[Piece]))
+                    .into_iter()
+                    .flat_map(|si| si.urls)
+                    .next()
+                    .ok_or_else(|| {
+                        CallError::unknown(format!("the piece file of {} is in no storage path", sector.id))
+                    })?;
+                let r = m
+                    .run_task(TaskSpec {
+                        sector,
+                        task: TaskType::AddPiece,
+                        priority: prio,
+                        selector: Selector::Alloc { types: FileTypes::of(&[Unsealed]), path: PathType::Sealing },
+                        prepare: None,
+                        work: TaskCall::AddPiece((sector, vec![], size, lotus_api::wire::Data::Http(url))),
+                    })
+                    .await?;
+                let piece: lotus_api::wire::PieceInfo =
+                    serde_json::from_value(note(TaskType::AddPiece, r)).map_err(json)?;
+                s.pieces = vec![sealing_exec::wire::piece_from_wire(&piece).map_err(bad)?];
+                s.state = SnapDealsPacking;
+            }
+            UpdateReplica => {
+                if !s.has_data || s.pieces.is_empty() {
+                    ran.push("no data to upgrade with".into());
+                    s.state = AbortUpgrade;
+                    return Ok(s);
+                }
+                let pieces = s.pieces.iter().map(sealing_exec::wire::piece_to_wire).collect();
+                let r = m
+                    .run_task(TaskSpec {
+                        sector,
+                        task: TaskType::ReplicaUpdate,
+                        priority: prio,
+                        selector: Selector::Alloc { types: updates, path: PathType::Sealing },
+                        prepare: None,
+                        work: TaskCall::ReplicaUpdate((sector, pieces)),
+                    })
+                    .await?;
+                let out: lotus_api::contract::miner::ReplicaUpdateOut =
+                    serde_json::from_value(note(TaskType::ReplicaUpdate, r)).map_err(json)?;
+                use lotus_api::wire::Commitment as C;
+                let comm_r = C::Sealed.from_cid(&out.new_sealed).map_err(bad)?;
+                let comm_d = C::Unsealed.from_cid(&out.new_unsealed).map_err(bad)?;
+                let sealer = sealing_proofs::Sealer::new(s.proof, self.miner, s.number).with_backend(self.backend);
+                if sealer.comm_d(&s.pieces).map_err(|e| CallError::unknown(e.to_string()))? != comm_d {
+                    return Err(CallError::unknown(
+                        "ReplicaUpdate returned a CommD that does not match the sector's pieces",
+                    ));
+                }
+                up.comm_r = Some(comm_r);
+                up.comm_d = Some(comm_d);
+                s.state = ProveReplicaUpdate;
+            }
+            ProveReplicaUpdate => {
+                // Lotus checks the sector is still active before proving: a terminated or expired
+                // sector cannot be updated.
+                if self.chain.sector_on_chain(s.number).await.map_err(chain_err)?.is_none() {
+                    ran.push("the sector is no longer active on chain".into());
+                    s.state = AbortUpgrade;
+                    return Ok(s);
+                }
+                let (key, new_sealed, new_unsealed) = commitments(&up)?;
+                let r = m
+                    .run_task(TaskSpec {
+                        sector,
+                        task: TaskType::ProveReplicaUpdate1,
+                        priority: prio,
+                        selector: Selector::Existing { types: updates, allow_fetch: true },
+                        prepare: None,
+                        work: TaskCall::ProveReplicaUpdate1((sector, key, new_sealed, new_unsealed)),
+                    })
+                    .await?;
+                let vanilla: Vec<Bytes> =
+                    serde_json::from_value(note(TaskType::ProveReplicaUpdate1, r)).map_err(json)?;
+                let r = m
+                    .run_task(TaskSpec {
+                        sector,
+                        task: TaskType::ProveReplicaUpdate2,
+                        priority: prio,
+                        selector: Selector::Task,
+                        prepare: None,
+                        work: TaskCall::ProveReplicaUpdate2((sector, key, new_sealed, new_unsealed, vanilla)),
+                    })
+                    .await?;
+                let proof: Bytes = serde_json::from_value(note(TaskType::ProveReplicaUpdate2, r)).map_err(json)?;
+                up.proof = Some(proof.to_base64());
+                s.state = FinalizeReplicaUpdate;
+            }
+            FinalizeReplicaUpdate => {
+                let r = m
+                    .run_task(TaskSpec {
+                        sector,
+                        task: TaskType::FinalizeReplicaUpdate,
+                        priority: prio,
+                        selector: Selector::Existing { types: FileTypes::of(&[UpdateCache]), allow_fetch: false },
+                        prepare: None,
+                        work: TaskCall::FinalizeReplicaUpdate((sector,)),
+                    })
+                    .await?;
+                note(TaskType::FinalizeReplicaUpdate, r);
+                // Both replicas are in long-term storage before the chain switches to the new
+                // one (Lotus finalizes before sending, so PoSt never finds a file missing).
+                let keep_unsealed = self.cfg.keep_unsealed;
+                let moved = if keep_unsealed { FileTypes::of(&[Update, UpdateCache, Unsealed]) } else { updates };
+                let r = m
+                    .run_task(TaskSpec {
+                        sector,
+                        task: TaskType::Fetch,
+                        priority: prio,
+                        selector: Selector::Move { types: moved, allow_remote: !m.disallow_remote_finalize },
+                        prepare: None,
+                        work: TaskCall::MoveStorage((sector, moved)),
+                    })
+                    .await?;
+                note(TaskType::Fetch, r);
+                // The copies of the key and its cache the update was computed from.
+                self.remove_sealing_copies(sector.id, FileTypes::of(&[Sealed, Cache])).await;
+                let dropped = if keep_unsealed { FileTypes::of(&[Piece]) } else { FileTypes::of(&[Unsealed, Piece]) };
+                self.remove_copies(sector.id, dropped, None).await;
+                s.state = SubmitReplicaUpdate;
+            }
+            SubmitReplicaUpdate | WaitMutable => return Box::pin(self.submit_replica_update(s, up, ran)).await,
+            ReplicaUpdateWait => {
+                let cid = message_cid(&up.message)?;
+                let epoch = match self.chain.wait("ProveReplicaUpdates3", cid).await {
+                    Ok(e) => e,
+                    Err(e) => return Err(self.explain(e).await),
+                };
+                let (_, new_sealed, _) = commitments(&up)?;
+                let info = self.chain.sector_on_chain(s.number).await.map_err(chain_err)?;
+                if info.as_ref().map(|i| i.sealed_cid) != Some(new_sealed) {
+                    return Err(CallError::unknown(format!(
+                        "the replica update message {cid} landed, but sector {}'s sealed CID on chain is not the update's",
+                        s.number
+                    )));
+                }
+                up.landed = Some(epoch);
+                s.state = UpdateActivating;
+            }
+            UpdateActivating => {
+                // Lotus waits for the WinningPoSt sector-set lookback (a finality on mainnet) before
+                // deleting the key; this devnet proves from its current state, so the miner's own
+                // message confidence is the depth it trusts.
+                let at = up.landed.unwrap_or_default() + self.chain.confidence() as Epoch;
+                while self.chain.head().await.map_err(chain_err)? < at {
+                    self.chain.next_head(self.chain.latest_head(), self.chain.block_delay()).await;
+                }
+                s.state = ReleaseSectorKey;
+            }
+            ReleaseSectorKey => {
+                self.remove_copies(sector.id, FileTypes::of(&[Sealed]), None).await;
+                let left = m.storage_find(sector.id, FileTypes::of(&[Sealed]));
+                if !left.is_empty() {
+                    return Err(CallError::unknown(format!(
+                        "{} storage path(s) still hold the sector key; it retries",
+                        left.len()
+                    )));
+                }
+                s.state = Proving;
+            }
+            AbortUpgrade => {
+                self.remove_copies(sector.id, FileTypes::of(&[Update, UpdateCache, Unsealed, Piece]), None).await;
+                self.remove_sealing_copies(sector.id, FileTypes::of(&[Sealed, Cache])).await;
+                s.pieces = std::mem::take(&mut up.cc_pieces);
+                s.has_data = false;
+                s.data_len = 0;
+                s.upgrade = None;
+                s.state = Proving;
+                return Ok(s);
+            }
+            other => return Err(CallError::unknown(format!("{} is not a snap-deal state", other.name()))),
+        }
+        s.upgrade = Some(Box::new(up));
+        Ok(s)
+    }
+
+    /// SubmitReplicaUpdate and WaitMutable: send ProveReplicaUpdates3 once the sector's deadline
+    /// may be changed (not while it or the next one is open), unless an earlier run's landed.
+    async fn submit_replica_update(
+        &self,
+        mut s: SectorInfo,
+        mut up: Upgrade,
+        ran: &mut Vec<String>,
+    ) -> Result<SectorInfo, CallError> {
+        use SectorState::*;
+        let lacks = |what: &str| CallError::unknown(format!("{} without {what}", s.state.name()));
+        let comm_r = up.comm_r.ok_or_else(|| lacks("the update's CommR"))?;
+        let info = self
+            .chain
+            .sector_on_chain(s.number)
+            .await
+            .map_err(chain_err)?
+            .ok_or_else(|| CallError::unknown(format!("sector {} is not active on chain", s.number)))?;
+        if info.sealed_cid == lotus_api::wire::Commitment::Sealed.to_cid(&comm_r) {
+            up.landed = Some(self.chain.head().await.map_err(chain_err)?);
+            s.state = UpdateActivating;
+            s.upgrade = Some(Box::new(up));
+            return Ok(s);
+        }
+        let loc = self
+            .chain
+            .sector_location(s.number)
+            .await
+            .map_err(chain_err)?
+            .ok_or_else(|| CallError::unknown(format!("sector {} has no deadline on chain", s.number)))?;
+        let mut head = self.chain.head().await.map_err(chain_err)?;
+        if !self.chain.deadline_mutable(loc.deadline, head) {
+            if s.state == SubmitReplicaUpdate {
+                // Written before it waits, so that `sectors list` shows why.
+                ran.push(format!("deadline {} is open or opens next", loc.deadline));
+                s.state = WaitMutable;
+                s.upgrade = Some(Box::new(up));
+                return Ok(s);
+            }
+            while !self.chain.deadline_mutable(loc.deadline, head) {
+                self.chain.next_head(self.chain.latest_head(), self.chain.block_delay()).await;
+                head = self.chain.head().await.map_err(chain_err)?;
+            }
+            s.state = SubmitReplicaUpdate;
+            s.upgrade = Some(Box::new(up));
+            return Ok(s);
+        }
+        let spec = crate::chain::ReplicaUpdateSpec {
+            number: s.number,
+            seal_proof: s.proof,
+            deadline: loc.deadline,
+            partition: loc.partition,
+            comm_r,
+            pieces: s.pieces.iter().map(|p| (p.commitment, p.size.0 / 127 * 128)).collect(),
+            proof: up.proof_bytes()?,
+        };
+        let cid = self.chain.push_replica_update(&spec).await.map_err(chain_err)?;
+        ran.push(format!("ProveReplicaUpdates3 {cid}"));
+        up.message = Some(cid.to_string());
+        s.state = ReplicaUpdateWait;
+        s.upgrade = Some(Box::new(up));
+        Ok(s)
+    }
+
+    /// Remove the copies of `types` that sit in sealing-only paths (a task's working copies),
+    /// keeping every copy in a long-term storage path.
+    async fn remove_sealing_copies(&self, sector: SectorId, types: FileTypes) {
+        let Some(ex) = self.manager.local_executor() else { return };
+        for si in self.manager.storage_find(sector, types) {
+            if si.can_store {
+                continue;
+            }
+            for url in &si.urls {
+                match ex.fetcher.delete(url, &[]).await {
+                    Ok(()) => tracing::info!(%url, "removed the working copy of {types} of {sector}"),
+                    Err(e) => tracing::warn!(%url, "removing the working copy of {types} of {sector} failed: {e}"),
+                }
+            }
+        }
+    }
+
     /// Delete every copy of these files in the cluster (through each holder's /remote).
     /// Remove the sector's `types` files from every node, or from every node but `keep`'s
     /// (a hostname).
@@ -1528,20 +2120,26 @@ impl Sealing {
             return Err(SealingError::NotSealed(number).to_string());
         }
         let sector = self.sector_ref(&s);
-        let sealed_cache = FileTypes::of(&[FileType::Sealed, FileType::Cache]);
+        // An updated sector's data is in its update (decoded with the sector key), under the
+        // update's CommD.
+        let updated = s.upgrade.as_ref().filter(|u| u.landed.is_some());
+        let (replica, comm_d) = match updated {
+            Some(u) => (FileTypes::of(&[FileType::Update, FileType::Cache]), u.comm_d),
+            None => (FileTypes::of(&[FileType::Sealed, FileType::Cache]), s.comm_d),
+        };
         self.manager
             .run_task(TaskSpec {
                 sector,
                 task: TaskType::Unseal,
                 priority: Self::priority(&s),
-                selector: Selector::Existing { types: sealed_cache, allow_fetch: true },
+                selector: Selector::Existing { types: replica, allow_fetch: true },
                 prepare: None,
                 work: sealing_exec::TaskCall::UnsealPiece((
                     sector,
                     0,
                     sealing_proofs::max_unpadded(s.proof.sector_size()),
                     Bytes(s.ticket.ok_or("the sector has no ticket")?.to_vec()),
-                    lotus_api::wire::Commitment::Unsealed.to_cid(&s.comm_d.ok_or("the sector has no CommD")?),
+                    lotus_api::wire::Commitment::Unsealed.to_cid(&comm_d.ok_or("the sector has no CommD")?),
                 )),
             })
             .await
@@ -1579,7 +2177,17 @@ fn after_failure(s: &SectorInfo, e: &CallError, max_retries: u32) -> SectorInfo 
         n.retries += 1;
     }
     n.last_error = e.to_string();
-    n.state = if n.retries > max_retries { SectorState::FailedUnrecoverable } else { s.state.failure() };
+    n.state = if n.retries <= max_retries {
+        s.state.failure()
+    } else if s.state.can_abort_upgrade() {
+        // An upgrade that keeps failing is given up, not the sector (it still proves).
+        n.retries = 0;
+        SectorState::AbortUpgrade
+    } else if s.state.is_upgrade() {
+        s.state.failure()
+    } else {
+        SectorState::FailedUnrecoverable
+    };
     if n.state == SectorState::SealPreCommit2Failed {
         n.pc2_fails += 1;
     }
@@ -1776,8 +2384,39 @@ mod tests {
             (Terminating, TerminateWait),
             (Terminating, TerminateFinality),
             (TerminateWait, TerminateFinality),
+            // Snap deals: the operator's edges, then Lotus's upgrade states in order.
+            (Proving, Available),
+            (Available, SnapDealsWaitDeals),
+            (Available, Proving),
+            (SnapDealsWaitDeals, SnapDealsAddPiece),
+            (SnapDealsAddPiece, SnapDealsPacking),
+            (SnapDealsPacking, UpdateReplica),
+            (UpdateReplica, ProveReplicaUpdate),
+            (ProveReplicaUpdate, FinalizeReplicaUpdate),
+            (FinalizeReplicaUpdate, SubmitReplicaUpdate),
+            (SubmitReplicaUpdate, ReplicaUpdateWait),
+            (SubmitReplicaUpdate, WaitMutable),
+            (SubmitReplicaUpdate, UpdateActivating),
+            (WaitMutable, SubmitReplicaUpdate),
+            (ReplicaUpdateWait, UpdateActivating),
+            (UpdateActivating, ReleaseSectorKey),
+            (ReleaseSectorKey, Proving),
+            (SnapDealsDealsExpired, AbortUpgrade),
+            (SnapDealsRecoverDealIDs, AbortUpgrade),
+            (AbortUpgrade, Proving),
         ];
         let failures = [
+            (SnapDealsWaitDeals, SnapDealsAddPieceFailed),
+            (SnapDealsAddPiece, SnapDealsAddPieceFailed),
+            (SnapDealsPacking, SnapDealsAddPieceFailed),
+            (UpdateReplica, ReplicaUpdateFailed),
+            (ProveReplicaUpdate, ReplicaUpdateFailed),
+            (SubmitReplicaUpdate, ReplicaUpdateFailed),
+            (WaitMutable, ReplicaUpdateFailed),
+            (ReplicaUpdateWait, ReplicaUpdateFailed),
+            (UpdateActivating, ReplicaUpdateFailed),
+            (FinalizeReplicaUpdate, FinalizeReplicaUpdateFailed),
+            (ReleaseSectorKey, ReleaseSectorKeyFailed),
             (Terminating, TerminateFailed),
             (TerminateWait, TerminateFailed),
             (TerminateFinality, TerminateFailed),
@@ -1808,10 +2447,33 @@ mod tests {
             (CommitFailed, Committing),
             (FinalizeFailed, FinalizeSector),
             (TerminateFailed, Terminating),
+            (SnapDealsAddPieceFailed, SnapDealsWaitDeals),
+            // From the furthest step the sector has the data for (Lotus's rule).
+            (ReplicaUpdateFailed, UpdateReplica),
+            (ReplicaUpdateFailed, ProveReplicaUpdate),
+            (ReplicaUpdateFailed, SubmitReplicaUpdate),
+            (ReplicaUpdateFailed, ReplicaUpdateWait),
+            (FinalizeReplicaUpdateFailed, FinalizeReplicaUpdate),
+            (ReleaseSectorKeyFailed, ReleaseSectorKey),
         ];
+        // `sectors abort-upgrade` (and an upgrade given up): until the proof, and while waiting.
+        let aborts = [
+            SnapDealsWaitDeals,
+            SnapDealsAddPiece,
+            SnapDealsPacking,
+            UpdateReplica,
+            ProveReplicaUpdate,
+            WaitMutable,
+            ReplicaUpdateWait,
+            SnapDealsAddPieceFailed,
+            SnapDealsDealsExpired,
+            SnapDealsRecoverDealIDs,
+            ReplicaUpdateFailed,
+        ]
+        .map(|s| (s, AbortUpgrade));
         let removal = [(Removing, Removed), (Removing, RemoveFailed), (RemoveFailed, Removing)];
         let mut legal: Vec<(SectorState, SectorState)> =
-            forward.into_iter().chain(failures).chain(retries).chain(removal).collect();
+            forward.into_iter().chain(failures).chain(retries).chain(removal).chain(aborts).collect();
         for &s in SectorState::ALL {
             if !matches!(s, Removing | RemoveFailed | Removed) {
                 legal.push((s, Removing));
@@ -1823,7 +2485,10 @@ mod tests {
             ) {
                 legal.push((s, Terminating));
             }
-            if !matches!(s, Proving | FailedUnrecoverable | Removing | RemoveFailed | Removed) {
+            // Never a sector proving on chain: Available and the upgrade states.
+            if !matches!(s, Proving | FailedUnrecoverable | Removing | RemoveFailed | Removed | Available)
+                && !s.is_upgrade()
+            {
                 legal.push((s, FailedUnrecoverable));
             }
         }
@@ -1844,7 +2509,7 @@ mod tests {
             .all(|s| s.is_final() || !s.successors().is_empty() || s.retry_target().is_some()));
         assert_eq!(
             SectorState::ALL.iter().filter(|b| Proving.can_become(**b)).collect::<Vec<_>>(),
-            vec![&Terminating, &Removing]
+            vec![&Terminating, &Available, &Removing]
         );
     }
 
@@ -1871,6 +2536,9 @@ mod tests {
                 batch_pre_commits: true,
                 aggregate_commits: true,
                 cc_lifetime: Duration::from_secs(540 * 86400),
+                max_upgrading_sectors: 0,
+                prefer_new_sectors_for_deals: false,
+                min_upgrade_sector_expiration: 0,
             },
             clock: Default::default(),
             write_errors: Default::default(),

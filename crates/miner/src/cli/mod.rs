@@ -366,6 +366,7 @@ async fn info_all(repo: &Repo) -> Result<()> {
                     initial_pledge: false,
                     seal_time: false,
                     check_parallelism: 300,
+                    cmd: None,
                 },
             },
         ),

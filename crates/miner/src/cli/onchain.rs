@@ -60,6 +60,19 @@ pub enum ChainSectorsCmd {
         /// <sectorNum>
         sector: Option<u64>,
     },
+    /// Mark a committed capacity sector to be filled with deals
+    SnapUp {
+        /// <sectorNum>
+        sector: Option<u64>,
+    },
+    /// Abort the attempted (SnapDeals) upgrade of a CC sector, reverting it to as before
+    AbortUpgrade {
+        /// pass this flag if you know what you are doing
+        #[arg(long)]
+        really_do_it: bool,
+        /// <sectorNum>
+        sector: Option<u64>,
+    },
     /// Get or cleanup expired sectors
     Expired {
         /// show removed sectors
@@ -177,6 +190,19 @@ pub async fn run(miner: &RpcClient, cmd: ChainSectorsCmd) -> Result<()> {
             }
             return miner.request::<m::SectorTerminate>((n,)).await.map_err(explain);
         }
+        ChainSectorsCmd::SnapUp { sector } => {
+            let Some(n) = sector else { bail!("specify sector number to upgrade") };
+            // Lotus refuses before network version 15 (snap deals' upgrade); the devnet runs
+            // the current one.
+            return miner.request::<m::SectorMarkForUpgrade>((n, true)).await.map_err(explain);
+        }
+        ChainSectorsCmd::AbortUpgrade { really_do_it, sector } => {
+            if !really_do_it {
+                bail!("pass --really-do-it to actually execute this action");
+            }
+            let Some(n) = sector else { bail!("must pass sector number") };
+            return miner.request::<m::SectorAbortUpgrade>((n,)).await.map_err(explain);
+        }
         ChainSectorsCmd::Terminate { cmd: Some(TerminateCmd::Flush), .. } => {
             match miner.request::<m::SectorTerminateFlush>(()).await.map_err(explain)? {
                 Some(cid) => println!("{cid}"),
@@ -281,7 +307,9 @@ pub async fn run(miner: &RpcClient, cmd: ChainSectorsCmd) -> Result<()> {
         ChainSectorsCmd::Expired { show_removed, remove_expired, expired_epoch: _, confirm_remove_count } => {
             expired(miner, &node, show_removed, remove_expired, confirm_remove_count).await?
         }
-        ChainSectorsCmd::Terminate { .. } => unreachable!("answered through the miner above"),
+        ChainSectorsCmd::Terminate { .. } | ChainSectorsCmd::SnapUp { .. } | ChainSectorsCmd::AbortUpgrade { .. } => {
+            unreachable!("answered through the miner above")
+        }
     }
     Ok(())
 }
@@ -853,6 +881,58 @@ pub async fn check(
         }
     }
     Ok(super::table(&rows))
+}
+
+/// The market's allocation term buffer (90 days of 30 s epochs): with `--deal-terms`, a bucket
+/// counts the sectors a deal ending that much later could still go into (Lotus's rule).
+const ALLOCATION_TERM_BUFFER: i64 = 90 * 2880;
+
+/// `sectors list upgrade-bounds`: the Available sectors' expirations in `buckets` buckets, as
+/// Lotus prints them (a table with a bar, or CSV).
+pub async fn upgrade_bounds(miner: &RpcClient, buckets: usize, csv: bool, deal_terms: bool) -> Result<String> {
+    use lotus_api::contract::miner as m;
+    let list = miner.request::<m::SectorsListInStates>((vec!["Available".to_string()],)).await.map_err(explain)?;
+    let node = FullNode::connect(miner, super::client::actor()).await?;
+    let head = node.head().await?;
+    let filter = lotus_api::wire::BitField::of(list.iter().copied());
+    let set = node.call::<f::StateMinerSectors>((node.maddr, Some(filter), TipSetKey::head())).await?;
+    if set.is_empty() || buckets == 0 {
+        return Ok(String::new());
+    }
+    let min = set.iter().map(|s| s.expiration).min().unwrap_or(0);
+    let max = set.iter().map(|s| s.expiration).max().unwrap_or(0);
+    let size = (max - min) / buckets as i64;
+    let counts: Vec<usize> = (0..=buckets as i64)
+        .map(|b| {
+            let lo = min + b * size;
+            let hi = min + (b + 1) * size + if deal_terms { ALLOCATION_TERM_BUFFER } else { 0 };
+            set.iter().filter(|s| s.expiration >= lo && s.expiration < hi).count()
+        })
+        .collect();
+    let mut o = String::new();
+    if csv {
+        o.push_str("Max Expiration in Bucket,Sector Count\n");
+        for (i, n) in counts.iter().take(buckets).enumerate() {
+            o.push_str(&format!("{},{n}\n", min + (i as i64 + 1) * size));
+        }
+        return Ok(o);
+    }
+    let secs = block_secs(&node).await;
+    let most = counts.iter().copied().max().unwrap_or(0).max(1);
+    let rows: Vec<std::collections::BTreeMap<&str, String>> = counts
+        .iter()
+        .take(buckets)
+        .enumerate()
+        .map(|(i, &n)| {
+            let bar = n * 40 / most;
+            std::collections::BTreeMap::from([
+                ("Bucket Expiration", epoch_time(head, min + (i as i64 + 1) * size, secs)),
+                ("Sector Count", n.to_string()),
+                ("Bar", format!("[{}{}]", "|".repeat(bar), " ".repeat(40 - bar))),
+            ])
+        })
+        .collect();
+    Ok(super::lotus_table(&[("Bucket Expiration", false), ("Sector Count", false), ("Bar", false)], &rows))
 }
 
 #[cfg(test)]

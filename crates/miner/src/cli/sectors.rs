@@ -64,6 +64,8 @@ pub enum SectorsCmd {
         /// number of parallel requests to make for checking sector states
         #[arg(long, default_value_t = 300)]
         check_parallelism: usize,
+        #[command(subcommand)]
+        cmd: Option<ListCmd>,
     },
     /// Unseal a sector from its sealed copy and write its data to a file
     Unseal {
@@ -104,6 +106,21 @@ pub enum SectorsCmd {
     },
     #[command(flatten)]
     Chain(super::onchain::ChainSectorsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ListCmd {
+    /// Output upgrade bounds for available sectors
+    UpgradeBounds {
+        #[arg(long, default_value_t = 25)]
+        buckets: usize,
+        /// output machine-readable values
+        #[arg(long)]
+        csv: bool,
+        /// bucket by how many deal-sectors can start at a given expiration
+        #[arg(long)]
+        deal_terms: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -216,7 +233,12 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
             initial_pledge,
             seal_time,
             check_parallelism,
+            cmd,
         } => {
+            if let Some(ListCmd::UpgradeBounds { buckets, csv, deal_terms }) = cmd {
+                print!("{}", super::onchain::upgrade_bounds(&c, buckets, csv, deal_terms).await?);
+                return Ok(());
+            }
             if !states.is_empty() && unproven {
                 bail!("only one of --states or --unproven can be specified at once");
             }
