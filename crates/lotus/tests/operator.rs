@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use lotus_api::chain::{Address, BigInt, MinerInfo, TipSetKey};
+use lotus_api::chain::{Address, BigInt, TipSetKey};
 use lotus_api::contract::full as f;
 use std::time::Duration;
 
@@ -28,50 +28,6 @@ const CONFIG: &str = r#"
   WinRate = 0.0
 "#;
 
-/// The devnet's full-node API, from the test.
-struct Chain {
-    rt: tokio::runtime::Runtime,
-    client: lotus_api::RpcClient,
-}
-
-impl Chain {
-    fn new(api_info: &str) -> Chain {
-        let info = lotus_api::ApiInfo::parse(api_info).unwrap();
-        let client = lotus_api::RpcClient::new(
-            info.rpc_url().replace("/rpc/v0", "/rpc/v1"),
-            Some(info.token.clone()),
-            Duration::from_secs(30),
-        );
-        Chain { rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(), client }
-    }
-
-    fn call<M: lotus_api::contract::Method>(&self, p: M::Params) -> M::Result {
-        self.rt.block_on(self.client.request::<M>(p)).unwrap_or_else(|e| panic!("{}: {e}", M::NAME))
-    }
-
-    fn info(&self) -> MinerInfo {
-        self.call::<f::StateMinerInfo>((Address::id(1000), TipSetKey::head()))
-    }
-
-    fn head(&self) -> i64 {
-        self.call::<f::ChainHead>(()).height
-    }
-
-    fn new_key(&self) -> Address {
-        self.call::<f::WalletNew>(("secp256k1".into(),))
-    }
-
-    fn id_of(&self, a: Address) -> Address {
-        self.call::<f::StateLookupID>((a, TipSetKey::head()))
-    }
-}
-
-fn fails(c: &Cluster, args: &[&str]) -> String {
-    let out = c.miner_cmd(args);
-    assert!(!out.status.success(), "lotus-miner {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
 #[test]
 fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     let c = Cluster::mock("PC1=200ms,C2=500ms");
@@ -88,7 +44,7 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
         || (1..=2).all(|i| sector_state(&c, i) == "Proving"),
     );
     let owner = chain.info().owner;
-    let bad = fails(&c, &["init", "--deposit-margin-factor", "0.5"]);
+    let bad = miner_fails(&c, &["init", "--deposit-margin-factor", "0.5"]);
     assert!(bad.contains("--deposit-margin-factor must be at least 1.0"), "{bad}");
 
     // info: power, space and balances as Lotus prints them, from the chain.
@@ -136,7 +92,7 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     let milli = BigInt::from_atto(1_000_000_000_000_000u64);
     assert_eq!(BigInt(&avail0.0 - &available().0), milli);
     assert_eq!(BigInt(&balance(owner).0 - &owner0.0), milli);
-    let too_much = fails(&c, &["actor", "withdraw", "1000000"]);
+    let too_much = miner_fails(&c, &["actor", "withdraw", "1000000"]);
     assert!(too_much.contains("can't withdraw more funds than available"), "{too_much}");
 
     // actor repay-debt: the value goes to the miner actor (no debt here, so it stays there).
@@ -155,7 +111,7 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     assert!(out.starts_with("CompactSectorNumbers Message CID: bafy"), "{out}");
     assert!(chain.call::<f::StateMinerSectorAllocated>((Address::id(1000), 9, TipSetKey::head())));
 
-    assert!(fails(&c, &["actor", "settle-deal", "--really-do-it"]).contains("no market deals"));
+    assert!(miner_fails(&c, &["actor", "settle-deal", "--really-do-it"]).contains("no market deals"));
 
     // actor control set: a control address on chain.
     let control = chain.new_key();
@@ -191,7 +147,7 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     assert_eq!(info.new_worker.0, Some(new_id));
     let at = info.worker_change_epoch;
     if chain.head() < at {
-        let early = fails(&c, &["actor", "confirm-change-worker", "--really-do-it", &new_worker.to_string()]);
+        let early = miner_fails(&c, &["actor", "confirm-change-worker", "--really-do-it", &new_worker.to_string()]);
         assert!(early.contains(&format!("worker key change cannot be confirmed until {at}")), "{early}");
     }
     wait_until(Duration::from_secs(30), "the key-change epoch", || chain.head() >= at);
@@ -241,7 +197,7 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     assert!(json[0]["Proofs"][0]["ProofBytes"].as_str().is_some_and(|p| !p.is_empty()), "{out}");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(nonce(), before, "computing a WindowPoSt sends nothing");
-    assert!(fails(&c, &["proving", "recover-faults", "99"]).contains("sectors 99 not found"));
+    assert!(miner_fails(&c, &["proving", "recover-faults", "99"]).contains("sectors 99 not found"));
     c.miner_ok(&["proving", "recover-faults", "--confidence", "0", "1"]);
 
     // sectors terminate: queued by the miner, sent on flush while deadline 0 may change (the
@@ -252,7 +208,7 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
             d.index == 1 && d.current_epoch < d.close - 10
         });
     };
-    assert!(fails(&c, &["sectors", "terminate", "2"]).contains("pass --really-do-it to confirm this action"));
+    assert!(miner_fails(&c, &["sectors", "terminate", "2"]).contains("pass --really-do-it to confirm this action"));
     deadline_1_open();
     c.miner_ok(&["sectors", "terminate", "--really-do-it", "2"]);
     wait_or_show(
@@ -273,7 +229,7 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     let parts = chain.call::<f::StateMinerPartitions>((Address::id(1000), 0, TipSetKey::head()));
     assert_eq!(parts[0].live_sectors.0.iter().collect::<Vec<_>>(), vec![1]);
     assert_eq!(parts[0].all_sectors.0.iter().collect::<Vec<_>>(), vec![1, 2], "until compacted");
-    assert!(fails(&c, &["sectors", "terminate", "flush"]).contains("no sectors were queued for termination"));
+    assert!(miner_fails(&c, &["sectors", "terminate", "flush"]).contains("no sectors were queued for termination"));
     let expired = c.miner_ok(&["sectors", "expired", "--show-removed"]);
     assert!(expired.lines().any(|l| l.starts_with("2\tRemoved\t")), "{expired}");
 
@@ -373,7 +329,7 @@ fn an_expired_sector_is_listed_and_removed() {
     assert!(asked.contains("All 1 sectors listed above will be removed"), "{asked}");
     assert!(asked.contains("--confirm-remove-count=1"), "{asked}");
     assert_eq!(sector_state(&c, 1), "Proving", "nothing removed before the confirmation");
-    let bad = fails(&c, &["sectors", "expired", "--remove-expired", "--confirm-remove-count=2"]);
+    let bad = miner_fails(&c, &["sectors", "expired", "--remove-expired", "--confirm-remove-count=2"]);
     assert!(bad.contains("doesn't match the number of sectors which can be removed (1)"), "{bad}");
     let done = c.miner_ok(&["sectors", "expired", "--remove-expired", "--confirm-remove-count=1"]);
     assert!(done.contains("Removing sector\t1:\tOK"), "{done}");

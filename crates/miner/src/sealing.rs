@@ -251,20 +251,17 @@ impl SectorState {
     /// waiting; not once the update's files are final or its message is being sent).
     pub fn can_abort_upgrade(self) -> bool {
         use SectorState::*;
-        matches!(
-            self,
-            SnapDealsWaitDeals
-                | SnapDealsAddPiece
-                | SnapDealsPacking
-                | UpdateReplica
-                | ProveReplicaUpdate
-                | WaitMutable
-                | ReplicaUpdateWait
-                | SnapDealsAddPieceFailed
-                | SnapDealsDealsExpired
-                | SnapDealsRecoverDealIDs
-                | ReplicaUpdateFailed
-        )
+        self.is_upgrade()
+            && !matches!(
+                self,
+                FinalizeReplicaUpdate
+                    | FinalizeReplicaUpdateFailed
+                    | SubmitReplicaUpdate
+                    | UpdateActivating
+                    | ReleaseSectorKey
+                    | ReleaseSectorKeyFailed
+                    | AbortUpgrade
+            )
     }
 
     fn is_removal(self) -> bool {
@@ -1616,15 +1613,7 @@ impl Sealing {
                 // reader, data sectors the URL of their piece file, which the worker fetches.
                 let size = sealing_proofs::max_unpadded(s.proof.sector_size());
                 let data = if s.has_data {
-                    let url = m
-                        .storage_find(sector.id, FileTypes::of(&[Piece]))
-                        .into_iter()
-                        .flat_map(|si| si.urls)
-                        .next()
-                        .ok_or_else(|| {
-                            CallError::unknown(format!("the piece file of {} is in no storage path", sector.id))
-                        })?;
-                    lotus_api::wire::Data::Http(url)
+                    lotus_api::wire::Data::Http(self.piece_url(sector.id)?)
                 } else {
                     lotus_api::wire::Data::Null(size)
                 };
@@ -1836,14 +1825,7 @@ impl Sealing {
             SnapDealsDealsExpired | SnapDealsRecoverDealIDs => s.state = AbortUpgrade,
             SnapDealsAddPiece => {
                 let size = sealing_proofs::max_unpadded(s.proof.sector_size());
-                let url = m
-                    .storage_find(sector.id, FileTypes::of(&[Piece]))
-                    .into_iter()
-                    .flat_map(|si| si.urls)
-                    .next()
-                    .ok_or_else(|| {
-                        CallError::unknown(format!("the piece file of {} is in no storage path", sector.id))
-                    })?;
+                let url = self.piece_url(sector.id)?;
                 let r = m
                     .run_task(TaskSpec {
                         sector,
@@ -2080,27 +2062,39 @@ impl Sealing {
     /// Remove the copies of `types` that sit in sealing-only paths (a task's working copies),
     /// keeping every copy in a long-term storage path.
     async fn remove_sealing_copies(&self, sector: SectorId, types: FileTypes) {
-        let Some(ex) = self.manager.local_executor() else { return };
-        for si in self.manager.storage_find(sector, types) {
-            if si.can_store {
-                continue;
-            }
-            for url in &si.urls {
-                match ex.fetcher.delete(url, &[]).await {
-                    Ok(()) => tracing::info!(%url, "removed the working copy of {types} of {sector}"),
-                    Err(e) => tracing::warn!(%url, "removing the working copy of {types} of {sector} failed: {e}"),
-                }
-            }
-        }
+        self.remove_where(sector, types, |si| !si.can_store).await
+    }
+
+    /// The URL of the sector's piece file (a data sector's bytes, from `sectors add-piece`).
+    fn piece_url(&self, sector: SectorId) -> Result<String, CallError> {
+        self.manager
+            .storage_find(sector, FileTypes::of(&[FileType::Piece]))
+            .into_iter()
+            .flat_map(|si| si.urls)
+            .next()
+            .ok_or_else(|| CallError::unknown(format!("the piece file of {sector} is in no storage path")))
     }
 
     /// Delete every copy of these files in the cluster (through each holder's /remote).
     /// Remove the sector's `types` files from every node, or from every node but `keep`'s
     /// (a hostname).
     async fn remove_copies(&self, sector: SectorId, types: FileTypes, keep: Option<&str>) {
+        let kept = |si: &lotus_api::types::SectorStorageInfo| {
+            keep.is_some_and(|host| self.manager.path_hosts(si.id).iter().any(|h| h == host))
+        };
+        self.remove_where(sector, types, |si| !kept(si)).await
+    }
+
+    /// Delete the copies of `types` in the paths `chosen` picks.
+    async fn remove_where(
+        &self,
+        sector: SectorId,
+        types: FileTypes,
+        chosen: impl Fn(&lotus_api::types::SectorStorageInfo) -> bool,
+    ) {
         let Some(ex) = self.manager.local_executor() else { return };
         for si in self.manager.storage_find(sector, types) {
-            if keep.is_some_and(|host| self.manager.path_hosts(si.id).iter().any(|h| h == host)) {
+            if !chosen(&si) {
                 continue;
             }
             for url in &si.urls {

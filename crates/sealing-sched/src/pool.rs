@@ -134,6 +134,27 @@ mod tests {
         assert!(matches!(Pool::default().can_handle(&spec, &res, false), Err(Shortfall::Vmem { free: 0, .. })));
     }
 
+    /// The snap-deal GPU tasks hold their card in the accounting (Lotus's scheduler does not
+    /// count RU and PR2 against the GPU, lotus #10767): on a one-GPU worker a ReplicaUpdate
+    /// and a ProveReplicaUpdate2 (or a Commit2) never run at once.
+    #[test]
+    fn replica_update_and_its_snark_each_take_the_gpu() {
+        let res = worker(64, 512, 0, 1);
+        let t = default_table();
+        let p32 = RegisteredSealProof::STACKED_DRG_32GIB_V1_1;
+        for (held, next) in [
+            (TaskType::ReplicaUpdate, TaskType::ProveReplicaUpdate2),
+            (TaskType::ProveReplicaUpdate2, TaskType::ReplicaUpdate),
+            (TaskType::ReplicaUpdate, TaskType::Commit2),
+        ] {
+            let mut p = Pool::default();
+            assert!(p.can_handle(&t.spec(p32, held), &res, false).is_ok());
+            p.add(&t.spec(p32, held), &res);
+            let e = p.can_handle(&t.spec(p32, next), &res, false);
+            assert!(matches!(e, Err(Shortfall::Gpu { .. })), "{next:?} waits while {held:?} holds the GPU: {e:?}");
+        }
+    }
+
     #[test]
     fn gpu_accounting_is_exact() {
         let res = worker(32, 512, 0, 1);

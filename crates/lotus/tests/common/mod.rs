@@ -525,3 +525,51 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The devnet's full-node API, from the test.
+pub struct Chain {
+    pub rt: tokio::runtime::Runtime,
+    pub client: lotus_api::RpcClient,
+}
+
+impl Chain {
+    pub fn new(api_info: &str) -> Chain {
+        let info = lotus_api::ApiInfo::parse(api_info).unwrap();
+        let client = lotus_api::RpcClient::new(
+            info.rpc_url().replace("/rpc/v0", "/rpc/v1"),
+            Some(info.token.clone()),
+            Duration::from_secs(30),
+        );
+        Chain { rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(), client }
+    }
+
+    pub fn call<M: lotus_api::contract::Method>(&self, p: M::Params) -> M::Result {
+        self.rt.block_on(self.client.request::<M>(p)).unwrap_or_else(|e| panic!("{}: {e}", M::NAME))
+    }
+
+    pub fn info(&self) -> lotus_api::chain::MinerInfo {
+        self.call::<lotus_api::contract::full::StateMinerInfo>((
+            lotus_api::chain::Address::id(1000),
+            lotus_api::chain::TipSetKey::head(),
+        ))
+    }
+
+    pub fn head(&self) -> i64 {
+        self.call::<lotus_api::contract::full::ChainHead>(()).height
+    }
+
+    pub fn new_key(&self) -> lotus_api::chain::Address {
+        self.call::<lotus_api::contract::full::WalletNew>(("secp256k1".into(),))
+    }
+
+    pub fn id_of(&self, a: lotus_api::chain::Address) -> lotus_api::chain::Address {
+        self.call::<lotus_api::contract::full::StateLookupID>((a, lotus_api::chain::TipSetKey::head()))
+    }
+}
+
+/// Run `lotus-miner args`, which must fail; its stderr.
+pub fn miner_fails(c: &Cluster, args: &[&str]) -> String {
+    let out = c.miner_cmd(args);
+    assert!(!out.status.success(), "lotus-miner {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).to_string()
+}

@@ -901,7 +901,9 @@ pub async fn upgrade_bounds(miner: &RpcClient, buckets: usize, csv: bool, deal_t
     }
     let min = set.iter().map(|s| s.expiration).min().unwrap_or(0);
     let max = set.iter().map(|s| s.expiration).max().unwrap_or(0);
-    let size = (max - min) / buckets as i64;
+    // At least one epoch: Lotus's zero-width buckets (every sector expiring at once) count
+    // nothing, and its bar then divides by zero.
+    let size = ((max - min) / buckets as i64).max(1);
     let counts: Vec<usize> = (0..=buckets as i64)
         .map(|b| {
             let lo = min + b * size;

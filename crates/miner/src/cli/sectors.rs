@@ -207,7 +207,12 @@ pub async fn sectors(repo: &Repo, cmd: SectorsCmd) -> Result<()> {
         SectorsCmd::AddPiece { file } => {
             let abs = std::fs::canonicalize(&file).with_context(|| format!("reading {}", file.display()))?;
             let id: SectorId = c.call("SectorsAddPieceFile", json!([abs])).await.map_err(explain)?;
-            println!("Created sector {} with the data of {}", id.number, file.display());
+            let st: Value = c.call("SectorsStatus", json!([id.number, false])).await.map_err(explain)?;
+            if st["State"].as_str().is_some_and(|s| s.starts_with("SnapDeals")) {
+                println!("Upgrading sector {} (snap deal) with the data of {}", id.number, file.display());
+            } else {
+                println!("Created sector {} with the data of {}", id.number, file.display());
+            }
         }
         SectorsCmd::Status { log, on_chain_info, partition_info, proof, sector } => {
             let v: Value = c.call("SectorsStatus", json!([sector, on_chain_info])).await.map_err(explain)?;
