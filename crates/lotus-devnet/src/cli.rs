@@ -227,6 +227,7 @@ async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
     });
     let served = lotus_node::daemon::serve(
         listener,
+        lotus_node::daemon::HEADER_TIMEOUT,
         crate::node::router(node.clone()),
         &repo,
         std::sync::Arc::new(tokio::sync::Notify::new()),

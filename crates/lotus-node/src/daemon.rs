@@ -89,6 +89,11 @@ pub async fn signal() {
 /// does on its own).
 pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// How long a request's headers may take to arrive, from its first byte (Go's
+/// `ReadHeaderTimeout`, 30 s in Lotus's daemons; `lotus-worker run --http-server-timeout`): a
+/// client trickling a request's headers cannot hold a connection for ever.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connections served at once: half the file descriptors this process may open (the rest are
 /// for sector files, proof processes, the database), at most 4,096. Beyond it new connections
 /// wait in the kernel's backlog until one closes.
@@ -107,11 +112,17 @@ pub struct Guarded {
     inner: TcpListener,
     permits: Arc<tokio::sync::Semaphore>,
     idle: std::time::Duration,
+    header: std::time::Duration,
 }
 
 impl Guarded {
     pub fn new(inner: TcpListener, max: usize, idle: std::time::Duration) -> Guarded {
-        Guarded { inner, permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))), idle }
+        Guarded { inner, permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))), idle, header: HEADER_TIMEOUT }
+    }
+
+    /// The header timeout (see [`HEADER_TIMEOUT`]).
+    pub fn header_timeout(self, header: std::time::Duration) -> Guarded {
+        Guarded { header, ..self }
     }
 }
 
@@ -123,7 +134,16 @@ impl axum::serve::Listener for Guarded {
         let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let (s, a) = axum::serve::Listener::accept(&mut self.inner).await;
         let deadline = Box::pin(tokio::time::sleep(self.idle));
-        (GuardedStream { inner: s, _permit: permit, idle: self.idle, deadline, busy: Default::default() }, a)
+        let stream = GuardedStream {
+            inner: s,
+            _permit: permit,
+            idle: self.idle,
+            deadline,
+            busy: Default::default(),
+            header: self.header,
+            header_deadline: None,
+        };
+        (stream, a)
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -138,14 +158,24 @@ pub struct GuardedStream {
     _permit: tokio::sync::OwnedSemaphorePermit,
     idle: std::time::Duration,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// Requests of this connection being handled now ([`track_busy`]).
-    busy: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests of this connection being handled now, and started so far ([`track_busy`]).
+    busy: Arc<Busy>,
+    header: std::time::Duration,
+    /// Armed by a request's first byte (when none is being handled): the time its headers
+    /// must be in by, and how many requests had started then (one more: they arrived).
+    header_deadline: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, usize)>,
+}
+
+#[derive(Default)]
+pub struct Busy {
+    now: std::sync::atomic::AtomicUsize,
+    started: std::sync::atomic::AtomicUsize,
 }
 
 /// What a handler knows of its connection: whether a request is in flight on it.
 #[derive(Clone)]
 pub struct Conn {
-    busy: Arc<std::sync::atomic::AtomicUsize>,
+    busy: Arc<Busy>,
 }
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Guarded>> for Conn {
@@ -161,13 +191,14 @@ async fn track_busy(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    struct Done(Arc<std::sync::atomic::AtomicUsize>);
+    struct Done(Arc<Busy>);
     impl Drop for Done {
         fn drop(&mut self) {
-            self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.now.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    conn.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conn.busy.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conn.busy.now.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _done = Done(conn.busy.clone());
     next.run(req).await
 }
@@ -185,20 +216,45 @@ impl tokio::io::AsyncRead for GuardedStream {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        use std::sync::atomic::Ordering::Relaxed;
         use std::task::Poll;
+        let busy = self.busy.now.load(Relaxed) > 0;
+        let started = self.busy.started.load(Relaxed);
+        // A request started since the deadline was armed: its headers arrived in time.
+        if busy || self.header_deadline.as_ref().is_some_and(|(_, at)| *at != started) {
+            self.header_deadline = None;
+        }
+        if let Some((sleep, _)) = self.header_deadline.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "a request's headers did not arrive within {} of its first byte",
+                        humantime::format_duration(self.header)
+                    ),
+                )));
+            }
+        }
         let before = buf.filled().len();
         match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
                     self.active();
+                    if !busy && self.header_deadline.is_none() {
+                        self.header_deadline = Some((Box::pin(tokio::time::sleep(self.header)), started));
+                    }
                 }
                 Poll::Ready(r)
             }
             Poll::Pending => loop {
+                if let Some((sleep, _)) = self.header_deadline.as_mut() {
+                    // Registers the waker: the read fails when the headers are late.
+                    let _ = sleep.as_mut().poll(cx);
+                }
                 match self.deadline.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     // A request is being handled: not idle, look again later.
-                    Poll::Ready(()) if self.busy.load(std::sync::atomic::Ordering::Relaxed) > 0 => self.active(),
+                    Poll::Ready(()) if self.busy.now.load(Relaxed) > 0 => self.active(),
                     Poll::Ready(()) => {
                         return Poll::Ready(Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
@@ -244,6 +300,7 @@ impl tokio::io::AsyncWrite for GuardedStream {
 /// background tasks are stopped and awaited, and the repo's `api` file removed.
 pub async fn serve(
     listener: TcpListener,
+    header_timeout: std::time::Duration,
     app: axum::Router,
     repo: &Repo,
     requested: Arc<Notify>,
@@ -251,7 +308,7 @@ pub async fn serve(
     background: &Background,
 ) -> Result<()> {
     let app = app.layer(axum::middleware::from_fn(track_busy)).into_make_service_with_connect_info::<Conn>();
-    axum::serve(Guarded::new(listener, max_connections(), IDLE_TIMEOUT), app)
+    axum::serve(Guarded::new(listener, max_connections(), IDLE_TIMEOUT).header_timeout(header_timeout), app)
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = requested.notified() => tracing::info!("shutdown requested over the API"),
@@ -319,6 +376,65 @@ mod tests {
         let mut c = c;
         let n = tokio::time::timeout(std::time::Duration::from_secs(2), c.read(&mut buf)).await.unwrap().unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).contains("HTTP/1.1 200"), "served once a slot freed");
+    }
+
+    /// A client trickling its headers is cut off at the header timeout, counted from the
+    /// request's first byte; a handler that takes longer than it does not count, nor does the
+    /// wait for a keep-alive connection's next request.
+    #[tokio::test]
+    async fn a_request_whose_headers_trickle_in_is_cut_off() {
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_millis(900)).await;
+                    "slow"
+                }),
+            )
+            .layer(axum::middleware::from_fn(track_busy))
+            .into_make_service_with_connect_info::<Conn>();
+        let guarded = Guarded::new(l, 8, Duration::from_secs(10)).header_timeout(Duration::from_millis(400));
+        tokio::spawn(async move { axum::serve(guarded, app).await.unwrap() });
+        async fn answer(s: &mut tokio::net::TcpStream) -> String {
+            let mut buf = vec![0u8; 512];
+            match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap() {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).to_string(),
+                Err(_) => String::new(),
+            }
+        }
+        // A slow handler, a pause longer than the header timeout, then a second request on
+        // the same connection: both answered.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert!(answer(&mut s).await.contains("slow"));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert!(answer(&mut s).await.contains("200 OK"), "a keep-alive connection's next request is served");
+        // Headers sent a byte every 100 ms: the connection is closed without an answer.
+        let mut t = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut cut = false;
+        for b in b"GET / HTTP/1.1\r\nhost: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n\r\n" {
+            if t.write_all(&[*b]).await.is_err() {
+                cut = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut probe = [0u8; 64];
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(1), t.read(&mut probe)).await {
+                assert!(!matches!(r, Ok(n) if n > 0 && probe.starts_with(b"HTTP/1.1 200")), "never answered");
+                cut = true;
+                break;
+            }
+        }
+        assert!(cut, "the trickling client was cut off");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "cut at the timeout: {took:?}");
     }
 
     #[tokio::test]

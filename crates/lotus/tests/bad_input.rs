@@ -298,6 +298,16 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
         check!(fails, err.contains("ERROR"), "MINER_API_INFO={info:?}: {err}");
         cases += 1;
     }
+    for (flag, want) in [("0s", "--http-server-timeout 0"), ("soon", "--http-server-timeout")] {
+        let out = c
+            .worker_command("bad-worker", &["run", "--listen", "127.0.0.1:0", "--http-server-timeout", flag])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        check!(fails, !out.status.success(), "--http-server-timeout {flag} was accepted");
+        check!(fails, err.contains(want), "--http-server-timeout {flag}: {err}");
+        cases += 1;
+    }
     let configs = [
         ("[API]\nRemoteListenAddress = \"nonsense\"\n", "API.RemoteListenAddress"),
         ("[Storage]\nAssigner = \"random\"\n", "Storage.Assigner"),

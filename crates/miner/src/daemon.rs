@@ -377,7 +377,8 @@ pub async fn serve(
     tracing::info!(%bound, session = %session, "miner API listening; workers connect with MINER_API_INFO=<token>:{api_addr}");
     println!("lotus-miner: API listening on {bound} ({api_addr})");
 
-    lotus_node::daemon::serve(listener, app, &repo, shutdown, || {}, &background).await?;
+    lotus_node::daemon::serve(listener, lotus_node::daemon::HEADER_TIMEOUT, app, &repo, shutdown, || {}, &background)
+        .await?;
     // Committed before the process goes: a result taken from a worker is never lost.
     if let Some(calls) = manager.call_store() {
         calls.close();

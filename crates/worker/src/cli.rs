@@ -179,6 +179,10 @@ pub struct RunArgs {
     /// How long to wait for the miner API at start
     #[arg(long, env = "LOTUS_WORKER_TIMEOUT", default_value = "30m")]
     pub timeout: String,
+    /// How long a request's headers may take to arrive, from its first byte (Lotus's
+    /// ReadHeaderTimeout); a slower client's connection is closed
+    #[arg(long, env = "LOTUS_WORKER_HTTP_SERVER_TIMEOUT", default_value = "30s")]
+    pub http_server_timeout: String,
     /// TESTS ONLY: compute no proofs (the mock backend); only a miner with
     /// `[Devnet] MockProofs = true` takes this worker
     #[arg(long, env = "LOTUS_WORKER_MOCK_PROOFS")]
@@ -359,6 +363,14 @@ async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
     let post_read_timeout = lotus_node::config::parse_duration(&a.post_read_timeout)
         .map_err(anyhow::Error::msg)
         .context("--post-read-timeout")?;
+    let http_server_timeout = lotus_node::config::parse_duration(&a.http_server_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("--http-server-timeout")?;
+    if http_server_timeout.is_zero() {
+        anyhow::bail!(
+            "--http-server-timeout 0: a request's headers need some time to arrive; give a duration such as 30s"
+        );
+    }
     let mock = match a.mock_proofs {
         true => Some(
             lotus_node::config::parse_mock_durations(&a.mock_task_durations)
@@ -372,6 +384,7 @@ async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
         parallel_fetch_limit: a.parallel_fetch_limit as usize,
         post_parallel_reads: a.post_parallel_reads as usize,
         post_read_timeout: (!post_read_timeout.is_zero()).then_some(post_read_timeout),
+        http_server_timeout,
         sealing_nice: a.sealing_nice,
         no_gpu: a.no_gpu
             || std::env::var("LOTUS_WORKER_ENABLE_GPU_PROVING")

@@ -27,6 +27,8 @@ pub struct Settings {
     pub post_parallel_reads: usize,
     /// `--post-read-timeout`: limit on one sector's PoSt read; `None`: no limit.
     pub post_read_timeout: Option<Duration>,
+    /// `--http-server-timeout`: how long a request's headers may take to arrive.
+    pub http_server_timeout: Duration,
     /// `--sealing-nice`: niceness of sealing proof processes.
     pub sealing_nice: i32,
     /// `--no-gpu`: report no GPUs, prove on the CPU.
@@ -376,7 +378,16 @@ pub async fn serve(
 
     background.spawn(keep_registered(miner.clone(), url, worker.clone(), executor.clone(), returner.clone()));
     let w = worker.clone();
-    lotus_node::daemon::serve(listener, app, &s.repo, worker.shutdown.clone(), move || w.close(), &background).await?;
+    lotus_node::daemon::serve(
+        listener,
+        s.http_server_timeout,
+        app,
+        &s.repo,
+        worker.shutdown.clone(),
+        move || w.close(),
+        &background,
+    )
+    .await?;
     tracing::info!("worker stopped");
     Ok(())
 }
