@@ -170,6 +170,9 @@ pub struct GuardedStream {
 pub struct Busy {
     now: std::sync::atomic::AtomicUsize,
     started: std::sync::atomic::AtomicUsize,
+    /// Upgraded (a WebSocket): what the client sends now are frames, not requests, so no
+    /// header timeout applies (its idle timeout still does).
+    upgraded: std::sync::atomic::AtomicBool,
 }
 
 /// What a handler knows of its connection: whether a request is in flight on it.
@@ -197,6 +200,9 @@ async fn track_busy(
             self.0.now.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
+    if req.headers().contains_key(axum::http::header::UPGRADE) {
+        conn.busy.upgraded.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     conn.busy.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     conn.busy.now.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _done = Done(conn.busy.clone());
@@ -218,7 +224,7 @@ impl tokio::io::AsyncRead for GuardedStream {
     ) -> std::task::Poll<std::io::Result<()>> {
         use std::sync::atomic::Ordering::Relaxed;
         use std::task::Poll;
-        let busy = self.busy.now.load(Relaxed) > 0;
+        let busy = self.busy.now.load(Relaxed) > 0 || self.busy.upgraded.load(Relaxed);
         let started = self.busy.started.load(Relaxed);
         // A request started since the deadline was armed: its headers arrived in time.
         if busy || self.header_deadline.as_ref().is_some_and(|(_, at)| *at != started) {
@@ -435,6 +441,50 @@ mod tests {
         assert!(cut, "the trickling client was cut off");
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "cut at the timeout: {took:?}");
+    }
+
+    /// A WebSocket (how Lotus's clients speak JSON-RPC) sends frames, not requests: the header
+    /// timeout never cuts it, however long it lives.
+    #[tokio::test]
+    async fn a_websocket_outlives_the_header_timeout() {
+        use axum::extract::ws::{Message, WebSocketUpgrade};
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let echo = |ws: WebSocketUpgrade| async move {
+            ws.on_upgrade(|mut socket| async move {
+                while let Some(Ok(Message::Text(t))) = socket.recv().await {
+                    if socket.send(Message::Text(t)).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let app = axum::Router::new()
+            .route("/ws", axum::routing::get(echo))
+            .layer(axum::middleware::from_fn(track_busy))
+            .into_make_service_with_connect_info::<Conn>();
+        let guarded = Guarded::new(l, 8, Duration::from_secs(10)).header_timeout(Duration::from_millis(300));
+        tokio::spawn(async move { axum::serve(guarded, app).await.unwrap() });
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+              sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"), "upgraded");
+        // A masked text frame "hi", as a client sends it.
+        let frame = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+        for _ in 0..3 {
+            s.write_all(&frame).await.unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.unwrap().unwrap();
+            assert_eq!(&buf[..n], [0x81, 2, b'h', b'i'], "echoed");
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
     }
 
     #[tokio::test]

@@ -7,14 +7,14 @@
 //! chain's view is read through the full node's API, not taken from the commands' output.
 //!
 //! On mock proofs also: `abort-upgrade` from Available and from UpdateReplica puts the sector
-//! back as it was. The real test needs the 2KiB parameters, update circuit included
-//! (`lotus-miner fetch-params 2KiB`; scripts/test.sh runs it).
+//! back as it was. The same steps with real 2KiB proofs run in the real WindowPoSt test
+//! (`tests/proving.rs`), on a sector it sealed already, so that no more tests compute a real
+//! Commit2.
 
 mod common;
 
+use common::snap::*;
 use common::*;
-use lotus_api::chain::{Address, SectorOnChainInfo, TipSetKey};
-use lotus_api::contract::full as f;
 use std::time::Duration;
 
 const CONFIG: &str = r#"
@@ -33,138 +33,6 @@ const CONFIG: &str = r#"
   WPoStChallengeLookback = 2
   WinRate = 0.0
 "#;
-
-fn on_chain(c: &Cluster, n: u64) -> SectorOnChainInfo {
-    Chain::new(&c.full_node())
-        .call::<f::StateSectorGetInfo>((Address::id(1000), n, TipSetKey::head()))
-        .unwrap_or_else(|| panic!("sector {n} on chain"))
-}
-
-/// The sector's event log, one message per line.
-fn log(c: &Cluster, n: u64) -> String {
-    let out = c.miner_cmd(&["sectors", "status", "--json", &n.to_string()]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["Log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["Message"].as_str().unwrap().to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Pledge CC sectors 1..=n and wait until each is Proving and proven once in a WindowPoSt
-/// (the actor updates only proven sectors).
-fn proven_cc_sectors(c: &Cluster, miner: &Proc, n: u64) {
-    for i in 1..=n {
-        assert_eq!(c.miner_ok(&["sectors", "pledge"]).trim(), format!("Created CC sector:  {i}"));
-    }
-    wait_or_show(
-        Duration::from_secs(240),
-        "the CC sectors proven once",
-        || tail(&miner.log(), 40),
-        || {
-            let st = c.chain_state();
-            (1..=n).all(|i| {
-                sector_state(c, i) == "Proving" && st["miners"]["1000"]["sectors"][i.to_string()]["unproven"] == false
-            })
-        },
-    );
-}
-
-/// WindowPoSts of sector `n`'s partition accepted after epoch `after`, from `proving info`.
-fn proofs_of(c: &Cluster, n: u64, after: i64) -> usize {
-    let info = c.miner_ok(&["proving", "info"]);
-    info.lines()
-        .filter(|l| l.starts_with("  dl ") && !l.contains("FAILED"))
-        .filter(|l| {
-            let open: i64 = l.split_whitespace().nth(2).unwrap().trim_start_matches('@').parse().unwrap();
-            let proven = l.split("proven [").nth(1).and_then(|r| r.split(']').next()).unwrap_or("");
-            open > after && proven.split(", ").any(|x| x == n.to_string())
-        })
-        .count()
-}
-
-/// Upgrade proving CC sector `n` with `data` and check every step the operator and the chain
-/// see. Returns the data's file.
-fn snap_deal(c: &Cluster, miner: &Proc, n: u64, data: &[u8], timeout: Duration) {
-    let old = on_chain(c, n);
-    assert_eq!(old.sector_key_cid, None, "a sealed CC sector has no key of its own");
-    c.miner_ok(&["sectors", "snap-up", &n.to_string()]);
-    assert_eq!(sector_state(c, n), "Available");
-    let file = c.path(&format!("snap-{n}.bin"));
-    std::fs::write(&file, data).unwrap();
-    let out = c.miner_ok(&["sectors", "add-piece", file.to_str().unwrap()]);
-    assert!(
-        out.starts_with(&format!("Upgrading sector {n} (snap deal)")),
-        "the Available sector takes the data: {out}"
-    );
-    let t = wait_or_show(
-        timeout,
-        "the upgraded sector Proving",
-        || format!("{}\n--- miner log:\n{}", log(c, n), tail(&miner.log(), 60)),
-        || sector_state(c, n) == "Proving" && log(c, n).contains("ReleaseSectorKey → Proving"),
-    );
-    println!("upgraded sector {n} in {t:?}");
-    let done = Chain::new(&c.full_node()).head();
-    let l = log(c, n);
-    println!("{l}");
-    // Lotus's states in Lotus's order, each task on the miner's worker.
-    let order = [
-        "Available → SnapDealsWaitDeals",
-        "SnapDealsWaitDeals → SnapDealsAddPiece",
-        "SnapDealsAddPiece → SnapDealsPacking (AP on miner-host)",
-        "SnapDealsPacking → UpdateReplica",
-        "UpdateReplica → ProveReplicaUpdate (RU on miner-host)",
-        "ProveReplicaUpdate → FinalizeReplicaUpdate (PR1 on miner-host, PR2 on miner-host)",
-        "FinalizeReplicaUpdate → SubmitReplicaUpdate (FRU on miner-host",
-        "ProveReplicaUpdates3 ",
-        "ReplicaUpdateWait → UpdateActivating",
-        "UpdateActivating → ReleaseSectorKey",
-        "ReleaseSectorKey → Proving",
-    ];
-    let mut at = 0;
-    for step in order {
-        let i = l[at..].find(step).unwrap_or_else(|| panic!("{step:?} after the earlier steps in:\n{l}"));
-        at += i + step.len();
-    }
-    // On chain: the new sealed CID, and the old one kept as the sector key.
-    let now = on_chain(c, n);
-    assert_ne!(now.sealed_cid, old.sealed_cid, "the chain switched to the update's replica");
-    assert_eq!(now.sector_key_cid, Some(old.sealed_cid), "the old CommR is the sector key");
-    let status = c.miner_ok(&["sectors", "status", "--json", &n.to_string()]);
-    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert!(v["ReplicaUpdateMessage"].is_object(), "SectorsStatus names the message: {status}");
-    // The key released; the update, its cache and the sector's cache in long-term storage.
-    let found = c.miner_ok(&["storage", "find", &n.to_string()]);
-    for kind in ["(update)", "(update-cache)", "(cache)"] {
-        assert!(found.contains(kind), "{kind} in:\n{found}");
-    }
-    assert!(!found.contains("(sealed)") && !found.contains("(unsealed)"), "no key, no unsealed copy:\n{found}");
-    // Proven from the update files in the sector's next two deadlines (the devnet requires the
-    // sector and checks the proof against the new sealed CID).
-    wait_or_show(
-        Duration::from_secs(120),
-        "2 WindowPoSts of the updated sector",
-        || format!("{}\n--- miner log:\n{}", c.miner_ok(&["proving", "info"]), tail(&miner.log(), 40)),
-        || proofs_of(c, n, done) >= 2,
-    );
-    assert_eq!(c.miner_ok(&["proving", "faults"]), "Miner: f01000\ndeadline  partition  sectors\n");
-    // The data back through unseal: the key regenerated from the ticket, the update decoded.
-    let back = c.path(&format!("snap-{n}.out"));
-    c.miner_ok(&["sectors", "unseal", &n.to_string(), "--output", back.to_str().unwrap()]);
-    assert!(std::fs::read(&back).unwrap() == data, "the file comes back byte for byte");
-}
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        })
-        .collect()
-}
 
 #[test]
 fn a_cc_sector_is_upgraded_with_data_and_aborts_put_one_back_on_mock_proofs() {
@@ -221,16 +89,4 @@ fn a_cc_sector_is_upgraded_with_data_and_aborts_put_one_back_on_mock_proofs() {
     snap_deal(&c, &miner, 1, &data(1500, 1), Duration::from_secs(180));
     // A sector with data is not upgraded again.
     assert!(miner_fails(&c, &["sectors", "snap-up", "1"]).contains("holds data already"));
-}
-
-/// The real one: the update proof is a real SNARK the devnet verifies, PoSt reads the real
-/// update cache, and unseal decodes with a key regenerated by real SDR.
-#[test]
-fn a_real_snap_deal_upgrades_a_cc_sector_proves_it_and_unseals_the_data() {
-    let _serial = serial();
-    let c = Cluster::new();
-    c.write_config(CONFIG);
-    let miner = c.start_miner();
-    proven_cc_sectors(&c, &miner, 1);
-    snap_deal(&c, &miner, 1, &data(1500, 7), Duration::from_secs(420));
 }

@@ -360,6 +360,58 @@ mod tests {
         }
     }
 
+    /// An updated (snap-deal) sector is proven from its update and update cache, under the
+    /// new CommR; its sector key, if still there, is not what is read.
+    #[test]
+    fn an_updated_sector_is_proven_from_its_update_files() {
+        use sealing_proofs::{Sealer, UpdatePaths};
+        let d = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(String::new());
+        let root = d.path().join("p");
+        let mut m = crate::meta::init_storage_path(&root, 10, true, true).unwrap();
+        m.max_storage = 0;
+        std::fs::write(root.join("sectorstore.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        let p = store.open_path(&root).unwrap();
+        let id = SectorId { miner: 1000, number: 7 };
+        let seal_proof = RegisteredSealProof::STACKED_DRG_2KIB_V1_1;
+        let s = Sealer::new(seal_proof, 1000, 7).with_backend(Backend::Mock);
+        // A mock CC sector sealed into the store, then updated with data there.
+        let sp = sealing_proofs::SectorPaths {
+            unsealed: d.path().join("cc-unsealed"),
+            sealed: p.file(FileType::Sealed, id),
+            cache: p.file(FileType::Cache, id),
+        };
+        let size = sealing_proofs::max_unpadded(seal_proof.sector_size());
+        let cc = s.add_piece(std::io::Read::take(std::io::repeat(0), size), size, &sp.unsealed).unwrap();
+        let pc1 = s.pre_commit1(&sp, [1; 32], &[cc]).unwrap();
+        let comm_r_old = s.pre_commit2(pc1, &sp).unwrap().comm_r;
+        let up = UpdatePaths {
+            unsealed: d.path().join("data"),
+            sealed: sp.sealed.clone(),
+            cache: sp.cache.clone(),
+            update: p.file(FileType::Update, id),
+            update_cache: p.file(FileType::UpdateCache, id),
+        };
+        let piece = s.add_piece(&vec![5u8; size as usize][..], size, &up.unsealed).unwrap();
+        let new = s.replica_update(&up, &[piece]).unwrap();
+        let mut req = request(7);
+        req.sector.comm_r = new.comm_r_new;
+        req.sector.update = true;
+        assert!(local_vanilla(&store, &req, Backend::Mock).is_ok(), "read from the update files");
+        req.sector.update = false;
+        assert!(local_vanilla(&store, &req, Backend::Mock).is_err(), "the key's cache holds the old CommR");
+        req.sector.comm_r = comm_r_old;
+        assert!(local_vanilla(&store, &req, Backend::Mock).is_ok(), "the key proves only the old CommR");
+        // The key released: an updated sector still proves, a plain read finds no replica.
+        std::fs::remove_file(&sp.sealed).unwrap();
+        req.sector.update = true;
+        req.sector.comm_r = new.comm_r_new;
+        assert!(local_vanilla(&store, &req, Backend::Mock).is_ok());
+        req.sector.update = false;
+        let e = local_vanilla(&store, &req, Backend::Mock).unwrap_err();
+        assert!(e.contains("has no sealed file here"), "{e}");
+    }
+
     #[tokio::test]
     async fn a_read_that_hangs_fails_after_the_read_timeout() {
         // A node that accepts the connection and never answers, like a hung NFS-backed worker.

@@ -1,6 +1,8 @@
 //! Start real `lotus-devnet`, `lotus-miner` and `lotus-worker` processes on loopback.
 #![allow(dead_code)]
 
+pub mod snap;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
