@@ -58,8 +58,15 @@ pub fn proofs_of(c: &Cluster, n: u64, after: i64) -> usize {
 }
 
 /// Upgrade proving CC sector `n` with `data` and check every step the operator and the chain
-/// see. Returns the data's file.
+/// see.
 pub fn snap_deal(c: &Cluster, miner: &Proc, n: u64, data: &[u8], timeout: Duration) {
+    let old = snap_start(c, n, data);
+    snap_finish(c, miner, n, data, &old, timeout);
+}
+
+/// The operator's part: `snap-up`, then `add-piece` of `data`, which the Available sector
+/// takes. Returns the sector as the chain had it before.
+pub fn snap_start(c: &Cluster, n: u64, data: &[u8]) -> SectorOnChainInfo {
     let old = on_chain(c, n);
     assert_eq!(old.sector_key_cid, None, "a sealed CC sector has no key of its own");
     c.miner_ok(&["sectors", "snap-up", &n.to_string()]);
@@ -71,6 +78,13 @@ pub fn snap_deal(c: &Cluster, miner: &Proc, n: u64, data: &[u8], timeout: Durati
         out.starts_with(&format!("Upgrading sector {n} (snap deal)")),
         "the Available sector takes the data: {out}"
     );
+    old
+}
+
+/// Wait for the upgrade started by [`snap_start`] and check what the miner and the chain show:
+/// the states in order, the new sealed CID with the old one as the key, the files, two
+/// WindowPoSts from the update files, and the data back through unseal.
+pub fn snap_finish(c: &Cluster, miner: &Proc, n: u64, data: &[u8], old: &SectorOnChainInfo, timeout: Duration) {
     let t = wait_or_show(
         timeout,
         "the upgraded sector Proving",
@@ -78,7 +92,6 @@ pub fn snap_deal(c: &Cluster, miner: &Proc, n: u64, data: &[u8], timeout: Durati
         || sector_state(c, n) == "Proving" && log(c, n).contains("ReleaseSectorKey → Proving"),
     );
     println!("upgraded sector {n} in {t:?}");
-    let done = Chain::new(&c.full_node()).head();
     let l = log(c, n);
     println!("{l}");
     // Lotus's states in Lotus's order, each task on the miner's worker.
@@ -113,6 +126,10 @@ pub fn snap_deal(c: &Cluster, miner: &Proc, n: u64, data: &[u8], timeout: Durati
         assert!(found.contains(kind), "{kind} in:\n{found}");
     }
     assert!(!found.contains("(sealed)") && !found.contains("(unsealed)"), "no key, no unsealed copy:\n{found}");
+    // The update's epoch (the sector's power base epoch since): every proof of the sector's
+    // deadline after it is over the new sealed CID.
+    let done = now.power_base_epoch;
+    assert!(done > old.power_base_epoch, "the power base moved to the update");
     // Proven from the update files in the sector's next two deadlines (the devnet requires the
     // sector and checks the proof against the new sealed CID).
     wait_or_show(
