@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Extract the golden fixtures of the API contract from Lotus's generated API documents.
+"""Extract the golden fixtures of the API contract from Lotus's generated API documents (and of
+the CLI and the miner config from Lotus's generated references).
 
 Lotus generates `documentation/en/api-methods-*.md` from its Go types (`make docsgen`): every
 method with its permission, example params and example response. This script turns each document
@@ -31,6 +32,10 @@ CLI_DOCS = {
     "cli-worker": "documentation/en/cli-lotus-worker.md",
 }
 CLI_OUT = Path(__file__).resolve().parent.parent / "crates" / "lotus" / "tests" / "fixtures"
+# Lotus's default miner config (`make docsgen`): every key with its Go type. The config test in
+# crates/lotus-node/src/config.rs holds our keys' names and value types to it.
+CONFIG_DOCS = {"lotus-miner-config": "documentation/en/default-lotus-miner-config.toml"}
+CONFIG_OUT = Path(__file__).resolve().parent.parent / "crates" / "lotus-node" / "fixtures"
 
 
 def value_after(lines, i, label):
@@ -105,6 +110,26 @@ def parse_cli(text):
     return commands
 
 
+def parse_config(text):
+    """`Section.Key` -> the Go type its `# type:` comment names."""
+    keys = {}
+    section, typ = None, None
+    for line in text.splitlines():
+        m = re.match(r"^\s*\[([A-Za-z.]+)\]\s*$", line)
+        if m:
+            section, typ = m.group(1), None
+            continue
+        m = re.match(r"^\s*# type: (.+)$", line)
+        if m:
+            typ = m.group(1).strip()
+            continue
+        m = re.match(r"^\s*#([A-Za-z0-9]+) = ", line)
+        if m and section and typ:
+            keys[f"{section}.{m.group(1)}"] = typ
+            typ = None
+    return keys
+
+
 def extract(repo, commit, docs, out, parse_doc, key):
     """Each document of `docs` parsed into `out/<kind>.json` as {"source", key: parsed}."""
     out.mkdir(parents=True, exist_ok=True)
@@ -124,6 +149,7 @@ def main():
     repo, commit = sys.argv[1], sys.argv[2]
     extract(repo, commit, DOCS, OUT, parse, "methods")
     extract(repo, commit, CLI_DOCS, CLI_OUT, parse_cli, "commands")
+    extract(repo, commit, CONFIG_DOCS, CONFIG_OUT, parse_config, "keys")
 
 
 if __name__ == "__main__":

@@ -607,6 +607,55 @@ mod tests {
         assert!(text.contains("# env var: LOTUS_STORAGE_ALLOWPRECOMMIT1"));
     }
 
+    /// Our keys against Lotus's default miner config at b835fab7 (extracted by
+    /// scripts/lotus-fixtures.py): a key Lotus has keeps Lotus's name and a value of Lotus's
+    /// type, so a renamed or retyped key fails here; a key Lotus lacks is listed as ours.
+    #[test]
+    fn keys_are_lotus_s_with_lotus_s_types_or_listed_as_ours() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../fixtures/lotus-miner-config.json")).unwrap();
+        let lotus = fixture["keys"].as_object().unwrap();
+        // Keys of older Lotus releases, gone by b835fab7, which this miner still honours for
+        // the configs they wrote; and keys that are ours alone.
+        const OURS: &[&str] = &[
+            "Sealing.MinRetryTime",
+            "Sealing.BatchPreCommits",
+            "Sealing.AggregateCommits",
+            "Storage.WorkerLostTimeout",
+            "Chain.MessageConfidence",
+            "Devnet.MockProofs",
+            "Devnet.MockTaskDurations",
+            "Proving.SealingNice",
+            "Proving.ReservedCPUs",
+        ];
+        let defaults = toml::Value::try_from(MinerConfig::default()).unwrap();
+        let mut wrong = vec![];
+        for (key, _) in DOCS {
+            let (section, name) = key.split_once('.').unwrap();
+            let value = &defaults[section][name];
+            match lotus.get(*key).and_then(|t| t.as_str()) {
+                Some(go) => {
+                    let fits = match go {
+                        "bool" => value.is_bool(),
+                        "int" | "uint64" => value.is_integer(),
+                        "string" | "Duration" | "ResourceFilteringStrategy" | "types.FIL" => value.is_str(),
+                        "[]string" => value.is_array(),
+                        other => panic!("{key}: Go type {other} not mapped"),
+                    };
+                    if !fits {
+                        wrong.push(format!("{key}: Lotus's type is {go}, ours is {value:?}"));
+                    }
+                    if OURS.contains(key) {
+                        wrong.push(format!("{key} is Lotus's, not ours"));
+                    }
+                }
+                None if OURS.contains(key) => {}
+                None => wrong.push(format!("{key} is not in Lotus's config: a typo, or list it as ours")),
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
     /// Lotus keys with no effect here are not written, and a Lotus config that sets them
     /// loads with a warning naming each and why.
     #[test]
