@@ -32,6 +32,11 @@ impl Bytes {
     pub fn to_base64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(&self.0)
     }
+    /// The inverse of [`Bytes::to_base64`] (how Lotus's JSON carries bytes).
+    pub fn from_base64(s: &str) -> Result<Bytes, String> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(s).map(Bytes).map_err(|e| format!("bad base64: {e}"))
+    }
 }
 
 impl Serialize for Bytes {

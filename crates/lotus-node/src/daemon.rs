@@ -333,26 +333,33 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    /// `/` answers at once, `/slow` after 900 ms.
+    fn quick_and_slow() -> axum::Router {
+        axum::Router::new().route("/", axum::routing::get(|| async { "ok" })).route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+                "slow"
+            }),
+        )
+    }
+
+    /// Serve `app` as [`serve`] does, behind `guarded`'s limits, on a loopback port.
+    async fn serve_guarded(app: axum::Router, guarded: impl FnOnce(TcpListener) -> Guarded) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = app.layer(axum::middleware::from_fn(track_busy)).into_make_service_with_connect_info::<Conn>();
+        let guarded = guarded(l);
+        tokio::spawn(async move { axum::serve(guarded, app).await.unwrap() });
+        addr
+    }
+
     /// At most `max` connections are served at once (the next waits until one closes), and a
     /// connection idle past the timeout is closed by the server.
     #[tokio::test]
     async fn connections_are_limited_and_idle_ones_closed() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let app = axum::Router::new()
-            .route("/", axum::routing::get(|| async { "ok" }))
-            .route(
-                "/slow",
-                axum::routing::get(|| async {
-                    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
-                    "slow"
-                }),
-            )
-            .layer(axum::middleware::from_fn(track_busy))
-            .into_make_service_with_connect_info::<Conn>();
-        let guarded = Guarded::new(l, 2, std::time::Duration::from_millis(300));
-        tokio::spawn(async move { axum::serve(guarded, app).await.unwrap() });
+        let addr = serve_guarded(quick_and_slow(), |l| Guarded::new(l, 2, std::time::Duration::from_millis(300))).await;
         // A request that takes three idle timeouts keeps its connection and is answered.
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
@@ -391,21 +398,10 @@ mod tests {
     async fn a_request_whose_headers_trickle_in_is_cut_off() {
         use std::time::Duration;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let app = axum::Router::new()
-            .route("/", axum::routing::get(|| async { "ok" }))
-            .route(
-                "/slow",
-                axum::routing::get(|| async {
-                    tokio::time::sleep(Duration::from_millis(900)).await;
-                    "slow"
-                }),
-            )
-            .layer(axum::middleware::from_fn(track_busy))
-            .into_make_service_with_connect_info::<Conn>();
-        let guarded = Guarded::new(l, 8, Duration::from_secs(10)).header_timeout(Duration::from_millis(400));
-        tokio::spawn(async move { axum::serve(guarded, app).await.unwrap() });
+        let addr = serve_guarded(quick_and_slow(), |l| {
+            Guarded::new(l, 8, Duration::from_secs(10)).header_timeout(Duration::from_millis(400))
+        })
+        .await;
         async fn answer(s: &mut tokio::net::TcpStream) -> String {
             let mut buf = vec![0u8; 512];
             match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap() {
@@ -450,8 +446,6 @@ mod tests {
         use axum::extract::ws::{Message, WebSocketUpgrade};
         use std::time::Duration;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
         let echo = |ws: WebSocketUpgrade| async move {
             ws.on_upgrade(|mut socket| async move {
                 while let Some(Ok(Message::Text(t))) = socket.recv().await {
@@ -461,12 +455,10 @@ mod tests {
                 }
             })
         };
-        let app = axum::Router::new()
-            .route("/ws", axum::routing::get(echo))
-            .layer(axum::middleware::from_fn(track_busy))
-            .into_make_service_with_connect_info::<Conn>();
-        let guarded = Guarded::new(l, 8, Duration::from_secs(10)).header_timeout(Duration::from_millis(300));
-        tokio::spawn(async move { axum::serve(guarded, app).await.unwrap() });
+        let addr = serve_guarded(axum::Router::new().route("/ws", axum::routing::get(echo)), |l| {
+            Guarded::new(l, 8, Duration::from_secs(10)).header_timeout(Duration::from_millis(300))
+        })
+        .await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(
             b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\

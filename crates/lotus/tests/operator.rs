@@ -10,7 +10,9 @@ use lotus_api::chain::{Address, BigInt, TipSetKey};
 use lotus_api::contract::full as f;
 use std::time::Duration;
 
-const CONFIG: &str = r#"
+/// One message per sector, sectors committed for 300 h, worker-key changes after 10 epochs.
+fn config() -> String {
+    let sealing = r#"
 [Storage]
   LocalWorkerName = "miner-host"
 [Sealing]
@@ -18,20 +20,14 @@ const CONFIG: &str = r#"
   BatchPreCommits = false
   AggregateCommits = false
   CommittedCapacitySectorLifetime = "300h0m0s"
-[Devnet]
-  BlockDelay = "500ms"
-  SeedDelayEpochs = 4
-  WPoStPeriodDeadlines = 3
-  WPoStChallengeWindow = 16
-  WPoStChallengeLookback = 2
-  WorkerKeyChangeDelay = 10
-  WinRate = 0.0
 "#;
+    format!("{sealing}{QUICK_DEVNET}  WorkerKeyChangeDelay = 10\n")
+}
 
 #[test]
 fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
     let c = Cluster::mock("PC1=200ms,C2=500ms");
-    c.write_config(CONFIG);
+    c.write_config(&config());
     let miner = c.start_miner();
     let chain = Chain::new(&c.full_node());
     for i in 1..=2 {
@@ -305,7 +301,8 @@ fn operator_chain_commands_change_the_chain_as_lotus_s_do() {
 fn an_expired_sector_is_listed_and_removed() {
     let c = Cluster::mock("PC1=200ms,C2=500ms");
     c.write_config(
-        &CONFIG.replace("CommittedCapacitySectorLifetime = \"300h0m0s\"", "CommittedCapacitySectorLifetime = \"70s\""),
+        &config()
+            .replace("CommittedCapacitySectorLifetime = \"300h0m0s\"", "CommittedCapacitySectorLifetime = \"70s\""),
     );
     let miner = c.start_miner();
     let chain = Chain::new(&c.full_node());

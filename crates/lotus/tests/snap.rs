@@ -17,7 +17,9 @@ use common::snap::*;
 use common::*;
 use std::time::Duration;
 
-const CONFIG: &str = r#"
+/// One message per sector, no unsealed copy kept (unseal must decode the update).
+fn config() -> String {
+    let sealing = r#"
 [Storage]
   LocalWorkerName = "miner-host"
 [Sealing]
@@ -25,19 +27,14 @@ const CONFIG: &str = r#"
   BatchPreCommits = false
   AggregateCommits = false
   AlwaysKeepUnsealedCopy = false
-[Devnet]
-  BlockDelay = "500ms"
-  SeedDelayEpochs = 4
-  WPoStPeriodDeadlines = 3
-  WPoStChallengeWindow = 16
-  WPoStChallengeLookback = 2
-  WinRate = 0.0
 "#;
+    format!("{sealing}{QUICK_DEVNET}")
+}
 
 #[test]
 fn a_cc_sector_is_upgraded_with_data_and_aborts_put_one_back_on_mock_proofs() {
     let c = Cluster::mock("PC1=200ms,C2=300ms,RU=4s");
-    c.write_config(CONFIG);
+    c.write_config(&config());
     let miner = c.start_miner();
     proven_cc_sectors(&c, &miner, 2);
 

@@ -22,10 +22,7 @@ fn sector_status(ctx: &Ctx, s: &SectorInfo) -> lotus_api::contract::miner::Secto
         value: Bytes(v.map(|v| v.to_vec()).unwrap_or_default()),
         epoch: epoch.unwrap_or(0),
     };
-    let proof = s.proof_bytes.as_deref().map(|b64| {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default()
-    });
+    let proof = s.proof_bytes.as_deref().map(|b64| Bytes::from_base64(b64).map(|b| b.0).unwrap_or_default());
     m::SectorInfo {
         sector_id: s.number,
         state: s.state.name(),

@@ -597,12 +597,13 @@ impl ChainClient {
     /// Push one ProveReplicaUpdates3 for an updated sector: the new CommR, the pieces whose
     /// CommD the actor computes, and the update proof. Its value is the pledge the sector's
     /// new power needs beyond what it already locks (Lotus's rule; usually none for CC data).
-    pub async fn push_replica_update(&self, u: &ReplicaUpdateSpec) -> Result<Cid, ChainError> {
+    /// `info`: the sector as the chain has it now (its expiration and pledge).
+    pub async fn push_replica_update(
+        &self,
+        u: &ReplicaUpdateSpec,
+        info: &c::SectorOnChainInfo,
+    ) -> Result<Cid, ChainError> {
         let head = self.head().await?;
-        let info = self
-            .sector_on_chain(u.number)
-            .await?
-            .ok_or_else(|| ChainError::State(format!("sector {} is not active on chain", u.number)))?;
         let needed = self
             .call::<f::StateMinerInitialPledgeForSector>((
                 (info.expiration - head).max(0),
@@ -611,7 +612,7 @@ impl ChainClient {
                 TipSetKey::head(),
             ))
             .await?;
-        let value = BigInt((needed.0 - info.initial_pledge.0).max(0.into()));
+        let value = BigInt((needed.0 - &info.initial_pledge.0).max(0.into()));
         let params = actors::miner::ProveReplicaUpdates3Params {
             sector_updates: vec![actors::miner::SectorUpdateManifest {
                 sector: u.number,

@@ -425,9 +425,7 @@ pub struct Upgrade {
 impl Upgrade {
     fn proof_bytes(&self) -> Result<Vec<u8>, CallError> {
         let b64 = self.proof.as_deref().ok_or_else(|| CallError::unknown("no update proof recorded"))?;
-        let proof: Bytes = serde_json::from_value(serde_json::Value::String(b64.into()))
-            .map_err(|e| CallError::unknown(format!("the recorded update proof: {e}")))?;
-        Ok(proof.0)
+        Bytes::from_base64(b64).map(|b| b.0).map_err(|e| CallError::unknown(format!("the recorded update proof: {e}")))
     }
 }
 
@@ -1489,8 +1487,8 @@ impl Sealing {
                     return Ok(s);
                 }
                 let b64 = s.proof_bytes.as_deref().ok_or_else(|| CallError::unknown("no proof"))?;
-                let proof: Bytes = serde_json::from_value(serde_json::Value::String(b64.into()))
-                    .map_err(|e| CallError::unknown(format!("the recorded proof: {e}")))?;
+                let proof =
+                    Bytes::from_base64(b64).map_err(|e| CallError::unknown(format!("the recorded proof: {e}")))?;
                 // The chain verifies the proof (real Groth16 verification) when it executes it.
                 if s.state == SubmitCommit {
                     let cid = self
@@ -2051,7 +2049,7 @@ impl Sealing {
             pieces: s.pieces.iter().map(|p| (p.commitment, p.size.0 / 127 * 128)).collect(),
             proof: up.proof_bytes()?,
         };
-        let cid = self.chain.push_replica_update(&spec).await.map_err(chain_err)?;
+        let cid = self.chain.push_replica_update(&spec, &info).await.map_err(chain_err)?;
         ran.push(format!("ProveReplicaUpdates3 {cid}"));
         up.message = Some(cid.to_string());
         s.state = ReplicaUpdateWait;

@@ -103,11 +103,16 @@ impl<R: Read> Read for HashingReader<'_, R> {
 }
 
 /// The CommD of a committed-capacity sector: one piece of zeros filling it.
+/// Computed once per size: the chain asks at every activation, and a 32GiB one hashes 32 GB.
 pub fn cc_comm_d(size: SectorSize) -> Commitment {
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut std::io::repeat(0).take(max_unpadded(size)), &mut hasher).expect("hashing zeros");
-    let data_digest: [u8; 32] = hasher.finalize().into();
-    commitment("piece", &[&data_digest])
+    static KNOWN: std::sync::Mutex<BTreeMap<u64, Commitment>> = std::sync::Mutex::new(BTreeMap::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    *known.entry(size.0).or_insert_with(|| {
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut std::io::repeat(0).take(max_unpadded(size)), &mut hasher).expect("hashing zeros");
+        let data_digest: [u8; 32] = hasher.finalize().into();
+        commitment("piece", &[&data_digest])
+    })
 }
 
 /// CommD of the pieces: one piece filling the sector is its own CommD, as with the library.

@@ -7,6 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A devnet fast enough for tests: 500 ms epochs, a 4-epoch seed delay, 3 deadlines of 16
+/// epochs, no elections. The last section of a config, so a test may add its own keys below.
+pub const QUICK_DEVNET: &str = "[Devnet]
+  BlockDelay = \"500ms\"
+  SeedDelayEpochs = 4
+  WPoStPeriodDeadlines = 3
+  WPoStChallengeWindow = 16
+  WPoStChallengeLookback = 2
+  WinRate = 0.0
+";
+
 pub const MINER: &str = env!("CARGO_BIN_EXE_lotus-miner");
 pub const WORKER: &str = env!("CARGO_BIN_EXE_lotus-worker");
 pub const DEVNET: &str = env!("CARGO_BIN_EXE_lotus-devnet");
