@@ -673,9 +673,6 @@ impl Executor {
         child::spawn(&self.exe, &job, limits).await.map_err(CallError::unknown)
     }
 
-    /// Make the sector's files of `types` present in a local path of `kind` (reference §5.5
-    /// AcquireSector): local copies in a suitable path are used as they are; others are
-    /// fetched from the nodes the index names, and with `mv` the source copies are deleted.
     /// Whether a copy of the sector's `t` file exists here or anywhere in the cluster.
     async fn has_anywhere(&self, s: SectorRef, t: FileType) -> Result<bool, CallError> {
         if self.store.find(s.id, t).is_some() {
@@ -689,6 +686,9 @@ impl Executor {
         Ok(!found.is_empty())
     }
 
+    /// Make the sector's files of `types` present in a local path of `kind` (reference §5.5
+    /// AcquireSector): local copies in a suitable path are used as they are; others are
+    /// fetched from the nodes the index names, and with `mv` the source copies are deleted.
     pub async fn acquire(
         &self,
         s: SectorRef,
