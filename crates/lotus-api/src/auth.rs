@@ -1,10 +1,14 @@
-//! HS256 JWTs with the payload `{"Allow":[...]}` and no expiry, like Lotus (reference §6.2).
+//! HS256 JWTs with the payload `{"Allow":[...]}` and no expiry, like Lotus (reference §6.2),
+//! and what we add behind the same wire: a token minted for one worker also names it
+//! (`"Worker"`, a claim Lotus's decoder ignores), so that the miner can hold that worker to its
+//! own storage paths and calls; and a secret that can be replaced while the daemon runs.
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 /// Permission levels, each including the ones below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -55,6 +59,85 @@ impl FromStr for Permission {
 struct Claims {
     #[serde(rename = "Allow")]
     allow: Vec<String>,
+    /// Ours: the worker the token was minted for (absent on the operator's tokens).
+    #[serde(rename = "Worker", default, skip_serializing_if = "Option::is_none")]
+    worker: Option<String>,
+}
+
+/// Who is calling: the permissions a token grants, and the worker it was minted for, if any.
+/// A token without a worker is the operator's (or a Lotus node's): it may do whatever its
+/// permissions allow, as in Lotus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub perms: Vec<Permission>,
+    pub worker: Option<String>,
+}
+
+impl Caller {
+    /// A request without a token: read access, as in Lotus.
+    pub fn anonymous() -> Caller {
+        Caller { perms: vec![Permission::Read], worker: None }
+    }
+
+    /// The operator's token (or a Lotus node's) granting `perms`.
+    pub fn operator(perms: Vec<Permission>) -> Caller {
+        Caller { perms, worker: None }
+    }
+
+    pub fn has(&self, p: Permission) -> bool {
+        self.perms.contains(&p)
+    }
+}
+
+/// The worker a token names, read without checking its signature: only for a token whose
+/// signature was checked (by the miner's `AuthVerify`), or to learn a node's own identity from
+/// its own token.
+pub fn token_worker(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice::<Claims>(&json).ok()?.worker
+}
+
+/// Whether `name` can be a worker's identity in a token: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_worker_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!("worker name {name:?} must be 1 to 64 characters long"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("worker name {name:?} has {c:?}: use letters, digits, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+/// A bearer token shared by everything on a node that calls out with it (the miner client, the
+/// file fetcher, the PoSt reader): clones share it, so a rotated token reaches all of them.
+#[derive(Clone, Default)]
+pub struct SharedToken(Arc<RwLock<String>>);
+
+impl SharedToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        SharedToken(Arc::new(RwLock::new(token.into())))
+    }
+
+    pub fn get(&self) -> String {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, token: impl Into<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = token.into();
+    }
+}
+
+impl From<String> for SharedToken {
+    fn from(t: String) -> Self {
+        SharedToken::new(t)
+    }
+}
+
+impl fmt::Debug for SharedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedToken(..)")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +148,11 @@ pub enum AuthError {
     BadSecret(String),
 }
 
-/// The 32-byte HMAC key (`auth-jwt-private` in the keystore).
+/// The 32-byte HMAC key (`auth-jwt-private` in the keystore). Clones share the key, so
+/// [`JwtSecret::replace`] (`lotus-miner auth rotate`) reaches every part of a daemon that
+/// checks or mints tokens.
 #[derive(Clone)]
-pub struct JwtSecret(Vec<u8>);
+pub struct JwtSecret(Arc<RwLock<Vec<u8>>>);
 
 impl fmt::Debug for JwtSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -88,13 +173,23 @@ impl JwtSecret {
     pub fn generate() -> Self {
         let mut k = vec![0u8; 32];
         rand::fill(&mut k[..]);
-        JwtSecret(k)
+        JwtSecret(Arc::new(RwLock::new(k)))
+    }
+
+    fn key(&self) -> Vec<u8> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Take `other`'s key: every token signed with the old one is refused from now on.
+    pub fn replace(&self, other: &JwtSecret) {
+        let k = other.key();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = k;
     }
 
     pub fn to_key_info(&self) -> KeyInfo {
         KeyInfo {
             kind: "jwt-hmac-secret".into(),
-            private_key: base64::engine::general_purpose::STANDARD.encode(&self.0),
+            private_key: base64::engine::general_purpose::STANDARD.encode(self.key()),
         }
     }
 
@@ -108,25 +203,43 @@ impl JwtSecret {
         if k.is_empty() {
             return Err(AuthError::BadSecret("PrivateKey is empty".into()));
         }
-        Ok(JwtSecret(k))
+        Ok(JwtSecret(Arc::new(RwLock::new(k))))
     }
 
     /// A token granting exactly `perms`.
     pub fn create_token(&self, perms: &[Permission]) -> String {
-        let claims = Claims { allow: perms.iter().map(|p| p.as_str().to_string()).collect() };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.0))
+        self.sign(perms, None)
+    }
+
+    /// A token granting `perms` to one worker: the miner holds its bearer to that worker's
+    /// storage paths and calls, and refuses it the operator's methods.
+    pub fn create_worker_token(&self, perms: &[Permission], worker: &str) -> String {
+        self.sign(perms, Some(worker.to_string()))
+    }
+
+    fn sign(&self, perms: &[Permission], worker: Option<String>) -> String {
+        let claims = Claims { allow: perms.iter().map(|p| p.as_str().to_string()).collect(), worker };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.key()))
             .expect("HS256 encoding cannot fail")
     }
 
     /// The permissions a token grants. Unknown permission strings are ignored.
     pub fn verify(&self, token: &str) -> Result<Vec<Permission>, AuthError> {
+        Ok(self.verify_caller(token)?.perms)
+    }
+
+    /// Who a token speaks for: its permissions and the worker it names.
+    pub fn verify_caller(&self, token: &str) -> Result<Caller, AuthError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.required_spec_claims.clear();
         v.validate_exp = false;
         v.validate_aud = false;
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.0), &v)
+        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.key()), &v)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        Ok(data.claims.allow.iter().filter_map(|s| s.parse().ok()).collect())
+        Ok(Caller {
+            perms: data.claims.allow.iter().filter_map(|s| s.parse().ok()).collect(),
+            worker: data.claims.worker,
+        })
     }
 }
 
@@ -149,6 +262,31 @@ mod tests {
         let payload = t.split('.').nth(1).unwrap();
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
         assert_eq!(String::from_utf8(json).unwrap(), r#"{"Allow":["read","write","sign"]}"#);
+    }
+
+    #[test]
+    fn worker_tokens_name_their_worker_and_rotation_refuses_old_tokens() {
+        let s = JwtSecret::generate();
+        let t = s.create_worker_token(&Permission::Admin.with_lower(), "pc1-box");
+        let c = s.verify_caller(&t).unwrap();
+        assert_eq!(c.worker.as_deref(), Some("pc1-box"));
+        assert!(c.has(Permission::Admin));
+        assert_eq!(token_worker(&t).as_deref(), Some("pc1-box"));
+        assert_eq!(s.verify_caller(&s.create_token(&[Permission::Read])).unwrap().worker, None);
+        assert_eq!(token_worker("a.b.c"), None);
+        // Lotus's decoder reads only "Allow": the extra claim sits beside it.
+        let payload = t.split('.').nth(1).unwrap();
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        assert_eq!(String::from_utf8(json).unwrap(), r#"{"Allow":["read","write","sign","admin"],"Worker":"pc1-box"}"#);
+        // Every clone sees a replaced key.
+        let holder = s.clone();
+        s.replace(&JwtSecret::generate());
+        assert!(holder.verify(&t).is_err(), "a token of the old secret is refused after rotation");
+        assert!(holder.verify(&s.create_token(&[Permission::Read])).is_ok());
+        assert!(valid_worker_name("gpu-01.rack_2").is_ok());
+        for bad in ["", "a b", "x/y", &"n".repeat(65)] {
+            assert!(valid_worker_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -36,7 +36,9 @@ impl ClientError {
 pub struct RpcClient {
     http: reqwest::Client,
     url: String,
-    token: Option<String>,
+    /// Shared with whatever else on this node calls out with the same token, so a rotated
+    /// token reaches every holder at once.
+    token: Option<crate::SharedToken>,
     timeout: Duration,
     next_id: AtomicU64,
 }
@@ -44,11 +46,21 @@ pub struct RpcClient {
 impl RpcClient {
     /// `url` is the full endpoint, e.g. `http://127.0.0.1:2345/rpc/v0`.
     pub fn new(url: impl Into<String>, token: Option<String>, timeout: Duration) -> Self {
+        Self::with_token(url, token.filter(|t| !t.is_empty()).map(crate::SharedToken::new), timeout)
+    }
+
+    /// A client calling with a token it shares with other holders.
+    pub fn with_token(url: impl Into<String>, token: Option<crate::SharedToken>, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .build()
             .expect("reqwest client without TLS builds");
-        RpcClient { http, url: url.into(), token: token.filter(|t| !t.is_empty()), timeout, next_id: AtomicU64::new(1) }
+        RpcClient { http, url: url.into(), token, timeout, next_id: AtomicU64::new(1) }
+    }
+
+    /// The token this client calls with (shared: setting it changes it for every holder).
+    pub fn token(&self) -> Option<&crate::SharedToken> {
+        self.token.as_ref()
     }
 
     pub fn url(&self) -> &str {
@@ -83,7 +95,7 @@ impl RpcClient {
         let body = json!({"jsonrpc": "2.0", "id": id, "method": format!("Filecoin.{method}"), "params": params});
         let mut req = self.http.post(&self.url).json(&body).timeout(timeout);
         if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
+            req = req.bearer_auth(t.get());
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
@@ -138,7 +150,9 @@ impl RpcClient {
         let unreachable = |why: String| ClientError::Unreachable { url: ws_url.clone(), why };
         let mut req = ws_url.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
         if let Some(t) = &self.token {
-            let v = format!("Bearer {t}").parse().map_err(|_| unreachable("the token is not a valid header".into()))?;
+            let v = format!("Bearer {}", t.get())
+                .parse()
+                .map_err(|_| unreachable("the token is not a valid header".into()))?;
             req.headers_mut().insert("Authorization", v);
         }
         let connect = tokio_tungstenite::connect_async(req);

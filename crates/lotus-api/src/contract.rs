@@ -241,10 +241,12 @@ pub mod worker {
         // miner asks about (running, or holding an undelivered result)
         AbortCall(call: CallId) -> bool, Admin;
         Calls() -> Vec<CallId>, Admin;
+        // ours: the miner's `auth rotate` hands the worker its token under the new secret
+        UpdateMinerToken(token: String) -> (), Admin;
     }
 
     /// The methods of the worker contract that are ours, not Lotus's.
-    pub const EXTRAS: &[&str] = &["AbortCall", "Calls"];
+    pub const EXTRAS: &[&str] = &["AbortCall", "Calls", "UpdateMinerToken"];
 }
 
 /// The miner method a worker delivers a task's result through: `Return<Method>`, but for
@@ -621,10 +623,82 @@ pub mod miner {
         SectorsListDetail() -> Value, Read;
         SectorsAddPieceFile(path: String) -> Value, Admin;
         ProvingInfo() -> Value, Read;
+        // ours: a token naming one worker; a new API secret, handed to the workers
+        AuthNewWorker(perms: Vec<Permission>, worker: String) -> Bytes, Admin;
+        AuthRotate() -> RotateResult, Admin;
     }
 
     /// The methods of the miner contract that are ours, not Lotus's.
-    pub const EXTRAS: &[&str] = &["StorageListDetail", "SectorsListDetail", "SectorsAddPieceFile", "ProvingInfo"];
+    pub const EXTRAS: &[&str] = &[
+        "StorageListDetail",
+        "SectorsListDetail",
+        "SectorsAddPieceFile",
+        "ProvingInfo",
+        "AuthNewWorker",
+        "AuthRotate",
+    ];
+
+    /// What a token minted for a worker (`AuthNewWorker`) may call beyond read methods: what
+    /// a worker calls on its miner (registration, results, the sector index for its own
+    /// paths), never the operator's methods.
+    pub const WORKER_CALLS: &[&str] = &[
+        "WorkerConnect",
+        "StorageAttach",
+        "StorageDetach",
+        "StorageReportHealth",
+        "StorageDeclareSector",
+        "StorageDropSector",
+        "StorageFindSector",
+        "StorageBestAlloc",
+        "StorageInfo",
+        "StorageStat",
+        "StorageList",
+        "StorageLock",
+        "StorageTryLock",
+        "StorageGetLocks",
+        "ReturnAddPiece",
+        "ReturnDataCid",
+        "ReturnSealPreCommit1",
+        "ReturnSealPreCommit2",
+        "ReturnSealCommit1",
+        "ReturnSealCommit2",
+        "ReturnFinalizeSector",
+        "ReturnFinalizeReplicaUpdate",
+        "ReturnReleaseUnsealed",
+        "ReturnMoveStorage",
+        "ReturnFetch",
+        "ReturnUnsealPiece",
+        "ReturnReplicaUpdate",
+        "ReturnProveReplicaUpdate1",
+        "ReturnProveReplicaUpdate2",
+        "ReturnGenerateSectorKeyFromData",
+        "ReturnDownloadSector",
+        "ReturnReadPiece",
+    ];
+
+    /// `AuthRotate`'s answer: the operator's new admin token, and what became of each
+    /// connected worker's new token.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct RotateResult {
+        #[serde(rename = "Token")]
+        pub token: String,
+        #[serde(rename = "Workers")]
+        pub workers: Vec<RotatedWorker>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct RotatedWorker {
+        #[serde(rename = "Hostname")]
+        pub hostname: String,
+        #[serde(rename = "Url")]
+        pub url: String,
+        /// The worker the new token names (none: the operator's kind of token).
+        #[serde(rename = "Identity")]
+        pub identity: Option<String>,
+        /// Empty when the worker took its new token.
+        #[serde(rename = "Err")]
+        pub err: String,
+    }
     /// Methods whose result is not typed yet (`serde_json::Value`): the golden tests cannot
     /// hold their shape, so they are not counted as conforming.
     pub const UNTYPED: &[&str] = &["SealingSchedDiag"];

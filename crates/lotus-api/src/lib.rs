@@ -16,6 +16,6 @@ pub mod types;
 pub mod wire;
 
 pub use apiinfo::ApiInfo;
-pub use auth::{JwtSecret, Permission};
+pub use auth::{Caller, JwtSecret, Permission, SharedToken};
 pub use client::{ClientError, RpcClient};
 pub use rpc::{RpcError, RpcServer};

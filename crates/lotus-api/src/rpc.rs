@@ -6,7 +6,7 @@
 //! before dispatch with Lotus's message, and (3) answer a bad token with HTTP 401 as Lotus
 //! does. jsonrpsee's server would need its own listener or a tower shim for each of these.
 
-use crate::auth::Permission;
+use crate::auth::{Caller, Permission};
 use crate::methods;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -134,6 +134,24 @@ pub struct RpcServer {
     handlers: HashMap<&'static str, (Permission, Handler)>,
     /// Methods that return a channel (go-jsonrpc's `<-chan T`): served over WebSocket only.
     channels: HashMap<&'static str, (Permission, ChannelHandler)>,
+    /// What a token minted for another worker may call here beyond read methods, and this
+    /// node's own worker identity (its own token may call anything).
+    foreign: (&'static [&'static str], Option<String>),
+}
+
+tokio::task_local! {
+    static CALLER: Caller;
+}
+
+/// The caller of the RPC method being handled; `None` outside a request (the daemon's own
+/// calls), which is trusted like the operator.
+pub fn current_caller() -> Option<Caller> {
+    CALLER.try_with(Caller::clone).ok()
+}
+
+/// The worker a request's token was minted for, if the current request has one.
+pub fn calling_worker() -> Option<String> {
+    current_caller().and_then(|c| c.worker)
 }
 
 /// A WebSocket connection's channels: the values they send go out as go-jsonrpc's
@@ -178,7 +196,30 @@ impl Drop for Channels {
 impl RpcServer {
     /// A server whose methods must all be declared in `table` (see [`methods`]).
     pub fn new(table: &'static [(&'static str, Permission)]) -> Self {
-        RpcServer { table, handlers: HashMap::new(), channels: HashMap::new() }
+        RpcServer { table, handlers: HashMap::new(), channels: HashMap::new(), foreign: (&[], None) }
+    }
+
+    /// Hold tokens minted for a worker other than `own` to read methods and `allowed`: a
+    /// worker's token can do what a worker does, never what the operator does (`AuthNew`,
+    /// `Shutdown`, sector and config changes).
+    pub fn restrict_worker_tokens(&mut self, allowed: &'static [&'static str], own: Option<String>) {
+        self.foreign = (allowed, own);
+    }
+
+    /// Why `caller` may not call `name` needing `perm`, if it may not.
+    fn refusal(&self, caller: &Caller, name: &str, perm: Permission) -> Option<RpcError> {
+        if !caller.has(perm) {
+            return Some(RpcError::method(format!("missing permission to invoke '{name}' (need '{perm}')")));
+        }
+        let worker = caller.worker.as_deref()?;
+        let (allowed, own) = &self.foreign;
+        if perm == Permission::Read || own.as_deref() == Some(worker) || allowed.contains(&name) {
+            return None;
+        }
+        Some(RpcError::method(format!(
+            "the token was minted for worker {worker:?}, which may not invoke '{name}' (only the calls a worker makes); \
+             use the operator's token (`lotus-miner auth api-info --perm admin`)"
+        )))
     }
 
     /// Register `Filecoin.<name>`. Panics if `name` has no declared permission: that is a
@@ -295,11 +336,11 @@ impl RpcServer {
 
     /// Handle one HTTP body or WebSocket message. `None` when nothing is to be answered
     /// (notifications only).
-    pub async fn handle(&self, body: &[u8], perms: &[Permission]) -> Option<Value> {
-        self.handle_in(body, perms, None).await
+    pub async fn handle(&self, body: &[u8], caller: &Caller) -> Option<Value> {
+        self.handle_in(body, caller, None).await
     }
 
-    async fn handle_in(&self, body: &[u8], perms: &[Permission], mut chans: Option<&mut Channels>) -> Option<Value> {
+    async fn handle_in(&self, body: &[u8], caller: &Caller, mut chans: Option<&mut Channels>) -> Option<Value> {
         let req: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {
@@ -335,18 +376,18 @@ impl RpcServer {
                         ));
                         continue;
                     }
-                    if let Some(r) = self.handle_one(item, perms, chans.as_deref_mut()).await {
+                    if let Some(r) = self.handle_one(item, caller, chans.as_deref_mut()).await {
                         bytes += r.to_string().len();
                         out.push(r);
                     }
                 }
                 (!out.is_empty()).then_some(Value::Array(out))
             }
-            other => self.handle_one(other, perms, chans).await,
+            other => self.handle_one(other, caller, chans).await,
         }
     }
 
-    async fn handle_one(&self, req: Value, perms: &[Permission], chans: Option<&mut Channels>) -> Option<Value> {
+    async fn handle_one(&self, req: Value, caller: &Caller, chans: Option<&mut Channels>) -> Option<Value> {
         let Value::Object(obj) = req else {
             return Some(error_response(
                 Value::Null,
@@ -380,15 +421,15 @@ impl RpcServer {
                 }
                 return None;
             }
-            if let Some((perm, open)) = method.strip_prefix("Filecoin.").and_then(|n| self.channels.get(n)) {
-                if !perms.contains(perm) {
-                    let name = method.trim_start_matches("Filecoin.");
-                    return answer(Err(RpcError::method(format!(
-                        "missing permission to invoke '{name}' (need '{perm}')"
-                    ))));
+            if let Some((name, (perm, open))) =
+                method.strip_prefix("Filecoin.").and_then(|n| self.channels.get_key_value(n))
+            {
+                if let Some(e) = self.refusal(caller, name, *perm) {
+                    return answer(Err(e));
                 }
                 let req_id = id.clone()?;
-                return match open(Params { method: method.to_string(), values }).await {
+                let fut = CALLER.sync_scope(caller.clone(), || open(Params { method: method.to_string(), values }));
+                return match CALLER.scope(caller.clone(), fut).await {
                     Ok(stream) => {
                         chans.next += 1;
                         let chan = chans.next;
@@ -399,15 +440,18 @@ impl RpcServer {
                 };
             }
         }
-        let Some((perm, handler)) = method.strip_prefix("Filecoin.").and_then(|n| self.handlers.get(n)) else {
+        let Some((name, (perm, handler))) =
+            method.strip_prefix("Filecoin.").and_then(|n| self.handlers.get_key_value(n))
+        else {
             return answer(Err(RpcError::new(METHOD_NOT_FOUND, format!("method '{method}' not found"))));
         };
-        if !perms.contains(perm) {
-            let name = method.trim_start_matches("Filecoin.");
-            return answer(Err(RpcError::method(format!("missing permission to invoke '{name}' (need '{perm}')"))));
+        if let Some(e) = self.refusal(caller, name, *perm) {
+            return answer(Err(e));
         }
-        let fut = handler(Params { method: method.to_string(), values });
-        let r = match AssertUnwindSafe(fut).catch_unwind().await {
+        // Handlers that must know who calls (a worker's own paths and calls) read it with
+        // [`current_caller`].
+        let fut = CALLER.sync_scope(caller.clone(), || handler(Params { method: method.to_string(), values }));
+        let r = match AssertUnwindSafe(CALLER.scope(caller.clone(), fut)).catch_unwind().await {
             Ok(r) => r,
             Err(_) => {
                 tracing::error!(method, "RPC handler panicked");
@@ -446,7 +490,7 @@ fn error_response(id: Value, e: RpcError) -> Value {
 /// Turns a bearer token into permissions. The miner checks its own secret; a worker asks the
 /// miner (`AuthVerify`).
 pub trait Authenticator: Send + Sync + 'static {
-    fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>>;
+    fn verify(&self, token: &str) -> BoxFuture<'_, Result<Caller, String>>;
 }
 
 #[derive(Clone)]
@@ -464,14 +508,14 @@ pub fn request_token(headers: &HeaderMap, query: &HashMap<String, String>) -> Op
     query.get("token").cloned()
 }
 
-/// Permissions of a request, or the 401 to send. No token means read-only.
-pub async fn permissions(
+/// The caller of a request, or the 401 to send. No token means read-only.
+pub async fn authenticate(
     auth: &dyn Authenticator,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
-) -> Result<Vec<Permission>, Response> {
+) -> Result<Caller, Response> {
     match request_token(headers, query) {
-        None => Ok(vec![Permission::Read]),
+        None => Ok(Caller::anonymous()),
         Some(t) => auth
             .verify(&t)
             .await
@@ -499,11 +543,11 @@ async fn http_call(
     Query(query): Query<HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> Response {
-    let perms = match permissions(st.auth.as_ref(), &headers, &query).await {
-        Ok(p) => p,
+    let caller = match authenticate(st.auth.as_ref(), &headers, &query).await {
+        Ok(c) => c,
         Err(resp) => return resp,
     };
-    match st.server.handle(&body, &perms).await {
+    match st.server.handle(&body, &caller).await {
         Some(v) => ([(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     }
@@ -515,14 +559,14 @@ async fn ws_call(
     Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let perms = match permissions(st.auth.as_ref(), &headers, &query).await {
-        Ok(p) => p,
+    let caller = match authenticate(st.auth.as_ref(), &headers, &query).await {
+        Ok(c) => c,
         Err(resp) => return resp,
     };
-    ws.max_message_size(RPC_BODY_LIMIT).on_upgrade(move |socket| ws_loop(socket, st.server, perms))
+    ws.max_message_size(RPC_BODY_LIMIT).on_upgrade(move |socket| ws_loop(socket, st.server, caller))
 }
 
-async fn ws_loop(socket: WebSocket, server: Arc<RpcServer>, perms: Vec<Permission>) {
+async fn ws_loop(socket: WebSocket, server: Arc<RpcServer>, caller: Caller) {
     use futures_util::{SinkExt, StreamExt};
     let (mut sink, mut stream) = socket.split();
     // One writer: answers and channel values share the socket.
@@ -542,7 +586,7 @@ async fn ws_loop(socket: WebSocket, server: Arc<RpcServer>, perms: Vec<Permissio
             Message::Close(_) => break,
             _ => continue,
         };
-        if let Some(resp) = server.handle_in(&body, &perms, Some(&mut chans)).await {
+        if let Some(resp) = server.handle_in(&body, &caller, Some(&mut chans)).await {
             if out.send(resp).is_err() {
                 break;
             }
@@ -563,6 +607,7 @@ mod tests {
         ("Boom", Permission::Read),
         ("Secret", Permission::Admin),
         ("Big", Permission::Read),
+        ("Whoami", Permission::Admin),
     ];
 
     fn server() -> RpcServer {
@@ -583,7 +628,7 @@ mod tests {
     }
 
     async fn call(s: &RpcServer, body: &str, perms: &[Permission]) -> Value {
-        s.handle(body.as_bytes(), perms).await.unwrap()
+        s.handle(body.as_bytes(), &Caller::operator(perms.to_vec())).await.unwrap()
     }
 
     #[tokio::test]
@@ -616,7 +661,10 @@ mod tests {
         )
         .await;
         assert_eq!(v[1]["result"], 2);
-        assert!(s.handle(br#"{"method":"Filecoin.Echo","params":[1]}"#, r).await.is_none(), "notification");
+        assert!(
+            s.handle(br#"{"method":"Filecoin.Echo","params":[1]}"#, &Caller::operator(r.to_vec())).await.is_none(),
+            "notification"
+        );
         // A batch beyond the bound is refused whole, without running any of it.
         let big = format!("[{}]", vec![r#"{"id":1,"method":"Filecoin.Echo","params":[1]}"#; MAX_BATCH + 1].join(","));
         let v = call(&s, &big, r).await;
@@ -644,13 +692,35 @@ mod tests {
         assert_eq!(v["error"]["code"], INTERNAL_ERROR, "a panicking handler answers an error");
     }
 
+    #[tokio::test]
+    async fn worker_tokens_reach_only_what_a_worker_calls_and_handlers_see_the_caller() {
+        let mut s = server();
+        s.register("Whoami", |_p: Params| async move { Ok(calling_worker()) });
+        s.restrict_worker_tokens(&["Whoami"], Some("me".into()));
+        let admin = Permission::Admin.with_lower();
+        let worker = |name: &str| Caller { perms: admin.clone(), worker: Some(name.into()) };
+        let req = |m: &str| format!(r#"{{"id":1,"method":"Filecoin.{m}","params":[]}}"#);
+        let v = s.handle(req("Secret").as_bytes(), &worker("pc1")).await.unwrap();
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("minted for worker \"pc1\"") && msg.contains("'Secret'"), "{msg}");
+        let v = s.handle(req("Whoami").as_bytes(), &worker("pc1")).await.unwrap();
+        assert_eq!(v["result"], "pc1", "an allowed method, and the handler knows the caller");
+        let v = s.handle(req("Echo").as_bytes().to_vec().as_slice(), &worker("pc1")).await.unwrap();
+        assert!(v["error"]["message"].as_str().unwrap().contains("param"), "read methods stay open: {v}");
+        let v = s.handle(req("Secret").as_bytes(), &worker("me")).await.unwrap();
+        assert_eq!(v["result"], "s", "the node's own token may call anything");
+        let v = s.handle(req("Whoami").as_bytes(), &Caller::operator(admin.clone())).await.unwrap();
+        assert_eq!(v["result"], Value::Null, "the operator's token names no worker");
+        assert_eq!(calling_worker(), None, "outside a request there is no caller");
+    }
+
     struct OnlyAdmin;
     impl Authenticator for OnlyAdmin {
-        fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
+        fn verify(&self, token: &str) -> BoxFuture<'_, Result<Caller, String>> {
             let ok = token == "good";
             async move {
                 if ok {
-                    Ok(Permission::Admin.with_lower())
+                    Ok(Caller::operator(Permission::Admin.with_lower()))
                 } else {
                     Err("bad token".into())
                 }

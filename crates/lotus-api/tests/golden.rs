@@ -207,12 +207,12 @@ async fn left_out_miner_methods_are_refused_with_their_reason() {
     for (name, perm, why) in contract::miner::LEFT_OUT {
         let params = doc[*name]["params"].clone();
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": format!("Filecoin.{name}"), "params": params});
-        let r = s.handle(body.to_string().as_bytes(), &[*perm]).await.unwrap();
+        let r = s.handle(body.to_string().as_bytes(), &lotus_api::Caller::operator(vec![*perm])).await.unwrap();
         let msg = r["error"]["message"].as_str().unwrap_or_default();
         assert_eq!(msg, format!("{name} is not served by this miner: {why}"), "{r}");
         let lower = Permission::ALL.iter().take_while(|p| *p != perm).copied().collect::<Vec<_>>();
         if !lower.is_empty() {
-            let r = s.handle(body.to_string().as_bytes(), &lower).await.unwrap();
+            let r = s.handle(body.to_string().as_bytes(), &lotus_api::Caller::operator(lower.clone())).await.unwrap();
             let msg = r["error"]["message"].as_str().unwrap_or_default();
             assert!(msg.contains(&format!("need '{perm}'")), "{name} keeps Lotus's permission: {r}");
         }
@@ -220,7 +220,8 @@ async fn left_out_miner_methods_are_refused_with_their_reason() {
     }
     // A declared method without a handler is refused as not implemented, its params checked first.
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "Filecoin.SectorsSummary", "params": []});
-    let r = s.handle(body.to_string().as_bytes(), &Permission::ALL).await.unwrap();
+    let r =
+        s.handle(body.to_string().as_bytes(), &lotus_api::Caller::operator(Permission::ALL.to_vec())).await.unwrap();
     assert!(
         r["error"]["message"].as_str().unwrap().contains("SectorsSummary is not implemented by this miner yet"),
         "{r}"

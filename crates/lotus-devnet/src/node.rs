@@ -9,7 +9,7 @@ use lotus_api::chain::*;
 use lotus_api::contract::full as f;
 use lotus_api::rpc::Authenticator;
 use lotus_api::wire::{BitField, Bytes, Cid};
-use lotus_api::{JwtSecret, Permission, RpcError, RpcServer};
+use lotus_api::{JwtSecret, RpcError, RpcServer};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -206,8 +206,8 @@ fn err(e: impl std::fmt::Display) -> RpcError {
 struct NodeAuth(Arc<Node>);
 
 impl Authenticator for NodeAuth {
-    fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
-        let r = self.0.secret.verify(token).map_err(|e| e.to_string());
+    fn verify(&self, token: &str) -> BoxFuture<'_, Result<lotus_api::Caller, String>> {
+        let r = self.0.secret.verify_caller(token).map_err(|e| e.to_string());
         async move { r }.boxed()
     }
 }
@@ -652,7 +652,7 @@ mod tests {
             Box::new(Hand(now.clone())),
             JwtSecret::generate(),
         );
-        let token = node.secret.create_token(&Permission::Read.with_lower());
+        let token = node.secret.create_token(&lotus_api::Permission::Read.with_lower());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router(node)).await.unwrap() });

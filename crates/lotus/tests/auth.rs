@@ -30,7 +30,7 @@ fn permission_error(v: &Value) -> Option<String> {
 
 /// Methods whose call would change the daemon's state are skipped when allowed (we only want
 /// to see that the permission check passes, not stop the daemon).
-const DESTRUCTIVE: [&str; 3] = ["Shutdown", "SetEnabled", "PledgeSector"];
+const DESTRUCTIVE: [&str; 4] = ["Shutdown", "SetEnabled", "PledgeSector", "AuthRotate"];
 
 async fn check_table(url: &str, table: &[(&str, Permission)], tokens: &[(Permission, String)]) {
     for (method, need) in table {

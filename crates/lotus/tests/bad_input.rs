@@ -147,6 +147,9 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
             ("WorkerConnect", json!(["ftp://x"]), "http"),
             ("WorkerConnect", json!(["http://127.0.0.1:1/rpc/v0"]), "cannot call back"),
             ("AuthNew", json!([["root"]]), "param 0"),
+            ("AuthNewWorker", json!([["admin"], "a/b"]), "worker name \"a/b\" has '/'"),
+            ("AuthNewWorker", json!([["admin"], ""]), "1 to 64 characters"),
+            ("AuthNewWorker", json!([["root"], "w"]), "param 0"),
             ("AuthVerify", json!(["garbage"]), "not a valid JWT signed by this miner"),
             ("ActorSectorSize", json!([]), "takes"),
         ];
@@ -164,6 +167,8 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
             ("TaskEnable", json!(["XYZ"]), "XYZ"),
             ("TaskDisable", json!([5]), "param 0"),
             ("AbortCall", json!(["nope"]), "param 0"),
+            ("UpdateMinerToken", json!(["garbage"]), "not a JWT"),
+            ("UpdateMinerToken", json!(["a.b.c"]), "the miner does not confirm the new token"),
             ("StorageAddLocal", json!(["/no/such/worker/path"]), "no/such/worker/path"),
             ("Fetch", json!([{"ID": {"Miner": 1000, "Number": 1}, "ProofType": 5}, 2, "Nowhere"]), "param 2 (path_type)"),
         ];

@@ -12,6 +12,14 @@ fn method_err(e: impl std::fmt::Display) -> RpcError {
     RpcError::method(e.to_string())
 }
 
+/// A worker's token reaches only the paths that worker attached (the operator's, any path).
+fn own_path(c: &Ctx, id: uuid::Uuid) -> Result<(), RpcError> {
+    match lotus_api::rpc::calling_worker() {
+        Some(w) => c.m.check_path(id, &w).map_err(method_err),
+        None => Ok(()),
+    }
+}
+
 /// `SectorsStatus` in Lotus's shape, with the event log (Lotus always includes it). Chain
 /// fields the miner does not track yet (expiration, pledge) are empty.
 fn sector_status(ctx: &Ctx, s: &SectorInfo) -> lotus_api::contract::miner::SectorInfo {
@@ -74,16 +82,18 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
                 "StorageAttach: the path has no URLs; the node must say where it serves files",
             ));
         }
-        c.m.storage_attach(info, stat);
-        Ok(())
+        c.m.storage_attach(info, stat, lotus_api::rpc::calling_worker().as_deref()).map_err(method_err)
     });
     s.method::<m::StorageReportHealth, _, _, _>(ctx.clone(), |c, (id, r)| async move {
+        own_path(&c, id)?;
         c.m.storage_health(id, r.stat, r.err).map_err(method_err)
     });
     s.method::<m::StorageDeclareSector, _, _, _>(ctx.clone(), |c, (id, sector, types, primary)| async move {
+        own_path(&c, id)?;
         c.m.storage_declare(id, sector, types, primary).map_err(method_err)
     });
     s.method::<m::StorageDropSector, _, _, _>(ctx.clone(), |c, (id, sector, types)| async move {
+        own_path(&c, id)?;
         c.m.storage_drop(id, sector, types);
         Ok(())
     });
@@ -106,6 +116,7 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
             .ok_or_else(|| method_err(format!("storage path {id} not found")))
     });
     s.method::<m::StorageDetach, _, _, _>(ctx.clone(), |c, (id, url)| async move {
+        own_path(&c, id)?;
         c.m.storage_detach(id, &url).map_err(method_err)
     });
     s.method::<m::StorageDetachLocal, _, _, _>(ctx.clone(), |c, (path,)| async move {
@@ -210,7 +221,12 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
                 .map_err(|why| RpcError::invalid_params(format!("{method}: param 1 (result) is invalid: {why}"))),
         };
         let m = c.m.clone();
+        // Read while the request's caller is known: a worker's token answers only its own calls.
+        let worker = lotus_api::rpc::calling_worker();
         async move {
+            if let Some(w) = worker {
+                m.check_return(call, &w).map_err(RpcError::method)?;
+            }
             m.on_return_synced(call, outcome?).await;
             Ok(())
         }

@@ -42,8 +42,8 @@ impl Metadata {
 struct MinerAuth(JwtSecret);
 
 impl Authenticator for MinerAuth {
-    fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
-        let r = self.0.verify(token).map_err(|e| e.to_string());
+    fn verify(&self, token: &str) -> BoxFuture<'_, Result<lotus_api::Caller, String>> {
+        let r = self.0.verify_caller(token).map_err(|e| e.to_string());
         async move { r }.boxed()
     }
 }
@@ -199,11 +199,14 @@ pub async fn serve(
             .open_path(&p.path)
             .with_context(|| format!("opening storage path {} (from storage.json)", p.path.display()))?;
     }
-    let admin = secret.create_token(&Permission::Admin.with_lower());
-    let fetcher = sealing_exec::remote::Fetcher::new(admin, cfg.storage.parallel_fetch_limit as usize);
+    // The miner's own admin token for its calls to workers and their files: one shared
+    // value, so `auth rotate` replaces it everywhere at once.
+    let admin = lotus_api::SharedToken::new(secret.create_token(&Permission::Admin.with_lower()));
+    let fetcher = sealing_exec::remote::Fetcher::new(admin.clone(), cfg.storage.parallel_fetch_limit as usize);
     let manager = Manager::new(
         ManagerConfig {
             secret: secret.clone(),
+            token: admin.clone(),
             sched,
             local_info: info,
             local_task_types: local_task_types(&cfg),
@@ -321,7 +324,7 @@ pub async fn serve(
     let post_prover = sealing_exec::post::PoStProver::new(
         store.clone(),
         index.clone(),
-        secret.create_token(&Permission::Admin.with_lower()),
+        admin.clone(),
         executor_hostname.clone(),
         cfg.proving.parallel_check_limit.max(1) as usize,
         // The miner's own reads are bounded by each deadline only, as the original's are.
@@ -430,6 +433,9 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
     let m = ctx.m.clone();
     let alerts = ctx.alerts.clone();
     let mut s = RpcServer::new(lotus_api::methods::MINER);
+    // A token minted for a worker (`auth create-token --worker`) reaches what a worker calls.
+    s.restrict_worker_tokens(lotus_api::contract::miner::WORKER_CALLS, None);
+    let repo = ctx.repo.clone();
     crate::api::register(&mut s, ctx);
     use lotus_api::contract::miner as c;
     s.method::<c::Version, _, _, _>((), |(), ()| async move {
@@ -455,11 +461,30 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
         // Lotus returns the token as []byte, which JSON carries as base64.
         Ok(lotus_api::wire::Bytes(sec.create_token(&perms).into_bytes()))
     });
+    s.method::<c::AuthNewWorker, _, _, _>(secret.clone(), |sec, (perms, worker)| async move {
+        lotus_api::auth::valid_worker_name(&worker).map_err(RpcError::invalid_params)?;
+        Ok(lotus_api::wire::Bytes(sec.create_worker_token(&perms, &worker).into_bytes()))
+    });
+    s.method::<c::AuthRotate, _, _, _>((secret.clone(), repo, m.clone()), |(sec, repo, mm), ()| async move {
+        let new = JwtSecret::generate();
+        // The keystore first: if writing it fails, nothing changed.
+        repo.write_jwt_secret(&new).map_err(|e| {
+            RpcError::method(format!("storing the new secret failed ({e}); the old one stays in force"))
+        })?;
+        sec.replace(&new);
+        let token = sec.create_token(&Permission::Admin.with_lower());
+        if let Err(e) = repo.write_file("token", token.as_bytes(), 0o600) {
+            tracing::warn!("the new admin token could not be written to the repo's token file: {e}");
+        }
+        tracing::warn!("API secret rotated: every token minted before is refused from now on");
+        let workers = mm.rotate_tokens().await;
+        Ok(c::RotateResult { token, workers })
+    });
     s.method::<c::WorkerConnect, _, _, _>(m.clone(), |mm, (url,)| async move {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(RpcError::invalid_params(format!("worker URL {url:?} must start with http:// or https://")));
         }
-        mm.connect(url).await.map(|_| ()).map_err(|e| RpcError::method(e.to_string()))
+        mm.connect(url, lotus_api::rpc::calling_worker()).await.map(|_| ()).map_err(|e| RpcError::method(e.to_string()))
     });
     s.method::<c::WorkerStats, _, _, _>(m.clone(), |mm, ()| async move {
         Ok(mm.stats().into_iter().map(|(id, st)| (id.0, st)).collect())

@@ -67,7 +67,7 @@ fn refused(why: &str) -> Response {
 async fn check(ui: &Ui, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<String, Response> {
     let Some(t) = token(headers, query) else { return Err(refused("no token")) };
     match ui.auth.verify(&t).await {
-        Ok(perms) if perms.contains(&Permission::Read) => Ok(t),
+        Ok(c) if c.has(Permission::Read) => Ok(t),
         Ok(_) => Err(refused("the token has no read permission")),
         Err(e) => Err(refused(&format!("the token is not valid ({e})"))),
     }

@@ -12,6 +12,10 @@ pub struct PathEntry {
     pub info: StorageInfo,
     pub stat: FsStat,
     pub err: String,
+    /// The worker whose token attached the path (none: the operator's token, a Lotus node's,
+    /// or the miner's own): only that worker's token may declare on it, drop from it, report
+    /// its health or detach it.
+    pub owner: Option<String>,
 }
 
 /// One declaration: the sector's files of these types are in a path (Lotus's shape).
@@ -21,6 +25,8 @@ pub use lotus_api::contract::miner::Decl;
 pub enum IndexError {
     #[error("storage path {0} is not attached; attach it first (the node re-attaches its paths when it connects)")]
     UnknownPath(Uuid),
+    #[error("storage path {id} belongs to {owner}, not to worker {caller:?}: a worker's token reaches only the paths it attached")]
+    NotYours { id: Uuid, owner: String, caller: String },
 }
 
 #[derive(Default)]
@@ -40,6 +46,37 @@ pub fn origin(url: &str) -> &str {
 }
 
 impl Index {
+    /// Whether the worker `caller` names (none: the operator) may change the path.
+    pub fn check_owner(&self, id: Uuid, caller: Option<&str>) -> Result<(), IndexError> {
+        let Some(caller) = caller else { return Ok(()) };
+        let e = self.paths.get(&id).ok_or(IndexError::UnknownPath(id))?;
+        if e.owner.as_deref() == Some(caller) {
+            return Ok(());
+        }
+        let owner = match &e.owner {
+            Some(w) => format!("worker {w:?}"),
+            None => "the operator (it was attached with the operator's token or by the miner)".into(),
+        };
+        Err(IndexError::NotYours { id, owner, caller: caller.to_string() })
+    }
+
+    /// `StorageAttach` by the worker `owner` names (none: the operator). A path another worker
+    /// (or the operator) attached cannot be taken over by a worker's token; the operator's
+    /// token may add a URL to any path, which keeps its owner.
+    pub fn attach_by(&mut self, info: StorageInfo, stat: FsStat, owner: Option<&str>) -> Result<(), IndexError> {
+        if self.paths.contains_key(&info.id) {
+            self.check_owner(info.id, owner)?;
+        }
+        let new = !self.paths.contains_key(&info.id);
+        self.attach(info.clone(), stat);
+        if new {
+            if let Some(e) = self.paths.get_mut(&info.id) {
+                e.owner = owner.map(str::to_string);
+            }
+        }
+        Ok(())
+    }
+
     pub fn attach(&mut self, info: StorageInfo, stat: FsStat) {
         match self.paths.get_mut(&info.id) {
             Some(e) => {
@@ -54,7 +91,7 @@ impl Index {
                 e.stat = stat;
             }
             None => {
-                self.paths.insert(info.id, PathEntry { info, stat, err: String::new() });
+                self.paths.insert(info.id, PathEntry { info, stat, err: String::new(), owner: None });
             }
         }
     }
@@ -274,6 +311,28 @@ mod tests {
         assert_eq!(ix.node_space("http://10.0.0.1:3456", PathType::Sealing), 100);
         assert_eq!(ix.node_space("http://10.0.0.1:3456", PathType::Storage), 0);
         assert_eq!(ix.node_space("http://10.0.0.2:2345", PathType::Storage), 500);
+    }
+
+    #[test]
+    fn a_worker_s_token_reaches_only_the_paths_it_attached() {
+        let mut ix = Index::default();
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        ix.attach_by(info(1, "http://10.0.0.1:3456/remote", true, false), FsStat::default(), Some("pc1")).unwrap();
+        ix.attach_by(info(2, "http://10.0.0.2:3456/remote", true, false), FsStat::default(), None).unwrap();
+        assert!(ix.check_owner(a, Some("pc1")).is_ok());
+        assert!(ix.check_owner(a, None).is_ok(), "the operator reaches every path");
+        let e = ix.check_owner(a, Some("c2")).unwrap_err().to_string();
+        assert!(e.contains("belongs to worker \"pc1\"") && e.contains("\"c2\""), "{e}");
+        assert!(ix.check_owner(b, Some("pc1")).unwrap_err().to_string().contains("the operator"));
+        assert!(matches!(ix.check_owner(Uuid::from_u128(9), Some("pc1")), Err(IndexError::UnknownPath(_))));
+        // Taking over another's path by attaching it again is refused; its URLs stay.
+        assert!(ix.attach_by(info(1, "http://10.9.9.9:1/remote", true, true), FsStat::default(), Some("c2")).is_err());
+        assert_eq!(ix.path(a).unwrap().info.urls, vec!["http://10.0.0.1:3456/remote".to_string()]);
+        assert!(ix.attach_by(info(2, "http://10.9.9.9:1/remote", true, true), FsStat::default(), Some("c2")).is_err());
+        // Its owner re-attaching, and the operator adding a URL, keep the owner.
+        ix.attach_by(info(1, "http://10.0.0.1:3456/remote", true, false), FsStat::default(), Some("pc1")).unwrap();
+        ix.attach_by(info(1, "http://10.0.0.3:3456/remote", true, false), FsStat::default(), None).unwrap();
+        assert_eq!(ix.path(a).unwrap().owner.as_deref(), Some("pc1"));
     }
 
     #[test]

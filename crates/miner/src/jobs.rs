@@ -183,6 +183,22 @@ impl<R> Jobs<R> {
         self.jobs.is_empty()
     }
 
+    /// The workers a call of `sector` is being started on: a result that comes before its
+    /// start is answered is held for one of them.
+    pub fn starting_on(&self, sector: SectorId) -> Vec<WorkerId> {
+        if !self.starting.contains_key(&sector) {
+            return vec![];
+        }
+        self.jobs
+            .values()
+            .filter(|j| j.req.sector.id == sector)
+            .filter_map(|j| match j.state {
+                JobState::Starting { worker, .. } => Some(worker),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Results held for starts in flight (bounded by `EARLY_PER_SECTOR` per sector).
     pub fn early_len(&self) -> usize {
         self.starting.values().map(|(_, q)| q.len()).sum()

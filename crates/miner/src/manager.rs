@@ -11,7 +11,7 @@ use crate::jobs::{CallResult, Fate, Input, JobState, Jobs, Output, Phase, Record
 use futures_util::future::BoxFuture;
 use lotus_api::methods::WORKER_API_VERSION;
 use lotus_api::types::{seal_task_key, CallError, FsStat, SectorStorageInfo, StorageInfo, WorkerStats};
-use lotus_api::{ClientError, JwtSecret, Permission, RpcClient};
+use lotus_api::{ClientError, JwtSecret, Permission, RpcClient, SharedToken};
 use sealing_exec::index::IndexResult;
 use sealing_exec::{Executor, IndexError, TaskCall};
 use sealing_sched::{Event, Scheduler, Selector, TaskRequest, WorkerSpec};
@@ -58,6 +58,9 @@ impl Default for Timings {
 /// What the manager is built from.
 pub struct ManagerConfig {
     pub secret: JwtSecret,
+    /// The miner's own admin token, which its calls to workers carry (shared with its file
+    /// fetcher and PoSt reader, so that `auth rotate` replaces it everywhere at once).
+    pub token: SharedToken,
     pub sched: Scheduler,
     /// The miner's own worker: its report, task types and `/remote` origin (`http://host:port`).
     pub local_info: WorkerInfo,
@@ -161,6 +164,9 @@ struct WorkerEntry {
     heartbeat: Option<JoinHandle<()>>,
     /// A PoSt worker: it goes to the PoSt scheduler, never to the sealing scheduler (§3.11).
     post: bool,
+    /// The worker its registration's token names (none: the operator's token, or the
+    /// miner's own worker): only that token may answer its calls.
+    owner: Option<String>,
 }
 
 fn is_post_worker(types: &BTreeSet<TaskType>) -> bool {
@@ -201,6 +207,7 @@ enum Todo {
 
 pub struct Manager {
     secret: JwtSecret,
+    token: SharedToken,
     state: Mutex<State>,
     /// The local worker's ID, if the miner runs one.
     pub local_worker: Option<WorkerId>,
@@ -226,6 +233,15 @@ pub enum ConnectError {
     Closed { url: String },
     #[error("worker at {url} runs {theirs} proofs and this miner {ours} ones: start the worker {fix}")]
     Backend { url: String, theirs: &'static str, ours: &'static str, fix: &'static str },
+    #[error("the worker session at {url} is registered with the token of {registered}, not of {caller}: each worker registers with its own token")]
+    Identity { url: String, registered: String, caller: String },
+}
+
+fn who(owner: &Option<String>) -> String {
+    match owner {
+        Some(w) => format!("worker {w:?}"),
+        None => "the operator".into(),
+    }
 }
 
 impl Manager {
@@ -263,10 +279,12 @@ impl Manager {
                     enabled: true,
                     heartbeat: None,
                     post: false,
+                    owner: None,
                 },
             );
             Manager {
                 secret: cfg.secret,
+                token: cfg.token,
                 state: Mutex::new(st),
                 local_worker: Some(id),
                 local,
@@ -291,8 +309,10 @@ impl Manager {
         calls: Option<Arc<crate::calls::CallStore>>,
         timings: Timings,
     ) -> Arc<Self> {
+        let secret = JwtSecret::generate();
         let cfg = ManagerConfig {
-            secret: JwtSecret::generate(),
+            token: SharedToken::new(secret.create_token(&Permission::Admin.with_lower())),
+            secret,
             sched,
             local_info: WorkerInfo::default(),
             local_task_types,
@@ -321,9 +341,9 @@ impl Manager {
     }
 
     /// `WorkerConnect(url)`: call the worker back, check it, and start its heartbeat.
-    pub async fn connect(self: &Arc<Self>, url: String) -> Result<WorkerId, ConnectError> {
-        let token = self.secret.create_token(&Permission::Admin.with_lower());
-        let client = Arc::new(RpcClient::new(url.clone(), Some(token), self.timings.api_timeout));
+    /// `owner` is the worker the caller's token names.
+    pub async fn connect(self: &Arc<Self>, url: String, owner: Option<String>) -> Result<WorkerId, ConnectError> {
+        let client = Arc::new(RpcClient::with_token(url.clone(), Some(self.token.clone()), self.timings.api_timeout));
         let unreachable = |source| ConnectError::Unreachable { url: url.clone(), source };
         use lotus_api::contract::worker as w;
         // Lotus's rule: the worker's API major.minor must be ours (patch may differ).
@@ -341,7 +361,10 @@ impl Manager {
         }
         // Workers call again every check, to come back after being removed (lost): a known
         // session costs nothing more.
-        if self.lock().workers.contains_key(&WorkerId(session)) {
+        if let Some(w) = self.lock().workers.get(&WorkerId(session)) {
+            if w.owner != owner {
+                return Err(ConnectError::Identity { url, registered: who(&w.owner), caller: who(&owner) });
+            }
             return Ok(WorkerId(session));
         }
         let info = client.request::<w::Info>(()).await.map_err(unreachable)?;
@@ -387,6 +410,7 @@ impl Manager {
                     enabled: true,
                     heartbeat: None,
                     post,
+                    owner: owner.clone(),
                 },
             );
             drop(st);
@@ -441,8 +465,17 @@ impl Manager {
         let todo = {
             let mut st = self.lock();
             let ws = spec(&st.index, &info, &task_types, &origin);
-            let entry =
-                WorkerEntry { url: None, origin, link, info, task_types, enabled: true, heartbeat: None, post: false };
+            let entry = WorkerEntry {
+                url: None,
+                origin,
+                link,
+                info,
+                task_types,
+                enabled: true,
+                heartbeat: None,
+                post: false,
+                owner: None,
+            };
             st.workers.insert(id, entry);
             self.step(&mut st, Input::Sched(Event::WorkerAdded { id, spec: ws })).0
         };
@@ -553,6 +586,39 @@ impl Manager {
     }
 
     /// Enabled PoSt workers of this kind (`WDP` or `WNP`): host name and client.
+    /// After `auth rotate` replaced the secret: the miner's calls to workers carry a token of
+    /// the new one from now on, and each connected worker is handed its own new token
+    /// (naming it again, if its old one did) through `UpdateMinerToken`. A worker that cannot
+    /// take it (a Lotus worker, one unreachable now) is listed with why.
+    pub async fn rotate_tokens(&self) -> Vec<lotus_api::contract::miner::RotatedWorker> {
+        let admin = Permission::Admin.with_lower();
+        self.token.set(self.secret.create_token(&admin));
+        let remote: Vec<_> = self
+            .lock()
+            .workers
+            .values()
+            .filter_map(|w| Some((w.url.clone()?, w.info.hostname.clone(), w.owner.clone(), w.link.rpc()?)))
+            .collect();
+        let mut out = vec![];
+        for (url, hostname, identity, client) in remote {
+            let token = match &identity {
+                Some(w) => self.secret.create_worker_token(&admin, w),
+                None => self.secret.create_token(&admin),
+            };
+            let err = match client.request::<lotus_api::contract::worker::UpdateMinerToken>((token,)).await {
+                Ok(()) => String::new(),
+                Err(e) => {
+                    tracing::warn!(%url, "the worker did not take its rotated token: {e}");
+                    format!(
+                        "{e}; give it a new MINER_API_INFO (`lotus-miner auth api-info --perm admin`) and restart it"
+                    )
+                }
+            };
+            out.push(lotus_api::contract::miner::RotatedWorker { hostname, url, identity, err });
+        }
+        out
+    }
+
     pub fn post_workers(&self, task: TaskType) -> Vec<(WorkerId, String, Arc<RpcClient>)> {
         self.lock()
             .workers
@@ -987,16 +1053,74 @@ impl Manager {
             .collect()
     }
 
-    pub fn storage_attach(self: &Arc<Self>, info: StorageInfo, stat: FsStat) {
+    /// `StorageAttach` by the worker `owner` names (none: the operator or the miner itself).
+    pub fn storage_attach(
+        self: &Arc<Self>,
+        info: StorageInfo,
+        stat: FsStat,
+        owner: Option<&str>,
+    ) -> Result<(), String> {
         let effects = {
             let mut st = self.lock();
             let id = info.id;
-            st.index.attach(info, stat);
+            st.index.attach_by(info, stat, owner).map_err(|e| e.to_string())?;
             let owners = Self::owners(&st, id);
             let evs = Self::space_events(&st, &owners);
             self.step(&mut st, Input::SchedBatch(evs)).0
         };
         self.carry(effects);
+        Ok(())
+    }
+
+    /// Whether the worker a token names may change the path (declare, drop, report, detach).
+    pub fn check_path(&self, id: Uuid, worker: &str) -> Result<(), String> {
+        self.lock().index.check_owner(id, Some(worker)).map_err(|e| e.to_string())
+    }
+
+    /// Whether the worker a token names may deliver `call`'s result: the call must have been
+    /// started on that worker (or, after a restart, recorded as running on its host). A result
+    /// nothing is known about is taken and dropped as usual, unless a call of its sector is
+    /// being started on another worker (the result would be held for that start).
+    pub fn check_return(&self, call: CallId, worker: &str) -> Result<(), String> {
+        let st = self.lock();
+        let mine = |id: &WorkerId| st.workers.get(id).is_some_and(|w| w.owner.as_deref() == Some(worker));
+        let refused =
+            || format!("call {} of sector {} is not a call of worker {worker:?}: refused", call.id, call.sector);
+        let running_on = st.jobs.job_of_call(call).and_then(|j| match j.state {
+            JobState::Running { worker, .. } => Some(worker),
+            _ => None,
+        });
+        if let Some(id) = running_on {
+            return if mine(&id) { Ok(()) } else { Err(refused()) };
+        }
+        if let Some(host) = self.calls.as_ref().and_then(|c| c.host_of(call)) {
+            let on_host: Vec<&WorkerId> =
+                st.workers.iter().filter(|(_, w)| w.info.hostname == host).map(|(id, _)| id).collect();
+            if on_host.iter().any(|id| mine(id)) {
+                return Ok(());
+            }
+            if on_host.is_empty() {
+                return Err(format!(
+                    "call {} ran on {host}, which has not registered again since the miner started; retry once it has",
+                    call.id
+                ));
+            }
+            return Err(refused());
+        }
+        let starting = st.jobs.starting_on(call.sector);
+        if starting.is_empty() || starting.iter().any(mine) {
+            Ok(())
+        } else {
+            Err(refused())
+        }
+    }
+
+    /// The worker a registered worker's token names (tests).
+    #[cfg(test)]
+    pub fn set_owner(&self, id: WorkerId, owner: Option<String>) {
+        if let Some(w) = self.lock().workers.get_mut(&id) {
+            w.owner = owner;
+        }
     }
 
     pub fn storage_health(self: &Arc<Self>, id: Uuid, stat: FsStat, err: String) -> Result<(), String> {
@@ -1146,7 +1270,7 @@ impl LocalIndex {
 impl sealing_exec::SectorIndex for LocalIndex {
     fn attach(&self, info: StorageInfo, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
-            self.manager()?.storage_attach(info, stat);
+            self.manager()?.storage_attach(info, stat, None).map_err(IndexError::Refused)?;
             Ok(())
         })
     }

@@ -318,3 +318,28 @@ async fn a_tracked_call_nobody_has_is_scheduled_again_after_the_grace() {
     after.on_return(new, Ok(json!("again")));
     assert_eq!(t.await.unwrap().unwrap().host, "b");
 }
+
+/// A worker's token answers only its own calls: a result for a call running on another
+/// worker is refused; a call nobody knows is taken (and dropped) as usual.
+#[tokio::test(flavor = "current_thread")]
+async fn a_worker_s_token_answers_only_that_worker_s_calls() {
+    let m = manager();
+    let a = add_worker(&m, 1, "a");
+    let b = add_worker(&m, 2, "b");
+    m.set_owner(wid(1), Some("pc1".into()));
+    m.set_owner(wid(2), Some("c2".into()));
+    let t = run(&m, task(1, false));
+    until("the AddPiece to start", || a.call_of("AddPiece", 1).or(b.call_of("AddPiece", 1)).is_some()).await;
+    let (call, owner, other) = match a.call_of("AddPiece", 1) {
+        Some(c) => (c, "pc1", "c2"),
+        None => (b.call_of("AddPiece", 1).unwrap(), "c2", "pc1"),
+    };
+    let e = m.check_return(call, other).unwrap_err();
+    assert!(e.contains(&format!("is not a call of worker \"{other}\"")), "{e}");
+    assert!(m.check_return(call, owner).is_ok());
+    // A call of a sector with no start in flight: nothing to protect, dropped when it comes.
+    let unknown = CallId { sector: sector(7).id, id: Uuid::new_v4() };
+    assert!(m.check_return(unknown, other).is_ok());
+    m.on_return(call, Ok(json!("mine")));
+    assert_eq!(t.await.unwrap().unwrap().value, json!("mine"));
+}

@@ -14,11 +14,11 @@ use std::time::Instant;
 
 struct AnyToken;
 impl lotus_api::rpc::Authenticator for AnyToken {
-    fn verify(&self, t: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
+    fn verify(&self, t: &str) -> BoxFuture<'_, Result<lotus_api::Caller, String>> {
         let ok = t == "bench";
         Box::pin(async move {
             if ok {
-                Ok(Permission::Admin.with_lower())
+                Ok(lotus_api::Caller::operator(Permission::Admin.with_lower()))
             } else {
                 Err("bad token".into())
             }
@@ -82,7 +82,7 @@ async fn main() {
     }
     let rss0 = peak_rss_mib();
 
-    let fetcher = Fetcher::new("bench".into(), 4);
+    let fetcher = Fetcher::new("bench".to_string(), 4);
     let bytes = (mib << 20) as f64;
     let mut best_cp = f64::MAX;
     let mut best_fetch = f64::MAX;

@@ -90,7 +90,7 @@ pub struct PoStProver {
     pub store: Arc<LocalStore>,
     pub index: Arc<dyn SectorIndex>,
     http: reqwest::Client,
-    token: String,
+    token: lotus_api::SharedToken,
     exe: PathBuf,
     hostname: String,
     /// `--post-parallel-reads`: vanilla proofs read at once.
@@ -107,7 +107,7 @@ impl PoStProver {
     pub fn new(
         store: Arc<LocalStore>,
         index: Arc<dyn SectorIndex>,
-        token: String,
+        token: impl Into<lotus_api::SharedToken>,
         hostname: String,
         parallel_reads: usize,
         read_timeout: Option<std::time::Duration>,
@@ -117,7 +117,7 @@ impl PoStProver {
             store,
             index,
             http: reqwest::Client::new(),
-            token,
+            token: token.into(),
             exe: std::env::current_exe()?,
             hostname,
             reads: tokio::sync::Semaphore::new(parallel_reads.max(1)),
@@ -158,7 +158,7 @@ impl PoStProver {
         let mut errors = vec![];
         for base in holders.iter().flat_map(|h| h.base_urls.iter()) {
             let url = format!("{base}/vanilla/single");
-            match self.http.post(&url).bearer_auth(&self.token).json(&req).send().await {
+            match self.http.post(&url).bearer_auth(self.token.get()).json(&req).send().await {
                 Ok(r) if r.status().is_success() => match r.bytes().await {
                     Ok(b) => return Ok(b.to_vec()),
                     Err(e) => errors.push(format!("{url}: {e}")),
@@ -436,7 +436,7 @@ mod tests {
         };
         let index: Arc<dyn SectorIndex> = Arc::new(crate::index::FixedIndex(vec![holder]));
         let limit = Duration::from_millis(300);
-        let prover = PoStProver::new(store, index, "t".into(), "h".into(), 4, Some(limit), Backend::Real).unwrap();
+        let prover = PoStProver::new(store, index, "t".to_string(), "h".into(), 4, Some(limit), Backend::Real).unwrap();
         let started = Instant::now();
         let err = prover.vanilla(request(7)).await.unwrap_err();
         let took = started.elapsed();

@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::TryStreamExt;
 use lotus_api::rpc::{request_token, Authenticator};
-use lotus_api::Permission;
+use lotus_api::{Caller, Permission};
 use sealing_types::{FileType, FileTypes, SectorId};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,12 +56,43 @@ fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
 
 /// `None` when the request carries an admin token, else the 401 to send.
 async fn refuse(st: &RemoteState, headers: &HeaderMap, query: &HashMap<String, String>) -> Option<Response> {
-    let denied = || Some(error(StatusCode::UNAUTHORIZED, format!("unauthorized: missing {} permission", st.missing)));
-    let Some(token) = request_token(headers, query) else { return denied() };
+    admin(st, headers, query).await.err()
+}
+
+/// The caller of a request carrying an admin token, else the 401 to send.
+async fn admin(st: &RemoteState, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<Caller, Response> {
+    let denied = || error(StatusCode::UNAUTHORIZED, format!("unauthorized: missing {} permission", st.missing));
+    let Some(token) = request_token(headers, query) else { return Err(denied()) };
     match st.auth.verify(&token).await {
-        Ok(perms) if perms.contains(&Permission::Admin) => None,
-        _ => denied(),
+        Ok(c) if c.has(Permission::Admin) => Ok(c),
+        _ => Err(denied()),
     }
+}
+
+/// Why a worker's token may not remove this node's copies of a sector file, if it may not. A
+/// worker removes another node's copy only to finish a move: the `keep` list must name a path
+/// on another node that the index says holds the file, so no such request can remove the last
+/// copy. The operator's token is not held to this (Lotus's rule).
+async fn foreign_removal(
+    st: &RemoteState,
+    worker: &str,
+    sector: SectorId,
+    t: FileType,
+    keep: &[Uuid],
+) -> Option<String> {
+    let local: Vec<Uuid> = st.store.paths().iter().map(|p| p.id()).collect();
+    let held = match st.index.find(sector, FileTypes::of(&[t])).await {
+        Ok(v) => v,
+        Err(e) => return Some(format!("the index cannot say where the other copies are ({e}); try again")),
+    };
+    let elsewhere = held.iter().any(|si| keep.contains(&si.id) && !local.contains(&si.id));
+    (!elsewhere).then(|| {
+        format!(
+            "the token of worker {worker:?} may remove {} of {sector} here only once a copy is declared on a path it \
+             keeps on another node (keep=<path id>); nothing removed",
+            t.name()
+        )
+    })
 }
 
 /// The file type and sector of a `/remote/{type}/{name}` URL; anything else is refused, so a
@@ -318,9 +349,10 @@ async fn remove(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(r) = refuse(&st, &headers, &q).await {
-        return r;
-    }
+    let caller = match admin(&st, &headers, &q).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let (t, sector) = match parse(&file_type, &name) {
         Ok(x) => x,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -334,6 +366,11 @@ async fn remove(
             format!("keep={:?} is not a list of storage path IDs joined with '.': nothing removed", q["keep"]),
         );
     };
+    if let Some(worker) = caller.worker.as_deref() {
+        if let Some(why) = foreign_removal(&st, worker, sector, t, &keep).await {
+            return error(StatusCode::FORBIDDEN, why);
+        }
+    }
     match st.store.remove(sector, t, &keep) {
         Ok(removed) => {
             for id in removed {
@@ -360,7 +397,7 @@ pub enum FetchError {
 /// Fetches sector files from other nodes with the cluster's admin token.
 pub struct Fetcher {
     http: reqwest::Client,
-    token: String,
+    token: lotus_api::SharedToken,
     /// `ParallelFetchLimit`: transfers running at once on this node.
     limit: tokio::sync::Semaphore,
 }
@@ -370,11 +407,12 @@ pub struct Fetcher {
 pub const FETCH_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Fetcher {
-    pub fn new(token: String, parallel: usize) -> Self {
+    pub fn new(token: impl Into<lotus_api::SharedToken>, parallel: usize) -> Self {
         Self::with_stall(token, parallel, FETCH_STALL)
     }
 
-    pub fn with_stall(token: String, parallel: usize, stall: std::time::Duration) -> Self {
+    pub fn with_stall(token: impl Into<lotus_api::SharedToken>, parallel: usize, stall: std::time::Duration) -> Self {
+        let token = token.into();
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .read_timeout(stall)
@@ -385,7 +423,7 @@ impl Fetcher {
 
     /// Download `url` to `dest` through `tmp` (in the same filesystem); returns the bytes moved.
     pub async fn fetch(&self, url: &str, tmp: &Path, dest: &Path) -> Result<u64, FetchError> {
-        self.fetch_from(self.http.get(url).bearer_auth(&self.token), url, tmp, dest).await
+        self.fetch_from(self.http.get(url).bearer_auth(self.token.get()), url, tmp, dest).await
     }
 
     /// [`Fetcher::fetch`] from a source outside the cluster, with its own headers and without
@@ -464,7 +502,7 @@ impl Fetcher {
         let resp = self
             .http
             .delete(format!("{url}{sep}keep={}", keep.join(".")))
-            .bearer_auth(&self.token)
+            .bearer_auth(self.token.get())
             .send()
             .await
             .map_err(|e| FetchError::Http { url: url.into(), why: e.to_string() })?;
@@ -671,7 +709,7 @@ mod tests {
         // A partial a crash left behind.
         std::fs::write(fetching.join("s-t01000-1.deadbeef"), b"old").unwrap();
         let (tmp, dest) = (fetching.join("s-t01000-1"), d.path().join("sealed/s-t01000-1"));
-        let f = Fetcher::with_stall("t".into(), 2, std::time::Duration::from_millis(300));
+        let f = Fetcher::with_stall("t".to_string(), 2, std::time::Duration::from_millis(300));
         let t0 = std::time::Instant::now();
         let e = f.fetch(&format!("http://{addr}/stall"), &tmp, &dest).await.unwrap_err();
         assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the stall failed the fetch: {e}");

@@ -6,7 +6,7 @@ use futures_util::FutureExt;
 use lotus_api::methods::{MINER_API_VERSION, WORKER_API_VERSION};
 use lotus_api::rpc::{self, Authenticator, Params, RpcError, RpcServer};
 use lotus_api::types::Version;
-use lotus_api::{ApiInfo, Permission, RpcClient};
+use lotus_api::{ApiInfo, Caller, Permission, RpcClient, SharedToken};
 use lotus_node::hw;
 use lotus_node::repo::{self, Repo};
 use sealing_exec::post::PoStKind;
@@ -127,14 +127,16 @@ impl Worker {
 /// too), so that garbage tokens cost the miner at most one call per distinct token per
 /// [`TokenCache::REFUSED_FOR`]; a string that is not even a JWT is refused here.
 struct MinerAuth {
-    miner: Arc<RpcClient>,
+    /// The miner, called without a token (`AuthVerify` is a read method): the check keeps
+    /// working while this worker's own token is being rotated.
+    miner: RpcClient,
     cache: Mutex<TokenCache>,
 }
 
 /// The miner's answers about tokens: bounded in count (the oldest go first) and in time.
 #[derive(Default)]
 struct TokenCache {
-    entries: HashMap<String, (std::time::Instant, Result<Vec<Permission>, String>)>,
+    entries: HashMap<String, (std::time::Instant, Result<Caller, String>)>,
     order: std::collections::VecDeque<String>,
 }
 
@@ -145,13 +147,18 @@ impl TokenCache {
     const REFUSED_FOR: Duration = Duration::from_secs(60);
     const MAX: usize = 4096;
 
-    fn get(&self, token: &str, now: std::time::Instant) -> Option<Result<Vec<Permission>, String>> {
+    fn get(&self, token: &str, now: std::time::Instant) -> Option<Result<Caller, String>> {
         let (at, r) = self.entries.get(token)?;
         let ttl = if r.is_ok() { Self::VALID_FOR } else { Self::REFUSED_FOR };
         (now.duration_since(*at) < ttl).then(|| r.clone())
     }
 
-    fn put(&mut self, token: String, r: Result<Vec<Permission>, String>, now: std::time::Instant) {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
+    fn put(&mut self, token: String, r: Result<Caller, String>, now: std::time::Instant) {
         if self.entries.insert(token.clone(), (now, r)).is_none() {
             self.order.push_back(token);
         }
@@ -174,7 +181,7 @@ fn jwt_shaped(token: &str) -> bool {
 }
 
 impl Authenticator for MinerAuth {
-    fn verify(&self, token: &str) -> BoxFuture<'_, Result<Vec<Permission>, String>> {
+    fn verify(&self, token: &str) -> BoxFuture<'_, Result<Caller, String>> {
         let token = token.to_string();
         async move {
             if !jwt_shaped(&token) {
@@ -184,9 +191,10 @@ impl Authenticator for MinerAuth {
             if let Some(r) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&token, now) {
                 return r;
             }
-            let r: Result<Vec<Permission>, String> =
-                match self.miner.call("AuthVerify", serde_json::json!([token])).await {
-                    Ok(p) => Ok(p),
+            let r: Result<Caller, String> =
+                match self.miner.call::<Vec<Permission>>("AuthVerify", serde_json::json!([token])).await {
+                    // The miner checked the signature: the worker the token names can be read.
+                    Ok(perms) => Ok(Caller { perms, worker: lotus_api::auth::token_worker(&token) }),
                     // The miner answered: it refused the token. Remembered, like a valid one.
                     Err(e @ lotus_api::ClientError::Rpc { .. }) => Err(format!("the miner refused the token: {e}")),
                     // The miner could not be asked: nothing learnt, nothing remembered.
@@ -208,9 +216,9 @@ mod auth_tests {
     fn answers_are_remembered_for_a_while_and_the_oldest_go_first() {
         let mut c = TokenCache::default();
         let t0 = Instant::now();
-        c.put("good".into(), Ok(vec![Permission::Read]), t0);
+        c.put("good".into(), Ok(Caller::operator(vec![Permission::Read])), t0);
         c.put("bad".into(), Err("refused".into()), t0);
-        assert_eq!(c.get("good", t0 + Duration::from_secs(59)), Some(Ok(vec![Permission::Read])));
+        assert_eq!(c.get("good", t0 + Duration::from_secs(59)), Some(Ok(Caller::operator(vec![Permission::Read]))));
         assert_eq!(c.get("bad", t0 + Duration::from_secs(59)), Some(Err("refused".into())));
         assert_eq!(c.get("bad", t0 + TokenCache::REFUSED_FOR), None, "asked again after a minute");
         assert_eq!(c.get("good", t0 + TokenCache::VALID_FOR), None);
@@ -233,7 +241,7 @@ mod auth_tests {
 
 /// `lotus-worker run`: create and lock the repo, wait for the miner, bind `--listen`, and
 /// [`serve`].
-pub async fn run(s: Settings) -> Result<()> {
+pub async fn run(mut s: Settings) -> Result<()> {
     // The repo: created on first start, locked for the life of the process.
     s.repo.create_dir()?;
     let _lock = s.repo.lock()?;
@@ -247,8 +255,27 @@ pub async fn run(s: Settings) -> Result<()> {
         tracing::info!(repo = %s.repo.path.display(), "initialised worker repo");
     }
 
-    let miner = Arc::new(RpcClient::new(s.miner.rpc_url(), Some(s.miner.token.clone()), Duration::from_secs(30)));
-    wait_for_miner(&miner, s.connect_timeout).await?;
+    let mut miner = RpcClient::new(s.miner.rpc_url(), Some(s.miner.token.clone()), Duration::from_secs(30));
+    if let Err(e) = wait_for_miner(&miner, s.connect_timeout).await {
+        // After `lotus-miner auth rotate` the environment's token is refused, and the one the
+        // miner handed this worker is in the repo: carry on with it.
+        let refused = e
+            .downcast_ref::<lotus_api::ClientError>()
+            .is_some_and(|c| matches!(c, lotus_api::ClientError::Unauthorized { .. }));
+        let stored = s.repo.token().ok().filter(|t| *t != s.miner.token);
+        let Some(stored) = stored.filter(|_| refused) else { return Err(e) };
+        if lotus_api::auth::token_worker(&stored) != lotus_api::auth::token_worker(&s.miner.token) {
+            return Err(e);
+        }
+        tracing::warn!(
+            "MINER_API_INFO's token is refused (the miner's secret was rotated); using the rotated token stored in \
+             the repo. Update MINER_API_INFO to silence this"
+        );
+        miner = RpcClient::new(s.miner.rpc_url(), Some(stored.clone()), Duration::from_secs(30));
+        wait_for_miner(&miner, s.connect_timeout).await.context("with the rotated token stored in the repo")?;
+        s.miner.token = stored;
+    }
+    let miner = Arc::new(miner);
 
     let listen: SocketAddr =
         s.listen.parse().with_context(|| format!("--listen {:?} is not an address like 0.0.0.0:3456", s.listen))?;
@@ -275,6 +302,13 @@ pub async fn serve(
     let url = format!("http://{advertised}/rpc/v0");
     s.repo.write_file("api", lotus_api::apiinfo::to_multiaddr(&advertised.to_string()).as_bytes(), 0o644)?;
     s.repo.write_file("token", s.miner.token.as_bytes(), 0o600)?;
+    // One token for every call out of this worker (the miner, other nodes' files, PoSt
+    // reads): `UpdateMinerToken` replaces it for all of them at once.
+    let token = miner.token().cloned().unwrap_or_else(|| SharedToken::new(s.miner.token.clone()));
+    let identity = lotus_api::auth::token_worker(&s.miner.token);
+    if let Some(name) = &identity {
+        tracing::info!(worker = %name, "the miner token names this worker: it reaches only this worker's paths and calls");
+    }
 
     let hostname = s.name.clone().unwrap_or_else(|| {
         hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into())
@@ -304,7 +338,7 @@ pub async fn serve(
     let executor = sealing_exec::Executor::new(
         store.clone(),
         index.clone(),
-        sealing_exec::remote::Fetcher::new(s.miner.token.clone(), s.parallel_fetch_limit),
+        sealing_exec::remote::Fetcher::new(token.clone(), s.parallel_fetch_limit),
         returner.clone(),
     )
     .context("locating this executable (for proof processes)")?;
@@ -340,7 +374,7 @@ pub async fn serve(
     let post = sealing_exec::post::PoStProver::new(
         store.clone(),
         index.clone(),
-        s.miner.token.clone(),
+        token.clone(),
         worker.hostname.clone(),
         s.post_parallel_reads,
         s.post_read_timeout,
@@ -350,9 +384,17 @@ pub async fn serve(
     // Results finished before a restart (or whose delivery a restart interrupted) go out again.
     returner.redeliver_stored();
 
-    let server = Arc::new(api(worker.clone(), executor.clone(), s.repo.clone(), returner.clone(), post));
-    let auth: Arc<dyn Authenticator> =
-        Arc::new(MinerAuth { miner: miner.clone(), cache: Mutex::new(TokenCache::default()) });
+    let auth = Arc::new(MinerAuth {
+        miner: RpcClient::new(s.miner.rpc_url(), None, Duration::from_secs(30)),
+        cache: Mutex::new(TokenCache::default()),
+    });
+    let rotation = Rotation { token, identity: identity.clone(), auth: auth.clone(), repo: s.repo.clone() };
+    let mut server = api(worker.clone(), executor.clone(), s.repo.clone(), returner.clone(), post, rotation);
+    // Another worker's token may call nothing here (every worker method needs admin): it
+    // fetches files through `/remote` only.
+    server.restrict_worker_tokens(&[], identity);
+    let server = Arc::new(server);
+    let auth: Arc<dyn Authenticator> = auth;
     let remote = sealing_exec::remote::router(sealing_exec::remote::RemoteState {
         store: store.clone(),
         index,
@@ -630,15 +672,62 @@ impl sealing_exec::Returner for RpcReturner {
     }
 }
 
+/// What `UpdateMinerToken` (the miner's `auth rotate`) changes on this worker.
+struct Rotation {
+    /// The token every call out of this worker carries.
+    token: SharedToken,
+    /// The worker the current token names: a new token must name the same one.
+    identity: Option<String>,
+    auth: Arc<MinerAuth>,
+    repo: Repo,
+}
+
+impl Rotation {
+    /// Take the miner's new token once the miner confirms it, for every call out of this
+    /// worker; forget the tokens checked before (the old secret's are refused from now on).
+    async fn update(&self, new: String) -> Result<(), RpcError> {
+        if !jwt_shaped(&new) {
+            return Err(RpcError::invalid_params("UpdateMinerToken: param 0 (token) is not a JWT"));
+        }
+        let perms: Vec<Permission> =
+            self.auth.miner.call("AuthVerify", serde_json::json!([new])).await.map_err(|e| {
+                RpcError::method(format!("the miner does not confirm the new token ({e}); the old one stays"))
+            })?;
+        if !perms.contains(&Permission::Admin) {
+            return Err(RpcError::method(
+                "the new token lacks admin permission, which a worker needs; the old one stays",
+            ));
+        }
+        let named = lotus_api::auth::token_worker(&new);
+        if named != self.identity {
+            return Err(RpcError::method(format!(
+                "the new token names worker {named:?} but this worker is {:?}: a rotation keeps a worker's identity; \
+                 the old token stays",
+                self.identity
+            )));
+        }
+        self.token.set(new.clone());
+        if let Err(e) = self.repo.write_file("token", new.as_bytes(), 0o600) {
+            tracing::warn!("took the rotated miner token but could not store it in the repo: {e}");
+        }
+        self.auth.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        tracing::info!("the miner rotated its API secret: calls out of this worker carry the new token");
+        Ok(())
+    }
+}
+
 fn api(
     w: Arc<Worker>,
     ex: Arc<sealing_exec::Executor>,
     repo: Repo,
     ret: Arc<RpcReturner>,
     post: Arc<sealing_exec::post::PoStProver>,
+    rotation: Rotation,
 ) -> RpcServer {
     use lotus_api::contract::worker as c;
     let mut s = RpcServer::new(lotus_api::methods::WORKER);
+    let rotation = Arc::new(rotation);
+    s.method::<c::UpdateMinerToken, _, _, _>(rotation, |r, (token,)| async move { r.update(token).await });
     // PoSt (only on a PoSt worker), with Lotus's params: the proof type, the miner, the
     // sectors with their challenges, (WindowPoSt) the partition, the randomness. Answered when
     // the proof is done; sectors that cannot be read are skipped (WindowPoSt) and listed.

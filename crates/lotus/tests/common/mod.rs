@@ -415,9 +415,19 @@ impl Cluster {
     /// [`Cluster::start_worker`] on the mock proof backend or not (see
     /// [`Cluster::worker_command_on`]).
     pub fn start_worker_on(&self, repo: &str, args: &[&str], mock: bool) -> Proc {
+        self.spawn_worker(repo, self.worker_command_on(repo, args, mock))
+    }
+
+    /// [`Cluster::start_worker`] with its own `MINER_API_INFO` (a token minted for it).
+    pub fn start_worker_as(&self, repo: &str, args: &[&str], api_info: &str) -> Proc {
+        let mut cmd = self.worker_command(repo, args);
+        cmd.env("MINER_API_INFO", api_info);
+        self.spawn_worker(repo, cmd)
+    }
+
+    fn spawn_worker(&self, repo: &str, mut cmd: Command) -> Proc {
         let log = self.path(&format!("{repo}-{}.log", nanos()));
         let f = std::fs::File::create(&log).unwrap();
-        let mut cmd = self.worker_command_on(repo, args, mock);
         cmd.stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null());
         Proc { child: cmd.spawn().unwrap(), log }
     }

@@ -254,11 +254,25 @@ pub enum AuthCmd {
         /// read, write, sign or admin (grants the lower ones too)
         #[arg(long)]
         perm: String,
+        /// Mint the token for one worker (ours): it may call only what a worker calls, on the
+        /// storage paths it attaches and the tasks it was given
+        #[arg(long)]
+        worker: Option<String>,
     },
     /// Print MINER_API_INFO=<token>:<address> for workers and scripts
     ApiInfo {
         #[arg(long)]
         perm: String,
+        /// Mint the token for one worker (ours; see `create-token --worker`)
+        #[arg(long)]
+        worker: Option<String>,
+    },
+    /// Replace the API secret (ours): every token minted before is refused; connected workers
+    /// of this release are handed new tokens and keep their running tasks
+    Rotate {
+        /// Required: holders of the old tokens elsewhere (scripts, Lotus workers) need new ones
+        #[arg(long)]
+        really_do_it: bool,
     },
 }
 
@@ -836,23 +850,39 @@ fn finish_init(repo: &Repo) -> Result<()> {
 }
 
 async fn auth(repo: &Repo, cmd: AuthCmd) -> Result<()> {
-    let (perm, api_info) = match &cmd {
-        AuthCmd::CreateToken { perm } => (perm, false),
-        AuthCmd::ApiInfo { perm } => (perm, true),
+    let (perm, worker, api_info) = match cmd {
+        AuthCmd::CreateToken { perm, worker } => (perm, worker, false),
+        AuthCmd::ApiInfo { perm, worker } => (perm, worker, true),
+        AuthCmd::Rotate { really_do_it } => return rotate(repo, really_do_it).await,
     };
     let perm: Permission = perm.parse()?;
     let perms = perm.with_lower();
-    let token = match client(repo) {
-        Ok(c) => match c.call::<String>("AuthNew", json!([perms])).await {
-            Ok(b64) => {
-                use base64::Engine;
-                String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64)?)?
-            }
-            // The daemon is not running: sign locally with the repo's secret.
-            Err(e) if e.is_unreachable() => repo.jwt_secret()?.create_token(&perms),
-            Err(e) => return Err(e.into()),
-        },
-        Err(_) => repo.jwt_secret()?.create_token(&perms),
+    if let Some(w) = &worker {
+        lotus_api::auth::valid_worker_name(w).map_err(anyhow::Error::msg).context("--worker")?;
+    }
+    let local = || -> Result<String> {
+        let secret = repo.jwt_secret()?;
+        Ok(match &worker {
+            Some(w) => secret.create_worker_token(&perms, w),
+            None => secret.create_token(&perms),
+        })
+    };
+    let asked = match client(repo) {
+        Ok(c) => Some(match &worker {
+            Some(w) => c.call::<String>("AuthNewWorker", json!([perms, w])).await,
+            None => c.call::<String>("AuthNew", json!([perms])).await,
+        }),
+        Err(_) => None,
+    };
+    let token = match asked {
+        Some(Ok(b64)) => {
+            use base64::Engine;
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64)?)?
+        }
+        // The daemon is not running: sign locally with the repo's secret.
+        Some(Err(e)) if e.is_unreachable() => local()?,
+        Some(Err(e)) => return Err(e.into()),
+        None => local()?,
     };
     if !api_info {
         println!("{token}");
@@ -866,6 +896,34 @@ async fn auth(repo: &Repo, cmd: AuthCmd) -> Result<()> {
         }
     };
     println!("MINER_API_INFO={token}:{addr}");
+    Ok(())
+}
+
+/// `auth rotate`: a new API secret in the running daemon, which hands connected workers their
+/// new tokens; the operator's token file is renewed by the daemon.
+async fn rotate(repo: &Repo, really_do_it: bool) -> Result<()> {
+    if !really_do_it {
+        bail!(
+            "auth rotate refuses every token minted so far: scripts and Lotus workers holding one need a new \
+             MINER_API_INFO afterwards. Pass --really-do-it to rotate"
+        );
+    }
+    let c = client(repo)?;
+    let r = c
+        .request::<lotus_api::contract::miner::AuthRotate>(())
+        .await
+        .context("rotating the API secret (the miner must be running)")?;
+    let addr = repo.api_addr().unwrap_or_default();
+    println!("New API secret in force: tokens minted before are refused from now on.");
+    for w in &r.workers {
+        let who = w.identity.as_deref().map(|i| format!(" (worker {i})")).unwrap_or_default();
+        if w.err.is_empty() {
+            println!("  {} {}{who}: took its new token", w.hostname, w.url);
+        } else {
+            println!("  {} {}{who}: FAILED: {}", w.hostname, w.url, w.err);
+        }
+    }
+    println!("MINER_API_INFO={}:{addr}", r.token);
     Ok(())
 }
 
