@@ -71,17 +71,25 @@ struct Claims {
 pub struct Caller {
     pub perms: Vec<Permission>,
     pub worker: Option<String>,
+    /// The request carried no token: read methods answer it, without what only a cluster
+    /// member needs to see (internal URLs, sector logs).
+    pub anonymous: bool,
 }
 
 impl Caller {
     /// A request without a token: read access, as in Lotus.
     pub fn anonymous() -> Caller {
-        Caller { perms: vec![Permission::Read], worker: None }
+        Caller { perms: vec![Permission::Read], worker: None, anonymous: true }
     }
 
     /// The operator's token (or a Lotus node's) granting `perms`.
     pub fn operator(perms: Vec<Permission>) -> Caller {
-        Caller { perms, worker: None }
+        Caller { perms, worker: None, anonymous: false }
+    }
+
+    /// A token granting `perms` to the worker `worker` names.
+    pub fn worker(perms: Vec<Permission>, worker: Option<String>) -> Caller {
+        Caller { perms, worker, anonymous: false }
     }
 
     pub fn has(&self, p: Permission) -> bool {
@@ -236,10 +244,7 @@ impl JwtSecret {
         v.validate_aud = false;
         let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.key()), &v)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        Ok(Caller {
-            perms: data.claims.allow.iter().filter_map(|s| s.parse().ok()).collect(),
-            worker: data.claims.worker,
-        })
+        Ok(Caller::worker(data.claims.allow.iter().filter_map(|s| s.parse().ok()).collect(), data.claims.worker))
     }
 }
 

@@ -149,6 +149,11 @@ pub fn current_caller() -> Option<Caller> {
     CALLER.try_with(Caller::clone).ok()
 }
 
+/// Whether the current request came without a token.
+pub fn anonymous_caller() -> bool {
+    current_caller().is_some_and(|c| c.anonymous)
+}
+
 /// The worker a request's token was minted for, if the current request has one.
 pub fn calling_worker() -> Option<String> {
     current_caller().and_then(|c| c.worker)
@@ -698,7 +703,7 @@ mod tests {
         s.register("Whoami", |_p: Params| async move { Ok(calling_worker()) });
         s.restrict_worker_tokens(&["Whoami"], Some("me".into()));
         let admin = Permission::Admin.with_lower();
-        let worker = |name: &str| Caller { perms: admin.clone(), worker: Some(name.into()) };
+        let worker = |name: &str| Caller::worker(admin.clone(), Some(name.into()));
         let req = |m: &str| format!(r#"{{"id":1,"method":"Filecoin.{m}","params":[]}}"#);
         let v = s.handle(req("Secret").as_bytes(), &worker("pc1")).await.unwrap();
         let msg = v["error"]["message"].as_str().unwrap();

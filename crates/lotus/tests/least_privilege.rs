@@ -137,9 +137,15 @@ fn worker_tokens_reach_only_their_worker_and_a_rotation_loses_no_task() {
         for m in ["AuthNew", "Shutdown", "AuthRotate", "PledgeSector"] {
             assert!(refusal(&miner_url, &token_a, m, json!([])).await.contains("minted for worker"), "{m}");
         }
-        // Read methods stay open to it, as to anyone.
+        // Read methods stay open to it, as to anyone; without a token they answer without the
+        // cluster's insides (the sector log names hosts, `Files` lists URLs).
         let (_, v) = post(&miner_url, Some(&token_a), "SectorsList", json!([])).await;
         assert!(v["result"].is_array(), "{v}");
+        let (_, v) = post(&miner_url, Some(&token_a), "SectorsStatus", json!([1, false])).await;
+        assert!(!v["result"]["Log"].as_array().unwrap().is_empty() && !v["result"]["Files"].as_array().unwrap().is_empty(), "{v}");
+        let (_, v) = post(&miner_url, None, "SectorsStatus", json!([1, false])).await;
+        assert_eq!(v["result"]["State"], "Proving", "{v}");
+        assert_eq!((v["result"]["Log"].clone(), v["result"]["Files"].clone()), (json!([]), json!([])), "{v}");
         // Another worker's API: nothing; its own: everything.
         for (method, _) in methods::WORKER {
             let e = refusal(&b_url, &token_a, method, json!([])).await;

@@ -12,6 +12,16 @@ fn method_err(e: impl std::fmt::Display) -> RpcError {
     RpcError::method(e.to_string())
 }
 
+/// An error text for a caller without a token: that there is one, not what it says (errors
+/// name hosts, paths and URLs).
+fn withheld(err: &str) -> String {
+    if err.is_empty() {
+        String::new()
+    } else {
+        "(an error: call with a token to read it)".into()
+    }
+}
+
 /// A worker's token reaches only the paths that worker attached (the operator's, any path).
 fn own_path(c: &Ctx, id: uuid::Uuid) -> Result<(), RpcError> {
     match lotus_api::rpc::calling_worker() {
@@ -284,11 +294,20 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     });
     // The second param is Lotus's showOnChainInfo: this devnet has no more to show.
     s.method::<m::SectorsStatus, _, _, _>(ctx.clone(), |c, (n, _show_on_chain)| async move {
-        off_thread(&c, move |c| {
+        let anonymous = lotus_api::rpc::anonymous_caller();
+        let mut st = off_thread(&c, move |c| {
             let s = c.sealing.get(n).map_err(|e| e.to_string())?.ok_or_else(|| format!("sector {n} not found"))?;
             Ok::<_, String>(sector_status(c, &s))
         })
-        .await
+        .await?;
+        if anonymous {
+            // Read access without a token, as in Lotus, but not the cluster's insides: the
+            // event log and errors name hosts and URLs, `Files` lists them.
+            st.log.clear();
+            st.files.clear();
+            st.last_err = withheld(&st.last_err);
+        }
+        Ok(st)
     });
     s.method::<m::SectorsList, _, _, _>(ctx.clone(), |c, ()| async move {
         Ok(off_thread(&c, |c| c.sealing.list()).await?.iter().map(|s| s.number).collect())
@@ -395,19 +414,27 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     // Ours: every sector with its state in one call, for `sectors list`.
     s.register_with("SectorsListDetail", ctx.clone(), |c, p: Params| async move {
         p.expect(0)?;
+        let anonymous = lotus_api::rpc::anonymous_caller();
         let (list, quarantined) =
-            off_thread(&c, |c| Ok::<_, crate::sealing::SealingError>((c.sealing.list()?, c.sealing.quarantined()?))).await?;
+            off_thread(&c, |c| Ok::<_, crate::sealing::SealingError>((c.sealing.list()?, c.sealing.quarantined()?)))
+                .await?;
         let mut out: Vec<(u64, Value)> = list
             .iter()
             .map(|s| {
                 let err = c.sealing.write_error(s.number).unwrap_or_else(|| s.last_error.clone());
-                (s.number, json!({ "SectorID": s.number, "State": s.state.name(), "HasData": s.has_data, "LastErr": err }))
+                let err = if anonymous { withheld(&err) } else { err };
+                (
+                    s.number,
+                    json!({ "SectorID": s.number, "State": s.state.name(), "HasData": s.has_data, "LastErr": err }),
+                )
             })
             .collect();
         // Quarantined sectors are listed, in the state their record was in, with the reason.
         for (n, state, why) in quarantined {
             if !list.iter().any(|s| s.number == n) {
-                out.push((n, json!({ "SectorID": n, "State": state, "HasData": false, "LastErr": format!("quarantined: its record cannot be read: {why}") })));
+                let err = format!("quarantined: its record cannot be read: {why}");
+                let err = if anonymous { withheld(&err) } else { err };
+                out.push((n, json!({ "SectorID": n, "State": state, "HasData": false, "LastErr": err })));
             }
         }
         out.sort_by_key(|(n, _)| *n);

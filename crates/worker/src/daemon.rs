@@ -194,7 +194,7 @@ impl Authenticator for MinerAuth {
             let r: Result<Caller, String> =
                 match self.miner.call::<Vec<Permission>>("AuthVerify", serde_json::json!([token])).await {
                     // The miner checked the signature: the worker the token names can be read.
-                    Ok(perms) => Ok(Caller { perms, worker: lotus_api::auth::token_worker(&token) }),
+                    Ok(perms) => Ok(Caller::worker(perms, lotus_api::auth::token_worker(&token))),
                     // The miner answered: it refused the token. Remembered, like a valid one.
                     Err(e @ lotus_api::ClientError::Rpc { .. }) => Err(format!("the miner refused the token: {e}")),
                     // The miner could not be asked: nothing learnt, nothing remembered.
