@@ -578,7 +578,23 @@ pub struct Fetcher {
     token: lotus_api::SharedToken,
     /// `ParallelFetchLimit`: transfers running at once on this node.
     limit: tokio::sync::Semaphore,
+    floor: MinThroughput,
 }
+
+/// The slowest a source may send: less than `bytes_per_sec` over any `window` fails the
+/// fetch (the next source is tried), so a trickling source (a failing disk, a saturated link)
+/// cannot hold a task for hours; with the stall timeout this bounds a fetch to about
+/// size / rate + window.
+#[derive(Clone, Copy, Debug)]
+pub struct MinThroughput {
+    pub bytes_per_sec: u64,
+    pub window: std::time::Duration,
+}
+
+/// 1 MiB/s over a minute: a 32GiB sealed file may take up to 9 hours at that pace, which a
+/// healthy node beats by far; anything slower is broken.
+pub const FETCH_FLOOR: MinThroughput =
+    MinThroughput { bytes_per_sec: 1 << 20, window: std::time::Duration::from_secs(60) };
 
 /// A source that sends nothing for this long fails the fetch (it is retried, from another
 /// source if there is one): a stalled transfer never holds a task forever.
@@ -590,13 +606,23 @@ impl Fetcher {
     }
 
     pub fn with_stall(token: impl Into<lotus_api::SharedToken>, parallel: usize, stall: std::time::Duration) -> Self {
+        Self::with_limits(token, parallel, stall, FETCH_FLOOR)
+    }
+
+    /// A fetcher with its own stall timeout and minimum throughput (tests).
+    pub fn with_limits(
+        token: impl Into<lotus_api::SharedToken>,
+        parallel: usize,
+        stall: std::time::Duration,
+        floor: MinThroughput,
+    ) -> Self {
         let token = token.into();
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .read_timeout(stall)
             .build()
             .expect("reqwest client without TLS builds");
-        Fetcher { http, token, limit: tokio::sync::Semaphore::new(parallel.max(1)) }
+        Fetcher { http, token, limit: tokio::sync::Semaphore::new(parallel.max(1)), floor }
     }
 
     /// Download `url` to `dest` through `tmp` (in the same filesystem); returns the bytes moved.
@@ -654,12 +680,33 @@ impl Fetcher {
         };
         // The body is read here and written on a blocking thread, 16 chunks in between.
         let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let floor = self.floor;
         let pump = async move {
             use futures_util::StreamExt;
             let mut body = resp.bytes_stream();
+            let (mut since, mut got) = (tokio::time::Instant::now(), 0u64);
             while let Some(chunk) = body.next().await {
+                let mut chunk = chunk.map_err(std::io::Error::other);
+                got += chunk.as_ref().map(|b| b.len() as u64).unwrap_or(0);
+                let waited = since.elapsed();
+                if waited >= floor.window {
+                    let rate = got as f64 / waited.as_secs_f64();
+                    if rate < floor.bytes_per_sec as f64 {
+                        chunk = Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "the source sent {got} bytes in {:.0} s ({:.0} KiB/s), below the {} KiB/s a fetch needs: \
+                                 too slow, given up",
+                                waited.as_secs_f64(),
+                                rate / 1024.0,
+                                floor.bytes_per_sec / 1024
+                            ),
+                        ));
+                    }
+                    (since, got) = (tokio::time::Instant::now(), 0);
+                }
                 let failed = chunk.is_err();
-                if tx.send(chunk.map_err(std::io::Error::other)).await.is_err() || failed {
+                if tx.send(chunk).await.is_err() || failed {
                     break; // the writer stopped (a refused archive), or the body broke
                 }
             }
@@ -892,7 +939,17 @@ mod tests {
                     ([(header::CONTENT_TYPE, OCTET)], Body::from_stream(first.chain(never)))
                 }),
             )
-            .route("/ok", get(|| async { ([(header::CONTENT_TYPE, OCTET)], vec![1u8; 5000]) }));
+            .route("/ok", get(|| async { ([(header::CONTENT_TYPE, OCTET)], vec![1u8; 5000]) }))
+            .route(
+                "/trickle",
+                get(|| async {
+                    let drip = futures_util::stream::unfold((), |()| async {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        Some((Ok::<_, std::io::Error>(vec![3u8; 100]), ()))
+                    });
+                    ([(header::CONTENT_TYPE, OCTET)], Body::from_stream(drip))
+                }),
+            );
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -903,10 +960,21 @@ mod tests {
         std::fs::write(fetching.join("s-t01000-1.deadbeef"), b"old").unwrap();
         let (tmp, dest) = (fetching.join("s-t01000-1"), d.path().join("sealed/s-t01000-1"));
         let f = Fetcher::with_stall("t".to_string(), 2, std::time::Duration::from_millis(300));
+        let floor = MinThroughput { bytes_per_sec: 1 << 20, window: std::time::Duration::from_millis(300) };
+        let picky = Fetcher::with_limits("t".to_string(), 2, std::time::Duration::from_secs(10), floor);
         let t0 = std::time::Instant::now();
         let e = f.fetch(&format!("http://{addr}/stall"), &tmp, &dest).await.unwrap_err();
         assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the stall failed the fetch: {e}");
         assert_eq!(std::fs::read_dir(&fetching).unwrap().count(), 0, "no partial left, the stale one removed");
+        // A source that trickles (100 bytes every 20 ms, far below 1 MiB/s) fails at the floor,
+        // long before the stall timeout; a source at full speed passes it.
+        let t0 = std::time::Instant::now();
+        let e = picky.fetch(&format!("http://{addr}/trickle"), &tmp, &dest).await.unwrap_err().to_string();
+        assert!(e.contains("too slow") && e.contains("KiB/s"), "{e}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(3), "failed at the floor, not the stall");
+        assert_eq!(std::fs::read_dir(&fetching).unwrap().count(), 0);
+        assert_eq!(picky.fetch(&format!("http://{addr}/ok"), &tmp, &dest).await.unwrap(), 5000);
+        std::fs::remove_file(&dest).unwrap();
         assert!(!dest.exists());
         // Dropped mid-transfer (an aborted task): nothing left either.
         let url = format!("http://{addr}/stall");
