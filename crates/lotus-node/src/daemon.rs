@@ -95,8 +95,10 @@ pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Connections served at once: half the file descriptors this process may open (the rest are
-/// for sector files, proof processes, the database), at most 4,096. Beyond it new connections
-/// wait in the kernel's backlog until one closes.
+/// for sector files, proof processes, the database), at most 4,096. When all are taken, a new
+/// connection closes the one that has been quiet longest (no request in flight) to take its
+/// place: clients that hold sockets open without using them cannot lock others out. Only when
+/// every connection is handling a request does a new one wait in the kernel's backlog.
 pub fn max_connections() -> usize {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct it is given.
@@ -113,11 +115,53 @@ pub struct Guarded {
     permits: Arc<tokio::sync::Semaphore>,
     idle: std::time::Duration,
     header: std::time::Duration,
+    conns: Arc<Mutex<Conns>>,
+}
+
+/// The connections being served, so that a full listener can close the quietest.
+#[derive(Default)]
+struct Conns {
+    next: u64,
+    live: std::collections::HashMap<u64, Arc<Slot>>,
+}
+
+/// One connection as the listener sees it.
+struct Slot {
+    busy: Arc<Busy>,
+    /// Its last byte either way.
+    last: Mutex<tokio::time::Instant>,
+    /// Asked to close (to make room); its reader is woken to see it.
+    evicted: std::sync::atomic::AtomicBool,
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+impl Conns {
+    /// Close the connection quiet for longest with no request in flight, if there is one.
+    fn evict_quietest(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let quietest = self
+            .live
+            .values()
+            .filter(|s| s.busy.now.load(Relaxed) == 0 && !s.evicted.load(Relaxed))
+            .min_by_key(|s| *s.last.lock().unwrap_or_else(|e| e.into_inner()));
+        let Some(slot) = quietest else { return false };
+        slot.evicted.store(true, Relaxed);
+        if let Some(w) = slot.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.wake();
+        }
+        true
+    }
 }
 
 impl Guarded {
     pub fn new(inner: TcpListener, max: usize, idle: std::time::Duration) -> Guarded {
-        Guarded { inner, permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))), idle, header: HEADER_TIMEOUT }
+        Guarded {
+            inner,
+            permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            idle,
+            header: HEADER_TIMEOUT,
+            conns: Default::default(),
+        }
     }
 
     /// The header timeout (see [`HEADER_TIMEOUT`]).
@@ -131,17 +175,40 @@ impl axum::serve::Listener for Guarded {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (GuardedStream, SocketAddr) {
-        let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let (s, a) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Full: the quietest connection makes room (its slot frees once it has closed).
+        if self.permits.available_permits() == 0 {
+            let evicted = self.conns.lock().unwrap_or_else(|e| e.into_inner()).evict_quietest();
+            if evicted {
+                tracing::debug!("connection limit reached: closing the quietest connection for a new one");
+            }
+        }
+        let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let busy: Arc<Busy> = Default::default();
+        let slot = Arc::new(Slot {
+            busy: busy.clone(),
+            last: Mutex::new(tokio::time::Instant::now()),
+            evicted: Default::default(),
+            waker: Default::default(),
+        });
+        let id = {
+            let mut c = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            c.next += 1;
+            let id = c.next;
+            c.live.insert(id, slot.clone());
+            id
+        };
         let deadline = Box::pin(tokio::time::sleep(self.idle));
         let stream = GuardedStream {
             inner: s,
             _permit: permit,
             idle: self.idle,
             deadline,
-            busy: Default::default(),
+            busy,
             header: self.header,
             header_deadline: None,
+            slot,
+            registered: (id, self.conns.clone()),
         };
         (stream, a)
     }
@@ -164,6 +231,16 @@ pub struct GuardedStream {
     /// Armed by a request's first byte (when none is being handled): the time its headers
     /// must be in by, and how many requests had started then (one more: they arrived).
     header_deadline: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, usize)>,
+    slot: Arc<Slot>,
+    /// Its entry among the listener's connections, removed when it closes.
+    registered: (u64, Arc<Mutex<Conns>>),
+}
+
+impl Drop for GuardedStream {
+    fn drop(&mut self) {
+        let (id, conns) = &self.registered;
+        conns.lock().unwrap_or_else(|e| e.into_inner()).live.remove(id);
+    }
 }
 
 #[derive(Default)]
@@ -211,8 +288,9 @@ async fn track_busy(
 
 impl GuardedStream {
     fn active(&mut self) {
-        let at = tokio::time::Instant::now() + self.idle;
-        self.deadline.as_mut().reset(at);
+        let now = tokio::time::Instant::now();
+        self.deadline.as_mut().reset(now + self.idle);
+        *self.slot.last.lock().unwrap_or_else(|e| e.into_inner()) = now;
     }
 }
 
@@ -224,6 +302,13 @@ impl tokio::io::AsyncRead for GuardedStream {
     ) -> std::task::Poll<std::io::Result<()>> {
         use std::sync::atomic::Ordering::Relaxed;
         use std::task::Poll;
+        if self.slot.evicted.load(Relaxed) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "closed to make room for a new connection (the daemon's connection limit was reached)",
+            )));
+        }
+        *self.slot.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
         let busy = self.busy.now.load(Relaxed) > 0 || self.busy.upgraded.load(Relaxed);
         let started = self.busy.started.load(Relaxed);
         // A request started since the deadline was armed: its headers arrived in time.
@@ -354,8 +439,9 @@ mod tests {
         addr
     }
 
-    /// At most `max` connections are served at once (the next waits until one closes), and a
-    /// connection idle past the timeout is closed by the server.
+    /// At most `max` connections are served at once: a new one closes the quietest idle one
+    /// (never one whose request is being handled) and is served at once; a connection idle
+    /// past the timeout is closed by the server.
     #[tokio::test]
     async fn connections_are_limited_and_idle_ones_closed() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -375,20 +461,32 @@ mod tests {
             (s, n.ok().and_then(|r| r.ok()).map(|n| String::from_utf8_lossy(&buf[..n]).to_string()))
         };
         let (a, ra) = get(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let (b, rb) = get(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
         assert!(ra.unwrap().contains("200 OK") && rb.unwrap().contains("200 OK"));
-        // A third connection waits: both slots are held by idle keep-alive connections.
-        let (c, rc) = get(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
-        assert_eq!(rc, None, "no answer while two connections are held");
-        // The idle two are closed by the server (read sees the end), and the third is served.
-        let mut a = a;
+        // Both slots are held by idle keep-alive connections: a third is served at once, in
+        // the place of the quieter one (a), which the server closes.
+        let (_c, rc) = get(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+        assert!(rc.unwrap_or_default().contains("200 OK"), "a new connection is not locked out");
+        let (mut a, mut b) = (a, b);
         let mut buf = [0u8; 16];
-        let n = tokio::time::timeout(std::time::Duration::from_secs(2), a.read(&mut buf)).await.unwrap();
+        let n = tokio::time::timeout(std::time::Duration::from_millis(200), a.read(&mut buf)).await.unwrap();
+        assert!(matches!(n, Ok(0) | Err(_)), "the quietest connection made room");
+        let n = tokio::time::timeout(std::time::Duration::from_millis(100), b.read(&mut buf)).await;
+        assert!(n.is_err(), "the other one is still open");
+        // A connection whose request is being handled is never the one closed.
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (mut d, rd) = get(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+        assert!(rd.unwrap_or_default().contains("200 OK"));
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(3), slow.read(&mut buf)).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("slow"), "the busy connection was answered");
+        // Idle past the timeout: closed by the server.
+        let n = tokio::time::timeout(std::time::Duration::from_secs(2), d.read(&mut buf)).await.unwrap();
         assert!(matches!(n, Ok(0) | Err(_)), "the idle connection was closed");
         drop(b);
-        let mut c = c;
-        let n = tokio::time::timeout(std::time::Duration::from_secs(2), c.read(&mut buf)).await.unwrap().unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).contains("HTTP/1.1 200"), "served once a slot freed");
     }
 
     /// A client trickling its headers is cut off at the header timeout, counted from the
