@@ -450,11 +450,13 @@ fn api(ctx: Ctx, secret: JwtSecret, session: Uuid, meta: Metadata, shutdown: Arc
     let actor = meta.actor_id;
     s.method::<c::ActorAddress, _, _, _>(actor, |actor, ()| async move { Ok(format!("t0{actor}")) });
     s.method::<c::ActorSectorSize, _, _, _>(meta.sector_size, |ssize, (_addr,)| async move { Ok(ssize.0) });
-    s.method::<c::AuthVerify, _, _, _>(secret.clone(), |sec, (token,)| async move {
+    s.method::<c::AuthVerify, _, _, _>((secret.clone(), m.clone()), |(sec, mm), (token,)| async move {
+        mm.metrics.auth_verified();
         sec.verify(&token).map_err(|e| RpcError::method(e.to_string()))
     });
     // What a Lotus worker's `/remote` asks before serving a file to another node.
-    s.method::<c::StorageAuthVerify, _, _, _>(secret.clone(), |sec, (token,)| async move {
+    s.method::<c::StorageAuthVerify, _, _, _>((secret.clone(), m.clone()), |(sec, mm), (token,)| async move {
+        mm.metrics.auth_verified();
         sec.verify(&token).map_err(|e| RpcError::method(e.to_string()))
     });
     s.method::<c::AuthNew, _, _, _>(secret.clone(), |sec, (perms,)| async move {

@@ -79,6 +79,8 @@ pub struct MinerMetrics {
     calls_returned: IntCounterVec,
     calls_returned_ms: HistogramVec,
     untracked_returned: IntCounter,
+    /// `AuthVerify` calls answered (ours): what workers and Lotus nodes ask about tokens.
+    auth_verify: IntCounter,
     queue_wait_ms: HistogramVec,
     cycle_ms: Histogram,
     cycle_open_windows: Histogram,
@@ -153,6 +155,14 @@ impl MinerMetrics {
                 "Counter of returned worker tasks",
                 WORK_MS_BUCKETS,
                 TASK_WORKER,
+            ),
+            auth_verify: reg(
+                r,
+                IntCounter::new(
+                    "lotus_miner_auth_verify_total",
+                    "Counter of AuthVerify calls answered (tokens nodes asked the miner about)",
+                )
+                .expect("valid metric"),
             ),
             untracked_returned: reg(
                 r,
@@ -305,6 +315,10 @@ impl MinerMetrics {
         if let Some(d) = took {
             self.calls_returned_ms.with_label_values(&[task, worker_hostname]).observe(d.as_secs_f64() * 1000.0);
         }
+    }
+
+    pub fn auth_verified(&self) {
+        self.auth_verify.inc();
     }
 
     pub fn untracked_returned(&self) {
