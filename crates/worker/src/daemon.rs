@@ -131,7 +131,14 @@ struct MinerAuth {
     /// working while this worker's own token is being rotated.
     miner: RpcClient,
     cache: Mutex<TokenCache>,
+    /// Questions to the miner in flight, by token: concurrent requests with one unknown token
+    /// wait for the one answer instead of each asking (a flood of one forged token would
+    /// otherwise cost the miner a call per request until the first answer came back).
+    asking: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Asked>>>>,
 }
+
+/// The miner's answer about a token, and whether it is to be remembered.
+type Asked = (Result<Caller, String>, bool);
 
 /// The miner's answers about tokens: bounded in count (the oldest go first) and in time.
 #[derive(Default)]
@@ -191,16 +198,26 @@ impl Authenticator for MinerAuth {
             if let Some(r) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&token, now) {
                 return r;
             }
-            let r: Result<Caller, String> =
-                match self.miner.call::<Vec<Permission>>("AuthVerify", serde_json::json!([token])).await {
-                    // The miner checked the signature: the worker the token names can be read.
-                    Ok(perms) => Ok(Caller::worker(perms, lotus_api::auth::token_worker(&token))),
-                    // The miner answered: it refused the token. Remembered, like a valid one.
-                    Err(e @ lotus_api::ClientError::Rpc { .. }) => Err(format!("the miner refused the token: {e}")),
-                    // The miner could not be asked: nothing learnt, nothing remembered.
-                    Err(e) => return Err(format!("the token cannot be checked now: {e}")),
-                };
-            self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(token, r.clone(), now);
+            let cell = self.asking.lock().unwrap_or_else(|e| e.into_inner()).entry(token.clone()).or_default().clone();
+            let (r, remember) = cell
+                .get_or_init(|| async {
+                    match self.miner.call::<Vec<Permission>>("AuthVerify", serde_json::json!([token])).await {
+                        // The miner checked the signature: the worker the token names can be read.
+                        Ok(perms) => (Ok(Caller::worker(perms, lotus_api::auth::token_worker(&token))), true),
+                        // The miner answered: it refused the token. Remembered, like a valid one.
+                        Err(e @ lotus_api::ClientError::Rpc { .. }) => {
+                            (Err(format!("the miner refused the token: {e}")), true)
+                        }
+                        // The miner could not be asked: nothing learnt, nothing remembered.
+                        Err(e) => (Err(format!("the token cannot be checked now: {e}")), false),
+                    }
+                })
+                .await
+                .clone();
+            if remember {
+                self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(token.clone(), r.clone(), now);
+            }
+            self.asking.lock().unwrap_or_else(|e| e.into_inner()).remove(&token);
             r
         }
         .boxed()
@@ -228,6 +245,48 @@ mod auth_tests {
         assert_eq!(c.entries.len(), TokenCache::MAX);
         assert!(c.get("good", t0).is_none(), "the oldest entry made room");
         assert!(c.get(&format!("t{}", TokenCache::MAX - 1), t0).is_some());
+    }
+
+    /// Many requests at once with one unknown token cost the miner one `AuthVerify`, and the
+    /// answer is remembered after.
+    #[tokio::test]
+    async fn concurrent_requests_with_one_token_ask_the_miner_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let asked = Arc::new(AtomicUsize::new(0));
+        let mut server = RpcServer::new(lotus_api::methods::MINER);
+        server.method::<lotus_api::contract::miner::AuthVerify, _, _, _>(asked.clone(), |n, (_token,)| async move {
+            n.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err::<Vec<Permission>, _>(RpcError::method("forged"))
+        });
+        struct Anyone;
+        impl Authenticator for Anyone {
+            fn verify(&self, _: &str) -> BoxFuture<'_, Result<Caller, String>> {
+                async { Ok(Caller::anonymous()) }.boxed()
+            }
+        }
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = rpc::router(Arc::new(server), Arc::new(Anyone));
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let auth = Arc::new(MinerAuth {
+            miner: RpcClient::new(format!("http://{addr}/rpc/v0"), None, Duration::from_secs(5)),
+            cache: Mutex::new(TokenCache::default()),
+            asking: Default::default(),
+        });
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJBbGxvdyI6WyJhZG1pbiJdfQ.forged";
+        let all: Vec<_> = (0..50)
+            .map(|_| {
+                let a = auth.clone();
+                tokio::spawn(async move { a.verify(token).await })
+            })
+            .collect();
+        for h in all {
+            assert!(h.await.unwrap().unwrap_err().contains("refused"));
+        }
+        assert!(auth.verify(token).await.is_err());
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "one question for 51 requests");
+        assert!(auth.asking.lock().unwrap().is_empty(), "nothing left in flight");
     }
 
     #[test]
@@ -387,6 +446,7 @@ pub async fn serve(
     let auth = Arc::new(MinerAuth {
         miner: RpcClient::new(s.miner.rpc_url(), None, Duration::from_secs(30)),
         cache: Mutex::new(TokenCache::default()),
+        asking: Default::default(),
     });
     let rotation = Rotation { token, identity: identity.clone(), auth: auth.clone(), repo: s.repo.clone() };
     let mut server = api(worker.clone(), executor.clone(), s.repo.clone(), returner.clone(), post, rotation);
