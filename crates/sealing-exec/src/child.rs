@@ -299,9 +299,17 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
             Ok(serde_json::Value::Null)
         }
         ProofJob::Unseal { ticket, comm_d } => {
-            let data = s.unseal(&paths, ticket, comm_d).map_err(e)?;
-            let size = data.len() as u64;
-            s.add_piece(&data[..], size, &paths.unsealed).map_err(e)?;
+            // Decoded straight into AddPiece through a pipe: never the whole sector in memory.
+            let size = sealing_proofs::max_unpadded(job.proof.sector_size());
+            let (r, w) = std::io::pipe().map_err(|err| format!("creating a pipe for unsealing: {err}"))?;
+            let (sealer, p) = (&s, &paths);
+            std::thread::scope(|sc| {
+                let decoding = sc.spawn(move || sealer.unseal_into(p, ticket, comm_d, w));
+                let added = s.add_piece(r, size, &paths.unsealed);
+                // The decoder's error first: it is the cause when AddPiece saw the data end early.
+                decoding.join().map_err(|_| "the unseal thread panicked".to_string())?.map_err(e)?;
+                added.map_err(e)
+            })?;
             Ok(serde_json::Value::Null)
         }
         ProofJob::UnsealUpdate { ticket, comm_d, regenerate } => {

@@ -22,7 +22,7 @@ pub use update::{update_proof, UpdatePaths, Updated};
 use filecoin_proofs_api as api;
 use sealing_types::{RegisteredSealProof, SectorSize};
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub use api::seal::{SealCommitPhase1Output, SealPreCommitPhase1Output, SealPreCommitPhase2Output};
@@ -274,10 +274,26 @@ impl Sealer {
     }
 
     /// Unseal the whole sector from its sealed file and cache: returns the sector's data
-    /// bytes (unpadded, `max_unpadded(size)` of them).
+    /// bytes (unpadded, `max_unpadded(size)` of them). For tests and small sectors: see
+    /// [`Sealer::unseal_into`].
     pub fn unseal(&self, paths: &SectorPaths, ticket: Ticket, comm_d: Commitment) -> Result<Vec<u8>, ProofError> {
+        let mut out = Vec::new();
+        self.unseal_into(paths, ticket, comm_d, &mut out)?;
+        Ok(out)
+    }
+
+    /// Unseal the whole sector into `out` as it is decoded (`max_unpadded(size)` unpadded
+    /// bytes): memory stays flat whatever the sector size (a 32GiB sector used to be decoded
+    /// into memory whole).
+    pub fn unseal_into(
+        &self,
+        paths: &SectorPaths,
+        ticket: Ticket,
+        comm_d: Commitment,
+        out: impl Write,
+    ) -> Result<(), ProofError> {
         if self.mock() {
-            return mock::unseal(self.proof.sector_size(), &paths.sealed);
+            return mock::unseal_into(self.proof.sector_size(), &paths.sealed, out);
         }
         let size = max_unpadded(self.proof.sector_size());
         let sealed = File::open(&paths.sealed).map_err(|source| ProofError::Io {
@@ -285,12 +301,11 @@ impl Sealer {
             path: paths.sealed.clone(),
             source,
         })?;
-        let mut out = Vec::with_capacity(size as usize);
         let r = api::seal::unseal_range(
             api_proof(self.proof),
             &paths.cache,
             sealed,
-            &mut out,
+            out,
             self.prover_id,
             api::SectorId::from(self.sector),
             comm_d,
@@ -299,7 +314,7 @@ impl Sealer {
             api::UnpaddedBytesAmount(size),
         );
         self.lib("Unseal", r)?;
-        Ok(out)
+        Ok(())
     }
 
     pub fn verify(

@@ -281,10 +281,29 @@ pub fn finalize(cache: &Path) -> Result<(), ProofError> {
     Ok(())
 }
 
-/// Unseal: the data back from the sealed copy.
-pub fn unseal(size: SectorSize, sealed: &Path) -> Result<Vec<u8>, ProofError> {
-    let padded = std::fs::read(sealed).map_err(io("opening the sealed file", sealed))?;
-    crate::unpad(&padded, max_unpadded(size) as usize).map_err(io("unpadding the sealed file", sealed))
+/// Unseal: the data back from the sealed copy, streamed into `out` 1 MiB of padded bytes at a
+/// time (8,192 whole 128-byte Fr32 blocks, each unpadded on its own).
+pub fn unseal_into(size: SectorSize, sealed: &Path, mut out: impl Write) -> Result<(), ProofError> {
+    let mut f = std::fs::File::open(sealed).map_err(io("opening the sealed file", sealed))?;
+    let mut left = max_unpadded(size) as usize;
+    let mut buf = vec![0u8; 128 * 8192];
+    while left > 0 {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match f.read(&mut buf[filled..]).map_err(io("reading the sealed file", sealed))? {
+                0 => break,
+                k => filled += k,
+            }
+        }
+        if filled == 0 {
+            return Err(io("reading the sealed file", sealed)(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        let n = left.min(filled / 128 * 127);
+        let chunk = crate::unpad(&buf[..filled], n).map_err(io("unpadding the sealed file", sealed))?;
+        out.write_all(&chunk).map_err(io("writing the unsealed data", sealed))?;
+        left -= n;
+    }
+    Ok(())
 }
 
 /// PoSt challenges: one leaf per sector, from the randomness.
