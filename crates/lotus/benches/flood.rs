@@ -15,25 +15,14 @@
 
 mod common;
 
-use common::{rss_mib, start_devnet};
+use common::{rss_mib, start_devnet, Kids, Miner};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const MINER: &str = env!("CARGO_BIN_EXE_lotus-miner");
 const WORKER: &str = env!("CARGO_BIN_EXE_lotus-worker");
-
-struct Kids(Vec<Child>);
-impl Drop for Kids {
-    fn drop(&mut self) {
-        for k in &mut self.0 {
-            let _ = k.kill();
-            let _ = k.wait();
-        }
-    }
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -104,30 +93,11 @@ fn main() {
     let distinct = env_or("FLOOD_TOKENS", 2000) as usize;
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let chain = start_devnet(base, &[]);
-    let env = |c: &mut Command| {
-        c.env("LOTUS_MINER_PATH", base.join("miner"))
-            .env("FULLNODE_API_INFO", &chain.api_info)
-            .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{port}/http"))
-            .env("RUST_LOG", "warn");
-    };
-    let cli = |args: &[&str]| {
-        let mut c = Command::new(MINER);
-        env(&mut c);
-        c.args(args).output().unwrap()
-    };
-    assert!(cli(&["init", "--sector-size", "2KiB"]).status.success());
-    let mut run = Command::new(MINER);
-    env(&mut run);
-    let miner = run.arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let miner_pid = miner.id();
-    let mut kids = Kids(vec![miner]);
-    while !cli(&["info"]).status.success() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let info = String::from_utf8(cli(&["auth", "api-info", "--perm", "admin"]).stdout).unwrap();
-    let info = info.trim().trim_start_matches("MINER_API_INFO=").to_string();
+    let mut daemon = Miner::start(base, &chain);
+    let (miner_pid, port) = (daemon.child.id(), daemon.port);
+    let mut kids = Kids(vec![]);
+    let info = daemon.api_info.clone();
     let admin = info.split(':').next().unwrap().to_string();
     let wrepo = base.join("worker");
     let mut w = Command::new(WORKER);
@@ -140,7 +110,7 @@ fn main() {
         "--no-local-storage",
     ]);
     kids.0.push(w.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    let worker_pid = kids.0[1].id();
+    let worker_pid = kids.0[0].id();
     let t = Instant::now();
     let worker = loop {
         let text = std::fs::read_to_string(wrepo.join("api")).unwrap_or_default();
@@ -154,8 +124,8 @@ fn main() {
     let miner = format!("127.0.0.1:{port}");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(flood(miner, worker, admin, secs, idle, distinct, (miner_pid, worker_pid)));
-    let alive = kids.0.iter_mut().map(|k| k.try_wait().unwrap().is_none()).collect::<Vec<_>>();
-    println!("still running at the end: miner {}, worker {}", alive[0], alive[1]);
+    let running = |k: &mut Child| k.try_wait().unwrap().is_none();
+    println!("still running at the end: miner {}, worker {}", running(&mut daemon.child), running(&mut kids.0[0]));
     rt.shutdown_timeout(Duration::from_secs(1));
 }
 

@@ -6,53 +6,23 @@
 
 mod common;
 
-use common::{rss_mib, start_devnet};
-use std::process::{Child, Command, Stdio};
+use common::{rss_mib, start_devnet, Kids, Miner};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MINER: &str = env!("CARGO_BIN_EXE_lotus-miner");
 const WORKER: &str = env!("CARGO_BIN_EXE_lotus-worker");
-
-struct Kids(Vec<Child>);
-impl Drop for Kids {
-    fn drop(&mut self) {
-        for k in &mut self.0 {
-            let _ = k.kill();
-            let _ = k.wait();
-        }
-    }
-}
 
 fn main() {
     let n: usize = std::env::var("LOAD_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let secs: u64 = std::env::var("LOAD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let chain = start_devnet(base, &[]);
-    let env = |c: &mut Command| {
-        c.env("LOTUS_MINER_PATH", base.join("miner"))
-            .env("FULLNODE_API_INFO", &chain.api_info)
-            .env("LOTUS_CHAIN_MESSAGECONFIDENCE", "1")
-            .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{port}/http"))
-            .env("RUST_LOG", "warn");
-    };
-    let cli = |args: &[&str]| {
-        let mut c = Command::new(MINER);
-        env(&mut c);
-        c.args(args).output().unwrap()
-    };
-    assert!(cli(&["init", "--sector-size", "2KiB", "--confidence", "1"]).status.success());
-    let mut run = Command::new(MINER);
-    env(&mut run);
-    let miner = run.arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let miner_pid = miner.id();
-    let mut kids = Kids(vec![miner]);
-    while !cli(&["info"]).status.success() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let info = String::from_utf8(cli(&["auth", "api-info", "--perm", "admin"]).stdout).unwrap();
-    let info = info.trim().trim_start_matches("MINER_API_INFO=").to_string();
+    let miner = Miner::start(base, &chain);
+    let cli = |args: &[&str]| miner.cli(args);
+    let miner_pid = miner.child.id();
+    let mut kids = Kids(vec![]);
+    let info = miner.api_info.clone();
     let rss_idle = rss_mib(miner_pid);
     let t0 = Instant::now();
     for i in 0..n {

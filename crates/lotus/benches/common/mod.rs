@@ -64,3 +64,74 @@ pub fn start_devnet(dir: &std::path::Path, flags: &[&str]) -> Devnet {
     let api_info = text.trim().trim_start_matches("FULLNODE_API_INFO=").to_string();
     Devnet { child, api_info }
 }
+
+/// A `lotus-miner` initialised in `dir` (2KiB sectors, message confidence 1) on `chain` and
+/// running, killed when dropped; `api_info` is its admin `MINER_API_INFO`.
+pub struct Miner {
+    pub child: std::process::Child,
+    pub api_info: String,
+    pub port: u16,
+    repo: std::path::PathBuf,
+    chain_api: String,
+}
+
+impl Drop for Miner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Miner {
+    pub fn start(dir: &std::path::Path, chain: &Devnet) -> Miner {
+        use std::process::Stdio;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (repo, chain_api) = (dir.join("miner"), chain.api_info.clone());
+        let init = Self::command(&repo, &chain_api, port)
+            .args(["init", "--sector-size", "2KiB", "--confidence", "1"])
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "lotus-miner init: {}", String::from_utf8_lossy(&init.stderr));
+        let child = Self::command(&repo, &chain_api, port)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut m = Miner { child, api_info: String::new(), port, repo, chain_api };
+        while !m.cli(&["info"]).status.success() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let info = String::from_utf8(m.cli(&["auth", "api-info", "--perm", "admin"]).stdout).unwrap();
+        m.api_info = info.trim().trim_start_matches("MINER_API_INFO=").to_string();
+        m
+    }
+
+    fn command(repo: &std::path::Path, chain_api: &str, port: u16) -> std::process::Command {
+        const MINER: &str = env!("CARGO_BIN_EXE_lotus-miner");
+        let mut c = std::process::Command::new(MINER);
+        c.env("LOTUS_MINER_PATH", repo)
+            .env("FULLNODE_API_INFO", chain_api)
+            .env("LOTUS_CHAIN_MESSAGECONFIDENCE", "1")
+            .env("LOTUS_API_LISTENADDRESS", format!("/ip4/127.0.0.1/tcp/{port}/http"))
+            .env("RUST_LOG", "warn");
+        c
+    }
+
+    /// Run a `lotus-miner` command against it.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Self::command(&self.repo, &self.chain_api, self.port).args(args).output().unwrap()
+    }
+}
+
+/// Child processes killed (and reaped) when dropped.
+pub struct Kids(pub Vec<std::process::Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for k in &mut self.0 {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
+    }
+}
