@@ -184,20 +184,21 @@ impl JwtSecret {
         JwtSecret(Arc::new(RwLock::new(k)))
     }
 
-    fn key(&self) -> Vec<u8> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The key, read in place (every request's check passes here: no copy of it is made).
+    fn key(&self) -> std::sync::RwLockReadGuard<'_, Vec<u8>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Take `other`'s key: every token signed with the old one is refused from now on.
     pub fn replace(&self, other: &JwtSecret) {
-        let k = other.key();
+        let k = other.key().clone();
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = k;
     }
 
     pub fn to_key_info(&self) -> KeyInfo {
         KeyInfo {
             kind: "jwt-hmac-secret".into(),
-            private_key: base64::engine::general_purpose::STANDARD.encode(self.key()),
+            private_key: base64::engine::general_purpose::STANDARD.encode(&*self.key()),
         }
     }
 

@@ -745,6 +745,27 @@ pub mod miner {
 
 #[cfg(test)]
 mod tests {
+    /// `AuthRotate`'s answer is ours (no Lotus document holds it): its keys are held here, so
+    /// a renamed field fails instead of reaching `auth rotate` as an empty value.
+    #[test]
+    fn the_rotation_answer_keeps_its_keys() {
+        use super::miner::{RotateResult, RotatedWorker};
+        let r = RotateResult {
+            token: "t".into(),
+            workers: vec![RotatedWorker {
+                hostname: "h".into(),
+                url: "http://h/rpc/v0".into(),
+                identity: Some("pc1".into()),
+                err: String::new(),
+            }],
+        };
+        let v = serde_json::json!({"Token": "t", "Workers": [{"Hostname": "h", "Url": "http://h/rpc/v0", "Identity": "pc1", "Err": ""}]});
+        assert_eq!(serde_json::to_value(&r).unwrap(), v);
+        assert_eq!(serde_json::from_value::<RotateResult>(v).unwrap(), r);
+        let missing = serde_json::json!({"Token": "t"});
+        assert!(serde_json::from_value::<RotateResult>(missing).is_err(), "no field defaults silently");
+    }
+
     #[test]
     fn which_returns_carry_a_result_follows_the_miner_contract() {
         for m in

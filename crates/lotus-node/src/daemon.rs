@@ -308,7 +308,12 @@ impl tokio::io::AsyncRead for GuardedStream {
                 "closed to make room for a new connection (the daemon's connection limit was reached)",
             )));
         }
-        *self.slot.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        {
+            let mut waker = self.slot.waker.lock().unwrap_or_else(|e| e.into_inner());
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+        }
         let busy = self.busy.now.load(Relaxed) > 0 || self.busy.upgraded.load(Relaxed);
         let started = self.busy.started.load(Relaxed);
         // A request started since the deadline was armed: its headers arrived in time.
