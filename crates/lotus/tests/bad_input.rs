@@ -168,7 +168,15 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
             ("TaskDisable", json!([5]), "param 0"),
             ("AbortCall", json!(["nope"]), "param 0"),
             ("UpdateMinerToken", json!(["garbage"]), "not a JWT"),
-            ("UpdateMinerToken", json!(["a.b.c"]), "the miner does not confirm the new token"),
+            // A JWT of Lotus's shape ({"alg":"HS256"} . {"Allow":["admin"]}) with a forged
+            // signature: only the miner can refuse it.
+            (
+                "UpdateMinerToken",
+                json!(["eyJhbGciOiJIUzI1NiJ9.eyJBbGxvdyI6WyJhZG1pbiJdfQ.forged"]),
+                "the miner does not confirm the new token",
+            ),
+            // Not of that shape: refused on the worker, without asking the miner.
+            ("UpdateMinerToken", json!(["a.b.c"]), "is not a JWT"),
             ("StorageAddLocal", json!(["/no/such/worker/path"]), "no/such/worker/path"),
             ("Fetch", json!([{"ID": {"Miner": 1000, "Number": 1}, "ProofType": 5}, 2, "Nowhere"]), "param 2 (path_type)"),
         ];

@@ -185,6 +185,7 @@ fn jwt_shaped(token: &str) -> bool {
         && parts[..2].iter().all(|p| !p.is_empty())
         && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
         && token.len() <= 4096
+        && lotus_api::auth::plausible_token(token).is_ok()
 }
 
 impl Authenticator for MinerAuth {
@@ -192,7 +193,8 @@ impl Authenticator for MinerAuth {
         let token = token.to_string();
         async move {
             if !jwt_shaped(&token) {
-                return Err("the token is not a JWT".into());
+                let why = lotus_api::auth::plausible_token(&token).err();
+                return Err(why.unwrap_or_else(|| "the token is not a JWT".into()));
             }
             let now = std::time::Instant::now();
             if let Some(r) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&token, now) {
@@ -292,7 +294,23 @@ mod auth_tests {
     #[test]
     fn only_jwt_shaped_tokens_are_sent_to_the_miner() {
         assert!(jwt_shaped("eyJhbGciOiJIUzI1NiJ9.eyJBbGxvdyI6WyJyZWFkIl19.sig-_x"));
-        for bad in ["", "garbage", "a.b", "a..c", "a.b.c.d", "a b.c.d", "ä.b.c"] {
+        // Checked here, without the miner: the header's algorithm and the claims' shape.
+        // Base64url of {"alg":"HS256","typ":"JWT"} . {"Allow":["read","admin"],"Worker":"w1"}
+        assert!(jwt_shaped(
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJBbGxvdyI6WyJyZWFkIiwiYWRtaW4iXSwiV29ya2VyIjoidzEifQ.x"
+        ));
+        // {"alg":"none"} . {"Allow":["admin"]}
+        let none = "eyJhbGciOiJub25lIn0.eyJBbGxvdyI6WyJhZG1pbiJdfQ.x";
+        // {"alg":"HS256"} . {"sub":"me"}
+        let no_allow = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtZSJ9.x";
+        // {"alg":"HS256"} . {"Allow":["root"]}
+        let unknown = "eyJhbGciOiJIUzI1NiJ9.eyJBbGxvdyI6WyJyb290Il19.x";
+        // {"alg":"HS256"} . Allow
+        let not_json = "eyJhbGciOiJIUzI1NiJ9.QWxsb3c.x";
+        for bad in [none, no_allow, unknown, not_json] {
+            assert!(!jwt_shaped(bad), "{bad:?}");
+        }
+        for bad in ["", "garbage", "a.b", "a..c", "a.b.c.d", "a b.c.d", "ä.b.c", "a.b.c"] {
             assert!(!jwt_shaped(bad), "{bad:?}");
         }
     }
