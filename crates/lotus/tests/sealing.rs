@@ -199,15 +199,24 @@ fn sealing_abort_stops_the_computation_on_the_worker() {
 }
 
 /// The standard layout: a worker seals on one filesystem (tmpfs, `/dev/shm`) and keeps
-/// sectors on another (the disk). Finalize's move crosses filesystems (a rename fails with
-/// EXDEV): the files are copied, synced, renamed into place, and only then removed from the
-/// seal path; the sector reaches Proving with its files in the store path alone.
+/// sectors on another. Finalize's move crosses filesystems (a rename fails with EXDEV): the
+/// files are copied, synced, renamed into place, and only then removed from the seal path.
+/// The store is a small filesystem the test mounts, left with one page free: the allocation's
+/// estimate fits, the files do not, and the copy meets ENOSPC midway. The move fails with
+/// code 102 (temporary: the sector is never given up), the seal path keeps the whole sector,
+/// and once the operator frees space the sector reaches Proving with its files in the store
+/// path alone.
 #[test]
-fn a_sector_sealed_on_one_filesystem_is_stored_on_another() {
+fn a_sector_sealed_on_one_filesystem_is_stored_on_another_even_after_it_filled_up() {
     let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
         eprintln!("no /dev/shm on this machine: skipped");
         return;
     };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("mounting the small store filesystem needs root: skipped");
+        return;
+    }
     let c = Cluster::mock_with_init("", &["--no-local-storage"]);
     c.write_config(&seals_nothing_config(
         "[Sealing]\n  MinRetryTime = \"2s\"\n[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n",
@@ -216,11 +225,46 @@ fn a_sector_sealed_on_one_filesystem_is_stored_on_another() {
     let w = c.start_worker("w", &["run", "--listen", "127.0.0.1:0", "--name", "two-disks", "--no-local-storage"]);
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
     let (seal, store) = (shm.path().join("seal"), c.path("store"));
+    let _mounted = Mounted::tmpfs(&store, 64 * 1024);
     for (flag, p) in [("--seal", &seal), ("--store", &store)] {
         let out = c.worker_command("w", &["storage", "attach", "--init", flag, p.to_str().unwrap()]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    // Fill the store, then give two pages back: a 2KiB sector's finalized files are estimated
+    // at 2.2 KiB and take four pages. The sealed file (moved first) takes one; the cache's
+    // estimate (204 bytes) fits in the other, its files do not.
+    let filler = store.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+        let len = f.metadata().unwrap().len() / 4096 * 4096;
+        f.set_len(len - 2 * 4096).unwrap();
+    }
     c.miner_ok(&["sectors", "pledge"]);
+    let log = || c.miner_ok(&["sectors", "status", "--log", "1"]);
+    wait_or_show(
+        Duration::from_secs(90),
+        "the move to fail on the full store",
+        || format!("{}\n{}", log(), tail(&w.log(), 20)),
+        || log().contains("(code 102)"),
+    );
+    let failed = log();
+    let line = failed.lines().find(|l| l.contains("(code 102)")).unwrap().to_string();
+    println!("{line}");
+    assert!(
+        line.contains("No space left on device") && line.contains("free space"),
+        "ENOSPC midway, and what to do: {line}"
+    );
+    // One whole copy of each file: the sealed file moved, the cache still in the seal path,
+    // nothing of it in the store.
+    let sealed =
+        |root: &std::path::Path| std::fs::metadata(root.join("sealed/s-t01000-1")).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(sealed(&seal).max(sealed(&store)), 2048, "the sealed file is whole in one of the paths");
+    assert!(seal.join("cache/s-t01000-1/p_aux").is_file(), "the seal path keeps the cache");
+    assert!(!store.join("cache/s-t01000-1").exists(), "the store holds no partial cache");
+    assert_ne!(sector_state(&c, 1), "FailedUnrecoverable");
+    std::fs::remove_file(&filler).unwrap();
     wait_or_show(Duration::from_secs(90), "the sector proving", || miner.log(), || sector_state(&c, 1) == "Proving");
     assert!(store.join("sealed/s-t01000-1").is_file(), "the sealed file is in the store path");
     assert!(store.join("cache/s-t01000-1/p_aux").is_file(), "and its cache");

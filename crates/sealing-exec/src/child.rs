@@ -5,6 +5,7 @@
 //! (`sealing abort`) must kill something; and a crash or an out-of-memory kill in the library
 //! then takes down one task, not the worker and every other task with it.
 
+use lotus_api::types::CallError;
 use sealing_proofs::post::{PoStKind, Prover};
 use sealing_proofs::{
     Backend, Commitment, PieceInfo, SealCommitPhase1Output, SealPreCommitPhase1Output, Sealer, SectorPaths,
@@ -246,15 +247,37 @@ impl Limits {
     }
 }
 
+/// Why a proof job failed, typed by what the caller must do: a full disk is temporary (code
+/// 102: the task resumes once space is freed, as a failed allocation does), anything else
+/// fails the task. It crosses the process boundary as Lotus's `CallError` shape.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Failure(pub CallError);
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure(CallError::unknown(message))
+    }
+}
+
+impl From<sealing_proofs::ProofError> for Failure {
+    fn from(e: sealing_proofs::ProofError) -> Self {
+        Failure(if e.is_no_space() {
+            CallError::new(CallError::TEMP_ALLOCATE_SPACE, format!("{e}; free space there and the task retries"))
+        } else {
+            CallError::unknown(e.to_string())
+        })
+    }
+}
+
 /// Run a job in this process (the child's side).
-pub fn run(job: Job) -> Result<serde_json::Value, String> {
+pub fn run(job: Job) -> Result<serde_json::Value, Failure> {
     if job.backend.is_mock() {
         std::thread::sleep(job.mock_duration);
     }
     let s = Sealer::new(job.proof, job.miner, job.sector).with_backend(job.backend);
     let paths = SectorPaths::from(&job.paths);
-    let e = |e: sealing_proofs::ProofError| e.to_string();
-    let json = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| e.to_string());
+    let e = Failure::from;
+    let json = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| Failure::from(e.to_string()));
     match job.op {
         ProofJob::AddPiece { piece, size } => {
             let info = match piece {
@@ -263,7 +286,9 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
                         std::fs::File::open(&f).map_err(|err| format!("opening piece {}: {err}", f.display()))?;
                     let len = file.metadata().map_err(|err| err.to_string())?.len();
                     if len > size {
-                        return Err(format!("piece {} has {len} bytes, more than the {size} announced", f.display()));
+                        return Err(
+                            format!("piece {} has {len} bytes, more than the {size} announced", f.display()).into()
+                        );
                     }
                     // A shorter stream is zero-filled, as Lotus's worker does.
                     let data = file.take(size).chain(std::io::repeat(0)).take(size);
@@ -323,11 +348,11 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
                         std::fs::read(&p).map_err(|err| format!("reading {}: {err}", p.display()))
                     };
                     if read(&key_cache)? != read(&paths.cache)? {
-                        return Err(format!(
+                        return Err(Failure::from(format!(
                             "sector {}: the regenerated sector key is not the one the sector was sealed with (its \
                              cache's p_aux differs): the ticket given is not the sector's",
                             job.sector
-                        ));
+                        )));
                     }
                     Ok(())
                 });
@@ -392,13 +417,13 @@ pub fn run(job: Job) -> Result<serde_json::Value, String> {
 pub fn main() -> ! {
     let mut input = String::new();
     let result = match std::io::stdin().read_to_string(&mut input) {
-        Err(e) => Err(format!("reading the job from stdin: {e}")),
+        Err(e) => Err(format!("reading the job from stdin: {e}").into()),
         Ok(_) => match serde_json::from_str::<Job>(&input) {
-            Err(e) => Err(format!("malformed job: {e}")),
+            Err(e) => Err(format!("malformed job: {e}").into()),
             Ok(job) => run(job),
         },
     };
-    let out: Result<serde_json::Value, String> = result;
+    let out: Result<serde_json::Value, Failure> = result;
     println!("{}", serde_json::to_string(&out).expect("serialises"));
     std::process::exit(if out.is_ok() { 0 } else { 1 })
 }
@@ -406,7 +431,7 @@ pub fn main() -> ! {
 /// Run a job in a child process of `exe`, killing it when the returned future is dropped
 /// (an aborted task), with the parent's environment (FIL_PROOFS_*, BELLMAN_*, TMPDIR...).
 /// `limits` keep sealing out of PoSt's way on a shared machine.
-pub async fn spawn(exe: &std::path::Path, job: &Job, limits: Limits) -> Result<serde_json::Value, String> {
+pub async fn spawn(exe: &std::path::Path, job: &Job, limits: Limits) -> Result<serde_json::Value, CallError> {
     let nice = limits.nice;
     let mut cmd = tokio::process::Command::new(exe);
     for (k, v) in limits.env(&|var| std::env::var_os(var).is_some()) {
@@ -439,20 +464,21 @@ pub async fn spawn(exe: &std::path::Path, job: &Job, limits: Limits) -> Result<s
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| format!("starting the proof process {}: {e}", exe.display()))?;
+    let failed = |m: String| CallError::unknown(m);
+    let mut child = cmd.spawn().map_err(|e| failed(format!("starting the proof process {}: {e}", exe.display())))?;
     let input = serde_json::to_vec(job).expect("serialises");
     let mut stdin = child.stdin.take().expect("piped");
-    stdin.write_all(&input).await.map_err(|e| format!("sending the job to the proof process: {e}"))?;
+    stdin.write_all(&input).await.map_err(|e| failed(format!("sending the job to the proof process: {e}")))?;
     drop(stdin);
-    let out = child.wait_with_output().await.map_err(|e| format!("waiting for the proof process: {e}"))?;
+    let out = child.wait_with_output().await.map_err(|e| failed(format!("waiting for the proof process: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    match text.lines().last().map(serde_json::from_str::<Result<serde_json::Value, String>>) {
-        Some(Ok(r)) => r,
-        _ => Err(format!(
+    match text.lines().last().map(serde_json::from_str::<Result<serde_json::Value, Failure>>) {
+        Some(Ok(r)) => r.map_err(|f| f.0),
+        _ => Err(failed(format!(
             "the proof process for {} died without a result ({}); see the worker's log for its output",
             job.op.name(),
             out.status
-        )),
+        ))),
     }
 }
 

@@ -10,6 +10,7 @@ use lotus_api::contract::{worker as w, Method, ParamList};
 use lotus_api::rpc::RpcError;
 use lotus_api::types::CallError;
 use lotus_api::wire::{AcquireMode, Data};
+use sealing_types::storage::is_no_space;
 use sealing_types::{CallId, FileType, FileTypes, PathType, SectorId, SectorRef};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -189,7 +190,7 @@ impl Executor {
         };
         let r = child::spawn(&self.exe, &job, child::Limits::default()).await;
         let _ = std::fs::remove_dir_all(&dir);
-        r.map(|_| ())
+        r.map(|_| ()).map_err(|e| e.message)
     }
 
     /// Run every task on the mock proof backend (no proof work), each taking `durations`.
@@ -491,10 +492,9 @@ impl Executor {
                     // Only the caller's headers go to a source outside the cluster, never this
                     // node's token.
                     self.fetcher.fetch_with_headers(&url, &tmp, &dest, &headers).await.map_err(|e| {
-                        CallError::new(
-                            CallError::TEMP_UNKNOWN,
-                            format!("downloading {} of {}: {e}", t.name(), sector.id),
-                        )
+                        let code =
+                            if e.is_no_space() { CallError::TEMP_ALLOCATE_SPACE } else { CallError::TEMP_UNKNOWN };
+                        CallError::new(code, format!("downloading {} of {}: {e}", t.name(), sector.id))
                     })?;
                 }
                 self.declare(&p, sector, types).await?;
@@ -670,7 +670,7 @@ impl Executor {
             }
             _ => None,
         };
-        child::spawn(&self.exe, &job, limits).await.map_err(CallError::unknown)
+        child::spawn(&self.exe, &job, limits).await
     }
 
     /// Whether a copy of the sector's `t` file exists here or anywhere in the cluster.
@@ -712,9 +712,15 @@ impl Executor {
                 // Local but in a sealing-only path: move it into a store path here.
                 let dest = self.alloc(s, FileTypes::of(&[t]), kind)?;
                 let target = dest.file(t, s.id);
-                move_local(&f, &target)
-                    .await
-                    .map_err(|e| CallError::unknown(format!("moving {} to {}: {e}", f.display(), target.display())))?;
+                move_local(&f, &target).await.map_err(|e| {
+                    let code = if is_no_space(&e) { CallError::TEMP_ALLOCATE_SPACE } else { CallError::UNKNOWN };
+                    let then = if code == CallError::UNKNOWN {
+                        ""
+                    } else {
+                        "; the source is whole: free space there and the task retries"
+                    };
+                    CallError::new(code, format!("moving {} to {}: {e}{then}", f.display(), target.display()))
+                })?;
                 // Declared at its new place before the old one is dropped: the index never
                 // forgets a copy that exists.
                 self.declare(&dest, s, FileTypes::of(&[t])).await?;
@@ -741,8 +747,8 @@ impl Executor {
             let dest = self.alloc(s, FileTypes::of(&[t]), kind)?;
             let (tmp, target) = fetch_paths(&dest, t, s.id);
             let mut last = String::new();
-            let mut done = false;
-            for si in &sources {
+            let (mut done, mut full) = (false, false);
+            'sources: for si in &sources {
                 for url in &si.urls {
                     let t0 = std::time::Instant::now();
                     match self.fetcher.fetch(url, &tmp, &target).await {
@@ -757,7 +763,14 @@ impl Executor {
                             done = true;
                             break;
                         }
-                        Err(e) => last = e.to_string(),
+                        Err(e) => {
+                            last = e.to_string();
+                            // This node's disk is full: another source would not help.
+                            if e.is_no_space() {
+                                full = true;
+                                break 'sources;
+                            }
+                        }
                     }
                 }
                 if done {
@@ -765,10 +778,20 @@ impl Executor {
                 }
             }
             if !done {
-                return Err(CallError::new(
-                    CallError::TEMP_UNKNOWN,
-                    format!("fetching {} of {}: {last}", t.name(), s.id),
-                ));
+                return Err(if full {
+                    CallError::new(
+                        CallError::TEMP_ALLOCATE_SPACE,
+                        format!(
+                            "fetching {} of {} into {}: {last}; the source keeps its copy: free space there and \
+                             the task retries",
+                            t.name(),
+                            s.id,
+                            dest.root.display()
+                        ),
+                    )
+                } else {
+                    CallError::new(CallError::TEMP_UNKNOWN, format!("fetching {} of {}: {last}", t.name(), s.id))
+                });
             }
             out.insert(t, target);
         }

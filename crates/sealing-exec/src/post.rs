@@ -324,7 +324,7 @@ impl PoStProver {
                 mock_duration: std::time::Duration::ZERO,
             };
             // Never niced: PoSt is the miner's first duty.
-            match child::spawn(&self.exe, &job, child::Limits::default()).await? {
+            match child::spawn(&self.exe, &job, child::Limits::default()).await.map_err(|e| e.message)? {
                 serde_json::Value::String(s) => s,
                 other => return Err(format!("unexpected proof process output {other}")),
             }

@@ -425,8 +425,6 @@ pub fn unpack_flat(r: impl std::io::Read, dir: &Path, manifest: Option<&str>) ->
 /// Files of one archive waiting for their fsync (a 64GiB sector's cache has about 35).
 const MAX_UNSYNCED: usize = 64;
 
-/// `std::io::copy` with 1 MiB writes (its own buffer is 8 KiB): reads fill the buffer before
-/// each write.
 /// The file's writeback is started every this many bytes as it is written.
 const WRITEBACK_EVERY: u64 = 32 << 20;
 
@@ -570,6 +568,13 @@ pub enum FetchError {
     Status { url: String, status: u16, body: String },
     #[error("fetching {url} into {dest}: {source}")]
     Io { url: String, dest: PathBuf, source: std::io::Error },
+}
+
+impl FetchError {
+    /// This node's disk filled up while the copy was written (the source is not at fault).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, FetchError::Io { source, .. } if sealing_types::storage::is_no_space(source))
+    }
 }
 
 /// Fetches sector files from other nodes with the cluster's admin token.

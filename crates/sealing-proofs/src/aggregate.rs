@@ -23,11 +23,7 @@ pub struct SealedSector {
 const MOCK_AGGREGATE_LEN: usize = 4096;
 
 fn lib<T>(phase: &'static str, sectors: &[SealedSector], r: anyhow::Result<T>) -> Result<T, ProofError> {
-    r.map_err(|e| ProofError::Library {
-        phase,
-        sector: sectors.first().map(|s| s.sector).unwrap_or_default(),
-        message: format!("{e:#}"),
-    })
+    r.map_err(|e| ProofError::library(phase, sectors.first().map(|s| s.sector).unwrap_or_default(), e))
 }
 
 fn mock_aggregate(actor_id: u64, sectors: &[SealedSector]) -> Vec<u8> {

@@ -34,6 +34,9 @@ pub enum ProofError {
     Library { phase: &'static str, sector: u64, message: String },
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    /// The library failed writing to a full filesystem (an I/O error with ENOSPC in its chain).
+    #[error("{phase} of sector {sector} ran out of disk space: {message}")]
+    NoSpace { phase: &'static str, sector: u64, message: String },
     #[error("piece of {got} bytes does not fit a {size} sector: at most {max} unpadded bytes")]
     PieceTooLarge { got: u64, max: u64, size: SectorSize },
 }
@@ -59,6 +62,30 @@ pub fn api_proof(p: RegisteredSealProof) -> api::RegisteredSealProof {
         StackedDrg64GiBV1_1_Feat_SyntheticPoRep,
     ];
     TABLE[p.as_i64() as usize]
+}
+
+impl ProofError {
+    /// A full disk: the task can succeed once space is freed.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            ProofError::NoSpace { .. } => true,
+            ProofError::Io { source, .. } => sealing_types::storage::is_no_space(source),
+            _ => false,
+        }
+    }
+
+    /// The one place the library's `anyhow` errors become ours: a full disk anywhere in the
+    /// chain is kept as such (the library wraps the I/O error in its own context).
+    pub(crate) fn library(phase: &'static str, sector: u64, e: anyhow::Error) -> ProofError {
+        let message = format!("{e:#}");
+        let full =
+            e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(sealing_types::storage::is_no_space));
+        if full {
+            ProofError::NoSpace { phase, sector, message }
+        } else {
+            ProofError::Library { phase, sector, message }
+        }
+    }
 }
 
 /// The prover ID of a miner actor: the payload of its ID address (LEB128 of the actor ID),
@@ -131,9 +158,8 @@ impl Sealer {
         self.backend.is_mock()
     }
 
-    /// The proofs library returns `anyhow` errors; this is the one place they become ours.
     fn lib<T>(&self, phase: &'static str, r: anyhow::Result<T>) -> Result<T, ProofError> {
-        r.map_err(|e| ProofError::Library { phase, sector: self.sector, message: format!("{e:#}") })
+        r.map_err(|e| ProofError::library(phase, self.sector, e))
     }
 
     /// AddPiece: write the first piece (`size` unpadded bytes) into a new unsealed file.

@@ -108,6 +108,13 @@ pub enum PathType {
     Storage,
 }
 
+/// Whether a write failed because its filesystem is full (ENOSPC) or the user's quota is
+/// spent (EDQUOT): a task failing on it fails temporarily (code 102) and resumes once space is
+/// freed, as a failed allocation does.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -596,3 +596,22 @@ pub fn miner_fails(c: &Cluster, args: &[&str]) -> String {
     assert!(!out.status.success(), "lotus-miner {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stderr).to_string()
 }
+
+/// A tmpfs of `size` bytes mounted on `dir` (created), unmounted when dropped: a small
+/// filesystem a test fills up. Needs root.
+pub struct Mounted(PathBuf);
+
+impl Mounted {
+    pub fn tmpfs(dir: &Path, size: u64) -> Mounted {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status();
+        assert!(st.is_ok_and(|s| s.success()), "mount -t tmpfs on {}", dir.display());
+        Mounted(dir.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
