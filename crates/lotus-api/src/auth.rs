@@ -101,9 +101,12 @@ impl Caller {
 /// signature was checked (by the miner's `AuthVerify`), or to learn a node's own identity from
 /// its own token.
 pub fn token_worker(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    serde_json::from_slice::<Claims>(&json).ok()?.worker
+    serde_json::from_slice::<Claims>(&token_part(token.split('.').nth(1)?)?).ok()?.worker
+}
+
+/// One part of a JWT, decoded from base64url (its padding, if any, ignored).
+fn token_part(part: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()
 }
 
 /// What a node without the secret can check of a token before asking the miner about it: a
@@ -116,9 +119,7 @@ pub fn plausible_token(token: &str) -> Result<(), String> {
         return Err("the token is not a JWT (three parts joined by '.')".into());
     };
     let json = |part: &str, what: &str| {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part.trim_end_matches('='))
-            .map_err(|_| format!("the token's {what} is not base64url"))?;
+        let bytes = token_part(part).ok_or_else(|| format!("the token's {what} is not base64url"))?;
         serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|_| format!("the token's {what} is not JSON"))
     };
     let alg = json(header, "header")?.get("alg").and_then(|a| a.as_str()).map(str::to_string);
@@ -128,7 +129,7 @@ pub fn plausible_token(token: &str) -> Result<(), String> {
     let claims: Claims =
         serde_json::from_value(json(payload, "payload")?).map_err(|_| "the token's claims have no Allow list")?;
     for p in &claims.allow {
-        if serde_json::from_value::<Permission>(serde_json::Value::String(p.clone())).is_err() {
+        if p.parse::<Permission>().is_err() {
             return Err(format!("the token allows {p:?}, which is no permission"));
         }
     }

@@ -261,11 +261,7 @@ impl From<String> for Failure {
 
 impl From<sealing_proofs::ProofError> for Failure {
     fn from(e: sealing_proofs::ProofError) -> Self {
-        Failure(if e.is_no_space() {
-            CallError::new(CallError::TEMP_ALLOCATE_SPACE, format!("{e}; free space there and the task retries"))
-        } else {
-            CallError::unknown(e.to_string())
-        })
+        Failure(crate::exec::write_failed(e.is_no_space(), CallError::UNKNOWN, e.to_string()))
     }
 }
 

@@ -492,9 +492,8 @@ impl Executor {
                     // Only the caller's headers go to a source outside the cluster, never this
                     // node's token.
                     self.fetcher.fetch_with_headers(&url, &tmp, &dest, &headers).await.map_err(|e| {
-                        let code =
-                            if e.is_no_space() { CallError::TEMP_ALLOCATE_SPACE } else { CallError::TEMP_UNKNOWN };
-                        CallError::new(code, format!("downloading {} of {}: {e}", t.name(), sector.id))
+                        let what = format!("downloading {} of {}: {e}", t.name(), sector.id);
+                        write_failed(e.is_no_space(), CallError::TEMP_UNKNOWN, what)
                     })?;
                 }
                 self.declare(&p, sector, types).await?;
@@ -713,13 +712,8 @@ impl Executor {
                 let dest = self.alloc(s, FileTypes::of(&[t]), kind)?;
                 let target = dest.file(t, s.id);
                 move_local(&f, &target).await.map_err(|e| {
-                    let code = if is_no_space(&e) { CallError::TEMP_ALLOCATE_SPACE } else { CallError::UNKNOWN };
-                    let then = if code == CallError::UNKNOWN {
-                        ""
-                    } else {
-                        "; the source is whole: free space there and the task retries"
-                    };
-                    CallError::new(code, format!("moving {} to {}: {e}{then}", f.display(), target.display()))
+                    let what = format!("moving {} to {}: {e}", f.display(), target.display());
+                    write_failed(is_no_space(&e), CallError::UNKNOWN, what)
                 })?;
                 // Declared at its new place before the old one is dropped: the index never
                 // forgets a copy that exists.
@@ -778,24 +772,23 @@ impl Executor {
                 }
             }
             if !done {
-                return Err(if full {
-                    CallError::new(
-                        CallError::TEMP_ALLOCATE_SPACE,
-                        format!(
-                            "fetching {} of {} into {}: {last}; the source keeps its copy: free space there and \
-                             the task retries",
-                            t.name(),
-                            s.id,
-                            dest.root.display()
-                        ),
-                    )
-                } else {
-                    CallError::new(CallError::TEMP_UNKNOWN, format!("fetching {} of {}: {last}", t.name(), s.id))
-                });
+                let what = format!("fetching {} of {} into {}: {last}", t.name(), s.id, dest.root.display());
+                return Err(write_failed(full, CallError::TEMP_UNKNOWN, what));
             }
             out.insert(t, target);
         }
         Ok(out)
+    }
+}
+
+/// A task error for a write that failed: `full` (the disk filled up midway) is temporary, code
+/// 102 as for a failed allocation, and says what to do (the source is never removed before its
+/// copy is complete); anything else fails with `otherwise`.
+pub fn write_failed(full: bool, otherwise: u64, what: String) -> CallError {
+    if full {
+        CallError::new(CallError::TEMP_ALLOCATE_SPACE, format!("{what}; free space there and the task retries"))
+    } else {
+        CallError::new(otherwise, what)
     }
 }
 

@@ -300,34 +300,26 @@ fn a_proof_output_onto_a_full_disk_fails_temporarily() {
         while f.write_all(&block).is_ok() {}
         while f.write_all(&[0]).is_ok() {}
     }
-    for backend in [sealing_proofs::Backend::Real, sealing_proofs::Backend::Mock] {
-        let unsealed = fs.path().join(format!("unsealed-{backend:?}"));
-        let job = || Job {
-            proof: SECTOR.proof_type,
-            miner: SECTOR.id.miner,
-            sector: SECTOR.id.number,
-            paths: Paths { unsealed: unsealed.clone(), ..Paths::default() },
-            op: ProofJob::AddPiece { piece: None, size: 2032 },
-            backend,
-            mock_duration: std::time::Duration::ZERO,
-        };
-        let e = run(job()).expect_err("no room for the unsealed file").0;
+    let job = |backend, unsealed: &Path| Job {
+        proof: SECTOR.proof_type,
+        miner: SECTOR.id.miner,
+        sector: SECTOR.id.number,
+        paths: Paths { unsealed: unsealed.to_path_buf(), ..Paths::default() },
+        op: ProofJob::AddPiece { piece: None, size: 2032 },
+        backend,
+        mock_duration: std::time::Duration::ZERO,
+    };
+    let backends = [sealing_proofs::Backend::Real, sealing_proofs::Backend::Mock];
+    let unsealed = |backend| fs.path().join(format!("unsealed-{backend:?}"));
+    for backend in backends {
+        let e = run(job(backend, &unsealed(backend))).expect_err("no room for the unsealed file").0;
         println!("AddPiece ({backend:?}) onto a full disk: {e}");
         assert_no_space(&e, &format!("AddPiece ({backend:?})"));
-        let _ = std::fs::remove_file(&unsealed);
+        let _ = std::fs::remove_file(unsealed(backend));
     }
     std::fs::remove_file(&filler).unwrap();
-    for backend in [sealing_proofs::Backend::Real, sealing_proofs::Backend::Mock] {
-        let job = Job {
-            proof: SECTOR.proof_type,
-            miner: SECTOR.id.miner,
-            sector: SECTOR.id.number,
-            paths: Paths { unsealed: fs.path().join(format!("unsealed-{backend:?}")), ..Paths::default() },
-            op: ProofJob::AddPiece { piece: None, size: 2032 },
-            backend,
-            mock_duration: std::time::Duration::ZERO,
-        };
-        assert!(run(job).is_ok(), "AddPiece ({backend:?}) runs once space is freed");
+    for backend in backends {
+        assert!(run(job(backend, &unsealed(backend))).is_ok(), "AddPiece ({backend:?}) runs once space is freed");
     }
 }
 
