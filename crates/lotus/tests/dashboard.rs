@@ -35,21 +35,64 @@ fn driver() -> Driver {
             "{bin} is missing: install Debian's chromium and chromium-driver packages (scripts/test.sh does)"
         );
     }
-    let mut child =
-        Command::new(CHROMEDRIVER).args(["--port=0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
+    // chromedriver has been seen to exit before saying its port (once in a loaded CI run, after
+    // 4 s, its output unseen). The browser is not this test's subject, so a start that fails is
+    // tried again, and a third failure shows everything chromedriver printed.
+    let mut said = Vec::new();
+    for _ in 0..3 {
+        match start_driver() {
+            Ok(d) => return d,
+            Err(out) => said.push(out),
+        }
+    }
+    panic!("chromedriver did not say its port in three starts; it printed:\n{}", said.join("\n---\n"));
+}
+
+/// One chromedriver start: its port, or all it printed (stdout and stderr) before it exited or
+/// went quiet for 20 s.
+fn start_driver() -> Result<Driver, String> {
+    let mut child = Command::new(CHROMEDRIVER)
+        .args(["--port=0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {CHROMEDRIVER}: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Result<u16, String>>();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let tx_err = tx.clone();
     std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            // "ChromeDriver was started successfully on port 41235."
-            // (Its first line says "on port 0", the port asked for.)
-            if let Some(p) = line.split("started successfully on port ").nth(1) {
-                let _ = tx.send(p.trim_end_matches('.').trim().parse::<u16>().ok());
-            }
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx_err.send(Err(line));
         }
     });
-    let port = rx.recv_timeout(Duration::from_secs(20)).ok().flatten().expect("chromedriver says its port");
-    Driver { child, port }
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            // "ChromeDriver was started successfully on port 41235."
+            // (Its first line says "on port 0", the port asked for.)
+            let port = line
+                .split("started successfully on port ")
+                .nth(1)
+                .map(|p| p.trim_end_matches('.').trim().parse::<u16>());
+            let _ = tx.send(match port {
+                Some(Ok(p)) if p != 0 => Ok(p),
+                _ => Err(line),
+            });
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut printed = Vec::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(Ok(port)) => return Ok(Driver { child, port }),
+            Ok(Err(line)) => printed.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+    printed.push(format!("({status})"));
+    Err(printed.join("\n"))
 }
 
 async fn browser(d: &Driver) -> Client {
