@@ -8,7 +8,7 @@ use crate::store::{LocalPath, LocalStore, StoreError};
 use futures_util::future::BoxFuture;
 use lotus_api::contract::{worker as w, Method, ParamList};
 use lotus_api::rpc::RpcError;
-use lotus_api::types::CallError;
+use lotus_api::types::{CallError, SectorStorageInfo};
 use lotus_api::wire::{AcquireMode, Data};
 use sealing_types::storage::is_no_space;
 use sealing_types::{CallId, FileType, FileTypes, PathType, SectorId, SectorRef};
@@ -698,6 +698,7 @@ impl Executor {
         let lock = self.sector_lock(s.id);
         let _held = lock.lock().await;
         let mut out = HashMap::new();
+        let mut remote = vec![];
         for t in types.iter() {
             if let Some((p, f)) = self.store.find(s.id, t) {
                 let suitable = match kind {
@@ -722,6 +723,15 @@ impl Executor {
                 out.insert(t, target);
                 continue;
             }
+            remote.push(t);
+        }
+        if remote.len() > 1 {
+            if let Some(got) = self.fetch_bundle(s, &remote, kind, mv).await? {
+                out.extend(got);
+                return Ok(out);
+            }
+        }
+        for t in remote {
             let sources = self
                 .index
                 .find(s.id, FileTypes::of(&[t]))
@@ -779,6 +789,83 @@ impl Executor {
         }
         Ok(out)
     }
+
+    /// The sector's files of `types` (none of them here) from one node in one request, when
+    /// one node holds them all and serves bundles: one `StorageFindSector` and one GET for the
+    /// sector instead of one of each per type. `None` when that cannot be done (a Lotus miner,
+    /// whose answer for several types does not say which path holds which; the types spread
+    /// over nodes; a node without the bundle route; a failed transfer): the caller then
+    /// fetches type by type, as Lotus does. A full disk here is final, as in the per-type path.
+    async fn fetch_bundle(
+        &self,
+        s: SectorRef,
+        types: &[FileType],
+        kind: PathType,
+        mv: bool,
+    ) -> Result<Option<HashMap<FileType, PathBuf>>, CallError> {
+        let wanted = FileTypes::of(types);
+        let found =
+            self.index.find(s.id, wanted).await.map_err(|e| {
+                e.in_task(format_args!("asking the miner where the {} files of {} are", types.len(), s.id))
+            })?;
+        let local: Vec<Uuid> = self.store.paths().iter().map(|p| p.id()).collect();
+        let mut sources: Vec<_> =
+            found.into_iter().filter(|si| !local.contains(&si.id) && held_types(si, s.id) == wanted).collect();
+        sources.sort_by_key(|si| (!si.primary, si.weight));
+        let Some(si) = sources.first() else { return Ok(None) };
+        // No one path may take them all (its type filters, its free space): type by type,
+        // each may go to a path of its own, and the errors are that path's.
+        let Ok(dest) = self.alloc(s, wanted, kind) else { return Ok(None) };
+        let landings: Vec<_> = types
+            .iter()
+            .map(|t| {
+                let (tmp, target) = fetch_paths(&dest, *t, s.id);
+                (*t, tmp, target)
+            })
+            .collect();
+        for base in &si.base_urls {
+            let t0 = std::time::Instant::now();
+            match self.fetcher.fetch_bundle(base, s.id, &landings).await {
+                Ok(bytes) => {
+                    let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
+                    tracing::info!(sector = %s.id, %base, bytes, secs = t0.elapsed().as_secs_f64(), "fetched {} in one request", names.join(", "));
+                    self.declare(&dest, s, wanted).await?;
+                    if mv {
+                        for t in types {
+                            let url = format!("{}/{}/{}", base.trim_end_matches('/'), t.name(), s.id.file_name());
+                            if let Err(e) = self.fetcher.delete(&url, &[dest.id()]).await {
+                                tracing::warn!(%url, "could not remove the source copy after moving it: {e}");
+                            }
+                        }
+                    }
+                    return Ok(Some(landings.into_iter().map(|(t, _, target)| (t, target)).collect()));
+                }
+                Err(e) if e.is_no_space() => {
+                    let what = format!("fetching the files of {} into {}: {e}", s.id, dest.root.display());
+                    return Err(write_failed(true, CallError::TEMP_UNKNOWN, what));
+                }
+                Err(e) => tracing::info!(sector = %s.id, %base, "no bundle from this node, fetching type by type: {e}"),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The file types a path holds according to its `StorageFindSector` entry: our miner names
+/// each in a URL of its own (`<base>/<type>/<sector>`); Lotus's answer for several types
+/// names none, and then this is empty.
+fn held_types(si: &SectorStorageInfo, sector: SectorId) -> FileTypes {
+    let name = sector.file_name();
+    let mut held = FileTypes::NONE;
+    for u in &si.urls {
+        let mut tail = u.rsplit('/');
+        if let (Some(n), Some(t)) = (tail.next(), tail.next()) {
+            if let (true, Some(t)) = (n == name, FileType::from_name(t)) {
+                held.0 |= t.bit();
+            }
+        }
+    }
+    held
 }
 
 /// A task error for a write that failed: `full` (the disk filled up midway) is temporary, code

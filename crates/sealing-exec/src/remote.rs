@@ -43,6 +43,7 @@ pub fn router(st: RemoteState) -> Router {
     Router::new()
         .route("/remote/stat/{id}", get(stat))
         .route("/remote/vanilla/single", axum::routing::post(vanilla_single))
+        .route("/remote/bundle/{name}", get(serve_bundle))
         .route("/remote/{file_type}/{name}", get(serve).delete(remove))
         .with_state(st)
 }
@@ -193,9 +194,77 @@ const CHUNK: usize = 1 << 20;
 /// that ends cleanly. The manifest header names every file and its size.
 fn tar_stream(dir: PathBuf) -> Response {
     match flat_files(&dir) {
-        Ok(files) => tar_of(dir, files),
+        Ok(files) => {
+            let entries = files.into_iter().map(|(name, len)| Entry { path: dir.join(&name), name, len }).collect();
+            tar_of(dir.display().to_string(), entries)
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("listing {}: {e}", dir.display())),
     }
+}
+
+/// Several file types of one sector in one response (ours: `GET
+/// /remote/bundle/<sector>?types=sealed,cache`), so that a fetch costs one round trip per
+/// sector instead of one per type. A tar stream as a cache's, whose entries are `<type>` for a
+/// file and `<type>/<name>` for a directory's files, under the same manifest and the same
+/// rules. Lotus has no such route (its `/remote/{type}/{id}` answers 500 to the type
+/// "bundle"), so a fetcher that gets anything but a 200 asks for each type on its own.
+async fn serve_bundle(
+    State(st): State<RemoteState>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = refuse(&st, &headers, &q).await {
+        return r;
+    }
+    let types = match bundle_request(&name, q.get("types").map(String::as_str)) {
+        Ok(x) => x,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let (sector, types) = types;
+    let mut entries = vec![];
+    for t in types.iter() {
+        let Some((_, file)) = st.store.find(sector, t) else {
+            let why = format!("sector {sector} has no {} file on this node", t.name());
+            return error(StatusCode::INTERNAL_SERVER_ERROR, why);
+        };
+        let listed = if t.is_dir() {
+            flat_files(&file).map(|files| {
+                let dir = &file;
+                files
+                    .into_iter()
+                    .map(|(n, len)| Entry { name: format!("{}/{n}", t.name()), path: dir.join(n), len })
+                    .collect()
+            })
+        } else {
+            std::fs::metadata(&file).map(|md| vec![Entry { name: t.name().into(), path: file.clone(), len: md.len() }])
+        };
+        match listed {
+            Ok(e) => entries.extend(e),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("listing {}: {e}", file.display())),
+        }
+    }
+    tar_of(format!("the files of {sector}"), entries)
+}
+
+/// The sector and the file types a bundle URL names; `types` is a comma-separated list.
+fn bundle_request(name: &str, types: Option<&str>) -> Result<(SectorId, FileTypes), String> {
+    let sector = SectorId::parse_file_name(name)
+        .ok_or_else(|| format!("bad sector name {name:?}: expected s-t0<miner>-<number>"))?;
+    let list = types.ok_or("a bundle needs ?types=<type>,<type>...")?;
+    let mut set = FileTypes::NONE;
+    for n in list.split(',') {
+        let t = FileType::from_name(n).ok_or_else(|| format!("unknown sector file type {n:?} in types={list:?}"))?;
+        set = FileTypes(set.0 | t.bit());
+    }
+    Ok((sector, set))
+}
+
+/// A file an archive sends: its name in the archive, where it is, and its size when listed.
+struct Entry {
+    name: String,
+    path: PathBuf,
+    len: u64,
 }
 
 /// A whole file as the response body, read on a blocking thread in 1 MiB chunks, a few of them
@@ -241,10 +310,10 @@ fn file_stream(file: PathBuf) -> Response {
         .into_response()
 }
 
-/// The archive of `files` (listed beforehand) of `dir`.
-fn tar_of(dir: PathBuf, files: Vec<(String, u64)>) -> Response {
+/// The archive of `files`, listed beforehand (`what` names them in the log).
+fn tar_of(what: String, files: Vec<Entry>) -> Response {
     use futures_util::StreamExt;
-    let manifest: Vec<String> = files.iter().map(|(n, len)| format!("{n}={len}")).collect();
+    let manifest: Vec<String> = files.iter().map(|e| format!("{}={}", e.name, e.len)).collect();
     // tar writes in 8 KiB pieces: gathered into 1 MiB chunks, a few in flight to the body.
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
     let chunks = ChunkWriter { tx, buf: Vec::with_capacity(CHUNK) };
@@ -252,9 +321,8 @@ fn tar_of(dir: PathBuf, files: Vec<(String, u64)>) -> Response {
     tokio::task::spawn_blocking(move || {
         let mut b = tar::Builder::new(chunks);
         let r = (|| {
-            for (name, len) in &files {
-                let path = dir.join(name);
-                let f = std::io::BufReader::with_capacity(CHUNK, std::fs::File::open(&path)?);
+            for Entry { name, path, len } in &files {
+                let f = std::io::BufReader::with_capacity(CHUNK, std::fs::File::open(path)?);
                 let mut h = tar::Header::new_gnu();
                 h.set_size(*len);
                 h.set_mode(0o644);
@@ -268,7 +336,7 @@ fn tar_of(dir: PathBuf, files: Vec<(String, u64)>) -> Response {
         })();
         drop(b);
         if let Err(e) = &r {
-            tracing::warn!(dir = %dir.display(), "sending the cache directory failed, the transfer is aborted: {e}");
+            tracing::warn!("sending {what} failed, the transfer is aborted: {e}");
         }
         let _ = done.send(r.map_err(|e| e.to_string()));
     });
@@ -359,8 +427,56 @@ const MAX_NAME: usize = 128;
 /// must end with its end-of-archive marker (a stream cut between two entries is refused), and
 /// with a manifest it must hold exactly those files with those sizes. Returns the bytes read.
 pub fn unpack_flat(r: impl std::io::Read, dir: &Path, manifest: Option<&str>) -> std::io::Result<u64> {
-    let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
     std::fs::create_dir_all(dir)?;
+    let (n, _) = unpack(r, &|name| plain(name).then(|| dir.join(name)), manifest)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(n)
+}
+
+/// Unpack a bundle (see [`serve_bundle`]) into each type's partial path: a file type's entry
+/// is named after its type, a cache's files are `<type>/<plain name>`; nothing else is
+/// accepted, the manifest is required, and every file type asked for must have arrived.
+/// Returns the bytes read.
+pub fn unpack_bundle(r: impl std::io::Read, slots: &[(FileType, PathBuf)], manifest: &str) -> std::io::Result<u64> {
+    for (t, p) in slots {
+        if t.is_dir() {
+            std::fs::create_dir_all(p)?;
+        }
+    }
+    let place = |name: &str| match name.split_once('/') {
+        None => slots.iter().find(|(t, _)| !t.is_dir() && t.name() == name).map(|(_, p)| p.clone()),
+        Some((t, file)) if plain(file) => {
+            slots.iter().find(|(ft, _)| ft.is_dir() && ft.name() == t).map(|(_, p)| p.join(file))
+        }
+        Some(_) => None,
+    };
+    let (n, got) = unpack(r, &place, Some(manifest))?;
+    for (t, p) in slots {
+        if t.is_dir() {
+            std::fs::File::open(p)?.sync_all()?;
+        } else if !got.iter().any(|(name, _)| name == t.name()) {
+            let why = format!("the bundle holds no {} file: refused", t.name());
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
+        }
+    }
+    Ok(n)
+}
+
+/// A file name with no directory in it, of a sane length.
+fn plain(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME && !name.contains('/') && name != ".." && name != "."
+}
+
+/// The strict unpacking both archive kinds share: each entry must be a regular file whose
+/// name `place` maps to a path (else the archive is refused), written there with mode 0644
+/// and fsynced, and the archive must end with its end marker and match its manifest. Returns
+/// the bytes read and the entries written (name, size).
+fn unpack(
+    r: impl std::io::Read,
+    place: &dyn Fn(&str) -> Option<PathBuf>,
+    manifest: Option<&str>,
+) -> std::io::Result<(u64, Vec<(String, u64)>)> {
+    let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
     let mut counter = CountingReader { inner: r, n: 0, eof: false };
     let mut got: Vec<(String, u64)> = vec![];
     // Each file's writeback starts as it is written and its fsync waits for the archive's end
@@ -380,13 +496,12 @@ pub fn unpack_flat(r: impl std::io::Read, dir: &Path, manifest: Option<&str>) ->
             if !kind.is_file() {
                 return Err(bad(format!("entry {path:?} is a {kind:?}, not a regular file: refused")));
             }
-            if name.is_empty() || name.len() > MAX_NAME || name.contains('/') || name == ".." || name == "." {
-                return Err(bad(format!("entry {path:?} is not a plain file name: refused")));
-            }
+            let Some(target) = place(&name) else {
+                return Err(bad(format!("entry {path:?} is not a file name this archive may hold: refused")));
+            };
             if got.iter().any(|(n, _)| *n == name) {
                 return Err(bad(format!("entry {name} appears twice: refused")));
             }
-            let target = dir.join(&name);
             let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode_0644().open(&target)?;
             let n = copy_chunked(&mut entry, &mut f)?;
             if n != entry.header().size()? {
@@ -418,8 +533,7 @@ pub fn unpack_flat(r: impl std::io::Read, dir: &Path, manifest: Option<&str>) ->
     for f in unsynced {
         f.sync_all()?;
     }
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(counter.n)
+    Ok((counter.n, got))
 }
 
 /// Files of one archive waiting for their fsync (a 64GiB sector's cache has about 35).
@@ -632,7 +746,24 @@ impl Fetcher {
 
     /// Download `url` to `dest` through `tmp` (in the same filesystem); returns the bytes moved.
     pub async fn fetch(&self, url: &str, tmp: &Path, dest: &Path) -> Result<u64, FetchError> {
-        self.fetch_from(self.http.get(url).bearer_auth(self.token.get()), url, tmp, dest).await
+        self.fetch_from(self.http.get(url).bearer_auth(self.token.get()), url, &[(None, tmp, dest)]).await
+    }
+
+    /// Several file types of `sector` in one request to the node at `base` (a storage path's
+    /// base URL, `http://host:port/remote`): each type lands at its `dest` through its `tmp`
+    /// as [`Fetcher::fetch`] does, all or none. A node that has no bundle route (a Lotus
+    /// node) answers with an error status: the caller then fetches type by type.
+    pub async fn fetch_bundle(
+        &self,
+        base: &str,
+        sector: SectorId,
+        landings: &[(FileType, PathBuf, PathBuf)],
+    ) -> Result<u64, FetchError> {
+        let types: Vec<&str> = landings.iter().map(|(t, ..)| t.name()).collect();
+        let url = format!("{}/bundle/{}?types={}", base.trim_end_matches('/'), sector.file_name(), types.join(","));
+        let landings: Vec<_> =
+            landings.iter().map(|(t, tmp, dest)| (Some(*t), tmp.as_path(), dest.as_path())).collect();
+        self.fetch_from(self.http.get(&url).bearer_auth(self.token.get()), &url, &landings).await
     }
 
     /// [`Fetcher::fetch`] from a source outside the cluster, with its own headers and without
@@ -648,26 +779,33 @@ impl Fetcher {
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        self.fetch_from(req, url, tmp, dest).await
+        self.fetch_from(req, url, &[(None, tmp, dest)]).await
     }
 
+    /// One request whose body lands at each `(type, tmp, dest)`: a single file or cache
+    /// (no type: the body says which) or, with types, a bundle of them.
     async fn fetch_from(
         &self,
         req: reqwest::RequestBuilder,
         url: &str,
-        tmp: &Path,
-        dest: &Path,
+        landings: &[(Option<FileType>, &Path, &Path)],
     ) -> Result<u64, FetchError> {
         let _slot = self.limit.acquire().await.expect("never closed");
+        let dest = landings[0].2;
         let ioerr = |source| FetchError::Io { url: url.into(), dest: dest.into(), source };
-        let dir = tmp.parent().expect("fetching/ has a parent");
-        tokio::fs::create_dir_all(dir).await.map_err(ioerr)?;
-        // Each attempt writes under a name of its own, removed if the attempt fails or is
-        // dropped (an aborted task); partials of attempts a crash interrupted go first.
-        let base = tmp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        remove_stale_partials(dir, &base).await.map_err(ioerr)?;
-        let partial = Partial(Some(dir.join(format!("{base}.{}", Uuid::new_v4().simple()))));
-        let tmp = partial.0.as_deref().expect("set");
+        let mut partials = vec![];
+        for (_, tmp, _) in landings {
+            let dir = tmp.parent().expect("fetching/ has a parent");
+            tokio::fs::create_dir_all(dir).await.map_err(ioerr)?;
+            // Each attempt writes under a name of its own, removed if the attempt fails or is
+            // dropped (an aborted task); partials of attempts a crash interrupted go first.
+            let base = tmp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            remove_stale_partials(dir, &base).await.map_err(ioerr)?;
+            partials.push(Partial(Some(dir.join(format!("{base}.{}", Uuid::new_v4().simple())))));
+        }
+        let bundle: Option<Vec<(FileType, PathBuf)>> =
+            landings.iter().zip(&partials).map(|((t, ..), p)| t.map(|t| (t, p.0.clone().expect("set")))).collect();
+        let tmp = partials[0].0.clone().expect("set");
         let resp = req.send().await.map_err(|e| FetchError::Http { url: url.into(), why: e.to_string() })?;
         let status = resp.status().as_u16();
         if status != 200 {
@@ -680,9 +818,15 @@ impl Fetcher {
         let announced = resp.content_length();
         let tar = match ctype.as_str() {
             TAR => true,
-            OCTET => false,
+            OCTET if bundle.is_none() => false,
             _ => return Err(FetchError::Http { url: url.into(), why: format!("unexpected content type {ctype:?}") }),
         };
+        if bundle.is_some() && manifest.is_none() {
+            return Err(FetchError::Http {
+                url: url.into(),
+                why: format!("the bundle came without its {MANIFEST} header"),
+            });
+        }
         // The body is read here and written on a blocking thread, 16 chunks in between.
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let floor = self.floor;
@@ -716,13 +860,13 @@ impl Fetcher {
                 }
             }
         };
-        let target = tmp.to_path_buf();
+        let target = tmp.clone();
         let write = tokio::task::spawn_blocking(move || {
             let r = ChunkReader { rx, cur: Default::default() };
-            if tar {
-                unpack_flat(r, &target, manifest.as_deref())
-            } else {
-                write_synced(r, &target)
+            match (&bundle, tar) {
+                (Some(slots), _) => unpack_bundle(r, slots, manifest.as_deref().unwrap_or_default()),
+                (None, true) => unpack_flat(r, &target, manifest.as_deref()),
+                (None, false) => write_synced(r, &target),
             }
         });
         let ((), written) = tokio::join!(pump, write);
@@ -733,9 +877,11 @@ impl Fetcher {
                 return Err(ioerr(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why)));
             }
         }
-        remove_any(dest).await.map_err(ioerr)?;
-        tokio::fs::rename(tmp, dest).await.map_err(ioerr)?;
-        partial.keep();
+        for ((_, _, dest), partial) in landings.iter().zip(partials) {
+            remove_any(dest).await.map_err(ioerr)?;
+            tokio::fs::rename(partial.0.as_deref().expect("set"), dest).await.map_err(ioerr)?;
+            partial.keep();
+        }
         Ok(bytes)
     }
 
@@ -929,6 +1075,79 @@ mod tests {
         assert!(cases >= 20);
     }
 
+    /// A bundle lands each type only where it belongs: a file type's entry under its own name,
+    /// a cache's files one level under the cache's name, every type asked for present, the
+    /// manifest matched, the archive whole; anything else refused with nothing outside the
+    /// slots.
+    #[test]
+    fn hostile_and_truncated_bundles_are_refused() {
+        use tar::EntryType::*;
+        let root = tempfile::tempdir().unwrap();
+        let good_entries = [regular("sealed", b"sealed-bytes"), regular("cache/p_aux", b"aux")];
+        let good = archive(&good_entries);
+        let good_manifest = "sealed=12;cache/p_aux=3";
+        let refused: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "a type not asked for",
+                archive(&[regular("unsealed", b"x"), regular("sealed", b"s")]),
+                "unsealed=1;sealed=1",
+            ),
+            ("traversal from the cache", archive(&[regular("sealed", b"s"), regular("cache/../escape", b"x")]), ""),
+            ("nested in the cache", archive(&[regular("sealed", b"s"), regular("cache/sub/x", b"x")]), ""),
+            ("a file type as a directory", archive(&[regular("sealed/x", b"x")]), "sealed/x=1"),
+            ("a cache as a file", archive(&[regular("sealed", b"s"), regular("cache", b"x")]), "sealed=1;cache=1"),
+            ("absolute", archive(&[regular("/sealed", b"s")]), "/sealed=1"),
+            ("parent", archive(&[regular("../sealed", b"s")]), "../sealed=1"),
+            ("symlink", archive(&[regular("sealed", b"s"), ("cache/link", Symlink, 0o777, b"")]), ""),
+            ("hard link", archive(&[("sealed", Link, 0o644, b"")]), ""),
+            ("duplicate", archive(&[regular("sealed", b"1"), regular("sealed", b"2")]), "sealed=1;sealed=1"),
+            ("the sealed file missing", archive(&[regular("cache/p_aux", b"aux")]), "cache/p_aux=3"),
+            ("a manifest naming another set", good.clone(), "sealed=12"),
+            ("a manifest with other sizes", good.clone(), "sealed=11;cache/p_aux=3"),
+        ];
+        let mut cases = 0;
+        let slots = |k: usize| {
+            let d = root.path().join(format!("case-{k}"));
+            vec![(FileType::Sealed, d.join("sealed")), (FileType::Cache, d.join("cache"))]
+        };
+        for (what, bytes, manifest) in &refused {
+            assert!(unpack_bundle(&bytes[..], &slots(cases), manifest).is_err(), "{what}: accepted");
+            cases += 1;
+        }
+        for cut in (1..good.len()).filter(|c| c % 512 == 0 || c % 512 == 100) {
+            if good[cut..].iter().all(|b| *b == 0) && cut >= good.len() - 1024 + 512 {
+                continue; // inside the end marker's second block: the archive is whole
+            }
+            assert!(unpack_bundle(&good[..cut], &slots(cases), good_manifest).is_err(), "cut at {cut}: accepted");
+            cases += 1;
+        }
+        let s = slots(cases);
+        unpack_bundle(&good[..], &s, good_manifest).expect("the whole bundle");
+        assert_eq!(std::fs::read(&s[0].1).unwrap(), b"sealed-bytes");
+        assert_eq!(std::fs::read(s[1].1.join("p_aux")).unwrap(), b"aux");
+        cases += 1;
+        // Nothing but the slots' files: each case directory holds `sealed` (a file, if any)
+        // and `cache/` with plain files, and nothing escaped.
+        for case in std::fs::read_dir(root.path()).unwrap().flatten() {
+            for e in std::fs::read_dir(case.path()).unwrap().flatten() {
+                let (name, ft) = (e.file_name().into_string().unwrap(), e.file_type().unwrap());
+                match name.as_str() {
+                    "sealed" => assert!(ft.is_file(), "{:?}", e.path()),
+                    "cache" => {
+                        assert!(ft.is_dir(), "{:?}", e.path());
+                        for f in std::fs::read_dir(e.path()).unwrap().flatten() {
+                            assert!(f.file_type().unwrap().is_file(), "a non-regular entry {:?}", f.path());
+                        }
+                    }
+                    _ => panic!("{:?} is outside the slots", e.path()),
+                }
+            }
+        }
+        assert!(!root.path().join("escape").exists());
+        println!("{cases} bundle cases");
+        assert!(cases >= 15);
+    }
+
     /// A source that stops sending fails the fetch after the stall time, and neither a failed
     /// nor a dropped attempt leaves a partial file; the next attempt starts clean.
     #[tokio::test]
@@ -1036,12 +1255,13 @@ mod tests {
         assert_eq!(resp.headers().get(MANIFEST).unwrap(), "a_ok=4096");
         assert!(axum::body::to_bytes(resp.into_body(), usize::MAX).await.is_ok(), "a readable cache streams");
         // A file listed but gone when its turn comes (removed meanwhile, EMFILE, EACCES).
-        let files = vec![("a_ok".to_string(), 4096), ("b_gone".to_string(), 4096)];
-        let body = axum::body::to_bytes(tar_of(cache.clone(), files).into_body(), usize::MAX).await;
+        let entry = |name: &str, len| Entry { name: name.into(), path: cache.join(name), len };
+        let files = vec![entry("a_ok", 4096), entry("b_gone", 4096)];
+        let body = axum::body::to_bytes(tar_of("the cache".into(), files).into_body(), usize::MAX).await;
         assert!(body.is_err(), "the body ends with an error, not a clean short archive");
         // A file that shrank since the listing: an error too, not a padded entry.
-        let files = vec![("a_ok".to_string(), 8192)];
-        let body = axum::body::to_bytes(tar_of(cache, files).into_body(), usize::MAX).await;
+        let files = vec![entry("a_ok", 8192)];
+        let body = axum::body::to_bytes(tar_of("the cache".into(), files).into_body(), usize::MAX).await;
         assert!(body.is_err(), "a file shorter than listed fails the stream");
     }
 }

@@ -10,21 +10,15 @@
 //! Mounting needs root (CI and this project's machines run as root); elsewhere each test says
 //! it was skipped.
 
-use futures_util::future::BoxFuture;
-use lotus_api::contract::miner as m;
-use lotus_api::types::{CallError, FsStat, SectorStorageInfo, StorageInfo};
-use lotus_api::Permission;
-use sealing_exec::index::{IndexResult, SectorIndex};
-use sealing_exec::remote::{router, Fetcher, RemoteState};
-use sealing_exec::{Executor, LocalStore, Returner};
-use sealing_types::{CallId, FileType, FileTypes, PathType, RegisteredSealProof, SectorId, SectorRef};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use uuid::Uuid;
+mod common;
 
-const SECTOR: SectorRef =
-    SectorRef { id: SectorId { miner: 1000, number: 7 }, proof_type: RegisteredSealProof::STACKED_DRG_2KIB_V1_1 };
+use common::*;
+use lotus_api::types::CallError;
+use sealing_exec::remote::Fetcher;
+use sealing_exec::{Executor, LocalStore};
+use sealing_types::{FileType, FileTypes, PathType};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A tmpfs of `size` bytes mounted on a fresh directory, unmounted when dropped.
 struct Tmpfs {
@@ -89,92 +83,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// An index that names one holder per file type (the source node's path) and records what
-/// the node declares and drops.
-#[derive(Default)]
-struct TestIndex {
-    holders: Mutex<Vec<(FileType, SectorStorageInfo)>>,
-    declared: Mutex<Vec<(Uuid, FileTypes)>>,
-}
-
-impl SectorIndex for TestIndex {
-    fn attach(&self, _: StorageInfo, _: FsStat) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn report_health(&self, _: Uuid, _: FsStat) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn declare(&self, id: Uuid, _: SectorId, types: FileTypes, _: bool) -> BoxFuture<'_, IndexResult<()>> {
-        self.declared.lock().unwrap().push((id, types));
-        Box::pin(async { Ok(()) })
-    }
-    fn drop_sector(&self, _: Uuid, _: SectorId, _: FileTypes) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn find(&self, _: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<Vec<SectorStorageInfo>>> {
-        let found =
-            self.holders.lock().unwrap().iter().filter(|(t, _)| types.contains(*t)).map(|(_, h)| h.clone()).collect();
-        Box::pin(async move { Ok(found) })
-    }
-    fn list(&self) -> BoxFuture<'_, IndexResult<BTreeMap<Uuid, Vec<m::Decl>>>> {
-        Box::pin(async { Ok(BTreeMap::new()) })
-    }
-    fn detach(&self, _: Uuid, _: String) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
-struct Admin;
-impl lotus_api::rpc::Authenticator for Admin {
-    fn verify(&self, t: &str) -> BoxFuture<'_, Result<lotus_api::Caller, String>> {
-        let ok = t == "test-token";
-        Box::pin(async move {
-            if ok {
-                Ok(lotus_api::Caller::operator(Permission::Admin.with_lower()))
-            } else {
-                Err("bad token".into())
-            }
-        })
-    }
-}
-
-struct NoReturns;
-impl Returner for NoReturns {
-    fn ret(&self, _: String, _: CallId, _: Result<serde_json::Value, CallError>) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-}
-
-/// A sealed file and a cache of four files, far larger than a 2KiB sector's estimates (the
-/// allocation passes on a 64 KiB filesystem, the bytes do not fit).
-fn write_sector_files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let name = SECTOR.id.file_name();
-    let sealed: Vec<u8> = (0..256 * 1024).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::create_dir_all(root.join("sealed")).unwrap();
-    std::fs::write(root.join("sealed").join(&name), &sealed).unwrap();
-    let mut files = vec![(format!("sealed/{name}"), sealed)];
-    let cache = root.join("cache").join(&name);
-    std::fs::create_dir_all(&cache).unwrap();
-    for k in 0..4 {
-        let data = vec![k as u8 + 1; 64 * 1024];
-        std::fs::write(cache.join(format!("layer-{k}.dat")), &data).unwrap();
-        files.push((format!("cache/{name}/layer-{k}.dat"), data));
-    }
-    files
-}
-
-/// Each file whole under `root`, byte for byte.
-fn assert_whole(root: &Path, files: &[(String, Vec<u8>)], whose: &str) {
-    for (rel, data) in files {
-        let got = std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{whose}: {rel} is gone ({e})"));
-        assert!(got == *data, "{whose}: {rel} is not whole ({} of {} bytes)", got.len(), data.len());
-    }
-}
-
-fn init(dir: &Path, seal: bool, store: bool) {
-    sealing_exec::store::init_storage_path(dir, 10, seal, store).unwrap();
-}
-
 fn assert_no_space(e: &CallError, doing: &str) {
     assert_eq!(e.code, CallError::TEMP_ALLOCATE_SPACE, "{doing}: a full disk fails temporarily: {e}");
     assert!(e.is_temporary());
@@ -192,44 +100,23 @@ async fn a_fetch_onto_a_full_disk_keeps_the_source_and_completes_once_space_is_f
     init(src_dir.path(), true, true);
     let files = write_sector_files(src_dir.path());
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/remote", listener.local_addr().unwrap());
-    let src = Arc::new(LocalStore::new(base.clone()));
-    let src_path = src.open_path(src_dir.path()).unwrap();
-    let app = router(RemoteState {
-        store: src.clone(),
-        index: Arc::new(TestIndex::default()),
-        auth: Arc::new(Admin),
-        missing: "admin",
-        backend: sealing_proofs::Backend::Mock,
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (base, src_path, requests) = source(src_dir.path(), false).await;
 
     init(fs.path(), true, true);
     let here = Arc::new(LocalStore::new(String::new()));
-    here.open_path(fs.path()).unwrap();
+    let here_id = here.open_path(fs.path()).unwrap().id();
     let index = Arc::new(TestIndex::default());
-    for t in [FileType::Sealed, FileType::Cache] {
-        let url = format!("{base}/{}/{}", t.name(), SECTOR.id.file_name());
-        let holder = SectorStorageInfo {
-            id: src_path.id(),
-            urls: vec![url],
-            base_urls: vec![base.clone()],
-            weight: 10,
-            can_seal: true,
-            can_store: true,
-            primary: true,
-            ..Default::default()
-        };
-        index.holders.lock().unwrap().push((t, holder));
-    }
+    index.holds(src_path, &base, &[FileType::Sealed, FileType::Cache]);
     let fetcher = Fetcher::new("test-token".to_string(), 2);
     let exec = Executor::new(here, index.clone(), fetcher, Arc::new(NoReturns)).unwrap();
     let before = fs.entries();
 
-    for (types, what) in
-        [(FileTypes::of(&[FileType::Sealed]), "the sealed file"), (FileTypes::of(&[FileType::Cache]), "the cache")]
-    {
+    let both = FileTypes::of(&[FileType::Sealed, FileType::Cache]);
+    for (types, what) in [
+        (FileTypes::of(&[FileType::Sealed]), "the sealed file"),
+        (FileTypes::of(&[FileType::Cache]), "the cache"),
+        (both, "both in one request"),
+    ] {
         let e = exec.acquire(SECTOR, types, PathType::Sealing, true).await.unwrap_err();
         println!("fetching {what} onto a full disk: {e}");
         assert_no_space(&e, what);
@@ -239,12 +126,21 @@ async fn a_fetch_onto_a_full_disk_keeps_the_source_and_completes_once_space_is_f
         assert!(index.declared.lock().unwrap().is_empty(), "nothing is declared");
     }
 
+    let bundles = |r: &[String]| r.iter().filter(|l| l.starts_with("GET /remote/bundle/")).count();
+    assert_eq!(bundles(&requests.lock().unwrap()), 1, "both types were asked for in one request");
+    assert_eq!(
+        requests.lock().unwrap().len(),
+        3,
+        "a full disk ends the acquisition: no type-by-type retry after it: {:?}",
+        requests.lock().unwrap()
+    );
+
     fs.grow(4 << 20);
-    let got = exec.acquire(SECTOR, FileTypes::of(&[FileType::Sealed, FileType::Cache]), PathType::Sealing, true).await;
+    let got = exec.acquire(SECTOR, both, PathType::Sealing, true).await;
     let got = got.expect("once space is freed the same acquisition completes");
     assert_eq!(got.len(), 2);
     assert_whole(fs.path(), &files, "the copy");
-    assert_eq!(index.declared.lock().unwrap().len(), 2, "both declared here");
+    assert_eq!(*index.declared.lock().unwrap(), vec![(here_id, both)], "both declared here at once");
     for (rel, _) in &files {
         assert!(!src_dir.path().join(rel).exists(), "moved: the source's {rel} is removed after the copy");
     }

@@ -39,6 +39,10 @@ impl FileType {
     pub fn from_name(name: &str) -> Option<FileType> {
         FileType::ALL.into_iter().find(|t| t.name() == name)
     }
+    /// A directory of files (the caches), not one file.
+    pub fn is_dir(self) -> bool {
+        matches!(self, FileType::Cache | FileType::UpdateCache)
+    }
     /// Space needed while sealing, in tenths of the sector size (`FSOverheadSeal`).
     pub fn seal_overhead_tenths(self) -> u64 {
         match self {
