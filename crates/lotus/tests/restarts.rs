@@ -171,7 +171,7 @@ fn a_worker_stopped_for_half_a_minute_keeps_its_running_task() {
 /// Commit2 twice.
 #[test]
 fn worker_stop_finishes_the_running_commit2_before_exiting() {
-    let (c, _miner, listen) = setup();
+    let (c, miner, listen) = setup();
     let mut w = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
     wait_until(Duration::from_secs(30), "the worker to register", || c.workers().len() == 2);
     let listen = c.worker_addr("worker");
@@ -194,7 +194,14 @@ fn worker_stop_finishes_the_running_commit2_before_exiting() {
     // waits for it. Started again, it does not compute anything twice.
     wait_until(Duration::from_secs(30), "the proof to be accepted", || sector_state(&c, 1) == "FinalizeSector");
     let w2 = c.start_worker("worker", &["run", "--listen", &listen, "--name", "host-w"]);
-    wait_until(Duration::from_secs(120), "the sector to prove", || sector_state(&c, 1) == "Proving");
+    // Once seen to time out under a loaded full run (not reproduced since): what the sector,
+    // the miner and the worker were doing is shown.
+    let context = || {
+        let status = c.miner_cmd(&["sectors", "status", "--log", "1"]);
+        let status = String::from_utf8_lossy(&status.stdout).into_owned();
+        format!("{status}\n--- miner log\n{}\n--- worker log\n{}", tail(&miner.log(), 60), tail(&w2.log(), 60))
+    };
+    wait_or_show(Duration::from_secs(120), "the sector to prove", context, || sector_state(&c, 1) == "Proving");
     assert_eq!(c2_started(&w2.log()), 0, "Commit2 ran again:\n{}", w2.log());
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
     assert!(status.contains("C2 on host-w") && !status.contains("[error]"), "{status}");

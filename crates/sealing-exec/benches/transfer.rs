@@ -122,7 +122,7 @@ async fn main() {
         let url = format!("http://{addr}/remote/sealed/{}", sector.file_name());
         let t = Instant::now();
         let n = fetcher
-            .fetch(&url, &pb.fetching(FileType::Sealed, sector), &pb.file(FileType::Sealed, sector))
+            .fetch(&url, &pb.fetching(FileType::Sealed, sector), &pb.file(FileType::Sealed, sector), u64::MAX)
             .await
             .unwrap();
         best_fetch = best_fetch.min(t.elapsed().as_secs_f64());
@@ -131,7 +131,10 @@ async fn main() {
 
         let url = format!("http://{addr}/remote/cache/{}", sector.file_name());
         let t = Instant::now();
-        fetcher.fetch(&url, &pb.fetching(FileType::Cache, sector), &pb.file(FileType::Cache, sector)).await.unwrap();
+        fetcher
+            .fetch(&url, &pb.fetching(FileType::Cache, sector), &pb.file(FileType::Cache, sector), u64::MAX)
+            .await
+            .unwrap();
         best_tar = best_tar.min(t.elapsed().as_secs_f64());
         std::fs::remove_dir_all(pb.file(FileType::Cache, sector)).unwrap();
 
@@ -141,7 +144,7 @@ async fn main() {
             .map(|t| (t, pb.fetching(t, sector), pb.file(t, sector)))
             .collect();
         let t = Instant::now();
-        fetcher.fetch_bundle(&format!("http://{addr}/remote"), sector, &landings).await.unwrap();
+        fetcher.fetch_bundle(&format!("http://{addr}/remote"), sector, &landings, u64::MAX).await.unwrap();
         best_bundle = best_bundle.min(t.elapsed().as_secs_f64());
         std::fs::remove_file(pb.file(FileType::Sealed, sector)).unwrap();
         std::fs::remove_dir_all(pb.file(FileType::Cache, sector)).unwrap();

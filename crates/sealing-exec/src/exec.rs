@@ -491,7 +491,8 @@ impl Executor {
                     let (tmp, dest) = fetch_paths(&p, t, sector.id);
                     // Only the caller's headers go to a source outside the cluster, never this
                     // node's token.
-                    self.fetcher.fetch_with_headers(&url, &tmp, &dest, &headers).await.map_err(|e| {
+                    let max = t.max_transfer(sector.proof_type.sector_size().0);
+                    self.fetcher.fetch_with_headers(&url, &tmp, &dest, &headers, max).await.map_err(|e| {
                         let what = format!("downloading {} of {}: {e}", t.name(), sector.id);
                         write_failed(e.is_no_space(), CallError::TEMP_UNKNOWN, what)
                     })?;
@@ -618,7 +619,7 @@ impl Executor {
         let p = self.alloc(sector, FileTypes::of(&[FileType::Piece]), PathType::Sealing)?;
         let (tmp, dest) = fetch_paths(&p, FileType::Piece, sector.id);
         self.fetcher
-            .fetch(url, &tmp, &dest)
+            .fetch(url, &tmp, &dest, FileType::Piece.max_transfer(sector.proof_type.sector_size().0))
             .await
             .map_err(|e| CallError::unknown(format!("fetching the piece of {} from {url}: {e}", sector.id)))?;
         Ok(dest)
@@ -755,7 +756,7 @@ impl Executor {
             'sources: for si in &sources {
                 for url in &si.urls {
                     let t0 = std::time::Instant::now();
-                    match self.fetcher.fetch(url, &tmp, &target).await {
+                    match self.fetcher.fetch(url, &tmp, &target, t.max_transfer(s.proof_type.sector_size().0)).await {
                         Ok(bytes) => {
                             tracing::info!(sector = %s.id, %url, bytes, secs = t0.elapsed().as_secs_f64(), "fetched {}", t.name());
                             self.declare(&dest, s, FileTypes::of(&[t])).await?;
@@ -825,7 +826,8 @@ impl Executor {
             .collect();
         for base in &si.base_urls {
             let t0 = std::time::Instant::now();
-            match self.fetcher.fetch_bundle(base, s.id, &landings).await {
+            let max = types.iter().map(|t| t.max_transfer(s.proof_type.sector_size().0)).sum();
+            match self.fetcher.fetch_bundle(base, s.id, &landings, max).await {
                 Ok(bytes) => {
                     let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
                     tracing::info!(sector = %s.id, %base, bytes, secs = t0.elapsed().as_secs_f64(), "fetched {} in one request", names.join(", "));

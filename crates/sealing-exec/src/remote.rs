@@ -744,9 +744,11 @@ impl Fetcher {
         Fetcher { http, token, limit: tokio::sync::Semaphore::new(parallel.max(1)), floor }
     }
 
-    /// Download `url` to `dest` through `tmp` (in the same filesystem); returns the bytes moved.
-    pub async fn fetch(&self, url: &str, tmp: &Path, dest: &Path) -> Result<u64, FetchError> {
-        self.fetch_from(self.http.get(url).bearer_auth(self.token.get()), url, &[(None, tmp, dest)]).await
+    /// Download `url` to `dest` through `tmp` (in the same filesystem), refusing a source that
+    /// announces or sends more than `max` bytes ([`FileType::max_transfer`]); returns the
+    /// bytes moved.
+    pub async fn fetch(&self, url: &str, tmp: &Path, dest: &Path, max: u64) -> Result<u64, FetchError> {
+        self.fetch_from(self.http.get(url).bearer_auth(self.token.get()), url, &[(None, tmp, dest)], max).await
     }
 
     /// Several file types of `sector` in one request to the node at `base` (a storage path's
@@ -758,12 +760,13 @@ impl Fetcher {
         base: &str,
         sector: SectorId,
         landings: &[(FileType, PathBuf, PathBuf)],
+        max: u64,
     ) -> Result<u64, FetchError> {
         let types: Vec<&str> = landings.iter().map(|(t, ..)| t.name()).collect();
         let url = format!("{}/bundle/{}?types={}", base.trim_end_matches('/'), sector.file_name(), types.join(","));
         let landings: Vec<_> =
             landings.iter().map(|(t, tmp, dest)| (Some(*t), tmp.as_path(), dest.as_path())).collect();
-        self.fetch_from(self.http.get(&url).bearer_auth(self.token.get()), &url, &landings).await
+        self.fetch_from(self.http.get(&url).bearer_auth(self.token.get()), &url, &landings, max).await
     }
 
     /// [`Fetcher::fetch`] from a source outside the cluster, with its own headers and without
@@ -774,21 +777,23 @@ impl Fetcher {
         tmp: &Path,
         dest: &Path,
         headers: &[(String, String)],
+        max: u64,
     ) -> Result<u64, FetchError> {
         let mut req = self.http.get(url);
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        self.fetch_from(req, url, &[(None, tmp, dest)]).await
+        self.fetch_from(req, url, &[(None, tmp, dest)], max).await
     }
 
-    /// One request whose body lands at each `(type, tmp, dest)`: a single file or cache
-    /// (no type: the body says which) or, with types, a bundle of them.
+    /// One request whose body (at most `max` bytes) lands at each `(type, tmp, dest)`: a
+    /// single file or cache (no type: the body says which) or, with types, a bundle of them.
     async fn fetch_from(
         &self,
         req: reqwest::RequestBuilder,
         url: &str,
         landings: &[(Option<FileType>, &Path, &Path)],
+        max: u64,
     ) -> Result<u64, FetchError> {
         let _slot = self.limit.acquire().await.expect("never closed");
         let dest = landings[0].2;
@@ -821,6 +826,10 @@ impl Fetcher {
             OCTET if bundle.is_none() => false,
             _ => return Err(FetchError::Http { url: url.into(), why: format!("unexpected content type {ctype:?}") }),
         };
+        if let Some(len) = announced.filter(|len| *len > max) {
+            let why = format!("the source announces {len} bytes, more than the {max} this transfer may hold: refused");
+            return Err(FetchError::Http { url: url.into(), why });
+        }
         if bundle.is_some() && manifest.is_none() {
             return Err(FetchError::Http {
                 url: url.into(),
@@ -833,10 +842,17 @@ impl Fetcher {
         let pump = async move {
             use futures_util::StreamExt;
             let mut body = resp.bytes_stream();
-            let (mut since, mut got) = (tokio::time::Instant::now(), 0u64);
+            let (mut since, mut got, mut total) = (tokio::time::Instant::now(), 0u64, 0u64);
             while let Some(chunk) = body.next().await {
                 let mut chunk = chunk.map_err(std::io::Error::other);
-                got += chunk.as_ref().map(|b| b.len() as u64).unwrap_or(0);
+                let n = chunk.as_ref().map(|b| b.len() as u64).unwrap_or(0);
+                (got, total) = (got + n, total + n);
+                if total > max {
+                    chunk = Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("the source sent more than the {max} bytes this transfer may hold: refused"),
+                    ));
+                }
                 let waited = since.elapsed();
                 if waited >= floor.window {
                     let rate = got as f64 / waited.as_secs_f64();
@@ -1187,25 +1203,25 @@ mod tests {
         let floor = MinThroughput { bytes_per_sec: 1 << 20, window: std::time::Duration::from_millis(300) };
         let picky = Fetcher::with_limits("t".to_string(), 2, std::time::Duration::from_secs(10), floor);
         let t0 = std::time::Instant::now();
-        let e = f.fetch(&format!("http://{addr}/stall"), &tmp, &dest).await.unwrap_err();
+        let e = f.fetch(&format!("http://{addr}/stall"), &tmp, &dest, u64::MAX).await.unwrap_err();
         assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the stall failed the fetch: {e}");
         assert_eq!(std::fs::read_dir(&fetching).unwrap().count(), 0, "no partial left, the stale one removed");
         // A source that trickles (100 bytes every 20 ms, far below 1 MiB/s) fails at the floor,
         // long before the stall timeout; a source at full speed passes it.
         let t0 = std::time::Instant::now();
-        let e = picky.fetch(&format!("http://{addr}/trickle"), &tmp, &dest).await.unwrap_err().to_string();
+        let e = picky.fetch(&format!("http://{addr}/trickle"), &tmp, &dest, u64::MAX).await.unwrap_err().to_string();
         assert!(e.contains("too slow") && e.contains("KiB/s"), "{e}");
         assert!(t0.elapsed() < std::time::Duration::from_secs(3), "failed at the floor, not the stall");
         assert_eq!(std::fs::read_dir(&fetching).unwrap().count(), 0);
-        assert_eq!(picky.fetch(&format!("http://{addr}/ok"), &tmp, &dest).await.unwrap(), 5000);
+        assert_eq!(picky.fetch(&format!("http://{addr}/ok"), &tmp, &dest, u64::MAX).await.unwrap(), 5000);
         std::fs::remove_file(&dest).unwrap();
         assert!(!dest.exists());
         // Dropped mid-transfer (an aborted task): nothing left either.
         let url = format!("http://{addr}/stall");
-        let slow = f.fetch(&url, &tmp, &dest);
+        let slow = f.fetch(&url, &tmp, &dest, u64::MAX);
         let _ = tokio::time::timeout(std::time::Duration::from_millis(100), slow).await;
         assert_eq!(std::fs::read_dir(&fetching).unwrap().count(), 0);
-        assert_eq!(f.fetch(&format!("http://{addr}/ok"), &tmp, &dest).await.unwrap(), 5000);
+        assert_eq!(f.fetch(&format!("http://{addr}/ok"), &tmp, &dest, u64::MAX).await.unwrap(), 5000);
         assert_eq!(std::fs::read(&dest).unwrap(), vec![1u8; 5000]);
     }
 
@@ -1234,13 +1250,66 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = Fetcher::new("t".to_string(), 2);
         let (tmp, dest) = (d.path().join("fetching/s"), d.path().join("s"));
-        assert_eq!(f.fetch(&format!("http://{addr}/file"), &tmp, &dest).await.unwrap(), data.len() as u64);
+        assert_eq!(f.fetch(&format!("http://{addr}/file"), &tmp, &dest, u64::MAX).await.unwrap(), data.len() as u64);
         assert!(std::fs::read(&dest).unwrap() == data, "the file arrived byte for byte");
         let (tmp, dest) = (d.path().join("fetching/c"), d.path().join("c"));
-        f.fetch(&format!("http://{addr}/cache"), &tmp, &dest).await.unwrap();
+        f.fetch(&format!("http://{addr}/cache"), &tmp, &dest, u64::MAX).await.unwrap();
         assert_eq!(std::fs::read(dest.join("p_aux")).unwrap(), b"aux");
         assert!(std::fs::read(dest.join("tree-r-last-0.dat")).unwrap() == data[..2 * CHUNK + 7]);
         assert_eq!(std::fs::read_dir(d.path().join("fetching")).unwrap().count(), 0, "no partial left");
+    }
+
+    /// A source that sends ten times what a sector's file type can hold (a sealed file, a
+    /// cache archive, a bundle of both, for a 2KiB sector) is refused, announced or not, and
+    /// nothing of it stays; the same transfers within their bounds arrive.
+    #[tokio::test]
+    async fn a_transfer_larger_than_its_sector_allows_is_refused() {
+        use axum::routing::get;
+        let size = 2048;
+        let src = tempfile::tempdir().unwrap();
+        let (small, large) = (src.path().join("small"), src.path().join("large"));
+        let file_max = FileType::Sealed.max_transfer(size);
+        let cache_max = FileType::Cache.max_transfer(size);
+        for (root, scale) in [(&small, 1), (&large, 10)] {
+            std::fs::create_dir_all(root.join("cache")).unwrap();
+            std::fs::write(root.join("sealed"), vec![7u8; (scale * file_max - 4096) as usize]).unwrap();
+            for k in 0..10 {
+                let part = (scale * cache_max - (64 << 10)) / 10;
+                std::fs::write(root.join("cache").join(format!("layer-{k}")), vec![k as u8; part as usize]).unwrap();
+            }
+        }
+        let serve = |root: PathBuf| {
+            axum::Router::new()
+                .route(
+                    "/sealed",
+                    get({
+                        let f = root.join("sealed");
+                        move || async move { file_stream(f) }
+                    }),
+                )
+                .route(
+                    "/cache",
+                    get({
+                        let c = root.join("cache");
+                        move || async move { tar_stream(c) }
+                    }),
+                )
+        };
+        let app = axum::Router::new().nest("/small", serve(small)).nest("/large", serve(large));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let d = tempfile::tempdir().unwrap();
+        let f = Fetcher::new("t".to_string(), 2);
+        for (what, max) in [("sealed", file_max), ("cache", cache_max)] {
+            let (tmp, dest) = (d.path().join("fetching").join(what), d.path().join(what));
+            let e = f.fetch(&format!("http://{addr}/large/{what}"), &tmp, &dest, max).await.unwrap_err().to_string();
+            assert!(e.contains(&format!("more than the {max}")) && e.contains("refused"), "{what}: {e}");
+            assert!(!dest.exists(), "{what}: nothing accepted");
+            assert_eq!(std::fs::read_dir(d.path().join("fetching")).unwrap().count(), 0, "{what}: no partial left");
+            f.fetch(&format!("http://{addr}/small/{what}"), &tmp, &dest, max).await.expect("within its bound");
+        }
+        println!("2KiB sector: a file may carry {file_max} bytes, a cache {cache_max}");
     }
 
     /// The sender fails the stream when a file cannot be read, instead of ending a short

@@ -57,6 +57,19 @@ impl Tmpfs {
         assert!(st.success(), "remounting {} larger failed", self.path().display());
     }
 
+    /// Fill the filesystem with a file until `free` bytes are left (a multiple of the page
+    /// size); the file, to remove when the test frees the space.
+    fn fill_leaving(&self, free: u64) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let page = vec![0u8; 4096];
+        while f.write_all(&page).is_ok() {}
+        let len = f.metadata().unwrap().len() / 4096 * 4096;
+        f.set_len(len.saturating_sub(free)).unwrap();
+        filler
+    }
+
     /// Every file under the mount, as paths relative to it (what a failed write left; empty
     /// directories such as `sealed/fetching` hold no data and are not counted).
     fn entries(&self) -> Vec<String> {
@@ -109,14 +122,16 @@ async fn a_fetch_onto_a_full_disk_keeps_the_source_and_completes_once_space_is_f
     index.holds(src_path, &base, &[FileType::Sealed, FileType::Cache]);
     let fetcher = Fetcher::new("test-token".to_string(), 2);
     let exec = Executor::new(here, index.clone(), fetcher, Arc::new(NoReturns)).unwrap();
-    let before = fs.entries();
-
     let both = FileTypes::of(&[FileType::Sealed, FileType::Cache]);
-    for (types, what) in [
-        (FileTypes::of(&[FileType::Sealed]), "the sealed file"),
-        (FileTypes::of(&[FileType::Cache]), "the cache"),
-        (both, "both in one request"),
+    // The sealed file's 6 KiB would fit on the empty filesystem: one page is left for it
+    // (more than its 2 KiB estimate).
+    for (types, what, leave) in [
+        (FileTypes::of(&[FileType::Sealed]), "the sealed file", Some(4096)),
+        (FileTypes::of(&[FileType::Cache]), "the cache", None),
+        (both, "both in one request", None),
     ] {
+        let filler = leave.map(|free| fs.fill_leaving(free));
+        let before = fs.entries();
         let e = exec.acquire(SECTOR, types, PathType::Sealing, true).await.unwrap_err();
         println!("fetching {what} onto a full disk: {e}");
         assert_no_space(&e, what);
@@ -124,6 +139,9 @@ async fn a_fetch_onto_a_full_disk_keeps_the_source_and_completes_once_space_is_f
         assert_whole(src_dir.path(), &files, "the source");
         assert_eq!(fs.entries(), before, "nothing partial is left after {what}");
         assert!(index.declared.lock().unwrap().is_empty(), "nothing is declared");
+        if let Some(f) = filler {
+            std::fs::remove_file(f).unwrap();
+        }
     }
 
     let bundles = |r: &[String]| r.iter().filter(|l| l.starts_with("GET /remote/bundle/")).count();
@@ -162,6 +180,8 @@ async fn a_move_across_filesystems_onto_a_full_disk_keeps_the_source() {
     here.open_path(fs.path()).unwrap();
     let index = Arc::new(TestIndex::default());
     let exec = Executor::new(here, index.clone(), Fetcher::new("t".to_string(), 1), Arc::new(NoReturns)).unwrap();
+    // The sealed file moves first: one page is left for it, so that its copy meets the full disk.
+    let filler = fs.fill_leaving(4096);
     let before = fs.entries();
     let types = FileTypes::of(&[FileType::Sealed, FileType::Cache]);
 
@@ -171,6 +191,7 @@ async fn a_move_across_filesystems_onto_a_full_disk_keeps_the_source() {
     assert_whole(seal_dir.path(), &files, "the sealing path");
     assert_eq!(fs.entries(), before, "no temporary copy is left in the store");
 
+    std::fs::remove_file(filler).unwrap();
     fs.grow(4 << 20);
     let got = exec.acquire(SECTOR, types, PathType::Storage, true).await.expect("the move completes");
     assert!(got.values().all(|p: &PathBuf| p.starts_with(fs.path())), "{got:?}");

@@ -43,6 +43,18 @@ impl FileType {
     pub fn is_dir(self) -> bool {
         matches!(self, FileType::Cache | FileType::UpdateCache)
     }
+    /// The most bytes a transfer of this file type may carry for a sector of `sector_size`
+    /// (as sent: a cache's tar headers count): a file, the sector's size with room for the
+    /// trailer of Lotus's unsealed files; a cache, a quarter above Lotus's own estimate of its
+    /// use while sealing, plus 64 KiB for its small fixed-size files (`p_aux`, `t_aux`) and the
+    /// archive's headers. A source that sends more is refused, so one fetch cannot fill a disk.
+    pub fn max_transfer(self, sector_size: u64) -> u64 {
+        if self.is_dir() {
+            self.seal_overhead_tenths() * sector_size / 10 * 5 / 4 + (64 << 10)
+        } else {
+            sector_size + sector_size / 64 + 4096
+        }
+    }
     /// Space needed while sealing, in tenths of the sector size (`FSOverheadSeal`).
     pub fn seal_overhead_tenths(self) -> u64 {
         match self {

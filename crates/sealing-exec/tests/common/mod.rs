@@ -146,18 +146,19 @@ pub async fn source(dir: &Path, no_bundles: bool) -> (String, Uuid, Arc<Mutex<Ve
 
 use axum::response::IntoResponse;
 
-/// A sealed file and a cache of four files, far larger than a 2KiB sector's estimates (the
-/// allocation passes on a 64 KiB filesystem, the bytes do not fit).
+/// A sealed file and a cache of four files, larger than a 2KiB sector's space estimates (the
+/// cache's allocation passes on a 64 KiB filesystem, its bytes do not fit) and within what a
+/// transfer of them may carry ([`FileType::max_transfer`]).
 pub fn write_sector_files(root: &Path) -> Vec<(String, Vec<u8>)> {
     let name = SECTOR.id.file_name();
-    let sealed: Vec<u8> = (0..256 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let sealed: Vec<u8> = (0..6 * 1024).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::create_dir_all(root.join("sealed")).unwrap();
     std::fs::write(root.join("sealed").join(&name), &sealed).unwrap();
     let mut files = vec![(format!("sealed/{name}"), sealed)];
     let cache = root.join("cache").join(&name);
     std::fs::create_dir_all(&cache).unwrap();
     for k in 0..4 {
-        let data = vec![k as u8 + 1; 64 * 1024];
+        let data = vec![k as u8 + 1; 20 * 1024];
         std::fs::write(cache.join(format!("layer-{k}.dat")), &data).unwrap();
         files.push((format!("cache/{name}/layer-{k}.dat"), data));
     }
