@@ -235,6 +235,14 @@ fn bad_input_gets_clear_errors_and_never_crashes_a_daemon() {
             ("/remote/sealed/s-t01000-1", None, 401),
             ("/remote/sealed/s-t01000-1", Some("garbage"), 401),
             ("/remote/stat/not-a-uuid", Some(&token), 404),
+            // The bundle route (several file types in one request): the same rules.
+            ("/remote/bundle/s-t01000-1?types=sealed,cache", None, 401),
+            ("/remote/bundle/s-t01000-1?types=sealed,cache", Some("garbage"), 401),
+            ("/remote/bundle/s-t01000-1", Some(&token), 400),
+            ("/remote/bundle/s-t01000-1?types=sealed,keystore", Some(&token), 400),
+            ("/remote/bundle/s-t01000-1?types=..%2F..%2Fetc", Some(&token), 400),
+            ("/remote/bundle/..%2F..%2Fetc%2Fpasswd?types=sealed", Some(&token), 400),
+            ("/remote/bundle/s-t01000-1?types=sealed,cache", Some(&token), 500),
         ];
         for (path, t, want) in remote_cases {
             for d in [&m, &w] {
