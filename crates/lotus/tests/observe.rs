@@ -6,41 +6,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn scrape(addr: &str) -> prometheus_parse::Scrape {
-    let url = format!("http://{addr}/debug/metrics");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (status, kind, body) = rt.block_on(async {
-        // No token: a Prometheus scraper carries none, and Lotus asks for none here.
-        let r = reqwest::Client::new().get(&url).timeout(Duration::from_secs(10)).send().await.unwrap();
-        let kind = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-        (r.status().as_u16(), kind, r.text().await.unwrap())
-    });
-    assert_eq!(status, 200, "{url}: {body}");
-    assert!(kind.starts_with("text/plain; version=0.0.4"), "{url}: content type {kind}");
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
-        .unwrap_or_else(|e| panic!("{url}: {e}\n{body}"))
-}
-
-fn number(v: &prometheus_parse::Value) -> f64 {
-    use prometheus_parse::Value::*;
-    match v {
-        Counter(x) | Gauge(x) | Untyped(x) => *x,
-        Histogram(b) => b.last().map(|c| c.count).unwrap_or(0.0),
-        Summary(_) => f64::NAN,
-    }
-}
-
-/// The sum of a metric's samples whose labels include `labels`; `None` if it has none.
-fn sum(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let hits: Vec<f64> = s
-        .samples
-        .iter()
-        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| number(&x.value))
-        .collect();
-    (!hits.is_empty()).then(|| hits.iter().sum())
-}
-
 #[test]
 fn metrics_of_a_mock_sealing_run_on_the_miner_and_the_worker() {
     let (c, _miner, _w) = mock_miner_and_host_w("[Devnet]\n  BlockDelay = \"500ms\"\n  SeedDelayEpochs = 2\n");

@@ -13,8 +13,9 @@ fn config() -> String {
     )
 }
 
-fn c2_started(log: &str) -> usize {
-    log.lines().filter(|l| l.contains("task started") && l.contains("method=SealCommit2")).count()
+/// Commit2 tasks the worker in `repo` has started in its current process (its metrics).
+fn c2_started(c: &Cluster, repo: &str) -> u64 {
+    tasks_started(c, repo, "SealCommit2")
 }
 
 /// Long enough to stop, kill or restart something while it runs.
@@ -28,8 +29,8 @@ fn setup() -> (Cluster, Proc, String) {
     (c, miner, "127.0.0.1:0".to_string())
 }
 
-fn wait_for_c2(w: &Proc) {
-    wait_until(Duration::from_secs(180), "Commit2 to start on the worker", || c2_started(&w.log()) == 1);
+fn wait_for_c2(c: &Cluster, repo: &str) {
+    wait_until(Duration::from_secs(180), "Commit2 to start on the worker", || c2_started(c, repo) == 1);
 }
 
 /// The miner is killed (SIGKILL) while the worker computes Commit2, and started again: the
@@ -44,11 +45,11 @@ fn a_miner_restart_during_commit2_keeps_the_workers_result() {
         c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
     });
     c.miner_ok(&["sectors", "pledge"]);
-    wait_for_c2(&w);
+    wait_for_c2(&c, "worker");
     miner.kill();
     let miner2 = c.start_miner();
     wait_until(Duration::from_secs(300), "the sector to prove after the restart", || sector_state(&c, 1) == "Proving");
-    assert_eq!(c2_started(&w.log()), 1, "Commit2 ran again:\n{}", w.log());
+    assert_eq!(c2_started(&c, "worker"), 1, "Commit2 ran again:\n{}", w.log());
     let log = miner2.log();
     assert!(log.contains("waiting for the result of a call that was running before the restart"), "{log}");
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
@@ -67,10 +68,10 @@ fn a_worker_restart_after_commit2_delivers_the_stored_result() {
         c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
     });
     c.miner_ok(&["sectors", "pledge"]);
-    wait_for_c2(&w);
+    wait_for_c2(&c, "worker");
     miner.kill();
     wait_until(Duration::from_secs(300), "Commit2 to finish with the miner down", || {
-        w.log().lines().any(|l| l.contains("task done") && l.contains("method=SealCommit2"))
+        tasks_done(&c, "worker", "SealCommit2") == 1
     });
     w.kill();
     let stored = std::fs::read_dir(c.path("worker/results")).unwrap().count();
@@ -80,7 +81,7 @@ fn a_worker_restart_after_commit2_delivers_the_stored_result() {
     wait_until(Duration::from_secs(300), "the sector to prove", || sector_state(&c, 1) == "Proving");
     let log = w2.log();
     assert!(log.contains("delivering a result stored before the restart"), "{log}");
-    assert_eq!(c2_started(&log), 0, "Commit2 ran again after the restart:\n{log}");
+    assert_eq!(c2_started(&c, "worker"), 0, "Commit2 ran again after the restart:\n{log}");
     // The last result (MoveStorage's) is removed once the miner's answer to its Return* is
     // back, which can be a moment after the sector reached Proving (longer on a loaded
     // machine: the answer waits for the miner's commit to disk).
@@ -107,7 +108,7 @@ fn a_worker_killed_during_commit2_loses_no_sector() {
         c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
     });
     c.miner_ok(&["sectors", "pledge"]);
-    wait_for_c2(&a);
+    wait_for_c2(&c, "worker-a");
     let pid = a.child.id();
     wait_until(Duration::from_secs(10), "the C2 proof process", || proof_children(pid).len() == 1);
     let child = proof_children(pid)[0];
@@ -118,8 +119,8 @@ fn a_worker_killed_during_commit2_loses_no_sector() {
         std::fs::read(format!("/proc/{child}/cmdline")).map(|c| c.is_empty()).unwrap_or(true)
     });
     let listen_b = "127.0.0.1:0";
-    let b = c.start_worker("worker-b", &["run", "--listen", listen_b, "--name", "host-b", "--no-default", "--commit"]);
-    wait_until(Duration::from_secs(60), "C2 to run again on worker B", || c2_started(&b.log()) == 1);
+    let _b = c.start_worker("worker-b", &["run", "--listen", listen_b, "--name", "host-b", "--no-default", "--commit"]);
+    wait_until(Duration::from_secs(60), "C2 to run again on worker B", || c2_started(&c, "worker-b") == 1);
     // Worker A's machine comes back: it holds the sealed sector and re-declares it.
     let _a2 = c.start_worker("worker-a", &["run", "--listen", &listen, "--name", "host-a"]);
     wait_until(Duration::from_secs(300), "the sector to prove", || sector_state(&c, 1) == "Proving");
@@ -145,7 +146,7 @@ fn a_worker_stopped_for_half_a_minute_keeps_its_running_task() {
         c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
     });
     c.miner_ok(&["sectors", "pledge"]);
-    wait_for_c2(&a);
+    wait_for_c2(&c, "worker-a");
     let pid = a.child.id();
     signal(pid, "-STOP");
     let stopped = std::time::Instant::now();
@@ -159,8 +160,8 @@ fn a_worker_stopped_for_half_a_minute_keeps_its_running_task() {
     }
     signal(pid, "-CONT");
     wait_until(Duration::from_secs(300), "the sector to prove", || sector_state(&c, 1) == "Proving");
-    assert_eq!(c2_started(&a.log()), 1, "{}", a.log());
-    assert_eq!(c2_started(&b.log()), 0, "the running C2 was duplicated on worker B:\n{}", b.log());
+    assert_eq!(c2_started(&c, "worker-a"), 1, "{}", a.log());
+    assert_eq!(c2_started(&c, "worker-b"), 0, "the running C2 was duplicated on worker B:\n{}", b.log());
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
     assert!(status.contains("C2 on host-a"), "{status}");
 }
@@ -179,7 +180,7 @@ fn worker_stop_finishes_the_running_commit2_before_exiting() {
         c.miner_ok(&["storage", "list"]).matches("URL: ").count() == 2
     });
     c.miner_ok(&["sectors", "pledge"]);
-    wait_for_c2(&w);
+    wait_for_c2(&c, "worker");
     let out = c.worker_command("worker", &["stop"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
@@ -202,7 +203,7 @@ fn worker_stop_finishes_the_running_commit2_before_exiting() {
         format!("{status}\n--- miner log\n{}\n--- worker log\n{}", tail(&miner.log(), 60), tail(&w2.log(), 60))
     };
     wait_or_show(Duration::from_secs(120), "the sector to prove", context, || sector_state(&c, 1) == "Proving");
-    assert_eq!(c2_started(&w2.log()), 0, "Commit2 ran again:\n{}", w2.log());
+    assert_eq!(c2_started(&c, "worker"), 0, "Commit2 ran again:\n{}", w2.log());
     let status = c.miner_ok(&["sectors", "status", "--log", "1"]);
     assert!(status.contains("C2 on host-w") && !status.contains("[error]"), "{status}");
 }

@@ -615,3 +615,53 @@ impl Drop for Mounted {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// `/debug/metrics` of the daemon at `addr`, parsed as Prometheus scrapes it (no token).
+pub fn scrape(addr: &str) -> prometheus_parse::Scrape {
+    let url = format!("http://{addr}/debug/metrics");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (status, kind, body) = rt.block_on(async {
+        // No token: a Prometheus scraper carries none, and Lotus asks for none here.
+        let r = reqwest::Client::new().get(&url).timeout(Duration::from_secs(10)).send().await.unwrap();
+        let kind = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (r.status().as_u16(), kind, r.text().await.unwrap())
+    });
+    assert_eq!(status, 200, "{url}: {body}");
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{url}: content type {kind}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("{url}: {e}\n{body}"))
+}
+
+pub fn number(v: &prometheus_parse::Value) -> f64 {
+    use prometheus_parse::Value::*;
+    match v {
+        Counter(x) | Gauge(x) | Untyped(x) => *x,
+        Histogram(b) => b.last().map(|c| c.count).unwrap_or(0.0),
+        Summary(_) => f64::NAN,
+    }
+}
+
+/// The sum of a metric's samples whose labels include `labels`; `None` if it has none.
+pub fn sum(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let hits: Vec<f64> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| number(&x.value))
+        .collect();
+    (!hits.is_empty()).then(|| hits.iter().sum())
+}
+
+/// How many tasks of the worker API `method` (`SealCommit2`) the worker in `repo` has started
+/// in its current process, from its own metrics (`lotus_worker_tasks_started`).
+pub fn tasks_started(c: &Cluster, repo: &str, method: &str) -> u64 {
+    let s = scrape(&c.worker_addr(repo));
+    sum(&s, "lotus_worker_tasks_started", &[("method", method)]).unwrap_or(0.0) as u64
+}
+
+/// The same for tasks that finished with a result (`lotus_worker_tasks_finished`, outcome
+/// `ok`), counted before the result is delivered.
+pub fn tasks_done(c: &Cluster, repo: &str, method: &str) -> u64 {
+    let s = scrape(&c.worker_addr(repo));
+    sum(&s, "lotus_worker_tasks_finished", &[("method", method), ("outcome", "ok")]).unwrap_or(0.0) as u64
+}
