@@ -73,6 +73,30 @@ pub struct ManagerConfig {
     pub calls: Option<Arc<crate::calls::CallStore>>,
 }
 
+/// Why a call to a worker got no answer, by what the manager does about it.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The worker could not be reached (down, cut off, too slow to answer): what it runs is
+    /// unknown, not gone. Its heartbeat decides whether it is lost; until then nothing it may
+    /// run is started elsewhere.
+    #[error("worker {worker} cannot be reached: {why}")]
+    Unreachable { worker: String, why: String },
+    /// The worker answered, with an error.
+    #[error("worker {worker} answered with an error: {why}")]
+    Refused { worker: String, why: String },
+}
+
+impl LinkError {
+    fn of(worker: WorkerId, e: lotus_api::client::ClientError) -> LinkError {
+        let (worker, why) = (worker.to_string(), e.to_string());
+        if e.is_unreachable() {
+            LinkError::Unreachable { worker, why }
+        } else {
+            LinkError::Refused { worker, why }
+        }
+    }
+}
+
 /// How the manager reaches a worker: over RPC ([`RpcLink`]), the miner's own executor in this
 /// process ([`LocalLink`]), or, in tests and benchmarks, anything that starts calls and
 /// answers them through [`Manager::on_return`]. Results always come back through `on_return`.
@@ -80,9 +104,9 @@ pub trait WorkerLink: Send + Sync {
     /// Start a task call: its ID at once, its result later.
     fn start(&self, call: TaskCall) -> BoxFuture<'_, Result<CallId, CallError>>;
     /// Stop a running call (its proof process is killed); whether the worker still ran it.
-    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, String>>;
+    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, LinkError>>;
     /// The calls the worker runs or holds an undelivered result of.
-    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>>;
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, LinkError>>;
     /// The client of a remote worker (PoSt workers are called directly).
     fn rpc(&self) -> Option<Arc<RpcClient>> {
         None
@@ -104,17 +128,16 @@ impl WorkerLink for RpcLink {
             })
         })
     }
-    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, String>> {
+    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, LinkError>> {
         Box::pin(async move {
-            self.client.request::<lotus_api::contract::worker::AbortCall>((call,)).await.map_err(|e| e.to_string())
+            let r = self.client.request::<lotus_api::contract::worker::AbortCall>((call,)).await;
+            r.map_err(|e| LinkError::of(self.worker, e))
         })
     }
-    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>> {
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, LinkError>> {
         Box::pin(async move {
-            self.client
-                .request_timeout::<lotus_api::contract::worker::Calls>((), Duration::from_secs(5))
-                .await
-                .map_err(|e| e.to_string())
+            let r = self.client.request_timeout::<lotus_api::contract::worker::Calls>((), Duration::from_secs(5)).await;
+            r.map_err(|e| LinkError::of(self.worker, e))
         })
     }
     fn rpc(&self) -> Option<Arc<RpcClient>> {
@@ -129,10 +152,10 @@ impl WorkerLink for LocalLink {
     fn start(&self, call: TaskCall) -> BoxFuture<'_, Result<CallId, CallError>> {
         Box::pin(async move { Ok(self.0.start(call)) })
     }
-    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, String>> {
+    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, LinkError>> {
         Box::pin(async move { Ok(self.0.abort(call)) })
     }
-    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>> {
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, LinkError>> {
         Box::pin(async move { Ok(self.0.running_calls()) })
     }
 }
@@ -144,10 +167,10 @@ impl WorkerLink for NotStarted {
     fn start(&self, _: TaskCall) -> BoxFuture<'_, Result<CallId, CallError>> {
         Box::pin(async { Err(CallError::unknown("the miner's executor is not started")) })
     }
-    fn abort(&self, _: CallId) -> BoxFuture<'_, Result<bool, String>> {
+    fn abort(&self, _: CallId) -> BoxFuture<'_, Result<bool, LinkError>> {
         Box::pin(async { Ok(false) })
     }
-    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>> {
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, LinkError>> {
         Box::pin(async { Ok(vec![]) })
     }
 }
@@ -846,7 +869,9 @@ impl Manager {
 
     /// While a call tracked before a restart is awaited, its worker re-registers and keeps
     /// delivering the result. Give up (schedule the work anew) when, for
-    /// `tracked_call_grace`, no connected worker runs it or holds its result.
+    /// `tracked_call_grace`, no connected worker runs it or holds its result. A connected
+    /// worker that cannot be reached may still run it: the grace waits for its answer (or for
+    /// its removal as lost), so a worker cut off for a while never gets its call duplicated.
     async fn watch_adopted(self: Arc<Self>, call: CallId) {
         let mut last_seen = tokio::time::Instant::now();
         loop {
@@ -857,7 +882,7 @@ impl Manager {
             if !adopted(&self) {
                 return;
             }
-            if self.someone_has(call).await {
+            if self.someone_may_have(call).await {
                 last_seen = tokio::time::Instant::now();
             } else if last_seen.elapsed() > self.timings.tracked_call_grace {
                 tracing::warn!(call = %call.id, sector = %call.sector, "no worker has this call any more; scheduling it again");
@@ -867,12 +892,19 @@ impl Manager {
         }
     }
 
-    /// Whether a connected worker runs the call or holds its undelivered result.
-    async fn someone_has(&self, call: CallId) -> bool {
+    /// Whether a connected worker runs the call or holds its undelivered result, or may: one
+    /// that cannot be reached is not known not to. A worker that answers with an error
+    /// (refusing the miner's token, say) cannot run calls for it.
+    async fn someone_may_have(&self, call: CallId) -> bool {
         let links: Vec<Arc<dyn WorkerLink>> = self.lock().workers.values().map(|w| w.link.clone()).collect();
         for link in links {
-            if link.calls().await.is_ok_and(|calls| calls.contains(&call)) {
-                return true;
+            match link.calls().await {
+                Ok(calls) if calls.contains(&call) => return true,
+                Ok(_) | Err(LinkError::Refused { .. }) => {}
+                Err(e @ LinkError::Unreachable { .. }) => {
+                    tracing::debug!(call = %call.id, "{e}; waiting for it before scheduling the call again");
+                    return true;
+                }
             }
         }
         false

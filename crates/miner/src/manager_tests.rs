@@ -29,6 +29,8 @@ struct FakeWorker {
     /// Calls it says it runs (`Calls`) besides the ones started on it: a worker that kept
     /// running across a miner restart.
     running_before: Mutex<Vec<CallId>>,
+    /// Cut off: `Calls` and `AbortCall` do not get through.
+    unreachable: std::sync::atomic::AtomicBool,
 }
 
 impl FakeWorker {
@@ -39,6 +41,14 @@ impl FakeWorker {
     /// The call of this method for this sector, once started.
     fn call_of(&self, method: &str, sector: u64) -> Option<CallId> {
         self.started().into_iter().find(|(id, c)| c.method() == method && id.sector.number == sector).map(|(id, _)| id)
+    }
+}
+
+impl FakeWorker {
+    fn cut_off(&self) -> Option<LinkError> {
+        self.unreachable
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| LinkError::Unreachable { worker: self.name.clone(), why: "connection timed out".into() })
     }
 }
 
@@ -57,12 +67,18 @@ impl WorkerLink for FakeWorker {
         }
         Box::pin(async move { Ok(id) })
     }
-    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, String>> {
+    fn abort(&self, call: CallId) -> BoxFuture<'_, Result<bool, LinkError>> {
+        if let Some(e) = self.cut_off() {
+            return Box::pin(async move { Err(e) });
+        }
         self.aborted.lock().unwrap().push(call);
         let ran = self.started().iter().any(|(id, _)| *id == call);
         Box::pin(async move { Ok(ran) })
     }
-    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, String>> {
+    fn calls(&self) -> BoxFuture<'_, Result<Vec<CallId>, LinkError>> {
+        if let Some(e) = self.cut_off() {
+            return Box::pin(async move { Err(e) });
+        }
         let mut calls: Vec<CallId> = self.started().into_iter().map(|(id, _)| id).collect();
         calls.extend(self.running_before.lock().unwrap().iter().copied());
         Box::pin(async move { Ok(calls) })
@@ -98,6 +114,7 @@ fn add_worker(m: &Arc<Manager>, n: u128, name: &str) -> Arc<FakeWorker> {
         started: Mutex::new(vec![]),
         aborted: Mutex::new(vec![]),
         running_before: Mutex::new(vec![]),
+        unreachable: Default::default(),
     });
     let info = crate::jobs::tests::one_core_worker(name);
     let types = [TaskType::AddPiece, TaskType::Fetch].into();
@@ -317,6 +334,39 @@ async fn a_tracked_call_nobody_has_is_scheduled_again_after_the_grace() {
     .await;
     after.on_return(new, Ok(json!("again")));
     assert_eq!(t.await.unwrap().unwrap().host, "b");
+}
+
+/// A tracked call whose worker is connected but cannot be reached is not scheduled again,
+/// however long that lasts: what it runs is unknown, not gone (a duplicated Commit2 costs an
+/// hour on a GPU). Once the worker answers without the call, the grace runs and the work is
+/// scheduled anew.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_tracked_call_on_a_worker_that_cannot_be_reached_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = manager_with_store(dir.path());
+    let a = add_worker(&before, 1, "a");
+    let t = run(&before, task(1, false));
+    until("the AddPiece to start on a", || a.call_of("AddPiece", 1).is_some()).await;
+    let lost = a.call_of("AddPiece", 1).unwrap();
+    t.abort();
+    before.call_store().unwrap().close();
+
+    let after = manager_with_store(dir.path());
+    let a2 = add_worker(&after, 1, "a");
+    a2.unreachable.store(true, std::sync::atomic::Ordering::Relaxed);
+    let b = add_worker(&after, 2, "b");
+    let t = run(&after, task(1, false));
+    until("the new miner to wait for the tracked call", || after.lock().jobs.job_of_call(lost).is_some()).await;
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert!(b.started().is_empty() && a2.started().is_empty(), "nothing started again while a cannot be reached");
+    // a answers: it no longer has the call (it lost it in a restart of its own).
+    a2.unreachable.store(false, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    assert!(b.started().is_empty() && a2.started().is_empty(), "the grace runs from a's answer");
+    let again = || b.call_of("AddPiece", 1).or(a2.call_of("AddPiece", 1));
+    until("the work to start again", || again().is_some()).await;
+    after.on_return(again().unwrap(), Ok(json!("again")));
+    assert!(t.await.unwrap().is_ok());
 }
 
 /// A worker's token answers only its own calls: a result for a call running on another
