@@ -304,20 +304,26 @@ async fn a_retry_after_an_abort_starts_the_work_again_at_once() {
     assert_eq!(retry.await.unwrap().unwrap().value, json!("again"));
 }
 
+/// A miner tracking its calls in `dir` starts sector 1's AddPiece on a worker and stops (its
+/// request dropped, the tracker closed) while the call runs: the call a miner started next on
+/// `dir` finds tracked.
+async fn a_call_lost_in_a_restart(dir: &std::path::Path) -> CallId {
+    let before = manager_with_store(dir);
+    let a = add_worker(&before, 1, "a");
+    let t = run(&before, task(1, false));
+    until("the AddPiece to start on a", || a.call_of("AddPiece", 1).is_some()).await;
+    t.abort();
+    before.call_store().unwrap().close();
+    a.call_of("AddPiece", 1).unwrap()
+}
+
 /// A call tracked before a restart that no connected worker has any more: the new miner waits
 /// out the grace (`Timings::tracked_call_grace`, a minute, here on paused time), then
 /// schedules the work again, and the tracker forgets the old call.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_tracked_call_nobody_has_is_scheduled_again_after_the_grace() {
     let dir = tempfile::tempdir().unwrap();
-    let before = manager_with_store(dir.path());
-    let a = add_worker(&before, 1, "a");
-    let t = run(&before, task(1, false));
-    until("the AddPiece to start on a", || a.call_of("AddPiece", 1).is_some()).await;
-    let lost = a.call_of("AddPiece", 1).unwrap();
-    t.abort();
-    before.call_store().unwrap().close();
-
+    let lost = a_call_lost_in_a_restart(dir.path()).await;
     let after = manager_with_store(dir.path());
     let b = add_worker(&after, 2, "b"); // a never comes back
     let t = run(&after, task(1, false));
@@ -343,14 +349,7 @@ async fn a_tracked_call_nobody_has_is_scheduled_again_after_the_grace() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_tracked_call_on_a_worker_that_cannot_be_reached_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
-    let before = manager_with_store(dir.path());
-    let a = add_worker(&before, 1, "a");
-    let t = run(&before, task(1, false));
-    until("the AddPiece to start on a", || a.call_of("AddPiece", 1).is_some()).await;
-    let lost = a.call_of("AddPiece", 1).unwrap();
-    t.abort();
-    before.call_store().unwrap().close();
-
+    let lost = a_call_lost_in_a_restart(dir.path()).await;
     let after = manager_with_store(dir.path());
     let a2 = add_worker(&after, 1, "a");
     a2.unreachable.store(true, std::sync::atomic::Ordering::Relaxed);
