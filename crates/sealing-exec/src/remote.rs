@@ -894,6 +894,7 @@ impl Fetcher {
             }
         }
         for ((_, _, dest), partial) in landings.iter().zip(partials) {
+            let ioerr = |source| FetchError::Io { url: url.into(), dest: dest.to_path_buf(), source };
             remove_any(dest).await.map_err(ioerr)?;
             tokio::fs::rename(partial.0.as_deref().expect("set"), dest).await.map_err(ioerr)?;
             partial.keep();
