@@ -698,7 +698,14 @@ pub struct Fetcher {
     /// `ParallelFetchLimit`: transfers running at once on this node.
     limit: tokio::sync::Semaphore,
     floor: MinThroughput,
+    /// Nodes whose bundle request got an error status, and when: not asked again for
+    /// [`NO_BUNDLE_MEMORY`] (a Lotus node answers each with a 500 and an error in its log).
+    no_bundles: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a node that answered a bundle request with an error status is fetched from type
+/// by type without asking again.
+pub const NO_BUNDLE_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The slowest a source may send: less than `bytes_per_sec` over any `window` fails the
 /// fetch (the next source is tried), so a trickling source (a failing disk, a saturated link)
@@ -741,7 +748,8 @@ impl Fetcher {
             .read_timeout(stall)
             .build()
             .expect("reqwest client without TLS builds");
-        Fetcher { http, token, limit: tokio::sync::Semaphore::new(parallel.max(1)), floor }
+        let limit = tokio::sync::Semaphore::new(parallel.max(1));
+        Fetcher { http, token, limit, floor, no_bundles: Default::default() }
     }
 
     /// Download `url` to `dest` through `tmp` (in the same filesystem), refusing a source that
@@ -764,9 +772,25 @@ impl Fetcher {
     ) -> Result<u64, FetchError> {
         let types: Vec<&str> = landings.iter().map(|(t, ..)| t.name()).collect();
         let url = format!("{}/bundle/{}?types={}", base.trim_end_matches('/'), sector.file_name(), types.join(","));
+        let refused_at = self.no_bundles.lock().unwrap_or_else(|e| e.into_inner()).get(base).copied();
+        if refused_at.is_some_and(|t| t.elapsed() < NO_BUNDLE_MEMORY) {
+            let why = "this node answered a bundle request with an error lately: not asked again yet".to_string();
+            return Err(FetchError::Http { url, why });
+        }
         let landings: Vec<_> =
             landings.iter().map(|(t, tmp, dest)| (Some(*t), tmp.as_path(), dest.as_path())).collect();
-        self.fetch_from(self.http.get(&url).bearer_auth(self.token.get()), &url, &landings, max).await
+        let r = self.fetch_from(self.http.get(&url).bearer_auth(self.token.get()), &url, &landings, max).await;
+        let mut no_bundles = self.no_bundles.lock().unwrap_or_else(|e| e.into_inner());
+        match &r {
+            Err(FetchError::Status { .. }) => {
+                no_bundles.insert(base.to_string(), std::time::Instant::now());
+            }
+            Ok(_) => {
+                no_bundles.remove(base);
+            }
+            Err(_) => {}
+        }
+        r
     }
 
     /// [`Fetcher::fetch`] from a source outside the cluster, with its own headers and without

@@ -99,6 +99,27 @@ async fn a_node_without_bundles_is_fetched_from_type_by_type() {
     assert_eq!(c.finds.len(), 3, "one query for both, then one per type: {:?}", c.finds);
 }
 
+/// A node that refused a bundle is not asked again for a while: the next sector's types come
+/// type by type at once (a Lotus node logs an error for each bundle request).
+#[tokio::test]
+async fn a_node_that_refused_a_bundle_is_not_asked_again_soon() {
+    let src = tempfile::tempdir().unwrap();
+    init(src.path(), true, true);
+    write_sector_files(src.path());
+    let (base, _, log) = source(src.path(), true).await;
+    let here = tempfile::tempdir().unwrap();
+    init(here.path(), true, true);
+    let store = LocalStore::new(String::new());
+    let p = store.open_path(here.path()).unwrap();
+    let f = Fetcher::new("test-token".to_string(), 1);
+    let landings: Vec<_> = BOTH.iter().map(|t| (*t, p.fetching(*t, SECTOR.id), p.file(*t, SECTOR.id))).collect();
+    for _ in 0..3 {
+        assert!(f.fetch_bundle(&base, SECTOR.id, &landings, u64::MAX).await.is_err());
+    }
+    let asked = log.lock().unwrap().iter().filter(|l| l.starts_with("GET /remote/bundle/")).count();
+    assert_eq!(asked, 1, "asked once, then remembered: {:?}", log.lock().unwrap());
+}
+
 /// A Lotus miner's answer for several types names no type per path: no bundle is tried, the
 /// worker asks for each type as Lotus's does.
 #[tokio::test]
