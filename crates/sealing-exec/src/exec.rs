@@ -824,9 +824,9 @@ impl Executor {
                 (*t, tmp, target)
             })
             .collect();
+        let max = types.iter().map(|t| t.max_transfer(s.proof_type.sector_size().0)).sum();
         for base in &si.base_urls {
             let t0 = std::time::Instant::now();
-            let max = types.iter().map(|t| t.max_transfer(s.proof_type.sector_size().0)).sum();
             match self.fetcher.fetch_bundle(base, s.id, &landings, max).await {
                 Ok(bytes) => {
                     let names: Vec<&str> = types.iter().map(|t| t.name()).collect();

@@ -98,9 +98,11 @@ async fn foreign_removal(
 /// request can never name a file outside the storage paths.
 fn parse(file_type: &str, name: &str) -> Result<(FileType, SectorId), String> {
     let t = FileType::from_name(file_type).ok_or_else(|| format!("unknown sector file type {file_type:?}"))?;
-    let s = SectorId::parse_file_name(name)
-        .ok_or_else(|| format!("bad sector name {name:?}: expected s-t0<miner>-<number>"))?;
-    Ok((t, s))
+    Ok((t, parse_sector(name)?))
+}
+
+fn parse_sector(name: &str) -> Result<SectorId, String> {
+    SectorId::parse_file_name(name).ok_or_else(|| format!("bad sector name {name:?}: expected s-t0<miner>-<number>"))
 }
 
 async fn stat(
@@ -194,12 +196,14 @@ const CHUNK: usize = 1 << 20;
 /// that ends cleanly. The manifest header names every file and its size.
 fn tar_stream(dir: PathBuf) -> Response {
     match flat_files(&dir) {
-        Ok(files) => {
-            let entries = files.into_iter().map(|(name, len)| Entry { path: dir.join(&name), name, len }).collect();
-            tar_of(dir.display().to_string(), entries)
-        }
+        Ok(files) => tar_of(dir.display().to_string(), entries_of(&dir, "", files)),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("listing {}: {e}", dir.display())),
     }
+}
+
+/// A directory's listed files as archive entries, each named `<prefix><file name>`.
+fn entries_of(dir: &Path, prefix: &str, files: Vec<(String, u64)>) -> Vec<Entry> {
+    files.into_iter().map(|(n, len)| Entry { name: format!("{prefix}{n}"), path: dir.join(n), len }).collect()
 }
 
 /// Several file types of one sector in one response (ours: `GET
@@ -217,11 +221,10 @@ async fn serve_bundle(
     if let Some(r) = refuse(&st, &headers, &q).await {
         return r;
     }
-    let types = match bundle_request(&name, q.get("types").map(String::as_str)) {
+    let (sector, types) = match bundle_request(&name, q.get("types").map(String::as_str)) {
         Ok(x) => x,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let (sector, types) = types;
     let mut entries = vec![];
     for t in types.iter() {
         let Some((_, file)) = st.store.find(sector, t) else {
@@ -229,13 +232,7 @@ async fn serve_bundle(
             return error(StatusCode::INTERNAL_SERVER_ERROR, why);
         };
         let listed = if t.is_dir() {
-            flat_files(&file).map(|files| {
-                let dir = &file;
-                files
-                    .into_iter()
-                    .map(|(n, len)| Entry { name: format!("{}/{n}", t.name()), path: dir.join(n), len })
-                    .collect()
-            })
+            flat_files(&file).map(|files| entries_of(&file, &format!("{}/", t.name()), files))
         } else {
             std::fs::metadata(&file).map(|md| vec![Entry { name: t.name().into(), path: file.clone(), len: md.len() }])
         };
@@ -249,15 +246,13 @@ async fn serve_bundle(
 
 /// The sector and the file types a bundle URL names; `types` is a comma-separated list.
 fn bundle_request(name: &str, types: Option<&str>) -> Result<(SectorId, FileTypes), String> {
-    let sector = SectorId::parse_file_name(name)
-        .ok_or_else(|| format!("bad sector name {name:?}: expected s-t0<miner>-<number>"))?;
+    let sector = parse_sector(name)?;
     let list = types.ok_or("a bundle needs ?types=<type>,<type>...")?;
-    let mut set = FileTypes::NONE;
-    for n in list.split(',') {
-        let t = FileType::from_name(n).ok_or_else(|| format!("unknown sector file type {n:?} in types={list:?}"))?;
-        set = FileTypes(set.0 | t.bit());
-    }
-    Ok((sector, set))
+    let types: Vec<FileType> = list
+        .split(',')
+        .map(|n| FileType::from_name(n).ok_or_else(|| format!("unknown sector file type {n:?} in types={list:?}")))
+        .collect::<Result<_, _>>()?;
+    Ok((sector, FileTypes::of(&types)))
 }
 
 /// A file an archive sends: its name in the archive, where it is, and its size when listed.
