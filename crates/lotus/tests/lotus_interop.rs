@@ -5,8 +5,9 @@
 //! documented examples (`lotus-api/fixtures/worker.json`), reading the results the worker
 //! returns through Lotus's `Return*` shapes, then through a snap-deal update of that sector
 //! (ReplicaUpdate, ProveReplicaUpdate1/2, FinalizeReplicaUpdate, GenerateSectorKeyFromData).
-//! Once on the mock proof backend, once with real proofs, whose Commit2 and update proofs are
-//! verified by the proofs library.
+//! On the mock proof backend: the subject is the wire. Real Commit2 and update proofs travel the
+//! same `Return*` shapes from our worker to our miner in the real seal and proving tests, where
+//! the devnet verifies them on chain.
 
 mod common;
 
@@ -130,17 +131,7 @@ async fn run_task(st: &Shared, url: &str, method: &str, params: Value) -> Vec<Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_worker_serves_a_lotus_miner() {
-    serve_a_lotus_miner(sealing_proofs::Backend::Mock).await;
-}
-
-/// The same with real proofs: the sector's Commit2 proof, made by our worker from Lotus-encoded
-/// params, verifies with the proofs library. (Needs the 2KiB parameters.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_sector_through_our_worker_under_a_lotus_miner() {
-    serve_a_lotus_miner(sealing_proofs::Backend::Real).await;
-}
-
-async fn serve_a_lotus_miner(backend: sealing_proofs::Backend) {
+    let backend = sealing_proofs::Backend::Mock;
     let dir = tempfile::tempdir().unwrap();
     let st: Shared = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -159,7 +150,7 @@ async fn serve_a_lotus_miner(backend: sealing_proofs::Backend) {
         .env("LOTUS_MINER_PATH", dir.path().join("no-miner-repo"))
         .env("RUST_LOG", "info")
         .args(["run", "--listen", "127.0.0.1:0", "--sealing-nice", "19"])
-        .args(if backend.is_mock() { &["--mock-proofs", "--mock-task-durations="][..] } else { &[] })
+        .args(["--mock-proofs", "--mock-task-durations="])
         .stdout(f.try_clone().unwrap())
         .stderr(f)
         .spawn()

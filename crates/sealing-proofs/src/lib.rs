@@ -368,6 +368,33 @@ impl Sealer {
     }
 }
 
+/// A real proof of a test sector, read from `fixtures/<name>.json`, or computed by `compute`
+/// and stored there when `REGENERATE_REAL_PROOFS=1` (a few minutes). So the suite checks the
+/// real verifier and its refusals in milliseconds. The devnet parameters come from a fixed seed
+/// (`params.rs`), so a stored proof verifies against every machine's generated parameters;
+/// `inputs`, the sector's public inputs recomputed by the test, must match the stored ones.
+#[cfg(test)]
+pub(crate) fn stored_real_proof(name: &str, inputs: &serde_json::Value, compute: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{name}.json"));
+    if std::env::var_os("REGENERATE_REAL_PROOFS").is_some() {
+        let proof = compute();
+        let doc = serde_json::json!({ "inputs": inputs, "proof": proof });
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();
+        return proof;
+    }
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let doc: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(
+        doc["inputs"],
+        *inputs,
+        "{}: the sector's public inputs changed since its proof was stored; store it again with \
+         REGENERATE_REAL_PROOFS=1",
+        path.display()
+    );
+    serde_json::from_value(doc["proof"].clone()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,9 +439,38 @@ mod tests {
         assert!(serde_json::to_vec(&c1).unwrap().len() > 1000);
     }
 
-    // The real Commit2 SNARK, its verification and the refusal of a wrong seed or a tampered
-    // proof are tested once, through the worker, by the real-proof interop test
-    // (`crates/lotus/tests/lotus_interop.rs`): a Commit2 costs about a minute of both cores.
+    /// The real verifier on a real Commit2 proof of this sector, stored once (a Commit2 costs
+    /// about a minute of both cores; the suite computes one end to end in the two-worker seal
+    /// test and one in the proving test, where the devnet verifies them on chain).
+    #[test]
+    fn a_stored_real_commit2_proof_verifies_and_forgeries_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = SectorPaths::in_dir(dir.path());
+        let s = Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 1);
+        let size = max_unpadded(SectorSize::KIB2);
+        let piece = s.add_piece(&piece_data(size as usize)[..], size, &paths.unsealed).unwrap();
+        let (ticket, seed) = ([1u8; 32], [2u8; 32]);
+        let pc2 = s.pre_commit2(s.pre_commit1(&paths, ticket, std::slice::from_ref(&piece)).unwrap(), &paths).unwrap();
+        let (comm_r, comm_d) = (pc2.comm_r, pc2.comm_d);
+        let inputs = serde_json::json!({
+            "actor": 1000, "sector": 1, "ticket": ticket, "seed": seed, "comm_r": comm_r, "comm_d": comm_d,
+        });
+        let proof = stored_real_proof("commit2-2kib", &inputs, || {
+            s.commit2(s.commit1(&paths, ticket, seed, pc2, &[piece]).unwrap()).unwrap()
+        });
+        assert_eq!(proof.len(), 192, "a 2KiB seal proof");
+        assert!(s.verify(comm_r, comm_d, ticket, seed, &proof).unwrap(), "the stored proof verifies");
+        assert!(!s.verify(comm_r, comm_d, ticket, [5; 32], &proof).unwrap_or(false), "a wrong seed is refused");
+        assert!(!s.verify(comm_r, comm_d, [5; 32], seed, &proof).unwrap_or(false), "a wrong ticket is refused");
+        assert!(!s.verify(comm_r, [5; 32], ticket, seed, &proof).unwrap_or(false), "another CommD is refused");
+        let other_sector = Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 2);
+        assert!(!other_sector.verify(comm_r, comm_d, ticket, seed, &proof).unwrap_or(false), "another sector's");
+        let other_miner = Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1001, 1);
+        assert!(!other_miner.verify(comm_r, comm_d, ticket, seed, &proof).unwrap_or(false), "another miner's");
+        let mut tampered = proof.clone();
+        tampered[10] ^= 0xff;
+        assert!(!s.verify(comm_r, comm_d, ticket, seed, &tampered).unwrap_or(false), "a tampered proof is refused");
+    }
 
     #[test]
     fn oversized_piece_and_bad_paths_are_clear_errors() {

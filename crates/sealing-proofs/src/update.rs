@@ -386,6 +386,29 @@ mod tests {
         assert!(!bad.unwrap_or(false), "not for another CommD");
     }
 
+    /// The real update verifier on a real update SNARK of this sector, stored once (the
+    /// proving test computes one end to end, verified by the devnet on chain).
+    #[test]
+    fn a_stored_real_update_proof_verifies_and_forgeries_are_refused() {
+        let (s, _paths, comm_r_old, new, vanilla, _dir) =
+            round_trip(Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 3));
+        let inputs = serde_json::json!({
+            "actor": 1000, "sector": 3, "comm_r_old": comm_r_old, "comm_r_new": new.comm_r_new,
+            "comm_d_new": new.comm_d_new,
+        });
+        let proof = crate::stored_real_proof("update-2kib", &inputs, || {
+            s.prove_replica_update2(comm_r_old, new, vanilla).unwrap()
+        });
+        assert_eq!(proof.len(), 192, "a 2KiB update proof");
+        assert!(s.verify_replica_update(comm_r_old, new, &proof).unwrap(), "the stored proof verifies");
+        assert!(!s.verify_replica_update(new.comm_r_new, new, &proof).unwrap_or(false), "not for another key");
+        let other_data = Updated { comm_d_new: [3; 32], ..new };
+        assert!(!s.verify_replica_update(comm_r_old, other_data, &proof).unwrap_or(false), "not for other data");
+        let mut tampered = proof.clone();
+        tampered[10] ^= 0xff;
+        assert!(!s.verify_replica_update(comm_r_old, new, &tampered).unwrap_or(false), "a tampered proof");
+    }
+
     #[test]
     fn a_mock_update_round_trips_and_its_proof_is_bound_to_the_commitments() {
         let s = Sealer::new(RegisteredSealProof::STACKED_DRG_2KIB_V1_1, 1000, 3).with_backend(Backend::Mock);
