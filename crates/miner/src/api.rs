@@ -235,7 +235,7 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
         let worker = lotus_api::rpc::calling_worker();
         async move {
             if let Some(w) = worker {
-                m.check_return(call, &w).map_err(RpcError::method)?;
+                m.check_return(call, &w).map_err(method_err)?;
             }
             m.on_return_synced(call, outcome?).await;
             Ok(())
@@ -277,7 +277,8 @@ pub fn register(s: &mut RpcServer, ctx: Ctx) {
     s.register_with("SealingAbort", ctx.clone(), |c, p: Params| async move {
         p.expect(1)?;
         let call: CallId = p.get(0, "call")?;
-        c.m.abort_call(call).await.map_err(method_err)
+        c.m.abort_call(call).await;
+        Ok(())
     });
 
     // ---- sectors
@@ -477,7 +478,7 @@ async fn add_local(c: &Ctx, path: &str) -> anyhow::Result<()> {
         c.repo.write_storage_config(&cfg)?;
     }
     let ex = c.m.local_executor().ok_or_else(|| anyhow::anyhow!("the miner's executor is not started"))?;
-    ex.attach_path(&lp).await.map_err(anyhow::Error::msg)?;
+    ex.attach_path(&lp).await?;
     Ok(())
 }
 
@@ -506,7 +507,7 @@ async fn add_piece_file(c: &Ctx, path: &str) -> anyhow::Result<SectorId> {
         .or_else(|_| c.store.alloc(sector, piece, sealing_types::PathType::Sealing, c.sealing.proof.sector_size().0))?;
     let target = dest.file(FileType::Piece, sector);
     tokio::fs::copy(path, &target).await.with_context(|| format!("copying {path} to {}", target.display()))?;
-    c.m.storage_declare(dest.id(), sector, piece, true).map_err(anyhow::Error::msg)?;
+    c.m.storage_declare(dest.id(), sector, piece, true)?;
     c.sealing.start(n);
     Ok(sector)
 }

@@ -231,7 +231,7 @@ pub async fn serve(
         executor.set_no_gpu();
         tracing::info!("GPU proving disabled (--enable-gpu-proving=false or BELLMAN_NO_GPU=1): proofs run on the CPU");
     }
-    executor.declare_all().await.map_err(anyhow::Error::msg).context("attaching the miner's storage paths")?;
+    executor.declare_all().await.context("attaching the miner's storage paths")?;
     let ex = executor.clone();
     background.spawn(async move {
         loop {

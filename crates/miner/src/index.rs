@@ -27,6 +27,22 @@ pub enum IndexError {
     UnknownPath(Uuid),
     #[error("storage path {id} belongs to {owner}, not to worker {caller:?}: a worker's token reaches only the paths it attached")]
     NotYours { id: Uuid, owner: String, caller: String },
+    #[error("storage path {id} is not served at {url} (its URLs: {})", urls.join(", "))]
+    NotServedAt { id: Uuid, url: String, urls: Vec<String> },
+}
+
+/// What a node's own executor must do with the index's refusal: a path not attached (yet:
+/// after a miner restart its node attaches it again) is worth retrying; a path of another
+/// worker or at another URL is not.
+impl From<IndexError> for sealing_exec::IndexError {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::UnknownPath(_) => sealing_exec::IndexError::Unavailable(e.to_string()),
+            IndexError::NotYours { .. } | IndexError::NotServedAt { .. } => {
+                sealing_exec::IndexError::Refused(e.to_string())
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -311,6 +327,23 @@ mod tests {
         assert_eq!(ix.node_space("http://10.0.0.1:3456", PathType::Sealing), 100);
         assert_eq!(ix.node_space("http://10.0.0.1:3456", PathType::Storage), 0);
         assert_eq!(ix.node_space("http://10.0.0.2:2345", PathType::Storage), 500);
+    }
+
+    /// A node's executor retries a task whose path is not attached yet (after a miner restart
+    /// its node attaches it again) and fails one refused for good.
+    #[test]
+    fn an_unattached_path_is_worth_retrying_and_another_s_path_is_not() {
+        use sealing_exec::IndexError as Exec;
+        let mut ix = Index::default();
+        let id = Uuid::from_u128(1);
+        let unknown = ix.declare(id, SectorId { miner: 1000, number: 1 }, FileTypes::of(&[FileType::Sealed]), true);
+        assert!(matches!(Exec::from(unknown.unwrap_err()), Exec::Unavailable(m) if m.contains("is not attached")));
+        ix.attach_by(info(1, "http://10.0.0.1:3456/remote", true, false), FsStat::default(), Some("pc1")).unwrap();
+        let theirs = ix.check_owner(id, Some("c2")).unwrap_err();
+        assert!(matches!(Exec::from(theirs), Exec::Refused(m) if m.contains("belongs to worker \"pc1\"")));
+        let elsewhere =
+            IndexError::NotServedAt { id, url: "http://x/remote".into(), urls: vec!["http://y/remote".into()] };
+        assert!(matches!(Exec::from(elsewhere), Exec::Refused(m) if m.contains("its URLs: http://y/remote")));
     }
 
     #[test]

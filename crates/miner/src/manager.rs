@@ -6,6 +6,7 @@
 //! writes on its own thread). Heartbeat tasks, `Return*` calls and the ends of started calls
 //! become the core's inputs; its outputs (start a call, answer a task) run after the lock.
 
+use crate::index::IndexError;
 use crate::index::{origin, Index};
 use crate::jobs::{CallResult, Fate, Input, JobState, Jobs, Output, Phase, Record};
 use futures_util::future::BoxFuture;
@@ -13,7 +14,7 @@ use lotus_api::methods::WORKER_API_VERSION;
 use lotus_api::types::{seal_task_key, CallError, FsStat, SectorStorageInfo, StorageInfo, WorkerStats};
 use lotus_api::{ClientError, JwtSecret, Permission, RpcClient, SharedToken};
 use sealing_exec::index::IndexResult;
-use sealing_exec::{Executor, IndexError, TaskCall};
+use sealing_exec::{Executor, TaskCall};
 use sealing_sched::{Event, Scheduler, Selector, TaskRequest, WorkerSpec};
 use sealing_types::{CallId, FileTypes, PathType, SchedId, SectorId, SectorRef, TaskType, WorkerId, WorkerInfo};
 use std::collections::{BTreeMap, BTreeSet};
@@ -258,6 +259,16 @@ pub enum ConnectError {
     Backend { url: String, theirs: &'static str, ours: &'static str, fix: &'static str },
     #[error("the worker session at {url} is registered with the token of {registered}, not of {caller}: each worker registers with its own token")]
     Identity { url: String, registered: String, caller: String },
+}
+
+/// Why a worker's `Return*` is refused, by what the worker must do: keep the result and
+/// deliver it again once its host has registered, or stop offering it here.
+#[derive(Debug, thiserror::Error)]
+pub enum ReturnRefused {
+    #[error("call {} of sector {} is not a call of worker {worker:?}: refused", call.id, call.sector)]
+    NotItsCall { call: CallId, worker: String },
+    #[error("call {} ran on {host}, which has not registered again since the miner started; retry once it has", call.id)]
+    HostNotBack { call: CallId, host: String },
 }
 
 fn who(owner: &Option<String>) -> String {
@@ -1007,7 +1018,7 @@ impl Manager {
     /// `SealingAbort`: stop a running call on its worker (its proof process is killed) and fail
     /// the request, which sends the sector to its failure state (it retries later). Lotus
     /// only forgets the call and leaves the worker computing (lotus #5262, #9191).
-    pub async fn abort_call(self: &Arc<Self>, call: CallId) -> Result<(), String> {
+    pub async fn abort_call(self: &Arc<Self>, call: CallId) {
         let (worker, link) = {
             let st = self.lock();
             // An unknown call is aborted too, as Lotus does: its aborted result is recorded, so
@@ -1030,7 +1041,6 @@ impl Manager {
         // As a failed `Return*`: the call is over, so the tracker forgets it, and a retry of
         // its work starts anew rather than wait for this call as one still running.
         self.on_return(call, Err(CallError::unknown(format!("aborted by the operator ({what})"))));
-        Ok(())
     }
 
     /// `Return<Method>(callID, result, error)` from a worker (or the local executor). The
@@ -1091,11 +1101,11 @@ impl Manager {
         info: StorageInfo,
         stat: FsStat,
         owner: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), IndexError> {
         let effects = {
             let mut st = self.lock();
             let id = info.id;
-            st.index.attach_by(info, stat, owner).map_err(|e| e.to_string())?;
+            st.index.attach_by(info, stat, owner)?;
             let owners = Self::owners(&st, id);
             let evs = Self::space_events(&st, &owners);
             self.step(&mut st, Input::SchedBatch(evs)).0
@@ -1105,19 +1115,18 @@ impl Manager {
     }
 
     /// Whether the worker a token names may change the path (declare, drop, report, detach).
-    pub fn check_path(&self, id: Uuid, worker: &str) -> Result<(), String> {
-        self.lock().index.check_owner(id, Some(worker)).map_err(|e| e.to_string())
+    pub fn check_path(&self, id: Uuid, worker: &str) -> Result<(), IndexError> {
+        self.lock().index.check_owner(id, Some(worker))
     }
 
     /// Whether the worker a token names may deliver `call`'s result: the call must have been
     /// started on that worker (or, after a restart, recorded as running on its host). A result
     /// nothing is known about is taken and dropped as usual, unless a call of its sector is
     /// being started on another worker (the result would be held for that start).
-    pub fn check_return(&self, call: CallId, worker: &str) -> Result<(), String> {
+    pub fn check_return(&self, call: CallId, worker: &str) -> Result<(), ReturnRefused> {
         let st = self.lock();
         let mine = |id: &WorkerId| st.workers.get(id).is_some_and(|w| w.owner.as_deref() == Some(worker));
-        let refused =
-            || format!("call {} of sector {} is not a call of worker {worker:?}: refused", call.id, call.sector);
+        let refused = || ReturnRefused::NotItsCall { call, worker: worker.to_string() };
         let running_on = st.jobs.job_of_call(call).and_then(|j| match j.state {
             JobState::Running { worker, .. } => Some(worker),
             _ => None,
@@ -1132,10 +1141,7 @@ impl Manager {
                 return Ok(());
             }
             if on_host.is_empty() {
-                return Err(format!(
-                    "call {} ran on {host}, which has not registered again since the miner started; retry once it has",
-                    call.id
-                ));
+                return Err(ReturnRefused::HostNotBack { call, host });
             }
             return Err(refused());
         }
@@ -1155,10 +1161,10 @@ impl Manager {
         }
     }
 
-    pub fn storage_health(self: &Arc<Self>, id: Uuid, stat: FsStat, err: String) -> Result<(), String> {
+    pub fn storage_health(self: &Arc<Self>, id: Uuid, stat: FsStat, err: String) -> Result<(), IndexError> {
         let effects = {
             let mut st = self.lock();
-            st.index.health(id, stat, err).map_err(|e| e.to_string())?;
+            st.index.health(id, stat, err)?;
             let owners = Self::owners(&st, id);
             let evs = Self::space_events(&st, &owners);
             self.step(&mut st, Input::SchedBatch(evs)).0
@@ -1173,10 +1179,10 @@ impl Manager {
         sector: SectorId,
         types: FileTypes,
         primary: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), IndexError> {
         let effects = {
             let mut st = self.lock();
-            st.index.declare(id, sector, types, primary).map_err(|e| e.to_string())?;
+            st.index.declare(id, sector, types, primary)?;
             let owners = Self::owners(&st, id);
             let evs: Vec<Event> = owners.iter().map(|w| Event::SectorFiles { sector, worker: *w, types }).collect();
             self.step(&mut st, Input::SchedBatch(evs)).0
@@ -1187,14 +1193,14 @@ impl Manager {
 
     /// `StorageDetach(id, url)`: the node at `url` no longer serves the path. When no node
     /// does, its sector files are gone for the scheduler too.
-    pub fn storage_detach(self: &Arc<Self>, id: Uuid, url: &str) -> Result<(), String> {
+    pub fn storage_detach(self: &Arc<Self>, id: Uuid, url: &str) -> Result<(), IndexError> {
         let effects = {
             let mut st = self.lock();
             let owners = Self::owners(&st, id);
             let urls = st.index.paths().find(|(p, _)| **p == id).map(|(_, e)| e.info.urls.clone());
-            let urls = urls.ok_or_else(|| format!("storage path {id} is not attached"))?;
+            let urls = urls.ok_or(IndexError::UnknownPath(id))?;
             if !urls.iter().any(|u| u == url) {
-                return Err(format!("storage path {id} is not served at {url} (its URLs: {})", urls.join(", ")));
+                return Err(IndexError::NotServedAt { id, url: url.to_string(), urls });
             }
             let mut evs = vec![];
             if urls.len() == 1 {
@@ -1204,7 +1210,7 @@ impl Manager {
                     evs.extend(Self::drop_locked(&mut st, id, sector, d.file_type));
                 }
             }
-            st.index.detach(id, url).map_err(|e| e.to_string())?;
+            st.index.detach(id, url)?;
             evs.extend(Self::space_events(&st, &owners));
             self.step(&mut st, Input::SchedBatch(evs)).0
         };
@@ -1294,27 +1300,23 @@ mod tests;
 pub struct LocalIndex(pub Weak<Manager>);
 
 impl LocalIndex {
-    fn manager(&self) -> Result<Arc<Manager>, IndexError> {
-        self.0.upgrade().ok_or_else(|| IndexError::Unavailable("the miner is stopping".into()))
+    fn manager(&self) -> Result<Arc<Manager>, sealing_exec::IndexError> {
+        self.0.upgrade().ok_or_else(|| sealing_exec::IndexError::Unavailable("the miner is stopping".into()))
     }
 }
 
 impl sealing_exec::SectorIndex for LocalIndex {
     fn attach(&self, info: StorageInfo, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
-            self.manager()?.storage_attach(info, stat, None).map_err(IndexError::Refused)?;
+            self.manager()?.storage_attach(info, stat, None)?;
             Ok(())
         })
     }
     fn report_health(&self, id: Uuid, stat: FsStat) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(
-            async move { self.manager()?.storage_health(id, stat, String::new()).map_err(IndexError::Unavailable) },
-        )
+        Box::pin(async move { Ok(self.manager()?.storage_health(id, stat, String::new())?) })
     }
     fn declare(&self, id: Uuid, sector: SectorId, types: FileTypes, primary: bool) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(
-            async move { self.manager()?.storage_declare(id, sector, types, primary).map_err(IndexError::Unavailable) },
-        )
+        Box::pin(async move { Ok(self.manager()?.storage_declare(id, sector, types, primary)?) })
     }
     fn drop_sector(&self, id: Uuid, sector: SectorId, types: FileTypes) -> BoxFuture<'_, IndexResult<()>> {
         Box::pin(async move {
@@ -1329,7 +1331,7 @@ impl sealing_exec::SectorIndex for LocalIndex {
         Box::pin(async move { Ok(self.manager()?.storage_list()) })
     }
     fn detach(&self, id: Uuid, url: String) -> BoxFuture<'_, IndexResult<()>> {
-        Box::pin(async move { self.manager()?.storage_detach(id, &url).map_err(IndexError::Refused) })
+        Box::pin(async move { Ok(self.manager()?.storage_detach(id, &url)?) })
     }
 }
 

@@ -18,6 +18,23 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+/// Why work on this node's own storage paths (attach, declare, remove, detach, redeclare)
+/// failed, by what the caller must do: ask again once the miner answers (an unavailable
+/// index), fix the request (a path that is not this node's), or fix the disk.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    /// The miner's index could not be asked, or refused the call (`source` says which).
+    #[error("{doing}: {source}")]
+    Index { doing: String, source: crate::index::IndexError },
+    /// This node's disk or store failed (a path that cannot be read, a file that cannot be
+    /// removed).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The operator named no local path of this node.
+    #[error("{0}")]
+    NotLocal(String),
+}
+
 /// The asynchronous task methods of the worker API: each variant holds the method's params
 /// exactly as the contract ([`lotus_api::contract::worker`]) declares them, so what the miner
 /// sends and what a worker decodes are Lotus's shapes by construction. Each entry names the
@@ -176,9 +193,9 @@ impl Executor {
     }
 
     /// One small GPU proof in a proof process (see [`ProofJob::WarmUp`]), in a scratch directory.
-    pub async fn warm_up(&self) -> Result<(), String> {
+    pub async fn warm_up(&self) -> Result<(), CallError> {
         let dir = std::env::temp_dir().join(format!("lotus-gpu-warm-up-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| CallError::unknown(format!("creating {}: {e}", dir.display())))?;
         let job = Job {
             proof: sealing_types::RegisteredSealProof::STACKED_DRG_2KIB_V1_1,
             miner: 1000,
@@ -190,7 +207,7 @@ impl Executor {
         };
         let r = child::spawn(&self.exe, &job, child::Limits::default()).await;
         let _ = std::fs::remove_dir_all(&dir);
-        r.map(|_| ()).map_err(|e| e.message)
+        r.map(|_| ())
     }
 
     /// Run every task on the mock proof backend (no proof work), each taking `durations`.
@@ -205,22 +222,24 @@ impl Executor {
 
     /// Attach every local path to the index and declare the sectors in it (at start and after
     /// a miner restart, whose index lives in memory).
-    pub async fn declare_all(&self) -> Result<(), String> {
+    pub async fn declare_all(&self) -> Result<(), PathError> {
         for p in self.store.paths() {
             self.attach_path(&p).await?;
         }
         Ok(())
     }
 
-    pub async fn attach_path(&self, p: &LocalPath) -> Result<(), String> {
-        let stat = self.store.stat(p).map_err(|e| e.to_string())?;
-        self.index.attach(self.store.info(p), stat).await.map_err(|e| e.to_string())?;
+    pub async fn attach_path(&self, p: &LocalPath) -> Result<(), PathError> {
+        let stat = self.store.stat(p)?;
+        let index = |doing: String| move |source| PathError::Index { doing, source };
+        self.index.attach(self.store.info(p), stat).await.map_err(index(format!("attaching {}", p.root.display())))?;
         let mut by_sector: HashMap<SectorId, FileTypes> = HashMap::new();
         for (s, t) in self.store.sectors(p) {
             by_sector.entry(s).or_default().0 |= t.bit();
         }
         for (s, types) in by_sector {
-            self.index.declare(p.id(), s, types, p.meta.can_store).await.map_err(|e| e.to_string())?;
+            let declaring = format!("declaring {types} of {s} in {}", p.root.display());
+            self.index.declare(p.id(), s, types, p.meta.can_store).await.map_err(index(declaring))?;
         }
         Ok(())
     }
@@ -553,14 +572,14 @@ impl Executor {
     }
 
     /// Remove every local file of a sector and drop them from the index (`Remove`).
-    pub async fn remove_sector(&self, sector: SectorId) -> Result<(), String> {
+    pub async fn remove_sector(&self, sector: SectorId) -> Result<(), PathError> {
         for t in FileType::ALL {
-            let removed = self.store.remove(sector, t, &[]).map_err(|e| e.to_string())?;
+            let removed = self.store.remove(sector, t, &[])?;
             for path in removed {
-                self.index
-                    .drop_sector(path, sector, FileTypes::of(&[t]))
-                    .await
-                    .map_err(|e| format!("dropping {} of {sector} from the miner's index: {e}", t.name()))?;
+                self.index.drop_sector(path, sector, FileTypes::of(&[t])).await.map_err(|source| PathError::Index {
+                    doing: format!("dropping {} of {sector} from the miner's index", t.name()),
+                    source,
+                })?;
             }
         }
         Ok(())
@@ -568,32 +587,38 @@ impl Executor {
 
     /// Stop serving a local path (`StorageDetachLocal`): the miner's index forgets this node
     /// for it, and no task allocates in it any more. Its files stay on disk.
-    pub async fn detach_path(&self, root: &std::path::Path) -> Result<LocalPath, String> {
+    pub async fn detach_path(&self, root: &std::path::Path) -> Result<LocalPath, PathError> {
         let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-        let p = self
-            .store
-            .paths()
-            .into_iter()
-            .find(|p| p.root == root)
-            .ok_or_else(|| format!("{} is not a local storage path of this node", root.display()))?;
-        self.index.detach(p.id(), self.store.url.clone()).await.map_err(|e| e.to_string())?;
+        let p = self.store.paths().into_iter().find(|p| p.root == root).ok_or_else(|| {
+            PathError::NotLocal(format!("{} is not a local storage path of this node", root.display()))
+        })?;
+        self.index
+            .detach(p.id(), self.store.url.clone())
+            .await
+            .map_err(|source| PathError::Index { doing: format!("detaching {}", p.root.display()), source })?;
         self.store.detach(p.id());
         Ok(p)
     }
 
     /// Declare again what a path (or every path) holds (`StorageRedeclareLocal`); with
     /// `drop_missing`, files the index lists there but that are gone are dropped from it.
-    pub async fn redeclare(&self, id: Option<Uuid>, drop_missing: bool) -> Result<(), String> {
+    pub async fn redeclare(&self, id: Option<Uuid>, drop_missing: bool) -> Result<(), PathError> {
         let paths: Vec<LocalPath> =
             self.store.paths().into_iter().filter(|p| id.is_none_or(|id| p.id() == id)).collect();
         if let (Some(id), true) = (id, paths.is_empty()) {
-            return Err(format!("no local storage path has ID {id}: `lotus-worker storage list` shows them"));
+            return Err(PathError::NotLocal(format!(
+                "no local storage path has ID {id}: `lotus-worker storage list` shows them"
+            )));
         }
         for p in &paths {
             self.attach_path(p).await?;
         }
         if drop_missing {
-            let listed = self.index.list().await.map_err(|e| e.to_string())?;
+            let listed = self
+                .index
+                .list()
+                .await
+                .map_err(|source| PathError::Index { doing: "listing the miner's index".into(), source })?;
             for p in &paths {
                 let present: Vec<(SectorId, FileType)> = self.store.sectors(p);
                 for d in listed.get(&p.id()).into_iter().flatten() {
@@ -601,10 +626,9 @@ impl Executor {
                     for t in d.file_type.iter() {
                         if !present.contains(&(sector, t)) {
                             tracing::info!(path = %p.id(), "{} of {sector} is gone from {}; dropping it from the index", t.name(), p.root.display());
-                            self.index
-                                .drop_sector(p.id(), sector, FileTypes::of(&[t]))
-                                .await
-                                .map_err(|e| e.to_string())?;
+                            self.index.drop_sector(p.id(), sector, FileTypes::of(&[t])).await.map_err(|source| {
+                                PathError::Index { doing: format!("dropping {} of {sector}", t.name()), source }
+                            })?;
                         }
                     }
                 }

@@ -29,7 +29,7 @@ pub mod remote;
 pub mod store;
 pub mod wire;
 
-pub use exec::{Executor, Returner, TaskCall};
+pub use exec::{Executor, PathError, Returner, TaskCall};
 pub use index::{FixedIndex, IndexError, SectorIndex};
 /// Real proofs or the mock backend (tests and benchmarks whose subject is not the proof).
 pub use sealing_proofs::Backend;

@@ -872,7 +872,7 @@ fn api(
             cfg.storage_paths.push(repo::LocalPath { path: lp.root.clone() });
             repo.write_storage_config(&cfg).map_err(|e| RpcError::method(e.to_string()))?;
         }
-        ex.attach_path(&lp).await.map_err(RpcError::method)
+        ex.attach_path(&lp).await.map_err(|e| RpcError::method(e.to_string()))
     });
     s.method::<c::AbortCall, _, _, _>(ex.clone(), |ex, (call,)| async move { Ok(ex.abort(call)) });
     s.method::<c::StorageLocal, _, _, _>(ex.clone(), |ex, ()| async move {
@@ -928,14 +928,14 @@ fn api(
         Ok(())
     });
     s.method::<c::Remove, _, _, _>(ex.clone(), |ex, (sector,)| async move {
-        ex.remove_sector(sector).await.map_err(RpcError::method)
+        ex.remove_sector(sector).await.map_err(|e| RpcError::method(e.to_string()))
     });
     s.method::<c::StorageRedeclareLocal, _, _, _>(ex.clone(), |ex, (id, drop_missing)| async move {
-        ex.redeclare(id, drop_missing).await.map_err(RpcError::method)
+        ex.redeclare(id, drop_missing).await.map_err(|e| RpcError::method(e.to_string()))
     });
     // Detaching also takes the path out of storage.json, so a restart does not attach it again.
     async fn detach(ex: &sealing_exec::Executor, repo: &Repo, root: &std::path::Path) -> Result<(), RpcError> {
-        let p = ex.detach_path(root).await.map_err(RpcError::method)?;
+        let p = ex.detach_path(root).await.map_err(|e| RpcError::method(e.to_string()))?;
         let mut cfg = repo.storage_config().map_err(|e| RpcError::method(e.to_string()))?;
         cfg.storage_paths.retain(|lp| lp.path != p.root);
         repo.write_storage_config(&cfg).map_err(|e| RpcError::method(e.to_string()))
