@@ -95,13 +95,28 @@ enum AuthCmd {
 /// The `lotus-devnet` binary.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
+    if let Cmd::Daemon(_) = cli.cmd {
+        lotus_node::logging::init();
+    }
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli, stop))
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// `lotus-devnet daemon …` (`args[0]` is the program's name), parsed as the binary parses
+/// it, to run in this process: tests start a whole cluster in one process with it. It serves
+/// on the host's listener when it gives one (else on `--listen`) until the host's shutdown
+/// fires. A bad command line, or another command, fails here, before anything runs.
+pub fn in_process(args: &[&str], host: lotus_node::daemon::Host) -> Result<lotus_node::daemon::Running> {
+    let cli = Cli::try_parse_from(args)?;
+    let repo = Repo::new(lotus_node::repo::expand_home(&cli.repo), RepoKind::Devnet);
+    let Cmd::Daemon(a) = cli.cmd else { bail!("in_process runs `lotus-devnet daemon`") };
+    Ok(Box::pin(daemon(repo, a, host.listener, host.shutdown)))
+}
+
+async fn run(cli: Cli, shutdown: std::sync::Arc<tokio::sync::Notify>) -> Result<()> {
     let repo = Repo::new(lotus_node::repo::expand_home(&cli.repo), RepoKind::Devnet);
     match cli.cmd {
-        Cmd::Daemon(a) => daemon(repo, a).await,
+        Cmd::Daemon(a) => daemon(repo, a, None, shutdown).await,
         Cmd::Send { target, amount, from } => send(&repo, &target, &amount, from.as_deref()).await,
         Cmd::Auth { cmd } => {
             let (perm, info) = match &cmd {
@@ -153,8 +168,12 @@ async fn send(repo: &Repo, target: &str, amount: &str, from: Option<&str>) -> Re
     Ok(())
 }
 
-async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
-    lotus_node::logging::init();
+async fn daemon(
+    repo: Repo,
+    a: DaemonArgs,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: std::sync::Arc<tokio::sync::Notify>,
+) -> Result<()> {
     repo.create_dir()?;
     let _lock = repo.lock()?;
     if !repo.is_initialised() {
@@ -210,9 +229,14 @@ async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
     drop(node.state()); // genesis, or the epochs that passed while it was down
     node.mark_dirty();
     node.flush();
-    let addr: std::net::SocketAddr =
-        a.listen.parse().with_context(|| format!("--listen {:?}: expected host:port", a.listen))?;
-    let listener = lotus_node::daemon::bind(addr, || "another process uses it: pick another --listen".into()).await?;
+    let listener = match listener {
+        Some(l) => l,
+        None => {
+            let addr: std::net::SocketAddr =
+                a.listen.parse().with_context(|| format!("--listen {:?}: expected host:port", a.listen))?;
+            lotus_node::daemon::bind(addr, || "another process uses it: pick another --listen".into()).await?
+        }
+    };
     let bound = listener.local_addr()?;
     repo.write_file("api", lotus_api::apiinfo::to_multiaddr(&bound.to_string()).as_bytes(), 0o644)?;
     tracing::info!(%bound, "serving the FullNode v1 API on /rpc/v1");
@@ -230,7 +254,7 @@ async fn daemon(repo: Repo, a: DaemonArgs) -> Result<()> {
         lotus_node::daemon::HEADER_TIMEOUT,
         crate::node::router(node.clone()),
         &repo,
-        std::sync::Arc::new(tokio::sync::Notify::new()),
+        shutdown,
         || {},
         &background,
     )

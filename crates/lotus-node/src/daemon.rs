@@ -17,6 +17,19 @@ pub async fn bind(addr: SocketAddr, in_use: impl FnOnce() -> String) -> Result<T
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}: {}", in_use()))
 }
 
+/// What a daemon started as a library inside another program (a test) gets from it: the
+/// listener to serve on (none: the daemon binds its configured address) and the signal that
+/// stops it.
+#[derive(Default)]
+pub struct Host {
+    pub listener: Option<TcpListener>,
+    pub shutdown: Arc<Notify>,
+}
+
+/// A daemon started as a library: it serves until its [`Host`]'s shutdown fires, and ends
+/// once its background tasks have.
+pub type Running = std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'static>>;
+
 /// The long-lived background loops of a daemon (health reports, registration, proving):
 /// tracked, so that shutdown stops them and waits until each has ended.
 #[derive(Default)]

@@ -83,8 +83,6 @@ pub fn env_lookup(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
-/// `lotus-miner run`: lock the repo, load its config, bind `[API] ListenAddress`, and
-/// [`serve`].
 /// `lotus-miner run`'s flags.
 #[derive(Clone, Debug, Default)]
 pub struct RunFlags {
@@ -92,7 +90,20 @@ pub struct RunFlags {
     pub miner_api: Option<u16>,
 }
 
+/// `lotus-miner run`: lock the repo, load its config, bind `[API] ListenAddress`, and
+/// [`serve`].
 pub async fn run(repo: Repo, flags: RunFlags) -> Result<()> {
+    start(repo, flags, None, Arc::new(Notify::new())).await
+}
+
+/// [`run`] on `listener` when one is given (else on `[API] ListenAddress`), until `shutdown`
+/// is notified.
+pub async fn start(
+    repo: Repo,
+    flags: RunFlags,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: Arc<Notify>,
+) -> Result<()> {
     repo.require_initialised()?;
     let _lock = repo.lock()?;
     let (mut cfg, warnings) = MinerConfig::load(&repo.file("config.toml"), &env_lookup)?;
@@ -102,15 +113,20 @@ pub async fn run(repo: Repo, flags: RunFlags) -> Result<()> {
     if let Some(port) = flags.miner_api {
         cfg.api.listen_address = format!("/ip4/127.0.0.1/tcp/{port}/http");
     }
-    let listen = lotus_api::apiinfo::listen_addr(&cfg.api.listen_address)?;
-    let listener = lotus_node::daemon::bind(listen, || {
-        format!(
-            "[API] ListenAddress in {}: is another lotus-miner running? Change the address or stop the other process",
-            repo.file("config.toml").display()
-        )
-    })
-    .await?;
-    serve(repo, cfg, listener, Arc::new(Notify::new())).await
+    let listener = match listener {
+        Some(l) => l,
+        None => {
+            let listen = lotus_api::apiinfo::listen_addr(&cfg.api.listen_address)?;
+            lotus_node::daemon::bind(listen, || {
+                format!(
+                    "[API] ListenAddress in {}: is another lotus-miner running? Change the address or stop the other process",
+                    repo.file("config.toml").display()
+                )
+            })
+            .await?
+        }
+    };
+    serve(repo, cfg, listener, shutdown).await
 }
 
 /// The miner daemon on a locked, initialised repo with its loaded config, serving on

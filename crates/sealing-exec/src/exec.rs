@@ -119,7 +119,9 @@ pub struct Executor {
     pub index: Arc<dyn SectorIndex>,
     pub fetcher: Fetcher,
     returner: Arc<dyn Returner>,
-    /// The binary that runs `proof-task` (this process's own executable).
+    /// The binary that runs `proof-task`: this process's own executable, or
+    /// `LOTUS_PROOF_TASK_BINARY` (a daemon started as a library inside another program, such
+    /// as a test, names `lotus-worker` or `lotus-miner` there).
     exe: PathBuf,
     running: Mutex<HashMap<CallId, JoinHandle<()>>>,
     /// One acquisition (fetch or move) per sector at a time on this node.
@@ -163,7 +165,10 @@ impl Executor {
             index,
             fetcher,
             returner,
-            exe: std::env::current_exe()?,
+            exe: match std::env::var_os("LOTUS_PROOF_TASK_BINARY") {
+                Some(exe) => PathBuf::from(exe),
+                None => std::env::current_exe()?,
+            },
             running: Mutex::new(HashMap::new()),
             sector_locks: Mutex::new(HashMap::new()),
             sealing_limits: Mutex::new(child::Limits::default()),

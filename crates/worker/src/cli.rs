@@ -192,12 +192,9 @@ pub struct RunArgs {
     pub mock_task_durations: String,
 }
 
-pub fn main() -> Result<()> {
-    let cli = Cli::parse();
-    if !cli.enable_gpu_proving {
-        // SAFETY: set before any thread is started.
-        unsafe { std::env::set_var("BELLMAN_NO_GPU", "true") };
-    }
+/// The worker's repo and the miner's a command line names (flags, else the environment,
+/// else the guides' defaults).
+fn repos_of(cli: &Cli) -> (Repo, Repo) {
     let worker_repo = Repo::new(
         repo::resolve_path(cli.worker_repo.as_deref(), &["LOTUS_WORKER_PATH", "WORKER_PATH"], &[".lotusworker"]),
         RepoKind::Worker,
@@ -210,6 +207,28 @@ pub fn main() -> Result<()> {
         ),
         RepoKind::Miner,
     );
+    (worker_repo, miner_repo)
+}
+
+/// `lotus-worker run …` (`args[0]` is the program's name), parsed as the binary parses it,
+/// to run in this process: tests start a whole cluster in one process with it. It serves on
+/// the host's listener when it gives one (else on `--listen`) until the host's shutdown
+/// fires. Unlike the binary it sets no environment (`--enable-gpu-proving=false`): the process's environment is
+/// the caller's. A bad command line, or another command, fails here, before anything runs.
+pub fn in_process(args: &[&str], host: lotus_node::daemon::Host) -> Result<lotus_node::daemon::Running> {
+    let cli = Cli::try_parse_from(args)?;
+    let (worker_repo, miner_repo) = repos_of(&cli);
+    let Cmd::Run(a) = cli.cmd else { bail!("in_process runs `lotus-worker run`") };
+    Ok(Box::pin(run(a, worker_repo, miner_repo, host.listener, host.shutdown)))
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if !cli.enable_gpu_proving {
+        // SAFETY: set before any thread is started.
+        unsafe { std::env::set_var("BELLMAN_NO_GPU", "true") };
+    }
+    let (worker_repo, miner_repo) = repos_of(&cli);
     if let Cmd::FetchParams { size } = &cli.cmd {
         // Before the runtime starts: it points the proofs library at a temporary directory.
         return lotus_node::params::fetch(size).map_err(|e| anyhow::anyhow!(e));
@@ -220,7 +239,7 @@ pub fn main() -> Result<()> {
 
 async fn dispatch(cmd: Cmd, worker_repo: Repo, miner_repo: Repo, json: bool) -> Result<()> {
     match cmd {
-        Cmd::Run(a) => run(a, worker_repo, miner_repo).await,
+        Cmd::Run(a) => run(a, worker_repo, miner_repo, None, std::sync::Arc::default()).await,
         Cmd::Info => info(&worker_repo, json).await,
         Cmd::Resources { all, default } => {
             let mode = match (all, default) {
@@ -341,7 +360,13 @@ fn miner_api_info(miner_repo: &Repo) -> Result<ApiInfo> {
     Ok(ApiInfo::parse(&format!("{token}:{addr}"))?)
 }
 
-async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
+async fn run(
+    a: RunArgs,
+    worker_repo: Repo,
+    miner_repo: Repo,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: std::sync::Arc<tokio::sync::Notify>,
+) -> Result<()> {
     let flags = TaskFlags {
         addpiece: a.addpiece,
         datacid: a.datacid,
@@ -379,7 +404,7 @@ async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
         ),
         false => None,
     };
-    daemon::run(Settings {
+    let settings = Settings {
         mock,
         parallel_fetch_limit: a.parallel_fetch_limit as usize,
         post_parallel_reads: a.post_parallel_reads as usize,
@@ -397,8 +422,8 @@ async fn run(a: RunArgs, worker_repo: Repo, miner_repo: Repo) -> Result<()> {
         no_swap: a.no_swap,
         task_types,
         connect_timeout,
-    })
-    .await
+    };
+    daemon::start(settings, listener, shutdown).await
 }
 
 /// A client for this machine's running worker (its repo's `api` and `token`).

@@ -316,9 +316,9 @@ mod auth_tests {
     }
 }
 
-/// `lotus-worker run`: create and lock the repo, wait for the miner, bind `--listen`, and
-/// [`serve`].
-pub async fn run(mut s: Settings) -> Result<()> {
+/// `lotus-worker run`: create and lock the repo, wait for the miner, bind `listener` when one
+/// is given (else `--listen`), and [`serve`] until `shutdown` is notified.
+pub async fn start(mut s: Settings, listener: Option<tokio::net::TcpListener>, shutdown: Arc<Notify>) -> Result<()> {
     // The repo: created on first start, locked for the life of the process.
     s.repo.create_dir()?;
     let _lock = s.repo.lock()?;
@@ -354,13 +354,20 @@ pub async fn run(mut s: Settings) -> Result<()> {
     }
     let miner = Arc::new(miner);
 
-    let listen: SocketAddr =
-        s.listen.parse().with_context(|| format!("--listen {:?} is not an address like 0.0.0.0:3456", s.listen))?;
-    let listener = lotus_node::daemon::bind(listen, || {
-        "another worker (or process) uses that port; give each worker on this host its own --listen port".into()
-    })
-    .await?;
-    serve(s, miner, listener, Arc::new(Notify::new())).await
+    let listener = match listener {
+        Some(l) => l,
+        None => {
+            let listen: SocketAddr = s
+                .listen
+                .parse()
+                .with_context(|| format!("--listen {:?} is not an address like 0.0.0.0:3456", s.listen))?;
+            lotus_node::daemon::bind(listen, || {
+                "another worker (or process) uses that port; give each worker on this host its own --listen port".into()
+            })
+            .await?
+        }
+    };
+    serve(s, miner, listener, shutdown).await
 }
 
 /// The worker daemon on a locked repo, its miner answering, serving on `listener` (port 0

@@ -325,16 +325,48 @@ pub enum WorkersCmd {
     },
 }
 
-pub fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// The repo a command line names (`--miner-repo`, else the environment, else the guides'
+/// defaults), with the output flags every command reads set.
+fn repo_of(cli: &Cli) -> Repo {
     let repo_path = repo::resolve_path(
         cli.repo.as_deref(),
         &["LOTUS_MINER_PATH", "LOTUS_STORAGE_PATH"],
         repo::miner_repo_defaults(),
     );
-    let repo = Repo::new(repo_path, RepoKind::Miner);
     client::set_json(cli.json);
     client::set_actor(cli.actor.clone());
+    Repo::new(repo_path, RepoKind::Miner)
+}
+
+/// `lotus-miner run …` (`args[0]` is the program's name), parsed as the binary parses it, to
+/// run in this process: tests start a whole cluster in one process with it. It serves on
+/// the host's listener when it gives one (else on `[API] ListenAddress`) until the host's
+/// shutdown fires. Unlike the binary it sets no environment (`-vv`, `--enable-gpu-proving=false`): the
+/// process's environment is the caller's. A bad command line, or another command, fails here,
+/// before anything runs.
+pub fn in_process(args: &[&str], host: lotus_node::daemon::Host) -> Result<lotus_node::daemon::Running> {
+    let cli = Cli::try_parse_from(args)?;
+    let repo = repo_of(&cli);
+    let Cmd::Run { miner_api, .. } = cli.cmd else {
+        bail!("in_process runs `lotus-miner run`; give other commands to command_in_process");
+    };
+    Ok(Box::pin(daemon::start(repo, daemon::RunFlags { miner_api }, host.listener, host.shutdown)))
+}
+
+/// Any other `lotus-miner` command line, run in this process as the binary runs it (its
+/// output goes to this process's stdout).
+pub async fn command_in_process(args: &[&str]) -> Result<()> {
+    let cli = Cli::try_parse_from(args)?;
+    let repo = repo_of(&cli);
+    if let Cmd::Run { .. } | Cmd::FetchParams { .. } = cli.cmd {
+        bail!("command_in_process runs client commands; start the daemon with in_process");
+    }
+    dispatch(cli.cmd, repo).await
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let repo = repo_of(&cli);
     if cli.vv && std::env::var_os("RUST_LOG").is_none() {
         // Before any thread starts.
         std::env::set_var("RUST_LOG", "debug");
