@@ -102,21 +102,21 @@ fn a_cluster_in_one_process_seals_a_sector_and_stops_cleanly() {
                 "--pre-commit-challenge-delay",
                 "2",
             ],
-            host(devnet_l, &stop)
+            host(devnet_l, &stop),
         )
         .unwrap();
         let devnet = Daemon { name: "devnet", port: devnet_port, repo: devnet, stop, running: tokio::spawn(run) };
-        until("the devnet's api file", Duration::from_secs(20), async || devnet.repo.file("api").exists().then_some(()))
-            .await;
+        let api_file = devnet.repo.file("api");
+        until("the devnet's api file", Duration::from_secs(20), async || api_file.exists().then_some(())).await;
 
-        let init = ["lotus-miner", "--miner-repo", text(&miner_repo), "init", "--sector-size", "2KiB", "--confidence", "1"];
+        let init =
+            ["lotus-miner", "--miner-repo", text(&miner_repo), "init", "--sector-size", "2KiB", "--confidence", "1"];
         miner::cli::command_in_process(&init).await.expect("lotus-miner init");
         // The miner's own worker seals nothing: every sealing task goes to the worker below.
         let off = ["AllowAddPiece", "AllowPreCommit1", "AllowPreCommit2", "AllowCommit", "AllowUnseal"];
         let storage: String = off.iter().map(|k| format!("  {k} = false\n")).collect();
-        let config = format!(
-            "[Storage]\n{storage}[Chain]\n  MessageConfidence = 1\n[Devnet]\n  MockProofs = true\n  MockTaskDurations = \"\"\n"
-        );
+        let devnet_keys = "[Devnet]\n  MockProofs = true\n  MockTaskDurations = \"\"\n";
+        let config = format!("[Storage]\n{storage}[Chain]\n  MessageConfidence = 1\n{devnet_keys}");
         std::fs::write(miner_repo.join("config.toml"), config).unwrap();
         let stop = Arc::new(Notify::new());
         let run =
